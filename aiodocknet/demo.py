@@ -1,0 +1,107 @@
+"""``docknet demo``: a master and slave processes on this machine, the data
+plane measured end to end, everything torn down afterwards (also on Ctrl-C).
+
+It needs nothing configured: the master runs in a temporary directory with
+the default subnet. The full service-mesh demo builds on this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from .control import request
+
+__all__ = ["run_demo"]
+
+STEPS: list[tuple[str, list[str]]] = [
+    ("64 B request/response, 1 connection", ["rr", "--size", "64", "--conns", "1"]),
+    ("64 B request/response, 32 connections", ["rr", "--size", "64", "--conns", "32"]),
+    ("64 KiB streaming, 1 connection", ["stream", "--size", "65536"]),
+]
+
+
+class _Procs:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+        p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(self.procs):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _line(p: subprocess.Popen[str]) -> dict[str, Any]:
+    assert p.stdout is not None
+    raw = p.stdout.readline()
+    if not raw:
+        raise RuntimeError(f"process {p.args!r} exited with {p.wait()}")
+    return dict(json.loads(raw))
+
+
+def run_demo(seconds: float = 3.0) -> int:
+    py = sys.executable
+    procs = _Procs()
+    with tempfile.TemporaryDirectory(prefix="docknet-demo-") as run_dir:
+        sock = os.path.join(run_dir, "master.sock")
+        env = dict(os.environ, DOCKNET_MASTER=sock, DOCKNET_LOG_LEVEL="warning")
+        try:
+            print(f"starting a DockNet master in {run_dir} ...", flush=True)
+            master = procs.start([py, "-m", "aiodocknet.cli", "--log-level", "warning", "master",
+                                  "--run-dir", run_dir], env)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if request(sock, {"op": "ping"}).get("ok"):
+                        break
+                except OSError:
+                    pass
+                if master.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the master did not start")
+                time.sleep(0.05)
+            server = procs.start([py, "-m", "aiodocknet.native_bench", "serve", "--name", "demo-server"], env)
+            ready = _line(server)
+            print(f"server endpoint attached at {ready['address']}", flush=True)
+            rows = []
+            for i, (title, args) in enumerate(STEPS):
+                print(f"  {title} ...", flush=True)
+                client = procs.start([py, "-m", "aiodocknet.native_bench", *args, "--name", f"demo-client{i}",
+                                      "--target", ready["address"], "--seconds", str(seconds)], env)
+                rows.append((title, _line(client)))
+                client.wait()
+            status = request(sock, {"op": "status"})
+        except KeyboardInterrupt:
+            print("interrupted; tearing down", flush=True)
+            return 130
+        finally:
+            procs.stop_all()
+    print()
+    print("DockNet data plane: slave -> master switch -> slave (DPDK memif + lwIP), native loops")
+    print(f"{'test':42} {'result':>18} {'p50':>9} {'p99':>9}")
+    for title, r in rows:
+        if "rt_per_s" in r:
+            print(f"{title:42} {r['rt_per_s']:>12,.0f} rt/s {r['p50_us']:>7.1f}us {r['p99_us']:>7.1f}us")
+        else:
+            print(f"{title:42} {r['gbit_per_s']:>12.2f} Gbit/s")
+    sw = status["switch"]
+    print(f"\nmaster switch: {sw['loops']:,} loop iterations, {sw['sleeps']:,} sleeps; "
+          f"slave DPDK heap {rows[0][1]['dpdk_heap_reserved_mb']} MiB")
+    print("compare with the kernel: `make bench`")
+    return 0

@@ -1,0 +1,285 @@
+"""The master's control socket: attach, detach, resolve, status.
+
+Each slave holds one connection for as long as it is attached; when that
+connection closes (detach, exit, SIGKILL) its endpoint, port and address are
+freed. Requests that make no sense get an error reply and the connection
+stays usable; a connection that sends garbage is logged and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..control import recv_message, send_message
+from ..log import get_logger
+from .addresses import AddressPool
+from .switch import Switch, mac_of
+
+__all__ = ["ControlServer", "Endpoint"]
+
+log = get_logger("aiodocknet.master")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass
+class Endpoint:
+    name: str
+    address: str
+    mac: str
+    slot: int
+    memif_socket: str
+    secret: str
+    pid: int | None
+    doorbell_fd: int
+    wake_fd: int
+    attached_at: float = field(default_factory=time.time)
+
+
+class RequestError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ControlServer:
+    def __init__(
+        self,
+        path: str,
+        run_dir: str,
+        switch: Switch,
+        addresses: AddressPool,
+        mtu: int,
+    ) -> None:
+        self.path = path
+        self.run_dir = run_dir
+        self.switch = switch
+        self.addresses = addresses
+        self.mtu = mtu
+        self.endpoints: dict[str, Endpoint] = {}
+        self._conn_endpoint: dict[socket.socket, str] = {}
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._counter = 0
+        self._handlers: dict[str, Callable[[socket.socket, dict[str, Any]], tuple[dict[str, Any], list[int]]]] = {
+            "attach": self._attach,
+            "resolve": self._resolve,
+            "status": self._status,
+            "ping": lambda conn, msg: ({"pong": True}, []),
+        }
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        memif_dir = os.path.join(self.run_dir, "memif")
+        os.makedirs(memif_dir, mode=0o755, exist_ok=True)
+        if os.path.exists(self.path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                probe.connect(self.path)
+            except OSError:
+                os.unlink(self.path)  # left by a master that died
+            else:
+                probe.close()
+                raise OSError(errno.EADDRINUSE, f"another master is running on {self.path}")
+        # This master owns the run directory now: memif sockets left by one
+        # that died would make every new port fail with EADDRINUSE.
+        for leftover in os.listdir(memif_dir):
+            os.unlink(os.path.join(memif_dir, leftover))
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        sock.bind(self.path)
+        os.chmod(self.path, 0o660)
+        sock.listen(128)
+        sock.setblocking(False)
+        self._sock = sock
+        self._loop.add_reader(sock.fileno(), self._accept)
+        log.info("control socket ready", path=self.path)
+
+    def close(self) -> None:
+        assert self._loop is not None
+        for conn in list(self._conn_endpoint):
+            self._drop(conn, "master stopping")
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    # ---- connections ----
+
+    def _accept(self) -> None:
+        assert self._sock is not None and self._loop is not None
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        conn.setblocking(False)
+        self._conn_endpoint[conn] = ""
+        self._loop.add_reader(conn.fileno(), self._readable, conn)
+
+    def _peer_pid(self, conn: socket.socket) -> int | None:
+        try:
+            cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        except OSError:
+            return None
+        return int.from_bytes(cred[:4], "little")
+
+    def _readable(self, conn: socket.socket) -> None:
+        try:
+            msg, fds = recv_message(conn)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("bad control message", error=str(exc), pid=self._peer_pid(conn))
+            self._drop(conn, "bad message")
+            return
+        for fd in fds:  # nothing a slave sends carries descriptors
+            os.close(fd)
+        if msg is None:
+            self._drop(conn, "closed")
+            return
+        op = msg.get("op")
+        handler = self._handlers.get(op) if isinstance(op, str) else None
+        reply_fds: list[int] = []
+        try:
+            if handler is None:
+                raise RequestError(errno.EINVAL, f"unknown operation {op!r}")
+            result, reply_fds = handler(conn, msg)
+            reply: dict[str, Any] = {"ok": True, **result}
+        except RequestError as exc:
+            reply = {"ok": False, "code": errno.errorcode.get(exc.code, "EIO"), "error": str(exc)}
+            log.warning("request refused", op=op, error=str(exc), pid=self._peer_pid(conn))
+        try:
+            send_message(conn, reply, reply_fds)
+        except OSError as exc:
+            log.warning("cannot reply", error=str(exc))
+            self._drop(conn, "reply failed")
+
+    def _drop(self, conn: socket.socket, why: str) -> None:
+        assert self._loop is not None
+        name = self._conn_endpoint.pop(conn, "")
+        self._loop.remove_reader(conn.fileno())
+        conn.close()
+        if name:
+            self._detach(name, why)
+
+    # ---- requests ----
+
+    def _attach(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        name = msg.get("endpoint")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise RequestError(
+                errno.EINVAL,
+                "endpoint name must be 1-63 letters, digits, '.', '_' or '-' "
+                "and start with a letter or digit",
+            )
+        if self._conn_endpoint.get(conn):
+            raise RequestError(errno.EISCONN, "this connection is already attached")
+        if name in self.endpoints:
+            raise RequestError(errno.EADDRINUSE, f"endpoint {name!r} is already attached")
+        try:
+            address = self.addresses.allocate()
+        except ValueError as exc:
+            raise RequestError(errno.ENOSPC, str(exc)) from None
+        self._counter += 1
+        memif_socket = os.path.join(self.run_dir, "memif", f"ep{self._counter}.sock")
+        secret = secrets.token_hex(12)
+        doorbell = os.memfd_create("docknet-doorbell", os.MFD_CLOEXEC)
+        wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            os.ftruncate(doorbell, 4096)
+            slot = self.switch.add(
+                socket=memif_socket,
+                secret=secret,
+                ip=address,
+                doorbell_fd=doorbell,
+                slave_wake_fd=wake,
+            )
+        except OSError as exc:
+            os.close(doorbell)
+            os.close(wake)
+            self.addresses.release(address)
+            raise RequestError(exc.errno or errno.EIO, f"cannot create the endpoint's port: {exc.strerror}") from None
+        ep = Endpoint(
+            name=name,
+            address=address,
+            mac=mac_of(address),
+            slot=slot,
+            memif_socket=memif_socket,
+            secret=secret,
+            pid=self._peer_pid(conn),
+            doorbell_fd=doorbell,
+            wake_fd=wake,
+        )
+        self.endpoints[name] = ep
+        self._conn_endpoint[conn] = name
+        log.info("endpoint attached", endpoint=name, address=address, slot=slot, pid=ep.pid)
+        reply = {
+            "address": address,
+            "prefix": self.addresses.subnet.prefixlen,
+            "gateway": self.addresses.gateway,
+            "mac": ep.mac,
+            "mtu": self.mtu,
+            "memif_socket": memif_socket,
+            "memif_secret": secret,
+        }
+        return reply, [doorbell, wake, self.switch.wake_fd]
+
+    def _detach(self, name: str, why: str) -> None:
+        ep = self.endpoints.pop(name, None)
+        if ep is None:
+            return
+        try:
+            self.switch.remove(ep.slot)
+        except OSError as exc:
+            log.error("cannot remove port", endpoint=name, error=str(exc))
+        os.close(ep.doorbell_fd)
+        os.close(ep.wake_fd)
+        try:
+            os.unlink(ep.memif_socket)
+        except FileNotFoundError:
+            pass
+        self.addresses.release(ep.address)
+        log.info("endpoint detached", endpoint=name, address=ep.address, reason=why)
+
+    def _resolve(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        name = msg.get("name")
+        ep = self.endpoints.get(name) if isinstance(name, str) else None
+        if ep is None:
+            raise RequestError(errno.ENOENT, f"no endpoint named {name!r}")
+        return {"address": ep.address}, []
+
+    def _status(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        endpoints = []
+        for ep in self.endpoints.values():
+            try:
+                counters = self.switch.port_counters(ep.slot)
+            except OSError:
+                counters = {}
+            endpoints.append(
+                {
+                    "name": ep.name,
+                    "address": ep.address,
+                    "mac": ep.mac,
+                    "pid": ep.pid,
+                    "attached_at": ep.attached_at,
+                    "counters": counters,
+                }
+            )
+        return {
+            "pid": os.getpid(),
+            "subnet": str(self.addresses.subnet),
+            "endpoints": endpoints,
+            "addresses_in_use": self.addresses.in_use(),
+            "switch": self.switch.counters(),
+        }, []

@@ -1,0 +1,78 @@
+"""Python face of the native switch (native/dn_switch.h)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any
+
+from .._errors import check
+from .._native import ffi, lib
+
+__all__ = ["Switch", "mac_of"]
+
+
+def mac_of(ip: str) -> str:
+    mac = ffi.new("uint8_t[6]")
+    lib.dn_switch_mac_of(int(ipaddress.IPv4Address(ip)), mac)
+    return ":".join(f"{b:02x}" for b in bytes(ffi.buffer(mac)))
+
+
+class Switch:
+    """The data-plane thread and its ports. One per master."""
+
+    def __init__(
+        self,
+        subnet: ipaddress.IPv4Network,
+        gateway: str,
+        *,
+        mtu: int,
+        n_mbufs: int,
+        max_endpoints: int,
+        spin_us: int,
+    ) -> None:
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        cfg = ffi.new("struct dn_switch_config *")
+        cfg.subnet = int(subnet.network_address)
+        cfg.netmask = int(subnet.netmask)
+        cfg.gateway = int(ipaddress.IPv4Address(gateway))
+        cfg.mtu = mtu
+        cfg.n_mbufs = n_mbufs
+        cfg.max_endpoints = max_endpoints
+        cfg.spin_us = spin_us
+        cfg.wake_fd = self.wake_fd
+        out = ffi.new("struct dn_switch **")
+        try:
+            check(lib.dn_switch_create(cfg, out))
+        except OSError:
+            os.close(self.wake_fd)
+            raise
+        self._sw: Any = out[0]
+
+    def add(self, *, socket: str, secret: str, ip: str, doorbell_fd: int, slave_wake_fd: int) -> int:
+        ep = ffi.new("struct dn_endpoint_config *")
+        keep = (ffi.new("char[]", socket.encode()), ffi.new("char[]", secret.encode()))
+        ep.socket, ep.secret = keep
+        ep.ip = int(ipaddress.IPv4Address(ip))
+        ep.doorbell_fd = doorbell_fd
+        ep.slave_wake_fd = slave_wake_fd
+        return check(lib.dn_switch_add(self._sw, ep))
+
+    def remove(self, slot: int) -> None:
+        check(lib.dn_switch_remove(self._sw, slot))
+
+    def port_counters(self, slot: int) -> dict[str, int]:
+        c = ffi.new("struct dn_port_counters *")
+        check(lib.dn_switch_port_counters(self._sw, slot, c))
+        return {name: int(getattr(c, name)) for name, _ in ffi.typeof(c[0]).fields}
+
+    def counters(self) -> dict[str, int]:
+        c = ffi.new("struct dn_switch_counters *")
+        lib.dn_switch_counters(self._sw, c)
+        return {name: int(getattr(c, name)) for name, _ in ffi.typeof(c[0]).fields}
+
+    def close(self) -> None:
+        if self._sw is not None:
+            lib.dn_switch_destroy(self._sw)
+            self._sw = None
+            os.close(self.wake_fd)

@@ -1,0 +1,372 @@
+"""``SlaveStack``: this process's DockNet endpoint (lwIP over memif).
+
+A SlaveStack attaches to the host's master, which gives it an address, a
+memif link and a doorbell; it then offers socket-like calls on connection
+ids and a batched ``poll()``. It belongs to the thread that polls it (the
+event loop's, in ``DockNetLoop``). There is one per process: lwIP keeps
+global state.
+
+Blocking is the caller's business: ``arm()`` then wait for ``fileno()`` to
+become readable (or ``timeout()`` to pass), then ``disarm()``. ``wait()``
+does that with ``select`` for code that has no event loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import select
+import socket
+import time
+from typing import Any, NamedTuple
+
+from ._errors import check, raise_errno
+from ._native import ffi, lib
+from .control import ControlError, default_master_path, recv_message, send_message
+from .eal import init_eal
+from .log import get_logger
+
+__all__ = [
+    "ACCEPTED",
+    "CONNECTED",
+    "ERROR",
+    "PEER_CLOSED",
+    "PING_REPLY",
+    "READABLE",
+    "WRITABLE",
+    "AttachInfo",
+    "Event",
+    "SlaveStack",
+]
+
+log = get_logger("aiodocknet.stack")
+
+ACCEPTED = lib.DN_EV_ACCEPTED
+CONNECTED = lib.DN_EV_CONNECTED
+READABLE = lib.DN_EV_READABLE
+WRITABLE = lib.DN_EV_WRITABLE
+PEER_CLOSED = lib.DN_EV_PEER_CLOSED
+ERROR = lib.DN_EV_ERROR
+PING_REPLY = lib.DN_EV_PING_REPLY
+
+EVENT_NAMES = {
+    ACCEPTED: "accepted",
+    CONNECTED: "connected",
+    READABLE: "readable",
+    WRITABLE: "writable",
+    PEER_CLOSED: "peer_closed",
+    ERROR: "error",
+    PING_REPLY: "ping_reply",
+}
+
+SLAVE_MEM_MB = 64
+SLAVE_MBUFS = 8191
+_EAGAIN = -errno.EAGAIN
+
+
+class Event(NamedTuple):
+    """``kind`` is one of the module constants; for ACCEPTED ``arg`` is the
+    listener id, for ERROR the errno, for PING_REPLY ``conn`` is the
+    sequence number and ``arg`` the round trip in microseconds."""
+
+    kind: int
+    conn: int
+    arg: int
+
+    def __repr__(self) -> str:
+        return f"Event({EVENT_NAMES.get(self.kind, self.kind)}, conn={self.conn}, arg={self.arg})"
+
+
+class AttachInfo(NamedTuple):
+    endpoint: str
+    address: str
+    prefix: int
+    gateway: str
+    mac: str
+    mtu: int
+    memif_socket: str
+    memif_secret: str
+
+
+def _ip(host: str | None) -> int:
+    if host is None or host in ("", "0.0.0.0"):
+        return 0
+    return int(ipaddress.IPv4Address(host))
+
+
+def _ip_str(value: int) -> str:
+    return str(ipaddress.IPv4Address(value))
+
+
+class SlaveStack:
+    """One DockNet endpoint of this process. Use :meth:`attach`."""
+
+    def __init__(
+        self, stack: Any, fds: tuple[int, int], control: socket.socket, info: AttachInfo
+    ) -> None:
+        self._st = stack
+        self._fds = fds
+        self._control = control
+        self.info = info
+        self._events = ffi.new("struct dn_event[]", 512)
+        self._ip = ffi.new("uint32_t *")
+        self._port = ffi.new("uint16_t *")
+        self._closed = False
+
+    # ---- attaching ----
+
+    @classmethod
+    def attach(
+        cls,
+        endpoint: str,
+        master: str | None = None,
+        *,
+        max_conns: int = 16384,
+        link_timeout: float = 10.0,
+    ) -> SlaveStack:
+        """Attach to the master as ``endpoint`` and bring the link up."""
+        path = master or default_master_path()
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            try:
+                control.connect(path)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise type(exc)(
+                    exc.errno,
+                    f"no DockNet master at {path} (is `docknet master` running? "
+                    "set DOCKNET_MASTER to its control socket)",
+                ) from None
+            send_message(control, {"op": "attach", "endpoint": endpoint, "pid": os.getpid()})
+            reply, fds = recv_message(control)
+            if reply is None:
+                raise ConnectionResetError(
+                    errno.ECONNRESET, f"DockNet master at {path} closed the connection"
+                )
+            if not reply.get("ok"):
+                for fd in fds:
+                    os.close(fd)
+                code = getattr(errno, str(reply.get("code")), errno.EPROTO)
+                raise ControlError(code, f"master refused attach: {reply.get('error')}")
+            if len(fds) != 3:
+                for fd in fds:
+                    os.close(fd)
+                raise ControlError(errno.EPROTO, "master sent a malformed attach reply")
+            info = AttachInfo(
+                endpoint=endpoint,
+                address=reply["address"],
+                prefix=int(reply["prefix"]),
+                gateway=reply["gateway"],
+                mac=reply["mac"],
+                mtu=int(reply["mtu"]),
+                memif_socket=reply["memif_socket"],
+                memif_secret=reply["memif_secret"],
+            )
+            init_eal("slave", SLAVE_MEM_MB)
+            stack, own_fds = cls._open(info, fds, max_conns, link_timeout)
+        except BaseException:
+            control.close()
+            raise
+        log.info(
+            "attached",
+            endpoint=endpoint,
+            address=info.address,
+            mac=info.mac,
+            mtu=info.mtu,
+            master=path,
+        )
+        return cls(stack, own_fds, control, info)
+
+    @staticmethod
+    def _open(
+        info: AttachInfo, fds: list[int], max_conns: int, link_timeout: float
+    ) -> tuple[Any, tuple[int, int]]:
+        doorbell, wake, master_wake = fds
+        net = ipaddress.IPv4Network(f"{info.address}/{info.prefix}", strict=False)
+        cfg = ffi.new("struct dn_stack_config *")
+        sock = ffi.new("char[]", info.memif_socket.encode())
+        secret = ffi.new("char[]", info.memif_secret.encode())
+        cfg.memif_socket = sock
+        cfg.memif_secret = secret
+        cfg.ip = _ip(info.address)
+        cfg.netmask = int(net.netmask)
+        cfg.gateway = _ip(info.gateway)
+        cfg.mac = bytes(int(b, 16) for b in info.mac.split(":"))
+        cfg.mtu = info.mtu
+        cfg.n_mbufs = SLAVE_MBUFS
+        cfg.max_conns = max_conns
+        cfg.doorbell_fd = doorbell
+        cfg.wake_fd = wake
+        cfg.master_wake_fd = master_wake
+        cfg.link_timeout_ms = int(link_timeout * 1000)
+        out = ffi.new("struct dn_stack **")
+        rc = lib.dn_stack_open(cfg, out)
+        # The link has mapped the doorbell page; the eventfds stay open for
+        # the stack's life and are closed in close().
+        os.close(doorbell)
+        if rc < 0:
+            os.close(wake)
+            os.close(master_wake)
+            raise_errno(rc)
+        return out[0], (wake, master_wake)
+
+    def close(self) -> None:
+        """Abort every connection, take the link down and detach."""
+        if self._closed:
+            return
+        self._closed = True
+        lib.dn_stack_close(self._st)
+        for fd in self._fds:
+            os.close(fd)
+        self._control.close()
+        log.info("detached", endpoint=self.info.endpoint)
+
+    def __enter__(self) -> SlaveStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def address(self) -> str:
+        return self.info.address
+
+    # ---- polling ----
+
+    def poll(self, max_events: int = 512) -> list[Event]:
+        """Run the stack once and return what happened, in order."""
+        n = lib.dn_stack_poll(self._st, self._events, min(max_events, 512))
+        ev = self._events
+        return [Event(ev[i].kind, ev[i].id, ev[i].arg) for i in range(n)]
+
+    def fileno(self) -> int:
+        """The doorbell eventfd: readable when the master has sent frames
+        while this side was armed."""
+        return int(lib.dn_stack_fileno(self._st))
+
+    def arm(self) -> bool:
+        """Announce sleep; False means work is already waiting."""
+        return lib.dn_stack_arm(self._st) == 0
+
+    def disarm(self) -> None:
+        lib.dn_stack_disarm(self._st)
+
+    def timeout(self) -> float | None:
+        """Seconds until lwIP's next timer, None if none is pending."""
+        ms = lib.dn_stack_timeout_ms(self._st)
+        return None if ms < 0 else ms / 1000.0
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until there may be work (doorbell, lwIP timer or timeout)."""
+        if not self.arm():
+            return
+        t = self.timeout()
+        if timeout is not None:
+            t = timeout if t is None else min(t, timeout)
+        try:
+            select.select([self.fileno()], [], [], t)
+        finally:
+            self.disarm()
+
+    def run_until(self, done: Any, timeout: float, spin: float = 0.0002) -> list[Event]:
+        """Poll (spinning briefly, then sleeping) until ``done(events)`` is
+        true for the events gathered so far; TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        events: list[Event] = []
+        idle_since = time.monotonic()
+        while True:
+            new = self.poll()
+            if new:
+                events.extend(new)
+                idle_since = time.monotonic()
+            if done(events):
+                return events
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"stack events not complete after {timeout}s: {events[-8:]}")
+            if not new and now - idle_since > spin:
+                self.wait(min(0.05, deadline - now))
+
+    def stats(self) -> dict[str, int]:
+        s = ffi.new("struct dn_stack_stats *")
+        lib.dn_stack_stats(self._st, s)
+        return {
+            "rx_frames": s.rx_frames,
+            "tx_frames": s.tx_frames,
+            "tx_dropped": s.tx_dropped,
+            "wakeups_sent": s.wakeups_sent,
+            "sleeps": s.sleeps,
+            "pool_free": s.pool_free,
+            "conns_open": s.conns_open,
+        }
+
+    # ---- TCP ----
+
+    def listen(self, port: int, host: str | None = None, backlog: int = 128) -> int:
+        return check(lib.dn_listen(self._st, _ip(host), port, backlog))
+
+    def connect(self, host: str, port: int) -> int:
+        """Start connecting; CONNECTED or ERROR follows as an event."""
+        return check(lib.dn_connect(self._st, _ip(host), port))
+
+    def send(self, conn: int, data: bytes | bytearray | memoryview) -> int:
+        """Bytes taken (maybe fewer than given); BlockingIOError when the
+        send buffer is full (WRITABLE follows when it drains)."""
+        buf = ffi.from_buffer(data)
+        return check(lib.dn_send(self._st, conn, buf, len(buf)))
+
+    def recv(self, conn: int, size: int = 65536) -> bytes:
+        """Up to size bytes; b"" at end of stream; BlockingIOError if none."""
+        buf = bytearray(size)
+        n = self.recv_into(conn, buf)
+        return bytes(buf[:n])
+
+    def recv_into(self, conn: int, buf: bytearray | memoryview) -> int:
+        cbuf = ffi.from_buffer(buf, require_writable=True)
+        rc = lib.dn_recv(self._st, conn, cbuf, len(cbuf))
+        if rc < 0:
+            raise_errno(rc)
+        return int(rc)
+
+    def shutdown(self, conn: int, how: int = socket.SHUT_WR) -> None:
+        check(lib.dn_shutdown(self._st, conn, how))
+
+    def close_conn(self, conn: int) -> None:
+        check(lib.dn_close(self._st, conn))
+
+    def abort(self, conn: int) -> None:
+        """Reset the connection (RST); the id stays valid until close_conn."""
+        check(lib.dn_abort(self._st, conn))
+
+    def set_nodelay(self, conn: int, on: bool) -> None:
+        check(lib.dn_set_nodelay(self._st, conn, int(on)))
+
+    def sockname(self, conn: int) -> tuple[str, int]:
+        check(lib.dn_sockname(self._st, conn, self._ip, self._port))
+        return _ip_str(self._ip[0]), int(self._port[0])
+
+    def peername(self, conn: int) -> tuple[str, int]:
+        check(lib.dn_peername(self._st, conn, self._ip, self._port))
+        return _ip_str(self._ip[0]), int(self._port[0])
+
+    def send_queued(self, conn: int) -> int:
+        return check(lib.dn_send_queued(self._st, conn))
+
+    # ---- UDP and ICMP ----
+
+    def udp_bind(self, port: int = 0, host: str | None = None) -> int:
+        return check(lib.dn_udp_bind(self._st, _ip(host), port))
+
+    def sendto(self, conn: int, data: bytes, addr: tuple[str, int]) -> int:
+        buf = ffi.from_buffer(data)
+        return check(lib.dn_udp_sendto(self._st, conn, buf, len(buf), _ip(addr[0]), addr[1]))
+
+    def recvfrom(self, conn: int, size: int = 65535) -> tuple[bytes, tuple[str, int]]:
+        buf = bytearray(size)
+        cbuf = ffi.from_buffer(buf)
+        n = check(lib.dn_udp_recvfrom(self._st, conn, cbuf, size, self._ip, self._port))
+        return bytes(buf[:n]), (_ip_str(self._ip[0]), int(self._port[0]))
+
+    def ping(self, host: str, seq: int, size: int = 56) -> None:
+        """Send an ICMP echo request; PING_REPLY follows."""
+        check(lib.dn_ping(self._st, _ip(host), seq, size))

@@ -1,0 +1,109 @@
+/*
+ * aiodocknet's lwIP configuration.
+ *
+ * One lwIP instance per slave process, driven from the thread that runs the
+ * event loop (NO_SYS=1, raw API, no locks). The link is a memif ring between
+ * processes on one host: frames are never corrupted in flight, so TCP/UDP
+ * checksums are switched off per netif (the master fills them in where a
+ * frame leaves the host). Sizes are for thousands of connections with large,
+ * scaled windows.
+ */
+#ifndef DN_LWIPOPTS_H
+#define DN_LWIPOPTS_H
+
+#define NO_SYS                          1
+#define SYS_LIGHTWEIGHT_PROT            0
+#define LWIP_SOCKET                     0
+#define LWIP_NETCONN                    0
+#define LWIP_ALTCP                      0
+#define LWIP_TIMERS                     1
+
+#define LWIP_IPV4                       1
+/* Structure is ready for IPv6 (ip_addr_t everywhere); off until it is used. */
+#define LWIP_IPV6                       0
+#define LWIP_ARP                        1
+#define LWIP_ETHERNET                   1
+#define LWIP_ICMP                       1
+#define LWIP_RAW                        1
+#define LWIP_UDP                        1
+#define LWIP_TCP                        1
+#define LWIP_DHCP                       0
+#define LWIP_AUTOIP                     0
+#define LWIP_IGMP                       0
+#define LWIP_DNS                        0
+#define IP_REASSEMBLY                   0
+#define IP_FRAG                         0
+#define LWIP_SINGLE_NETIF               1
+#define LWIP_HAVE_LOOPIF                0
+/* A service may connect to its own DockNet address. */
+#define LWIP_NETIF_LOOPBACK             1
+#define LWIP_LOOPBACK_MAX_PBUFS         0
+
+/* PBUF_RAM (TCP send data, headers) comes from malloc; fixed-size control
+ * blocks come from pools. Received frames are pbuf_custom over mbufs and use
+ * neither. */
+#define MEM_LIBC_MALLOC                 1
+#define MEMP_MEM_MALLOC                 0
+#define MEM_ALIGNMENT                   8
+#define MEMP_NUM_TCP_PCB                8192
+#define MEMP_NUM_TCP_PCB_LISTEN         256
+#define MEMP_NUM_TCP_SEG                32768
+#define MEMP_NUM_UDP_PCB                512
+#define MEMP_NUM_RAW_PCB                16
+#define MEMP_NUM_PBUF                   4096
+#define MEMP_NUM_ARP_QUEUE              1024
+#define PBUF_POOL_SIZE                  256
+/* Received frames are pbuf_custom wrappers around mbufs. */
+#define LWIP_SUPPORT_CUSTOM_PBUF        1
+#define ARP_TABLE_SIZE                  256
+#define ARP_QUEUEING                    1
+/* Frames sent before the first ARP reply wait, as the kernel lets them. */
+#define ARP_QUEUE_LEN                   64
+#define ETHARP_SUPPORT_STATIC_ENTRIES   1
+#define LWIP_NETIF_HWADDRHINT           1
+
+/* The memif MTU is set by the master at attach; the MSS follows it through
+ * TCP_CALCULATE_EFF_SEND_MSS, this is the upper bound. */
+#ifndef DN_TCP_MSS
+#define DN_TCP_MSS                      8960
+#endif
+#define TCP_MSS                         DN_TCP_MSS
+#define TCP_CALCULATE_EFF_SEND_MSS      1
+#define LWIP_WND_SCALE                  1
+#define TCP_RCV_SCALE                   4
+#define TCP_WND                         (512 * 1024)
+#define TCP_SND_BUF                     (512 * 1024)
+#define TCP_SND_QUEUELEN                (4 * TCP_SND_BUF / TCP_MSS)
+/* lwIP's sanity check wants the low-water mark 4*MSS below 64 KiB even with
+ * window scaling. */
+#define TCP_SNDLOWAT                    (2 * TCP_MSS + 1)
+#define TCP_QUEUE_OOSEQ                 1
+#define TCP_LISTEN_BACKLOG              0
+#define LWIP_TCP_KEEPALIVE              1
+#define LWIP_TCP_TIMESTAMPS             0
+#define TCP_TTL                         64
+/* RX pbufs are custom pbufs over mbufs, not PBUF_POOL, so the check that the
+ * pool can hold a window does not apply. */
+#define LWIP_DISABLE_TCP_SANITY_CHECKS  1
+
+#define LWIP_CHECKSUM_CTRL_PER_NETIF    1
+#define CHECKSUM_GEN_IP                 1
+#define CHECKSUM_GEN_UDP                1
+#define CHECKSUM_GEN_TCP                1
+#define CHECKSUM_GEN_ICMP               1
+#define CHECKSUM_CHECK_IP               1
+#define CHECKSUM_CHECK_UDP              1
+#define CHECKSUM_CHECK_TCP              1
+#define CHECKSUM_CHECK_ICMP             1
+#define LWIP_CHECKSUM_ON_COPY           0
+
+#define LWIP_NETIF_STATUS_CALLBACK      0
+#define LWIP_NETIF_LINK_CALLBACK        0
+#define LWIP_NETIF_TX_SINGLE_PBUF       0
+#define ETH_PAD_SIZE                    0
+#define LWIP_STATS                      0
+#define LWIP_DEBUG                      0
+#define MEMP_OVERFLOW_CHECK             0
+#define MEMP_SANITY_CHECK               0
+
+#endif /* DN_LWIPOPTS_H */

@@ -1,0 +1,26 @@
+/*
+ * lwIP netif over a DockNet memif link (see native/dn_link.h).
+ *
+ * Two calls, as lwIP's own port drivers have: init when the stack opens,
+ * poll from the stack's poll loop. Received frames become pbuf_custom
+ * wrappers around the mbufs (no copy); sent frames are copied once into
+ * mbufs and leave in bursts.
+ */
+#ifndef DN_NETIF_H
+#define DN_NETIF_H
+
+#include "lwip/err.h"
+#include "lwip/netif.h"
+
+struct dn_link;
+
+/* Size of the per-mbuf private area the link's pool must reserve. */
+#define DN_NETIF_PRIV_SIZE 64
+
+/* Arguments for netif_add(): the link the netif runs on. */
+err_t dn_netif_init(struct netif *netif);
+
+/* Feeds up to budget received frames to lwIP; returns how many. */
+int dn_netif_poll(struct netif *netif, int budget);
+
+#endif /* DN_NETIF_H */

@@ -1,0 +1,500 @@
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dn_bench.h"
+#include "dn_error.h"
+#include "dn_stack.h"
+
+#define DN_BENCH_EVENTS 256
+#define DN_BENCH_MAX_CONNS 4096
+#define DN_BENCH_BUF (256 * 1024)
+#define DN_BENCH_SAMPLES (1u << 22)
+
+static volatile sig_atomic_t dn_bench_stop;
+
+static void
+dn_bench_on_signal(int sig)
+{
+	(void)sig;
+	dn_bench_stop = 1;
+}
+
+static uint64_t
+dn_bench_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The idle policy every DockNet poller follows: spin while events are
+ * fresh, yield the core now and then (another poller may need it to answer
+ * us), and after spin_us of nothing, sleep on the doorbell. */
+struct dn_idle {
+	uint64_t since;
+	unsigned int spins;
+	uint64_t spin_ns;
+	uint64_t sleeps;
+};
+
+static void
+dn_idle_reset(struct dn_idle *idle)
+{
+	idle->spins = 0;
+}
+
+static void
+dn_idle_step(struct dn_stack *st, struct dn_idle *idle, int max_ms)
+{
+	uint64_t now;
+	struct pollfd pfd;
+	int t;
+
+	if (idle->spins++ == 0) {
+		idle->since = dn_bench_ns();
+		return;
+	}
+	if ((idle->spins & 15) != 0)
+		return;
+	now = dn_bench_ns();
+	if (now - idle->since < idle->spin_ns) {
+		sched_yield();
+		return;
+	}
+	if (dn_stack_arm(st)) {
+		dn_idle_reset(idle);
+		return;
+	}
+	t = dn_stack_timeout_ms(st);
+	if (t < 0 || t > max_ms)
+		t = max_ms;
+	pfd.fd = dn_stack_fileno(st);
+	pfd.events = POLLIN;
+	idle->sleeps++;
+	poll(&pfd, 1, t);
+	dn_stack_disarm(st);
+	dn_idle_reset(idle);
+}
+
+/* ---- server ---- */
+
+struct dn_srv_conn {
+	int mode;		/* 0 unknown, 'R', 'S' */
+	uint64_t count;
+	uint32_t pending;	/* echo bytes not yet sent */
+	uint32_t off;
+	char *buf;
+	int eof;
+};
+
+static void
+dn_srv_flush(struct dn_stack *st, int id, struct dn_srv_conn *c)
+{
+	while (c->pending > 0) {
+		int n = dn_send(st, id, c->buf + c->off, c->pending);
+
+		if (n <= 0)
+			return;
+		c->off += (uint32_t)n;
+		c->pending -= (uint32_t)n;
+	}
+	c->off = 0;
+}
+
+static void
+dn_srv_read(struct dn_stack *st, int id, struct dn_srv_conn *c, char *tmp)
+{
+	for (;;) {
+		char *dst;
+		uint32_t room;
+		int n;
+
+		if (c->mode == 'R') {
+			/* Echo: read only what we can hold until it is sent,
+			 * so a slow reader slows the writer. */
+			if (c->pending > 0)
+				dn_srv_flush(st, id, c);
+			if (c->pending > 0)
+				return;
+			dst = c->buf;
+			room = DN_BENCH_BUF;
+		} else {
+			dst = tmp;
+			room = DN_BENCH_BUF;
+		}
+		n = dn_recv(st, id, dst, room);
+		if (n < 0)
+			return;
+		if (n == 0) {
+			c->eof = 1;
+			if (c->mode == 'S') {
+				unsigned char be[8];
+				int i;
+
+				for (i = 0; i < 8; i++)
+					be[i] = (unsigned char)(c->count >> (56 - 8 * i));
+				dn_send(st, id, be, 8);
+			}
+			dn_close(st, id);
+			free(c->buf);
+			memset(c, 0, sizeof(*c));
+			return;
+		}
+		if (c->mode == 0) {
+			c->mode = dst[0];
+			if (c->mode != 'R' && c->mode != 'S')
+				c->mode = 'R';
+			memmove(dst, dst + 1, (size_t)n - 1);
+			n--;
+		}
+		if (c->mode == 'S') {
+			c->count += (uint64_t)n;
+		} else {
+			c->pending = (uint32_t)n;
+			c->off = 0;
+			dn_srv_flush(st, id, c);
+		}
+	}
+}
+
+int
+dn_bench_serve(struct dn_stack *st, uint16_t port, double max_seconds,
+	unsigned int spin_us)
+{
+	struct dn_event ev[DN_BENCH_EVENTS];
+	struct dn_srv_conn *conns;
+	struct dn_idle idle = { .spin_ns = (uint64_t)spin_us * 1000 };
+	uint64_t end = dn_bench_ns() + (uint64_t)(max_seconds * 1e9);
+	char *tmp;
+	int lid, i, n;
+
+	lid = dn_listen(st, 0, port, 128);
+	if (lid < 0)
+		return lid;
+	conns = calloc(DN_BENCH_MAX_CONNS * 4, sizeof(*conns));
+	tmp = malloc(DN_BENCH_BUF);
+	if (conns == NULL || tmp == NULL) {
+		free(conns);
+		free(tmp);
+		return dn_error(-ENOMEM, "out of memory for the bench server");
+	}
+	dn_bench_stop = 0;
+	signal(SIGTERM, dn_bench_on_signal);
+	signal(SIGINT, dn_bench_on_signal);
+	while (!dn_bench_stop && dn_bench_ns() < end) {
+		n = dn_stack_poll(st, ev, DN_BENCH_EVENTS);
+		if (n == 0) {
+			dn_idle_step(st, &idle, 100);
+			continue;
+		}
+		dn_idle_reset(&idle);
+		for (i = 0; i < n; i++) {
+			int id = ev[i].id;
+			struct dn_srv_conn *c;
+
+			if (id >= DN_BENCH_MAX_CONNS * 4)
+				continue;
+			c = &conns[id];
+			switch (ev[i].kind) {
+			case DN_EV_ACCEPTED:
+				memset(c, 0, sizeof(*c));
+				c->buf = malloc(DN_BENCH_BUF);
+				break;
+			case DN_EV_READABLE:
+			case DN_EV_PEER_CLOSED:
+				if (c->buf != NULL)
+					dn_srv_read(st, id, c, tmp);
+				break;
+			case DN_EV_WRITABLE:
+				if (c->buf != NULL) {
+					dn_srv_flush(st, id, c);
+					dn_srv_read(st, id, c, tmp);
+				}
+				break;
+			case DN_EV_ERROR:
+				dn_close(st, id);
+				free(c->buf);
+				memset(c, 0, sizeof(*c));
+				break;
+			}
+		}
+	}
+	dn_close(st, lid);
+	free(conns);
+	free(tmp);
+	return 0;
+}
+
+/* ---- clients ---- */
+
+static int
+dn_bench_connect(struct dn_stack *st, uint32_t ip, uint16_t port, int *ids,
+	uint32_t n, char mode, struct dn_idle *idle)
+{
+	struct dn_event ev[DN_BENCH_EVENTS];
+	uint32_t connected = 0, i;
+	uint64_t deadline = dn_bench_ns() + 10000000000ull;
+
+	for (i = 0; i < n; i++) {
+		ids[i] = dn_connect(st, ip, port);
+		if (ids[i] < 0)
+			return ids[i];
+	}
+	while (connected < n) {
+		int k, m = dn_stack_poll(st, ev, DN_BENCH_EVENTS);
+
+		for (k = 0; k < m; k++) {
+			if (ev[k].kind == DN_EV_CONNECTED) {
+				connected++;
+				if (dn_send(st, ev[k].id, &mode, 1) != 1)
+					return dn_error(-EIO, "cannot send the "
+						"mode byte");
+			} else if (ev[k].kind == DN_EV_ERROR) {
+				return dn_error(-ev[k].arg, "bench connect "
+					"failed: %s", strerror(ev[k].arg));
+			}
+		}
+		if (dn_bench_ns() > deadline)
+			return dn_error(-ETIMEDOUT, "bench connect timed out");
+		if (m == 0)
+			dn_idle_step(st, idle, 10);
+	}
+	return 0;
+}
+
+static int
+dn_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+dn_pct(uint32_t *s, uint64_t n, double p)
+{
+	uint64_t i;
+
+	if (n == 0)
+		return 0;
+	i = (uint64_t)(p * (double)(n - 1));
+	return s[i] / 1000.0;
+}
+
+int
+dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
+	uint32_t conns, double seconds, unsigned int spin_us,
+	struct dn_bench_result *out)
+{
+	struct dn_event ev[DN_BENCH_EVENTS];
+	struct dn_idle idle = { .spin_ns = (uint64_t)spin_us * 1000 };
+	int *ids = NULL;
+	uint32_t *got = NULL, *samples = NULL, i;
+	uint64_t *sent_at = NULL, nsamples = 0, start, end, now;
+	char *msg = NULL, *rbuf = NULL;
+	int *slot_of = NULL;
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (conns == 0 || conns > DN_BENCH_MAX_CONNS || size == 0 ||
+	    size > DN_BENCH_BUF)
+		return dn_error(-EINVAL, "bench: 1..%d connections and "
+			"1..%d bytes", DN_BENCH_MAX_CONNS, DN_BENCH_BUF);
+	ids = calloc(conns, sizeof(*ids));
+	got = calloc(conns, sizeof(*got));
+	sent_at = calloc(conns, sizeof(*sent_at));
+	samples = malloc(DN_BENCH_SAMPLES * sizeof(*samples));
+	msg = malloc(size);
+	rbuf = malloc(DN_BENCH_BUF);
+	slot_of = malloc(DN_BENCH_MAX_CONNS * 4 * sizeof(*slot_of));
+	if (!ids || !got || !sent_at || !samples || !msg || !rbuf || !slot_of) {
+		ret = dn_error(-ENOMEM, "out of memory for the bench");
+		goto out;
+	}
+	memset(msg, 'x', size);
+	ret = dn_bench_connect(st, ip, port, ids, conns, 'R', &idle);
+	if (ret < 0)
+		goto out;
+	for (i = 0; i < DN_BENCH_MAX_CONNS * 4; i++)
+		slot_of[i] = -1;
+	for (i = 0; i < conns; i++)
+		slot_of[ids[i]] = (int)i;
+
+	start = dn_bench_ns();
+	end = start + (uint64_t)(seconds * 1e9);
+	for (i = 0; i < conns; i++) {
+		sent_at[i] = dn_bench_ns();
+		if (dn_send(st, ids[i], msg, size) != (int)size) {
+			ret = dn_error(-EIO, "bench: short send");
+			goto out;
+		}
+	}
+	for (;;) {
+		int k, m = dn_stack_poll(st, ev, DN_BENCH_EVENTS);
+
+		if (m == 0) {
+			dn_idle_step(st, &idle, 10);
+			if (dn_bench_ns() >= end)
+				break;
+			continue;
+		}
+		dn_idle_reset(&idle);
+		now = 0;
+		for (k = 0; k < m; k++) {
+			int c;
+
+			if (ev[k].kind == DN_EV_ERROR) {
+				ret = dn_error(-ev[k].arg, "bench connection "
+					"failed: %s", strerror(ev[k].arg));
+				goto out;
+			}
+			if (ev[k].kind != DN_EV_READABLE ||
+			    ev[k].id >= DN_BENCH_MAX_CONNS * 4)
+				continue;
+			c = slot_of[ev[k].id];
+			if (c < 0)
+				continue;
+			for (;;) {
+				int r = dn_recv(st, ids[c], rbuf,
+					size - got[c]);
+
+				if (r <= 0)
+					break;
+				got[c] += (uint32_t)r;
+				if (got[c] < size)
+					continue;
+				now = dn_bench_ns();
+				if (nsamples < DN_BENCH_SAMPLES)
+					samples[nsamples] =
+						(uint32_t)(now - sent_at[c]);
+				nsamples++;
+				got[c] = 0;
+				if (now < end) {
+					sent_at[c] = now;
+					dn_send(st, ids[c], msg, size);
+				}
+			}
+		}
+		if (now >= end && now != 0)
+			break;
+	}
+	now = dn_bench_ns();
+	out->round_trips = nsamples;
+	out->seconds = (double)(now - start) / 1e9;
+	if (nsamples > DN_BENCH_SAMPLES)
+		nsamples = DN_BENCH_SAMPLES;
+	qsort(samples, nsamples, sizeof(*samples), dn_cmp_u32);
+	out->p50_us = dn_pct(samples, nsamples, 0.50);
+	out->p99_us = dn_pct(samples, nsamples, 0.99);
+	out->p999_us = dn_pct(samples, nsamples, 0.999);
+	out->sleeps = idle.sleeps;
+	for (i = 0; i < conns; i++)
+		dn_close(st, ids[i]);
+out:
+	free(ids);
+	free(got);
+	free(sent_at);
+	free(samples);
+	free(msg);
+	free(rbuf);
+	free(slot_of);
+	return ret;
+}
+
+int
+dn_bench_stream(struct dn_stack *st, uint32_t ip, uint16_t port,
+	uint32_t size, double seconds, unsigned int spin_us,
+	struct dn_bench_result *out)
+{
+	struct dn_event ev[DN_BENCH_EVENTS];
+	struct dn_idle idle = { .spin_ns = (uint64_t)spin_us * 1000 };
+	unsigned char reply[8];
+	uint32_t have = 0, off = 0;
+	uint64_t start, end, sent = 0, count = 0;
+	char *buf;
+	int id, ret, i;
+
+	memset(out, 0, sizeof(*out));
+	if (size == 0 || size > DN_BENCH_BUF)
+		return dn_error(-EINVAL, "bench: 1..%d bytes per write",
+			DN_BENCH_BUF);
+	buf = malloc(size);
+	if (buf == NULL)
+		return dn_error(-ENOMEM, "out of memory for the bench");
+	memset(buf, 's', size);
+	ret = dn_bench_connect(st, ip, port, &id, 1, 'S', &idle);
+	if (ret < 0)
+		goto out;
+	start = dn_bench_ns();
+	end = start + (uint64_t)(seconds * 1e9);
+	/* Write whenever there is room; poll in between to take ACKs. */
+	while (dn_bench_ns() < end) {
+		int n = dn_send(st, id, buf + off, size - off);
+		int m;
+
+		if (n > 0) {
+			sent += (uint64_t)n;
+			off = (off + (uint32_t)n) % size;
+		} else if (n != -EAGAIN) {
+			ret = n;
+			goto out;
+		}
+		m = dn_stack_poll(st, ev, DN_BENCH_EVENTS);
+		for (i = 0; i < m; i++) {
+			if (ev[i].kind == DN_EV_ERROR) {
+				ret = dn_error(-ev[i].arg, "stream failed: %s",
+					strerror(ev[i].arg));
+				goto out;
+			}
+		}
+		if (n <= 0 && m == 0)
+			dn_idle_step(st, &idle, 10);
+		else if (m > 0)
+			dn_idle_reset(&idle);
+	}
+	ret = dn_shutdown(st, id, DN_SHUT_WR);
+	if (ret < 0)
+		goto out;
+	while (have < 8) {
+		int n, m = dn_stack_poll(st, ev, DN_BENCH_EVENTS);
+
+		for (i = 0; i < m; i++) {
+			if (ev[i].kind == DN_EV_ERROR) {
+				ret = dn_error(-ev[i].arg, "stream failed: %s",
+					strerror(ev[i].arg));
+				goto out;
+			}
+		}
+		n = dn_recv(st, id, reply + have, 8 - have);
+		if (n > 0)
+			have += (uint32_t)n;
+		else if (n == 0)
+			break;
+		else if (m == 0)
+			dn_idle_step(st, &idle, 10);
+	}
+	if (have < 8) {
+		ret = dn_error(-EPROTO, "sink closed before its count");
+		goto out;
+	}
+	for (i = 0; i < 8; i++)
+		count = (count << 8) | reply[i];
+	if (count != sent) {
+		ret = dn_error(-EPROTO, "sink counted %llu bytes of %llu sent",
+			(unsigned long long)count, (unsigned long long)sent);
+		goto out;
+	}
+	out->bytes = count;
+	out->seconds = (double)(dn_bench_ns() - start) / 1e9;
+	out->sleeps = idle.sleeps;
+	dn_close(st, id);
+out:
+	free(buf);
+	return ret;
+}

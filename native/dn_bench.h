@@ -1,0 +1,42 @@
+/*
+ * Native benchmark loops over the slave stack: no Python between frames.
+ *
+ * The same wire protocol as bench/kernel_rr.c, so either side can be
+ * compared with the kernel path: a connection's first byte is 'R' (echo
+ * every byte back) or 'S' (sink until EOF, then reply with the count as 8
+ * bytes big-endian). The loops poll the stack, spin for spin_us after the
+ * last event, then sleep on the doorbell, as the event loop does.
+ */
+#ifndef DN_BENCH_H
+#define DN_BENCH_H
+
+#include <stdint.h>
+
+struct dn_stack;
+
+struct dn_bench_result {
+	uint64_t round_trips;
+	uint64_t bytes;
+	double seconds;
+	double p50_us;
+	double p99_us;
+	double p999_us;
+	uint64_t sleeps;
+};
+
+/* Serves echo and sink connections on port until SIGTERM/SIGINT or
+ * max_seconds. */
+int dn_bench_serve(struct dn_stack *st, uint16_t port, double max_seconds,
+	unsigned int spin_us);
+
+/* size-byte request/response on conns connections for seconds. */
+int dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port,
+	uint32_t size, uint32_t conns, double seconds, unsigned int spin_us,
+	struct dn_bench_result *out);
+
+/* Streams size-byte writes for seconds, then waits for the sink's count. */
+int dn_bench_stream(struct dn_stack *st, uint32_t ip, uint16_t port,
+	uint32_t size, double seconds, unsigned int spin_us,
+	struct dn_bench_result *out);
+
+#endif /* DN_BENCH_H */

@@ -1,0 +1,81 @@
+/*
+ * A slave's link to its master: one memif client port, its mbuf pool, a
+ * burst cache on each side and the doorbell.
+ *
+ * This header carries no DPDK or lwIP types so that the lwIP side (which
+ * must not see DPDK's headers: glibc's ip6 structures clash with lwIP's) can
+ * use it. Received frames are handed over as segments that point into mbufs;
+ * the lwIP side wraps them in pbufs without copying and gives each segment
+ * back with dn_link_free_seg().
+ */
+#ifndef DN_LINK_H
+#define DN_LINK_H
+
+#include <stdint.h>
+
+struct dn_link;
+
+struct dn_link_config {
+	const char *socket;	/* master's memif socket for this endpoint */
+	const char *secret;
+	const uint8_t *mac;	/* 6 bytes */
+	uint16_t mtu;
+	unsigned int n_mbufs;
+	uint16_t priv_size;	/* per-mbuf private area (the pbuf_custom) */
+	int doorbell_fd;	/* memfd holding struct dn_doorbell */
+	int wake_fd;		/* eventfd this side sleeps on */
+	int peer_wake_fd;	/* eventfd that wakes the master */
+	unsigned int link_timeout_ms;
+};
+
+struct dn_rxseg {
+	void *seg;	/* the mbuf segment, for dn_link_free_seg() */
+	void *priv;	/* its private area */
+	void *data;
+	uint16_t len;
+};
+
+struct dn_iov {
+	const void *base;
+	uint32_t len;
+};
+
+struct dn_link_stats {
+	uint64_t rx_frames;
+	uint64_t tx_frames;
+	uint64_t tx_dropped;	/* ring full or no buffers: TCP retransmits */
+	uint64_t wakeups_sent;
+	uint64_t sleeps;
+	unsigned int pool_free;
+};
+
+int dn_link_open(const struct dn_link_config *cfg, struct dn_link **out);
+void dn_link_close(struct dn_link *link);
+
+/* Next received frame: fills up to max segments and returns their count,
+ * 0 when nothing is waiting, or -EMSGSIZE (frame dropped) if it has more. */
+int dn_link_rx(struct dn_link *link, struct dn_rxseg *segs, unsigned int max);
+void dn_link_free_seg(void *seg);
+
+/* Copies a frame given as iov pieces into mbufs and queues it for the next
+ * burst (sent at once when the burst is full). */
+int dn_link_tx(struct dn_link *link, const struct dn_iov *iov,
+	unsigned int n, uint32_t total);
+/* Sends what is queued and rings the master if it sleeps. */
+void dn_link_tx_flush(struct dn_link *link);
+
+/* Going to sleep: announce it, re-check the ring. Returns 1 when frames
+ * are already waiting (do not sleep), 0 when the caller may block on
+ * dn_link_wake_fd(). */
+int dn_link_arm(struct dn_link *link);
+/* Woken, or gave up sleeping: clear the flag and drain the eventfd. */
+void dn_link_disarm(struct dn_link *link);
+int dn_link_wake_fd(const struct dn_link *link);
+
+/* True when received frames should be copied out of mbufs rather than held:
+ * the pool is running low and held mbufs would stall the link. */
+int dn_link_pool_low(const struct dn_link *link);
+
+void dn_link_stats(const struct dn_link *link, struct dn_link_stats *st);
+
+#endif /* DN_LINK_H */

@@ -1,0 +1,1126 @@
+/*
+ * Slave stack: lwIP raw API behind a socket-like interface (see dn_stack.h).
+ *
+ * lwIP calls back into this file (accept, connected, recv, sent, err); the
+ * callbacks only record what happened in per-connection bits and queue the
+ * connection once. dn_stack_poll() turns the queue into a batch of events,
+ * so a single call from Python serves any number of connections.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lwip/etharp.h"
+#include "lwip/init.h"
+#include "lwip/ip4_frag.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "lwip/prot/icmp.h"
+#include "lwip/raw.h"
+#include "lwip/tcp.h"
+#include "lwip/inet_chksum.h"
+#include "lwip/timeouts.h"
+#include "lwip/udp.h"
+#include "lwip/priv/tcp_priv.h"
+#include "netif/ethernet.h"
+
+#include "../lwip/netif/dn_netif.h"
+#include "dn_error.h"
+#include "dn_link.h"
+#include "dn_stack.h"
+
+#define DN_RX_BUDGET 256
+#define DN_UDP_QUEUE 256
+#define DN_PING_QUEUE 64
+/* Report "writable" again once this much send buffer is free. */
+#define DN_WRITABLE_MARK (TCP_SND_BUF / 4)
+
+enum dn_kind { DN_FREE, DN_TCP_LISTEN, DN_TCP, DN_UDP };
+
+#define DN_BIT(kind) (1u << (kind))
+
+struct dn_dgram {
+	struct pbuf *p;
+	ip_addr_t addr;
+	u16_t port;
+};
+
+struct dn_udpq {
+	struct dn_dgram q[DN_UDP_QUEUE];
+	unsigned int head;
+	unsigned int len;
+	uint64_t dropped;
+};
+
+struct dn_conn {
+	uint8_t kind;
+	uint8_t queued;
+	uint8_t connected;
+	uint8_t want_writable;
+	uint8_t eof;		/* FIN received */
+	uint8_t wr_closed;	/* we shut down writing */
+	uint16_t events;	/* DN_BIT(DN_EV_*) not yet reported */
+	int32_t err;		/* errno once the pcb is gone */
+	int32_t listener;	/* for accepted connections */
+	union {
+		struct tcp_pcb *tcp;
+		struct udp_pcb *udp;
+	} pcb;
+	/* Unread data: single pbufs linked through ->next. */
+	struct pbuf *rx_head;
+	struct pbuf *rx_tail;
+	uint16_t rx_off;
+	struct dn_udpq *udpq;
+	int32_t next_free;
+};
+
+struct dn_ping_reply {
+	uint16_t seq;
+	uint32_t rtt_us;
+};
+
+struct dn_stack {
+	struct netif netif;
+	struct dn_link *link;
+	struct dn_conn *conns;
+	uint32_t max_conns;
+	int32_t free_head;
+	uint32_t open;
+	int32_t *evq;		/* ring of connection ids with events */
+	uint32_t evq_head;
+	uint32_t evq_len;
+	u32_t last_timers;
+	struct raw_pcb *ping_pcb;
+	uint16_t ping_ident;
+	uint64_t ping_sent_ns[65536 / 64];	/* by seq % size */
+	struct dn_ping_reply pings[DN_PING_QUEUE];
+	unsigned int ping_head;
+	unsigned int ping_len;
+};
+
+/* lwIP keeps its state in globals, so there can be one stack a process. */
+static struct dn_stack *dn_the_stack;
+static int dn_lwip_ready;
+
+u32_t
+sys_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (u32_t)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static uint64_t
+dn_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int
+dn_err_to_errno(err_t err)
+{
+	switch (err) {
+	case ERR_OK: return 0;
+	case ERR_MEM: return ENOMEM;
+	case ERR_BUF: return ENOBUFS;
+	case ERR_TIMEOUT: return ETIMEDOUT;
+	case ERR_RTE: return EHOSTUNREACH;
+	case ERR_INPROGRESS: return EINPROGRESS;
+	case ERR_VAL: return EINVAL;
+	case ERR_WOULDBLOCK: return EWOULDBLOCK;
+	case ERR_USE: return EADDRINUSE;
+	case ERR_ALREADY: return EALREADY;
+	case ERR_ISCONN: return EISCONN;
+	case ERR_CONN: return ENOTCONN;
+	case ERR_IF: return ENETDOWN;
+	case ERR_ABRT: return ECONNABORTED;
+	case ERR_RST: return ECONNRESET;
+	case ERR_CLSD: return ENOTCONN;
+	case ERR_ARG: return EINVAL;
+	default: return EIO;
+	}
+}
+
+/* ---- connection table and event queue ---- */
+
+static struct dn_conn *
+dn_conn_get(struct dn_stack *st, int id)
+{
+	if (id < 0 || (uint32_t)id >= st->max_conns ||
+	    st->conns[id].kind == DN_FREE)
+		return NULL;
+	return &st->conns[id];
+}
+
+static int
+dn_conn_alloc(struct dn_stack *st, enum dn_kind kind)
+{
+	int32_t id = st->free_head;
+	struct dn_conn *c;
+
+	if (id < 0)
+		return dn_error(-EMFILE, "connection table full (%u)",
+			st->max_conns);
+	c = &st->conns[id];
+	st->free_head = c->next_free;
+	uint8_t queued = c->queued;
+	memset(c, 0, sizeof(*c));
+	c->queued = queued;
+	c->kind = kind;
+	c->listener = -1;
+	st->open++;
+	return id;
+}
+
+static void
+dn_rxq_free(struct dn_conn *c)
+{
+	struct pbuf *p = c->rx_head;
+
+	while (p != NULL) {
+		struct pbuf *next = p->next;
+
+		p->next = NULL;
+		pbuf_free(p);
+		p = next;
+	}
+	c->rx_head = c->rx_tail = NULL;
+	c->rx_off = 0;
+}
+
+static void
+dn_udpq_free(struct dn_conn *c)
+{
+	struct dn_udpq *q = c->udpq;
+
+	if (q == NULL)
+		return;
+	while (q->len > 0) {
+		pbuf_free(q->q[q->head].p);
+		q->head = (q->head + 1) % DN_UDP_QUEUE;
+		q->len--;
+	}
+	free(q);
+	c->udpq = NULL;
+}
+
+static void
+dn_conn_release(struct dn_stack *st, int id)
+{
+	struct dn_conn *c = &st->conns[id];
+
+	dn_rxq_free(c);
+	dn_udpq_free(c);
+	c->kind = DN_FREE;
+	c->events = 0;
+	c->next_free = st->free_head;
+	st->free_head = id;
+	st->open--;
+}
+
+static void
+dn_notify(struct dn_stack *st, int id, int kind)
+{
+	struct dn_conn *c = &st->conns[id];
+
+	c->events |= DN_BIT(kind);
+	if (!c->queued) {
+		c->queued = 1;
+		st->evq[(st->evq_head + st->evq_len) % st->max_conns] = id;
+		st->evq_len++;
+	}
+}
+
+static inline int
+dn_conn_id(struct dn_stack *st, struct dn_conn *c)
+{
+	return (int)(c - st->conns);
+}
+
+/* ---- lwIP callbacks ---- */
+
+static err_t dn_tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
+	err_t err);
+static err_t dn_tcp_sent_cb(void *arg, struct tcp_pcb *pcb, u16_t len);
+static void dn_tcp_err_cb(void *arg, err_t err);
+
+static void
+dn_tcp_attach(struct dn_conn *c, struct tcp_pcb *pcb)
+{
+	c->pcb.tcp = pcb;
+	tcp_arg(pcb, c);
+	tcp_recv(pcb, dn_tcp_recv_cb);
+	tcp_sent(pcb, dn_tcp_sent_cb);
+	tcp_err(pcb, dn_tcp_err_cb);
+	/* asyncio sets TCP_NODELAY on every TCP transport; do the same. */
+	tcp_nagle_disable(pcb);
+}
+
+static void
+dn_tcp_detach(struct tcp_pcb *pcb)
+{
+	tcp_arg(pcb, NULL);
+	tcp_recv(pcb, NULL);
+	tcp_sent(pcb, NULL);
+	tcp_err(pcb, NULL);
+	if (pcb->state == LISTEN)
+		tcp_accept(pcb, NULL);
+}
+
+static err_t
+dn_tcp_accept_cb(void *arg, struct tcp_pcb *newpcb, err_t err)
+{
+	struct dn_stack *st = dn_the_stack;
+	struct dn_conn *l = arg;
+	int id;
+
+	if (err != ERR_OK || newpcb == NULL)
+		return ERR_VAL;
+	id = dn_conn_alloc(st, DN_TCP);
+	if (id < 0) {
+		/* No room: refuse the way a full backlog would. */
+		tcp_abort(newpcb);
+		return ERR_ABRT;
+	}
+	st->conns[id].connected = 1;
+	st->conns[id].listener = dn_conn_id(st, l);
+	dn_tcp_attach(&st->conns[id], newpcb);
+	dn_notify(st, id, DN_EV_ACCEPTED);
+	return ERR_OK;
+}
+
+static err_t
+dn_tcp_connected_cb(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+	struct dn_stack *st = dn_the_stack;
+	struct dn_conn *c = arg;
+
+	(void)pcb;
+	(void)err; /* always ERR_OK in lwIP 2.1 */
+	c->connected = 1;
+	dn_notify(st, dn_conn_id(st, c), DN_EV_CONNECTED);
+	return ERR_OK;
+}
+
+static err_t
+dn_tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+	struct dn_stack *st = dn_the_stack;
+	struct dn_conn *c = arg;
+	struct pbuf *q;
+
+	(void)pcb;
+	(void)err;
+	if (p == NULL) {
+		c->eof = 1;
+		dn_notify(st, dn_conn_id(st, c), DN_EV_PEER_CLOSED);
+		return ERR_OK;
+	}
+	/* Split the chain into single pbufs on our own list: a chain's
+	 * 16-bit tot_len cannot describe a large receive queue. */
+	q = p;
+	while (q != NULL) {
+		struct pbuf *next = q->next;
+
+		/* The chain's reference to next passes to our list. */
+		q->next = NULL;
+		q->tot_len = q->len;
+		if (q->len == 0) {
+			pbuf_free(q);
+		} else {
+			if (c->rx_tail != NULL)
+				c->rx_tail->next = q;
+			else
+				c->rx_head = q;
+			c->rx_tail = q;
+		}
+		q = next;
+	}
+	dn_notify(st, dn_conn_id(st, c), DN_EV_READABLE);
+	return ERR_OK;
+}
+
+static err_t
+dn_tcp_sent_cb(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+	struct dn_stack *st = dn_the_stack;
+	struct dn_conn *c = arg;
+
+	(void)len;
+	if (c->want_writable && pcb->snd_buf >= DN_WRITABLE_MARK) {
+		c->want_writable = 0;
+		dn_notify(st, dn_conn_id(st, c), DN_EV_WRITABLE);
+	}
+	return ERR_OK;
+}
+
+static void
+dn_tcp_err_cb(void *arg, err_t err)
+{
+	struct dn_stack *st = dn_the_stack;
+	struct dn_conn *c = arg;
+
+	/* lwIP has already freed the pcb. */
+	c->pcb.tcp = NULL;
+	if (err == ERR_RST)
+		c->err = c->connected ? ECONNRESET : ECONNREFUSED;
+	else if (err == ERR_ABRT)
+		c->err = ETIMEDOUT;	/* retransmissions exhausted */
+	else
+		c->err = dn_err_to_errno(err);
+	/* A reset discards what was received, as in the kernel. */
+	dn_rxq_free(c);
+	dn_notify(st, dn_conn_id(st, c), DN_EV_ERROR);
+}
+
+static void
+dn_udp_recv_cb(void *arg, struct udp_pcb *pcb, struct pbuf *p,
+	const ip_addr_t *addr, u16_t port)
+{
+	struct dn_stack *st = dn_the_stack;
+	struct dn_conn *c = arg;
+	struct dn_udpq *q = c->udpq;
+	struct dn_dgram *d;
+
+	(void)pcb;
+	if (q->len == DN_UDP_QUEUE) {
+		/* Like a full socket buffer: the datagram is lost. */
+		q->dropped++;
+		pbuf_free(p);
+		return;
+	}
+	d = &q->q[(q->head + q->len) % DN_UDP_QUEUE];
+	d->p = p;
+	ip_addr_copy(d->addr, *addr);
+	d->port = port;
+	q->len++;
+	dn_notify(st, dn_conn_id(st, c), DN_EV_READABLE);
+}
+
+static u8_t
+dn_ping_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
+	const ip_addr_t *addr)
+{
+	struct dn_stack *st = arg;
+	struct icmp_echo_hdr hdr;
+	u16_t hlen = IPH_HL_BYTES((struct ip_hdr *)p->payload);
+	uint64_t sent;
+	struct dn_ping_reply *r;
+
+	(void)pcb;
+	(void)addr;
+	if (pbuf_copy_partial(p, &hdr, sizeof(hdr), hlen) != sizeof(hdr))
+		return 0;
+	if (hdr.type != ICMP_ER || hdr.id != lwip_htons(st->ping_ident))
+		return 0;	/* not ours: lwIP's ICMP handles it */
+	sent = st->ping_sent_ns[lwip_ntohs(hdr.seqno) %
+		(sizeof(st->ping_sent_ns) / sizeof(st->ping_sent_ns[0]))];
+	if (st->ping_len < DN_PING_QUEUE) {
+		r = &st->pings[(st->ping_head + st->ping_len) % DN_PING_QUEUE];
+		r->seq = lwip_ntohs(hdr.seqno);
+		r->rtt_us = (uint32_t)((dn_now_ns() - sent) / 1000);
+		st->ping_len++;
+	}
+	pbuf_free(p);
+	return 1;
+}
+
+/* ---- life cycle ---- */
+
+int
+dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
+{
+	struct dn_link_config lc = {
+		.socket = cfg->memif_socket,
+		.secret = cfg->memif_secret,
+		.mac = cfg->mac,
+		.mtu = cfg->mtu,
+		.n_mbufs = cfg->n_mbufs,
+		.priv_size = DN_NETIF_PRIV_SIZE,
+		.doorbell_fd = cfg->doorbell_fd,
+		.wake_fd = cfg->wake_fd,
+		.peer_wake_fd = cfg->master_wake_fd,
+		.link_timeout_ms = cfg->link_timeout_ms,
+	};
+	struct dn_stack *st;
+	ip4_addr_t ip, mask, gw;
+	uint32_t i;
+	int ret;
+
+	if (dn_the_stack != NULL)
+		return dn_error(-EBUSY, "this process already has a DockNet "
+			"stack (lwIP allows one per process)");
+	if (cfg->max_conns == 0 || cfg->mtu < 576)
+		return dn_error(-EINVAL, "bad stack configuration (max_conns "
+			"%u, mtu %u)", cfg->max_conns, cfg->mtu);
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return dn_error(-ENOMEM, "out of memory for the stack");
+	st->max_conns = cfg->max_conns;
+	st->conns = calloc(st->max_conns, sizeof(st->conns[0]));
+	st->evq = calloc(st->max_conns, sizeof(st->evq[0]));
+	if (st->conns == NULL || st->evq == NULL) {
+		ret = dn_error(-ENOMEM, "out of memory for %u connections",
+			st->max_conns);
+		goto fail;
+	}
+	for (i = 0; i < st->max_conns; i++)
+		st->conns[i].next_free = (i + 1 < st->max_conns) ?
+			(int32_t)(i + 1) : -1;
+	st->free_head = 0;
+
+	ret = dn_link_open(&lc, &st->link);
+	if (ret < 0)
+		goto fail;
+
+	if (!dn_lwip_ready) {
+		uint32_t seed;
+
+		/* lwIP draws ISNs and ephemeral ports from LWIP_RAND(): two
+		 * processes must not share a sequence. */
+		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+			seed = (uint32_t)dn_now_ns() ^ (uint32_t)getpid();
+		srandom(seed);
+		lwip_init();
+		dn_lwip_ready = 1;
+	}
+	ip4_addr_set_u32(&ip, lwip_htonl(cfg->ip));
+	ip4_addr_set_u32(&mask, lwip_htonl(cfg->netmask));
+	ip4_addr_set_u32(&gw, lwip_htonl(cfg->gateway));
+	memcpy(st->netif.hwaddr, cfg->mac, 6);
+	st->netif.mtu = cfg->mtu;
+	if (netif_add(&st->netif, &ip, &mask, &gw, st->link, dn_netif_init,
+	    ethernet_input) == NULL) {
+		dn_link_close(st->link);
+		ret = dn_error(-EIO, "lwIP refused the network interface");
+		goto fail;
+	}
+	st->netif.mtu = cfg->mtu;
+	netif_set_default(&st->netif);
+	netif_set_up(&st->netif);
+	netif_set_link_up(&st->netif);
+
+	st->ping_pcb = raw_new(IP_PROTO_ICMP);
+	if (st->ping_pcb != NULL)
+		raw_recv(st->ping_pcb, dn_ping_recv_cb, st);
+	st->ping_ident = (uint16_t)(random() & 0xffff);
+	st->last_timers = sys_now();
+	dn_the_stack = st;
+	*out = st;
+	return 0;
+
+fail:
+	free(st->conns);
+	free(st->evq);
+	free(st);
+	return ret;
+}
+
+void
+dn_stack_close(struct dn_stack *st)
+{
+	uint32_t i;
+
+	for (i = 0; i < st->max_conns; i++) {
+		struct dn_conn *c = &st->conns[i];
+
+		if (c->kind == DN_FREE)
+			continue;
+		dn_abort(st, (int)i);
+		dn_close(st, (int)i);
+	}
+	if (st->ping_pcb != NULL)
+		raw_remove(st->ping_pcb);
+	/* lwIP's TIME-WAIT pcbs still point at the netif's address. */
+	while (tcp_tw_pcbs != NULL)
+		tcp_abort(tcp_tw_pcbs);
+	netif_set_down(&st->netif);
+	netif_remove(&st->netif);
+	dn_link_close(st->link);
+	free(st->conns);
+	free(st->evq);
+	free(st);
+	dn_the_stack = NULL;
+}
+
+/* ---- polling ---- */
+
+static int
+dn_emit(struct dn_stack *st, struct dn_event *ev, int max)
+{
+	int n = 0;
+
+	while (st->ping_len > 0 && n < max) {
+		struct dn_ping_reply *r = &st->pings[st->ping_head];
+
+		ev[n].kind = DN_EV_PING_REPLY;
+		ev[n].id = r->seq;
+		ev[n].arg = (int32_t)r->rtt_us;
+		n++;
+		st->ping_head = (st->ping_head + 1) % DN_PING_QUEUE;
+		st->ping_len--;
+	}
+	while (st->evq_len > 0 && n < max) {
+		int id = st->evq[st->evq_head];
+		struct dn_conn *c = &st->conns[id];
+
+		while (c->events != 0 && n < max) {
+			int kind = __builtin_ctz(c->events);
+
+			c->events &= (uint16_t)~DN_BIT(kind);
+			ev[n].kind = kind;
+			ev[n].id = id;
+			ev[n].arg = 0;
+			if (kind == DN_EV_ACCEPTED)
+				ev[n].arg = c->listener;
+			else if (kind == DN_EV_ERROR)
+				ev[n].arg = c->err;
+			n++;
+		}
+		if (c->events != 0)
+			break;	/* out of room: keep it at the head */
+		c->queued = 0;
+		st->evq_head = (st->evq_head + 1) % st->max_conns;
+		st->evq_len--;
+	}
+	return n;
+}
+
+int
+dn_stack_poll(struct dn_stack *st, struct dn_event *ev, int max)
+{
+	u32_t now;
+
+	dn_netif_poll(&st->netif, DN_RX_BUDGET);
+	netif_poll(&st->netif);
+	/* lwIP's timers need millisecond resolution at most; checking them on
+	 * every poll would cost more than the work they do. */
+	now = sys_now();
+	if (now != st->last_timers) {
+		st->last_timers = now;
+		sys_check_timeouts();
+	}
+	dn_link_tx_flush(st->link);
+	return dn_emit(st, ev, max);
+}
+
+int
+dn_stack_arm(struct dn_stack *st)
+{
+	if (st->evq_len > 0 || st->ping_len > 0)
+		return 1;
+	return dn_link_arm(st->link);
+}
+
+void
+dn_stack_disarm(struct dn_stack *st)
+{
+	dn_link_disarm(st->link);
+}
+
+int
+dn_stack_fileno(const struct dn_stack *st)
+{
+	return dn_link_wake_fd(st->link);
+}
+
+int
+dn_stack_timeout_ms(struct dn_stack *st)
+{
+	u32_t t;
+
+	(void)st;
+	t = sys_timeouts_sleeptime();
+	if (t == SYS_TIMEOUTS_SLEEPTIME_INFINITE)
+		return -1;
+	return (int)t;
+}
+
+void
+dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out)
+{
+	struct dn_link_stats ls;
+
+	dn_link_stats(st->link, &ls);
+	out->rx_frames = ls.rx_frames;
+	out->tx_frames = ls.tx_frames;
+	out->tx_dropped = ls.tx_dropped;
+	out->wakeups_sent = ls.wakeups_sent;
+	out->sleeps = ls.sleeps;
+	out->pool_free = ls.pool_free;
+	out->conns_open = st->open;
+}
+
+/* ---- TCP ---- */
+
+static void
+dn_ip_set(ip_addr_t *a, uint32_t ip)
+{
+	ip_addr_set_ip4_u32(a, lwip_htonl(ip));
+}
+
+int
+dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog)
+{
+	struct tcp_pcb *pcb, *lpcb;
+	ip_addr_t addr;
+	err_t err;
+	u8_t bl = backlog <= 0 ? 1 : (backlog > 255 ? 255 : (u8_t)backlog);
+	int id;
+
+	id = dn_conn_alloc(st, DN_TCP_LISTEN);
+	if (id < 0)
+		return id;
+	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	if (pcb == NULL) {
+		dn_conn_release(st, id);
+		return dn_error(-ENOMEM, "no TCP control block left");
+	}
+	/* Servers set SO_REUSEADDR (asyncio does): a restart must not wait
+	 * for TIME-WAIT to pass. */
+	ip_set_option(pcb, SOF_REUSEADDR);
+	dn_ip_set(&addr, ip);
+	err = tcp_bind(pcb, &addr, port);
+	if (err != ERR_OK) {
+		tcp_close(pcb);
+		dn_conn_release(st, id);
+		return dn_error(-dn_err_to_errno(err), "cannot bind TCP port "
+			"%u: %s", port, err == ERR_USE ?
+			"address already in use" : "bind failed");
+	}
+	lpcb = tcp_listen_with_backlog_and_err(pcb, bl, &err);
+	if (lpcb == NULL) {
+		tcp_close(pcb);
+		dn_conn_release(st, id);
+		return dn_error(-dn_err_to_errno(err), "cannot listen on TCP "
+			"port %u", port);
+	}
+	st->conns[id].pcb.tcp = lpcb;
+	tcp_arg(lpcb, &st->conns[id]);
+	tcp_accept(lpcb, dn_tcp_accept_cb);
+	return id;
+}
+
+int
+dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
+{
+	struct tcp_pcb *pcb;
+	ip_addr_t addr;
+	err_t err;
+	int id;
+
+	id = dn_conn_alloc(st, DN_TCP);
+	if (id < 0)
+		return id;
+	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	if (pcb == NULL) {
+		dn_conn_release(st, id);
+		return dn_error(-ENOMEM, "no TCP control block left");
+	}
+	dn_tcp_attach(&st->conns[id], pcb);
+	dn_ip_set(&addr, ip);
+	err = tcp_connect(pcb, &addr, port, dn_tcp_connected_cb);
+	if (err != ERR_OK) {
+		dn_tcp_detach(pcb);
+		tcp_abort(pcb);
+		dn_conn_release(st, id);
+		return dn_error(-dn_err_to_errno(err), "cannot connect to "
+			"%u.%u.%u.%u:%u", ip >> 24, (ip >> 16) & 255,
+			(ip >> 8) & 255, ip & 255, port);
+	}
+	dn_link_tx_flush(st->link);
+	return id;
+}
+
+static struct dn_conn *
+dn_tcp_conn(struct dn_stack *st, int id, int *ret)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+
+	if (c == NULL || c->kind != DN_TCP) {
+		*ret = dn_error(-EBADF, "no TCP connection with id %d", id);
+		return NULL;
+	}
+	if (c->pcb.tcp == NULL) {
+		*ret = dn_error(-(c->err ? c->err : ENOTCONN),
+			"connection %d is %s", id,
+			c->err ? strerror(c->err) : "closed");
+		return NULL;
+	}
+	return c;
+}
+
+int
+dn_send(struct dn_stack *st, int id, const void *buf, uint32_t len)
+{
+	struct dn_conn *c;
+	struct tcp_pcb *pcb;
+	const char *p = buf;
+	uint32_t done = 0;
+	int ret;
+
+	c = dn_tcp_conn(st, id, &ret);
+	if (c == NULL)
+		return ret;
+	if (c->wr_closed)
+		return dn_error(-EPIPE, "connection %d was shut down for "
+			"writing", id);
+	if (!c->connected)
+		return dn_error(-ENOTCONN, "connection %d is not yet "
+			"connected", id);
+	pcb = c->pcb.tcp;
+	while (done < len) {
+		/* tcp_write takes 16-bit lengths, and tcp_sndbuf() clamps at
+		 * 64 KiB with window scaling: read snd_buf itself. */
+		uint32_t room = pcb->snd_buf;
+		uint32_t chunk = len - done;
+		err_t err;
+
+		if (chunk > room)
+			chunk = room;
+		if (chunk > 0xffff)
+			chunk = 0xffff;
+		if (chunk == 0 || pcb->snd_queuelen >= TCP_SND_QUEUELEN - 1)
+			break;
+		err = tcp_write(pcb, p + done, (u16_t)chunk,
+			TCP_WRITE_FLAG_COPY |
+			(done + chunk < len ? TCP_WRITE_FLAG_MORE : 0));
+		if (err == ERR_MEM)
+			break;
+		if (err != ERR_OK)
+			return dn_error(-dn_err_to_errno(err), "send on "
+				"connection %d failed", id);
+		done += chunk;
+	}
+	if (done < len)
+		c->want_writable = 1;
+	if (done > 0) {
+		tcp_output(pcb);
+		dn_link_tx_flush(st->link);
+	}
+	if (done == 0)
+		return dn_error(-EAGAIN, "send buffer of connection %d is "
+			"full", id);
+	return (int)done;
+}
+
+int
+dn_recv(struct dn_stack *st, int id, void *buf, uint32_t len)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+	char *out = buf;
+	uint32_t done = 0;
+
+	if (c == NULL || c->kind != DN_TCP)
+		return dn_error(-EBADF, "no TCP connection with id %d", id);
+	while (done < len && c->rx_head != NULL) {
+		struct pbuf *p = c->rx_head;
+		uint32_t avail = p->len - c->rx_off;
+		uint32_t chunk = len - done < avail ? len - done : avail;
+
+		memcpy(out + done, (char *)p->payload + c->rx_off, chunk);
+		done += chunk;
+		c->rx_off += chunk;
+		if (c->rx_off == p->len) {
+			c->rx_head = p->next;
+			if (c->rx_head == NULL)
+				c->rx_tail = NULL;
+			p->next = NULL;
+			pbuf_free(p);
+			c->rx_off = 0;
+		}
+	}
+	if (done > 0) {
+		uint32_t left = done;
+
+		/* Open the window only as the application reads: a slow
+		 * reader slows the sender, nothing piles up here. */
+		while (c->pcb.tcp != NULL && left > 0) {
+			u16_t step = left > 0xffff ? 0xffff : (u16_t)left;
+
+			tcp_recved(c->pcb.tcp, step);
+			left -= step;
+		}
+		return (int)done;
+	}
+	if (c->pcb.tcp == NULL && c->err)
+		return dn_error(-c->err, "connection %d: %s", id,
+			strerror(c->err));
+	if (c->eof)
+		return 0;
+	return dn_error(-EAGAIN, "nothing to read on connection %d", id);
+}
+
+int
+dn_shutdown(struct dn_stack *st, int id, int how)
+{
+	struct dn_conn *c;
+	err_t err;
+	int ret;
+
+	c = dn_tcp_conn(st, id, &ret);
+	if (c == NULL)
+		return ret;
+	if (how == DN_SHUT_RD || how == DN_SHUT_RDWR)
+		dn_rxq_free(c);
+	if ((how == DN_SHUT_WR || how == DN_SHUT_RDWR) && !c->wr_closed) {
+		err = tcp_shutdown(c->pcb.tcp, 0, 1);
+		if (err != ERR_OK)
+			return dn_error(-dn_err_to_errno(err), "shutdown of "
+				"connection %d failed", id);
+		c->wr_closed = 1;
+		dn_link_tx_flush(st->link);
+	}
+	return 0;
+}
+
+int
+dn_close(struct dn_stack *st, int id)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+
+	if (c == NULL)
+		return dn_error(-EBADF, "no connection with id %d", id);
+	switch (c->kind) {
+	case DN_TCP:
+	case DN_TCP_LISTEN:
+		if (c->pcb.tcp != NULL) {
+			struct tcp_pcb *pcb = c->pcb.tcp;
+
+			dn_tcp_detach(pcb);
+			/* lwIP sends RST itself when unread data remains, as
+			 * the kernel does. */
+			if (tcp_close(pcb) != ERR_OK)
+				tcp_abort(pcb);
+		}
+		break;
+	case DN_UDP:
+		if (c->pcb.udp != NULL)
+			udp_remove(c->pcb.udp);
+		break;
+	}
+	dn_conn_release(st, id);
+	dn_link_tx_flush(st->link);
+	return 0;
+}
+
+int
+dn_abort(struct dn_stack *st, int id)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+
+	if (c == NULL)
+		return dn_error(-EBADF, "no connection with id %d", id);
+	if ((c->kind == DN_TCP || c->kind == DN_TCP_LISTEN) &&
+	    c->pcb.tcp != NULL) {
+		struct tcp_pcb *pcb = c->pcb.tcp;
+
+		dn_tcp_detach(pcb);
+		if (pcb->state == LISTEN)
+			tcp_close(pcb);
+		else
+			tcp_abort(pcb);	/* sends RST */
+		c->pcb.tcp = NULL;
+		c->err = ECONNABORTED;
+		dn_rxq_free(c);
+		dn_link_tx_flush(st->link);
+	}
+	return 0;
+}
+
+int
+dn_set_nodelay(struct dn_stack *st, int id, int on)
+{
+	struct dn_conn *c;
+	int ret;
+
+	c = dn_tcp_conn(st, id, &ret);
+	if (c == NULL)
+		return ret;
+	if (on)
+		tcp_nagle_disable(c->pcb.tcp);
+	else
+		tcp_nagle_enable(c->pcb.tcp);
+	return 0;
+}
+
+static int
+dn_names(struct dn_stack *st, int id, int peer, uint32_t *ip, uint16_t *port)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+	const ip_addr_t *a;
+
+	if (c == NULL)
+		return dn_error(-EBADF, "no connection with id %d", id);
+	if (c->kind == DN_UDP) {
+		if (peer)
+			return dn_error(-ENOTCONN, "UDP endpoint %d has no "
+				"peer", id);
+		a = &c->pcb.udp->local_ip;
+		*port = c->pcb.udp->local_port;
+	} else {
+		if (c->pcb.tcp == NULL)
+			return dn_error(-ENOTCONN, "connection %d is closed",
+				id);
+		a = peer ? &c->pcb.tcp->remote_ip : &c->pcb.tcp->local_ip;
+		*port = peer ? c->pcb.tcp->remote_port :
+			c->pcb.tcp->local_port;
+	}
+	*ip = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(a)));
+	if (*ip == 0 && !peer)
+		*ip = lwip_ntohl(ip4_addr_get_u32(netif_ip4_addr(&st->netif)));
+	return 0;
+}
+
+int
+dn_sockname(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port)
+{
+	return dn_names(st, id, 0, ip, port);
+}
+
+int
+dn_peername(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port)
+{
+	return dn_names(st, id, 1, ip, port);
+}
+
+int
+dn_send_queued(struct dn_stack *st, int id)
+{
+	struct dn_conn *c;
+	int ret;
+
+	c = dn_tcp_conn(st, id, &ret);
+	if (c == NULL)
+		return ret;
+	return (int)(TCP_SND_BUF - c->pcb.tcp->snd_buf);
+}
+
+/* ---- UDP ---- */
+
+int
+dn_udp_bind(struct dn_stack *st, uint32_t ip, uint16_t port)
+{
+	struct udp_pcb *pcb;
+	ip_addr_t addr;
+	err_t err;
+	int id;
+
+	id = dn_conn_alloc(st, DN_UDP);
+	if (id < 0)
+		return id;
+	st->conns[id].udpq = calloc(1, sizeof(struct dn_udpq));
+	pcb = udp_new_ip_type(IPADDR_TYPE_V4);
+	if (pcb == NULL || st->conns[id].udpq == NULL) {
+		if (pcb != NULL)
+			udp_remove(pcb);
+		dn_conn_release(st, id);
+		return dn_error(-ENOMEM, "no UDP control block left");
+	}
+	dn_ip_set(&addr, ip);
+	err = udp_bind(pcb, &addr, port);
+	if (err != ERR_OK) {
+		udp_remove(pcb);
+		dn_conn_release(st, id);
+		return dn_error(-dn_err_to_errno(err), "cannot bind UDP port "
+			"%u", port);
+	}
+	st->conns[id].pcb.udp = pcb;
+	udp_recv(pcb, dn_udp_recv_cb, &st->conns[id]);
+	return id;
+}
+
+int
+dn_udp_sendto(struct dn_stack *st, int id, const void *buf, uint32_t len,
+	uint32_t ip, uint16_t port)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+	ip_addr_t addr;
+	struct pbuf *p;
+	err_t err;
+
+	if (c == NULL || c->kind != DN_UDP)
+		return dn_error(-EBADF, "no UDP endpoint with id %d", id);
+	if (len > (uint32_t)st->netif.mtu - 28)
+		return dn_error(-EMSGSIZE, "datagram of %u bytes exceeds the "
+			"link MTU %u less headers", len, st->netif.mtu);
+	p = pbuf_alloc(PBUF_TRANSPORT, (u16_t)len, PBUF_RAM);
+	if (p == NULL)
+		return dn_error(-ENOBUFS, "no buffer for a datagram");
+	memcpy(p->payload, buf, len);
+	dn_ip_set(&addr, ip);
+	err = udp_sendto(c->pcb.udp, p, &addr, port);
+	pbuf_free(p);
+	if (err != ERR_OK)
+		return dn_error(-dn_err_to_errno(err), "UDP send failed");
+	dn_link_tx_flush(st->link);
+	return (int)len;
+}
+
+int
+dn_udp_recvfrom(struct dn_stack *st, int id, void *buf, uint32_t len,
+	uint32_t *ip, uint16_t *port)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+	struct dn_udpq *q;
+	struct dn_dgram *d;
+	uint16_t n;
+
+	if (c == NULL || c->kind != DN_UDP)
+		return dn_error(-EBADF, "no UDP endpoint with id %d", id);
+	q = c->udpq;
+	if (q->len == 0)
+		return dn_error(-EAGAIN, "no datagram waiting on %d", id);
+	d = &q->q[q->head];
+	/* Like recvfrom(): a short buffer truncates the datagram. */
+	n = pbuf_copy_partial(d->p, buf,
+		(u16_t)(len < d->p->tot_len ? len : d->p->tot_len), 0);
+	*ip = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&d->addr)));
+	*port = d->port;
+	pbuf_free(d->p);
+	q->head = (q->head + 1) % DN_UDP_QUEUE;
+	q->len--;
+	return n;
+}
+
+/* ---- ICMP ---- */
+
+int
+dn_ping(struct dn_stack *st, uint32_t ip, uint16_t seq, uint16_t size)
+{
+	struct icmp_echo_hdr *hdr;
+	ip_addr_t addr;
+	struct pbuf *p;
+	err_t err;
+	u16_t total = (u16_t)(sizeof(*hdr) + size);
+
+	if (st->ping_pcb == NULL)
+		return dn_error(-ENOMEM, "no raw control block for ICMP");
+	p = pbuf_alloc(PBUF_IP, total, PBUF_RAM);
+	if (p == NULL)
+		return dn_error(-ENOBUFS, "no buffer for an echo request");
+	hdr = p->payload;
+	ICMPH_TYPE_SET(hdr, ICMP_ECHO);
+	ICMPH_CODE_SET(hdr, 0);
+	hdr->id = lwip_htons(st->ping_ident);
+	hdr->seqno = lwip_htons(seq);
+	memset((char *)p->payload + sizeof(*hdr), 0xa5, size);
+	hdr->chksum = 0;
+	hdr->chksum = inet_chksum(hdr, total);
+	st->ping_sent_ns[seq % (sizeof(st->ping_sent_ns) /
+		sizeof(st->ping_sent_ns[0]))] = dn_now_ns();
+	dn_ip_set(&addr, ip);
+	err = raw_sendto(st->ping_pcb, p, &addr);
+	pbuf_free(p);
+	if (err != ERR_OK)
+		return dn_error(-dn_err_to_errno(err), "echo request failed");
+	dn_link_tx_flush(st->link);
+	return 0;
+}

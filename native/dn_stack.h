@@ -1,0 +1,107 @@
+/*
+ * The slave stack: lwIP TCP/UDP/ICMP over one memif link, with a small
+ * socket-like API and batched events.
+ *
+ * One stack per process (lwIP keeps its state in globals), owned by the
+ * thread that polls it: every call must come from that thread. Connection
+ * ids are small integers, valid from the call or event that created them
+ * until dn_close(). Calls return >= 0 on success or a negative errno, with
+ * the reason in dn_last_error(). Addresses and ports are in host byte order.
+ */
+#ifndef DN_STACK_H
+#define DN_STACK_H
+
+#include <stdint.h>
+
+struct dn_stack;
+
+struct dn_stack_config {
+	const char *memif_socket;
+	const char *memif_secret;
+	uint32_t ip;
+	uint32_t netmask;
+	uint32_t gateway;
+	uint8_t mac[6];
+	uint16_t mtu;
+	unsigned int n_mbufs;
+	unsigned int max_conns;
+	int doorbell_fd;
+	int wake_fd;
+	int master_wake_fd;
+	unsigned int link_timeout_ms;
+};
+
+/* Event kinds. For DN_EV_ACCEPTED, id is the new connection and arg the
+ * listener; for DN_EV_ERROR arg is the errno (ECONNRESET, ECONNREFUSED,
+ * ETIMEDOUT, ECONNABORTED): the connection is dead but its id stays valid
+ * until dn_close(). DN_EV_PING_REPLY: id is the sequence, arg the round
+ * trip in microseconds. */
+#define DN_EV_ACCEPTED 1
+#define DN_EV_CONNECTED 2
+#define DN_EV_READABLE 3
+#define DN_EV_WRITABLE 4
+#define DN_EV_PEER_CLOSED 5
+#define DN_EV_ERROR 6
+#define DN_EV_PING_REPLY 7
+
+struct dn_event {
+	int32_t kind;
+	int32_t id;
+	int32_t arg;
+};
+
+#define DN_SHUT_RD 0
+#define DN_SHUT_WR 1
+#define DN_SHUT_RDWR 2
+
+struct dn_stack_stats {
+	uint64_t rx_frames;
+	uint64_t tx_frames;
+	uint64_t tx_dropped;
+	uint64_t wakeups_sent;
+	uint64_t sleeps;
+	unsigned int pool_free;
+	unsigned int conns_open;
+};
+
+int dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out);
+void dn_stack_close(struct dn_stack *st);
+
+/* Receives, runs lwIP (input, timers), sends, and fills ev with up to max
+ * events. Returns the number of events. */
+int dn_stack_poll(struct dn_stack *st, struct dn_event *ev, int max);
+/* Before blocking on dn_stack_fileno(): returns 1 if work is already
+ * waiting (poll again instead), 0 if the caller may sleep. */
+int dn_stack_arm(struct dn_stack *st);
+/* After waking (or when not sleeping after all). */
+void dn_stack_disarm(struct dn_stack *st);
+int dn_stack_fileno(const struct dn_stack *st);
+/* Milliseconds until lwIP's next timer, or -1 when none is due. */
+int dn_stack_timeout_ms(struct dn_stack *st);
+void dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out);
+
+/* TCP */
+int dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog);
+int dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port);
+int dn_send(struct dn_stack *st, int id, const void *buf, uint32_t len);
+int dn_recv(struct dn_stack *st, int id, void *buf, uint32_t len);
+int dn_shutdown(struct dn_stack *st, int id, int how);
+int dn_close(struct dn_stack *st, int id);
+int dn_abort(struct dn_stack *st, int id);
+int dn_set_nodelay(struct dn_stack *st, int id, int on);
+int dn_sockname(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port);
+int dn_peername(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port);
+/* Bytes queued in lwIP and not yet acknowledged by the peer. */
+int dn_send_queued(struct dn_stack *st, int id);
+
+/* UDP */
+int dn_udp_bind(struct dn_stack *st, uint32_t ip, uint16_t port);
+int dn_udp_sendto(struct dn_stack *st, int id, const void *buf, uint32_t len,
+	uint32_t ip, uint16_t port);
+int dn_udp_recvfrom(struct dn_stack *st, int id, void *buf, uint32_t len,
+	uint32_t *ip, uint16_t *port);
+
+/* ICMP echo request; the reply comes as DN_EV_PING_REPLY. */
+int dn_ping(struct dn_stack *st, uint32_t ip, uint16_t seq, uint16_t size);
+
+#endif /* DN_STACK_H */

@@ -1,0 +1,724 @@
+/*
+ * Master switch (see dn_switch.h).
+ *
+ * The switch thread owns every port's data path. Other threads (the Python
+ * control plane) create and destroy ports, and hand them over or take them
+ * back through a one-slot mailbox the thread checks each iteration; the
+ * thread therefore never sees a port half set up or already closed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_arp.h>
+#include <rte_byteorder.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "dn_doorbell.h"
+#include "dn_eal.h"
+#include "dn_error.h"
+#include "dn_memif.h"
+#include "dn_switch.h"
+
+#define DN_BURST 32
+#define DN_NO_SLOT 0xffff
+#define DN_MAILBOX_ADD 1
+#define DN_MAILBOX_REMOVE 2
+#define DN_MAILBOX_QUIT 3
+
+struct dn_txq {
+	struct rte_mbuf *m[DN_BURST];
+	uint16_t n;
+};
+
+struct dn_slot {
+	int in_use;		/* owned by the control side */
+	int active;		/* owned by the switch thread */
+	uint16_t port_id;
+	uint32_t ip;
+	char name[32];
+	struct dn_doorbell *bell;
+	int slave_wake_fd;
+	struct dn_txq txq;
+	uint8_t dirty;
+	struct dn_port_counters c;
+};
+
+struct dn_switch {
+	struct dn_switch_config cfg;
+	struct rte_mempool *pool;
+	struct dn_slot *slots;
+	uint16_t *host_slot;	/* host part of the address -> slot */
+	uint32_t hosts;
+	uint16_t *active_list;	/* slots the thread polls */
+	unsigned int n_active;
+	uint16_t *dirty_list;
+	unsigned int n_dirty;
+	struct rte_ether_addr gw_mac;
+
+	pthread_t thread;
+	int thread_started;
+	int epfd;
+	int ctl_fd;		/* wakes the thread for mailbox commands */
+
+	pthread_mutex_t lock;	/* serialises control-side callers */
+	pthread_mutex_t mb_lock;
+	pthread_cond_t mb_done;
+	_Atomic int mb_pending;
+	int mb_op;
+	int mb_slot;
+
+	struct dn_switch_counters counters;
+	unsigned int ports_made;
+};
+
+void
+dn_switch_mac_of(uint32_t ip, uint8_t *mac)
+{
+	mac[0] = 0x02;
+	mac[1] = 0x00;
+	mac[2] = (uint8_t)(ip >> 24);
+	mac[3] = (uint8_t)(ip >> 16);
+	mac[4] = (uint8_t)(ip >> 8);
+	mac[5] = (uint8_t)ip;
+}
+
+static uint64_t
+dn_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline int
+dn_in_subnet(const struct dn_switch *sw, uint32_t ip)
+{
+	return (ip & sw->cfg.netmask) == sw->cfg.subnet;
+}
+
+static inline uint16_t
+dn_slot_of(const struct dn_switch *sw, uint32_t ip)
+{
+	if (!dn_in_subnet(sw, ip))
+		return DN_NO_SLOT;
+	return sw->host_slot[ip & ~sw->cfg.netmask];
+}
+
+/* ---- frame handling (switch thread) ---- */
+
+static void
+dn_enqueue(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
+{
+	struct dn_slot *s = &sw->slots[slot];
+
+	if (s->txq.n == DN_BURST) {
+		s->c.drop_ring_full++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	s->txq.m[s->txq.n++] = m;
+	if (!s->dirty) {
+		s->dirty = 1;
+		sw->dirty_list[sw->n_dirty++] = slot;
+	}
+}
+
+static void
+dn_flush(struct dn_switch *sw)
+{
+	unsigned int i;
+
+	for (i = 0; i < sw->n_dirty; i++) {
+		struct dn_slot *s = &sw->slots[sw->dirty_list[i]];
+		uint16_t sent, k;
+
+		sent = rte_eth_tx_burst(s->port_id, 0, s->txq.m, s->txq.n);
+		for (k = 0; k < sent; k++) {
+			s->c.tx_frames++;
+			s->c.tx_bytes += s->txq.m[k]->pkt_len;
+		}
+		if (sent < s->txq.n) {
+			/* The slave's ring is full: it is not keeping up.
+			 * Holding frames would stall everyone else; TCP
+			 * recovers what is dropped here. */
+			s->c.drop_ring_full += s->txq.n - sent;
+			rte_pktmbuf_free_bulk(&s->txq.m[sent],
+				s->txq.n - sent);
+		}
+		s->txq.n = 0;
+		s->dirty = 0;
+		if (sent > 0 && dn_doorbell_ring(&s->bell->slave_asleep,
+		    &s->bell->slave_wakeups, s->slave_wake_fd) > 0)
+			s->c.wakeups++;
+	}
+	sw->n_dirty = 0;
+}
+
+/* Proxy ARP: the switch knows every address's MAC, so a request never
+ * needs flooding. The request is turned into the reply in place. */
+static void
+dn_handle_arp(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
+{
+	struct dn_slot *s = &sw->slots[from];
+	struct rte_ether_hdr *eth;
+	struct rte_arp_hdr *arp;
+	uint32_t tip;
+	uint8_t mac[6];
+
+	if (rte_pktmbuf_data_len(m) < sizeof(*eth) + sizeof(*arp)) {
+		s->c.drop_malformed++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	arp = (struct rte_arp_hdr *)(eth + 1);
+	tip = rte_be_to_cpu_32(arp->arp_data.arp_tip);
+	if (arp->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) ||
+	    !dn_in_subnet(sw, tip) ||
+	    rte_be_to_cpu_32(arp->arp_data.arp_sip) != s->ip) {
+		/* Replies and gratuitous ARP need no answer. */
+		rte_pktmbuf_free(m);
+		return;
+	}
+	dn_switch_mac_of(tip, mac);
+	arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REPLY);
+	arp->arp_data.arp_tha = arp->arp_data.arp_sha;
+	arp->arp_data.arp_tip = arp->arp_data.arp_sip;
+	memcpy(&arp->arp_data.arp_sha, mac, 6);
+	arp->arp_data.arp_sip = rte_cpu_to_be_32(tip);
+	eth->dst_addr = eth->src_addr;
+	memcpy(&eth->src_addr, mac, 6);
+	s->c.arp_replies++;
+	dn_enqueue(sw, from, m);
+}
+
+/* A TCP segment for an address with no endpoint gets the reset that a host
+ * with no such connection would send (RFC 793 "reset generation"). */
+static void
+dn_send_reset(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
+	struct rte_ipv4_hdr *ip, struct rte_tcp_hdr *tcp, uint16_t ip_len)
+{
+	struct dn_slot *s = &sw->slots[from];
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint16_t hlen = (uint16_t)((ip->version_ihl & 0xf) * 4);
+	uint16_t thlen = (uint16_t)((tcp->data_off >> 4) * 4);
+	uint32_t seg_len = ip_len - hlen - thlen;
+	uint8_t flags = tcp->tcp_flags;
+	struct rte_ether_addr tmp;
+	rte_be32_t a;
+	rte_be16_t p;
+
+	if (flags & RTE_TCP_RST_FLAG) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (flags & RTE_TCP_SYN_FLAG)
+		seg_len++;
+	if (flags & RTE_TCP_FIN_FLAG)
+		seg_len++;
+	if (flags & RTE_TCP_ACK_FLAG) {
+		tcp->sent_seq = tcp->recv_ack;
+		tcp->recv_ack = 0;
+		tcp->tcp_flags = RTE_TCP_RST_FLAG;
+	} else {
+		tcp->recv_ack = rte_cpu_to_be_32(
+			rte_be_to_cpu_32(tcp->sent_seq) + seg_len);
+		tcp->sent_seq = 0;
+		tcp->tcp_flags = RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG;
+	}
+	p = tcp->src_port;
+	tcp->src_port = tcp->dst_port;
+	tcp->dst_port = p;
+	tcp->data_off = (sizeof(*tcp) / 4) << 4;
+	tcp->rx_win = 0;
+	tcp->tcp_urp = 0;
+	a = ip->src_addr;
+	ip->src_addr = ip->dst_addr;
+	ip->dst_addr = a;
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16(sizeof(*ip) + sizeof(*tcp));
+	ip->time_to_live = 64;
+	ip->fragment_offset = 0;
+	ip->hdr_checksum = 0;
+	/* Move the TCP header up behind a 20-byte IP header (options go). */
+	if (hlen != sizeof(*ip))
+		memmove((char *)ip + sizeof(*ip), tcp, sizeof(*tcp));
+	tcp = (struct rte_tcp_hdr *)((char *)ip + sizeof(*ip));
+	rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_pkt_len(m) -
+		(sizeof(*eth) + sizeof(*ip) + sizeof(*tcp))));
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	tcp->cksum = 0;
+	tcp->cksum = rte_ipv4_udptcp_cksum(ip, tcp);
+	tmp = eth->src_addr;
+	eth->src_addr = eth->dst_addr;
+	eth->dst_addr = tmp;
+	s->c.resets_sent++;
+	dn_enqueue(sw, from, m);
+}
+
+static void
+dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
+{
+	struct dn_slot *s = &sw->slots[from];
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+	uint32_t len = rte_pktmbuf_data_len(m);
+	uint16_t to, ip_len, hlen;
+
+	s->c.rx_frames++;
+	s->c.rx_bytes += m->pkt_len;
+	if (len < sizeof(*eth))
+		goto malformed;
+	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+		dn_handle_arp(sw, from, m);
+		return;
+	}
+	if (eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
+	    len < sizeof(*eth) + sizeof(*ip))
+		goto malformed;
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	hlen = (uint16_t)((ip->version_ihl & 0xf) * 4);
+	ip_len = rte_be_to_cpu_16(ip->total_length);
+	if ((ip->version_ihl >> 4) != 4 || hlen < sizeof(*ip) ||
+	    ip_len < hlen || ip_len > m->pkt_len - sizeof(*eth))
+		goto malformed;
+	if (rte_be_to_cpu_32(ip->src_addr) != s->ip) {
+		s->c.drop_spoofed++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	to = dn_slot_of(sw, rte_be_to_cpu_32(ip->dst_addr));
+	if (to != DN_NO_SLOT) {
+		dn_enqueue(sw, to, m);
+		return;
+	}
+	if (ip->next_proto_id == IPPROTO_TCP &&
+	    len >= sizeof(*eth) + hlen + sizeof(struct rte_tcp_hdr) &&
+	    dn_in_subnet(sw, rte_be_to_cpu_32(ip->dst_addr))) {
+		s->c.drop_no_route++;
+		dn_send_reset(sw, from, m, ip,
+			(struct rte_tcp_hdr *)((char *)ip + hlen), ip_len);
+		return;
+	}
+	s->c.drop_no_route++;
+	rte_pktmbuf_free(m);
+	return;
+
+malformed:
+	s->c.drop_malformed++;
+	rte_pktmbuf_free(m);
+}
+
+static unsigned int
+dn_poll_ports(struct dn_switch *sw)
+{
+	struct rte_mbuf *rx[DN_BURST];
+	unsigned int i, moved = 0;
+
+	for (i = 0; i < sw->n_active; i++) {
+		uint16_t slot = sw->active_list[i];
+		uint16_t n, k;
+
+		n = rte_eth_rx_burst(sw->slots[slot].port_id, 0, rx, DN_BURST);
+		for (k = 0; k < n; k++)
+			dn_handle_frame(sw, slot, rx[k]);
+		moved += n;
+	}
+	if (sw->n_dirty > 0)
+		dn_flush(sw);
+	return moved;
+}
+
+/* ---- mailbox (switch thread side) ---- */
+
+static int
+dn_mailbox(struct dn_switch *sw)
+{
+	int quit = 0;
+
+	if (!atomic_load_explicit(&sw->mb_pending, memory_order_acquire))
+		return 0;
+	pthread_mutex_lock(&sw->mb_lock);
+	if (sw->mb_op == DN_MAILBOX_ADD) {
+		struct dn_slot *s = &sw->slots[sw->mb_slot];
+
+		s->active = 1;
+		sw->active_list[sw->n_active++] = (uint16_t)sw->mb_slot;
+		sw->host_slot[s->ip & ~sw->cfg.netmask] =
+			(uint16_t)sw->mb_slot;
+	} else if (sw->mb_op == DN_MAILBOX_REMOVE) {
+		struct dn_slot *s = &sw->slots[sw->mb_slot];
+		unsigned int i;
+
+		s->active = 0;
+		sw->host_slot[s->ip & ~sw->cfg.netmask] = DN_NO_SLOT;
+		for (i = 0; i < sw->n_active; i++) {
+			if (sw->active_list[i] == sw->mb_slot) {
+				sw->active_list[i] =
+					sw->active_list[--sw->n_active];
+				break;
+			}
+		}
+		rte_pktmbuf_free_bulk(s->txq.m, s->txq.n);
+		s->txq.n = 0;
+	} else if (sw->mb_op == DN_MAILBOX_QUIT) {
+		quit = 1;
+	}
+	sw->mb_op = 0;
+	atomic_store_explicit(&sw->mb_pending, 0, memory_order_release);
+	pthread_cond_broadcast(&sw->mb_done);
+	pthread_mutex_unlock(&sw->mb_lock);
+	return quit;
+}
+
+/* ---- sleeping ---- */
+
+static void
+dn_announce_all(struct dn_switch *sw, int asleep)
+{
+	unsigned int i;
+
+	for (i = 0; i < sw->n_active; i++) {
+		struct dn_doorbell *b = sw->slots[sw->active_list[i]].bell;
+
+		if (asleep)
+			atomic_store_explicit(&b->master_asleep, 1,
+				memory_order_relaxed);
+		else
+			dn_doorbell_cancel(&b->master_asleep);
+	}
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
+static void
+dn_sleep(struct dn_switch *sw)
+{
+	struct epoll_event ev[2];
+	int n, i;
+
+	dn_announce_all(sw, 1);
+	/* Re-check after announcing: a frame queued just before the slave
+	 * saw the flag would otherwise wait for the next frame. */
+	if (dn_poll_ports(sw) > 0 ||
+	    atomic_load_explicit(&sw->mb_pending, memory_order_acquire)) {
+		dn_announce_all(sw, 0);
+		return;
+	}
+	sw->counters.sleeps++;
+	n = epoll_wait(sw->epfd, ev, 2, -1);
+	dn_announce_all(sw, 0);
+	for (i = 0; i < n; i++)
+		dn_doorbell_drain(ev[i].data.fd);
+}
+
+static void *
+dn_switch_main(void *arg)
+{
+	struct dn_switch *sw = arg;
+	uint64_t idle_since = 0, start = dn_now_ns(), spin_ns;
+	unsigned int idle = 0;
+
+	dn_eal_register_thread();
+	spin_ns = (uint64_t)sw->cfg.spin_us * 1000;
+	for (;;) {
+		uint64_t t0;
+		unsigned int moved;
+
+		if (dn_mailbox(sw))
+			break;
+		t0 = dn_now_ns();
+		moved = dn_poll_ports(sw);
+		sw->counters.loops++;
+		if (moved > 0) {
+			sw->counters.busy_loops++;
+			sw->counters.busy_ns += dn_now_ns() - t0;
+			idle = 0;
+			continue;
+		}
+		if (idle++ == 0) {
+			idle_since = t0;
+			continue;
+		}
+		if (t0 - idle_since < spin_ns) {
+			/* Share the core: on this kind of machine a slave
+			 * may be waiting for it to answer us. */
+			if ((idle & 7) == 0)
+				sched_yield();
+			continue;
+		}
+		dn_sleep(sw);
+		idle = 0;
+	}
+	sw->counters.run_ns = dn_now_ns() - start;
+	return NULL;
+}
+
+/* ---- control side ---- */
+
+static int
+dn_mailbox_send(struct dn_switch *sw, int op, int slot)
+{
+	static const uint64_t one = 1;
+
+	pthread_mutex_lock(&sw->mb_lock);
+	sw->mb_op = op;
+	sw->mb_slot = slot;
+	atomic_store_explicit(&sw->mb_pending, 1, memory_order_release);
+	if (write(sw->ctl_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+		pthread_mutex_unlock(&sw->mb_lock);
+		return dn_error(-errno, "cannot wake the switch thread: %s",
+			strerror(errno));
+	}
+	while (atomic_load_explicit(&sw->mb_pending, memory_order_acquire))
+		pthread_cond_wait(&sw->mb_done, &sw->mb_lock);
+	pthread_mutex_unlock(&sw->mb_lock);
+	return 0;
+}
+
+int
+dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
+{
+	struct epoll_event ev;
+	struct dn_switch *sw;
+	uint8_t mac[6];
+	uint32_t i;
+	int ret;
+
+	if (cfg->max_endpoints == 0 || cfg->max_endpoints >= DN_NO_SLOT ||
+	    (cfg->subnet & ~cfg->netmask) != 0 || cfg->netmask == 0 ||
+	    ~cfg->netmask >= (1u << 24))
+		return dn_error(-EINVAL, "bad switch configuration (subnet, "
+			"netmask /8 or longer, max endpoints < 65535)");
+	ret = dn_eal_register_thread();
+	if (ret < 0)
+		return ret;
+	sw = calloc(1, sizeof(*sw));
+	if (sw == NULL)
+		return dn_error(-ENOMEM, "out of memory for the switch");
+	sw->cfg = *cfg;
+	sw->epfd = -1;
+	sw->ctl_fd = -1;
+	sw->hosts = ~cfg->netmask + 1;
+	sw->slots = calloc(cfg->max_endpoints, sizeof(sw->slots[0]));
+	sw->host_slot = malloc(sw->hosts * sizeof(sw->host_slot[0]));
+	sw->active_list = calloc(cfg->max_endpoints, sizeof(uint16_t));
+	sw->dirty_list = calloc(cfg->max_endpoints, sizeof(uint16_t));
+	if (sw->slots == NULL || sw->host_slot == NULL ||
+	    sw->active_list == NULL || sw->dirty_list == NULL) {
+		ret = dn_error(-ENOMEM, "out of memory for %u endpoints",
+			cfg->max_endpoints);
+		goto fail;
+	}
+	for (i = 0; i < sw->hosts; i++)
+		sw->host_slot[i] = DN_NO_SLOT;
+	dn_switch_mac_of(cfg->gateway, mac);
+	memcpy(&sw->gw_mac, mac, 6);
+	pthread_mutex_init(&sw->lock, NULL);
+	pthread_mutex_init(&sw->mb_lock, NULL);
+	pthread_cond_init(&sw->mb_done, NULL);
+
+	ret = dn_pktpool_create("dn_switch_pool", cfg->n_mbufs, 0, &sw->pool);
+	if (ret < 0)
+		goto fail;
+	sw->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	sw->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (sw->ctl_fd < 0 || sw->epfd < 0) {
+		ret = dn_error(-errno, "cannot create the switch's wake-up "
+			"descriptors: %s", strerror(errno));
+		goto fail;
+	}
+	ev.events = EPOLLIN;
+	ev.data.fd = sw->ctl_fd;
+	if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD, sw->ctl_fd, &ev) < 0)
+		goto fail_epoll;
+	ev.data.fd = cfg->wake_fd;
+	if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD, cfg->wake_fd, &ev) < 0)
+		goto fail_epoll;
+	ret = pthread_create(&sw->thread, NULL, dn_switch_main, sw);
+	if (ret != 0) {
+		ret = dn_error(-ret, "cannot start the switch thread: %s",
+			strerror(ret));
+		goto fail;
+	}
+	pthread_setname_np(sw->thread, "dn-switch");
+	sw->thread_started = 1;
+	*out = sw;
+	return 0;
+
+fail_epoll:
+	ret = dn_error(-errno, "epoll_ctl failed: %s", strerror(errno));
+fail:
+	if (sw->pool != NULL)
+		rte_mempool_free(sw->pool);
+	if (sw->ctl_fd >= 0)
+		close(sw->ctl_fd);
+	if (sw->epfd >= 0)
+		close(sw->epfd);
+	free(sw->slots);
+	free(sw->host_slot);
+	free(sw->active_list);
+	free(sw->dirty_list);
+	free(sw);
+	return ret;
+}
+
+int
+dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
+{
+	struct dn_memif_config mc;
+	struct dn_slot *s = NULL;
+	uint8_t mac[6];
+	void *page;
+	unsigned int i;
+	int slot = -1, ret;
+
+	if (!dn_in_subnet(sw, ep->ip) || ep->ip == sw->cfg.gateway ||
+	    ep->ip == sw->cfg.subnet || (ep->ip | sw->cfg.netmask) == ~0u)
+		return dn_error(-EINVAL, "address %u.%u.%u.%u is not a host "
+			"address of the switch's subnet", ep->ip >> 24,
+			(ep->ip >> 16) & 255, (ep->ip >> 8) & 255, ep->ip & 255);
+	pthread_mutex_lock(&sw->lock);
+	for (i = 0; i < sw->cfg.max_endpoints; i++) {
+		if (!sw->slots[i].in_use) {
+			slot = (int)i;
+			break;
+		}
+	}
+	if (slot < 0) {
+		ret = dn_error(-ENOSPC, "all %u endpoint slots are in use",
+			sw->cfg.max_endpoints);
+		goto out;
+	}
+	s = &sw->slots[slot];
+	memset(s, 0, sizeof(*s));
+	page = mmap(NULL, DN_DOORBELL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		ep->doorbell_fd, 0);
+	if (page == MAP_FAILED) {
+		ret = dn_error(-errno, "cannot map the doorbell page: %s",
+			strerror(errno));
+		goto out;
+	}
+	s->bell = page;
+	s->bell->magic = DN_DOORBELL_MAGIC;
+	s->bell->version = 1;
+	s->slave_wake_fd = ep->slave_wake_fd;
+	s->ip = ep->ip;
+	/* A fresh vdev name each time: DPDK keeps a failed memif's ethdev name
+	 * allocated, so reusing the slot's name could fail forever. */
+	snprintf(s->name, sizeof(s->name), "net_memif_ep%u", ++sw->ports_made);
+	/* The port's own MAC is the gateway's: it is the switch's side. */
+	memcpy(mac, &sw->gw_mac, 6);
+	mc = (struct dn_memif_config){
+		.name = s->name,
+		.socket = ep->socket,
+		.secret = ep->secret,
+		.server = 1,
+		.mtu = sw->cfg.mtu,
+		.log2_ring = 10,
+		.buffer_size = dn_memif_buffer_size(sw->cfg.mtu),
+		.mac = mac,
+	};
+	ret = dn_memif_create(&mc, sw->pool, &s->port_id);
+	if (ret < 0) {
+		munmap(page, DN_DOORBELL_SIZE);
+		goto out;
+	}
+	s->in_use = 1;
+	ret = dn_mailbox_send(sw, DN_MAILBOX_ADD, slot);
+	if (ret < 0) {
+		dn_memif_destroy(s->port_id, s->name);
+		munmap(page, DN_DOORBELL_SIZE);
+		s->in_use = 0;
+		goto out;
+	}
+	ret = slot;
+out:
+	pthread_mutex_unlock(&sw->lock);
+	return ret;
+}
+
+int
+dn_switch_remove(struct dn_switch *sw, int slot)
+{
+	struct dn_slot *s;
+	int ret;
+
+	pthread_mutex_lock(&sw->lock);
+	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
+	    !sw->slots[slot].in_use) {
+		pthread_mutex_unlock(&sw->lock);
+		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
+	}
+	s = &sw->slots[slot];
+	ret = dn_mailbox_send(sw, DN_MAILBOX_REMOVE, slot);
+	if (ret == 0) {
+		dn_memif_destroy(s->port_id, s->name);
+		munmap(s->bell, DN_DOORBELL_SIZE);
+		s->in_use = 0;
+	}
+	pthread_mutex_unlock(&sw->lock);
+	return ret;
+}
+
+int
+dn_switch_port_counters(struct dn_switch *sw, int slot,
+	struct dn_port_counters *out)
+{
+	struct rte_eth_link link;
+
+	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
+	    !sw->slots[slot].in_use)
+		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
+	/* Counters are written by the switch thread alone; a torn read of a
+	 * 64-bit counter cannot happen on the platforms DPDK supports. */
+	*out = sw->slots[slot].c;
+	out->link_up = rte_eth_link_get_nowait(sw->slots[slot].port_id,
+		&link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+	return 0;
+}
+
+void
+dn_switch_counters(struct dn_switch *sw, struct dn_switch_counters *out)
+{
+	*out = sw->counters;
+	out->endpoints = sw->n_active;
+	out->pool_free = rte_mempool_avail_count(sw->pool);
+}
+
+void
+dn_switch_destroy(struct dn_switch *sw)
+{
+	unsigned int i;
+
+	for (i = 0; i < sw->cfg.max_endpoints; i++)
+		if (sw->slots[i].in_use)
+			dn_switch_remove(sw, (int)i);
+	if (sw->thread_started) {
+		dn_mailbox_send(sw, DN_MAILBOX_QUIT, 0);
+		pthread_join(sw->thread, NULL);
+	}
+	rte_mempool_free(sw->pool);
+	close(sw->ctl_fd);
+	close(sw->epfd);
+	free(sw->slots);
+	free(sw->host_slot);
+	free(sw->active_list);
+	free(sw->dirty_list);
+	free(sw);
+}

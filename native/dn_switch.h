@@ -1,0 +1,77 @@
+/*
+ * The master's data plane: one memif server port per endpoint and a switch
+ * thread that forwards frames between them by destination IPv4 address.
+ *
+ * The switch answers ARP for the whole subnet itself (endpoint MACs are
+ * derived from their addresses), drops frames whose source is not the
+ * sending endpoint's own address, and answers TCP segments for addresses
+ * with no endpoint with a reset, so a peer of a process that died learns it
+ * at once. Classification is in software; the table is indexed by the host
+ * part of the address. Endpoints are added and removed while it runs.
+ */
+#ifndef DN_SWITCH_H
+#define DN_SWITCH_H
+
+#include <stdint.h>
+
+struct dn_switch;
+
+struct dn_switch_config {
+	uint32_t subnet;	/* host byte order */
+	uint32_t netmask;
+	uint32_t gateway;
+	uint16_t mtu;
+	unsigned int n_mbufs;
+	unsigned int max_endpoints;
+	unsigned int spin_us;	/* busy-poll this long before sleeping */
+	int wake_fd;		/* eventfd the slaves ring */
+};
+
+struct dn_endpoint_config {
+	const char *socket;	/* memif server socket path */
+	const char *secret;
+	uint32_t ip;
+	int doorbell_fd;	/* memfd holding struct dn_doorbell */
+	int slave_wake_fd;	/* eventfd that wakes the slave */
+};
+
+struct dn_port_counters {
+	uint64_t rx_frames;
+	uint64_t rx_bytes;
+	uint64_t tx_frames;
+	uint64_t tx_bytes;
+	uint64_t drop_ring_full;	/* the endpoint did not keep up */
+	uint64_t drop_no_route;		/* destination has no endpoint */
+	uint64_t drop_spoofed;		/* source address not its own */
+	uint64_t drop_malformed;
+	uint64_t resets_sent;		/* on behalf of absent endpoints */
+	uint64_t arp_replies;
+	uint64_t wakeups;		/* doorbells rung to the slave */
+	int link_up;
+};
+
+struct dn_switch_counters {
+	uint64_t loops;		/* switch loop iterations */
+	uint64_t busy_loops;	/* iterations that moved a frame */
+	uint64_t sleeps;
+	uint64_t busy_ns;	/* time spent in iterations with work */
+	uint64_t run_ns;	/* time the thread has run */
+	unsigned int endpoints;
+	unsigned int pool_free;
+};
+
+int dn_switch_create(const struct dn_switch_config *cfg,
+	struct dn_switch **out);
+void dn_switch_destroy(struct dn_switch *sw);
+
+/* Creates the endpoint's memif server port and starts forwarding to it.
+ * Returns the slot (>= 0) used by the calls below. */
+int dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep);
+int dn_switch_remove(struct dn_switch *sw, int slot);
+int dn_switch_port_counters(struct dn_switch *sw, int slot,
+	struct dn_port_counters *out);
+void dn_switch_counters(struct dn_switch *sw, struct dn_switch_counters *out);
+/* The MAC the switch gives an address (locally administered, 02:00:ip). */
+void dn_switch_mac_of(uint32_t ip, uint8_t *mac);
+
+#endif /* DN_SWITCH_H */

@@ -1,0 +1,402 @@
+"""A DockNet slave process for the tests: one SlaveStack, one role.
+
+Run as ``python tests/peer.py ROLE --name ENDPOINT [options]``; it attaches
+to the master named by DOCKNET_MASTER, prints one JSON line per thing the
+test needs to know (``ready`` with its address first), and exits 0 when its
+job is done. Servers run until killed (SIGTERM exits cleanly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from aiodocknet.stack import (  # noqa: E402
+    ACCEPTED,
+    CONNECTED,
+    ERROR,
+    PEER_CLOSED,
+    PING_REPLY,
+    READABLE,
+    WRITABLE,
+    Event,
+    SlaveStack,
+)
+
+CHUNK = 256 * 1024
+
+
+def say(**kw: Any) -> None:
+    print(json.dumps(kw), flush=True)
+
+
+class Conn:
+    """Per-connection state of the reactor below."""
+
+    def __init__(self, cid: int) -> None:
+        self.cid = cid
+        self.out = bytearray()
+        self.out_done = False  # shut down writing once out drains
+        self.eof = False
+        self.error = 0
+        self.rx = hashlib.sha256()
+        self.rx_bytes = 0
+        self.connected = False
+        self.closed = False
+        self.expect: bytes | None = None
+        self.received = bytearray()
+        self.keep = False
+
+
+class Reactor:
+    """Polls the stack, spinning briefly before sleeping on the doorbell."""
+
+    def __init__(self, st: SlaveStack) -> None:
+        self.st = st
+        self.conns: dict[int, Conn] = {}
+        self.buf = bytearray(CHUNK)
+        self.on_accept: Callable[[Conn], None] = lambda c: None
+        self.on_data: Callable[[Conn, memoryview], None] = lambda c, d: None
+        self.on_eof: Callable[[Conn], None] = lambda c: None
+        self.on_error: Callable[[Conn], None] = lambda c: None
+        self.on_connected: Callable[[Conn], None] = lambda c: None
+        self.on_ping: Callable[[Event], None] = lambda e: None
+        self.stop = False
+
+    def flush(self, c: Conn) -> None:
+        while c.out and not c.closed and not c.error:
+            try:
+                n = self.st.send(c.cid, c.out[:CHUNK])
+            except BlockingIOError:
+                return
+            del c.out[:n]
+        if not c.out and c.out_done and not c.closed and not c.error:
+            self.st.shutdown(c.cid)
+            c.out_done = False
+
+    def write(self, c: Conn, data: bytes) -> None:
+        c.out += data
+        self.flush(c)
+
+    def close(self, c: Conn) -> None:
+        if not c.closed:
+            c.closed = True
+            self.st.close_conn(c.cid)
+
+    def _read(self, c: Conn) -> None:
+        while not c.closed:
+            try:
+                n = self.st.recv_into(c.cid, self.buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                c.error = exc.errno or errno.EIO
+                self.on_error(c)
+                return
+            if n == 0:
+                if not c.eof:
+                    c.eof = True
+                    self.on_eof(c)
+                return
+            view = memoryview(self.buf)[:n]
+            if c.keep:
+                c.received += view
+            c.rx.update(view)
+            c.rx_bytes += n
+            self.on_data(c, view)
+
+    def handle(self, ev: Event) -> None:
+        if ev.kind == PING_REPLY:
+            self.on_ping(ev)
+            return
+        if ev.kind == ACCEPTED:
+            c = self.conns[ev.conn] = Conn(ev.conn)
+            c.connected = True
+            self.on_accept(c)
+            return
+        c = self.conns.get(ev.conn)
+        if c is None or c.closed:
+            return
+        if ev.kind == CONNECTED:
+            c.connected = True
+            self.on_connected(c)
+        elif ev.kind in (READABLE, PEER_CLOSED):
+            self._read(c)
+        elif ev.kind == WRITABLE:
+            self.flush(c)
+        elif ev.kind == ERROR:
+            c.error = ev.arg
+            self.on_error(c)
+
+    def run(self, until: Callable[[], bool] = lambda: False, timeout: float = 1e9) -> None:
+        deadline = time.monotonic() + timeout
+        idle = 0
+        while not self.stop and not until():
+            events = self.st.poll()
+            for ev in events:
+                self.handle(ev)
+            if events:
+                idle = 0
+                continue
+            idle += 1
+            if time.monotonic() > deadline:
+                raise TimeoutError("peer did not finish in time")
+            if idle > 50:
+                self.st.wait(0.05)
+
+
+def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
+    r = Reactor(st)
+    st.listen(args.port)
+
+    def on_accept(c: Conn) -> None:
+        if args.abort_on_accept:
+            st.abort(c.cid)
+            r.close(c)
+            say(event="aborted", peer=st.peername(c.cid) if False else None)
+
+    def on_data(c: Conn, data: memoryview) -> None:
+        if not args.sink:
+            r.write(c, bytes(data))
+
+    def on_eof(c: Conn) -> None:
+        # Half-close: the peer stopped writing; answer with what we saw,
+        # then finish our side once everything queued has gone.
+        say(event="eof", conn=c.cid, bytes=c.rx_bytes, sha256=c.rx.hexdigest())
+        if args.sink:
+            r.write(c, json.dumps({"bytes": c.rx_bytes, "sha256": c.rx.hexdigest()}).encode())
+        c.out_done = True
+        r.flush(c)
+
+    def on_error(c: Conn) -> None:
+        say(event="error", conn=c.cid, errno=errno.errorcode.get(c.error, str(c.error)))
+        r.close(c)
+
+    r.on_accept, r.on_data, r.on_eof, r.on_error = on_accept, on_data, on_eof, on_error
+    udp = st.udp_bind(args.port)
+    say(event="ready", address=st.address, port=args.port)
+
+    def udp_echo() -> None:
+        while True:
+            try:
+                data, addr = st.recvfrom(udp)
+            except BlockingIOError:
+                return
+            st.sendto(udp, data, addr)
+
+    orig = r.handle
+
+    def handle(ev: Event) -> None:
+        if ev.conn == udp and ev.kind == READABLE:
+            udp_echo()
+        else:
+            orig(ev)
+
+    r.handle = handle  # type: ignore[method-assign]
+    r.run()
+
+
+def connect(r: Reactor, target: str, port: int, timeout: float = 10) -> Conn:
+    c = Conn(r.st.connect(target, port))
+    r.conns[c.cid] = c
+    r.run(lambda: c.connected or bool(c.error), timeout)
+    return c
+
+
+def client_echo(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Send args.bytes of random data on each of args.conns connections,
+    read the echo back, compare digests."""
+    r = Reactor(st)
+    conns: list[Conn] = []
+    for i in range(args.conns):
+        c = Conn(st.connect(args.target, args.port))
+        r.conns[c.cid] = c
+        conns.append(c)
+    r.on_error = lambda c: None
+    r.run(lambda: all(c.connected or c.error for c in conns), 30)
+    failed = [c for c in conns if c.error]
+    if failed:
+        say(event="connect_failed", count=len(failed), errno=errno.errorcode.get(failed[0].error))
+        sys.exit(1)
+    say(event="connected", count=len(conns), sockname=st.sockname(conns[0].cid),
+        peername=st.peername(conns[0].cid))
+    sent = {}
+    start = time.monotonic()
+    for c in conns:
+        data = os.urandom(args.bytes) if args.bytes <= 1 << 20 else None
+        h = hashlib.sha256()
+        if data is None:
+            # Large transfers: stream pseudo-random blocks, hash as we go.
+            block = os.urandom(1 << 20)
+            for i, off in enumerate(range(0, args.bytes, 1 << 20)):
+                piece = hashlib.sha256(i.to_bytes(8, "little")).digest() + block[32:]
+                piece = piece[: args.bytes - off]
+                h.update(piece)
+                c.out += piece
+                if len(c.out) > 8 << 20:
+                    r.flush(c)
+                    r.run(lambda: len(c.out) < 4 << 20 or bool(c.error), 60)
+        else:
+            h.update(data)
+            c.out += data
+        sent[c.cid] = h.hexdigest()
+        if args.half_close:
+            c.out_done = True
+        r.flush(c)
+    r.run(lambda: all(c.rx_bytes >= args.bytes or c.error for c in conns), args.timeout)
+    elapsed = time.monotonic() - start
+    bad = [c.cid for c in conns if c.error or c.rx.hexdigest() != sent[c.cid]]
+    say(event="done", conns=len(conns), bytes=args.bytes, ok=not bad, bad=len(bad),
+        sent_sha256=sent[conns[0].cid], recv_sha256=conns[0].rx.hexdigest(),
+        seconds=round(elapsed, 3),
+        errors=sorted({errno.errorcode.get(c.error, "") for c in conns if c.error}))
+    if args.half_close:
+        # Our side is shut for writing; the peer's FIN must still arrive.
+        r.run(lambda: all(c.eof or c.error for c in conns), 30)
+        say(event="eof", all=all(c.eof for c in conns))
+    for c in conns:
+        r.close(c)
+    sys.exit(0 if not bad else 1)
+
+
+def client_half_close(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Send args.bytes, shut down writing, then keep reading: the sink's
+    answer (its byte count and digest) arrives after our FIN."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    c.keep = True
+    data = os.urandom(args.bytes)
+    c.out += data
+    c.out_done = True
+    r.flush(c)
+    r.run(lambda: c.eof or bool(c.error), args.timeout)
+    c.rx = hashlib.sha256()
+    say(event="done", error=errno.errorcode.get(c.error, ""), eof=c.eof,
+        sent_sha256=hashlib.sha256(data).hexdigest(), answer=json.loads(bytes(c.received) or b"null"))
+    r.close(c)
+
+
+def client_stream_until_error(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Stream to the target until the connection fails; report how."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    say(event="connected", error=c.error)
+    block = os.urandom(64 * 1024)
+    r.on_error = lambda c: None
+    deadline = time.monotonic() + args.timeout
+    while not c.error and time.monotonic() < deadline:
+        if len(c.out) < 1 << 20:
+            c.out += block
+        r.flush(c)
+        r.run(lambda: True)  # one pass
+        for ev in st.poll():
+            r.handle(ev)
+    say(event="failed" if c.error else "timeout", errno=errno.errorcode.get(c.error, ""),
+        received=c.rx_bytes)
+
+
+def client_connect(st: SlaveStack, args: argparse.Namespace) -> None:
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    if c.error:
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)))
+        return
+    say(event="connected")
+    r.on_error = lambda c: None
+    # Wait for whatever the server does (reset, data, close).
+    r.run(lambda: bool(c.error) or c.eof, args.timeout)
+    say(event="error" if c.error else "eof", errno=errno.errorcode.get(c.error, ""))
+
+
+def client_udp(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Datagrams of 1 B to 8000 B (jumbo frames), numbered, echoed back."""
+    r = Reactor(st)
+    u = st.udp_bind(0)
+    sizes = [1, 64, 512, 1400, 4000, 8000]
+    msgs = {i: i.to_bytes(4, "little") + os.urandom(max(sizes[i % 6] - 4, 0)) for i in range(args.count)}
+    got: dict[int, bytes] = {}
+
+    def drain(ev: Event) -> None:
+        if ev.conn == u and ev.kind == READABLE:
+            while True:
+                try:
+                    data, _ = st.recvfrom(u)
+                except BlockingIOError:
+                    return
+                got[int.from_bytes(data[:4], "little")] = data
+
+    r.handle = drain  # type: ignore[method-assign]
+    for i, payload in msgs.items():
+        st.sendto(u, payload, (args.target, args.port))
+        if i % 16 == 15:
+            # Pace in batches: the echo server's queue is bounded, as a
+            # socket buffer is, and UDP may drop past it.
+            r.run(lambda: len(got) > i - 8, 5)  # type: ignore[misc]
+    try:
+        r.run(lambda: len(got) >= len(msgs), 10)
+    except TimeoutError:
+        pass
+    intact = sum(1 for i, p in msgs.items() if got.get(i) == p)
+    say(event="done", sent=len(msgs), received=len(got), intact=intact)
+
+
+def client_ping(st: SlaveStack, args: argparse.Namespace) -> None:
+    r = Reactor(st)
+    replies: list[Event] = []
+    r.on_ping = replies.append
+    for seq in range(1, args.count + 1):
+        st.ping(args.target, seq)
+        r.run(lambda: len(replies) >= seq, 5)  # type: ignore[misc]
+    say(event="done", replies=len(replies), seqs=[e.conn for e in replies],
+        rtt_us=[e.arg for e in replies])
+
+
+def idle(st: SlaveStack, args: argparse.Namespace) -> None:
+    r = Reactor(st)
+    say(event="ready", address=st.address)
+    r.run()
+
+
+ROLES = {
+    "echo-server": serve_echo,
+    "echo-client": client_echo,
+    "stream-until-error": client_stream_until_error,
+    "connect": client_connect,
+    "half-close-client": client_half_close,
+    "udp-client": client_udp,
+    "ping": client_ping,
+    "idle": idle,
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("role", choices=sorted(ROLES))
+    p.add_argument("--name", required=True)
+    p.add_argument("--target")
+    p.add_argument("--port", type=int, default=7000)
+    p.add_argument("--bytes", type=int, default=1 << 20)
+    p.add_argument("--conns", type=int, default=1)
+    p.add_argument("--count", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--half-close", action="store_true")
+    p.add_argument("--sink", action="store_true")
+    p.add_argument("--abort-on-accept", action="store_true")
+    args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    with SlaveStack.attach(args.name) as st:
+        ROLES[args.role](st, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""TCP, UDP and ICMP between slave processes through a real master."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import signal
+import time
+
+import pytest
+
+from conftest import Master
+
+
+def start_server(master: Master, name: str = "srv", *args: str) -> str:
+    srv = master.peer("echo-server", name, *args)
+    return str(srv.expect("ready")["address"])
+
+
+def test_echo_64mib_sha256_both_directions(master: Master) -> None:
+    """64 MiB of random data to an echo server and back: the server's
+    digest of what it received and the client's digest of the echo both
+    match what was sent."""
+    addr = start_server(master)
+    cli = master.peer("echo-client", "cli", "--target", addr, "--bytes", str(64 << 20), "--half-close")
+    connected = cli.expect("connected")
+    assert connected["peername"] == [addr, 7000]
+    done = cli.expect("done", timeout=240)
+    assert done["ok"], done
+    assert done["recv_sha256"] == done["sent_sha256"]
+    srv = master.peers[0]
+    eof = srv.expect("eof")
+    assert eof["bytes"] == 64 << 20
+    assert eof["sha256"] == done["sent_sha256"]
+    assert cli.expect("eof")["all"]
+    assert cli.wait() == 0
+
+
+def test_500_concurrent_connections(master: Master) -> None:
+    addr = start_server(master)
+    cli = master.peer("echo-client", "cli", "--target", addr, "--conns", "500", "--bytes", "4096")
+    assert cli.expect("connected", timeout=60)["count"] == 500
+    done = cli.expect("done", timeout=120)
+    assert done["ok"] and done["bad"] == 0, done
+    assert cli.wait() == 0
+    # The master saw both endpoints and no frame was refused as malformed.
+    eps = {e["name"]: e for e in master.status()["endpoints"]}
+    assert eps["srv"]["counters"]["drop_malformed"] == 0
+
+
+def test_half_close_keeps_receiving(master: Master) -> None:
+    """The client sends 1 MiB and shuts down writing; the sink server sees
+    EOF, then answers with its byte count and digest, which the client,
+    whose write side is closed, still receives before the server's FIN."""
+    addr = start_server(master, "srv", "--sink")
+    cli = master.peer("half-close-client", "cli", "--target", addr, "--bytes", str(1 << 20))
+    done = cli.expect("done", timeout=60)
+    assert done["error"] == "" and done["eof"], done
+    assert done["answer"] == {"bytes": 1 << 20, "sha256": done["sent_sha256"]}
+    assert master.peers[0].expect("eof")["bytes"] == 1 << 20
+
+
+def test_abort_gives_peer_reset(master: Master) -> None:
+    addr = start_server(master, "srv", "--abort-on-accept")
+    cli = master.peer("connect", "cli", "--target", addr)
+    first = cli.expect("connected")
+    assert first
+    res = cli.expect("error", timeout=20)
+    assert res["errno"] == "ECONNRESET"
+
+
+def test_connect_to_closed_port_is_refused(master: Master) -> None:
+    addr = start_server(master)
+    cli = master.peer("connect", "cli", "--target", addr, "--port", "7999")
+    res = cli.expect("error", timeout=20)
+    assert res["errno"] == "ECONNREFUSED"
+
+
+def test_connect_to_absent_address_is_refused(master: Master) -> None:
+    """No endpoint has 10.77.3.3: the switch answers for it with a reset."""
+    master.peer("idle", "idle").expect("ready")
+    cli = master.peer("connect", "cli", "--target", "10.77.3.3", "--port", "80")
+    assert cli.expect("error", timeout=20)["errno"] == "ECONNREFUSED"
+
+
+def test_udp_datagrams_arrive_intact(master: Master) -> None:
+    addr = start_server(master)
+    cli = master.peer("udp-client", "cli", "--target", addr, "--count", "120")
+    done = cli.expect("done", timeout=60)
+    assert done["sent"] == 120
+    assert done["intact"] == done["received"]
+    # memif does not lose frames between two live processes at this rate.
+    assert done["received"] == 120
+
+
+def test_icmp_echo_between_endpoints(master: Master) -> None:
+    addr = start_server(master)
+    cli = master.peer("ping", "cli", "--target", addr, "--count", "5")
+    done = cli.expect("done", timeout=30)
+    assert done["replies"] == 5
+    assert done["seqs"] == [1, 2, 3, 4, 5]
+
+
+def test_sigkill_mid_stream_resets_peer_and_frees_address(master: Master) -> None:
+    """The echo server is killed with SIGKILL while the client streams to
+    it: the client gets ECONNRESET, the master frees the server's endpoint
+    and address, and a new slave can attach under the same name."""
+    addr = start_server(master, "victim")
+    cli = master.peer("stream-until-error", "cli", "--target", addr, "--timeout", "60")
+    cli.expect("connected")
+    time.sleep(0.5)
+    victim = master.peers[0]
+    victim.kill(signal.SIGKILL)
+    victim.wait()
+    res = cli.expect("failed", timeout=30)
+    assert res["errno"] == "ECONNRESET"
+    assert res["received"] > 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        names = {e["name"] for e in master.status()["endpoints"]}
+        if "victim" not in names:
+            break
+        time.sleep(0.05)
+    status = master.status()
+    assert "victim" not in {e["name"] for e in status["endpoints"]}
+    assert status["addresses_in_use"] == 1  # the client's only
+    again = master.peer("idle", "victim")
+    assert again.expect("ready")["address"]
+
+
+def test_attach_without_master_names_the_socket(tmp_path) -> None:
+    from aiodocknet.stack import SlaveStack
+
+    path = str(tmp_path / "nothing-here.sock")
+    with pytest.raises(FileNotFoundError) as info:
+        SlaveStack.attach("x", path)
+    assert path in str(info.value)
+    assert "docknet master" in str(info.value)
