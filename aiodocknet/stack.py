@@ -367,6 +367,11 @@ class SlaveStack:
         n = check(lib.dn_udp_recvfrom(self._st, conn, cbuf, size, self._ip, self._port))
         return bytes(buf[:n]), (_ip_str(self._ip[0]), int(self._port[0]))
 
+    def send_frame(self, frame: bytes) -> int:
+        """Put a raw Ethernet frame on the link, bypassing lwIP."""
+        buf = ffi.from_buffer(frame)
+        return check(lib.dn_send_frame(self._st, buf, len(buf)))
+
     def ping(self, host: str, seq: int, size: int = 56) -> None:
         """Send an ICMP echo request; PING_REPLY follows."""
         check(lib.dn_ping(self._st, _ip(host), seq, size))

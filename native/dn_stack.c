@@ -1124,3 +1124,19 @@ dn_ping(struct dn_stack *st, uint32_t ip, uint16_t seq, uint16_t size)
 	dn_link_tx_flush(st->link);
 	return 0;
 }
+
+int
+dn_send_frame(struct dn_stack *st, const void *frame, uint32_t len)
+{
+	struct dn_iov iov = { frame, len };
+	int ret;
+
+	if (len == 0 || len > (uint32_t)st->netif.mtu + 18)
+		return dn_error(-EMSGSIZE, "frame of %u bytes does not fit the "
+			"link (MTU %u)", len, st->netif.mtu);
+	ret = dn_link_tx(st->link, &iov, 1, len);
+	if (ret < 0)
+		return dn_error(ret, "no buffer for the frame");
+	dn_link_tx_flush(st->link);
+	return (int)len;
+}

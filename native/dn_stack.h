@@ -101,6 +101,10 @@ int dn_udp_sendto(struct dn_stack *st, int id, const void *buf, uint32_t len,
 int dn_udp_recvfrom(struct dn_stack *st, int id, void *buf, uint32_t len,
 	uint32_t *ip, uint16_t *port);
 
+/* Sends a raw Ethernet frame as given (diagnostics and tests: what the
+ * switch does with malformed or spoofed frames). */
+int dn_send_frame(struct dn_stack *st, const void *frame, uint32_t len);
+
 /* ICMP echo request; the reply comes as DN_EV_PING_REPLY. */
 int dn_ping(struct dn_stack *st, uint32_t ip, uint16_t seq, uint16_t size);
 

@@ -152,7 +152,7 @@ class Reactor:
             if time.monotonic() > deadline:
                 raise TimeoutError("peer did not finish in time")
             if idle > 50:
-                self.st.wait(0.05)
+                self.st.wait(1.0)
 
 
 def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
@@ -361,6 +361,39 @@ def client_ping(st: SlaveStack, args: argparse.Namespace) -> None:
         rtt_us=[e.arg for e in replies])
 
 
+def bad_frames(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Frames the switch must refuse, then a ping that must still work."""
+    import ipaddress
+    import struct
+
+    me = ipaddress.IPv4Address(st.address).packed
+    dst_ip = ipaddress.IPv4Address(args.target).packed
+    mac_dst = b"\x02\x00" + dst_ip
+    mac_src = b"\x02\x00" + me
+
+    def ip_frame(src: bytes, ihl_len: int = 0x45, total: int = 28) -> bytes:
+        hdr = struct.pack("!BBHHHBBH4s4s", ihl_len, 0, total, 0, 0, 64, 17, 0, src, dst_ip)
+        return mac_dst + mac_src + b"\x08\x00" + hdr + b"\0" * 8
+
+    frames = {
+        "runt": b"\x01\x02\x03",
+        "no_ip_header": mac_dst + mac_src + b"\x08\x00" + b"\x45\x00",
+        "bad_ihl": ip_frame(me, ihl_len=0x42),
+        "bad_version": ip_frame(me, ihl_len=0x65),
+        "length_beyond_frame": ip_frame(me, total=1400),
+        "unknown_ethertype": mac_dst + mac_src + b"\x88\xb5" + b"\0" * 46,
+        "spoofed_source": ip_frame(bytes([10, 77, 200, 200])),
+    }
+    for frame in frames.values():
+        st.send_frame(frame)
+    r = Reactor(st)
+    replies: list[Event] = []
+    r.on_ping = replies.append
+    st.ping(args.target, 1)
+    r.run(lambda: bool(replies), 10)
+    say(event="done", sent=sorted(frames), ping_ok=bool(replies))
+
+
 def idle(st: SlaveStack, args: argparse.Namespace) -> None:
     r = Reactor(st)
     say(event="ready", address=st.address)
@@ -376,6 +409,7 @@ ROLES = {
     "udp-client": client_udp,
     "ping": client_ping,
     "idle": idle,
+    "bad-frames": bad_frames,
 }
 
 

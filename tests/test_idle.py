@@ -1,0 +1,40 @@
+"""Idle costs nothing: pollers sleep on their doorbells."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from conftest import Master
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime, fields 14 and 15 of stat (12 and 13 after the name).
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def test_idle_master_and_two_slaves_use_under_2_percent_cpu(master: Master) -> None:
+    """A master and two attached slaves holding an open TCP connection,
+    after some traffic, then nothing: together under 2% of one CPU over
+    10 s (from /proc, not timed)."""
+    srv = master.peer("echo-server", "srv")
+    addr = srv.expect("ready")["address"]
+    cli = master.peer("connect", "cli", "--target", addr, "--timeout", "100")
+    cli.expect("connected")
+    ping = master.peer("ping", "warmup", "--target", addr, "--count", "20")
+    ping.expect("done")
+    ping.wait()
+    time.sleep(1.0)  # let the spin phases end
+    pids = [master.pid, srv.pid, cli.pid]
+    before = [cpu_seconds(p) for p in pids]
+    t0 = time.monotonic()
+    time.sleep(10)
+    elapsed = time.monotonic() - t0
+    used = [cpu_seconds(p) - b for p, b in zip(pids, before)]
+    share = sum(used) / elapsed
+    print(f"idle CPU over {elapsed:.1f}s: {share:.2%} (master, server, client: {used})")
+    assert share < 0.02, f"idle CPU {share:.1%} (master, server, client seconds: {used})"
