@@ -1,0 +1,297 @@
+"""``make bench``: the DockNet data plane against the kernel, in one run.
+
+Systems, measured interleaved (A B C A B C ...) so that the noise of this
+shared machine falls on all of them alike:
+
+- ``docknet``: slave -> master switch -> slave over DPDK memif + lwIP, with
+  the native loops of ``native/dn_bench.c`` (no Python between frames); the
+  master and both slaves share the machine's cores with everything else.
+- ``veth``: kernel TCP between two network namespaces joined by a veth pair.
+- ``bridge``: kernel TCP between two namespaces on a Linux bridge.
+
+Workloads: 64-byte request/response (1 and 32 connections) and 64 KiB
+streaming. Also measured: the memory of a slave and of the master (RSS,
+DPDK heap, hugepages in use). Writes bench/report/REPORT.md and
+results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from kernel_paths import run_kernel  # noqa: E402
+
+from aiodocknet.control import request  # noqa: E402
+
+REPORT = BENCH / "report"
+HUGEPAGES = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+
+WORKLOADS = [
+    ("rr64", "rr", 64, 1),
+    ("rr64x32", "rr", 64, 32),
+    ("stream64k", "stream", 65536, 1),
+]
+SYSTEMS = ["docknet", "veth", "bridge"]
+
+
+def hugepages_used_mb() -> int:
+    try:
+        total = int((HUGEPAGES / "nr_hugepages").read_text())
+        free = int((HUGEPAGES / "free_hugepages").read_text())
+    except OSError:
+        return 0
+    return (total - free) * 2
+
+
+def proc_memory_mb(pid: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+class DockNetSession:
+    """A master and a native echo/sink server, kept for the whole run."""
+
+    def __init__(self, spin_us: int) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="docknet-bench-")
+        self.sock = os.path.join(self.dir.name, "master.sock")
+        self.env = dict(os.environ, DOCKNET_MASTER=self.sock, DOCKNET_LOG_LEVEL="warning",
+                        DOCKNET_SPIN_US=str(spin_us))
+        self.procs: list[subprocess.Popen[str]] = []
+        self.clients = 0
+        self.huge_before = hugepages_used_mb()
+        self.master = self._spawn([sys.executable, "-m", "aiodocknet.cli", "--log-level", "warning",
+                                   "master", "--run-dir", self.dir.name])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if request(self.sock, {"op": "ping"}).get("ok"):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.master.poll() is not None:
+                raise RuntimeError("master did not start")
+            time.sleep(0.05)
+        self.huge_master = hugepages_used_mb() - self.huge_before
+        self.server, ready = self.start_server("bench-server", 7100)
+        self.address = ready["address"]
+        self.server_ready = ready
+
+    def _spawn(self, argv: list[str]) -> subprocess.Popen[str]:
+        p = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def start_server(self, name: str, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+        p = self._spawn([sys.executable, "-m", "aiodocknet.native_bench", "serve", "--name", name,
+                         "--port", str(port)])
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench server failed: {p.stderr.read() if p.stderr else ''}")
+        return p, json.loads(line)
+
+    def run(self, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
+        self.clients += 1
+        argv = [sys.executable, "-m", "aiodocknet.native_bench", mode, "--name", f"bench-client{self.clients}",
+                "--target", self.address, "--port", "7100", "--size", str(size), "--conns", str(conns),
+                "--seconds", str(seconds)]
+        res = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=seconds + 60)
+        if res.returncode != 0:
+            raise RuntimeError(f"docknet {mode} failed: {res.stderr.strip()[-2000:]}")
+        out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        out["path"] = "docknet"
+        return out
+
+    def memory(self, extra_endpoints: int) -> dict[str, Any]:
+        """Master RSS with the server alone, then with more idle endpoints."""
+        base = proc_memory_mb(self.master.pid)
+        huge_one = hugepages_used_mb()
+        extra = [self.start_server(f"bench-idle{i}", 7200 + i)[0] for i in range(extra_endpoints)]
+        time.sleep(0.5)
+        more = proc_memory_mb(self.master.pid)
+        huge_more = hugepages_used_mb()
+        status = request(self.sock, {"op": "status"})
+        for p in extra:
+            p.terminate()
+            p.wait(10)
+        per_ep = (more["VmRSS"] - base["VmRSS"]) / extra_endpoints
+        return {
+            "master_rss_1_endpoint_mb": base["VmRSS"],
+            f"master_rss_{1 + extra_endpoints}_endpoints_mb": more["VmRSS"],
+            "master_rss_per_endpoint_mb": round(per_ep, 2),
+            "master_rss_detail_mb": more,
+            "master_hugepages_mb": self.huge_master,
+            "slave_hugepages_mb": round((huge_more - huge_one) / extra_endpoints, 1),
+            "slave_dpdk_heap_reserved_mb": self.server_ready["dpdk_heap_reserved_mb"],
+            "slave_dpdk_heap_in_use_mb": self.server_ready["dpdk_heap_in_use_mb"],
+            "slave_rss_max_mb": self.server_ready["rss_max_mb"],
+            "endpoints_attached": len(status["endpoints"]),
+            "no_huge": self.huge_master == 0,
+        }
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in reversed(self.procs):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.dir.cleanup()
+
+
+def measure(session: DockNetSession, system: str, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
+    if system == "docknet":
+        return session.run(mode, size, conns, seconds)
+    return run_kernel(system, mode, size, seconds, conns=conns)
+
+
+def _value(r: dict[str, Any], mode: str) -> float:
+    return float(r["rt_per_s"] if mode == "rr" else r["gbit_per_s"])
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for name, mode, size, conns in WORKLOADS:
+        row: dict[str, Any] = {}
+        for system in SYSTEMS:
+            rs = [r for r in results if r["workload"] == name and r["path"] == system]
+            if not rs:
+                continue
+            vals = [_value(r, mode) for r in rs]
+            entry = {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+            if mode == "rr":
+                entry["p50_us"] = statistics.median(float(r["p50_us"]) for r in rs)
+                entry["p99_us"] = statistics.median(float(r["p99_us"]) for r in rs)
+            row[system] = entry
+        table[name] = row
+    return table
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} vCPU ({model}), Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def report(table: dict[str, Any], memory: dict[str, Any], args: argparse.Namespace) -> str:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# aiodocknet data-plane benchmark",
+        "",
+        f"{now}; {machine()}. Command: `make bench` "
+        f"(`python -m bench.run --repeats {args.repeats} --seconds {args.seconds}`).",
+        "Systems interleaved (docknet, veth, bridge, docknet, ...); medians of "
+        f"{args.repeats} runs, min–max in brackets. DockNet runs the native (C) loops over the "
+        "slave stack: client slave -> master switch -> server slave, three processes sharing the "
+        "machine's 2 cores.",
+        "",
+        "| workload | DockNet | kernel veth | kernel bridge | DockNet / veth | DockNet / bridge |",
+        "|---|---|---|---|---|---|",
+    ]
+    titles = {"rr64": "64 B request/response, 1 conn (round trips/s)",
+              "rr64x32": "64 B request/response, 32 conns (round trips/s)",
+              "stream64k": "64 KiB streaming, 1 conn (Gbit/s)"}
+    for name, mode, _, _ in WORKLOADS:
+        row = table.get(name, {})
+
+        def cell(system: str) -> str:
+            e = row.get(system)
+            if e is None:
+                return "—"
+            fmt = "{:,.0f}" if mode == "rr" else "{:.2f}"
+            s = f"{fmt.format(e['median'])} [{fmt.format(e['min'])}–{fmt.format(e['max'])}]"
+            if mode == "rr":
+                s += f"<br>p50 {e['p50_us']:.1f} µs, p99 {e['p99_us']:.1f} µs"
+            return s
+
+        def ratio(base: str) -> str:
+            if "docknet" not in row or base not in row:
+                return "—"
+            return f"{row['docknet']['median'] / row[base]['median']:.2f}x"
+
+        lines.append(f"| {titles[name]} | {cell('docknet')} | {cell('veth')} | {cell('bridge')} | "
+                     f"{ratio('veth')} | {ratio('bridge')} |")
+    lines += [
+        "",
+        "Targets (issue 2): 64 B round trips/s >= 3x the bridge; streaming >= kernel TCP over veth.",
+        "",
+        "## Memory",
+        "",
+        "| what | measured |",
+        "|---|---|",
+    ]
+    for k, v in memory.items():
+        lines.append(f"| {k} | {v} |")
+    lines += [
+        "",
+        "Budgets (issue 2): slave DPDK memory <= 64 MiB; master <= 256 MiB + 4 MiB per endpoint.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench.run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--spin-us", type=int, default=int(os.environ.get("DOCKNET_SPIN_US", "100")))
+    ap.add_argument("--only", choices=[w[0] for w in WORKLOADS], action="append")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: needs root (network namespaces for the kernel baselines)", file=sys.stderr)
+        return 1
+    session = DockNetSession(args.spin_us)
+    results: list[dict[str, Any]] = []
+    try:
+        for name, mode, size, conns in WORKLOADS:
+            if args.only and name not in args.only:
+                continue
+            for rep in range(args.repeats):
+                for system in SYSTEMS:
+                    r = measure(session, system, mode, size, conns, args.seconds)
+                    r["workload"] = name
+                    r["repeat"] = rep
+                    results.append(r)
+                    v = _value(r, mode)
+                    unit = "rt/s" if mode == "rr" else "Gbit/s"
+                    print(f"{name:10} {system:8} #{rep + 1}: {v:,.1f} {unit}", flush=True)
+        memory = session.memory(extra_endpoints=10)
+    finally:
+        session.close()
+    table = summarise(results)
+    text = report(table, memory, args)
+    REPORT.mkdir(exist_ok=True)
+    (REPORT / "REPORT.md").write_text(text)
+    (REPORT / "results.json").write_text(json.dumps({"table": table, "memory": memory, "raw": results}, indent=1))
+    print()
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
