@@ -9,7 +9,9 @@ log.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -42,6 +44,29 @@ def _cpu_list() -> str:
     return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 
 
+def _runtime_base() -> str:
+    if os.geteuid() == 0:
+        return "/var/run/dpdk"
+    return os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk")
+
+
+def _remove_runtime_dir(prefix: str) -> None:
+    shutil.rmtree(os.path.join(_runtime_base(), prefix), ignore_errors=True)
+
+
+def _remove_stale_runtime_dirs() -> None:
+    """The EAL makes a runtime directory per file prefix even in-memory;
+    those of DockNet processes that died without cleaning up go here."""
+    try:
+        names = os.listdir(_runtime_base())
+    except OSError:
+        return
+    for name in names:
+        head, _, pid = name.rpartition("-")
+        if head in ("dn-master", "dn-slave") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            _remove_runtime_dir(name)
+
+
 def init_eal(role: str, mem_mb: int) -> list[str]:
     """Initialise the EAL once for this process; return the arguments used.
 
@@ -52,21 +77,23 @@ def init_eal(role: str, mem_mb: int) -> list[str]:
     with _lock:
         if _args is not None:
             return _args
+        prefix = f"dn-{role}-{os.getpid()}"
         args = [
             f"aiodocknet-{role}",
-            "--in-memory",
             "--no-pci",
             "--no-telemetry",
-            f"--file-prefix=dn-{role}-{os.getpid()}",
+            f"--file-prefix={prefix}",
             f"--lcores=0@({_cpu_list()})",
-            "--log-level=*:error",
+            f"--log-level=*:{os.environ.get('DOCKNET_DPDK_LOG_LEVEL', 'error')}",
             "-m",
             str(mem_mb),
         ]
+        no_huge = False
         if os.environ.get("DOCKNET_NO_HUGE") == "1" or (
             os.geteuid() != 0 or hugepages_free_mb() < mem_mb
         ):
             args.append("--no-huge")
+            no_huge = True
             log.warning(
                 "hugepages unavailable, running DPDK with --no-huge (slower)",
                 role=role,
@@ -74,6 +101,13 @@ def init_eal(role: str, mem_mb: int) -> list[str]:
                 free_mb=hugepages_free_mb(),
                 root=os.geteuid() == 0,
             )
+        _remove_stale_runtime_dirs()
+        atexit.register(_remove_runtime_dir, prefix)
+        if not no_huge:
+            # --in-memory leaves no files behind. One file per memseg list:
+            # memif can then hand our mbufs to the master as shared buffers
+            # (zero copy on the slave's side).
+            args += ["--in-memory", "--single-file-segments"]
         keep = [ffi.new("char[]", a.encode()) for a in args]
         argv = ffi.new("char *[]", keep)
         check(lib.dn_eal_init(len(args), argv))

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
@@ -15,6 +16,8 @@
 
 #define DN_BURST 32
 #define DN_LINK_NAME "net_memif_dnslave"
+/* 512 descriptors a direction: 58 jumbo frames fill a 512 KiB window. */
+#define DN_LINK_LOG2_RING 9
 
 struct dn_link {
 	uint16_t port_id;
@@ -46,9 +49,12 @@ dn_link_open(const struct dn_link_config *cfg, struct dn_link **out)
 		.secret = cfg->secret,
 		.server = 0,
 		.mtu = cfg->mtu,
-		.log2_ring = 10,
+		.log2_ring = DN_LINK_LOG2_RING,
 		.buffer_size = dn_memif_buffer_size(cfg->mtu),
 		.mac = cfg->mac,
+		/* Zero copy needs the mbufs in file-backed hugepage memory the
+		 * master can map. */
+		.zero_copy = rte_eal_has_hugepages() && getenv("DOCKNET_MEMIF_COPY") == NULL,
 	};
 	struct dn_link *link;
 	void *page;
@@ -77,8 +83,11 @@ dn_link_open(const struct dn_link_config *cfg, struct dn_link **out)
 	link->wake_fd = cfg->wake_fd;
 	link->peer_wake_fd = cfg->peer_wake_fd;
 
+	/* A whole frame in one mbuf: in zero-copy mode the mbufs are the memif
+	 * buffers, and frames chained over several buffers are what memif
+	 * handles worst. */
 	ret = dn_pktpool_create("dn_slave_pool", cfg->n_mbufs, cfg->priv_size,
-		&link->pool);
+		mc.buffer_size, &link->pool);
 	if (ret < 0)
 		goto fail_unmap;
 	link->pool_low_mark = cfg->n_mbufs / 4;

@@ -16,11 +16,11 @@
 
 int
 dn_pktpool_create(const char *name, unsigned int n, uint16_t priv_size,
-	struct rte_mempool **pool)
+	uint16_t data_room, struct rte_mempool **pool)
 {
 	*pool = rte_pktmbuf_pool_create(name, n, DN_POOL_CACHE,
 		RTE_ALIGN(priv_size, RTE_MBUF_PRIV_ALIGN),
-		RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+		(uint16_t)(data_room + RTE_PKTMBUF_HEADROOM), SOCKET_ID_ANY);
 	if (*pool == NULL)
 		return dn_error(-rte_errno, "cannot create mbuf pool %s "
 			"(%u buffers): %s", name, n, rte_strerror(rte_errno));
@@ -43,9 +43,10 @@ dn_memif_create(const struct dn_memif_config *cfg, struct rte_mempool *pool,
 			cfg->mac[0], cfg->mac[1], cfg->mac[2],
 			cfg->mac[3], cfg->mac[4], cfg->mac[5]);
 	n = snprintf(args, sizeof(args),
-		"role=%s,id=0,socket=%s,socket-abstract=no,rsize=%u,bsize=%u%s%s%s",
+		"role=%s,id=0,socket=%s,socket-abstract=no,rsize=%u,bsize=%u%s%s%s%s",
 		cfg->server ? "server" : "client", cfg->socket,
 		cfg->log2_ring, cfg->buffer_size,
+		cfg->zero_copy ? ",zero-copy=yes" : "",
 		cfg->secret ? ",secret=" : "", cfg->secret ? cfg->secret : "",
 		macarg);
 	if (n < 0 || (size_t)n >= sizeof(args))

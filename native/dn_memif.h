@@ -20,6 +20,7 @@ struct dn_memif_config {
 	uint8_t log2_ring;	/* descriptors per ring, log2 */
 	uint16_t buffer_size;	/* bytes per memif buffer */
 	const uint8_t *mac;	/* 6 bytes, may be NULL */
+	int zero_copy;		/* client only: share our mbufs as memif buffers */
 };
 
 /* Creates, configures (1 Rx + 1 Tx queue on pool) and starts the port. */
@@ -37,8 +38,9 @@ uint16_t dn_memif_buffer_size(uint16_t mtu);
 /* Stops, closes and removes the vdev. */
 void dn_memif_destroy(uint16_t port_id, const char *name);
 
-/* A mempool of packet buffers with priv_size bytes of private area each. */
+/* A mempool of packet buffers with priv_size bytes of private area and
+ * data_room bytes of data (past the headroom) each. */
 int dn_pktpool_create(const char *name, unsigned int n, uint16_t priv_size,
-	struct rte_mempool **pool);
+	uint16_t data_room, struct rte_mempool **pool);
 
 #endif /* DN_MEMIF_H */

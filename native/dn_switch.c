@@ -38,6 +38,9 @@
 #define DN_MAILBOX_ADD 1
 #define DN_MAILBOX_REMOVE 2
 #define DN_MAILBOX_QUIT 3
+#ifndef DN_SWITCH_YIELD_MASK
+#define DN_SWITCH_YIELD_MASK 0
+#endif
 
 struct dn_txq {
 	struct rte_mbuf *m[DN_BURST];
@@ -458,7 +461,7 @@ dn_switch_main(void *arg)
 		if (t0 - idle_since < spin_ns) {
 			/* Share the core: on this kind of machine a slave
 			 * may be waiting for it to answer us. */
-			if ((idle & 7) == 0)
+			if ((idle & DN_SWITCH_YIELD_MASK) == 0)
 				sched_yield();
 			continue;
 		}
@@ -533,7 +536,8 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	pthread_mutex_init(&sw->mb_lock, NULL);
 	pthread_cond_init(&sw->mb_done, NULL);
 
-	ret = dn_pktpool_create("dn_switch_pool", cfg->n_mbufs, 0, &sw->pool);
+	ret = dn_pktpool_create("dn_switch_pool", cfg->n_mbufs, 0,
+		dn_memif_buffer_size(cfg->mtu), &sw->pool);
 	if (ret < 0)
 		goto fail;
 	sw->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -630,7 +634,7 @@ dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 		.secret = ep->secret,
 		.server = 1,
 		.mtu = sw->cfg.mtu,
-		.log2_ring = 10,
+		.log2_ring = 9,
 		.buffer_size = dn_memif_buffer_size(sw->cfg.mtu),
 		.mac = mac,
 	};

@@ -30,7 +30,8 @@ class MasterConfig:
     # Busy-poll this long after the last frame before sleeping: long enough
     # to catch the answer to a request, short enough to cost ~0% when idle.
     spin_us: int = 200
-    n_mbufs: int = 16383
+    # One jumbo frame each (~9.6 KiB): ~78 MiB.
+    n_mbufs: int = 8191
     mem_mb: int = 128
 
     @property
