@@ -14,9 +14,7 @@
 #define DN_BENCH_MAX_CONNS 4096
 #define DN_BENCH_BUF (256 * 1024)
 #define DN_BENCH_SAMPLES (1u << 22)
-#ifndef DN_YIELD_MASK
-#define DN_YIELD_MASK 0
-#endif
+
 
 static volatile sig_atomic_t dn_bench_stop;
 
@@ -63,8 +61,10 @@ dn_idle_step(struct dn_stack *st, struct dn_idle *idle, int max_ms)
 		idle->since = dn_bench_ns();
 		return;
 	}
-	if ((idle->spins & DN_YIELD_MASK) != 0)
+	if ((idle->spins & 15) != 0) {
+		sched_yield();
 		return;
+	}
 	now = dn_bench_ns();
 	if (now - idle->since < idle->spin_ns) {
 		sched_yield();

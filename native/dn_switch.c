@@ -38,9 +38,6 @@
 #define DN_MAILBOX_ADD 1
 #define DN_MAILBOX_REMOVE 2
 #define DN_MAILBOX_QUIT 3
-#ifndef DN_SWITCH_YIELD_MASK
-#define DN_SWITCH_YIELD_MASK 0
-#endif
 
 struct dn_txq {
 	struct rte_mbuf *m[DN_BURST];
@@ -434,39 +431,42 @@ static void *
 dn_switch_main(void *arg)
 {
 	struct dn_switch *sw = arg;
-	uint64_t idle_since = 0, start = dn_now_ns(), spin_ns;
+	uint64_t start = dn_now_ns(), last_busy = 0, idle_since = 0, spin_ns;
 	unsigned int idle = 0;
 
 	dn_eal_register_thread();
 	spin_ns = (uint64_t)sw->cfg.spin_us * 1000;
 	for (;;) {
-		uint64_t t0;
-		unsigned int moved;
-
 		if (dn_mailbox(sw))
 			break;
-		t0 = dn_now_ns();
-		moved = dn_poll_ports(sw);
-		sw->counters.loops++;
-		if (moved > 0) {
+		if (dn_poll_ports(sw) > 0) {
+			/* Back-to-back busy passes count as busy time; one
+			 * clock read per busy pass, none while idle. */
+			uint64_t now = dn_now_ns();
+
+			if (idle == 0 && last_busy != 0)
+				sw->counters.busy_ns += now - last_busy;
+			last_busy = now;
 			sw->counters.busy_loops++;
-			sw->counters.busy_ns += dn_now_ns() - t0;
+			sw->counters.loops++;
 			idle = 0;
 			continue;
 		}
+		sw->counters.loops++;
 		if (idle++ == 0) {
-			idle_since = t0;
+			idle_since = dn_now_ns();
 			continue;
 		}
-		if (t0 - idle_since < spin_ns) {
-			/* Share the core: on this kind of machine a slave
-			 * may be waiting for it to answer us. */
-			if ((idle & DN_SWITCH_YIELD_MASK) == 0)
-				sched_yield();
+		/* Spin (reading the clock every 16 passes) until spin_us have
+		 * passed without a frame, yielding the core on every pass: on
+		 * this kind of machine the slave we wait for may need it. */
+		if ((idle & 15) != 0 || dn_now_ns() - idle_since < spin_ns) {
+			sched_yield();
 			continue;
 		}
 		dn_sleep(sw);
 		idle = 0;
+		last_busy = 0;
 	}
 	sw->counters.run_ns = dn_now_ns() - start;
 	return NULL;

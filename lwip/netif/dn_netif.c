@@ -115,7 +115,7 @@ dn_netif_poll(struct netif *netif, int budget)
 	struct dn_link *link = netif->state;
 	struct dn_rxseg segs[DN_MAX_SEGS];
 	int done = 0;
-	int copy = dn_link_pool_low(link);
+	int copy = -1;
 
 	while (done < budget) {
 		struct pbuf *p;
@@ -123,6 +123,10 @@ dn_netif_poll(struct netif *netif, int budget)
 
 		if (n == 0)
 			break;
+		/* Once per burst, and only when there is one: counting free
+		 * mbufs walks every lcore's cache. */
+		if (copy < 0)
+			copy = dn_link_pool_low(link);
 		done++;
 		if (n < 0)
 			continue;	/* oversized frame, already dropped */
