@@ -7,7 +7,6 @@ Native calls return a negative errno and leave the reason in
 
 from __future__ import annotations
 
-import errno
 import os
 
 from ._native import ffi, lib
@@ -27,5 +26,3 @@ def check(rc: int) -> int:
         raise_errno(rc)
     return rc
 
-
-EAGAIN = -errno.EAGAIN

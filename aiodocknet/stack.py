@@ -63,7 +63,6 @@ EVENT_NAMES = {
 SLAVE_MEM_MB = 64
 # 4095 mbufs of one jumbo frame each (~9.6 KiB): ~39 MiB of the 64.
 SLAVE_MBUFS = 4095
-_EAGAIN = -errno.EAGAIN
 
 
 class Event(NamedTuple):

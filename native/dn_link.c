@@ -140,7 +140,7 @@ dn_link_fill(struct dn_link *link)
 int
 dn_link_rx(struct dn_link *link, struct dn_rxseg *segs, unsigned int max)
 {
-	struct rte_mbuf *m, *s;
+	struct rte_mbuf *m, *s, *next;
 	unsigned int n = 0;
 
 	if (link->rx_next == link->rx_n) {
@@ -153,18 +153,17 @@ dn_link_rx(struct dn_link *link, struct dn_rxseg *segs, unsigned int max)
 		rte_pktmbuf_free(m);
 		return -EMSGSIZE;
 	}
-	for (s = m; s != NULL; s = s->next) {
+	/* Each segment goes to a pbuf of its own, which frees it alone. */
+	for (s = m; s != NULL; s = next) {
+		next = s->next;
+		s->next = NULL;
+		s->nb_segs = 1;
 		segs[n].seg = s;
 		segs[n].priv = rte_mbuf_to_priv(s);
 		segs[n].data = rte_pktmbuf_mtod(s, void *);
 		segs[n].len = s->data_len;
 		n++;
 	}
-	/* Each segment is now owned on its own by a pbuf. */
-	for (s = m; s != NULL; s = s->next)
-		s->nb_segs = 1;
-	for (unsigned int i = 0; i < n; i++)
-		((struct rte_mbuf *)segs[i].seg)->next = NULL;
 	return (int)n;
 }
 
@@ -175,8 +174,7 @@ dn_link_free_seg(void *seg)
 }
 
 int
-dn_link_tx(struct dn_link *link, const struct dn_iov *iov, unsigned int n,
-	uint32_t total)
+dn_link_tx(struct dn_link *link, const struct dn_iov *iov, unsigned int n)
 {
 	struct rte_mbuf *head, *cur;
 	unsigned int i;
@@ -228,7 +226,6 @@ dn_link_tx(struct dn_link *link, const struct dn_iov *iov, unsigned int n,
 			left -= chunk;
 		}
 	}
-	(void)total;
 	link->tx[link->tx_n++] = head;
 	return 0;
 }

@@ -60,7 +60,7 @@ void dn_link_free_seg(void *seg);
 /* Copies a frame given as iov pieces into mbufs and queues it for the next
  * burst (sent at once when the burst is full). */
 int dn_link_tx(struct dn_link *link, const struct dn_iov *iov,
-	unsigned int n, uint32_t total);
+	unsigned int n);
 /* Sends what is queued and rings the master if it sleeps. */
 void dn_link_tx_flush(struct dn_link *link);
 

@@ -1134,7 +1134,7 @@ dn_send_frame(struct dn_stack *st, const void *frame, uint32_t len)
 	if (len == 0 || len > (uint32_t)st->netif.mtu + 18)
 		return dn_error(-EMSGSIZE, "frame of %u bytes does not fit the "
 			"link (MTU %u)", len, st->netif.mtu);
-	ret = dn_link_tx(st->link, &iov, 1, len);
+	ret = dn_link_tx(st->link, &iov, 1);
 	if (ret < 0)
 		return dn_error(ret, "no buffer for the frame");
 	dn_link_tx_flush(st->link);

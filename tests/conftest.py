@@ -47,6 +47,7 @@ class Proc:
             cwd=ROOT,
         )
         self.lines: list[dict[str, Any]] = []
+        self.stderr_text = ""
 
     @property
     def pid(self) -> int:
@@ -80,7 +81,9 @@ class Proc:
     def stderr_tail(self) -> str:
         if self.popen.poll() is None or self.popen.stderr is None:
             return "(still running)"
-        return self.popen.stderr.read()[-3000:]
+        if not self.popen.stderr.closed:
+            self.stderr_text += self.popen.stderr.read()
+        return self.stderr_text[-3000:]
 
     def wait(self, timeout: float = 60) -> int:
         return self.popen.wait(timeout)
@@ -96,6 +99,8 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
+        if self.popen.stderr is not None and not self.popen.stderr.closed:
+            self.stderr_text = self.popen.stderr.read()
         for f in (self.popen.stdout, self.popen.stderr):
             if f is not None:
                 f.close()

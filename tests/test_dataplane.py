@@ -137,3 +137,25 @@ def test_attach_without_master_names_the_socket(tmp_path) -> None:
         SlaveStack.attach("x", path)
     assert path in str(info.value)
     assert "docknet master" in str(info.value)
+
+
+def test_runs_without_hugepages(tmp_path, monkeypatch) -> None:
+    """With DOCKNET_NO_HUGE=1 (as when unprivileged or none are free) the
+    master and slaves run DPDK with --no-huge, memif in copy mode, say so
+    once each in their logs, and TCP works."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (memif sockets in the run directory)")
+    monkeypatch.setenv("DOCKNET_NO_HUGE", "1")
+    m = Master(str(tmp_path))
+    try:
+        addr = start_server(m)
+        cli = m.peer("echo-client", "cli", "--target", addr, "--bytes", str(4 << 20))
+        assert cli.expect("done", timeout=60)["ok"]
+        assert cli.wait() == 0
+    finally:
+        assert m.stop() == 0
+    for p in (m.proc, *m.peers):
+        text = p.stderr_text
+        assert text.count("running DPDK with --no-huge") == 1, (p.name, text[-500:])

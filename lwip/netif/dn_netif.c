@@ -43,7 +43,7 @@ dn_netif_output(struct netif *netif, struct pbuf *p)
 		iov[n].len = q->len;
 		n++;
 	}
-	if (dn_link_tx(netif->state, iov, n, p->tot_len) < 0)
+	if (dn_link_tx(netif->state, iov, n) < 0)
 		return ERR_MEM;
 	return ERR_OK;
 }
