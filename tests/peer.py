@@ -389,6 +389,7 @@ def bad_frames(st: SlaveStack, args: argparse.Namespace) -> None:
     st.ping(args.target, 1)
     r.run(lambda: bool(replies), 10)
     say(event="done", sent=sorted(frames), ping_ok=bool(replies))
+    r.run()  # stay attached: the test reads this endpoint's counters
 
 
 def idle(st: SlaveStack, args: argparse.Namespace) -> None:
