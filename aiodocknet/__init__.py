@@ -1,0 +1,66 @@
+"""aiodocknet: userspace networking (DPDK + lwIP) for asyncio services.
+
+One line puts an asyncio program on DockNet::
+
+    aiodocknet.run(main())                                     # or
+    asyncio.set_event_loop_policy(aiodocknet.DockNetPolicy())
+"""
+
+from __future__ import annotations
+
+import asyncio as _asyncio
+import sys as _sys
+import warnings as _warnings
+from typing import Any, Coroutine, TypeVar
+
+from .loop import DockNetLoop
+
+__all__ = ["DockNetLoop", "new_event_loop", "run", "install", "DockNetPolicy"]
+
+_T = TypeVar("_T")
+
+
+def new_event_loop() -> DockNetLoop:
+    """A new DockNet event loop."""
+    return DockNetLoop()
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, **run_kwargs: Any) -> _T:
+    """Run a coroutine on a DockNetLoop (as ``uvloop.run`` does)."""
+    if _asyncio._get_running_loop() is not None:
+        raise RuntimeError("aiodocknet.run() cannot be called from a running event loop")
+    with _asyncio.Runner(loop_factory=new_event_loop, debug=debug, **run_kwargs) as runner:
+        return runner.run(main)
+
+
+class _DockNetPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose loops are DockNetLoops."""
+
+    def _loop_factory(self) -> DockNetLoop:  # type: ignore[override]
+        return new_event_loop()
+
+
+def install() -> None:
+    """Make DockNetLoop the default for asyncio (sets the policy)."""
+    if _sys.version_info >= (3, 12):
+        _warnings.warn(
+            "aiodocknet.install() sets an event loop policy, which asyncio deprecates; "
+            "use aiodocknet.run()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    _asyncio.set_event_loop_policy(_DockNetPolicy())
+
+
+def __getattr__(name: str) -> Any:
+    # Policies are deprecated from Python 3.14: made on demand, with the
+    # warning asyncio gives.
+    if name == "DockNetPolicy":
+        if _sys.version_info >= (3, 14):
+            _warnings.warn(
+                "aiodocknet.DockNetPolicy is deprecated as asyncio's policies are; use aiodocknet.run()",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return _DockNetPolicy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

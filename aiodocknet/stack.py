@@ -61,6 +61,8 @@ EVENT_NAMES = {
 }
 
 SLAVE_MEM_MB = 64
+SCRATCH = 256 * 1024
+_EAGAIN = -errno.EAGAIN
 # 4095 mbufs of one jumbo frame each (~9.6 KiB): ~39 MiB of the 64.
 SLAVE_MBUFS = 4095
 
@@ -76,6 +78,9 @@ class Event(NamedTuple):
 
     def __repr__(self) -> str:
         return f"Event({EVENT_NAMES.get(self.kind, self.kind)}, conn={self.conn}, arg={self.arg})"
+
+
+_NO_EVENTS: list[Event] = []  # shared and never modified: callers iterate
 
 
 class AttachInfo(NamedTuple):
@@ -112,6 +117,7 @@ class SlaveStack:
         self._events = ffi.new("struct dn_event[]", 512)
         self._ip = ffi.new("uint32_t *")
         self._port = ffi.new("uint16_t *")
+        self._scratch = ffi.new("char[]", SCRATCH)
         self._closed = False
 
     # ---- attaching ----
@@ -236,6 +242,8 @@ class SlaveStack:
     def poll(self, max_events: int = 512) -> list[Event]:
         """Run the stack once and return what happened, in order."""
         n = lib.dn_stack_poll(self._st, self._events, min(max_events, 512))
+        if not n:
+            return _NO_EVENTS
         ev = self._events
         return [Event(ev[i].kind, ev[i].id, ev[i].arg) for i in range(n)]
 
@@ -317,9 +325,39 @@ class SlaveStack:
 
     def recv(self, conn: int, size: int = 65536) -> bytes:
         """Up to size bytes; b"" at end of stream; BlockingIOError if none."""
-        buf = bytearray(size)
-        n = self.recv_into(conn, buf)
-        return bytes(buf[:n])
+        data = self.recv_nowait(conn, size)
+        if data is None:
+            raise BlockingIOError(errno.EAGAIN, "nothing to read")
+        return data
+
+    def recv_nowait(self, conn: int, size: int = SCRATCH) -> bytes | None:
+        """Like recv() but None when nothing is waiting: the transports'
+        fast path, with no exception per empty read and no buffer per call."""
+        rc = lib.dn_recv(self._st, conn, self._scratch, min(size, SCRATCH))
+        if rc < 0:
+            if rc == _EAGAIN:
+                return None
+            raise_errno(rc)
+        return ffi.buffer(self._scratch, rc)[:]
+
+    def recv_into_nowait(self, conn: int, buf: Any) -> int | None:
+        cbuf = ffi.from_buffer(buf, require_writable=True)
+        rc = lib.dn_recv(self._st, conn, cbuf, len(cbuf))
+        if rc < 0:
+            if rc == _EAGAIN:
+                return None
+            raise_errno(rc)
+        return int(rc)
+
+    def send_nowait(self, conn: int, data: Any) -> int:
+        """Bytes taken, 0 when the send buffer is full."""
+        buf = ffi.from_buffer(data)
+        rc = lib.dn_send(self._st, conn, buf, len(buf))
+        if rc < 0:
+            if rc == _EAGAIN:
+                return 0
+            raise_errno(rc)
+        return int(rc)
 
     def recv_into(self, conn: int, buf: bytearray | memoryview) -> int:
         cbuf = ffi.from_buffer(buf, require_writable=True)

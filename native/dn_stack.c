@@ -267,11 +267,15 @@ static void
 dn_tcp_detach(struct tcp_pcb *pcb)
 {
 	tcp_arg(pcb, NULL);
+	if (pcb->state == LISTEN) {
+		/* A listening pcb has only the accept callback (lwIP asserts
+		 * on the others). */
+		tcp_accept(pcb, NULL);
+		return;
+	}
 	tcp_recv(pcb, NULL);
 	tcp_sent(pcb, NULL);
 	tcp_err(pcb, NULL);
-	if (pcb->state == LISTEN)
-		tcp_accept(pcb, NULL);
 }
 
 static err_t

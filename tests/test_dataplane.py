@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import Master
+from dn_harness import Master
 
 
 def start_server(master: Master, name: str = "srv", *args: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from conftest import Master
+from dn_harness import Master
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

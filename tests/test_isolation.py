@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from aiodocknet.control import ControlError, request, send_message
-from conftest import Master
+from dn_harness import Master
 
 
 def test_bad_control_requests_get_clear_errors(master: Master) -> None:

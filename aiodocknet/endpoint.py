@@ -1,0 +1,97 @@
+"""This process's DockNet endpoint, shared by the event loops run in it.
+
+lwIP allows one stack per process, so the endpoint is attached once (on the
+first network call that could use DockNet) and lent to one loop at a time.
+When DockNet cannot be used (``DOCKNET_DISABLE=1``, no master reachable, the
+master refused) the reason is logged once and loops stay plain uvloop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import os
+import socket
+import threading
+import time
+
+from .control import default_master_path, request
+from .log import get_logger
+from .stack import SlaveStack
+
+__all__ = ["ProcessEndpoint"]
+
+log = get_logger("aiodocknet.endpoint")
+
+RESOLVE_TTL = 1.0
+
+
+class ProcessEndpoint:
+    _lock = threading.Lock()
+    _instance: ProcessEndpoint | None = None
+    _disabled: str | None = None
+
+    def __init__(self, stack: SlaveStack, master: str) -> None:
+        self.stack = stack
+        self.master = master
+        self.network = ipaddress.IPv4Network(f"{stack.address}/{stack.info.prefix}", strict=False)
+        self.address = stack.address
+        self.owner: object | None = None
+        self._names: dict[str, tuple[float, str | None]] = {}
+
+    @classmethod
+    def get(cls) -> ProcessEndpoint | None:
+        """The endpoint, attaching on first use; None when DockNet is off."""
+        with cls._lock:
+            if cls._instance is not None or cls._disabled is not None:
+                return cls._instance
+            if os.environ.get("DOCKNET_DISABLE") == "1":
+                cls._disable("DOCKNET_DISABLE=1")
+                return None
+            master = default_master_path()
+            name = os.environ.get("DOCKNET_ENDPOINT") or f"{socket.gethostname()}-{os.getpid()}"
+            try:
+                stack = SlaveStack.attach(name, master)
+            except OSError as exc:
+                cls._disable(str(exc))
+                return None
+            cls._instance = cls(stack, master)
+            atexit.register(cls._instance.close)
+            return cls._instance
+
+    @classmethod
+    def _disable(cls, reason: str) -> None:
+        cls._disabled = reason
+        log.info("docknet off, the loop is plain uvloop", reason=reason)
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget a disabled state (tests start masters after loops)."""
+        with cls._lock:
+            cls._disabled = None
+
+    def close(self) -> None:
+        with ProcessEndpoint._lock:
+            if ProcessEndpoint._instance is self:
+                ProcessEndpoint._instance = None
+                self.stack.close()
+
+    def is_docknet_ip(self, host: str) -> bool:
+        try:
+            return ipaddress.IPv4Address(host) in self.network
+        except ValueError:
+            return False
+
+    def resolve(self, name: str) -> str | None:
+        """The address of a service registered with the master, or None."""
+        now = time.monotonic()
+        hit = self._names.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            reply = request(self.master, {"op": "resolve", "name": name}, timeout=2.0)
+        except OSError:
+            return None
+        addr = reply.get("address") if reply.get("ok") else None
+        self._names[name] = (now + RESOLVE_TTL, addr)
+        return addr

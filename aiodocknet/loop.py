@@ -1,0 +1,204 @@
+"""``DockNetLoop``: uvloop, with DockNet addresses routed through the slave
+stack.
+
+An address of the DockNet subnet, or a service name the master knows, goes
+through DockNet; everything else (other addresses, unix sockets, pipes,
+subprocesses, signals, DNS) is uvloop's. A wildcard bind listens on the
+DockNet endpoint and on the kernel. The endpoint is attached on the first
+call that could use it; with no master, the loop is plain uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl as ssl_mod
+from collections.abc import Callable
+from typing import Any
+
+import uvloop
+
+from .endpoint import ProcessEndpoint
+from .poller import StackPoller
+from .server import DockNetServer
+from .stack import CONNECTED, ERROR, Event
+from .tcp import DockNetTCPTransport, _exc
+
+__all__ = ["DockNetLoop"]
+
+WILDCARDS = (None, "", "0.0.0.0", "::")
+
+
+class _Connecting:
+    """Waits for CONNECTED or ERROR on a connection being opened."""
+
+    def __init__(self, fut: asyncio.Future[None]) -> None:
+        self.fut = fut
+
+    def _dn_event(self, ev: Event) -> None:
+        if self.fut.done():
+            return
+        if ev.kind == CONNECTED:
+            self.fut.set_result(None)
+        elif ev.kind == ERROR:
+            self.fut.set_exception(_exc(ev.arg))
+
+
+class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self._dn_endpoint: ProcessEndpoint | None = None
+        self._dn_poller: StackPoller | None = None
+        self._dn_tried = False
+
+    # ---- the endpoint ----
+
+    def _docknet(self) -> ProcessEndpoint | None:
+        """The process's endpoint if this loop may use it, attaching once."""
+        if self._dn_poller is not None:
+            return self._dn_endpoint
+        if self._dn_tried:
+            return None
+        self._dn_tried = True
+        ep = ProcessEndpoint.get()
+        if ep is None:
+            return None
+        if ep.owner is not None and ep.owner is not self:
+            # Another loop in this process polls the stack (lwIP is single
+            # threaded): this one stays on the kernel path.
+            return None
+        ep.owner = self
+        self._dn_endpoint = ep
+        self._dn_poller = StackPoller(self, ep.stack)
+        return ep
+
+    def _docknet_address(self, host: Any) -> str | None:
+        """The DockNet address host stands for, if any."""
+        if not isinstance(host, str) or host in WILDCARDS:
+            return None
+        try:
+            ipaddress.ip_address(host)
+            literal = True
+        except ValueError:
+            literal = False
+        if literal:
+            ep = self._docknet()
+            return host if ep is not None and ep.is_docknet_ip(host) else None
+        if host == "localhost" or "." in host and host.endswith((".local", ".localhost")):
+            return None
+        ep = self._docknet()
+        return ep.resolve(host) if ep is not None else None
+
+    def close(self) -> None:
+        if self._dn_poller is not None:
+            self._dn_poller.close()
+            self._dn_poller = None
+            if self._dn_endpoint is not None and self._dn_endpoint.owner is self:
+                self._dn_endpoint.owner = None
+        super().close()
+
+    # ---- name resolution ----
+
+    async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0, type: int = 0,
+                          proto: int = 0, flags: int = 0) -> list[Any]:
+        addr = self._docknet_address(host.decode() if isinstance(host, bytes) else host)
+        if addr is not None and family in (0, socket.AF_UNSPEC, socket.AF_INET):
+            p = int(port) if port not in (None, "") else 0
+            types = [type] if type else [socket.SOCK_STREAM, socket.SOCK_DGRAM]
+            return [
+                (socket.AF_INET, t, proto or (socket.IPPROTO_TCP if t == socket.SOCK_STREAM else socket.IPPROTO_UDP),
+                 "", (addr, p))
+                for t in types
+            ]
+        return await super().getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
+
+    # ---- TCP ----
+
+    async def create_connection(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
+                                host: Any = None, port: Any = None, *, ssl: Any = None,
+                                sock: Any = None, server_hostname: str | None = None,
+                                ssl_handshake_timeout: float | None = None,
+                                ssl_shutdown_timeout: float | None = None, **kw: Any) -> Any:
+        addr = None if sock is not None else self._docknet_address(host)
+        if addr is None:
+            return await super().create_connection(
+                protocol_factory, host, port, ssl=ssl, sock=sock, server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                **{k: v for k, v in kw.items() if v is not None},
+            )
+        if server_hostname is not None and not ssl:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        ep = self._dn_endpoint
+        poller = self._dn_poller
+        assert ep is not None and poller is not None
+        conn = ep.stack.connect(addr, int(port))
+        fut: asyncio.Future[None] = self.create_future()
+        poller.register(conn, _Connecting(fut))
+        poller.kick()
+        try:
+            await fut
+        except BaseException:
+            poller.unregister(conn)
+            try:
+                ep.stack.abort(conn)
+                ep.stack.close_conn(conn)
+            except OSError:
+                pass
+            raise
+        protocol = protocol_factory()
+        if ssl:
+            ctx = ssl if isinstance(ssl, ssl_mod.SSLContext) else ssl_mod.create_default_context()
+            if server_hostname is None:
+                server_hostname = host if isinstance(host, str) else ""
+            waiter = self.create_future()
+            app = protocol
+            protocol = asyncio.sslproto.SSLProtocol(
+                self, app, ctx, waiter, server_side=False, server_hostname=server_hostname or None,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+            transport = DockNetTCPTransport(self, poller, ep.stack, conn, protocol)
+            try:
+                await waiter
+            except BaseException:
+                transport.close()
+                raise
+            return protocol._app_transport, app  # type: ignore[attr-defined]
+        transport = DockNetTCPTransport(self, poller, ep.stack, conn, protocol)
+        # connection_made runs from the transport's first callback.
+        await asyncio.sleep(0)
+        return transport, protocol
+
+    async def create_server(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
+                            host: Any = None, port: Any = None, *, sock: Any = None,
+                            backlog: int = 100, ssl: Any = None,
+                            ssl_handshake_timeout: float | None = None,
+                            ssl_shutdown_timeout: float | None = None,
+                            start_serving: bool = True, **kw: Any) -> Any:
+        hosts = host if isinstance(host, (list, tuple)) else [host]
+        wildcard = sock is None and any(h in WILDCARDS for h in hosts)
+        dn_host = None
+        if sock is None and not wildcard and len(hosts) == 1:
+            dn_host = self._docknet_address(hosts[0])
+        ep = self._docknet() if (wildcard or dn_host is not None) else None
+        kernel = None
+        if ep is None or wildcard:
+            kernel = await super().create_server(
+                protocol_factory, host, port, sock=sock, backlog=backlog, ssl=ssl,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                start_serving=start_serving, **kw,
+            )
+            if ep is None:
+                return kernel
+        assert ep is not None
+        port = int(port or 0)
+        if port == 0 and kernel is not None:
+            port = kernel.sockets[0].getsockname()[1]  # the same number on both
+        server = DockNetServer(self, ep, protocol_factory, dn_host or "", port, backlog, ssl,
+                               ssl_handshake_timeout, ssl_shutdown_timeout, kernel)
+        server._listen()
+        if start_serving:
+            await server.start_serving()
+        return server

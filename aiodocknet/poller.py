@@ -1,0 +1,113 @@
+"""Runs the slave stack inside the event loop's thread.
+
+While frames flow the poller re-schedules itself with ``call_soon``, so the
+loop keeps turning without blocking (busy poll, run to completion: the
+thread that runs the callbacks polls the rings). After ``SPIN`` seconds with
+nothing, it arms the doorbell and lets the loop block in epoll until the
+master rings or lwIP's next timer is due. Writes kick it back into spinning:
+an answer is likely on its way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, Protocol
+
+from .stack import ACCEPTED, Event, SlaveStack
+
+__all__ = ["StackPoller", "EventHandler"]
+
+SPIN = float(os.environ.get("DOCKNET_SPIN", "0.0002"))
+
+
+class EventHandler(Protocol):
+    def _dn_event(self, ev: Event) -> None: ...
+
+
+class StackPoller:
+    def __init__(self, loop: asyncio.AbstractEventLoop, stack: SlaveStack) -> None:
+        self._loop = loop
+        self._stack = stack
+        self._handlers: dict[int, Any] = {}
+        self._scheduled = False
+        self._sleeping = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._active = 0.0
+        self._closed = False
+        self._fd = stack.fileno()
+        loop.add_reader(self._fd, self._on_doorbell)
+        self.kick()
+
+    def register(self, conn: int, handler: Any) -> None:
+        self._handlers[conn] = handler
+
+    def unregister(self, conn: int) -> None:
+        self._handlers.pop(conn, None)
+
+    def kick(self) -> None:
+        """Poll soon and spin for a while (called after sending)."""
+        self._active = time.monotonic()
+        if self._sleeping:
+            self._wake()
+        if not self._scheduled and not self._closed:
+            self._scheduled = True
+            self._loop.call_soon(self._poll)
+
+    def close(self) -> None:
+        self._closed = True
+        self._loop.remove_reader(self._fd)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._sleeping:
+            self._stack.disarm()
+            self._sleeping = False
+        self._handlers.clear()
+
+    def _wake(self) -> None:
+        self._sleeping = False
+        self._stack.disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_doorbell(self) -> None:
+        if self._sleeping:
+            self._wake()
+        else:
+            self._stack.disarm()  # a late ring: just drain it
+        if not self._scheduled:
+            self._scheduled = True
+            self._poll()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._on_doorbell()
+
+    def _poll(self) -> None:
+        self._scheduled = False
+        if self._closed:
+            return
+        events = self._stack.poll()
+        if events:
+            handlers = self._handlers
+            for ev in events:
+                h = handlers.get(ev.arg if ev.kind == ACCEPTED else ev.conn)
+                if h is not None:
+                    h._dn_event(ev)
+            self._active = time.monotonic()
+        elif time.monotonic() - self._active > SPIN:
+            if self._stack.arm():
+                self._sleeping = True
+                t = self._stack.timeout()
+                if t is not None:
+                    self._timer = self._loop.call_later(t, self._on_timer)
+                return
+        else:
+            # Spinning with nothing to do: let another poller on this core
+            # run (it may be the one we wait for).
+            os.sched_yield()
+        if not self._scheduled and not self._closed:
+            self._scheduled = True
+            self._loop.call_soon(self._poll)

@@ -1,0 +1,151 @@
+"""Real processes for the tests: a master and slave peers.
+
+Every test that needs a master gets its own (its own run directory, so
+tests never share state); slaves are ``tests/peer.py`` processes that print
+JSON lines. Everything started is stopped at teardown, also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER = Path(__file__).resolve().parent / "peer.py"
+
+def control_request(path: str, msg: dict[str, Any]) -> dict[str, Any]:
+    from aiodocknet.control import request
+
+    return request(path, msg)
+
+
+class Proc:
+    """A child process whose stdout is JSON lines."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        self.lines: list[dict[str, Any]] = []
+        self.stderr_text = ""
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def expect(self, event: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait for the next line with this event (others are kept)."""
+        for line in self.lines:
+            if line.get("event") == event:
+                self.lines.remove(line)
+                return line
+        assert self.popen.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no {event!r} within {timeout}s; {self.stderr_tail()}")
+            r, _, _ = select.select([self.popen.stdout], [], [], left)
+            if not r:
+                continue
+            raw = self.popen.stdout.readline()
+            if not raw:
+                raise AssertionError(
+                    f"{self.name} exited ({self.popen.wait()}) before {event!r}: {self.stderr_tail()}"
+                )
+            line = json.loads(raw)
+            if line.get("event") == event:
+                return line
+            self.lines.append(line)
+
+    def stderr_tail(self) -> str:
+        if self.popen.poll() is None or self.popen.stderr is None:
+            return "(still running)"
+        if not self.popen.stderr.closed:
+            self.stderr_text += self.popen.stderr.read()
+        return self.stderr_text[-3000:]
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.popen.wait(timeout)
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def stop(self) -> None:
+        self.kill()
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        if self.popen.stderr is not None and not self.popen.stderr.closed:
+            self.stderr_text = self.popen.stderr.read()
+        for f in (self.popen.stdout, self.popen.stderr):
+            if f is not None:
+                f.close()
+
+
+class Master:
+    """A `docknet master` process with its own run directory."""
+
+    def __init__(self, run_dir: str, extra: list[str] | None = None) -> None:
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, "master.sock")
+        self.env = dict(os.environ, DOCKNET_MASTER=self.path, PYTHONUNBUFFERED="1")
+        self.proc = Proc(
+            [sys.executable, "-m", "aiodocknet.cli", "master", "--run-dir", run_dir, *(extra or [])],
+            self.env,
+            "master",
+        )
+        self.peers: list[Proc] = []
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if control_request(self.path, {"op": "ping"}).get("ok"):
+                    break
+            except OSError:
+                pass
+            if self.proc.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"master did not start: {self.proc.stderr_tail()}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def status(self) -> dict[str, Any]:
+        reply = control_request(self.path, {"op": "status"})
+        assert reply["ok"], reply
+        return reply
+
+    def peer(self, role: str, name: str, *args: str) -> Proc:
+        p = Proc([sys.executable, str(PEER), role, "--name", name, *args], self.env, name)
+        self.peers.append(p)
+        return p
+
+    def stop(self) -> int:
+        for p in self.peers:
+            p.stop()
+        self.proc.kill()
+        try:
+            rc = self.proc.wait(20)
+        finally:
+            self.proc.stop()
+        return rc
