@@ -24,6 +24,7 @@ from .poller import StackPoller
 from .server import DockNetServer
 from .stack import CONNECTED, ERROR, Event
 from .tcp import DockNetTCPTransport, _exc
+from .udp import DockNetDatagramTransport
 
 __all__ = ["DockNetLoop"]
 
@@ -202,3 +203,60 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         if start_serving:
             await server.start_serving()
         return server
+
+    async def start_tls(self, transport: Any, protocol: Any, sslcontext: ssl_mod.SSLContext, *,
+                        server_side: bool = False, server_hostname: str | None = None,
+                        ssl_handshake_timeout: float | None = None,
+                        ssl_shutdown_timeout: float | None = None) -> Any:
+        if not isinstance(transport, DockNetTCPTransport):
+            return await super().start_tls(
+                transport, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        # As asyncio's BaseEventLoop.start_tls: the TLS protocol slides in
+        # between the transport and the application's protocol.
+        waiter = self.create_future()
+        tls = asyncio.sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
+        )
+        transport.pause_reading()
+        transport.set_protocol(tls)
+        made = self.call_soon(tls.connection_made, transport)
+        resumed = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            made.cancel()
+            resumed.cancel()
+            raise
+        return tls._app_transport
+
+    # ---- UDP ----
+
+    async def create_datagram_endpoint(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
+                                       local_addr: Any = None, remote_addr: Any = None, *,
+                                       sock: Any = None, **kw: Any) -> Any:
+        local = remote = None
+        if sock is None:
+            if local_addr is not None and not isinstance(local_addr, str):
+                local = self._docknet_address(local_addr[0])
+            if remote_addr is not None:
+                remote = self._docknet_address(remote_addr[0])
+        wildcard_local = local_addr is None or local_addr[0] in WILDCARDS
+        if local is None and (remote is None or not wildcard_local):
+            return await super().create_datagram_endpoint(
+                protocol_factory, local_addr=local_addr, remote_addr=remote_addr, sock=sock,
+                **{k: v for k, v in kw.items() if v is not None},
+            )
+        ep, poller = self._dn_endpoint, self._dn_poller
+        assert ep is not None and poller is not None
+        port = int(local_addr[1]) if local_addr is not None else 0
+        conn = ep.stack.udp_bind(port, local)
+        protocol = protocol_factory()
+        peer = (remote, int(remote_addr[1])) if remote is not None else None
+        transport = DockNetDatagramTransport(self, poller, ep.stack, conn, protocol, peer)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        return transport, protocol

@@ -15,9 +15,12 @@ import os
 import time
 from typing import Any, Protocol
 
+from .log import get_logger
 from .stack import ACCEPTED, Event, SlaveStack
 
 __all__ = ["StackPoller", "EventHandler"]
+
+log = get_logger("aiodocknet.poller")
 
 SPIN = float(os.environ.get("DOCKNET_SPIN", "0.0002"))
 
@@ -37,7 +40,9 @@ class StackPoller:
         self._active = 0.0
         self._closed = False
         self._fd = stack.fileno()
+        self._control_fd = stack.control_fileno()
         loop.add_reader(self._fd, self._on_doorbell)
+        loop.add_reader(self._control_fd, self._on_control)
         self.kick()
 
     def register(self, conn: int, handler: Any) -> None:
@@ -55,9 +60,21 @@ class StackPoller:
             self._scheduled = True
             self._loop.call_soon(self._poll)
 
+    def _on_control(self) -> None:
+        notices = self._stack.read_control()
+        if notices is None:
+            self._loop.remove_reader(self._control_fd)
+            log.error("docknet master connection lost; connections will fail",
+                      endpoint=self._stack.info.endpoint)
+        self.kick()
+
     def close(self) -> None:
         self._closed = True
         self._loop.remove_reader(self._fd)
+        try:
+            self._loop.remove_reader(self._control_fd)
+        except (OSError, ValueError):
+            pass
         if self._timer is not None:
             self._timer.cancel()
         if self._sleeping:

@@ -387,6 +387,39 @@ class SlaveStack:
         check(lib.dn_peername(self._st, conn, self._ip, self._port))
         return _ip_str(self._ip[0]), int(self._port[0])
 
+    def set_keepalive(self, conn: int, on: bool) -> None:
+        check(lib.dn_set_keepalive(self._st, conn, int(on)))
+
+    def reset_peer(self, address: str) -> int:
+        """End every connection to a dead endpoint with ECONNRESET."""
+        return check(lib.dn_reset_peer(self._st, _ip(address)))
+
+    def control_fileno(self) -> int:
+        """The master connection: readable when the master has news."""
+        return self._control.fileno()
+
+    def read_control(self) -> list[dict[str, Any]] | None:
+        """Notices the master sent (endpoints gone); None if the master
+        closed the connection (it stopped or died)."""
+        notices = []
+        self._control.setblocking(False)
+        try:
+            while True:
+                try:
+                    msg, fds = recv_message(self._control)
+                except BlockingIOError:
+                    break
+                for fd in fds:
+                    os.close(fd)
+                if msg is None:
+                    return None
+                notices.append(msg)
+                if msg.get("event") == "endpoint_gone" and isinstance(msg.get("address"), str):
+                    self.reset_peer(msg["address"])
+        finally:
+            self._control.setblocking(True)
+        return notices
+
     def send_queued(self, conn: int) -> int:
         return check(lib.dn_send_queued(self._st, conn))
 
@@ -400,10 +433,18 @@ class SlaveStack:
         return check(lib.dn_udp_sendto(self._st, conn, buf, len(buf), _ip(addr[0]), addr[1]))
 
     def recvfrom(self, conn: int, size: int = 65535) -> tuple[bytes, tuple[str, int]]:
-        buf = bytearray(size)
-        cbuf = ffi.from_buffer(buf)
-        n = check(lib.dn_udp_recvfrom(self._st, conn, cbuf, size, self._ip, self._port))
-        return bytes(buf[:n]), (_ip_str(self._ip[0]), int(self._port[0]))
+        got = self.recvfrom_nowait(conn, size)
+        if got is None:
+            raise BlockingIOError(errno.EAGAIN, "no datagram waiting")
+        return got
+
+    def recvfrom_nowait(self, conn: int, size: int = 65535) -> tuple[bytes, tuple[str, int]] | None:
+        rc = lib.dn_udp_recvfrom(self._st, conn, self._scratch, min(size, SCRATCH), self._ip, self._port)
+        if rc < 0:
+            if rc == _EAGAIN:
+                return None
+            raise_errno(rc)
+        return ffi.buffer(self._scratch, rc)[:], (_ip_str(self._ip[0]), int(self._port[0]))
 
     def send_frame(self, frame: bytes) -> int:
         """Put a raw Ethernet frame on the link, bypassing lwIP."""

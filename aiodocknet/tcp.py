@@ -71,8 +71,11 @@ class DockNetSocket:
     def setsockopt(self, level: int, option: int, value: int | bytes, *args: Any) -> None:
         if isinstance(value, bytes):
             value = int.from_bytes(value[:4].ljust(4, b"\0"), "little")
-        if (level, option) == (socket.IPPROTO_TCP, socket.TCP_NODELAY) and not self._listening:
-            self._stack.set_nodelay(self._conn, bool(value))
+        if not self._listening:
+            if (level, option) == (socket.IPPROTO_TCP, socket.TCP_NODELAY):
+                self._stack.set_nodelay(self._conn, bool(value))
+            elif (level, option) == (socket.SOL_SOCKET, socket.SO_KEEPALIVE):
+                self._stack.set_keepalive(self._conn, bool(value))
         self._opts[(level, option)] = int(value)
 
     def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes:

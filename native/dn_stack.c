@@ -955,6 +955,47 @@ dn_set_nodelay(struct dn_stack *st, int id, int on)
 	return 0;
 }
 
+int
+dn_set_keepalive(struct dn_stack *st, int id, int on)
+{
+	struct dn_conn *c;
+	int ret;
+
+	c = dn_tcp_conn(st, id, &ret);
+	if (c == NULL)
+		return ret;
+	if (on)
+		ip_set_option(c->pcb.tcp, SOF_KEEPALIVE);
+	else
+		ip_reset_option(c->pcb.tcp, SOF_KEEPALIVE);
+	return 0;
+}
+
+int
+dn_reset_peer(struct dn_stack *st, uint32_t ip)
+{
+	uint32_t i, want = lwip_htonl(ip);
+	int n = 0;
+
+	for (i = 0; i < st->max_conns; i++) {
+		struct dn_conn *c = &st->conns[i];
+		struct tcp_pcb *pcb = c->pcb.tcp;
+
+		if (c->kind != DN_TCP || pcb == NULL ||
+		    ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) != want)
+			continue;
+		dn_tcp_detach(pcb);
+		/* No RST: nobody is there to receive it. */
+		tcp_abandon(pcb, 0);
+		c->pcb.tcp = NULL;
+		c->err = c->connected ? ECONNRESET : ECONNREFUSED;
+		dn_rxq_free(c);
+		dn_notify(st, (int)i, DN_EV_ERROR);
+		n++;
+	}
+	return n;
+}
+
 static int
 dn_names(struct dn_stack *st, int id, int peer, uint32_t *ip, uint16_t *port)
 {

@@ -91,6 +91,12 @@ int dn_abort(struct dn_stack *st, int id);
 int dn_set_nodelay(struct dn_stack *st, int id, int on);
 int dn_sockname(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port);
 int dn_peername(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port);
+/* The endpoint at ip is gone (its process died): every TCP connection to
+ * it ends now with DN_EV_ERROR ECONNRESET, as a reset from it would. */
+int dn_reset_peer(struct dn_stack *st, uint32_t ip);
+/* SO_KEEPALIVE. */
+int dn_set_keepalive(struct dn_stack *st, int id, int on);
+
 /* Bytes queued in lwIP and not yet acknowledged by the peer. */
 int dn_send_queued(struct dn_stack *st, int id);
 

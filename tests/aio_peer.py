@@ -13,6 +13,8 @@ Prints ``{"event": "ready", "host": ..., "base": ...}``. Services, at
   5 connect-back    reads a JSON line {"host", "port", "data"}, connects there,
                     sends data, half-closes, relays the answer back, closes
   6 udp echo        (datagram) every datagram back to its sender
+  7 tls echo        echo over TLS (with --tls-cert/--tls-key)
+  8 starttls        reads "STARTTLS\n", answers "OK\n", upgrades, then echoes
 """
 
 from __future__ import annotations
@@ -78,6 +80,19 @@ async def connect_back(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None
     w.close()
 
 
+def starttls(ctx: ssl.SSLContext):  # type: ignore[no-untyped-def]
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if await r.readline() != b"STARTTLS\n":
+            w.close()
+            return
+        w.write(b"OK\n")
+        await w.drain()
+        await w.start_tls(ctx)
+        await echo(r, w)
+
+    return handle
+
+
 class UdpEcho(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -107,6 +122,7 @@ async def main(args: argparse.Namespace) -> None:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
         servers.append(await asyncio.start_server(echo, host, b + 7, ssl=ctx))
+        servers.append(await asyncio.start_server(starttls(ctx), host, b + 8))
     try:
         await loop.create_datagram_endpoint(UdpEcho, local_addr=(host, b + 6))
     except (NotImplementedError, OSError):

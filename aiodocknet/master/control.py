@@ -251,6 +251,15 @@ class ControlServer:
             pass
         self.addresses.release(ep.address)
         log.info("endpoint detached", endpoint=name, address=ep.address, reason=why)
+        # The endpoint's peers learn now, not at their next send: their
+        # stacks end every connection to it, as the kernel would on a close.
+        notice = {"event": "endpoint_gone", "name": name, "address": ep.address}
+        for conn, other in list(self._conn_endpoint.items()):
+            if other:
+                try:
+                    send_message(conn, notice)
+                except OSError:
+                    pass  # that slave is going too; its own EOF will tell
 
     def _resolve(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         name = msg.get("name")

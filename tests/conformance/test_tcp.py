@@ -6,14 +6,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
 import socket
 import ssl
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conformance_util import Peer, expect_transport, json_line, loop_kind
+from dn_harness import Proc
 
-ECHO, COUNT, RESET, SLOW, SOURCE, CONNECT_BACK, UDP, TLS = range(8)
+TESTS = Path(__file__).resolve().parent.parent
+
+ECHO, COUNT, RESET, SLOW, SOURCE, CONNECT_BACK, UDP, TLS, STARTTLS = range(9)
 
 
 class Recorder(asyncio.Protocol):
@@ -276,6 +283,19 @@ async def test_tls_round_trip(peer: Peer, tls_files: tuple[str, str]) -> None:
     w.close()
 
 
+async def test_start_tls_upgrade(peer: Peer, tls_files: tuple[str, str]) -> None:
+    """A plain connection upgraded in place (loop.start_tls on both ends)."""
+    r, w = await asyncio.open_connection(peer.host, peer.port(STARTTLS))
+    w.write(b"STARTTLS\n")
+    assert await r.readline() == b"OK\n"
+    ctx = ssl.create_default_context(cafile=tls_files[0])
+    await w.start_tls(ctx, server_hostname="peer.test")
+    assert w.get_extra_info("ssl_object") is not None
+    w.write(b"secret" * 1000)
+    assert await asyncio.wait_for(r.readexactly(6000), 10) == b"secret" * 1000
+    w.close()
+
+
 async def test_kernel_and_docknet_at_once(peer: Peer, peers: dict[str, Peer]) -> None:
     """The same loop talks to a kernel-socket server on 127.0.0.1 and to its
     own kind of peer at the same time."""
@@ -292,3 +312,40 @@ async def test_kernel_and_docknet_at_once(peer: Peer, peers: dict[str, Peer]) ->
     assert await r2.readexactly(7) == b"docknet"
     w1.close()
     w2.close()
+
+
+async def test_peer_process_killed(peers: dict[str, Peer], session_master: Any, tls_files: Any) -> None:
+    """A peer process is killed with SIGKILL while one connection is idle
+    and another streams to it. The streaming one is lost with a
+    ConnectionError on both paths; the idle one ends too: the kernel closes
+    a dead process's sockets (EOF), DockNet's master tells the survivors
+    (ConnectionResetError), within two seconds, without any write."""
+    kind = loop_kind()
+    base = 29100 if kind == "uvloop" else 9300
+    env = dict(session_master.env, DOCKNET_ENDPOINT=f"victim-{kind}")
+    victim = Proc([sys.executable, str(TESTS / "aio_peer.py"), "--kind", kind, "--base", str(base)],
+                  env, f"victim-{kind}")
+    try:
+        ready = victim.expect("ready", timeout=60)
+        loop = asyncio.get_running_loop()
+        t_idle, p_idle = await loop.create_connection(Recorder, ready["host"], base + ECHO)
+        t_busy, p_busy = await loop.create_connection(Recorder, ready["host"], base + SLOW)
+        block = b"z" * 65536
+        for _ in range(16):
+            t_busy.write(block)
+        await asyncio.sleep(0.2)
+        victim.kill(signal.SIGKILL)
+        victim.wait()
+        t0 = loop.time()
+        idle_exc = await asyncio.wait_for(p_idle.lost, 5)
+        assert loop.time() - t0 < 2.0
+        if kind == "docknet":
+            assert isinstance(idle_exc, ConnectionResetError), idle_exc
+        else:
+            assert idle_exc is None and "eof" in p_idle.calls
+        while not p_busy.lost.done():
+            t_busy.write(block)
+            await asyncio.sleep(0.01)
+        assert isinstance(p_busy.lost.result(), ConnectionError), p_busy.lost.result()
+    finally:
+        victim.stop()
