@@ -349,3 +349,50 @@ async def test_peer_process_killed(peers: dict[str, Peer], session_master: Any, 
         assert isinstance(p_busy.lost.result(), ConnectionError), p_busy.lost.result()
     finally:
         victim.stop()
+
+
+async def test_wildcard_server_listens_on_both(peer: Peer, local_host: str) -> None:
+    """A wildcard bind serves the kernel (127.0.0.1) and, under DockNetLoop,
+    the DockNet endpoint too, on one port number; serve_forever ends with a
+    cancellation that closes the server."""
+    loop = asyncio.get_running_loop()
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(type(w.transport).__name__.encode() + b" " + await r.read(-1))
+        await w.drain()
+        w.close()
+
+    server = await asyncio.start_server(handle, None, 0)
+    names = {s.getsockname()[0]: s.getsockname()[1] for s in server.sockets}
+    port = names["0.0.0.0"]
+    assert "0.0.0.0" in names
+    task = loop.create_task(server.serve_forever())
+    await asyncio.sleep(0)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"kernel")
+    w.write_eof()
+    assert (await r.read(-1)).endswith(b" kernel")
+    w.close()
+    if loop_kind() == "docknet":
+        assert names[local_host] == port  # one port number on both paths
+        r, w = await asyncio.open_connection(peer.host, peer.port(CONNECT_BACK))
+        w.write(b'{"host": "%s", "port": %d, "data": "dn"}\n' % (local_host.encode(), port))
+        assert await asyncio.wait_for(r.read(-1), 30) == b"DockNetTCPTransport dn"
+        w.close()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not server.is_serving()
+
+
+async def test_getaddrinfo_resolves_service_names(peer: Peer) -> None:
+    loop = asyncio.get_running_loop()
+    if loop_kind() != "docknet":
+        pytest.skip("service names are DockNet's")
+    infos = await loop.getaddrinfo("aiopeer-docknet", 8080, type=socket.SOCK_STREAM)
+    assert infos == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (peer.host, 8080))]
+    r, w = await asyncio.open_connection("aiopeer-docknet", peer.port(ECHO))
+    expect_transport(w)
+    w.write(b"by name")
+    assert await r.readexactly(7) == b"by name"
+    w.close()
