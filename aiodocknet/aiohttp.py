@@ -28,9 +28,9 @@ from aiohttp.client_exceptions import ServerFingerprintMismatch
 from .log import get_logger
 
 if TYPE_CHECKING:
+    from aiohttp import ClientTimeout
     from aiohttp.client_proto import ResponseHandler
     from aiohttp.client_reqrep import ClientRequest
-    from aiohttp import ClientTimeout
     from aiohttp.tracing import Trace
 
 __all__ = ["DockNetConnector"]
@@ -42,8 +42,9 @@ class DockNetConnector(TCPConnector):
     """A ``TCPConnector`` whose DockNet hosts go through the loop's endpoint.
 
     Use it on a DockNetLoop (``aiodocknet.run``); on any other loop it is a
-    plain ``TCPConnector``. Proxies on DockNet work too, since aiohttp dials
-    the proxy through the same method.
+    plain ``TCPConnector``. aiohttp dials a proxy through the same method, so
+    a proxy on DockNet is reached through DockNet as well (not tested here).
+    ``local_addr`` and ``socket_factory`` apply to kernel connections only.
     """
 
     def _docknet_host(self, host: str) -> str | None:

@@ -23,7 +23,11 @@ __all__ = ["ProcessEndpoint"]
 
 log = get_logger("aiodocknet.endpoint")
 
+# A name found stays good for a second (services move when they restart); a
+# name not found is asked again only after five, so names that are not
+# DockNet's (ordinary DNS names) cost a master round trip rarely.
 RESOLVE_TTL = 1.0
+RESOLVE_MISS_TTL = 5.0
 
 
 class ProcessEndpoint:
@@ -93,5 +97,5 @@ class ProcessEndpoint:
         except OSError:
             return None
         addr = reply.get("address") if reply.get("ok") else None
-        self._names[name] = (now + RESOLVE_TTL, addr)
+        self._names[name] = (now + (RESOLVE_TTL if addr else RESOLVE_MISS_TTL), addr)
         return addr
