@@ -1,18 +1,45 @@
-"""``docknet``: the command line."""
+"""``docknet``: the command line.
+
+``docknet master`` runs a host's master; the other commands talk to it
+through its management API (``RUN_DIR/api.sock``; ``--api`` or
+``DOCKNET_MASTER`` pick another master).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import signal
+import subprocess
 import sys
+from typing import Any
 
 from .log import configure
 
 __all__ = ["main"]
 
 
+def _client(args: argparse.Namespace) -> Any:
+    from .api_client import ApiClient
+
+    return ApiClient(args.api)
+
+
 def _master(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        st = _client(args).call("GET", "/v1/status")
+        if args.json:
+            print(json.dumps(st, indent=1))
+        else:
+            sw = st["switch"]
+            print(f"master pid {st['pid']}  subnet {st['subnet']}  gateway {st['gateway']}  mtu {st['mtu']}")
+            print(f"endpoints: {st['endpoints_attached']} attached, {st['endpoints_registered']} registered; "
+                  f"tenants: {', '.join(st['tenants'])}")
+            print(f"switch: {sw['loops']:,} loops, {sw['sleeps']:,} sleeps, utilisation {sw['utilisation']:.1%}, "
+                  f"{sw['pool_free']} free mbufs")
+        return 0
     from .master.master import MasterConfig, run_master
 
     cfg = MasterConfig(run_dir=args.run_dir, subnet=args.subnet, mtu=args.mtu, spin_us=args.spin_us)
@@ -30,18 +57,133 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.seconds)
 
 
+def _fmt_rate(bits: int) -> str:
+    from .rates import format_bits
+
+    return format_bits(bits)
+
+
+def _ps(args: argparse.Namespace) -> int:
+    eps = _client(args).call("GET", "/v1/endpoints")
+    if args.json:
+        print(json.dumps(eps, indent=1))
+        return 0
+    print(f"{'NAME':24} {'TENANT':12} {'ADDRESS':15} {'STATE':10} {'PID':>7} {'EGRESS':>10} {'INGRESS':>10}")
+    for e in eps:
+        print(f"{e['name']:24} {e.get('tenant', 'default'):12} {e.get('address', '-'):15} {e['state']:10} "
+              f"{e.get('pid') or '-':>7} {_fmt_rate(e.get('egress_bits', 0)):>10} "
+              f"{_fmt_rate(e.get('ingress_bits', 0)):>10}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    st = _client(args).call("GET", "/v1/stats")
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return 0
+    sw = st["switch"]
+    util = sw["busy_loops"] / sw["loops"] if sw["loops"] else 0.0
+    print(f"switch: {sw['loops']:,} loops ({util:.1%} busy), {sw['sleeps']:,} sleeps")
+    print(f"{'ENDPOINT':24} {'RX PKTS':>10} {'RX BYTES':>12} {'TX PKTS':>10} {'TX BYTES':>12} "
+          f"{'DROPS':>8} {'POLICY':>7} {'LIMITED':>8}")
+    for name, c in sorted(st["endpoints"].items()):
+        drops = c["drop_ring_full"] + c["drop_no_route"] + c["drop_spoofed"] + c["drop_malformed"]
+        limited = c["egress_delayed"] + c["ingress_delayed"] + c["ingress_dropped"]
+        print(f"{name:24} {c['rx_frames']:>10} {c['rx_bytes']:>12} {c['tx_frames']:>10} {c['tx_bytes']:>12} "
+              f"{drops:>8} {c['drop_policy']:>7} {limited:>8}")
+    return 0
+
+
+def _policy(args: argparse.Namespace) -> int:
+    api = _client(args)
+    if args.verb == "ls":
+        rules = api.call("GET", "/v1/policy")
+        for r in rules:
+            print(f"allow {r['from']} -> {r['to']} {'port ' + str(r['port']) if r['port'] else 'any port'}")
+        return 0
+    if not args.source or not args.dest:
+        print("docknet policy: allow/deny need two tenants", file=sys.stderr)
+        return 2
+    body = {"from": args.source, "to": args.dest, "port": args.port}
+    api.call("POST" if args.verb == "allow" else "DELETE", "/v1/policy", body)
+    return 0
+
+
+def _limit(args: argparse.Namespace) -> int:
+    body = {k: v for k, v in (("egress", args.egress), ("ingress", args.ingress),
+                              ("egress_pps", args.egress_pps), ("ingress_pps", args.ingress_pps)) if v is not None}
+    now = _client(args).call("PUT", f"/v1/endpoints/{args.name}/limit", body)
+    print(f"{args.name}: egress {_fmt_rate(now['egress_bits'])}, ingress {_fmt_rate(now['ingress_bits'])}")
+    return 0
+
+
+def _register(api: Any, args: argparse.Namespace, netns: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": args.name, "tenant": args.tenant, "netns": netns}
+    if args.ip:
+        body["ip"] = args.ip
+    if args.rate:
+        body["egress"] = args.rate
+    return dict(api.call("POST", "/v1/endpoints", body))
+
+
+def _control_path(api: Any) -> str:
+    return os.path.join(os.path.dirname(api.path), "master.sock")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .netns import create_netns, delete_netns
+
+    cmd = [c for c in args.cmd if c != "--"] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not cmd:
+        print("docknet run: give a command after --", file=sys.stderr)
+        return 2
+    api = _client(args)
+    ns = f"dn-{args.name}"[:40]
+    path = create_netns(ns)
+    try:
+        reg = _register(api, args, path)
+        try:
+            env = dict(os.environ, DOCKNET_ENDPOINT=args.name, DOCKNET_SECRET=reg["secret"],
+                       DOCKNET_MASTER=_control_path(api))
+            child = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], env=env)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda s, f: child.send_signal(s))
+            return child.wait()
+        finally:
+            try:
+                api.call("DELETE", f"/v1/endpoints/{args.name}")
+            except Exception:  # noqa: BLE001 - the master may be gone; cleanup goes on
+                pass
+    finally:
+        delete_netns(ns)
+
+
+def _attach(args: argparse.Namespace) -> int:
+    api = _client(args)
+    reg = _register(api, args, args.netns)
+    print(f"DOCKNET_ENDPOINT={args.name}")
+    print(f"DOCKNET_SECRET={reg['secret']}")
+    print(f"DOCKNET_MASTER={_control_path(api)}")
+    return 0
+
+
+def _detach(args: argparse.Namespace) -> int:
+    _client(args).call("DELETE", f"/v1/endpoints/{args.name}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="docknet", description="DockNet userspace networking")
     p.add_argument("--log-format", choices=["console", "json"], default="console")
     p.add_argument("--log-level", default=os.environ.get("DOCKNET_LOG_LEVEL", "info"))
+    p.add_argument("--api", help="the master's management socket (default RUN_DIR/api.sock)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     sub = p.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("master", help="run this host's master (switch + control socket)")
-    m.add_argument(
-        "--run-dir",
-        default=os.environ.get("DOCKNET_RUN_DIR", "/run/docknet"),
-        help="directory for the control socket and memif sockets",
-    )
+    m = sub.add_parser("master", help="run this host's master, or `master status`")
+    m.add_argument("action", nargs="?", choices=["run", "status"], default="run")
+    m.add_argument("--run-dir", default=os.environ.get("DOCKNET_RUN_DIR", "/run/docknet"),
+                   help="directory for the control, API and memif sockets")
     m.add_argument("--subnet", default="10.77.0.0/16", help="endpoint address range")
     m.add_argument("--mtu", type=int, default=9000, help="MTU of the internal memif links")
     m.add_argument("--spin-us", type=int, default=200, help="busy-poll time before sleeping")
@@ -50,13 +192,57 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="start a master and slaves here and measure the data plane")
     d.add_argument("--seconds", type=float, default=3.0, help="length of each measurement")
     d.set_defaults(func=_demo)
+
+    sub.add_parser("ps", help="endpoints: tenant, address, state, limits").set_defaults(func=_ps)
+    sub.add_parser("stats", help="per-endpoint counters and switch utilisation").set_defaults(func=_stats)
+
+    pol = sub.add_parser("policy", help="which tenants may reach which")
+    pol.add_argument("verb", choices=["allow", "deny", "ls"])
+    pol.add_argument("source", nargs="?")
+    pol.add_argument("dest", nargs="?")
+    pol.add_argument("--port", type=int, default=0)
+    pol.set_defaults(func=_policy)
+
+    lim = sub.add_parser("limit", help="rate limits of an endpoint (live)")
+    lim.add_argument("name")
+    lim.add_argument("--egress")
+    lim.add_argument("--ingress")
+    lim.add_argument("--egress-pps")
+    lim.add_argument("--ingress-pps")
+    lim.set_defaults(func=_limit)
+
+    for name, func, helptext in (("run", _run, "run a command as an endpoint in its own namespace"),
+                                 ("attach", _attach, "register an existing namespace as an endpoint")):
+        r = sub.add_parser(name, help=helptext)
+        r.add_argument("--name", required=True)
+        r.add_argument("--tenant", default="default")
+        r.add_argument("--rate", help="egress limit, e.g. 100mbit")
+        r.add_argument("--ip", help="ask for this address")
+        if name == "run":
+            r.add_argument("cmd", nargs=argparse.REMAINDER)
+        else:
+            r.add_argument("--netns", required=True, help="namespace path, e.g. /run/netns/NAME")
+        r.set_defaults(func=func)
+
+    det = sub.add_parser("detach", help="unregister an endpoint (its process is cut off)")
+    det.add_argument("--name", required=True)
+    det.set_defaults(func=_detach)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure(args.log_level, args.log_format)
-    return int(args.func(args))
+    from .api_client import ApiError
+
+    try:
+        return int(args.func(args))
+    except ApiError as exc:
+        print(f"docknet {args.command}: {exc.message}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        print(f"docknet {args.command}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -143,7 +143,11 @@ class SlaveStack:
                     f"no DockNet master at {path} (is `docknet master` running? "
                     "set DOCKNET_MASTER to its control socket)",
                 ) from None
-            send_message(control, {"op": "attach", "endpoint": endpoint, "pid": os.getpid()})
+            request = {"op": "attach", "endpoint": endpoint, "pid": os.getpid()}
+            secret = os.environ.get("DOCKNET_SECRET")
+            if secret:
+                request["secret"] = secret
+            send_message(control, request)
             reply, fds = recv_message(control)
             if reply is None:
                 raise ConnectionResetError(

@@ -31,6 +31,8 @@ OUR_SOURCES = [
     "native/dn_stack.c",
     "native/dn_switch.c",
     "native/dn_bench.c",
+    "native/dn_limit.c",
+    "native/dn_policy.c",
     "lwip/netif/dn_netif.c",
 ]
 

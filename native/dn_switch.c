@@ -26,11 +26,15 @@
 #include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_tcp.h>
+#include <rte_udp.h>
+#include <rte_cycles.h>
 
 #include "dn_doorbell.h"
 #include "dn_eal.h"
 #include "dn_error.h"
+#include "dn_limit.h"
 #include "dn_memif.h"
+#include "dn_policy.h"
 #include "dn_switch.h"
 
 #define DN_BURST 32
@@ -38,6 +42,9 @@
 #define DN_MAILBOX_ADD 1
 #define DN_MAILBOX_REMOVE 2
 #define DN_MAILBOX_QUIT 3
+#define DN_MAILBOX_CALL 4
+/* Token buckets are refilled once a millisecond. */
+#define DN_TICK_US 1000
 
 struct dn_txq {
 	struct rte_mbuf *m[DN_BURST];
@@ -54,6 +61,9 @@ struct dn_slot {
 	int slave_wake_fd;
 	struct dn_txq txq;
 	uint8_t dirty;
+	uint16_t tenant;
+	struct dn_bucket egress;
+	struct dn_bucket ingress;
 	struct dn_port_counters c;
 };
 
@@ -80,6 +90,13 @@ struct dn_switch {
 	_Atomic int mb_pending;
 	int mb_op;
 	int mb_slot;
+	void (*mb_fn)(struct dn_switch *sw, void *arg);
+	void *mb_arg;
+
+	struct dn_policy *policy;
+	uint64_t tick_cycles;
+	uint64_t last_tick;
+	unsigned int queued;	/* frames waiting in token buckets */
 
 	struct dn_switch_counters counters;
 	unsigned int ports_made;
@@ -122,7 +139,7 @@ dn_slot_of(const struct dn_switch *sw, uint32_t ip)
 /* ---- frame handling (switch thread) ---- */
 
 static void
-dn_enqueue(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
+dn_enqueue_tx(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
 {
 	struct dn_slot *s = &sw->slots[slot];
 
@@ -167,6 +184,26 @@ dn_flush(struct dn_switch *sw)
 			s->c.wakeups++;
 	}
 	sw->n_dirty = 0;
+}
+
+/* Towards an endpoint, through its ingress limit when it has one. */
+static void
+dn_enqueue(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
+{
+	struct dn_slot *s = &sw->slots[slot];
+
+	if (dn_bucket_limited(&s->ingress) &&
+	    !dn_bucket_take(&s->ingress, m->pkt_len)) {
+		if (dn_bucket_enqueue(&s->ingress, m) < 0) {
+			s->c.ingress_dropped++;
+			rte_pktmbuf_free(m);
+		} else {
+			s->c.ingress_delayed++;
+			sw->queued++;
+		}
+		return;
+	}
+	dn_enqueue_tx(sw, slot, m);
 }
 
 /* Proxy ARP: the switch knows every address's MAC, so a request never
@@ -271,6 +308,40 @@ dn_send_reset(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
 	dn_enqueue(sw, from, m);
 }
 
+static int
+dn_policy_check(struct dn_switch *sw, uint16_t from, uint16_t to,
+	struct rte_mbuf *m, struct rte_ipv4_hdr *ip, uint16_t hlen, uint32_t len)
+{
+	uint16_t sport = 0, dport = 0;
+	int syn_only = 0;
+
+	(void)m;
+	if ((ip->next_proto_id == IPPROTO_TCP &&
+	     len >= sizeof(struct rte_ether_hdr) + hlen +
+	     sizeof(struct rte_tcp_hdr)) ||
+	    (ip->next_proto_id == IPPROTO_UDP &&
+	     len >= sizeof(struct rte_ether_hdr) + hlen +
+	     sizeof(struct rte_udp_hdr))) {
+		/* Both headers start with the two ports. */
+		struct rte_udp_hdr *l4 =
+			(struct rte_udp_hdr *)((char *)ip + hlen);
+
+		sport = rte_be_to_cpu_16(l4->src_port);
+		dport = rte_be_to_cpu_16(l4->dst_port);
+		if (ip->next_proto_id == IPPROTO_TCP) {
+			uint8_t f = ((struct rte_tcp_hdr *)l4)->tcp_flags;
+
+			syn_only = (f & RTE_TCP_SYN_FLAG) &&
+				!(f & RTE_TCP_ACK_FLAG);
+		}
+	} else if (ip->next_proto_id == IPPROTO_TCP ||
+		   ip->next_proto_id == IPPROTO_UDP) {
+		return 0;	/* truncated: no ports to judge by */
+	}
+	return dn_policy_allows(sw->policy, from, to, ip->next_proto_id,
+		sport, dport, syn_only);
+}
+
 static void
 dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 {
@@ -305,6 +376,13 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 	}
 	to = dn_slot_of(sw, rte_be_to_cpu_32(ip->dst_addr));
 	if (to != DN_NO_SLOT) {
+		if (sw->slots[to].tenant != s->tenant &&
+		    !dn_policy_check(sw, s->tenant, sw->slots[to].tenant, m,
+		    ip, hlen, len)) {
+			s->c.drop_policy++;
+			rte_pktmbuf_free(m);
+			return;
+		}
 		dn_enqueue(sw, to, m);
 		return;
 	}
@@ -333,12 +411,71 @@ dn_poll_ports(struct dn_switch *sw)
 
 	for (i = 0; i < sw->n_active; i++) {
 		uint16_t slot = sw->active_list[i];
+		struct dn_slot *s = &sw->slots[slot];
 		uint16_t n, k;
 
-		n = rte_eth_rx_burst(sw->slots[slot].port_id, 0, rx, DN_BURST);
-		for (k = 0; k < n; k++)
-			dn_handle_frame(sw, slot, rx[k]);
+		if (!dn_bucket_limited(&s->egress)) {
+			n = rte_eth_rx_burst(s->port_id, 0, rx, DN_BURST);
+			for (k = 0; k < n; k++)
+				dn_handle_frame(sw, slot, rx[k]);
+			moved += n;
+			continue;
+		}
+		/* A limited endpoint: read only what its queue can hold, so
+		 * the memif ring is the rest of the queue and the slave feels
+		 * the back-pressure. */
+		if (s->egress.len > DN_LIMIT_QUEUE - DN_BURST)
+			continue;
+		n = rte_eth_rx_burst(s->port_id, 0, rx, DN_BURST);
+		for (k = 0; k < n; k++) {
+			if (dn_bucket_take(&s->egress, rx[k]->pkt_len)) {
+				dn_handle_frame(sw, slot, rx[k]);
+			} else {
+				dn_bucket_enqueue(&s->egress, rx[k]);
+				s->c.egress_delayed++;
+				sw->queued++;
+			}
+		}
 		moved += n;
+	}
+	if (sw->n_dirty > 0)
+		dn_flush(sw);
+	return moved;
+}
+
+/* ---- the limiter's tick (switch thread) ---- */
+
+static unsigned int
+dn_tick(struct dn_switch *sw)
+{
+	uint64_t now = rte_get_tsc_cycles();
+	uint64_t elapsed_us;
+	unsigned int i, moved = 0;
+
+	if (now - sw->last_tick < sw->tick_cycles)
+		return 0;
+	elapsed_us = (now - sw->last_tick) * 1000000 / rte_get_tsc_hz();
+	sw->last_tick = now;
+	for (i = 0; i < sw->n_active; i++) {
+		uint16_t slot = sw->active_list[i];
+		struct dn_slot *s = &sw->slots[slot];
+		struct rte_mbuf *m;
+
+		if (!dn_bucket_limited(&s->egress) &&
+		    !dn_bucket_limited(&s->ingress))
+			continue;
+		dn_bucket_refill(&s->egress, elapsed_us);
+		dn_bucket_refill(&s->ingress, elapsed_us);
+		while ((m = dn_bucket_dequeue(&s->ingress)) != NULL) {
+			sw->queued--;
+			dn_enqueue_tx(sw, slot, m);
+			moved++;
+		}
+		while ((m = dn_bucket_dequeue(&s->egress)) != NULL) {
+			sw->queued--;
+			dn_handle_frame(sw, slot, m);
+			moved++;
+		}
 	}
 	if (sw->n_dirty > 0)
 		dn_flush(sw);
@@ -377,6 +514,11 @@ dn_mailbox(struct dn_switch *sw)
 		}
 		rte_pktmbuf_free_bulk(s->txq.m, s->txq.n);
 		s->txq.n = 0;
+		sw->queued -= s->egress.len + s->ingress.len;
+		dn_bucket_flush(&s->egress);
+		dn_bucket_flush(&s->ingress);
+	} else if (sw->mb_op == DN_MAILBOX_CALL) {
+		sw->mb_fn(sw, sw->mb_arg);
 	} else if (sw->mb_op == DN_MAILBOX_QUIT) {
 		quit = 1;
 	}
@@ -421,7 +563,8 @@ dn_sleep(struct dn_switch *sw)
 		return;
 	}
 	sw->counters.sleeps++;
-	n = epoll_wait(sw->epfd, ev, 2, -1);
+	/* Frames waiting for tokens need the tick even when all is quiet. */
+	n = epoll_wait(sw->epfd, ev, 2, sw->queued > 0 ? 1 : -1);
 	dn_announce_all(sw, 0);
 	for (i = 0; i < n; i++)
 		dn_doorbell_drain(ev[i].data.fd);
@@ -439,7 +582,7 @@ dn_switch_main(void *arg)
 	for (;;) {
 		if (dn_mailbox(sw))
 			break;
-		if (dn_poll_ports(sw) > 0) {
+		if (dn_tick(sw) + dn_poll_ports(sw) > 0) {
 			/* Back-to-back busy passes count as busy time; one
 			 * clock read per busy pass, none while idle. */
 			uint64_t now = dn_now_ns();
@@ -475,13 +618,16 @@ dn_switch_main(void *arg)
 /* ---- control side ---- */
 
 static int
-dn_mailbox_send(struct dn_switch *sw, int op, int slot)
+dn_mailbox_call(struct dn_switch *sw, int op, int slot,
+	void (*fn)(struct dn_switch *, void *), void *arg)
 {
 	static const uint64_t one = 1;
 
 	pthread_mutex_lock(&sw->mb_lock);
 	sw->mb_op = op;
 	sw->mb_slot = slot;
+	sw->mb_fn = fn;
+	sw->mb_arg = arg;
 	atomic_store_explicit(&sw->mb_pending, 1, memory_order_release);
 	if (write(sw->ctl_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
 		pthread_mutex_unlock(&sw->mb_lock);
@@ -492,6 +638,12 @@ dn_mailbox_send(struct dn_switch *sw, int op, int slot)
 		pthread_cond_wait(&sw->mb_done, &sw->mb_lock);
 	pthread_mutex_unlock(&sw->mb_lock);
 	return 0;
+}
+
+static int
+dn_mailbox_send(struct dn_switch *sw, int op, int slot)
+{
+	return dn_mailbox_call(sw, op, slot, NULL, NULL);
 }
 
 int
@@ -522,14 +674,18 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	sw->host_slot = malloc(sw->hosts * sizeof(sw->host_slot[0]));
 	sw->active_list = calloc(cfg->max_endpoints, sizeof(uint16_t));
 	sw->dirty_list = calloc(cfg->max_endpoints, sizeof(uint16_t));
+	sw->policy = calloc(1, sizeof(*sw->policy));
 	if (sw->slots == NULL || sw->host_slot == NULL ||
-	    sw->active_list == NULL || sw->dirty_list == NULL) {
+	    sw->active_list == NULL || sw->dirty_list == NULL ||
+	    sw->policy == NULL) {
 		ret = dn_error(-ENOMEM, "out of memory for %u endpoints",
 			cfg->max_endpoints);
 		goto fail;
 	}
 	for (i = 0; i < sw->hosts; i++)
 		sw->host_slot[i] = DN_NO_SLOT;
+	sw->tick_cycles = rte_get_tsc_hz() / (1000000 / DN_TICK_US);
+	sw->last_tick = rte_get_tsc_cycles();
 	dn_switch_mac_of(cfg->gateway, mac);
 	memcpy(&sw->gw_mac, mac, 6);
 	pthread_mutex_init(&sw->lock, NULL);
@@ -578,6 +734,7 @@ fail:
 	free(sw->host_slot);
 	free(sw->active_list);
 	free(sw->dirty_list);
+	free(sw->policy);
 	free(sw);
 	return ret;
 }
@@ -592,6 +749,9 @@ dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 	unsigned int i;
 	int slot = -1, ret;
 
+	if (ep->tenant >= DN_MAX_TENANTS)
+		return dn_error(-EINVAL, "tenant id %u out of range (0..%d)",
+			ep->tenant, DN_MAX_TENANTS - 1);
 	if (!dn_in_subnet(sw, ep->ip) || ep->ip == sw->cfg.gateway ||
 	    ep->ip == sw->cfg.subnet || (ep->ip | sw->cfg.netmask) == ~0u)
 		return dn_error(-EINVAL, "address %u.%u.%u.%u is not a host "
@@ -623,6 +783,7 @@ dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 	s->bell->version = 1;
 	s->slave_wake_fd = ep->slave_wake_fd;
 	s->ip = ep->ip;
+	s->tenant = ep->tenant;
 	/* A fresh vdev name each time: DPDK keeps a failed memif's ethdev name
 	 * allocated, so reusing the slot's name could fail forever. */
 	snprintf(s->name, sizeof(s->name), "net_memif_ep%u", ++sw->ports_made);
@@ -724,5 +885,77 @@ dn_switch_destroy(struct dn_switch *sw)
 	free(sw->host_slot);
 	free(sw->active_list);
 	free(sw->dirty_list);
+	free(sw->policy);
 	free(sw);
+}
+
+struct dn_limit_req {
+	int slot;
+	int direction;
+	uint64_t bits, pkts, burst_bytes, burst_pkts;
+};
+
+static void
+dn_apply_limit(struct dn_switch *sw, void *arg)
+{
+	struct dn_limit_req *r = arg;
+	struct dn_slot *s = &sw->slots[r->slot];
+
+	dn_bucket_configure(r->direction == DN_EGRESS ? &s->egress :
+		&s->ingress, r->bits, r->pkts, r->burst_bytes, r->burst_pkts);
+}
+
+int
+dn_switch_set_limit(struct dn_switch *sw, int slot, int direction,
+	uint64_t bits_per_s, uint64_t pkts_per_s, uint64_t burst_bytes,
+	uint64_t burst_pkts)
+{
+	struct dn_limit_req r = { slot, direction, bits_per_s, pkts_per_s,
+		burst_bytes, burst_pkts };
+	int ret;
+
+	if (direction != DN_EGRESS && direction != DN_INGRESS)
+		return dn_error(-EINVAL, "direction must be egress or ingress");
+	pthread_mutex_lock(&sw->lock);
+	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
+	    !sw->slots[slot].in_use)
+		ret = dn_error(-ENOENT, "no endpoint in slot %d", slot);
+	else
+		ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot,
+			dn_apply_limit, &r);
+	pthread_mutex_unlock(&sw->lock);
+	return ret;
+}
+
+struct dn_policy_req {
+	int from, to, port, allow, ret;
+};
+
+static void
+dn_apply_policy(struct dn_switch *sw, void *arg)
+{
+	struct dn_policy_req *r = arg;
+
+	r->ret = dn_policy_set(sw->policy, (uint16_t)r->from, (uint16_t)r->to,
+		(uint16_t)r->port, r->allow);
+}
+
+int
+dn_switch_set_policy(struct dn_switch *sw, int from, int to, int port,
+	int allow)
+{
+	struct dn_policy_req r = { from, to, port, allow, 0 };
+	int ret;
+
+	if (from < 0 || to < 0 || from >= DN_MAX_TENANTS ||
+	    to >= DN_MAX_TENANTS || port < 0 || port > 65535)
+		return dn_error(-EINVAL, "tenants are 0..%d and ports "
+			"0..65535", DN_MAX_TENANTS - 1);
+	pthread_mutex_lock(&sw->lock);
+	ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, 0, dn_apply_policy, &r);
+	pthread_mutex_unlock(&sw->lock);
+	if (ret == 0 && r.ret < 0)
+		ret = dn_error(r.ret, "the policy table is full (%d port "
+			"rules)", DN_MAX_PORT_RULES);
+	return ret;
 }

@@ -31,6 +31,7 @@ struct dn_endpoint_config {
 	const char *socket;	/* memif server socket path */
 	const char *secret;
 	uint32_t ip;
+	uint16_t tenant;	/* 0 .. 255; 0 is the default tenant */
 	int doorbell_fd;	/* memfd holding struct dn_doorbell */
 	int slave_wake_fd;	/* eventfd that wakes the slave */
 };
@@ -44,6 +45,10 @@ struct dn_port_counters {
 	uint64_t drop_no_route;		/* destination has no endpoint */
 	uint64_t drop_spoofed;		/* source address not its own */
 	uint64_t drop_malformed;
+	uint64_t drop_policy;		/* tenant isolation */
+	uint64_t egress_delayed;	/* frames that waited for tokens */
+	uint64_t ingress_delayed;
+	uint64_t ingress_dropped;	/* the ingress queue was full */
 	uint64_t resets_sent;		/* on behalf of absent endpoints */
 	uint64_t arp_replies;
 	uint64_t wakeups;		/* doorbells rung to the slave */
@@ -71,6 +76,20 @@ int dn_switch_remove(struct dn_switch *sw, int slot);
 int dn_switch_port_counters(struct dn_switch *sw, int slot,
 	struct dn_port_counters *out);
 void dn_switch_counters(struct dn_switch *sw, struct dn_switch_counters *out);
+#define DN_EGRESS 0
+#define DN_INGRESS 1
+
+/* Rate limit of an endpoint in one direction (bits/s, packets/s; 0 is
+ * unlimited; bursts of 0 pick 10 ms worth). Applies to live traffic. */
+int dn_switch_set_limit(struct dn_switch *sw, int slot, int direction,
+	uint64_t bits_per_s, uint64_t pkts_per_s, uint64_t burst_bytes,
+	uint64_t burst_pkts);
+
+/* Lets tenant `from` reach tenant `to` (on port, or any port if 0), or
+ * takes that back (allow = 0). Applies to the next frame. */
+int dn_switch_set_policy(struct dn_switch *sw, int from, int to, int port,
+	int allow);
+
 /* The MAC the switch gives an address (locally administered, 02:00:ip). */
 void dn_switch_mac_of(uint32_t ip, uint8_t *mac);
 

@@ -38,3 +38,28 @@ def test_idle_master_and_two_slaves_use_under_2_percent_cpu(master: Master) -> N
     share = sum(used) / elapsed
     print(f"idle CPU over {elapsed:.1f}s: {share:.2%} (master, server, client: {used})")
     assert share < 0.02, f"idle CPU {share:.1%} (master, server, client seconds: {used})"
+
+
+def test_idle_docknet_loop_service_sleeps(master: Master) -> None:
+    """An asyncio service on DockNetLoop with its servers listening and a
+    connection open, then nothing: its loop sleeps on the doorbell (under
+    1% of a CPU over 5 s)."""
+    import sys
+
+    from dn_harness import Proc
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(master.env, DOCKNET_ENDPOINT="idle-aio")
+    svc = Proc([sys.executable, os.path.join(here, "aio_peer.py"), "--kind", "docknet", "--base", "9500"],
+               env, "idle-aio")
+    master.peers.append(svc)
+    addr = svc.expect("ready", timeout=60)["host"]
+    cli = master.peer("connect", "cli", "--target", addr, "--port", "9500", "--timeout", "100")
+    cli.expect("connected")
+    time.sleep(1.0)
+    before = cpu_seconds(svc.pid)
+    t0 = time.monotonic()
+    time.sleep(5)
+    share = (cpu_seconds(svc.pid) - before) / (time.monotonic() - t0)
+    print(f"idle DockNetLoop service: {share:.2%}")
+    assert share < 0.01, f"idle DockNetLoop service used {share:.1%} of a CPU"

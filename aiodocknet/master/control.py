@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ..control import recv_message, send_message
 from ..log import get_logger
 from .addresses import AddressPool
+from .registry import Registration, Registry, RegistryError
 from .switch import Switch, mac_of
 
 __all__ = ["ControlServer", "Endpoint"]
@@ -41,6 +42,9 @@ class Endpoint:
     pid: int | None
     doorbell_fd: int
     wake_fd: int
+    tenant: str = "default"
+    registration: Registration | None = None
+    limits: dict[str, int] = field(default_factory=dict)
     attached_at: float = field(default_factory=time.time)
 
 
@@ -58,8 +62,10 @@ class ControlServer:
         switch: Switch,
         addresses: AddressPool,
         mtu: int,
+        registry: Registry | None = None,
     ) -> None:
         self.path = path
+        self.registry = registry or Registry()
         self.run_dir = run_dir
         self.switch = switch
         self.addresses = addresses
@@ -187,8 +193,15 @@ class ControlServer:
             raise RequestError(errno.EISCONN, "this connection is already attached")
         if name in self.endpoints:
             raise RequestError(errno.EADDRINUSE, f"endpoint {name!r} is already attached")
+        pid = self._peer_pid(conn)
         try:
-            address = self.addresses.allocate()
+            reg = self.registry.check_attach(name, pid, msg.get("secret"))
+        except RegistryError as exc:
+            log.warning("attach refused", endpoint=name, pid=pid, reason=str(exc))
+            raise RequestError(errno.EACCES, str(exc)) from None
+        tenant = reg.tenant if reg is not None else "default"
+        try:
+            address = self.addresses.allocate(reg.ip if reg is not None else None)
         except ValueError as exc:
             raise RequestError(errno.ENOSPC, str(exc)) from None
         self._counter += 1
@@ -204,7 +217,10 @@ class ControlServer:
                 ip=address,
                 doorbell_fd=doorbell,
                 slave_wake_fd=wake,
+                tenant=self.registry.tenant_id(tenant),
             )
+            if reg is not None:
+                self._apply_limits(slot, reg)
         except OSError as exc:
             os.close(doorbell)
             os.close(wake)
@@ -217,13 +233,15 @@ class ControlServer:
             slot=slot,
             memif_socket=memif_socket,
             secret=secret,
-            pid=self._peer_pid(conn),
+            pid=pid,
             doorbell_fd=doorbell,
             wake_fd=wake,
+            tenant=tenant,
+            registration=reg,
         )
         self.endpoints[name] = ep
         self._conn_endpoint[conn] = name
-        log.info("endpoint attached", endpoint=name, address=address, slot=slot, pid=ep.pid)
+        log.info("endpoint attached", endpoint=name, address=address, slot=slot, pid=ep.pid, tenant=tenant)
         reply = {
             "address": address,
             "prefix": self.addresses.subnet.prefixlen,
@@ -234,6 +252,49 @@ class ControlServer:
             "memif_secret": secret,
         }
         return reply, [doorbell, wake, self.switch.wake_fd]
+
+    def _apply_limits(self, slot: int, lim: Registration | dict[str, int]) -> None:
+        get = (lambda k: int(lim.get(k, 0))) if isinstance(lim, dict) else (lambda k: int(getattr(lim, k)))
+        self.switch.set_limit(slot, "egress", get("egress_bits"), get("egress_pkts"))
+        self.switch.set_limit(slot, "ingress", get("ingress_bits"), get("ingress_pkts"))
+
+    # ---- for the management API ----
+
+    def set_limits(self, name: str, limits: dict[str, int]) -> dict[str, int]:
+        """New limits for an endpoint, applied to live traffic. A
+        registered endpoint keeps them across re-attaches; an ad-hoc one
+        until it detaches."""
+        reg = self.registry.endpoints.get(name)
+        ep = self.endpoints.get(name)
+        if reg is None and ep is None:
+            raise RegistryError(404, f"no endpoint {name!r}")
+        target = reg if reg is not None else ep.limits  # type: ignore[union-attr]
+        for key, value in limits.items():
+            if isinstance(target, dict):
+                target[key] = value
+            else:
+                setattr(target, key, value)
+        if ep is not None:
+            self._apply_limits(ep.slot, reg if reg is not None else ep.limits)
+        log.info("limits set", endpoint=name, **limits)
+        return {k: (getattr(reg, k) if reg is not None else ep.limits.get(k, 0))  # type: ignore[union-attr]
+                for k in ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")}
+
+    def set_policy(self, source: str, dest: str, port: int, allow: bool) -> None:
+        a, b = self.registry.tenant_id(source), self.registry.tenant_id(dest)
+        self.switch.set_policy(a, b, port, allow)
+        if allow:
+            self.registry.policies.add((source, dest, port))
+        else:
+            self.registry.policies.discard((source, dest, port))
+        log.info("policy", allow=allow, source=source, dest=dest, port=port or "any")
+
+    def drop_endpoint(self, name: str) -> None:
+        """Unregister, and cut the attached process off if there is one."""
+        self.registry.unregister(name)
+        for conn, other in list(self._conn_endpoint.items()):
+            if other == name:
+                self._drop(conn, "unregistered")
 
     def _detach(self, name: str, why: str) -> None:
         ep = self.endpoints.pop(name, None)

@@ -12,6 +12,7 @@ from ..control import DEFAULT_RUN_DIR
 from ..eal import eal_memory, init_eal
 from ..log import get_logger
 from .addresses import AddressPool
+from .api import serve_api
 from .control import ControlServer
 from .switch import Switch
 
@@ -38,6 +39,10 @@ class MasterConfig:
     def control_path(self) -> str:
         return os.path.join(self.run_dir, "master.sock")
 
+    @property
+    def api_path(self) -> str:
+        return os.path.join(self.run_dir, "api.sock")
+
 
 async def run_master(cfg: MasterConfig, stop: asyncio.Event | None = None) -> None:
     subnet = ipaddress.IPv4Network(cfg.subnet)
@@ -55,8 +60,10 @@ async def run_master(cfg: MasterConfig, stop: asyncio.Event | None = None) -> No
     server = ControlServer(cfg.control_path, cfg.run_dir, switch, addresses, cfg.mtu)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
+    api = None
     try:
         server.start()
+        api = await serve_api(server, cfg.api_path)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         in_use, total = eal_memory()
@@ -71,6 +78,8 @@ async def run_master(cfg: MasterConfig, stop: asyncio.Event | None = None) -> No
         )
         await stop.wait()
     finally:
+        if api is not None:
+            await api.cleanup()
         server.close()
         switch.close()
         log.info("master stopped")

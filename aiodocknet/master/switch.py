@@ -49,14 +49,23 @@ class Switch:
             raise
         self._sw: Any = out[0]
 
-    def add(self, *, socket: str, secret: str, ip: str, doorbell_fd: int, slave_wake_fd: int) -> int:
+    def add(self, *, socket: str, secret: str, ip: str, doorbell_fd: int, slave_wake_fd: int,
+            tenant: int = 0) -> int:
         ep = ffi.new("struct dn_endpoint_config *")
         keep = (ffi.new("char[]", socket.encode()), ffi.new("char[]", secret.encode()))
         ep.socket, ep.secret = keep
         ep.ip = int(ipaddress.IPv4Address(ip))
         ep.doorbell_fd = doorbell_fd
         ep.slave_wake_fd = slave_wake_fd
+        ep.tenant = tenant
         return check(lib.dn_switch_add(self._sw, ep))
+
+    def set_limit(self, slot: int, direction: str, bits: int, pkts: int = 0) -> None:
+        d = lib.DN_EGRESS if direction == "egress" else lib.DN_INGRESS
+        check(lib.dn_switch_set_limit(self._sw, slot, d, bits, pkts, 0, 0))
+
+    def set_policy(self, source: int, dest: int, port: int, allow: bool) -> None:
+        check(lib.dn_switch_set_policy(self._sw, source, dest, port, int(allow)))
 
     def remove(self, slot: int) -> None:
         check(lib.dn_switch_remove(self._sw, slot))

@@ -1,0 +1,51 @@
+"""Rates as people write them: ``100mbit``, ``1.5Gbit/s``, ``20kpps``."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["parse_bits", "parse_pkts", "format_bits"]
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_BITS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(bit|bps|b)?(?:/s)?\s*$", re.I)
+_PKTS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(pps|p/s|packets/s)\s*$", re.I)
+
+
+def parse_bits(text: str | int) -> int:
+    """Bits per second; 0 (or "0", "unlimited") means no limit."""
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError("a rate cannot be negative")
+        return text
+    if text.strip().lower() in ("0", "none", "unlimited", "off"):
+        return 0
+    m = _BITS.match(text)
+    if m is None:
+        raise ValueError(f"not a rate: {text!r} (examples: 100mbit, 1.5gbit, 800kbit)")
+    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if m.group(3) == "B":  # bytes
+        value *= 8
+    return int(value)
+
+
+def parse_pkts(text: str | int) -> int:
+    """Packets per second (``20kpps``); 0 means no limit."""
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError("a rate cannot be negative")
+        return text
+    if text.strip().lower() in ("0", "none", "unlimited", "off"):
+        return 0
+    m = _PKTS.match(text)
+    if m is None:
+        raise ValueError(f"not a packet rate: {text!r} (examples: 20kpps, 500pps)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def format_bits(bits: int) -> str:
+    if bits == 0:
+        return "unlimited"
+    for unit, scale in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
+        if bits >= scale:
+            return f"{bits / scale:g}{unit}"
+    return f"{bits}bit"

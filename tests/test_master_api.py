@@ -1,0 +1,116 @@
+"""The management API and the `docknet` CLI over it, bad requests included."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aiodocknet.api_client import ApiClient, ApiError
+from dn_harness import ROOT, Master
+
+
+def api(master: Master) -> ApiClient:
+    return ApiClient(os.path.join(master.run_dir, "api.sock"))
+
+
+def cli(master: Master, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "--api",
+                          os.path.join(master.run_dir, "api.sock"), *args],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT, env=master.env)
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_routes_and_bad_requests(master: Master) -> None:
+    a = api(master)
+    st = a.call("GET", "/v1/status")
+    assert st["subnet"] == "10.77.0.0/16" and st["endpoints_attached"] == 0
+    srv = master.peer("idle", "web")
+    addr = srv.expect("ready")["address"]
+    eps = a.call("GET", "/v1/endpoints")
+    assert [(e["name"], e["address"], e["state"]) for e in eps] == [("web", addr, "attached")]
+    one = a.call("GET", "/v1/endpoints/web")
+    assert one["counters"]["link_up"] == 1
+    assert set(a.call("GET", "/v1/stats")["endpoints"]) == {"web"}
+    metrics = a.call("GET", "/metrics")
+    assert 'docknet_endpoint_rx_frames_total{endpoint="web",tenant="default"}' in metrics
+    assert "/v1/policy" in a.call("GET", "/v1/openapi.json")["paths"]
+
+    def refused(method: str, route: str, body: object, status: int, text: str) -> None:
+        with pytest.raises(ApiError) as info:
+            a.call(method, route, body)
+        assert info.value.status == status and text in info.value.message, info.value
+
+    refused("GET", "/v1/endpoints/nobody", None, 404, "no endpoint 'nobody'")
+    refused("DELETE", "/v1/endpoints/nobody", None, 404, "is registered")
+    refused("PUT", "/v1/endpoints/nobody/limit", {"egress": "5mbit"}, 404, "no endpoint")
+    refused("PUT", "/v1/endpoints/web/limit", {"egress": "very fast"}, 400, "not a rate")
+    refused("PUT", "/v1/endpoints/web/limit", {}, 400, "give at least one")
+    refused("POST", "/v1/endpoints", {"netns": "/run/netns/x"}, 400, "'name'")
+    refused("POST", "/v1/endpoints", {"name": "x", "netns": "/nonexistent/ns"}, 400, "network namespace")
+    refused("POST", "/v1/policy", {"from": "a"}, 400, "'from' and 'to'")
+    refused("POST", "/v1/policy", {"from": "a", "to": "b", "port": 70000}, 400, "'port'")
+    # Malformed JSON, sent raw.
+    import http.client
+    import socket as so
+
+    conn = http.client.HTTPConnection("x")
+    conn.sock = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    conn.sock.connect(os.path.join(master.run_dir, "api.sock"))
+    conn.request("POST", "/v1/policy", body="{not json", headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 400 and "not valid JSON" in json.loads(resp.read())["error"]
+    conn.close()
+    # Limits on a live ad-hoc endpoint apply and show.
+    now = a.call("PUT", "/v1/endpoints/web/limit", {"egress": "20mbit", "ingress_pps": "10kpps"})
+    assert now["egress_bits"] == 20_000_000 and now["ingress_pkts"] == 10_000
+
+
+def test_cli_commands(master: Master) -> None:
+    master.peer("idle", "web").expect("ready")
+    assert "subnet 10.77.0.0/16" in cli(master, "master", "status").stdout
+    assert json.loads(cli(master, "--json", "master", "status").stdout)["endpoints_attached"] == 1
+    ps = cli(master, "ps").stdout
+    assert "web" in ps and "attached" in ps
+    assert json.loads(cli(master, "--json", "ps").stdout)[0]["name"] == "web"
+    assert "web" in cli(master, "stats").stdout
+    cli(master, "policy", "allow", "shop", "db", "--port", "5432")
+    cli(master, "policy", "allow", "shop", "cache")
+    ls = cli(master, "policy", "ls").stdout
+    assert "allow shop -> db port 5432" in ls and "allow shop -> cache any port" in ls
+    cli(master, "policy", "deny", "shop", "cache")
+    assert "cache" not in cli(master, "policy", "ls").stdout
+    assert "egress 30mbit" in cli(master, "limit", "web", "--egress", "30mbit").stdout
+    bad = cli(master, "limit", "web", "--egress", "lots", check=False)
+    assert bad.returncode == 1 and "not a rate" in bad.stderr
+    bad = cli(master, "limit", "ghost", "--egress", "1mbit", check=False)
+    assert bad.returncode == 1 and "no endpoint 'ghost'" in bad.stderr
+    bad = cli(master, "policy", "allow", "onlyone", check=False)
+    assert bad.returncode == 2
+    nomaster = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "--api", "/nonexistent/api.sock", "ps"],
+                              capture_output=True, text=True, cwd=ROOT)
+    assert nomaster.returncode == 1 and "/nonexistent/api.sock" in nomaster.stderr
+
+
+def test_attach_and_detach_commands(master: Master) -> None:
+    from aiodocknet.netns import create_netns, delete_netns
+
+    ns = f"dntest-{os.getpid()}"
+    path = create_netns(ns)
+    try:
+        out = cli(master, "attach", "--name", "ext", "--netns", path, "--tenant", "t1").stdout
+        env = dict(line.split("=", 1) for line in out.split())
+        assert env["DOCKNET_ENDPOINT"] == "ext" and len(env["DOCKNET_SECRET"]) == 32
+        eps = {e["name"]: e for e in api(master).call("GET", "/v1/endpoints")}
+        assert eps["ext"]["state"] == "registered" and eps["ext"]["tenant"] == "t1"
+        cli(master, "detach", "--name", "ext")
+        assert api(master).call("GET", "/v1/endpoints") == []
+        again = cli(master, "detach", "--name", "ext", check=False)
+        assert again.returncode == 1 and "no endpoint 'ext' is registered" in again.stderr
+    finally:
+        delete_netns(ns)

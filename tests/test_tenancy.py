@@ -1,0 +1,140 @@
+"""Isolation: who may attach where, tenants and policy, rate limits.
+Real processes in real network namespaces, through a real master."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from aiodocknet.api_client import ApiClient
+from aiodocknet.netns import create_netns, delete_netns
+from dn_harness import PEER, ROOT, Master, Proc
+
+
+def api(master: Master) -> ApiClient:
+    return ApiClient(os.path.join(master.run_dir, "api.sock"))
+
+
+def docknet_run(master: Master, name: str, *args: str, tenant: str = "default", rate: str | None = None) -> Proc:
+    argv = [sys.executable, "-m", "aiodocknet.cli", "--api", os.path.join(master.run_dir, "api.sock"),
+            "run", "--name", name, "--tenant", tenant]
+    if rate:
+        argv += ["--rate", rate]
+    p = Proc([*argv, "--", *args], master.env, name)
+    master.peers.append(p)
+    return p
+
+
+def peer_argv(role: str, name: str, *args: str) -> list[str]:
+    return [sys.executable, str(PEER), role, "--name", name, *args]
+
+
+@pytest.fixture
+def netns():
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        full = f"{name}-{os.getpid()}"
+        made.append(full)
+        return create_netns(full)
+
+    yield make
+    for ns in made:
+        delete_netns(ns)
+
+
+def attach_in(master: Master, ns_path: str, name: str, secret: str | None) -> subprocess.CompletedProcess[str]:
+    env = dict(master.env, DOCKNET_ENDPOINT=name)
+    env.pop("DOCKNET_SECRET", None)
+    if secret:
+        env["DOCKNET_SECRET"] = secret
+    cmd = [sys.executable, "-c", "from aiodocknet.stack import SlaveStack; import os; "
+           "SlaveStack.attach(os.environ['DOCKNET_ENDPOINT']).close(); print('attached')"]
+    if ns_path:
+        cmd = ["ip", "netns", "exec", os.path.basename(ns_path), *cmd]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_only_the_namespace_with_the_secret_may_attach(master: Master, netns) -> None:
+    """A registered endpoint refuses: a process outside its namespace (even
+    with the secret), a process inside with a wrong or no secret, and a
+    process in another namespace under a name nobody registered. Each gets
+    a sentence saying why, and nothing is attached."""
+    ns = netns("dnt-svc")
+    other = netns("dnt-other")
+    reg = api(master).call("POST", "/v1/endpoints", {"name": "svc", "netns": ns})
+    res = attach_in(master, "", "svc", reg["secret"])
+    assert res.returncode != 0 and "is not in endpoint 'svc'" in res.stderr
+    res = attach_in(master, ns, "svc", "0" * 32)
+    assert res.returncode != 0 and "wrong or missing secret" in res.stderr
+    res = attach_in(master, ns, "svc", None)
+    assert res.returncode != 0 and "wrong or missing secret" in res.stderr
+    res = attach_in(master, other, "stranger", None)
+    assert res.returncode != 0 and "'stranger' is not registered" in res.stderr
+    assert master.status()["endpoints"] == []
+    res = attach_in(master, ns, "svc", reg["secret"])
+    assert res.returncode == 0 and "attached" in res.stdout, res.stderr
+
+
+def test_tenants_are_separated_until_policy_allows(master: Master) -> None:
+    """Tenant b cannot reach tenant a; `policy allow b a` lets a connection
+    attempt already under way through (its next SYN passes); `deny` stops
+    new connections again."""
+    srv = docknet_run(master, "shop", *peer_argv("echo-server", "shop"), tenant="a")
+    addr = srv.expect("ready", timeout=60)["address"]
+    cli = docknet_run(master, "intruder", *peer_argv("connect", "intruder", "--target", addr,
+                                                       "--timeout", "30"), tenant="b")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        eps = {e["name"]: e for e in master.status()["endpoints"]}
+        if "intruder" in eps and eps["intruder"]["counters"]["drop_policy"] >= 1:
+            break
+        time.sleep(0.1)
+    assert eps["intruder"]["counters"]["drop_policy"] >= 1
+    assert not any(line.get("event") == "connected" for line in cli.lines)
+    api(master).call("POST", "/v1/policy", {"from": "b", "to": "a"})
+    assert cli.expect("connected", timeout=20)
+    cli.stop()
+    api(master).call("DELETE", "/v1/policy", {"from": "b", "to": "a"})
+    again = docknet_run(master, "intruder2", *peer_argv("connect", "intruder2", "--target", addr,
+                                                          "--timeout", "30"), tenant="b")
+    time.sleep(3)
+    assert not any(line.get("event") == "connected" for line in again.lines)
+    again.stop()
+    # The same tenant is never filtered.
+    friend = docknet_run(master, "friend", *peer_argv("connect", "friend", "--target", addr), tenant="a")
+    assert friend.expect("connected", timeout=20)
+
+
+def bench(master: Master, name: str, addr: str, seconds: float, rate: str | None = None) -> Proc:
+    args = [sys.executable, "-m", "aiodocknet.native_bench", "stream", "--name", name, "--target", addr,
+            "--size", "65536", "--seconds", str(seconds)]
+    if rate:
+        return docknet_run(master, name, *args, rate=rate)
+    p = Proc(args, dict(master.env, DOCKNET_ENDPOINT=name), name)
+    master.peers.append(p)
+    return p
+
+
+def test_egress_limit_holds_and_neighbour_keeps_its_share(master: Master) -> None:
+    """An endpoint limited to 50 Mbit/s egress streams within 10% of that
+    over 5 s; an unlimited neighbour on the same master keeps at least 80%
+    of the throughput it has alone."""
+    server = Proc([sys.executable, "-m", "aiodocknet.native_bench", "serve", "--name", "sink"],
+                  dict(master.env, DOCKNET_ENDPOINT="sink"), "sink")
+    master.peers.append(server)
+    addr = server.expect("ready", timeout=60)["address"]
+    alone = bench(master, "free0", addr, 3).expect("result", timeout=60)["gbit_per_s"]
+    limited = bench(master, "capped", addr, 5, rate="50mbit")
+    time.sleep(1.0)  # the capped stream is under way
+    shared = bench(master, "free1", addr, 3).expect("result", timeout=60)["gbit_per_s"]
+    capped = limited.expect("result", timeout=60)
+    mbit = capped["gbit_per_s"] * 1000
+    assert 45 <= mbit <= 55, capped
+    assert shared >= 0.8 * alone, (shared, alone)
+    print(json.dumps({"capped_mbit": mbit, "neighbour_alone_gbit": alone, "neighbour_shared_gbit": shared}))
