@@ -42,7 +42,8 @@ def _master(args: argparse.Namespace) -> int:
         return 0
     from .master.master import MasterConfig, run_master
 
-    cfg = MasterConfig(run_dir=args.run_dir, subnet=args.subnet, mtu=args.mtu, spin_us=args.spin_us)
+    cfg = MasterConfig(run_dir=args.run_dir, subnet=args.subnet, mtu=args.mtu, spin_us=args.spin_us,
+                       range=args.range, uplink=args.uplink)
     try:
         asyncio.run(run_master(cfg))
     except OSError as exc:
@@ -187,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--subnet", default="10.77.0.0/16", help="endpoint address range")
     m.add_argument("--mtu", type=int, default=9000, help="MTU of the internal memif links")
     m.add_argument("--spin-us", type=int, default=200, help="busy-poll time before sleeping")
+    m.add_argument("--range", help="this host's share of the subnet when hosts share it, e.g. 10.77.1.0/24")
+    m.add_argument("--uplink", help="DPDK port to other hosts, e.g. net_af_packet0,iface=eth1")
     m.set_defaults(func=_master)
 
     d = sub.add_parser("demo", help="start a master and slaves here and measure the data plane")

@@ -33,6 +33,7 @@ OUR_SOURCES = [
     "native/dn_bench.c",
     "native/dn_limit.c",
     "native/dn_policy.c",
+    "native/dn_uplink.c",
     "lwip/netif/dn_netif.c",
 ]
 

@@ -36,6 +36,7 @@
 #include "dn_memif.h"
 #include "dn_policy.h"
 #include "dn_switch.h"
+#include "dn_uplink.h"
 
 #define DN_BURST 32
 #define DN_NO_SLOT 0xffff
@@ -45,6 +46,8 @@
 #define DN_MAILBOX_CALL 4
 /* Token buckets are refilled once a millisecond. */
 #define DN_TICK_US 1000
+/* An uplink with no wake-up descriptor is looked at this often when idle. */
+#define DN_UPLINK_NAP_MS 5
 
 struct dn_txq {
 	struct rte_mbuf *m[DN_BURST];
@@ -94,6 +97,7 @@ struct dn_switch {
 	void *mb_arg;
 
 	struct dn_policy *policy;
+	struct dn_uplink *uplink;
 	uint64_t tick_cycles;
 	uint64_t last_tick;
 	unsigned int queued;	/* frames waiting in token buckets */
@@ -126,6 +130,12 @@ static inline int
 dn_in_subnet(const struct dn_switch *sw, uint32_t ip)
 {
 	return (ip & sw->cfg.netmask) == sw->cfg.subnet;
+}
+
+static inline int
+dn_in_range(const struct dn_switch *sw, uint32_t ip)
+{
+	return (ip & sw->cfg.range_mask) == sw->cfg.range;
 }
 
 static inline uint16_t
@@ -386,6 +396,12 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 		dn_enqueue(sw, to, m);
 		return;
 	}
+	if (sw->uplink != NULL && dn_in_subnet(sw, rte_be_to_cpu_32(ip->dst_addr)) &&
+	    !dn_in_range(sw, rte_be_to_cpu_32(ip->dst_addr))) {
+		/* Another host's endpoint. */
+		dn_uplink_send(sw->uplink, m, rte_be_to_cpu_32(ip->dst_addr));
+		return;
+	}
 	if (ip->next_proto_id == IPPROTO_TCP &&
 	    len >= sizeof(*eth) + hlen + sizeof(struct rte_tcp_hdr) &&
 	    dn_in_subnet(sw, rte_be_to_cpu_32(ip->dst_addr))) {
@@ -401,6 +417,33 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 malformed:
 	s->c.drop_malformed++;
 	rte_pktmbuf_free(m);
+}
+
+/* Frames from other hosts for this host's endpoints. */
+static unsigned int
+dn_poll_uplink(struct dn_switch *sw)
+{
+	struct rte_mbuf *rx[DN_BURST];
+	uint16_t n, k;
+
+	n = dn_uplink_rx(sw->uplink, rx, DN_BURST);
+	for (k = 0; k < n; k++) {
+		struct rte_ether_hdr *eth =
+			rte_pktmbuf_mtod(rx[k], struct rte_ether_hdr *);
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+		uint32_t dst = rte_be_to_cpu_32(ip->dst_addr);
+		uint16_t slot = dn_slot_of(sw, dst);
+
+		if (slot == DN_NO_SLOT) {
+			rte_pktmbuf_free(rx[k]);
+			continue;
+		}
+		/* On the memif side the frame comes from the gateway. */
+		dn_switch_mac_of(dst, eth->dst_addr.addr_bytes);
+		eth->src_addr = sw->gw_mac;
+		dn_enqueue(sw, slot, rx[k]);
+	}
+	return n;
 }
 
 static unsigned int
@@ -438,8 +481,12 @@ dn_poll_ports(struct dn_switch *sw)
 		}
 		moved += n;
 	}
+	if (sw->uplink != NULL)
+		moved += dn_poll_uplink(sw);
 	if (sw->n_dirty > 0)
 		dn_flush(sw);
+	if (sw->uplink != NULL)
+		dn_uplink_flush(sw->uplink);
 	return moved;
 }
 
@@ -551,7 +598,7 @@ dn_announce_all(struct dn_switch *sw, int asleep)
 static void
 dn_sleep(struct dn_switch *sw)
 {
-	struct epoll_event ev[2];
+	struct epoll_event ev[3];
 	int n, i;
 
 	dn_announce_all(sw, 1);
@@ -564,10 +611,17 @@ dn_sleep(struct dn_switch *sw)
 	}
 	sw->counters.sleeps++;
 	/* Frames waiting for tokens need the tick even when all is quiet. */
-	n = epoll_wait(sw->epfd, ev, 2, sw->queued > 0 ? 1 : -1);
+	n = epoll_wait(sw->epfd, ev, 3, sw->queued > 0 ? 1 :
+		(sw->uplink != NULL && dn_uplink_wake_fd(sw->uplink) < 0) ?
+		DN_UPLINK_NAP_MS : -1);
 	dn_announce_all(sw, 0);
-	for (i = 0; i < n; i++)
-		dn_doorbell_drain(ev[i].data.fd);
+	for (i = 0; i < n; i++) {
+		if (sw->uplink != NULL &&
+		    ev[i].data.fd == dn_uplink_wake_fd(sw->uplink))
+			dn_uplink_drain_wake(sw->uplink);
+		else
+			dn_doorbell_drain(ev[i].data.fd);
+	}
 }
 
 static void *
@@ -641,6 +695,14 @@ dn_mailbox_call(struct dn_switch *sw, int op, int slot,
 }
 
 static int
+dn_is_local(void *ctx, uint32_t ip)
+{
+	struct dn_switch *sw = ctx;
+
+	return ip == sw->cfg.gateway || dn_slot_of(sw, ip) != DN_NO_SLOT;
+}
+
+static int
 dn_mailbox_send(struct dn_switch *sw, int op, int slot)
 {
 	return dn_mailbox_call(sw, op, slot, NULL, NULL);
@@ -667,6 +729,11 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	if (sw == NULL)
 		return dn_error(-ENOMEM, "out of memory for the switch");
 	sw->cfg = *cfg;
+	if (sw->cfg.range_mask == 0) {
+		sw->cfg.range = cfg->subnet;
+		sw->cfg.range_mask = cfg->netmask;
+	}
+	sw->cfg.uplink = NULL;	/* the caller's string is not kept */
 	sw->epfd = -1;
 	sw->ctl_fd = -1;
 	sw->hosts = ~cfg->netmask + 1;
@@ -710,6 +777,20 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	ev.data.fd = cfg->wake_fd;
 	if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD, cfg->wake_fd, &ev) < 0)
 		goto fail_epoll;
+	if (cfg->uplink != NULL && cfg->uplink[0] != '\0') {
+		ret = dn_uplink_open(cfg->uplink, sw->pool, cfg->mtu,
+			cfg->uplink_frame ? cfg->uplink_frame :
+			dn_memif_buffer_size(cfg->mtu), cfg->gateway, cfg->subnet, cfg->netmask, dn_is_local, sw,
+			&sw->uplink);
+		if (ret < 0)
+			goto fail;
+		if (dn_uplink_wake_fd(sw->uplink) >= 0) {
+			ev.data.fd = dn_uplink_wake_fd(sw->uplink);
+			if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD, ev.data.fd,
+			    &ev) < 0)
+				goto fail_epoll;
+		}
+	}
 	ret = pthread_create(&sw->thread, NULL, dn_switch_main, sw);
 	if (ret != 0) {
 		ret = dn_error(-ret, "cannot start the switch thread: %s",
@@ -724,6 +805,8 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 fail_epoll:
 	ret = dn_error(-errno, "epoll_ctl failed: %s", strerror(errno));
 fail:
+	if (sw->uplink != NULL)
+		dn_uplink_close(sw->uplink);
 	if (sw->pool != NULL)
 		rte_mempool_free(sw->pool);
 	if (sw->ctl_fd >= 0)
@@ -878,6 +961,8 @@ dn_switch_destroy(struct dn_switch *sw)
 		dn_mailbox_send(sw, DN_MAILBOX_QUIT, 0);
 		pthread_join(sw->thread, NULL);
 	}
+	if (sw->uplink != NULL)
+		dn_uplink_close(sw->uplink);
 	rte_mempool_free(sw->pool);
 	close(sw->ctl_fd);
 	close(sw->epfd);
@@ -958,4 +1043,23 @@ dn_switch_set_policy(struct dn_switch *sw, int from, int to, int port,
 		ret = dn_error(r.ret, "the policy table is full (%d port "
 			"rules)", DN_MAX_PORT_RULES);
 	return ret;
+}
+
+int
+dn_switch_uplink(struct dn_switch *sw, struct dn_uplink_info *out)
+{
+	struct dn_uplink_counters c;
+
+	if (sw->uplink == NULL)
+		return dn_error(-ENODEV, "this master has no uplink");
+	dn_uplink_counters(sw->uplink, &c);
+	out->rx_frames = c.rx_frames;
+	out->tx_frames = c.tx_frames;
+	out->arp_requests_sent = c.arp_requests_sent;
+	out->arp_replies_sent = c.arp_replies_sent;
+	out->unresolved_dropped = c.unresolved_dropped;
+	out->drop_other = c.drop_other;
+	out->hw_classification = c.hw_classification;
+	out->wake_fd = dn_uplink_wake_fd(sw->uplink);
+	return 0;
 }

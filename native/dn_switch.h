@@ -25,6 +25,13 @@ struct dn_switch_config {
 	unsigned int max_endpoints;
 	unsigned int spin_us;	/* busy-poll this long before sleeping */
 	int wake_fd;		/* eventfd the slaves ring */
+	/* This host's share of the subnet (0/0: all of it). Addresses in it
+	 * with no endpoint get resets; the rest of the subnet is on other
+	 * hosts, behind the uplink. */
+	uint32_t range;
+	uint32_t range_mask;
+	const char *uplink;	/* DPDK device and arguments, or NULL */
+	uint16_t uplink_frame;	/* bytes of one received uplink frame */
 };
 
 struct dn_endpoint_config {
@@ -89,6 +96,20 @@ int dn_switch_set_limit(struct dn_switch *sw, int slot, int direction,
  * takes that back (allow = 0). Applies to the next frame. */
 int dn_switch_set_policy(struct dn_switch *sw, int from, int to, int port,
 	int allow);
+
+struct dn_uplink_info {
+	uint64_t rx_frames;
+	uint64_t tx_frames;
+	uint64_t arp_requests_sent;
+	uint64_t arp_replies_sent;
+	uint64_t unresolved_dropped;
+	uint64_t drop_other;
+	int hw_classification;
+	int wake_fd;		/* -1: the switch wakes every few ms to look */
+};
+
+/* -ENODEV when the switch has no uplink. */
+int dn_switch_uplink(struct dn_switch *sw, struct dn_uplink_info *out);
 
 /* The MAC the switch gives an address (locally administered, 02:00:ip). */
 void dn_switch_mac_of(uint32_t ip, uint8_t *mac);

@@ -20,7 +20,7 @@ as_root() {
 }
 
 DEB_PACKAGES=(libdpdk-dev pkg-config gcc make dpkg-dev xz-utils iproute2
-	iputils-ping procps psmisc)
+	iputils-ping procps psmisc openssl curl)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -15,24 +15,30 @@ class AddressPool:
     a newcomer for as long as possible.
     """
 
-    def __init__(self, subnet: ipaddress.IPv4Network) -> None:
-        if subnet.num_addresses < 4:
-            raise ValueError(f"subnet {subnet} is too small for endpoints")
+    def __init__(self, subnet: ipaddress.IPv4Network, local_range: ipaddress.IPv4Network | None = None) -> None:
+        """local_range: this host's share of the subnet (masters on other
+        hosts hand out the rest); the whole subnet by default."""
+        rng = local_range or subnet
+        if not rng.subnet_of(subnet):
+            raise ValueError(f"range {rng} is not inside subnet {subnet}")
+        if rng.num_addresses < 4:
+            raise ValueError(f"range {rng} is too small for endpoints")
         self.subnet = subnet
-        self.gateway = str(subnet.network_address + 1)
-        self._next = int(subnet.network_address) + 2
-        self._last = int(subnet.broadcast_address) - 1
+        self.range = rng
+        self.gateway = str(rng.network_address + 1)
+        self._next = int(rng.network_address) + 2
+        self._last = int(rng.broadcast_address) - 1
         self._released: list[int] = []
         self._used: set[int] = set()
 
     def allocate(self, wanted: str | None = None) -> str:
         if wanted is not None:
             ip = ipaddress.IPv4Address(wanted)
-            if ip not in self.subnet or str(ip) == self.gateway or int(ip) in (
-                int(self.subnet.network_address),
-                int(self.subnet.broadcast_address),
+            if ip not in self.range or str(ip) == self.gateway or int(ip) in (
+                int(self.range.network_address),
+                int(self.range.broadcast_address),
             ):
-                raise ValueError(f"{ip} is not a host address of {self.subnet}")
+                raise ValueError(f"{ip} is not a host address of this master's range {self.range}")
             if int(ip) in self._used:
                 raise ValueError(f"{ip} is already in use")
             self._used.add(int(ip))
@@ -50,7 +56,7 @@ class AddressPool:
             if cand not in self._used:
                 self._used.add(cand)
                 return str(ipaddress.IPv4Address(cand))
-        raise ValueError(f"subnet {self.subnet} has no free address")
+        raise ValueError(f"range {self.range} has no free address")
 
     def release(self, ip: str) -> None:
         value = int(ipaddress.IPv4Address(ip))

@@ -83,6 +83,8 @@ def make_app(ctl: ControlServer) -> web.Application:
             "mtu": ctl.mtu, "control": ctl.path, "endpoints_attached": len(ctl.endpoints),
             "endpoints_registered": len(ctl.registry.endpoints), "tenants": sorted(ctl.registry.tenants),
             "switch": {**sw, "utilisation": round(util, 4)},
+            "range": str(ctl.addresses.range),
+            "uplink": ctl.switch.uplink(),
         })
 
     @routes.get("/v1/endpoints")

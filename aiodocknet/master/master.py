@@ -34,6 +34,12 @@ class MasterConfig:
     # One jumbo frame each (~9.6 KiB): ~78 MiB.
     n_mbufs: int = 8191
     mem_mb: int = 128
+    # This host's share of the subnet, when masters on several hosts share
+    # one; None: all of it.
+    range: str | None = None
+    # DPDK device arguments of the port to other hosts, e.g.
+    # "net_af_packet0,iface=eth1"; None: a host on its own.
+    uplink: str | None = None
 
     @property
     def control_path(self) -> str:
@@ -44,9 +50,41 @@ class MasterConfig:
         return os.path.join(self.run_dir, "api.sock")
 
 
+def _clamp_to_uplink(uplink: str, mtu: int) -> int:
+    """Endpoints' frames cross the uplink unchanged (no fragmentation), so
+    the links may not be wider than it."""
+    for arg in uplink.split(",")[1:]:
+        key, _, value = arg.partition("=")
+        if key == "iface":
+            try:
+                wire = int(open(f"/sys/class/net/{value}/mtu").read())
+            except (OSError, ValueError):
+                return mtu
+            if wire < mtu:
+                log.warning("link MTU lowered to the uplink's", uplink=value, mtu=wire, wanted=mtu)
+                return wire
+    return mtu
+
+
+def _size_af_packet(uplink: str, mtu: int) -> str:
+    """net_af_packet's ring frames are 2 KiB unless told otherwise; a jumbo
+    frame would not fit. One block per frame; the kernel wants blocks of
+    a power of two pages."""
+    if not uplink.startswith("net_af_packet") or "framesz=" in uplink:
+        return uplink
+    size = 4096
+    while size < mtu + 256:
+        size *= 2
+    return f"{uplink},framesz={size},blocksz={size}"
+
+
 async def run_master(cfg: MasterConfig, stop: asyncio.Event | None = None) -> None:
+    if cfg.uplink:
+        cfg.mtu = _clamp_to_uplink(cfg.uplink, cfg.mtu)
+        cfg.uplink = _size_af_packet(cfg.uplink, cfg.mtu)
     subnet = ipaddress.IPv4Network(cfg.subnet)
-    addresses = AddressPool(subnet)
+    local_range = ipaddress.IPv4Network(cfg.range) if cfg.range else None
+    addresses = AddressPool(subnet, local_range)
     os.makedirs(cfg.run_dir, mode=0o755, exist_ok=True)
     init_eal("master", cfg.mem_mb)
     switch = Switch(
@@ -56,7 +94,17 @@ async def run_master(cfg: MasterConfig, stop: asyncio.Event | None = None) -> No
         n_mbufs=cfg.n_mbufs,
         max_endpoints=cfg.max_endpoints,
         spin_us=cfg.spin_us,
+        local_range=local_range,
+        uplink=cfg.uplink,
     )
+    up = switch.uplink()
+    if up is not None:
+        log.info(
+            "uplink ready",
+            device=cfg.uplink,
+            classification="hardware (rte_flow)" if up["hw_classification"] else "software",
+            wake="packet socket" if up["wake_fd"] >= 0 else "polls every few ms when idle",
+        )
     server = ControlServer(cfg.control_path, cfg.run_dir, switch, addresses, cfg.mtu)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -70,6 +118,7 @@ async def run_master(cfg: MasterConfig, stop: asyncio.Event | None = None) -> No
         log.info(
             "master running",
             subnet=str(subnet),
+            range=str(addresses.range),
             gateway=addresses.gateway,
             mtu=cfg.mtu,
             control=cfg.control_path,

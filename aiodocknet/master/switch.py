@@ -30,6 +30,8 @@ class Switch:
         n_mbufs: int,
         max_endpoints: int,
         spin_us: int,
+        local_range: ipaddress.IPv4Network | None = None,
+        uplink: str | None = None,
     ) -> None:
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         cfg = ffi.new("struct dn_switch_config *")
@@ -41,6 +43,14 @@ class Switch:
         cfg.max_endpoints = max_endpoints
         cfg.spin_us = spin_us
         cfg.wake_fd = self.wake_fd
+        if local_range is not None:
+            cfg.range = int(local_range.network_address)
+            cfg.range_mask = int(local_range.netmask)
+        keep = ffi.new("char[]", uplink.encode()) if uplink else ffi.NULL
+        cfg.uplink = keep
+        for arg in (uplink or "").split(",")[1:]:
+            if arg.startswith("framesz="):
+                cfg.uplink_frame = int(arg.split("=", 1)[1])
         out = ffi.new("struct dn_switch **")
         try:
             check(lib.dn_switch_create(cfg, out))
@@ -79,6 +89,12 @@ class Switch:
         c = ffi.new("struct dn_switch_counters *")
         lib.dn_switch_counters(self._sw, c)
         return {name: int(getattr(c, name)) for name, _ in ffi.typeof(c[0]).fields}
+
+    def uplink(self) -> dict[str, int] | None:
+        info = ffi.new("struct dn_uplink_info *")
+        if lib.dn_switch_uplink(self._sw, info) < 0:
+            return None
+        return {name: int(getattr(info, name)) for name, _ in ffi.typeof(info[0]).fields}
 
     def close(self) -> None:
         if self._sw is not None:

@@ -1,0 +1,58 @@
+/*
+ * The master's uplink: one DPDK port (net_af_packet, net_af_xdp, net_tap,
+ * net_memif or a NIC) to the network the other hosts are on.
+ *
+ * All hosts' endpoints share one IPv4 subnet on that segment, each master
+ * handing out its own range. The uplink answers ARP for this host's
+ * endpoints with its own MAC, learns the MACs of other hosts' addresses
+ * from ARP and from the frames it receives, holds a few frames while it
+ * asks, and fills in the TCP/UDP checksums that the memif links leave
+ * empty. DPDK-only header.
+ */
+#ifndef DN_UPLINK_H
+#define DN_UPLINK_H
+
+#include <stdint.h>
+
+#include <rte_mbuf.h>
+
+struct dn_uplink;
+
+struct dn_uplink_counters {
+	uint64_t rx_frames;
+	uint64_t tx_frames;
+	uint64_t arp_requests_sent;
+	uint64_t arp_replies_sent;
+	uint64_t unresolved_dropped;
+	uint64_t drop_other;
+	int hw_classification;	/* 1: rte_flow steering available */
+};
+
+/* Whether an address is one of this host's endpoints (for proxy ARP). */
+typedef int (*dn_uplink_is_local_fn)(void *ctx, uint32_t ip);
+
+/* frame_room: bytes a received frame may take in one mbuf (the device's
+ * frame size, e.g. net_af_packet's framesz). */
+int dn_uplink_open(const char *devargs, struct rte_mempool *pool,
+	uint16_t mtu, uint16_t frame_room, uint32_t my_ip, uint32_t subnet, uint32_t netmask,
+	dn_uplink_is_local_fn is_local, void *ctx, struct dn_uplink **out);
+void dn_uplink_close(struct dn_uplink *u);
+
+/* A frame for dst_ip on another host: rewritten, checksummed, queued (or
+ * held until ARP answers, or dropped and counted). */
+void dn_uplink_send(struct dn_uplink *u, struct rte_mbuf *m, uint32_t dst_ip);
+/* Sends what is queued. */
+void dn_uplink_flush(struct dn_uplink *u);
+
+/* Receives a burst; ARP is handled here. Returns the IPv4 frames for this
+ * host's endpoints, Ethernet header still to be rewritten by the caller. */
+uint16_t dn_uplink_rx(struct dn_uplink *u, struct rte_mbuf **pkts, uint16_t n);
+
+/* A descriptor that becomes readable when frames arrive (for the switch's
+ * sleep), and draining it after waking. */
+int dn_uplink_wake_fd(const struct dn_uplink *u);
+void dn_uplink_drain_wake(struct dn_uplink *u);
+
+void dn_uplink_counters(const struct dn_uplink *u, struct dn_uplink_counters *c);
+
+#endif /* DN_UPLINK_H */

@@ -1,0 +1,107 @@
+"""Hosts joined by an uplink: two masters in two network namespaces (two
+"hosts") and a plain kernel client in a third, on one Linux bridge; each
+master's uplink is net_af_packet on its namespace's veth."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from aiodocknet.api_client import ApiClient
+from aiodocknet.control import request
+from dn_harness import PEER, Proc
+from netns_util import NetnsTopology
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RANGES = ("10.77.1.0/24", "10.77.2.0/24")
+CLIENT_ADDR = "10.77.200.1/16"
+
+
+class Hosts:
+    def __init__(self, topo: NetnsTopology) -> None:
+        self.topo = topo
+        self.procs: list[Proc] = []
+        self.dirs = [tempfile.mkdtemp(prefix="dn-host-") for _ in RANGES]
+        for i, rng in enumerate(RANGES):
+            argv = [sys.executable, "-m", "aiodocknet.cli", "master", "--run-dir", self.dirs[i],
+                    "--range", rng, "--uplink", "net_af_packet0,iface=veth0"]
+            self.procs.append(Proc(topo.exec_argv(i, argv), self.env(i), f"master{i}"))
+        for d in self.dirs:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if request(os.path.join(d, "master.sock"), {"op": "ping"}).get("ok"):
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "master did not start"
+                time.sleep(0.05)
+
+    def env(self, i: int) -> dict[str, str]:
+        return dict(os.environ, DOCKNET_MASTER=os.path.join(self.dirs[i], "master.sock"))
+
+    def run(self, host: int, argv: list[str], name: str) -> Proc:
+        p = Proc(self.topo.exec_argv(host, argv), dict(self.env(host), DOCKNET_ENDPOINT=name), name)
+        self.procs.append(p)
+        return p
+
+    def status(self, host: int) -> dict:
+        return ApiClient(os.path.join(self.dirs[host], "api.sock")).call("GET", "/v1/status")
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+
+
+@pytest.fixture
+def hosts() -> Iterator[Hosts]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    with NetnsTopology(3, mode="bridge", mtu=9000) as topo:
+        subprocess.run(["ip", "-n", topo.namespaces[2], "addr", "add", CLIENT_ADDR, "dev", "veth0"], check=True)
+        h = Hosts(topo)
+        try:
+            yield h
+        finally:
+            h.close()
+
+
+def test_tcp_between_endpoints_on_two_hosts(hosts: Hosts) -> None:
+    srv = hosts.run(0, [sys.executable, str(PEER), "echo-server", "--name", "a-srv"], "a-srv")
+    addr = srv.expect("ready", timeout=60)["address"]
+    assert addr.startswith("10.77.1.")
+    cli = hosts.run(1, [sys.executable, str(PEER), "echo-client", "--name", "b-cli", "--target", addr,
+                        "--bytes", str(32 << 20), "--half-close", "--timeout", "60"], "b-cli")
+    assert cli.expect("connected", timeout=30)["sockname"][0].startswith("10.77.2.")
+    done = cli.expect("done", timeout=90)
+    assert done["ok"] and done["recv_sha256"] == done["sent_sha256"], done
+    assert srv.expect("eof")["sha256"] == done["sent_sha256"]
+    for i in (0, 1):
+        up = hosts.status(i)["uplink"]
+        assert up["tx_frames"] > 1000 and up["rx_frames"] > 1000
+        assert up["hw_classification"] == 0  # af_packet: software classification
+
+
+def test_kernel_client_reaches_docknet_service(hosts: Hosts) -> None:
+    """ping and curl from a kernel namespace to an aiohttp service on
+    DockNet, through the uplink."""
+    srv = hosts.run(0, [sys.executable, os.path.join(HERE, "aiohttp_peer.py"), "server", "--style", "runner"],
+                    "web")
+    ready = srv.expect("ready", timeout=60)
+    addr, port = ready["address"], ready["port"]
+    ping = subprocess.run(hosts.topo.exec_argv(2, ["ping", "-c", "3", "-W", "2", addr]),
+                          capture_output=True, text=True, timeout=30)
+    assert ping.returncode == 0 and " 0% packet loss" in ping.stdout, ping.stdout
+    curl = subprocess.run(hosts.topo.exec_argv(2, ["curl", "-sS", "--max-time", "10", f"http://{addr}:{port}/info"]),
+                          capture_output=True, text=True, timeout=30)
+    assert curl.returncode == 0, curl.stderr
+    info = json.loads(curl.stdout)
+    assert info["transport"] == "DockNetTCPTransport"
+    assert info["peer"][0] == CLIENT_ADDR.split("/")[0]
