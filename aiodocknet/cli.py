@@ -40,12 +40,23 @@ def _master(args: argparse.Namespace) -> int:
             print(f"switch: {sw['loops']:,} loops, {sw['sleeps']:,} sleeps, utilisation {sw['utilisation']:.1%}, "
                   f"{sw['pool_free']} free mbufs")
         return 0
+    from .master.config import ConfigError, FileConfig, describe, load_config
     from .master.master import MasterConfig, run_master
 
-    cfg = MasterConfig(run_dir=args.run_dir, subnet=args.subnet, mtu=args.mtu, spin_us=args.spin_us,
-                       range=args.range, uplink=args.uplink)
     try:
-        asyncio.run(run_master(cfg))
+        fc = load_config(args.config) if args.config else FileConfig(MasterConfig())
+    except ConfigError as exc:
+        print(f"docknet master: {exc}", file=sys.stderr)
+        return 2
+    for key in ("run_dir", "subnet", "mtu", "spin_us", "range", "uplink"):
+        if getattr(args, key) is not None:
+            setattr(fc.master, key, getattr(args, key))
+    if args.check_config:
+        print(json.dumps(describe(fc), indent=1))
+        print("configuration is valid", file=sys.stderr)
+        return 0
+    try:
+        asyncio.run(run_master(fc.master, defaults=fc.defaults, policies=fc.policies))
     except OSError as exc:
         print(f"docknet master: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -183,11 +194,13 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("master", help="run this host's master, or `master status`")
     m.add_argument("action", nargs="?", choices=["run", "status"], default="run")
-    m.add_argument("--run-dir", default=os.environ.get("DOCKNET_RUN_DIR", "/run/docknet"),
-                   help="directory for the control, API and memif sockets")
-    m.add_argument("--subnet", default="10.77.0.0/16", help="endpoint address range")
-    m.add_argument("--mtu", type=int, default=9000, help="MTU of the internal memif links")
-    m.add_argument("--spin-us", type=int, default=200, help="busy-poll time before sleeping")
+    m.add_argument("--config", help="TOML configuration file (flags override it)")
+    m.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    m.add_argument("--run-dir", default=os.environ.get("DOCKNET_RUN_DIR"),
+                   help="directory for the control, API and memif sockets (default /run/docknet)")
+    m.add_argument("--subnet", help="endpoint address range (default 10.77.0.0/16)")
+    m.add_argument("--mtu", type=int, help="MTU of the internal memif links (default 9000)")
+    m.add_argument("--spin-us", type=int, help="busy-poll time before sleeping (default 200)")
     m.add_argument("--range", help="this host's share of the subnet when hosts share it, e.g. 10.77.1.0/24")
     m.add_argument("--uplink", help="DPDK port to other hosts, e.g. net_af_packet0,iface=eth1")
     m.set_defaults(func=_master)

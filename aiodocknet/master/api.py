@@ -64,6 +64,9 @@ def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
     if ep is not None:
         view.update({"address": ep.address, "mac": ep.mac, "pid": ep.pid, "tenant": ep.tenant,
                      "attached_at": ep.attached_at})
+        if reg is None:
+            view.update({k: ep.limits.get(k, 0) for k in ("egress_bits", "ingress_bits", "egress_pkts",
+                                                          "ingress_pkts")})
         try:
             view["counters"] = ctl.switch.port_counters(ep.slot)
         except OSError:

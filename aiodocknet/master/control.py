@@ -28,6 +28,7 @@ __all__ = ["ControlServer", "Endpoint"]
 
 log = get_logger("aiodocknet.master")
 
+LIMIT_ATTRS = ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -63,8 +64,10 @@ class ControlServer:
         addresses: AddressPool,
         mtu: int,
         registry: Registry | None = None,
+        default_limits: dict[str, int] | None = None,
     ) -> None:
         self.path = path
+        self.default_limits = default_limits or {}
         self.registry = registry or Registry()
         self.run_dir = run_dir
         self.switch = switch
@@ -219,8 +222,10 @@ class ControlServer:
                 slave_wake_fd=wake,
                 tenant=self.registry.tenant_id(tenant),
             )
-            if reg is not None:
-                self._apply_limits(slot, reg)
+            limits: Registration | dict[str, int] = dict(self.default_limits)
+            if reg is not None and any(getattr(reg, k) for k in LIMIT_ATTRS):
+                limits = reg
+            self._apply_limits(slot, limits)
         except OSError as exc:
             os.close(doorbell)
             os.close(wake)
@@ -238,6 +243,7 @@ class ControlServer:
             wake_fd=wake,
             tenant=tenant,
             registration=reg,
+            limits=limits if isinstance(limits, dict) else {},
         )
         self.endpoints[name] = ep
         self._conn_endpoint[conn] = name

@@ -50,6 +50,12 @@ class MasterConfig:
         return os.path.join(self.run_dir, "api.sock")
 
 
+def _limit_attrs(defaults: dict[str, int]) -> dict[str, int]:
+    names = {"egress": "egress_bits", "ingress": "ingress_bits", "egress_pps": "egress_pkts",
+             "ingress_pps": "ingress_pkts"}
+    return {names[k]: v for k, v in defaults.items()}
+
+
 def _clamp_to_uplink(uplink: str, mtu: int) -> int:
     """Endpoints' frames cross the uplink unchanged (no fragmentation), so
     the links may not be wider than it."""
@@ -78,7 +84,13 @@ def _size_af_packet(uplink: str, mtu: int) -> str:
     return f"{uplink},framesz={size},blocksz={size}"
 
 
-async def run_master(cfg: MasterConfig, stop: asyncio.Event | None = None) -> None:
+async def run_master(
+    cfg: MasterConfig,
+    stop: asyncio.Event | None = None,
+    *,
+    defaults: dict[str, int] | None = None,
+    policies: list[tuple[str, str, int]] | None = None,
+) -> None:
     if cfg.uplink:
         cfg.mtu = _clamp_to_uplink(cfg.uplink, cfg.mtu)
         cfg.uplink = _size_af_packet(cfg.uplink, cfg.mtu)
@@ -105,7 +117,10 @@ async def run_master(cfg: MasterConfig, stop: asyncio.Event | None = None) -> No
             classification="hardware (rte_flow)" if up["hw_classification"] else "software",
             wake="packet socket" if up["wake_fd"] >= 0 else "polls every few ms when idle",
         )
-    server = ControlServer(cfg.control_path, cfg.run_dir, switch, addresses, cfg.mtu)
+    server = ControlServer(cfg.control_path, cfg.run_dir, switch, addresses, cfg.mtu,
+                           default_limits=_limit_attrs(defaults or {}))
+    for source, dest, port in policies or []:
+        server.set_policy(source, dest, port, True)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     api = None

@@ -1,0 +1,57 @@
+"""The master's TOML configuration and `docknet master --check-config`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from aiodocknet.api_client import ApiClient
+from dn_harness import ROOT, Master
+
+
+def check(text: str) -> subprocess.CompletedProcess[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(text)
+    try:
+        return subprocess.run([sys.executable, "-m", "aiodocknet.cli", "master", "--config", f.name,
+                               "--check-config"], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    finally:
+        os.unlink(f.name)
+
+
+def test_check_config_explains_errors_with_the_line() -> None:
+    ok = check('subnet = "10.80.0.0/16"\nrange = "10.80.3.0/24"\n[defaults]\negress = "200mbit"\n'
+               '[[policy]]\nfrom = "web"\nto = "db"\nport = 5432\n')
+    assert ok.returncode == 0 and "configuration is valid" in ok.stderr
+    cases = {
+        'subnet = "10.77.0.0/16"\nmtu = 100000\n': ":2: mtu: must be a whole number from 576 to 9000",
+        'subnet = "10.77.0.0/33"\n': ":1: subnet:",
+        'subnet = "10.77.0.0/16"\nrange = "10.99.1.0/24"\n': ":2: range: 10.99.1.0/24 is not inside",
+        'colour = "blue"\n': ":1: colour: unknown key",
+        '[defaults]\negress = "quick"\n': ":2: defaults.egress: not a rate",
+        '[[policy]]\nfrom = "a"\n': "policy rule 1 needs 'from' and 'to'",
+        'subnet = "unterminated\n': "line 1",
+    }
+    for text, expected in cases.items():
+        res = check(text)
+        assert res.returncode == 2, (text, res.stderr)
+        assert expected in res.stderr, (text, res.stderr)
+
+
+def test_master_runs_with_a_config_file(tmp_path) -> None:
+    cfg = tmp_path / "master.toml"
+    cfg.write_text('subnet = "10.77.0.0/16"\nrange = "10.77.5.0/24"\n[defaults]\negress = "300mbit"\n'
+                   '[[policy]]\nfrom = "web"\nto = "db"\nport = 5432\n')
+    m = Master(str(tmp_path / "run"), ["--config", str(cfg)])
+    try:
+        api = ApiClient(os.path.join(m.run_dir, "api.sock"))
+        st = api.call("GET", "/v1/status")
+        assert st["range"] == "10.77.5.0/24" and st["gateway"] == "10.77.5.1"
+        assert api.call("GET", "/v1/policy") == [{"from": "web", "to": "db", "port": 5432}]
+        addr = m.peer("idle", "svc").expect("ready")["address"]
+        assert addr.startswith("10.77.5.")
+        assert api.call("GET", "/v1/endpoints/svc")["egress_bits"] == 300_000_000
+    finally:
+        assert m.stop() == 0
