@@ -106,6 +106,19 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ss(args: argparse.Namespace) -> int:
+    ans = _client(args).call("GET", f"/v1/endpoints/{args.name}/connections")
+    if args.json:
+        print(json.dumps(ans, indent=1))
+        return 0
+    print(f"{'State':12} {'Recv-Q':>8} {'Send-Q':>8} {'Local Address:Port':24} {'Peer Address:Port':24} Path")
+    for c in ans["connections"]:
+        print(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {c['local']:24} {c['peer']:24} {c['path']}")
+    if ans["total"] > len(ans["connections"]):
+        print(f"... {ans['total'] - len(ans['connections'])} more")
+    return 0
+
+
 def _policy(args: argparse.Namespace) -> int:
     api = _client(args)
     if args.verb == "ls":
@@ -211,6 +224,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("ps", help="endpoints: tenant, address, state, limits").set_defaults(func=_ps)
     sub.add_parser("stats", help="per-endpoint counters and switch utilisation").set_defaults(func=_stats)
+
+    ss = sub.add_parser("ss", help="an endpoint's connections (its process must run a DockNetLoop)")
+    ss.add_argument("name")
+    ss.set_defaults(func=_ss)
 
     pol = sub.add_parser("policy", help="which tenants may reach which")
     pol.add_argument("verb", choices=["allow", "deny", "ls"])

@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import sys
+from typing import Any
 
 from ._errors import check
 from ._native import ffi, lib
@@ -49,9 +50,57 @@ def _result(res: object) -> dict[str, float]:
     return out
 
 
+def _blast(args: argparse.Namespace) -> int:
+    """The switch's forwarding rate: many endpoints in one process, no
+    TCP/IP, each sending small UDP frames to the next."""
+    import os as _os
+
+    from .control import default_master_path
+    from .eal import init_eal
+    from .stack import request_attach
+
+    k = args.endpoints
+    init_eal("slave", 64 + 4 * k)
+    held: list[Any] = []
+    links = ffi.new("struct dn_link *[]", k)
+    ips = ffi.new("uint32_t[]", k)
+    try:
+        for i in range(k):
+            control, info, fds = request_attach(f"{args.name}-{i}", default_master_path())
+            held.append((control, fds))
+            cfg = ffi.new("struct dn_link_config *")
+            keep = [ffi.new("char[]", info.memif_socket.encode()), ffi.new("char[]", info.memif_secret.encode()),
+                    ffi.new("char[]", f"b{i}".encode()), ffi.new("uint8_t[6]", bytes(int(b, 16) for b in info.mac.split(":")))]
+            cfg.socket, cfg.secret, cfg.name, cfg.mac = keep
+            cfg.mtu = info.mtu
+            cfg.n_mbufs = 1023
+            cfg.priv_size = 0
+            cfg.doorbell_fd, cfg.wake_fd, cfg.peer_wake_fd = fds
+            cfg.link_timeout_ms = 10000
+            cfg.small = 1
+            check(lib.dn_link_open(cfg, ffi.addressof(links, i)))
+            ips[i] = int(ipaddress.IPv4Address(info.address))
+        res = ffi.new("struct dn_bench_result *")
+        check(lib.dn_bench_blast(links, ips, k, args.size, args.seconds, res))
+        out = {"event": "result", "mode": "blast", "endpoints": k, "size": args.size,
+               "frames": int(res.round_trips), "offered": int(res.bytes), "seconds": round(res.seconds, 4),
+               "frames_per_s": round(res.round_trips / res.seconds, 1)}
+        print(json.dumps(out), flush=True)
+    finally:
+        for i in range(k):
+            if links[i] != ffi.NULL:
+                lib.dn_link_close(links[i])
+        for control, fds in held:
+            for fd in fds:
+                _os.close(fd)
+            control.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="aiodocknet.native_bench")
-    p.add_argument("mode", choices=["serve", "rr", "stream"])
+    p.add_argument("mode", choices=["serve", "rr", "stream", "blast"])
+    p.add_argument("--endpoints", type=int, default=1, help="blast: links through the switch")
     p.add_argument("--name", required=True)
     p.add_argument("--target")
     p.add_argument("--port", type=int, default=7100)
@@ -61,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spin-us", type=int, default=int(os.environ.get("DOCKNET_SPIN_US", "100")))
     args = p.parse_args(argv)
 
+    if args.mode == "blast":
+        return _blast(args)
     with SlaveStack.attach(args.name) as st:
         raw = st._st
         if args.mode == "serve":

@@ -82,6 +82,13 @@ class Event(NamedTuple):
 
 _NO_EVENTS: list[Event] = []  # shared and never modified: callers iterate
 
+# Rows in one answer to the master: a control message holds 64 KiB.
+CONNS_REPLY_MAX = 300
+
+# lwIP's enum tcp_state, named as ss names the kernel's.
+TCP_STATES = {0: "CLOSED", 1: "LISTEN", 2: "SYN-SENT", 3: "SYN-RECV", 4: "ESTAB", 5: "FIN-WAIT-1",
+              6: "FIN-WAIT-2", 7: "CLOSE-WAIT", 8: "CLOSING", 9: "LAST-ACK", 10: "TIME-WAIT"}
+
 
 class AttachInfo(NamedTuple):
     endpoint: str
@@ -102,6 +109,51 @@ def _ip(host: str | None) -> int:
 
 def _ip_str(value: int) -> str:
     return str(ipaddress.IPv4Address(value))
+
+
+def request_attach(endpoint: str, path: str) -> tuple[socket.socket, AttachInfo, list[int]]:
+    """Ask the master at path for endpoint; returns the control connection
+    (held for as long as the endpoint lives), what the master assigned, and
+    the doorbell page and eventfds."""
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        try:
+            control.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise type(exc)(
+                exc.errno,
+                f"no DockNet master at {path} (is `docknet master` running? "
+                "set DOCKNET_MASTER to its control socket)",
+            ) from None
+        request = {"op": "attach", "endpoint": endpoint, "pid": os.getpid()}
+        secret = os.environ.get("DOCKNET_SECRET")
+        if secret:
+            request["secret"] = secret
+        send_message(control, request)
+        reply, fds = recv_message(control)
+        if reply is None:
+            raise ConnectionResetError(errno.ECONNRESET, f"DockNet master at {path} closed the connection")
+        if not reply.get("ok") or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            if reply.get("ok"):
+                raise ControlError(errno.EPROTO, "master sent a malformed attach reply")
+            code = getattr(errno, str(reply.get("code")), errno.EPROTO)
+            raise ControlError(code, f"master refused attach: {reply.get('error')}")
+        info = AttachInfo(
+            endpoint=endpoint,
+            address=reply["address"],
+            prefix=int(reply["prefix"]),
+            gateway=reply["gateway"],
+            mac=reply["mac"],
+            mtu=int(reply["mtu"]),
+            memif_socket=reply["memif_socket"],
+            memif_secret=reply["memif_secret"],
+        )
+    except BaseException:
+        control.close()
+        raise
+    return control, info, fds
 
 
 class SlaveStack:
@@ -133,47 +185,16 @@ class SlaveStack:
     ) -> SlaveStack:
         """Attach to the master as ``endpoint`` and bring the link up."""
         path = master or default_master_path()
-        control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        control, info, fds = request_attach(endpoint, path)
         try:
-            try:
-                control.connect(path)
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise type(exc)(
-                    exc.errno,
-                    f"no DockNet master at {path} (is `docknet master` running? "
-                    "set DOCKNET_MASTER to its control socket)",
-                ) from None
-            request = {"op": "attach", "endpoint": endpoint, "pid": os.getpid()}
-            secret = os.environ.get("DOCKNET_SECRET")
-            if secret:
-                request["secret"] = secret
-            send_message(control, request)
-            reply, fds = recv_message(control)
-            if reply is None:
-                raise ConnectionResetError(
-                    errno.ECONNRESET, f"DockNet master at {path} closed the connection"
-                )
-            if not reply.get("ok"):
-                for fd in fds:
-                    os.close(fd)
-                code = getattr(errno, str(reply.get("code")), errno.EPROTO)
-                raise ControlError(code, f"master refused attach: {reply.get('error')}")
-            if len(fds) != 3:
-                for fd in fds:
-                    os.close(fd)
-                raise ControlError(errno.EPROTO, "master sent a malformed attach reply")
-            info = AttachInfo(
-                endpoint=endpoint,
-                address=reply["address"],
-                prefix=int(reply["prefix"]),
-                gateway=reply["gateway"],
-                mac=reply["mac"],
-                mtu=int(reply["mtu"]),
-                memif_socket=reply["memif_socket"],
-                memif_secret=reply["memif_secret"],
-            )
             init_eal("slave", SLAVE_MEM_MB)
-            stack, own_fds = cls._open(info, fds, max_conns, link_timeout)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            control.close()
+            raise
+        try:
+            stack, own_fds = cls._open(info, fds, max_conns, link_timeout)  # closes fds on failure
         except BaseException:
             control.close()
             raise
@@ -398,6 +419,24 @@ class SlaveStack:
         """End every connection to a dead endpoint with ECONNRESET."""
         return check(lib.dn_reset_peer(self._st, _ip(address)))
 
+    def connections(self) -> list[dict[str, Any]]:
+        """This endpoint's connections, as `ss` lists sockets."""
+        max_n = 65536
+        out = ffi.new("struct dn_conn_info[]", max_n)
+        n = lib.dn_stack_conns(self._st, out, max_n)
+        kinds = {1: "tcp-listen", 2: "tcp", 3: "udp"}
+        rows = []
+        for i in range(n):
+            c = out[i]
+            rows.append({
+                "id": c.id, "kind": kinds.get(c.kind, "?"),
+                "state": TCP_STATES.get(c.state, "CLOSED"),
+                "local": f"{_ip_str(c.local_ip or 0)}:{c.local_port}",
+                "peer": f"{_ip_str(c.remote_ip)}:{c.remote_port}" if c.kind == 2 else "*:*",
+                "recv_q": c.recv_queued, "send_q": c.send_queued, "path": "switch",
+            })
+        return rows
+
     def control_fileno(self) -> int:
         """The master connection: readable when the master has news."""
         return self._control.fileno()
@@ -420,6 +459,14 @@ class SlaveStack:
                 notices.append(msg)
                 if msg.get("event") == "endpoint_gone" and isinstance(msg.get("address"), str):
                     self.reset_peer(msg["address"])
+                elif msg.get("op") == "connections":
+                    # The master asks on behalf of `docknet ss`.
+                    conns = self.connections()
+                    try:
+                        send_message(self._control, {"event": "connections", "req": msg.get("req"),
+                                                     "total": len(conns), "conns": conns[:CONNS_REPLY_MAX]})
+                    except (OSError, ValueError):
+                        pass
         finally:
             self._control.setblocking(True)
         return notices

@@ -106,33 +106,40 @@ def run_kernel(path: str, mode: str, size: int, seconds: float,
         raise ValueError("mode must be 'rr' or 'stream', not %r" % (mode,))
     if mode == "stream" and conns != 1:
         raise ValueError("stream mode uses exactly one connection")
-    binary = str(build_kernel_rr())
-
     with NetnsTopology(2, mode=path) as topo:  # type: ignore[arg-type]
-        # ip netns exec execs the program, so the Popen pid is the server itself.
-        server = subprocess.Popen(topo.exec_argv(0, [binary, "server", "0"]),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        try:
-            port = _wait_listening(server, SERVER_START_TIMEOUT)
-            argv = [binary, mode, topo.addr(0), str(port), "--size", str(size),
-                    "--seconds", repr(float(seconds))]
-            if mode == "rr":
-                argv += ["--conns", str(conns)]
-            client = subprocess.run(topo.exec_argv(1, argv), capture_output=True,
-                                    text=True, timeout=seconds + 30)
-        finally:
-            problem = _stop_server(server)
-        if client.returncode != 0:
-            raise RuntimeError("kernel_rr %s failed (exit %d): %s"
-                               % (mode, client.returncode, client.stderr.strip()))
-        if problem is not None:
-            raise RuntimeError(problem)
+        result = run_kernel_in(topo, mode, size, seconds, conns)
+    result["path"] = path
+    return result
+
+
+def run_kernel_in(topo: NetnsTopology, mode: str, size: int, seconds: float,
+                  conns: int = 1) -> dict[str, Any]:
+    """One measurement in an existing topology: server in namespace 0,
+    client in namespace 1."""
+    binary = str(build_kernel_rr())
+    # ip netns exec execs the program, so the Popen pid is the server itself.
+    server = subprocess.Popen(topo.exec_argv(0, [binary, "server", "0"]),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        port = _wait_listening(server, SERVER_START_TIMEOUT)
+        argv = [binary, mode, topo.addr(0), str(port), "--size", str(size),
+                "--seconds", repr(float(seconds))]
+        if mode == "rr":
+            argv += ["--conns", str(conns)]
+        client = subprocess.run(topo.exec_argv(1, argv), capture_output=True,
+                                text=True, timeout=seconds + 30)
+    finally:
+        problem = _stop_server(server)
+    if client.returncode != 0:
+        raise RuntimeError("kernel_rr %s failed (exit %d): %s"
+                           % (mode, client.returncode, client.stderr.strip()))
+    if problem is not None:
+        raise RuntimeError(problem)
     lines = client.stdout.strip().splitlines()
     if not lines:
         raise RuntimeError("kernel_rr %s printed no result" % mode)
     result: dict[str, Any] = json.loads(lines[-1])
-    result["path"] = path
     return result
 
 

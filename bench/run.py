@@ -32,12 +32,19 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+from cross_host import CrossHostSession  # noqa: E402
 from kernel_paths import run_kernel  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
 
 REPORT = BENCH / "report"
 HUGEPAGES = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+
+XHOST_WORKLOADS = [
+    ("xhost_rr64", "rr", 64, 1),
+    ("xhost_stream64k", "stream", 65536, 1),
+]
+XHOST_SYSTEMS = ["docknet-uplink", "veth-kernel"]
 
 WORKLOADS = [
     ("rr64", "rr", 64, 1),
@@ -146,6 +153,21 @@ class DockNetSession:
             "no_huge": self.huge_master == 0,
         }
 
+    def blast(self, counts: list[int], seconds: float) -> list[dict[str, Any]]:
+        """The switch's forwarding rate with k endpoints sending 64-byte
+        frames to each other (software classification)."""
+        out = []
+        for k in counts:
+            argv = [sys.executable, "-m", "aiodocknet.native_bench", "blast", "--name", f"blast{k}",
+                    "--endpoints", str(k), "--size", "64", "--seconds", str(seconds)]
+            res = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=seconds + 120)
+            if res.returncode != 0:
+                raise RuntimeError(f"blast with {k} endpoints failed: {res.stderr.strip()[-1500:]}")
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"switch     {k:3} endpoints: {r['frames_per_s']:,.0f} frames/s", flush=True)
+            out.append(r)
+        return out
+
     def close(self) -> None:
         for p in reversed(self.procs):
             if p.poll() is None:
@@ -184,6 +206,51 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             row[system] = entry
         table[name] = row
     return table
+
+
+def blast_report(blast: list[dict[str, Any]]) -> str:
+    if not blast:
+        return ""
+    lines = ["## Switch forwarding rate", "",
+             "k endpoints in one process (memif links, no TCP/IP) each send 64-byte UDP frames to the next "
+             "as fast as they can; frames/s that came out of the switch (software classification by "
+             "destination address, policy and limiter checks included). The master holds at most 31 "
+             "endpoints: each memif is a DPDK port and Debian's DPDK has RTE_MAX_ETHPORTS = 32.", "",
+             "| endpoints | frames/s |", "|---|---|"]
+    for r in blast:
+        lines.append(f"| {r['endpoints']} | {r['frames_per_s']:,.0f} |")
+    return "\n".join(lines) + "\n\n"
+
+
+def xhost_report(xhost: list[dict[str, Any]]) -> str:
+    if not xhost:
+        return ""
+    lines = ["## Across hosts", "",
+             "Two masters in two network namespaces joined by a veth pair (MTU 9000), each with "
+             "net_af_packet on its end as uplink; the native server on one host, the client on the other. "
+             "Kernel: the same programs' kernel TCP over the same veth pair. Interleaved, medians [min–max].",
+             "", "| workload | DockNet via uplinks | kernel TCP over the veth | ratio |", "|---|---|---|---|"]
+    for name, mode, _, _ in XHOST_WORKLOADS:
+        cells = []
+        meds = []
+        for system in XHOST_SYSTEMS:
+            vals = [_value(r, mode) for r in xhost if r["workload"] == name and r["path"] == system]
+            if not vals:
+                cells.append("—")
+                continue
+            med = statistics.median(vals)
+            meds.append(med)
+            fmt = "{:,.0f} rt/s" if mode == "rr" else "{:.2f} Gbit/s"
+            cell = f"{fmt.format(med)} [{fmt.format(min(vals))}–{fmt.format(max(vals))}]"
+            if mode == "rr":
+                p50 = statistics.median(float(r["p50_us"]) for r in xhost
+                                        if r["workload"] == name and r["path"] == system)
+                cell += f"<br>p50 {p50:.1f} µs"
+            cells.append(cell)
+        ratio = f"{meds[0] / meds[1]:.2f}x" if len(meds) == 2 and meds[1] else "—"
+        title = "64 B request/response, 1 conn" if mode == "rr" else "64 KiB streaming"
+        lines.append(f"| {title} | {cells[0]} | {cells[1]} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 def machine() -> str:
@@ -281,13 +348,30 @@ def main(argv: list[str] | None = None) -> int:
                     unit = "rt/s" if mode == "rr" else "Gbit/s"
                     print(f"{name:10} {system:8} #{rep + 1}: {v:,.1f} {unit}", flush=True)
         memory = session.memory(extra_endpoints=10)
+        blast = session.blast([1, 8, 30], args.seconds) if not args.only else []
     finally:
         session.close()
+    xhost: list[dict[str, Any]] = []
+    if not args.only:
+        xs = CrossHostSession()
+        try:
+            for name, mode, size, conns in XHOST_WORKLOADS:
+                for rep in range(args.repeats):
+                    for system in XHOST_SYSTEMS:
+                        run = xs.run_docknet if system == "docknet-uplink" else xs.run_kernel
+                        r = run(mode, size, conns, args.seconds)
+                        r["workload"] = name
+                        r["repeat"] = rep
+                        xhost.append(r)
+                        print(f"{name:16} {system:15} #{rep + 1}: {_value(r, mode):,.1f}", flush=True)
+        finally:
+            xs.close()
     table = summarise(results)
-    text = report(table, memory, args)
+    text = report(table, memory, args) + blast_report(blast) + xhost_report(xhost)
     REPORT.mkdir(exist_ok=True)
     (REPORT / "REPORT.md").write_text(text)
-    (REPORT / "results.json").write_text(json.dumps({"table": table, "memory": memory, "raw": results}, indent=1))
+    (REPORT / "results.json").write_text(json.dumps(
+        {"table": table, "memory": memory, "raw": results, "cross_host": xhost, "switch": blast}, indent=1))
     print()
     print(text)
     return 0

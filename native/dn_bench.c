@@ -8,6 +8,7 @@
 
 #include "dn_bench.h"
 #include "dn_error.h"
+#include "dn_link.h"
 #include "dn_stack.h"
 
 #define DN_BENCH_EVENTS 256
@@ -500,4 +501,85 @@ dn_bench_stream(struct dn_stack *st, uint32_t ip, uint16_t port,
 out:
 	free(buf);
 	return ret;
+}
+
+/* ---- switch forwarding rate ---- */
+
+static void
+dn_blast_frame(unsigned char *f, uint16_t len, uint32_t src, uint32_t dst)
+{
+	static const unsigned char udp_hdr[8] = { 0x13, 0x89, 0x00, 0x09 };
+	uint16_t ip_len = (uint16_t)(len - 14);
+	uint32_t sum = 0;
+	int i;
+
+	memset(f, 0, len);
+	f[0] = 0x02; f[1] = 0x00;
+	f[2] = dst >> 24; f[3] = dst >> 16; f[4] = dst >> 8; f[5] = dst;
+	f[6] = 0x02; f[7] = 0x00;
+	f[8] = src >> 24; f[9] = src >> 16; f[10] = src >> 8; f[11] = src;
+	f[12] = 0x08; f[13] = 0x00;
+	f[14] = 0x45; f[16] = ip_len >> 8; f[17] = ip_len & 0xff;
+	f[22] = 64; f[23] = 17;
+	f[26] = src >> 24; f[27] = src >> 16; f[28] = src >> 8; f[29] = src;
+	f[30] = dst >> 24; f[31] = dst >> 16; f[32] = dst >> 8; f[33] = dst;
+	for (i = 14; i < 34; i += 2)
+		sum += (uint32_t)(f[i] << 8 | f[i + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	f[24] = (unsigned char)(~sum >> 8);
+	f[25] = (unsigned char)~sum;
+	memcpy(f + 34, udp_hdr, sizeof(udp_hdr));
+	f[38] = (unsigned char)((ip_len - 20) >> 8);
+	f[39] = (unsigned char)(ip_len - 20);
+}
+
+int
+dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
+	uint16_t frame_len, double seconds, struct dn_bench_result *out)
+{
+	unsigned char (*frames)[2048];
+	struct dn_rxseg segs[8];
+	uint64_t start, end, got = 0, sent = 0;
+	int i, j;
+
+	memset(out, 0, sizeof(*out));
+	if (k <= 0 || frame_len < 60 || frame_len > 2000)
+		return dn_error(-EINVAL, "blast: at least one link and 60 to 2000 "
+			"byte frames");
+	frames = malloc((size_t)k * sizeof(*frames));
+	if (frames == NULL)
+		return dn_error(-ENOMEM, "out of memory for the blast");
+	for (i = 0; i < k; i++)
+		dn_blast_frame(frames[i], frame_len, ips[i], ips[(i + 1) % k]);
+	start = dn_bench_ns();
+	end = start + (uint64_t)(seconds * 1e9);
+	while (dn_bench_ns() < end) {
+		for (i = 0; i < k; i++) {
+			struct dn_iov iov = { frames[i], frame_len };
+
+			for (j = 0; j < 32; j++)
+				if (dn_link_tx(links[i], &iov, 1) == 0)
+					sent++;
+			dn_link_tx_flush(links[i]);
+		}
+		for (i = 0; i < k; i++) {
+			int n;
+
+			while ((n = dn_link_rx(links[i], segs, 8)) != 0) {
+				int s;
+
+				if (n < 0)
+					continue;
+				for (s = 0; s < n; s++)
+					dn_link_free_seg(segs[s].seg);
+				got++;
+			}
+		}
+	}
+	out->round_trips = got;
+	out->bytes = sent;	/* frames offered */
+	out->seconds = (double)(dn_bench_ns() - start) / 1e9;
+	free(frames);
+	return 0;
 }

@@ -39,4 +39,13 @@ int dn_bench_stream(struct dn_stack *st, uint32_t ip, uint16_t port,
 	uint32_t size, double seconds, unsigned int spin_us,
 	struct dn_bench_result *out);
 
+struct dn_link;
+
+/* The switch's forwarding rate: k links (endpoints, no TCP/IP) each send
+ * frame_len-byte UDP frames to the next one's address as fast as they can
+ * for seconds; out->round_trips counts the frames that came back out of
+ * the switch. */
+int dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
+	uint16_t frame_len, double seconds, struct dn_bench_result *out);
+
 #endif /* DN_BENCH_H */

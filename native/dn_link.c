@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,11 +16,11 @@
 #include "dn_memif.h"
 
 #define DN_BURST 32
-#define DN_LINK_NAME "net_memif_dnslave"
 /* 512 descriptors a direction: 58 jumbo frames fill a 512 KiB window. */
 #define DN_LINK_LOG2_RING 9
 
 struct dn_link {
+	char name[48];
 	uint16_t port_id;
 	struct rte_mempool *pool;
 	struct dn_doorbell *bell;
@@ -44,7 +45,7 @@ int
 dn_link_open(const struct dn_link_config *cfg, struct dn_link **out)
 {
 	struct dn_memif_config mc = {
-		.name = DN_LINK_NAME,
+		.name = NULL,
 		.socket = cfg->socket,
 		.secret = cfg->secret,
 		.server = 0,
@@ -54,7 +55,8 @@ dn_link_open(const struct dn_link_config *cfg, struct dn_link **out)
 		.mac = cfg->mac,
 		/* Zero copy needs the mbufs in file-backed hugepage memory the
 		 * master can map. */
-		.zero_copy = rte_eal_has_hugepages() && getenv("DOCKNET_MEMIF_COPY") == NULL,
+		.zero_copy = !cfg->small && rte_eal_has_hugepages() &&
+			getenv("DOCKNET_MEMIF_COPY") == NULL,
 	};
 	struct dn_link *link;
 	void *page;
@@ -66,6 +68,9 @@ dn_link_open(const struct dn_link_config *cfg, struct dn_link **out)
 	link = calloc(1, sizeof(*link));
 	if (link == NULL)
 		return dn_error(-ENOMEM, "out of memory for the link");
+	snprintf(link->name, sizeof(link->name), "net_memif_%s",
+		cfg->name ? cfg->name : "dnslave");
+	mc.name = link->name;
 
 	page = mmap(NULL, DN_DOORBELL_SIZE, PROT_READ | PROT_WRITE,
 		MAP_SHARED, cfg->doorbell_fd, 0);
@@ -86,8 +91,13 @@ dn_link_open(const struct dn_link_config *cfg, struct dn_link **out)
 	/* A whole frame in one mbuf: in zero-copy mode the mbufs are the memif
 	 * buffers, and frames chained over several buffers are what memif
 	 * handles worst. */
-	ret = dn_pktpool_create("dn_slave_pool", cfg->n_mbufs, cfg->priv_size,
-		mc.buffer_size, &link->pool);
+	{
+		char pool[64];
+
+		snprintf(pool, sizeof(pool), "pool_%s", link->name);
+		ret = dn_pktpool_create(pool, cfg->n_mbufs, cfg->priv_size,
+			cfg->small ? 2048 : mc.buffer_size, &link->pool);
+	}
 	if (ret < 0)
 		goto fail_unmap;
 	link->pool_low_mark = cfg->n_mbufs / 4;
@@ -97,7 +107,7 @@ dn_link_open(const struct dn_link_config *cfg, struct dn_link **out)
 		goto fail_pool;
 	ret = dn_memif_wait_link(link->port_id, cfg->link_timeout_ms);
 	if (ret < 0) {
-		dn_memif_destroy(link->port_id, DN_LINK_NAME);
+		dn_memif_destroy(link->port_id, link->name);
 		goto fail_pool;
 	}
 	*out = link;
@@ -122,7 +132,7 @@ dn_link_close(struct dn_link *link)
 		rte_pktmbuf_free(link->tx[i]);
 	for (i = link->rx_next; i < link->rx_n; i++)
 		rte_pktmbuf_free(link->rx[i]);
-	dn_memif_destroy(link->port_id, DN_LINK_NAME);
+	dn_memif_destroy(link->port_id, link->name);
 	/* Every mbuf is back (the stack freed its pbufs first). */
 	rte_mempool_free(link->pool);
 	munmap(link->bell, DN_DOORBELL_SIZE);

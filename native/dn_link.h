@@ -26,6 +26,13 @@ struct dn_link_config {
 	int wake_fd;		/* eventfd this side sleeps on */
 	int peer_wake_fd;	/* eventfd that wakes the master */
 	unsigned int link_timeout_ms;
+	/* Unique in the process (the vdev and pool are named after it);
+	 * NULL for the stack's one link. */
+	const char *name;
+	/* 1: mbufs of 2 KiB and memif copy mode, for links that carry only
+	 * small frames (load generators); 0: whole jumbo frames, zero copy
+	 * where the memory allows it. */
+	int small;
 };
 
 struct dn_rxseg {

@@ -1185,3 +1185,46 @@ dn_send_frame(struct dn_stack *st, const void *frame, uint32_t len)
 	dn_link_tx_flush(st->link);
 	return (int)len;
 }
+
+int
+dn_stack_conns(struct dn_stack *st, struct dn_conn_info *out, int max)
+{
+	uint32_t i;
+	int n = 0;
+
+	for (i = 0; i < st->max_conns && n < max; i++) {
+		struct dn_conn *c = &st->conns[i];
+		struct dn_conn_info *o = &out[n];
+		struct pbuf *p;
+
+		if (c->kind == DN_FREE)
+			continue;
+		memset(o, 0, sizeof(*o));
+		o->id = (int32_t)i;
+		o->kind = c->kind;
+		o->state = -1;
+		if (c->kind == DN_UDP && c->pcb.udp != NULL) {
+			o->local_ip = lwip_ntohl(ip4_addr_get_u32(
+				ip_2_ip4(&c->pcb.udp->local_ip)));
+			o->local_port = c->pcb.udp->local_port;
+		} else if (c->kind != DN_UDP && c->pcb.tcp != NULL) {
+			struct tcp_pcb *pcb = c->pcb.tcp;
+
+			o->state = pcb->state;
+			o->local_ip = lwip_ntohl(ip4_addr_get_u32(
+				ip_2_ip4(&pcb->local_ip)));
+			o->local_port = pcb->local_port;
+			if (c->kind == DN_TCP) {
+				o->remote_ip = lwip_ntohl(ip4_addr_get_u32(
+					ip_2_ip4(&pcb->remote_ip)));
+				o->remote_port = pcb->remote_port;
+				o->send_queued = TCP_SND_BUF - pcb->snd_buf;
+			}
+		}
+		for (p = c->rx_head; p != NULL; p = p->next)
+			o->recv_queued += p->len;
+		o->recv_queued -= c->rx_head ? c->rx_off : 0;
+		n++;
+	}
+	return n;
+}

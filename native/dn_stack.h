@@ -91,6 +91,21 @@ int dn_abort(struct dn_stack *st, int id);
 int dn_set_nodelay(struct dn_stack *st, int id, int on);
 int dn_sockname(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port);
 int dn_peername(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port);
+struct dn_conn_info {
+	int32_t id;
+	int32_t kind;		/* 1 TCP listener, 2 TCP, 3 UDP */
+	int32_t state;		/* lwIP's enum tcp_state (-1: closed, error) */
+	uint32_t local_ip;
+	uint16_t local_port;
+	uint32_t remote_ip;
+	uint16_t remote_port;
+	uint32_t recv_queued;	/* received, not yet read */
+	uint32_t send_queued;	/* in lwIP, not yet acknowledged */
+};
+
+/* Fills out with up to max open connections (like `ss`); returns how many. */
+int dn_stack_conns(struct dn_stack *st, struct dn_conn_info *out, int max);
+
 /* The endpoint at ip is gone (its process died): every TCP connection to
  * it ends now with DN_EV_ERROR ECONNRESET, as a reset from it would. */
 int dn_reset_peer(struct dn_stack *st, uint32_t ip);

@@ -852,6 +852,14 @@ dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 			sw->cfg.max_endpoints);
 		goto out;
 	}
+	/* Every memif is an ethdev port, and DPDK (as Debian builds it) has
+	 * room for RTE_MAX_ETHPORTS of them in a process. */
+	if (rte_eth_dev_count_total() >= RTE_MAX_ETHPORTS) {
+		ret = dn_error(-ENOSPC, "this master has reached DPDK's limit "
+			"of %d ports (RTE_MAX_ETHPORTS): no more endpoints",
+			RTE_MAX_ETHPORTS);
+		goto out;
+	}
 	s = &sw->slots[slot];
 	memset(s, 0, sizeof(*s));
 	page = mmap(NULL, DN_DOORBELL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,

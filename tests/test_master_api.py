@@ -114,3 +114,27 @@ def test_attach_and_detach_commands(master: Master) -> None:
         assert again.returncode == 1 and "no endpoint 'ext' is registered" in again.stderr
     finally:
         delete_netns(ns)
+
+
+def test_ss_lists_an_endpoints_connections(master: Master) -> None:
+    """`docknet ss` asks the endpoint's DockNetLoop for its connections;
+    an endpoint whose process runs no loop is reported as not answering."""
+    from dn_harness import Proc
+
+    env = dict(master.env, DOCKNET_ENDPOINT="svc")
+    svc = Proc([sys.executable, os.path.join(ROOT, "tests", "aio_peer.py"), "--kind", "docknet", "--base", "9700"],
+               env, "svc")
+    master.peers.append(svc)
+    addr = svc.expect("ready", timeout=60)["host"]
+    cli_peer = master.peer("connect", "cli", "--target", addr, "--port", "9700", "--timeout", "60")
+    cli_peer.expect("connected")
+    out = cli(master, "ss", "svc").stdout
+    assert "LISTEN" in out and f"{addr}:9700" in out
+    estab = [line for line in out.splitlines() if line.startswith("ESTAB")]
+    assert len(estab) == 1 and f"{addr}:9700" in estab[0], out
+    data = json.loads(cli(master, "--json", "ss", "svc").stdout)
+    assert data["total"] >= 7 and any(c["kind"] == "udp" for c in data["connections"])
+    bad = cli(master, "ss", "cli", check=False)
+    assert bad.returncode == 1 and "did not answer" in bad.stderr
+    bad = cli(master, "ss", "ghost", check=False)
+    assert bad.returncode == 1 and "no endpoint 'ghost' is attached" in bad.stderr

@@ -134,6 +134,14 @@ def make_app(ctl: ControlServer) -> web.Application:
             return _error(exc.status, str(exc))
         return web.json_response({"ok": True})
 
+    @routes.get("/v1/endpoints/{name}/connections")
+    async def connections(request: web.Request) -> web.Response:
+        try:
+            answer = await ctl.connections(request.match_info["name"])
+        except RegistryError as exc:
+            return _error(exc.status, str(exc))
+        return web.json_response({"total": answer.get("total", 0), "connections": answer.get("conns", [])})
+
     @routes.put("/v1/endpoints/{name}/limit")
     async def limit(request: web.Request) -> web.Response:
         body = await _body(request)
@@ -231,6 +239,7 @@ OPENAPI: dict[str, Any] = {
                           "post": _op("register an endpoint: name, netns, tenant, ip, egress, ingress", True)},
         "/v1/endpoints/{name}": {"get": _op("one endpoint with its counters"),
                                  "delete": _op("unregister (detaches the process)")},
+        "/v1/endpoints/{name}/connections": {"get": _op("the endpoint's connections, like ss -tn")},
         "/v1/endpoints/{name}/limit": {"put": _op("rate limits: egress, ingress (bits/s), *_pps", True)},
         "/v1/stats": {"get": _op("switch and per-endpoint counters")},
         "/v1/policy": {"get": _op("tenant policy rules"), "post": _op("allow from -> to [port]", True),

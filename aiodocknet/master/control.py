@@ -78,6 +78,7 @@ class ControlServer:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counter = 0
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._handlers: dict[str, Callable[[socket.socket, dict[str, Any]], tuple[dict[str, Any], list[int]]]] = {
             "attach": self._attach,
             "resolve": self._resolve,
@@ -156,6 +157,11 @@ class ControlServer:
             os.close(fd)
         if msg is None:
             self._drop(conn, "closed")
+            return
+        if msg.get("event") == "connections":
+            fut = self._pending.pop(msg.get("req"), None)  # type: ignore[arg-type]
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
             return
         op = msg.get("op")
         handler = self._handlers.get(op) if isinstance(op, str) else None
@@ -294,6 +300,26 @@ class ControlServer:
         else:
             self.registry.policies.discard((source, dest, port))
         log.info("policy", allow=allow, source=source, dest=dest, port=port or "any")
+
+    async def connections(self, name: str, timeout: float = 2.0) -> dict[str, Any]:
+        """Ask an endpoint's process for its connections (`docknet ss`)."""
+        assert self._loop is not None
+        conn = next((c for c, n in self._conn_endpoint.items() if n == name), None)
+        if conn is None:
+            raise RegistryError(404, f"no endpoint {name!r} is attached")
+        self._counter += 1
+        req = self._counter
+        fut = self._loop.create_future()
+        self._pending[req] = fut
+        try:
+            send_message(conn, {"op": "connections", "req": req})
+            return await asyncio.wait_for(fut, timeout)
+        except (OSError, asyncio.TimeoutError):
+            raise RegistryError(
+                504, f"endpoint {name!r} did not answer (only processes running a DockNetLoop do)"
+            ) from None
+        finally:
+            self._pending.pop(req, None)
 
     def drop_endpoint(self, name: str) -> None:
         """Unregister, and cut the attached process off if there is one."""

@@ -1,0 +1,103 @@
+"""Cross-host benchmark: two masters in two network namespaces joined by a
+veth pair (jumbo MTU), each with net_af_packet on its end as uplink, against
+kernel TCP over the same veth pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent / "tests"))
+from kernel_paths import run_kernel_in  # noqa: E402
+from netns_util import NetnsTopology  # noqa: E402
+
+from aiodocknet.control import request  # noqa: E402
+
+RANGES = ("10.77.1.0/24", "10.77.2.0/24")
+
+
+class CrossHostSession:
+    def __init__(self) -> None:
+        self.topo = NetnsTopology(2, mode="veth", mtu=9000)
+        self.topo.setup()
+        self.dirs = [tempfile.TemporaryDirectory(prefix="dn-xhost-") for _ in RANGES]
+        self.procs: list[subprocess.Popen[str]] = []
+        self.clients = 0
+        try:
+            for i, rng in enumerate(RANGES):
+                self._spawn(i, [sys.executable, "-m", "aiodocknet.cli", "--log-level", "warning", "master",
+                                "--run-dir", self.dirs[i].name, "--range", rng,
+                                "--uplink", "net_af_packet0,iface=veth0"])
+            for d in self.dirs:
+                self._wait_master(os.path.join(d.name, "master.sock"))
+            server = self._spawn(0, [sys.executable, "-m", "aiodocknet.native_bench", "serve",
+                                     "--name", "xhost-server"])
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            if not line:
+                raise RuntimeError("cross-host bench server did not start")
+            self.address = json.loads(line)["address"]
+        except BaseException:
+            self.close()
+            raise
+
+    def _env(self, host: int) -> dict[str, str]:
+        return dict(os.environ, DOCKNET_MASTER=os.path.join(self.dirs[host].name, "master.sock"),
+                    DOCKNET_LOG_LEVEL="warning")
+
+    def _spawn(self, host: int, argv: list[str]) -> subprocess.Popen[str]:
+        p = subprocess.Popen(self.topo.exec_argv(host, argv), env=self._env(host), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    @staticmethod
+    def _wait_master(path: str) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if request(path, {"op": "ping"}).get("ok"):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("cross-host master did not start")
+            time.sleep(0.05)
+
+    def run_docknet(self, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
+        self.clients += 1
+        argv = self.topo.exec_argv(1, [sys.executable, "-m", "aiodocknet.native_bench", mode, "--name",
+                                       f"xhost-client{self.clients}", "--target", self.address,
+                                       "--size", str(size), "--conns", str(conns), "--seconds", str(seconds)])
+        res = subprocess.run(argv, env=self._env(1), capture_output=True, text=True, timeout=seconds + 60)
+        if res.returncode != 0:
+            raise RuntimeError(f"cross-host docknet {mode} failed: {res.stderr.strip()[-1500:]}")
+        out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        out["path"] = "docknet-uplink"
+        return out
+
+    def run_kernel(self, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
+        out = run_kernel_in(self.topo, mode, size, seconds, conns)
+        out["path"] = "veth-kernel"
+        return out
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in reversed(self.procs):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.topo.cleanup()
+        for d in self.dirs:
+            d.cleanup()
