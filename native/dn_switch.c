@@ -101,6 +101,7 @@ struct dn_switch {
 	uint64_t tick_cycles;
 	uint64_t last_tick;
 	unsigned int queued;	/* frames waiting in token buckets */
+	unsigned int n_limited;	/* active endpoints with a limit */
 
 	struct dn_switch_counters counters;
 	unsigned int ports_made;
@@ -492,10 +493,17 @@ dn_poll_ports(struct dn_switch *sw)
 
 /* ---- the limiter's tick (switch thread) ---- */
 
+static void dn_count_limited(struct dn_switch *sw);
+
 static unsigned int
 dn_tick(struct dn_switch *sw)
 {
-	uint64_t now = rte_get_tsc_cycles();
+	uint64_t now;
+
+	/* No limits anywhere: no clock read either. */
+	if (sw->n_limited == 0)
+		return 0;
+	now = rte_get_tsc_cycles();
 	uint64_t elapsed_us;
 	unsigned int i, moved = 0;
 
@@ -564,6 +572,7 @@ dn_mailbox(struct dn_switch *sw)
 		sw->queued -= s->egress.len + s->ingress.len;
 		dn_bucket_flush(&s->egress);
 		dn_bucket_flush(&s->ingress);
+		dn_count_limited(sw);
 	} else if (sw->mb_op == DN_MAILBOX_CALL) {
 		sw->mb_fn(sw, sw->mb_arg);
 	} else if (sw->mb_op == DN_MAILBOX_QUIT) {
@@ -989,6 +998,21 @@ struct dn_limit_req {
 };
 
 static void
+dn_count_limited(struct dn_switch *sw)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < sw->n_active; i++) {
+		struct dn_slot *s = &sw->slots[sw->active_list[i]];
+
+		n += dn_bucket_limited(&s->egress) || dn_bucket_limited(&s->ingress);
+	}
+	if (n > 0 && sw->n_limited == 0)
+		sw->last_tick = rte_get_tsc_cycles();
+	sw->n_limited = n;
+}
+
+static void
 dn_apply_limit(struct dn_switch *sw, void *arg)
 {
 	struct dn_limit_req *r = arg;
@@ -996,6 +1020,7 @@ dn_apply_limit(struct dn_switch *sw, void *arg)
 
 	dn_bucket_configure(r->direction == DN_EGRESS ? &s->egress :
 		&s->ingress, r->bits, r->pkts, r->burst_bytes, r->burst_pkts);
+	dn_count_limited(sw);
 }
 
 int

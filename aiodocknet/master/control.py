@@ -210,8 +210,9 @@ class ControlServer:
             raise RequestError(errno.EACCES, str(exc)) from None
         tenant = reg.tenant if reg is not None else "default"
         try:
+            tenant_id = self.registry.tenant_id(tenant)
             address = self.addresses.allocate(reg.ip if reg is not None else None)
-        except ValueError as exc:
+        except (ValueError, RegistryError) as exc:
             raise RequestError(errno.ENOSPC, str(exc)) from None
         self._counter += 1
         memif_socket = os.path.join(self.run_dir, "memif", f"ep{self._counter}.sock")
@@ -226,17 +227,24 @@ class ControlServer:
                 ip=address,
                 doorbell_fd=doorbell,
                 slave_wake_fd=wake,
-                tenant=self.registry.tenant_id(tenant),
+                tenant=tenant_id,
             )
-            limits: Registration | dict[str, int] = dict(self.default_limits)
-            if reg is not None and any(getattr(reg, k) for k in LIMIT_ATTRS):
-                limits = reg
-            self._apply_limits(slot, limits)
         except OSError as exc:
             os.close(doorbell)
             os.close(wake)
             self.addresses.release(address)
             raise RequestError(exc.errno or errno.EIO, f"cannot create the endpoint's port: {exc.strerror}") from None
+        limits: Registration | dict[str, int] = dict(self.default_limits)
+        if reg is not None and any(getattr(reg, k) for k in LIMIT_ATTRS):
+            limits = reg
+        try:
+            self._apply_limits(slot, limits)
+        except OSError as exc:
+            self.switch.remove(slot)
+            os.close(doorbell)
+            os.close(wake)
+            self.addresses.release(address)
+            raise RequestError(exc.errno or errno.EIO, f"cannot set the endpoint's limits: {exc.strerror}") from None
         ep = Endpoint(
             name=name,
             address=address,
