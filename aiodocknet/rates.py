@@ -11,17 +11,24 @@ _BITS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(bit|bps|b)?(?:/s)?\s*$", re
 _PKTS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(pps|p/s|packets/s)\s*$", re.I)
 
 
-def parse_bits(text: str | int) -> int:
-    """Bits per second; 0 (or "0", "unlimited") means no limit."""
+def _parse(text: str | int, pattern: re.Pattern[str], what: str, examples: str) -> re.Match[str] | int:
     if isinstance(text, int):
         if text < 0:
             raise ValueError("a rate cannot be negative")
         return text
     if text.strip().lower() in ("0", "none", "unlimited", "off"):
         return 0
-    m = _BITS.match(text)
+    m = pattern.match(text)
     if m is None:
-        raise ValueError(f"not a rate: {text!r} (examples: 100mbit, 1.5gbit, 800kbit)")
+        raise ValueError(f"not a {what}: {text!r} (examples: {examples})")
+    return m
+
+
+def parse_bits(text: str | int) -> int:
+    """Bits per second; 0 (or "0", "unlimited") means no limit."""
+    m = _parse(text, _BITS, "rate", "100mbit, 1.5gbit, 800kbit")
+    if isinstance(m, int):
+        return m
     value = float(m.group(1)) * _UNITS[m.group(2).lower()]
     if m.group(3) == "B":  # bytes
         value *= 8
@@ -30,15 +37,9 @@ def parse_bits(text: str | int) -> int:
 
 def parse_pkts(text: str | int) -> int:
     """Packets per second (``20kpps``); 0 means no limit."""
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError("a rate cannot be negative")
-        return text
-    if text.strip().lower() in ("0", "none", "unlimited", "off"):
-        return 0
-    m = _PKTS.match(text)
-    if m is None:
-        raise ValueError(f"not a packet rate: {text!r} (examples: 20kpps, 500pps)")
+    m = _parse(text, _PKTS, "packet rate", "20kpps, 500pps")
+    if isinstance(m, int):
+        return m
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 

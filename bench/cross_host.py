@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "tests"))
 from kernel_paths import run_kernel_in  # noqa: E402
+from procs import stop_all  # noqa: E402
 from netns_util import NetnsTopology  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
@@ -90,14 +91,7 @@ class CrossHostSession:
         return out
 
     def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in reversed(self.procs):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(self.procs)
         self.topo.cleanup()
         for d in self.dirs:
             d.cleanup()

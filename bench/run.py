@@ -33,6 +33,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from cross_host import CrossHostSession  # noqa: E402
+from procs import stop_all  # noqa: E402
 from kernel_paths import run_kernel  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
@@ -169,14 +170,7 @@ class DockNetSession:
         return out
 
     def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in reversed(self.procs):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(self.procs)
         self.dir.cleanup()
 
 
