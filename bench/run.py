@@ -32,8 +32,10 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent / "tests"))
 from cross_host import CrossHostSession  # noqa: E402
 from procs import stop_all  # noqa: E402
+from netns_util import NetnsTopology  # noqa: E402
 from kernel_paths import run_kernel  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
@@ -101,8 +103,9 @@ class DockNetSession:
         self.address = ready["address"]
         self.server_ready = ready
 
-    def _spawn(self, argv: list[str]) -> subprocess.Popen[str]:
-        p = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def _spawn(self, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        p = subprocess.Popen(argv, env=dict(self.env, **(extra_env or {})), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         return p
 
@@ -123,6 +126,24 @@ class DockNetSession:
         res = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=seconds + 60)
         if res.returncode != 0:
             raise RuntimeError(f"docknet {mode} failed: {res.stderr.strip()[-2000:]}")
+        out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        out["path"] = "docknet"
+        return out
+
+    def py_pingpong(self, seconds: float) -> dict[str, Any]:
+        """asyncio Protocol ping-pong, both ends on DockNetLoop."""
+        if not hasattr(self, "_py_server"):
+            self._py_server = self._spawn([sys.executable, str(BENCH / "py_pingpong.py"), "serve",
+                                           "--loop", "docknet"], {"DOCKNET_ENDPOINT": "py-server"})
+            assert self._py_server.stdout is not None
+            json.loads(self._py_server.stdout.readline())
+        self.clients += 1
+        res = subprocess.run([sys.executable, str(BENCH / "py_pingpong.py"), "client", "--loop", "docknet",
+                              "--host", "py-server", "--seconds", str(seconds)],
+                             env=dict(self.env, DOCKNET_ENDPOINT=f"py-client{self.clients}"),
+                             capture_output=True, text=True, timeout=seconds + 60)
+        if res.returncode != 0:
+            raise RuntimeError(f"python ping-pong failed: {res.stderr.strip()[-1500:]}")
         out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
         out["path"] = "docknet"
         return out
@@ -172,6 +193,49 @@ class DockNetSession:
     def close(self) -> None:
         stop_all(self.procs)
         self.dir.cleanup()
+
+
+def py_pingpong_kernel(loop: str, seconds: float) -> dict[str, Any]:
+    """The same Python ping-pong between two namespaces on a Linux bridge."""
+    with NetnsTopology(2, mode="bridge") as topo:
+        server = subprocess.Popen(topo.exec_argv(0, [sys.executable, str(BENCH / "py_pingpong.py"), "serve",
+                                                     "--loop", loop, "--host", topo.addr(0)]),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            json.loads(server.stdout.readline())
+            res = subprocess.run(topo.exec_argv(1, [sys.executable, str(BENCH / "py_pingpong.py"), "client",
+                                                    "--loop", loop, "--host", topo.addr(0),
+                                                    "--seconds", str(seconds)]),
+                                 capture_output=True, text=True, timeout=seconds + 60)
+        finally:
+            stop_all([server])
+    if res.returncode != 0:
+        raise RuntimeError(f"python ping-pong ({loop}) failed: {res.stderr.strip()[-1500:]}")
+    out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    out["path"] = f"{loop}-bridge"
+    return out
+
+
+def py_report(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = ["## Python path: asyncio Protocol ping-pong", "",
+             "64-byte messages, one connection, both ends asyncio `Protocol`s (bench/py_pingpong.py): "
+             "DockNetLoop through the master, against uvloop and default asyncio between two namespaces "
+             "on a Linux bridge. Interleaved, medians [min–max].", "",
+             "| path | round trips/s | p50 | ratio to uvloop-bridge |", "|---|---|---|---|"]
+    meds = {}
+    for path in ("docknet", "uvloop-bridge", "asyncio-bridge"):
+        vals = [r["rt_per_s"] for r in rows if r["path"] == path]
+        if vals:
+            meds[path] = (statistics.median(vals), min(vals), max(vals),
+                          statistics.median(r["p50_us"] for r in rows if r["path"] == path))
+    base = meds.get("uvloop-bridge", (0,))[0]
+    for path, (med, lo, hi, p50) in meds.items():
+        ratio = f"{med / base:.2f}x" if base else "—"
+        lines.append(f"| {path} | {med:,.0f} [{lo:,.0f}–{hi:,.0f}] | {p50:.1f} µs | {ratio} |")
+    return "\n".join(lines) + "\n\n"
 
 
 def measure(session: DockNetSession, system: str, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
@@ -341,6 +405,14 @@ def main(argv: list[str] | None = None) -> int:
                     v = _value(r, mode)
                     unit = "rt/s" if mode == "rr" else "Gbit/s"
                     print(f"{name:10} {system:8} #{rep + 1}: {v:,.1f} {unit}", flush=True)
+        py_rows: list[dict[str, Any]] = []
+        if not args.only:
+            for rep in range(args.repeats):
+                for path in ("docknet", "uvloop", "asyncio"):
+                    r = (session.py_pingpong(args.seconds) if path == "docknet"
+                         else py_pingpong_kernel(path, args.seconds))
+                    py_rows.append(r)
+                    print(f"py-pingpong {r['path']:15} #{rep + 1}: {r['rt_per_s']:,.0f} rt/s", flush=True)
         memory = session.memory(extra_endpoints=10)
         blast = session.blast([1, 8, 30], args.seconds) if not args.only else []
     finally:
@@ -361,11 +433,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             xs.close()
     table = summarise(results)
-    text = report(table, memory, args) + blast_report(blast) + xhost_report(xhost)
+    text = report(table, memory, args) + py_report(py_rows) + blast_report(blast) + xhost_report(xhost)
     REPORT.mkdir(exist_ok=True)
     (REPORT / "REPORT.md").write_text(text)
     (REPORT / "results.json").write_text(json.dumps(
-        {"table": table, "memory": memory, "raw": results, "cross_host": xhost, "switch": blast}, indent=1))
+        {"table": table, "memory": memory, "raw": results, "cross_host": xhost, "switch": blast,
+         "python": py_rows}, indent=1))
     print()
     print(text)
     return 0
