@@ -63,9 +63,12 @@ class StackPoller:
     def _on_control(self) -> None:
         notices = self._stack.read_control()
         if notices is None:
+            # The master is gone, and the switch with it: nothing on this
+            # link will move again, so the connections end now.
             self._loop.remove_reader(self._control_fd)
-            log.error("docknet master connection lost; connections will fail",
-                      endpoint=self._stack.info.endpoint)
+            ended = self._stack.reset_peer("0.0.0.0")
+            log.error("docknet master connection lost", endpoint=self._stack.info.endpoint,
+                      connections_reset=ended)
         self.kick()
 
     def close(self) -> None:

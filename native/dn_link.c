@@ -248,9 +248,21 @@ dn_link_tx_flush(struct dn_link *link)
 	if (link->tx_n == 0)
 		return;
 	sent = rte_eth_tx_burst(link->port_id, 0, link->tx, link->tx_n);
-	if (sent < link->tx_n)
+	if (sent < link->tx_n) {
+		struct rte_eth_link state;
+
+		/* The ring is full, or the master is gone. Frames for a dead
+		 * link would be "pending" forever and keep the poller from
+		 * sleeping: drop them (TCP will report the failure). */
+		if (rte_eth_link_get_nowait(link->port_id, &state) == 0 &&
+		    state.link_status == RTE_ETH_LINK_DOWN) {
+			link->tx_dropped += link->tx_n - sent;
+			rte_pktmbuf_free_bulk(&link->tx[sent], link->tx_n - sent);
+			link->tx_n = sent;
+		}
 		memmove(link->tx, link->tx + sent,
 			(link->tx_n - sent) * sizeof(link->tx[0]));
+	}
 	link->tx_n -= sent;
 	link->tx_frames += sent;
 	if (sent > 0)

@@ -982,7 +982,8 @@ dn_reset_peer(struct dn_stack *st, uint32_t ip)
 		struct tcp_pcb *pcb = c->pcb.tcp;
 
 		if (c->kind != DN_TCP || pcb == NULL ||
-		    ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) != want)
+		    (ip != 0 &&
+		     ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) != want))
 			continue;
 		dn_tcp_detach(pcb);
 		/* No RST: nobody is there to receive it. */

@@ -107,7 +107,8 @@ struct dn_conn_info {
 int dn_stack_conns(struct dn_stack *st, struct dn_conn_info *out, int max);
 
 /* The endpoint at ip is gone (its process died): every TCP connection to
- * it ends now with DN_EV_ERROR ECONNRESET, as a reset from it would. */
+ * it ends now with DN_EV_ERROR ECONNRESET, as a reset from it would. An ip
+ * of 0 ends every connection (the master itself is gone). */
 int dn_reset_peer(struct dn_stack *st, uint32_t ip);
 /* SO_KEEPALIVE. */
 int dn_set_keepalive(struct dn_stack *st, int id, int on);

@@ -63,3 +63,60 @@ def test_idle_docknet_loop_service_sleeps(master: Master) -> None:
     share = (cpu_seconds(svc.pid) - before) / (time.monotonic() - t0)
     print(f"idle DockNetLoop service: {share:.2%}")
     assert share < 0.01, f"idle DockNetLoop service used {share:.1%} of a CPU"
+
+
+CLIENT = """
+import asyncio, json, os, sys, time
+import aiodocknet
+
+class P(asyncio.Protocol):
+    def __init__(self, lost): self.lost = lost
+    def connection_lost(self, exc): self.lost.set_result(repr(exc))
+
+async def main():
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    await loop.create_connection(lambda: P(lost), sys.argv[1], int(sys.argv[2]))
+    print(json.dumps({"event": "connected"}), flush=True)
+    print(json.dumps({"event": "lost", "exc": await lost}), flush=True)
+    await asyncio.sleep(30)
+
+aiodocknet.run(main())
+"""
+
+
+def test_master_death_ends_connections_and_slaves_go_quiet(tmp_path) -> None:
+    """The master is killed with SIGKILL: a DockNetLoop client with an open
+    connection gets ConnectionResetError at once, and afterwards sleeps
+    (no poller spinning on a link that will never move again)."""
+    import signal
+    import sys
+
+    from dn_harness import Proc
+
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root")
+    m = Master(str(tmp_path))
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        svc = Proc([sys.executable, os.path.join(here, "aio_peer.py"), "--kind", "docknet", "--base", "9600"],
+                   dict(m.env, DOCKNET_ENDPOINT="svc"), "svc")
+        m.peers.append(svc)
+        addr = svc.expect("ready", timeout=60)["host"]
+        cli = Proc([sys.executable, "-c", CLIENT, addr, "9600"], dict(m.env, DOCKNET_ENDPOINT="cli"), "cli")
+        m.peers.append(cli)
+        cli.expect("connected", timeout=30)
+        m.proc.kill(signal.SIGKILL)
+        m.proc.wait()
+        assert "ConnectionResetError" in cli.expect("lost", timeout=5)["exc"]
+        time.sleep(1.0)
+        before = cpu_seconds(cli.pid) + cpu_seconds(svc.pid)
+        time.sleep(3)
+        share = (cpu_seconds(cli.pid) + cpu_seconds(svc.pid) - before) / 3
+        assert share < 0.02, f"slaves used {share:.1%} of a CPU after the master died"
+    finally:
+        for p in m.peers:
+            p.stop()
+        m.proc.stop()
