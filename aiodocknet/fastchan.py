@@ -1,0 +1,94 @@
+"""Fast channels: shared-memory byte streams between two processes.
+
+``FastChannel`` wraps one side of a region made by :func:`make_channel`
+(native/dn_fastchan.h). The master will broker them for connections between
+endpoints on one host; the loop will carry them as ordinary transports.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from ._errors import check, raise_errno
+from ._native import ffi, lib
+
+__all__ = ["FastChannel", "make_channel", "READABLE", "WRITABLE"]
+
+READABLE = lib.DN_FC_READABLE
+WRITABLE = lib.DN_FC_WRITABLE
+DEFAULT_RING = 1 << 20
+_EAGAIN = -errno.EAGAIN
+
+
+def make_channel(ring_size: int = DEFAULT_RING) -> tuple[int, int, int]:
+    """A fresh region and one eventfd per side: (memfd, efd0, efd1)."""
+    memfd = os.memfd_create("docknet-fastchan", os.MFD_CLOEXEC)
+    try:
+        check(lib.dn_fc_init(memfd, ring_size))
+        efds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(2)]
+    except BaseException:
+        os.close(memfd)
+        raise
+    return memfd, efds[0], efds[1]
+
+
+class FastChannel:
+    """One side of a fast channel. Owns the descriptors it is given."""
+
+    def __init__(self, memfd: int, side: int, self_efd: int, peer_efd: int) -> None:
+        out = ffi.new("struct dn_fc **")
+        rc = lib.dn_fc_open(memfd, side, self_efd, peer_efd, out)
+        os.close(memfd)  # mapped now
+        if rc < 0:
+            os.close(self_efd)
+            os.close(peer_efd)
+            raise_errno(rc)
+        self._fc: Any = out[0]
+        self._fds = (self_efd, peer_efd)
+        self._buf = ffi.new("char[]", 256 * 1024)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Bytes taken; 0 when the ring is full (WRITABLE follows)."""
+        buf = ffi.from_buffer(data)
+        return check(lib.dn_fc_write(self._fc, buf, len(buf)))
+
+    def read(self, size: int = 256 * 1024) -> bytes | None:
+        """Up to size bytes; b"" at end of stream; None when empty."""
+        rc = lib.dn_fc_read(self._fc, self._buf, min(size, 256 * 1024))
+        if rc < 0:
+            if rc == _EAGAIN:
+                return None
+            raise_errno(rc)
+        return ffi.buffer(self._buf, rc)[:]
+
+    def shutdown(self) -> None:
+        check(lib.dn_fc_shutdown(self._fc))
+
+    def reset(self) -> None:
+        lib.dn_fc_reset(self._fc)
+
+    def ready(self) -> int:
+        return int(lib.dn_fc_ready(self._fc))
+
+    def arm(self) -> int:
+        """0 if the caller may sleep on fileno(); else what is ready."""
+        return int(lib.dn_fc_arm(self._fc))
+
+    def disarm(self) -> None:
+        lib.dn_fc_disarm(self._fc)
+
+    def fileno(self) -> int:
+        return self._fds[0]
+
+    def queued(self) -> tuple[int, int]:
+        """(bytes waiting to be read, bytes written and not yet read)."""
+        return int(lib.dn_fc_rx_queued(self._fc)), int(lib.dn_fc_tx_queued(self._fc))
+
+    def close(self) -> None:
+        if self._fc is not None:
+            lib.dn_fc_close(self._fc)
+            self._fc = None
+            for fd in self._fds:
+                os.close(fd)

@@ -1,0 +1,54 @@
+/*
+ * Fast channels: a TCP-like byte stream between two processes on one host
+ * over shared memory, for connections whose ends are endpoints of the same
+ * master (the master brokers them; see aiodocknet/fastchan.py).
+ *
+ * A region (a memfd) holds two single-producer/single-consumer byte rings,
+ * one per direction, and the flags that carry half-close and reset. Each
+ * side sleeps on an eventfd of its own; the other side writes it only when
+ * the sleeper said so (the doorbell pattern of the memif links), so while
+ * bytes flow no syscall is made.
+ */
+#ifndef DN_FASTCHAN_H
+#define DN_FASTCHAN_H
+
+#include <stdint.h>
+
+struct dn_fc;
+
+/* Lays out a fresh region in memfd (sized here) with rings of ring_size
+ * bytes each (a power of two, 4 KiB .. 64 MiB). */
+int dn_fc_init(int memfd, uint32_t ring_size);
+
+/* Maps the region as side 0 or 1. self_efd is this side's eventfd (the
+ * peer writes it), peer_efd the other's. The fds stay the caller's. */
+int dn_fc_open(int memfd, int side, int self_efd, int peer_efd,
+	struct dn_fc **out);
+void dn_fc_close(struct dn_fc *fc);
+
+/* Bytes taken (0 when the ring is full: DN_FC_WRITABLE follows), -EPIPE
+ * after shutdown, -ECONNRESET after a reset. */
+int dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len);
+/* Bytes read, 0 at end of stream, -EAGAIN when empty, -ECONNRESET. */
+int dn_fc_read(struct dn_fc *fc, void *buf, uint32_t len);
+/* Half-close: the peer reads what is queued, then end of stream. */
+int dn_fc_shutdown(struct dn_fc *fc);
+/* Abort: both sides see -ECONNRESET from now on. */
+void dn_fc_reset(struct dn_fc *fc);
+
+#define DN_FC_READABLE 1	/* bytes, end of stream or reset to see */
+#define DN_FC_WRITABLE 2	/* room again after a full ring */
+
+/* What is ready now (DN_FC_* bits), without waiting. */
+int dn_fc_ready(struct dn_fc *fc);
+/* Going to sleep on dn_fc_fileno(): returns the ready bits if something
+ * is already there (do not sleep), 0 if the peer will ring. */
+int dn_fc_arm(struct dn_fc *fc);
+void dn_fc_disarm(struct dn_fc *fc);
+int dn_fc_fileno(const struct dn_fc *fc);
+
+/* Bytes waiting to be read / queued and not yet read by the peer. */
+uint32_t dn_fc_rx_queued(const struct dn_fc *fc);
+uint32_t dn_fc_tx_queued(const struct dn_fc *fc);
+
+#endif /* DN_FASTCHAN_H */
