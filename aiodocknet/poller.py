@@ -51,6 +51,16 @@ class StackPoller:
     def unregister(self, conn: int) -> None:
         self._handlers.pop(conn, None)
 
+    def release(self, conn: int) -> None:
+        """A transport or server is done with conn: forget it and close it
+        in the stack (lwIP sends what is queued, then FIN)."""
+        self._handlers.pop(conn, None)
+        try:
+            self._stack.close_conn(conn)
+        except OSError:
+            pass  # already gone (reset): nothing to close
+        self.kick()
+
     def kick(self) -> None:
         """Poll soon and spin for a while (called after sending)."""
         self._active = time.monotonic()

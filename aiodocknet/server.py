@@ -149,11 +149,7 @@ class DockNetServer(asyncio.AbstractServer):
         self._closed = True
         self._serving = False
         if self._listener is not None:
-            self._loop._dn_poller.unregister(self._listener)
-            try:
-                self._endpoint.stack.close_conn(self._listener)
-            except OSError:
-                pass
+            self._loop._dn_poller.release(self._listener)
             self._listener = None
         if self._kernel is not None:
             self._kernel.close()

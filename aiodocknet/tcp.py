@@ -396,12 +396,7 @@ class DockNetTCPTransport(asyncio.Transport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            self._poller.unregister(self._conn)
-            try:
-                self._stack.close_conn(self._conn)
-            except OSError:
-                pass
-            self._poller.kick()
+            self._poller.release(self._conn)
             if self._server is not None:
                 self._server._detach(self)
                 self._server = None

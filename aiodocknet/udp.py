@@ -132,8 +132,4 @@ class DockNetDatagramTransport(asyncio.DatagramTransport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            self._poller.unregister(self._conn)
-            try:
-                self._stack.close_conn(self._conn)
-            except OSError:
-                pass
+            self._poller.release(self._conn)

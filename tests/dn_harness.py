@@ -7,6 +7,8 @@ JSON lines. Everything started is stopped at teardown, also on failure.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import select
@@ -149,3 +151,27 @@ class Master:
         finally:
             self.proc.stop()
         return rc
+
+
+@contextlib.contextmanager
+def running_master(prefix: str = "dn-test-", extra: list[str] | None = None) -> Iterator[Master]:
+    """A master in a fresh run directory; stopped (and checked to exit
+    cleanly) afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as run_dir:
+        m = Master(run_dir, extra)
+        try:
+            yield m
+        finally:
+            rc = m.stop()
+        assert rc == 0, f"master exited with {rc}: {m.proc.stderr_tail()}"
+
+
+def self_signed(directory: str, name: str) -> tuple[str, str]:
+    """A throw-away certificate and key for name (CN and subjectAltName)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    return cert, key

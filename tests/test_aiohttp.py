@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import uvloop
 from aiohttp import ClientSession, web
 
 from aiodocknet.aiohttp import DockNetConnector
-from dn_harness import Master, Proc
+from dn_harness import Master, Proc, running_master, self_signed
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK memif sockets, hugepages)")
 
@@ -38,13 +37,8 @@ def server_name(style: str) -> str:
 
 @pytest.fixture(scope="module")
 def dn_master() -> Iterator[Master]:
-    with tempfile.TemporaryDirectory(prefix="dn-aiohttp-") as run_dir:
-        m = Master(run_dir)
-        try:
-            yield m
-        finally:
-            rc = m.stop()
-        assert rc == 0, f"master exited with {rc}: {m.proc.stderr_tail()}"
+    with running_master("dn-aiohttp-") as m:
+        yield m
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +46,7 @@ def tls_files() -> Iterator[tuple[str, str]]:
     """A self-signed certificate naming the runner service (not its address)."""
     name = server_name("runner")
     with tempfile.TemporaryDirectory(prefix="dn-aiohttp-tls-") as d:
-        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
-             "-keyout", key, "-out", cert],
-            check=True, capture_output=True,
-        )
-        yield cert, key
+        yield self_signed(d, name)
 
 
 @pytest.fixture(scope="module")

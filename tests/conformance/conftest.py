@@ -6,13 +6,10 @@ another process). What differs between the two is only where the peer is.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ from aiodocknet.endpoint import ProcessEndpoint
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
-from dn_harness import Master, Proc  # noqa: E402
+from dn_harness import Master, Proc, self_signed  # noqa: E402
 from conformance_util import Peer, loop_kind  # noqa: E402
 
 BASES = {"uvloop": 19100, "docknet": 9100}
@@ -40,14 +37,7 @@ def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[
 @pytest.fixture(scope="session")
 def tls_files() -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="dn-tls-") as d:
-        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=peer.test", "-addext", "subjectAltName=DNS:peer.test",
-             "-keyout", key, "-out", cert],
-            check=True, capture_output=True,
-        )
-        yield cert, key
+        yield self_signed(d, "peer.test")
 
 
 @pytest.fixture(scope="session")
