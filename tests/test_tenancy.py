@@ -115,7 +115,8 @@ def bench(master: Master, name: str, addr: str, seconds: float, rate: str | None
     args = [sys.executable, "-m", "aiodocknet.native_bench", "stream", "--name", name, "--target", addr,
             "--size", "65536", "--seconds", str(seconds)]
     if rate:
-        return docknet_run(master, name, *args, rate=rate)
+        # A sender held to a rate has no reason to spin between ACKs.
+        return docknet_run(master, name, *args, "--spin-us", "0", rate=rate)
     p = Proc(args, dict(master.env, DOCKNET_ENDPOINT=name), name)
     master.peers.append(p)
     return p
@@ -123,16 +124,21 @@ def bench(master: Master, name: str, addr: str, seconds: float, rate: str | None
 
 def test_egress_limit_holds_and_neighbour_keeps_its_share(master: Master) -> None:
     """An endpoint limited to 50 Mbit/s egress streams within 10% of that
-    over 5 s; an unlimited neighbour on the same master keeps at least 80%
-    of the throughput it has alone."""
+    over its run; an unlimited neighbour on the same master keeps at least
+    80% of the throughput it has alone (medians of two runs each, this
+    machine being shared and noisy)."""
+    import statistics
+
     server = Proc([sys.executable, "-m", "aiodocknet.native_bench", "serve", "--name", "sink"],
                   dict(master.env, DOCKNET_ENDPOINT="sink"), "sink")
     master.peers.append(server)
     addr = server.expect("ready", timeout=60)["address"]
-    alone = bench(master, "free0", addr, 3).expect("result", timeout=60)["gbit_per_s"]
-    limited = bench(master, "capped", addr, 5, rate="50mbit")
-    time.sleep(1.0)  # the capped stream is under way
-    shared = bench(master, "free1", addr, 3).expect("result", timeout=60)["gbit_per_s"]
+    alone = statistics.median(bench(master, f"free{i}", addr, 2).expect("result", timeout=60)["gbit_per_s"]
+                              for i in range(2))
+    limited = bench(master, "capped", addr, 8, rate="50mbit")
+    time.sleep(1.5)  # the capped stream is under way
+    shared = statistics.median(bench(master, f"busy{i}", addr, 2).expect("result", timeout=60)["gbit_per_s"]
+                               for i in range(2))
     capped = limited.expect("result", timeout=60)
     mbit = capped["gbit_per_s"] * 1000
     assert 45 <= mbit <= 55, capped
