@@ -110,7 +110,7 @@ class DockNetTCPTransport(asyncio.Transport):
         self._stack = stack
         self._conn = conn
         self._server = server
-        self._sock = self._make_socket()
+        self._sock = DockNetSocket(stack, conn)
         self._buffer = bytearray()
         self._closing = False
         self._conn_lost = 0
@@ -124,7 +124,7 @@ class DockNetTCPTransport(asyncio.Transport):
         self._low = DEFAULT_HIGH // 4
         self._buffered = False
         self.set_protocol(protocol)
-        self._io_register()
+        poller.register(conn, self)
         if server is not None:
             server._attach(self)
         loop.call_soon(self._start)
@@ -135,32 +135,6 @@ class DockNetTCPTransport(asyncio.Transport):
         self._protocol.connection_made(self)
         # Data may have arrived before connection_made ran.
         self._read_ready()
-
-    # ---- I/O on the connection: lwIP here, a fast channel in the subclass ----
-
-    def _make_socket(self) -> Any:
-        return DockNetSocket(self._stack, self._conn)
-
-    def _io_register(self) -> None:
-        self._poller.register(self._conn, self)
-
-    def _io_recv(self, size: int) -> bytes | None:
-        return self._stack.recv_nowait(self._conn, size)
-
-    def _io_recv_into(self, buf: Any) -> int | None:
-        return self._stack.recv_into_nowait(self._conn, buf)
-
-    def _io_send(self, data: Any) -> int:
-        return self._stack.send_nowait(self._conn, data)
-
-    def _io_shutdown(self) -> None:
-        self._stack.shutdown(self._conn, socket.SHUT_WR)
-
-    def _io_abort(self) -> None:
-        self._stack.abort(self._conn)
-
-    def _io_release(self) -> None:
-        self._poller.release(self._conn)
 
     # ---- asyncio.BaseTransport ----
 
@@ -226,21 +200,21 @@ class DockNetTCPTransport(asyncio.Transport):
             self._read_pending = True
             return
         self._read_pending = False
-        proto = self._protocol
+        stack, conn, proto = self._stack, self._conn, self._protocol
         try:
             while self._reading and not self._closing:
                 if self._buffered:
                     buf = proto.get_buffer(-1)  # type: ignore[attr-defined]
                     if not len(buf):
                         raise RuntimeError("get_buffer() returned an empty buffer")
-                    n = self._io_recv_into(buf)
+                    n = stack.recv_into_nowait(conn, buf)
                     if n is None:
                         return
                     if n:
                         proto.buffer_updated(n)  # type: ignore[attr-defined]
                         continue
                 else:
-                    data = self._io_recv(READ_SIZE)
+                    data = stack.recv_nowait(conn, READ_SIZE)
                     if data is None:
                         return
                     if data:
@@ -286,7 +260,7 @@ class DockNetTCPTransport(asyncio.Transport):
             return
         if not self._buffer:
             try:
-                n = self._io_send(data)
+                n = self._stack.send_nowait(self._conn, data)
             except OSError as exc:
                 self._force_close(exc)
                 return
@@ -312,7 +286,7 @@ class DockNetTCPTransport(asyncio.Transport):
 
     def _shutdown_write(self) -> None:
         try:
-            self._io_shutdown()
+            self._stack.shutdown(self._conn, socket.SHUT_WR)
         except OSError as exc:
             self._force_close(exc)
         self._poller.kick()
@@ -321,7 +295,7 @@ class DockNetTCPTransport(asyncio.Transport):
         if not self._buffer or self._lost_called:
             return
         try:
-            n = self._io_send(self._buffer)
+            n = self._stack.send_nowait(self._conn, self._buffer)
         except OSError as exc:
             self._force_close(exc)
             return
@@ -404,7 +378,7 @@ class DockNetTCPTransport(asyncio.Transport):
             return
         if reset:
             try:
-                self._io_abort()
+                self._stack.abort(self._conn)
             except OSError:
                 pass
             self._poller.kick()
@@ -422,7 +396,7 @@ class DockNetTCPTransport(asyncio.Transport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            self._io_release()
+            self._poller.release(self._conn)
             if self._server is not None:
                 self._server._detach(self)
                 self._server = None
