@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
+import os
 import socket
 import ssl as ssl_mod
 from collections.abc import Callable
@@ -25,6 +27,13 @@ from .server import DockNetServer
 from .stack import CONNECTED, ERROR, Event
 from .tcp import DockNetTCPTransport, _exc
 from .udp import DockNetDatagramTransport
+
+# Opt-in for now (DOCKNET_FAST_CHANNELS=1): the conformance suite passes
+# over them, but aiohttp over fast channels still hangs now and then.
+FAST_CHANNELS = os.environ.get("DOCKNET_FAST_CHANNELS", "0") == "1"
+# How long a connect waits for the master's answer about a fast channel
+# (the master itself gives the listener one second, then says no).
+FC_BROKER_TIMEOUT = 3.0
 
 __all__ = ["DockNetLoop"]
 
@@ -52,6 +61,12 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         self._dn_endpoint: ProcessEndpoint | None = None
         self._dn_poller: StackPoller | None = None
         self._dn_tried = False
+        self._dn_servers: dict[int, DockNetServer] = {}
+        self._dn_fc_pending: dict[int, asyncio.Future[tuple[dict[str, Any], list[int]]]] = {}
+        self._dn_fc_ids = itertools.count(1)
+        # Connections to endpoints of our own master may go over fast
+        # channels (see FAST_CHANNELS).
+        self._dn_fast_channels = FAST_CHANNELS
 
     # ---- the endpoint ----
 
@@ -135,6 +150,12 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         ep = self._dn_endpoint
         poller = self._dn_poller
         assert ep is not None and poller is not None
+        if self._dn_fast_channels and addr != ep.address:
+            made = await self._dn_fc_connect(addr, int(port))
+            if made is not None:
+                fc, local, peer = made
+                return await self._dn_fc_transport(fc, local, peer, protocol_factory, ssl, host,
+                                                   server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
         conn = ep.stack.connect(addr, int(port))
         fut: asyncio.Future[None] = self.create_future()
         poller.register(conn, _Connecting(fut))
@@ -260,3 +281,105 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         transport = DockNetDatagramTransport(self, poller, ep.stack, conn, protocol, peer)  # type: ignore[arg-type]
         await asyncio.sleep(0)
         return transport, protocol
+
+    # ---- fast channels (brokered by the master) ----
+
+    async def _dn_fc_connect(self, addr: str, port: int) -> tuple[Any, tuple[str, int], tuple[str, int]] | None:
+        """Ask the master for a fast channel to addr:port; None means take
+        the lwIP path (not a local endpoint, nobody listening there with a
+        DockNetLoop, policy, or fast channels off at the master)."""
+        from .fastchan import FastChannel
+
+        ep = self._dn_endpoint
+        assert ep is not None
+        req = next(self._dn_fc_ids)
+        fut: asyncio.Future[tuple[dict[str, Any], list[int]]] = self.create_future()
+        self._dn_fc_pending[req] = fut
+        try:
+            ep.stack.send_control({"op": "fc_connect", "req": req, "address": addr, "port": port})
+            msg, fds = await asyncio.wait_for(fut, FC_BROKER_TIMEOUT)
+        except (OSError, asyncio.TimeoutError):
+            return None
+        finally:
+            self._dn_fc_pending.pop(req, None)
+        if not msg.get("ok") or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            return None
+        fc = FastChannel(fds[0], 0, fds[1], fds[2])
+        local = (ep.address, int(msg["local_port"]))
+        return fc, local, (addr, port)
+
+    async def _dn_fc_transport(self, fc: Any, local: tuple[str, int], peer: tuple[str, int],
+                               protocol_factory: Callable[[], asyncio.BaseProtocol], ssl: Any, host: Any,
+                               server_hostname: str | None, ssl_handshake_timeout: float | None,
+                               ssl_shutdown_timeout: float | None) -> Any:
+        from .fcstream import FastChannelTransport
+
+        assert self._dn_poller is not None
+        protocol = protocol_factory()
+        if ssl:
+            ctx = ssl if isinstance(ssl, ssl_mod.SSLContext) else ssl_mod.create_default_context()
+            if server_hostname is None:
+                server_hostname = host if isinstance(host, str) else ""
+            waiter = self.create_future()
+            app = protocol
+            protocol = asyncio.sslproto.SSLProtocol(
+                self, app, ctx, waiter, server_side=False, server_hostname=server_hostname or None,
+                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+            transport = FastChannelTransport(self, self._dn_poller, fc, local, peer, protocol)
+            try:
+                await waiter
+            except BaseException:
+                transport.close()
+                raise
+            return protocol._app_transport, app  # type: ignore[attr-defined]
+        transport = FastChannelTransport(self, self._dn_poller, fc, local, peer, protocol)
+        await asyncio.sleep(0)
+        return transport, protocol
+
+    def _dn_control(self, msg: dict[str, Any], fds: list[int]) -> None:
+        """A message from the master the stack did not handle itself."""
+        if msg.get("event") == "endpoint_gone":
+            if self._dn_poller is not None:
+                for t in self._dn_poller.channels():
+                    if t.peer_address == msg.get("address"):
+                        t._peer_gone()
+        elif msg.get("event") == "fc_result":
+            fut = self._dn_fc_pending.get(msg.get("req"))  # type: ignore[arg-type]
+            if fut is not None and not fut.done():
+                fut.set_result((msg, fds))
+                return
+        elif msg.get("op") == "fc_offer":
+            self._dn_fc_offer(msg, fds)
+            return
+        for fd in fds:
+            os.close(fd)
+
+    def _dn_fc_offer(self, msg: dict[str, Any], fds: list[int]) -> None:
+        """The master offers a fast channel for a connection to one of our
+        ports: accept it if a server of this loop serves that port."""
+        from .fastchan import FastChannel
+
+        ep = self._dn_endpoint
+        server = self._dn_servers.get(msg.get("port"))  # type: ignore[arg-type]
+        ok = ep is not None and server is not None and server.is_serving() and len(fds) == 3
+        try:
+            if ok:
+                assert ep is not None and server is not None
+                peer = (str(msg["peer"][0]), int(msg["peer"][1]))
+                fc = FastChannel(fds[0], 1, fds[1], fds[2])
+                fds = []
+                server._accept_channel(fc, (ep.address, int(msg["port"])), peer)
+        except Exception as exc:  # noqa: BLE001 - the offer is refused, the connector falls back
+            ok = False
+            self.call_exception_handler({"message": "fast channel offer failed", "exception": exc})
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if ep is not None:
+                try:
+                    ep.stack.send_control({"event": "fc_answer", "req": msg.get("req"), "ok": ok})
+                except OSError:
+                    pass

@@ -34,6 +34,7 @@ class StackPoller:
         self._loop = loop
         self._stack = stack
         self._handlers: dict[int, Any] = {}
+        self._channels: set[Any] = set()
         self._scheduled = False
         self._sleeping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -50,6 +51,21 @@ class StackPoller:
 
     def unregister(self, conn: int) -> None:
         self._handlers.pop(conn, None)
+
+    # ---- fast channels: polled in the same pass as the stack ----
+
+    def add_channel(self, transport: Any) -> None:
+        self._channels.add(transport)
+        self._loop.add_reader(transport._fc.fileno(), self._on_doorbell)
+        self.kick()
+
+    def remove_channel(self, transport: Any) -> None:
+        if transport in self._channels:
+            self._channels.discard(transport)
+            self._loop.remove_reader(transport._fc.fileno())
+
+    def channels(self) -> list[Any]:
+        return list(self._channels)
 
     def release(self, conn: int) -> None:
         """A transport or server is done with conn: forget it and close it
@@ -72,11 +88,19 @@ class StackPoller:
 
     def _on_control(self) -> None:
         notices = self._stack.read_control()
+        if notices is not None:
+            for msg, fds in notices:
+                self._loop._dn_control(msg, fds)  # type: ignore[attr-defined]
         if notices is None:
             # The master is gone, and the switch with it: nothing on this
             # link will move again, so the connections end now.
             self._loop.remove_reader(self._control_fd)
             ended = self._stack.reset_peer("0.0.0.0")
+            # Fast channels would still move bytes, but nobody is left to
+            # tell them their peer died: they end too.
+            for t in self.channels():
+                t._peer_gone()
+                ended += 1
             log.error("docknet master connection lost", endpoint=self._stack.info.endpoint,
                       connections_reset=ended)
         self.kick()
@@ -98,15 +122,34 @@ class StackPoller:
     def _wake(self) -> None:
         self._sleeping = False
         self._stack.disarm()
+        for t in self._channels:
+            t._fc.disarm()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _arm_channels(self) -> bool:
+        """Announce sleep on every channel; False (all disarmed again) if
+        one already has something."""
+        armed = []
+        for t in self._channels:
+            if t._fc.arm():
+                for a in armed:
+                    a._fc.disarm()
+                self._stack.disarm()
+                return False
+            armed.append(t)
+        return True
 
     def _on_doorbell(self) -> None:
         if self._sleeping:
             self._wake()
         else:
-            self._stack.disarm()  # a late ring: just drain it
+            # A late ring (or a channel's reset): drain them all, or the
+            # readers would fire again at once.
+            self._stack.disarm()
+            for t in self._channels:
+                t._fc.disarm()
         if not self._scheduled:
             self._scheduled = True
             self._poll()
@@ -120,6 +163,12 @@ class StackPoller:
         if self._closed:
             return
         events = self._stack.poll()
+        if self._channels:
+            busy = False
+            for t in list(self._channels):
+                busy |= t._fc_poll()
+            if busy:
+                self._active = time.monotonic()
         if events:
             handlers = self._handlers
             for ev in events:
@@ -128,7 +177,7 @@ class StackPoller:
                     h._dn_event(ev)
             self._active = time.monotonic()
         elif time.monotonic() - self._active > SPIN:
-            if self._stack.arm():
+            if self._stack.arm() and self._arm_channels():
                 self._sleeping = True
                 t = self._stack.timeout()
                 if t is not None:

@@ -56,6 +56,7 @@ class DockNetServer(asyncio.AbstractServer):
         if self._port == 0:
             self._port = stack.sockname(self._listener)[1]
         self._loop._dn_poller.register(self._listener, self)
+        self._loop._dn_servers[self._port] = self
 
     def _dn_event(self, ev: Event) -> None:
         if ev.kind != ACCEPTED:
@@ -82,6 +83,20 @@ class DockNetServer(asyncio.AbstractServer):
             self._loop.call_exception_handler({"message": "Error in protocol_factory", "exception": exc})
             stack.abort(ev.conn)
             stack.close_conn(ev.conn)
+
+    def _accept_channel(self, fc: Any, local: tuple[str, int], peer: tuple[str, int]) -> None:
+        """A connection to us that the master carried over a fast channel."""
+        from .fcstream import FastChannelTransport
+
+        protocol = self._factory()
+        if self._ssl is not None:
+            waiter = self._loop.create_future()
+            protocol = asyncio.sslproto.SSLProtocol(
+                self._loop, protocol, self._ssl, waiter, server_side=True,
+                ssl_handshake_timeout=self._ssl_handshake_timeout,
+                ssl_shutdown_timeout=self._ssl_shutdown_timeout,
+            )
+        FastChannelTransport(self._loop, self._loop._dn_poller, fc, local, peer, protocol, server=self)
 
     def _attach(self, transport: DockNetTCPTransport) -> None:
         self._transports.add(transport)
@@ -151,6 +166,8 @@ class DockNetServer(asyncio.AbstractServer):
         if self._listener is not None:
             self._loop._dn_poller.release(self._listener)
             self._listener = None
+            if self._loop._dn_servers.get(self._port) is self:
+                del self._loop._dn_servers[self._port]
         if self._kernel is not None:
             self._kernel.close()
         if self._serving_forever is not None and not self._serving_forever.done():

@@ -441,10 +441,12 @@ class SlaveStack:
         """The master connection: readable when the master has news."""
         return self._control.fileno()
 
-    def read_control(self) -> list[dict[str, Any]] | None:
-        """Notices the master sent (endpoints gone); None if the master
-        closed the connection (it stopped or died)."""
-        notices = []
+    def read_control(self) -> list[tuple[dict[str, Any], list[int]]] | None:
+        """Messages the master sent. Endpoint-death notices and `ss`
+        requests are handled here; the rest come back with their fds,
+        which the caller then owns. None if the master closed the
+        connection (it stopped or died)."""
+        out = []
         self._control.setblocking(False)
         try:
             while True:
@@ -452,11 +454,8 @@ class SlaveStack:
                     msg, fds = recv_message(self._control)
                 except BlockingIOError:
                     break
-                for fd in fds:
-                    os.close(fd)
                 if msg is None:
                     return None
-                notices.append(msg)
                 if msg.get("event") == "endpoint_gone" and isinstance(msg.get("address"), str):
                     self.reset_peer(msg["address"])
                 elif msg.get("op") == "connections":
@@ -467,9 +466,18 @@ class SlaveStack:
                                                      "total": len(conns), "conns": conns[:CONNS_REPLY_MAX]})
                     except (OSError, ValueError):
                         pass
+                else:
+                    out.append((msg, fds))
+                    continue
+                for fd in fds:
+                    os.close(fd)
+                out.append((msg, []))
         finally:
             self._control.setblocking(True)
-        return notices
+        return out
+
+    def send_control(self, msg: dict[str, Any]) -> None:
+        send_message(self._control, msg)
 
     def send_queued(self, conn: int) -> int:
         return check(lib.dn_send_queued(self._st, conn))

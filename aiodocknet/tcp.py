@@ -110,7 +110,7 @@ class DockNetTCPTransport(asyncio.Transport):
         self._stack = stack
         self._conn = conn
         self._server = server
-        self._sock = DockNetSocket(stack, conn)
+        self._sock = self._make_socket()
         self._buffer = bytearray()
         self._closing = False
         self._conn_lost = 0
@@ -124,7 +124,7 @@ class DockNetTCPTransport(asyncio.Transport):
         self._low = DEFAULT_HIGH // 4
         self._buffered = False
         self.set_protocol(protocol)
-        poller.register(conn, self)
+        self._io_register()
         if server is not None:
             server._attach(self)
         loop.call_soon(self._start)
@@ -135,6 +135,32 @@ class DockNetTCPTransport(asyncio.Transport):
         self._protocol.connection_made(self)
         # Data may have arrived before connection_made ran.
         self._read_ready()
+
+    # ---- I/O on the connection: lwIP here, a fast channel in the subclass ----
+
+    def _make_socket(self) -> Any:
+        return DockNetSocket(self._stack, self._conn)
+
+    def _io_register(self) -> None:
+        self._poller.register(self._conn, self)
+
+    def _io_recv(self, size: int) -> bytes | None:
+        return self._stack.recv_nowait(self._conn, size)
+
+    def _io_recv_into(self, buf: Any) -> int | None:
+        return self._stack.recv_into_nowait(self._conn, buf)
+
+    def _io_send(self, data: Any) -> int:
+        return self._stack.send_nowait(self._conn, data)
+
+    def _io_shutdown(self) -> None:
+        self._stack.shutdown(self._conn, socket.SHUT_WR)
+
+    def _io_abort(self) -> None:
+        self._stack.abort(self._conn)
+
+    def _io_release(self) -> None:
+        self._poller.release(self._conn)
 
     # ---- asyncio.BaseTransport ----
 
@@ -200,21 +226,21 @@ class DockNetTCPTransport(asyncio.Transport):
             self._read_pending = True
             return
         self._read_pending = False
-        stack, conn, proto = self._stack, self._conn, self._protocol
+        proto = self._protocol
         try:
             while self._reading and not self._closing:
                 if self._buffered:
                     buf = proto.get_buffer(-1)  # type: ignore[attr-defined]
                     if not len(buf):
                         raise RuntimeError("get_buffer() returned an empty buffer")
-                    n = stack.recv_into_nowait(conn, buf)
+                    n = self._io_recv_into(buf)
                     if n is None:
                         return
                     if n:
                         proto.buffer_updated(n)  # type: ignore[attr-defined]
                         continue
                 else:
-                    data = stack.recv_nowait(conn, READ_SIZE)
+                    data = self._io_recv(READ_SIZE)
                     if data is None:
                         return
                     if data:
@@ -260,7 +286,7 @@ class DockNetTCPTransport(asyncio.Transport):
             return
         if not self._buffer:
             try:
-                n = self._stack.send_nowait(self._conn, data)
+                n = self._io_send(data)
             except OSError as exc:
                 self._force_close(exc)
                 return
@@ -286,7 +312,7 @@ class DockNetTCPTransport(asyncio.Transport):
 
     def _shutdown_write(self) -> None:
         try:
-            self._stack.shutdown(self._conn, socket.SHUT_WR)
+            self._io_shutdown()
         except OSError as exc:
             self._force_close(exc)
         self._poller.kick()
@@ -295,7 +321,7 @@ class DockNetTCPTransport(asyncio.Transport):
         if not self._buffer or self._lost_called:
             return
         try:
-            n = self._stack.send_nowait(self._conn, self._buffer)
+            n = self._io_send(self._buffer)
         except OSError as exc:
             self._force_close(exc)
             return
@@ -378,7 +404,7 @@ class DockNetTCPTransport(asyncio.Transport):
             return
         if reset:
             try:
-                self._stack.abort(self._conn)
+                self._io_abort()
             except OSError:
                 pass
             self._poller.kick()
@@ -396,7 +422,7 @@ class DockNetTCPTransport(asyncio.Transport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            self._poller.release(self._conn)
+            self._io_release()
             if self._server is not None:
                 self._server._detach(self)
                 self._server = None

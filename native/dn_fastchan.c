@@ -44,6 +44,7 @@ struct dn_fc {
 	int peer_efd;
 	int shut;
 	int want_room;	/* a write found the ring full */
+	int eof_seen;	/* the reader has been told: stop reporting it */
 };
 
 int
@@ -146,12 +147,13 @@ dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 	head = atomic_load_explicit(&fc->tx->head, memory_order_relaxed);
 	tail = atomic_load_explicit(&fc->tx->tail, memory_order_acquire);
 	room = size - (uint32_t)(head - tail);
-	if (len > room)
+	if (len > room) {
+		/* Not all of it fits: the caller waits for DN_FC_WRITABLE. */
 		len = room;
-	if (len == 0) {
 		fc->want_room = 1;
-		return 0;
 	}
+	if (len == 0)
+		return 0;
 	off = (uint32_t)head & fc->mask;
 	first = len < size - off ? len : size - off;
 	memcpy(fc->tx_data + off, buf, first);
@@ -178,8 +180,10 @@ dn_fc_read(struct dn_fc *fc, void *buf, uint32_t len)
 			/* eof is set after the last head store: re-check. */
 			head = atomic_load_explicit(&fc->rx->head,
 				memory_order_acquire);
-			if (head == tail)
+			if (head == tail) {
+				fc->eof_seen = 1;
 				return 0;
+			}
 			avail = (uint32_t)(head - tail);
 		} else {
 			return -EAGAIN;
@@ -235,7 +239,8 @@ dn_fc_ready(struct dn_fc *fc)
 		return DN_FC_READABLE | DN_FC_WRITABLE;
 	if (atomic_load_explicit(&fc->rx->head, memory_order_acquire) !=
 	    atomic_load_explicit(&fc->rx->tail, memory_order_relaxed) ||
-	    atomic_load_explicit(&fc->rx->eof, memory_order_acquire))
+	    (!fc->eof_seen &&
+	     atomic_load_explicit(&fc->rx->eof, memory_order_acquire)))
 		bits |= DN_FC_READABLE;
 	if (fc->want_room &&
 	    (uint32_t)(atomic_load_explicit(&fc->tx->head,

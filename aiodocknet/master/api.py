@@ -87,6 +87,7 @@ def make_app(ctl: ControlServer) -> web.Application:
             "endpoints_registered": len(ctl.registry.endpoints), "tenants": sorted(ctl.registry.tenants),
             "switch": {**sw, "utilisation": round(util, 4)},
             "range": str(ctl.addresses.range),
+            "fast_channels_made": ctl.fc_made,
             "uplink": ctl.switch.uplink(),
         })
 

@@ -79,6 +79,11 @@ class ControlServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counter = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # Fast channels offered to a listener and not yet answered.
+        self._fc_offers: dict[int, tuple[socket.socket, Any, list[int], tuple[str, int], asyncio.TimerHandle]] = {}
+        self.fast_channels = True
+        self.fc_ring = 1 << 20
+        self.fc_made = 0
         self._handlers: dict[str, Callable[[socket.socket, dict[str, Any]], tuple[dict[str, Any], list[int]]]] = {
             "attach": self._attach,
             "resolve": self._resolve,
@@ -157,6 +162,12 @@ class ControlServer:
             os.close(fd)
         if msg is None:
             self._drop(conn, "closed")
+            return
+        if msg.get("op") == "fc_connect":
+            self._fc_connect(conn, msg)
+            return
+        if msg.get("event") == "fc_answer":
+            self._fc_answer(msg)
             return
         if msg.get("event") == "connections":
             fut = self._pending.pop(msg.get("req"), None)  # type: ignore[arg-type]
@@ -308,6 +319,79 @@ class ControlServer:
         else:
             self.registry.policies.discard((source, dest, port))
         log.info("policy", allow=allow, source=source, dest=dest, port=port or "any")
+
+    # ---- fast-channel broker ----
+
+    def _fc_connect(self, conn: socket.socket, msg: dict[str, Any]) -> None:
+        """A slave wants a fast channel to address:port. If that address is
+        one of our endpoints and policy allows it, offer the channel to the
+        listener's process; its answer decides (see _fc_answer)."""
+        from ..fastchan import make_channel
+
+        assert self._loop is not None
+        req, address, port = msg.get("req"), msg.get("address"), msg.get("port")
+        src = self.endpoints.get(self._conn_endpoint.get(conn, ""))
+        dst = next((e for e in self.endpoints.values() if e.address == address), None)
+        why = ""
+        if not self.fast_channels:
+            why = "fast channels are off"
+        elif src is None or dst is None or not isinstance(port, int):
+            why = "not a local endpoint"
+        elif not self.registry.allows(src.tenant, dst.tenant, port):
+            why = "policy"
+        dst_conn = next((c for c, n in self._conn_endpoint.items() if dst is not None and n == dst.name), None)
+        if why or dst_conn is None:
+            self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": why or "gone"})
+            return
+        assert src is not None and dst is not None and isinstance(port, int)
+        memfd, efd0, efd1 = make_channel(self.fc_ring)
+        self._counter += 1
+        offer = self._counter
+        local = (src.address, 49152 + secrets.randbelow(16384))
+        timer = self._loop.call_later(1.0, self._fc_answer, {"req": offer, "ok": False, "timeout": True})
+        self._fc_offers[offer] = (conn, req, [memfd, efd0, efd1], local, timer)
+        try:
+            send_message(dst_conn, {"op": "fc_offer", "req": offer, "port": port, "peer": list(local)},
+                         [memfd, efd1, efd0])
+        except OSError:
+            self._fc_answer({"req": offer, "ok": False})
+
+    def _fc_answer(self, msg: dict[str, Any]) -> None:
+        pending = self._fc_offers.pop(msg.get("req"), None)  # type: ignore[arg-type]
+        if pending is None:
+            return
+        conn, req, fds, local, timer = pending
+        timer.cancel()
+        try:
+            if not msg.get("ok") and msg.get("timeout"):
+                self._fc_cancel(fds)
+            if msg.get("ok") and conn in self._conn_endpoint:
+                self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": True, "local_port": local[1]}, fds)
+                self.fc_made += 1
+            else:
+                self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": "refused"})
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    @staticmethod
+    def _fc_cancel(fds: list[int]) -> None:
+        """The listener was too slow to answer and the connector takes the
+        lwIP path: if the listener did take the channel, reset it."""
+        from ..fastchan import FastChannel
+
+        try:
+            fc = FastChannel(os.dup(fds[0]), 0, os.dup(fds[1]), os.dup(fds[2]))
+        except OSError:
+            return
+        fc.reset()
+        fc.close()
+
+    def _fc_reply(self, conn: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        try:
+            send_message(conn, msg, fds)
+        except OSError:
+            pass  # the asker is gone; its EOF will detach it
 
     async def connections(self, name: str, timeout: float = 2.0) -> dict[str, Any]:
         """Ask an endpoint's process for its connections (`docknet ss`)."""

@@ -93,6 +93,10 @@ class Registry:
             raise RegistryError(404, f"no endpoint {name!r} is registered")
         return reg
 
+    def allows(self, source: str, dest: str, port: int) -> bool:
+        """The switch's rule for a new connection (see native/dn_policy.h)."""
+        return source == dest or (source, dest, 0) in self.policies or (source, dest, port) in self.policies
+
     def check_attach(self, name: str, pid: int | None, secret: Any) -> Registration | None:
         """The registration a process may attach under, None for an ad-hoc
         host endpoint; RegistryError (403) saying why otherwise."""

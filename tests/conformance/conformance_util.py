@@ -28,13 +28,17 @@ def loop_kind() -> str:
 
 
 def expect_transport(writer_or_transport: Any) -> None:
-    """The connection went the way the loop kind says it should."""
+    """The connection went the way the loop says it should: a fast channel
+    to a DockNet peer of the same master, lwIP when fast channels are off,
+    the kernel under uvloop."""
     t = getattr(writer_or_transport, "transport", writer_or_transport)
     name = type(t).__name__
+    loop = asyncio.get_running_loop()
     if loop_kind() == "docknet":
-        assert name in ("DockNetTCPTransport", "_SSLProtocolTransport"), name
+        want = "FastChannelTransport" if loop._dn_fast_channels else "DockNetTCPTransport"  # type: ignore[attr-defined]
+        assert name in (want, "_SSLProtocolTransport"), name
     else:
-        assert name != "DockNetTCPTransport", name
+        assert name not in ("DockNetTCPTransport", "FastChannelTransport"), name
 
 
 def json_line(data: bytes) -> dict[str, Any]:

@@ -31,7 +31,21 @@ BASES = {"uvloop": 19100, "docknet": 9100}
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
     if "conformance" not in str(item.path):
         return None
-    return {"uvloop": uvloop.new_event_loop, "docknet": aiodocknet.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop, "docknet": _lwip_only, "docknet-fast": _fast}
+
+
+def _lwip_only() -> asyncio.AbstractEventLoop:
+    """A DockNetLoop whose own connections go through lwIP and the switch."""
+    loop = aiodocknet.new_event_loop()
+    loop._dn_fast_channels = False  # type: ignore[attr-defined]
+    return loop
+
+
+def _fast() -> asyncio.AbstractEventLoop:
+    """A DockNetLoop that asks for fast channels to the master's endpoints."""
+    loop = aiodocknet.new_event_loop()
+    loop._dn_fast_channels = True  # type: ignore[attr-defined]
+    return loop
 
 
 @pytest.fixture(scope="session")

@@ -377,7 +377,7 @@ async def test_wildcard_server_listens_on_both(peer: Peer, local_host: str) -> N
         assert names[local_host] == port  # one port number on both paths
         r, w = await asyncio.open_connection(peer.host, peer.port(CONNECT_BACK))
         w.write(b'{"host": "%s", "port": %d, "data": "dn"}\n' % (local_host.encode(), port))
-        assert await asyncio.wait_for(r.read(-1), 30) == b"DockNetTCPTransport dn"
+        assert await asyncio.wait_for(r.read(-1), 30) in (b"DockNetTCPTransport dn", b"FastChannelTransport dn")
         w.close()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -396,3 +396,23 @@ async def test_getaddrinfo_resolves_service_names(peer: Peer) -> None:
     w.write(b"by name")
     assert await r.readexactly(7) == b"by name"
     w.close()
+
+
+async def test_connections_between_endpoints_use_fast_channels(peer: Peer, session_master: Any) -> None:
+    """Under DockNetLoop, a connection to an endpoint of the same master is
+    carried by a fast channel (the master's API counts it); with fast
+    channels off it goes through lwIP and the count does not move."""
+    if loop_kind() != "docknet":
+        pytest.skip("fast channels are DockNet's")
+    from aiodocknet.api_client import ApiClient
+
+    api = ApiClient(os.path.join(session_master.run_dir, "api.sock"))
+    before = (await asyncio.to_thread(api.call, "GET", "/v1/status"))["fast_channels_made"]
+    r, w = await asyncio.open_connection(peer.host, peer.port(ECHO))
+    expect_transport(w)
+    w.write(b"over shared memory")
+    assert await r.readexactly(18) == b"over shared memory"
+    w.close()
+    after = (await asyncio.to_thread(api.call, "GET", "/v1/status"))["fast_channels_made"]
+    fast = asyncio.get_running_loop()._dn_fast_channels  # type: ignore[attr-defined]
+    assert after - before == (1 if fast else 0)
