@@ -153,9 +153,13 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         if self._dn_fast_channels and addr != ep.address:
             made = await self._dn_fc_connect(addr, int(port))
             if made is not None:
+                from .fcstream import FastChannelTransport
+
                 fc, local, peer = made
-                return await self._dn_fc_transport(fc, local, peer, protocol_factory, ssl, host,
-                                                   server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+                return await self._dn_finish_connect(
+                    lambda protocol: FastChannelTransport(self, poller, fc, local, peer, protocol),
+                    protocol_factory, ssl, host, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+                )
         conn = ep.stack.connect(addr, int(port))
         fut: asyncio.Future[None] = self.create_future()
         poller.register(conn, _Connecting(fut))
@@ -170,28 +174,38 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             except OSError:
                 pass
             raise
+        return await self._dn_finish_connect(
+            lambda protocol: DockNetTCPTransport(self, poller, ep.stack, conn, protocol),
+            protocol_factory, ssl, host, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+        )
+
+    async def _dn_finish_connect(self, make_transport: Callable[[asyncio.BaseProtocol], asyncio.Transport],
+                                 protocol_factory: Callable[[], asyncio.BaseProtocol], ssl: Any, host: Any,
+                                 server_hostname: str | None, ssl_handshake_timeout: float | None,
+                                 ssl_shutdown_timeout: float | None) -> Any:
+        """The protocol on a connected transport (lwIP or fast channel),
+        with TLS in between when asked."""
         protocol = protocol_factory()
-        if ssl:
-            ctx = ssl if isinstance(ssl, ssl_mod.SSLContext) else ssl_mod.create_default_context()
-            if server_hostname is None:
-                server_hostname = host if isinstance(host, str) else ""
-            waiter = self.create_future()
-            app = protocol
-            protocol = asyncio.sslproto.SSLProtocol(
-                self, app, ctx, waiter, server_side=False, server_hostname=server_hostname or None,
-                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-            )
-            transport = DockNetTCPTransport(self, poller, ep.stack, conn, protocol)
-            try:
-                await waiter
-            except BaseException:
-                transport.close()
-                raise
-            return protocol._app_transport, app  # type: ignore[attr-defined]
-        transport = DockNetTCPTransport(self, poller, ep.stack, conn, protocol)
-        # connection_made runs from the transport's first callback.
-        await asyncio.sleep(0)
-        return transport, protocol
+        if not ssl:
+            transport = make_transport(protocol)
+            # connection_made runs from the transport's first callback.
+            await asyncio.sleep(0)
+            return transport, protocol
+        ctx = ssl if isinstance(ssl, ssl_mod.SSLContext) else ssl_mod.create_default_context()
+        if server_hostname is None:
+            server_hostname = host if isinstance(host, str) else ""
+        waiter = self.create_future()
+        tls = asyncio.sslproto.SSLProtocol(
+            self, protocol, ctx, waiter, server_side=False, server_hostname=server_hostname or None,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        transport = make_transport(tls)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return tls._app_transport, protocol
 
     async def create_server(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
                             host: Any = None, port: Any = None, *, sock: Any = None,
@@ -309,35 +323,6 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         fc = FastChannel(fds[0], 0, fds[1], fds[2])
         local = (ep.address, int(msg["local_port"]))
         return fc, local, (addr, port)
-
-    async def _dn_fc_transport(self, fc: Any, local: tuple[str, int], peer: tuple[str, int],
-                               protocol_factory: Callable[[], asyncio.BaseProtocol], ssl: Any, host: Any,
-                               server_hostname: str | None, ssl_handshake_timeout: float | None,
-                               ssl_shutdown_timeout: float | None) -> Any:
-        from .fcstream import FastChannelTransport
-
-        assert self._dn_poller is not None
-        protocol = protocol_factory()
-        if ssl:
-            ctx = ssl if isinstance(ssl, ssl_mod.SSLContext) else ssl_mod.create_default_context()
-            if server_hostname is None:
-                server_hostname = host if isinstance(host, str) else ""
-            waiter = self.create_future()
-            app = protocol
-            protocol = asyncio.sslproto.SSLProtocol(
-                self, app, ctx, waiter, server_side=False, server_hostname=server_hostname or None,
-                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-            )
-            transport = FastChannelTransport(self, self._dn_poller, fc, local, peer, protocol)
-            try:
-                await waiter
-            except BaseException:
-                transport.close()
-                raise
-            return protocol._app_transport, app  # type: ignore[attr-defined]
-        transport = FastChannelTransport(self, self._dn_poller, fc, local, peer, protocol)
-        await asyncio.sleep(0)
-        return transport, protocol
 
     def _dn_control(self, msg: dict[str, Any], fds: list[int]) -> None:
         """A message from the master the stack did not handle itself."""
