@@ -1,11 +1,14 @@
 #include <errno.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include <rte_alarm.h>
 #include <rte_bus_vdev.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_interrupts.h>
 #include <rte_mbuf.h>
 
 #include "dn_error.h"
@@ -128,10 +131,49 @@ dn_memif_wait_link(uint16_t port_id, unsigned int timeout_ms)
 		"within %u ms", port_id, timeout_ms);
 }
 
-void
-dn_memif_destroy(uint16_t port_id, const char *name)
+struct dn_memif_close {
+	uint16_t port_id;
+	const char *name;
+	sem_t done;
+};
+
+static void
+dn_memif_close_now(uint16_t port_id, const char *name)
 {
 	rte_eth_dev_stop(port_id);
 	rte_eth_dev_close(port_id);
 	rte_vdev_uninit(name);
+}
+
+static void
+dn_memif_close_cb(void *arg)
+{
+	struct dn_memif_close *req = arg;
+
+	dn_memif_close_now(req->port_id, req->name);
+	sem_post(&req->done);
+}
+
+void
+dn_memif_destroy(uint16_t port_id, const char *name)
+{
+	struct dn_memif_close req = { .port_id = port_id, .name = name };
+
+	/* memif's control channel lives on the EAL interrupt thread: when the
+	 * peer dies, that thread tears the connection down. Closing the port
+	 * from another thread at the same moment frees what the handler is
+	 * using (seen as a SIGSEGV in the master). An alarm runs on the
+	 * interrupt thread, so the close is serialised with the handler. */
+	if (rte_thread_is_intr()) {
+		dn_memif_close_now(port_id, name);
+		return;
+	}
+	if (sem_init(&req.done, 0, 0) != 0 ||
+	    rte_eal_alarm_set(1, dn_memif_close_cb, &req) != 0) {
+		dn_memif_close_now(port_id, name);
+		return;
+	}
+	while (sem_wait(&req.done) != 0 && errno == EINTR)
+		;
+	sem_destroy(&req.done);
 }

@@ -36,11 +36,14 @@ class Proc:
 
     def __init__(self, argv: list[str], env: dict[str, str], name: str) -> None:
         self.name = name
+        # stderr goes to a file, not a pipe: a chatty process (a master logs
+        # every attach) must never block on a pipe nobody reads.
+        self._stderr = tempfile.TemporaryFile(mode="w+", prefix=f"dn-{name}-")
         self.popen = subprocess.Popen(
             argv,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
             cwd=ROOT,
         )
@@ -77,10 +80,9 @@ class Proc:
             self.lines.append(line)
 
     def stderr_tail(self) -> str:
-        if self.popen.poll() is None or self.popen.stderr is None:
-            return "(still running)"
-        if not self.popen.stderr.closed:
-            self.stderr_text += self.popen.stderr.read()
+        if not self._stderr.closed:
+            self._stderr.seek(0)
+            self.stderr_text = self._stderr.read()
         return self.stderr_text[-3000:]
 
     def wait(self, timeout: float = 60) -> int:
@@ -97,11 +99,10 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
-        if self.popen.stderr is not None and not self.popen.stderr.closed:
-            self.stderr_text = self.popen.stderr.read()
-        for f in (self.popen.stdout, self.popen.stderr):
-            if f is not None:
-                f.close()
+        self.stderr_tail()
+        self._stderr.close()
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
 
 
 class Master:

@@ -75,7 +75,13 @@ def session_master() -> Iterator[Master]:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-            m.stop()
+            rc = m.stop()
+            log = os.environ.get("DOCKNET_TEST_MASTER_LOG")
+            if log:
+                with open(log, "w") as f:
+                    f.write(m.proc.stderr_text)
+        # The master lived through the whole suite and stopped cleanly.
+        assert rc == 0, f"master exited with {rc}: {m.proc.stderr_tail()}"
 
 
 @pytest.fixture(scope="session")
