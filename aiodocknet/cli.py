@@ -48,9 +48,17 @@ def _master(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"docknet master: {exc}", file=sys.stderr)
         return 2
-    for key in ("run_dir", "subnet", "mtu", "spin_us", "range", "uplink"):
+    for key in ("run_dir", "subnet", "mtu", "spin_us", "range", "uplink", "fast_channels"):
         if getattr(args, key) is not None:
             setattr(fc.master, key, getattr(args, key))
+    if args.fast_channel_ring is not None:
+        from .master.config import parse_ring_size
+
+        try:
+            fc.master.fast_channel_ring = parse_ring_size(args.fast_channel_ring)
+        except ValueError as exc:
+            print(f"docknet master: --fast-channel-ring: {exc}", file=sys.stderr)
+            return 2
     if args.check_config:
         print(json.dumps(describe(fc), indent=1))
         print("configuration is valid", file=sys.stderr)
@@ -216,6 +224,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--spin-us", type=int, help="busy-poll time before sleeping (default 200)")
     m.add_argument("--range", help="this host's share of the subnet when hosts share it, e.g. 10.77.1.0/24")
     m.add_argument("--uplink", help="DPDK port to other hosts, e.g. net_af_packet0,iface=eth1")
+    m.add_argument("--no-fast-channels", dest="fast_channels", action="store_const", const=False,
+                   help="carry every connection through the switch (for comparison)")
+    m.add_argument("--fast-channel-ring", help="bytes per fast-channel ring, a power of two (default 1MiB)")
     m.set_defaults(func=_master)
 
     d = sub.add_parser("demo", help="start a master and slaves here and measure the data plane")

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from typing import Any
 
 from .control import default_master_path, request
 from .log import get_logger
@@ -41,6 +42,9 @@ class ProcessEndpoint:
         self.network = ipaddress.IPv4Network(f"{stack.address}/{stack.info.prefix}", strict=False)
         self.address = stack.address
         self.owner: object | None = None
+        # The last limits the master pushed (for fast channels), kept here
+        # because loops come and go while the endpoint stays.
+        self.limits: dict[str, Any] | None = None
         self._names: dict[str, tuple[float, str | None]] = {}
 
     @classmethod

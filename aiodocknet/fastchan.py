@@ -1,8 +1,9 @@
 """Fast channels: shared-memory byte streams between two processes.
 
 ``FastChannel`` wraps one side of a region made by :func:`make_channel`
-(native/dn_fastchan.h). The master will broker them for connections between
-endpoints on one host; the loop will carry them as ordinary transports.
+(native/dn_fastchan.h). The master brokers them for connections between
+endpoints on one host (``master/broker.py``) and watches them with
+``ChannelWatch``; the loop carries them as transports (``fcstream.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from ._errors import check, raise_errno
 from ._native import ffi, lib
 
-__all__ = ["FastChannel", "make_channel", "READABLE", "WRITABLE"]
+__all__ = ["ChannelWatch", "FastChannel", "make_channel", "READABLE", "WRITABLE"]
 
 READABLE = lib.DN_FC_READABLE
 WRITABLE = lib.DN_FC_WRITABLE
@@ -92,3 +93,29 @@ class FastChannel:
             self._fc = None
             for fd in self._fds:
                 os.close(fd)
+
+
+class ChannelWatch:
+    """The master's read-only view of a channel: bytes each way, which
+    sides have closed. Holding it keeps the channel's memory alive."""
+
+    def __init__(self, memfd: int) -> None:
+        out = ffi.new("struct dn_fc_watch **")
+        check(lib.dn_fc_watch_open(memfd, out))
+        self._w: Any = out[0]
+        self._stats = ffi.new("struct dn_fc_stats *")
+
+    def read(self) -> dict[str, Any]:
+        if self._w is None:
+            raise ValueError("the watch is closed")
+        lib.dn_fc_watch_read(self._w, self._stats)
+        st = self._stats
+        return {"bytes": (int(st.bytes[0]), int(st.bytes[1])),
+                "closed": (bool(st.closed[0]), bool(st.closed[1])),
+                "eof": (bool(st.eof[0]), bool(st.eof[1])),
+                "reset": bool(st.reset), "ring_size": int(st.ring_size)}
+
+    def close(self) -> None:
+        if self._w is not None:
+            lib.dn_fc_watch_close(self._w)
+            self._w = None

@@ -58,9 +58,17 @@ class FastChannelTransport(DockNetTCPTransport):
         peername: tuple[str, int],
         protocol: asyncio.BaseProtocol,
         server: Any = None,
+        channel_id: int = 0,
     ) -> None:
         self._fc = fc
         self._fc_names = (sockname, peername)
+        self._channel_id = channel_id
+        # The endpoint's limits (pushed by the master), shared by all its
+        # channels; while a bucket is empty a timer takes over from polling.
+        self._egress = getattr(loop, "_dn_egress", None)
+        self._ingress = getattr(loop, "_dn_ingress", None)
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
         super().__init__(loop, poller, None, -1, protocol, server)  # type: ignore[arg-type]
 
     @property
@@ -74,17 +82,56 @@ class FastChannelTransport(DockNetTCPTransport):
         self._poller.add_channel(self)
 
     def _io_recv(self, size: int) -> bytes | None:
+        lim = self._ingress
+        if lim is not None and lim.limited:
+            size = lim.allowance(size)
+            if size == 0:
+                self._hold_reads(lim.delay())
+                return None
+            data = self._fc.read(size)
+            if data:
+                lim.spend(len(data))
+            return data
         return self._fc.read(size)
 
     def _io_recv_into(self, buf: Any) -> int | None:
-        data = self._fc.read(len(buf))
+        data = self._io_recv(len(buf))
         if data is None:
             return None
         buf[: len(data)] = data
         return len(data)
 
     def _io_send(self, data: Any) -> int:
+        lim = self._egress
+        if lim is not None and lim.limited:
+            n = lim.allowance(len(data))
+            if n < len(data):
+                self._hold_writes(lim.delay())
+                if n == 0:
+                    self._fc.write(b"")  # the timer, not the ring, says when
+                    return 0
+                data = memoryview(data)[:n]
+            n = self._fc.write(data)
+            lim.spend(n)
+            return n
         return self._fc.write(data)
+
+    def _hold_writes(self, delay: float) -> None:
+        if self._write_timer is None:
+            self._write_timer = self._loop.call_later(delay, self._limit_write)
+
+    def _limit_write(self) -> None:
+        self._write_timer = None
+        self._write_ready()
+
+    def _hold_reads(self, delay: float) -> None:
+        if self._read_timer is None:
+            self._read_timer = self._loop.call_later(delay, self._limit_read)
+
+    def _limit_read(self) -> None:
+        self._read_timer = None
+        self._read_ready()
+        self._poller.kick()
 
     def _io_shutdown(self) -> None:
         self._fc.shutdown()
@@ -99,17 +146,44 @@ class FastChannelTransport(DockNetTCPTransport):
             self._fc.shutdown()
         except OSError:
             pass
+        for timer in (self._write_timer, self._read_timer):
+            if timer is not None:
+                timer.cancel()
         self._poller.remove_channel(self)
         self._fc.close()
+        self._loop._dn_fc_closed(self._channel_id)  # type: ignore[attr-defined]
 
     def _fc_poll(self) -> bool:
         """Called by the poller each pass; True if anything was ready."""
         bits = self._fc.ready()
+        if self._read_timer is not None:
+            bits &= ~READABLE  # held back by the ingress limit
         if bits & READABLE:
             self._read_ready()
         if bits & WRITABLE:
-            self._write_ready()
+            if self._buffer and not self._lost_called:
+                self._write_ready()
+            else:
+                try:
+                    self._fc.write(b"")  # nothing to send after all: stop asking
+                except OSError:
+                    pass
         return bits != 0
+
+    def _fc_arm(self) -> int:
+        """The poller wants to sleep: 0 if it may (the doorbell or a limit
+        timer will wake it), else what is ready."""
+        if self._read_timer is not None:
+            return 0
+        return self._fc.arm()
+
+    def _fc_row(self) -> dict[str, Any]:
+        """This connection as `docknet ss` lists it."""
+        rq, sq = self._fc.queued() if not self._lost_called else (0, 0)
+        (la, lp), (pa, pp) = self._fc_names
+        return {"id": f"fc{self._channel_id}", "kind": "tcp", "state": "CLOSING" if self._closing else "ESTAB",
+                "local": f"{la}:{lp}", "peer": f"{pa}:{pp}", "recv_q": rq, "send_q": sq + len(self._buffer),
+                "path": "fast"}
 
     def _peer_gone(self) -> None:
         self._force_close(ConnectionResetError(errno.ECONNRESET, "the peer's process is gone"))

@@ -11,6 +11,7 @@ call that could use it; with no master, the loop is plain uvloop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import itertools
 import os
@@ -27,12 +28,14 @@ from .server import DockNetServer
 from .stack import CONNECTED, ERROR, Event
 from .tcp import DockNetTCPTransport, _exc
 from .udp import DockNetDatagramTransport
+from .bucket import TokenBucket
 
-# Opt-in for now (DOCKNET_FAST_CHANNELS=1): the conformance suite passes
-# over them, but aiohttp over fast channels still hangs now and then.
-FAST_CHANNELS = os.environ.get("DOCKNET_FAST_CHANNELS", "0") == "1"
+# Connections to endpoints of our own master go over fast channels unless
+# DOCKNET_FAST_CHANNELS=0 (for comparison) or the master has them off.
+FAST_CHANNELS = os.environ.get("DOCKNET_FAST_CHANNELS", "1") != "0"
 # How long a connect waits for the master's answer about a fast channel
-# (the master itself gives the listener one second, then says no).
+# before taking the network path (the master answers at once; this is for
+# a master too busy to).
 FC_BROKER_TIMEOUT = 3.0
 
 __all__ = ["DockNetLoop"]
@@ -67,6 +70,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         # Connections to endpoints of our own master may go over fast
         # channels (see FAST_CHANNELS).
         self._dn_fast_channels = FAST_CHANNELS
+        # The endpoint's limits, enforced here on fast channels.
+        self._dn_egress: TokenBucket | None = None
+        self._dn_ingress: TokenBucket | None = None
 
     # ---- the endpoint ----
 
@@ -87,6 +93,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         ep.owner = self
         self._dn_endpoint = ep
         self._dn_poller = StackPoller(self, ep.stack)
+        ep.stack.extra_connections = self._dn_fc_rows
+        if ep.limits is not None:
+            self._dn_set_limits(ep.limits)
         return ep
 
     def _docknet_address(self, host: Any) -> str | None:
@@ -108,6 +117,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
 
     def close(self) -> None:
         if self._dn_poller is not None:
+            for port in list(self._dn_servers):
+                self._dn_listen(port, False)
+            self._dn_servers.clear()
             self._dn_poller.close()
             self._dn_poller = None
             if self._dn_endpoint is not None and self._dn_endpoint.owner is self:
@@ -155,9 +167,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             if made is not None:
                 from .fcstream import FastChannelTransport
 
-                fc, local, peer = made
+                fc, local, peer, cid = made
                 return await self._dn_finish_connect(
-                    lambda protocol: FastChannelTransport(self, poller, fc, local, peer, protocol),
+                    lambda protocol: FastChannelTransport(self, poller, fc, local, peer, protocol, channel_id=cid),
                     protocol_factory, ssl, host, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
                 )
         conn = ep.stack.connect(addr, int(port))
@@ -298,10 +310,11 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
 
     # ---- fast channels (brokered by the master) ----
 
-    async def _dn_fc_connect(self, addr: str, port: int) -> tuple[Any, tuple[str, int], tuple[str, int]] | None:
+    async def _dn_fc_connect(self, addr: str, port: int) -> tuple[Any, tuple[str, int], tuple[str, int], int] | None:
         """Ask the master for a fast channel to addr:port; None means take
-        the lwIP path (not a local endpoint, nobody listening there with a
-        DockNetLoop, policy, or fast channels off at the master)."""
+        the network path (not a local endpoint, no DockNetLoop listening
+        there, fast channels off at the master). A pair that policy keeps
+        apart is refused here, at once, as a firewall's reject would be."""
         from .fastchan import FastChannel
 
         ep = self._dn_endpoint
@@ -319,52 +332,97 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         if not msg.get("ok") or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
+            if msg.get("refuse"):
+                raise ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {addr}:{port} refused: "
+                                             f"{msg.get('reason', 'not allowed')}")
             return None
         fc = FastChannel(fds[0], 0, fds[1], fds[2])
         local = (ep.address, int(msg["local_port"]))
-        return fc, local, (addr, port)
+        return fc, local, (addr, port), int(msg["id"])
+
+    def _dn_fc_closed(self, channel_id: int) -> None:
+        """A fast-channel transport let go of its channel: the master may
+        free it once the other side has too."""
+        ep = self._dn_endpoint
+        if ep is None or not channel_id:
+            return
+        try:
+            ep.stack.send_control({"event": "fc_closed", "id": channel_id})
+        except OSError:
+            pass  # the master is gone, and its books with it
+
+    def _dn_listen(self, port: int, on: bool) -> None:
+        """Tell the master which ports our servers serve: only those get
+        fast channels (others, e.g. a native listener, the network path)."""
+        ep = self._dn_endpoint
+        if ep is None or not self._dn_fast_channels:
+            return
+        try:
+            ep.stack.send_control({"event": "listen", "port": port, "on": on})
+        except OSError:
+            pass
+
+    def _dn_fc_rows(self) -> list[dict[str, Any]]:
+        return [t._fc_row() for t in self._dn_poller.channels()] if self._dn_poller is not None else []
 
     def _dn_control(self, msg: dict[str, Any], fds: list[int]) -> None:
         """A message from the master the stack did not handle itself."""
-        if msg.get("event") == "endpoint_gone":
+        event = msg.get("event")
+        if event == "endpoint_gone":
             if self._dn_poller is not None:
                 for t in self._dn_poller.channels():
                     if t.peer_address == msg.get("address"):
                         t._peer_gone()
-        elif msg.get("event") == "fc_result":
+        elif event == "fc_result":
             fut = self._dn_fc_pending.get(msg.get("req"))  # type: ignore[arg-type]
             if fut is not None and not fut.done():
                 fut.set_result((msg, fds))
                 return
+        elif event == "limits":
+            self._dn_set_limits(msg)
         elif msg.get("op") == "fc_offer":
             self._dn_fc_offer(msg, fds)
             return
         for fd in fds:
             os.close(fd)
 
+    def _dn_set_limits(self, msg: dict[str, Any]) -> None:
+        def bucket(bits: Any, pkts: Any) -> TokenBucket | None:
+            b = TokenBucket(int(bits or 0), int(pkts or 0))
+            return b if b.limited else None
+
+        if self._dn_endpoint is not None:
+            self._dn_endpoint.limits = msg  # for the next loop to own the endpoint
+        self._dn_egress = bucket(msg.get("egress_bits"), msg.get("egress_pkts"))
+        self._dn_ingress = bucket(msg.get("ingress_bits"), msg.get("ingress_pkts"))
+        if self._dn_poller is not None:
+            for t in self._dn_poller.channels():
+                t._egress, t._ingress = self._dn_egress, self._dn_ingress
+
     def _dn_fc_offer(self, msg: dict[str, Any], fds: list[int]) -> None:
-        """The master offers a fast channel for a connection to one of our
-        ports: accept it if a server of this loop serves that port."""
+        """A connection to one of our ports over a fast channel. If no
+        server of ours serves the port any more (it closed as the offer
+        came), the channel is reset: the connector sees a reset, as a TCP
+        connection to a listener that closed its backlog would."""
         from .fastchan import FastChannel
 
         ep = self._dn_endpoint
         server = self._dn_servers.get(msg.get("port"))  # type: ignore[arg-type]
-        ok = ep is not None and server is not None and server.is_serving() and len(fds) == 3
-        try:
-            if ok:
-                assert ep is not None and server is not None
-                peer = (str(msg["peer"][0]), int(msg["peer"][1]))
-                fc = FastChannel(fds[0], 1, fds[1], fds[2])
-                fds = []
-                server._accept_channel(fc, (ep.address, int(msg["port"])), peer)
-        except Exception as exc:  # noqa: BLE001 - the offer is refused, the connector falls back
-            ok = False
-            self.call_exception_handler({"message": "fast channel offer failed", "exception": exc})
-        finally:
+        cid = msg.get("id") if isinstance(msg.get("id"), int) else 0
+        if ep is None or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
-            if ep is not None:
-                try:
-                    ep.stack.send_control({"event": "fc_answer", "req": msg.get("req"), "ok": ok})
-                except OSError:
-                    pass
+            return
+        try:
+            fc = FastChannel(fds[0], 1, fds[1], fds[2])
+        except OSError as exc:
+            self.call_exception_handler({"message": "fast channel offer failed", "exception": exc})
+            self._dn_fc_closed(cid)
+            return
+        if server is None or not server.is_serving():
+            fc.reset()
+            fc.close()
+            self._dn_fc_closed(cid)
+            return
+        peer = (str(msg["peer"][0]), int(msg["peer"][1]))
+        server._accept_channel(fc, (ep.address, int(msg["port"])), peer, cid)

@@ -133,7 +133,7 @@ class StackPoller:
         one already has something."""
         armed = []
         for t in self._channels:
-            if t._fc.arm():
+            if t._fc_arm():
                 for a in armed:
                     a._fc.disarm()
                 self._stack.disarm()

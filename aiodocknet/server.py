@@ -57,6 +57,7 @@ class DockNetServer(asyncio.AbstractServer):
             self._port = stack.sockname(self._listener)[1]
         self._loop._dn_poller.register(self._listener, self)
         self._loop._dn_servers[self._port] = self
+        self._loop._dn_listen(self._port, True)
 
     def _dn_event(self, ev: Event) -> None:
         if ev.kind != ACCEPTED:
@@ -84,7 +85,7 @@ class DockNetServer(asyncio.AbstractServer):
             stack.abort(ev.conn)
             stack.close_conn(ev.conn)
 
-    def _accept_channel(self, fc: Any, local: tuple[str, int], peer: tuple[str, int]) -> None:
+    def _accept_channel(self, fc: Any, local: tuple[str, int], peer: tuple[str, int], channel_id: int) -> None:
         """A connection to us that the master carried over a fast channel."""
         from .fcstream import FastChannelTransport
 
@@ -96,7 +97,8 @@ class DockNetServer(asyncio.AbstractServer):
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
                 ssl_shutdown_timeout=self._ssl_shutdown_timeout,
             )
-        FastChannelTransport(self._loop, self._loop._dn_poller, fc, local, peer, protocol, server=self)
+        FastChannelTransport(self._loop, self._loop._dn_poller, fc, local, peer, protocol, server=self,
+                             channel_id=channel_id)
 
     def _attach(self, transport: DockNetTCPTransport) -> None:
         self._transports.add(transport)
@@ -168,6 +170,7 @@ class DockNetServer(asyncio.AbstractServer):
             self._listener = None
             if self._loop._dn_servers.get(self._port) is self:
                 del self._loop._dn_servers[self._port]
+                self._loop._dn_listen(self._port, False)
         if self._kernel is not None:
             self._kernel.close()
         if self._serving_forever is not None and not self._serving_forever.done():

@@ -19,6 +19,7 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._errors import check, raise_errno
@@ -165,6 +166,9 @@ class SlaveStack:
         self._st = stack
         self._fds = fds
         self._control = control
+        # Connections the stack does not carry (the loop's fast channels),
+        # for `docknet ss`.
+        self.extra_connections: Callable[[], list[dict[str, Any]]] | None = None
         self.info = info
         self._events = ffi.new("struct dn_event[]", 512)
         self._ip = ffi.new("uint32_t *")
@@ -461,6 +465,8 @@ class SlaveStack:
                 elif msg.get("op") == "connections":
                     # The master asks on behalf of `docknet ss`.
                     conns = self.connections()
+                    if self.extra_connections is not None:
+                        conns += self.extra_connections()
                     try:
                         send_message(self._control, {"event": "connections", "req": msg.get("req"),
                                                      "total": len(conns), "conns": conns[:CONNS_REPLY_MAX]})

@@ -119,6 +119,7 @@ class DockNetTCPTransport(asyncio.Transport):
         self._peer_eof = False
         self._reading = True
         self._read_pending = False
+        self._started = False  # connection_made has run
         self._protocol_paused = False
         self._high = DEFAULT_HIGH
         self._low = DEFAULT_HIGH // 4
@@ -132,6 +133,7 @@ class DockNetTCPTransport(asyncio.Transport):
     def _start(self) -> None:
         if self._lost_called:
             return
+        self._started = True
         self._protocol.connection_made(self)
         # Data may have arrived before connection_made ran.
         self._read_ready()
@@ -220,8 +222,8 @@ class DockNetTCPTransport(asyncio.Transport):
             self._loop.call_soon(self._read_ready)
 
     def _read_ready(self) -> None:
-        if self._lost_called or self._peer_eof:
-            return
+        if self._lost_called or self._peer_eof or not self._started:
+            return  # (_start reads what came before connection_made)
         if not self._reading or self._closing:
             self._read_pending = True
             return

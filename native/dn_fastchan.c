@@ -26,6 +26,7 @@ struct dn_fc_region {
 	uint32_t magic;
 	uint32_t ring_size;
 	_Atomic uint32_t reset;
+	_Atomic uint32_t closed[2];	/* side s has let go of the channel */
 	struct dn_fc_ring ring[2];	/* ring[s]: written by side s */
 };
 
@@ -40,6 +41,7 @@ struct dn_fc {
 	char *tx_data;
 	char *rx_data;
 	uint32_t mask;
+	int side;
 	int self_efd;
 	int peer_efd;
 	int shut;
@@ -107,6 +109,7 @@ dn_fc_open(int memfd, int side, int self_efd, int peer_efd,
 	fc->tx_data = (char *)map + fc->tx->data_off;
 	fc->rx_data = (char *)map + fc->rx->data_off;
 	fc->mask = head.ring_size - 1;
+	fc->side = side;
 	fc->self_efd = self_efd;
 	fc->peer_efd = peer_efd;
 	*out = fc;
@@ -116,6 +119,9 @@ dn_fc_open(int memfd, int side, int self_efd, int peer_efd,
 void
 dn_fc_close(struct dn_fc *fc)
 {
+	/* For the master's books (dn_fc_watch): this side is done. */
+	atomic_store_explicit(&fc->r->closed[fc->side], 1,
+		memory_order_release);
 	munmap(fc->r, fc->map_len);
 	free(fc);
 }
@@ -144,6 +150,8 @@ dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 	if (fc->shut)
 		return dn_error(-EPIPE, "fast channel was shut down for "
 			"writing");
+	/* Any write answers DN_FC_WRITABLE; a short one asks for it again. */
+	fc->want_room = 0;
 	head = atomic_load_explicit(&fc->tx->head, memory_order_relaxed);
 	tail = atomic_load_explicit(&fc->tx->tail, memory_order_acquire);
 	room = size - (uint32_t)(head - tail);
@@ -242,13 +250,13 @@ dn_fc_ready(struct dn_fc *fc)
 	    (!fc->eof_seen &&
 	     atomic_load_explicit(&fc->rx->eof, memory_order_acquire)))
 		bits |= DN_FC_READABLE;
+	/* Reported until the caller writes: dn_fc_arm() looks too, and what
+	 * it sees must still be there at the next poll. */
 	if (fc->want_room &&
 	    (uint32_t)(atomic_load_explicit(&fc->tx->head,
 	    memory_order_relaxed) - atomic_load_explicit(&fc->tx->tail,
-	    memory_order_acquire)) < size) {
-		fc->want_room = 0;
+	    memory_order_acquire)) < size)
 		bits |= DN_FC_WRITABLE;
-	}
 	return bits;
 }
 
@@ -294,4 +302,57 @@ dn_fc_tx_queued(const struct dn_fc *fc)
 {
 	return (uint32_t)(atomic_load(&fc->tx->head) -
 		atomic_load(&fc->tx->tail));
+}
+
+struct dn_fc_watch {
+	const struct dn_fc_region *r;
+};
+
+int
+dn_fc_watch_open(int memfd, struct dn_fc_watch **out)
+{
+	struct dn_fc_watch *w;
+	void *map;
+
+	map = mmap(NULL, DN_FC_HEADER, PROT_READ, MAP_SHARED, memfd, 0);
+	if (map == MAP_FAILED)
+		return dn_error(-errno, "cannot map the fast channel: %s",
+			strerror(errno));
+	if (((const struct dn_fc_region *)map)->magic != DN_FC_MAGIC) {
+		munmap(map, DN_FC_HEADER);
+		return dn_error(-EPROTO, "not a fast channel region");
+	}
+	w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		munmap(map, DN_FC_HEADER);
+		return dn_error(-ENOMEM, "out of memory for a fast channel");
+	}
+	w->r = map;
+	*out = w;
+	return 0;
+}
+
+void
+dn_fc_watch_read(const struct dn_fc_watch *w, struct dn_fc_stats *out)
+{
+	const struct dn_fc_region *r = w->r;
+	int s;
+
+	for (s = 0; s < 2; s++) {
+		out->bytes[s] = atomic_load_explicit(&r->ring[s].head,
+			memory_order_relaxed);
+		out->closed[s] = atomic_load_explicit(&r->closed[s],
+			memory_order_acquire);
+		out->eof[s] = atomic_load_explicit(&r->ring[s].eof,
+			memory_order_relaxed);
+	}
+	out->reset = atomic_load_explicit(&r->reset, memory_order_relaxed);
+	out->ring_size = r->ring_size;
+}
+
+void
+dn_fc_watch_close(struct dn_fc_watch *w)
+{
+	munmap((void *)w->r, DN_FC_HEADER);
+	free(w);
 }

@@ -37,7 +37,8 @@ int dn_fc_shutdown(struct dn_fc *fc);
 void dn_fc_reset(struct dn_fc *fc);
 
 #define DN_FC_READABLE 1	/* bytes, end of stream or reset to see */
-#define DN_FC_WRITABLE 2	/* room again after a full ring */
+#define DN_FC_WRITABLE 2	/* room again after a full ring (until the
+				 * next dn_fc_write, which may be empty) */
 
 /* What is ready now (DN_FC_* bits), without waiting. */
 int dn_fc_ready(struct dn_fc *fc);
@@ -50,5 +51,20 @@ int dn_fc_fileno(const struct dn_fc *fc);
 /* Bytes waiting to be read / queued and not yet read by the peer. */
 uint32_t dn_fc_rx_queued(const struct dn_fc *fc);
 uint32_t dn_fc_tx_queued(const struct dn_fc *fc);
+
+/* The master's read-only view of a channel it brokered: bytes each way
+ * and which sides have closed, so it can count and release channels. */
+struct dn_fc_watch;
+struct dn_fc_stats {
+	uint64_t bytes[2];	/* written by side 0 / side 1 */
+	uint32_t closed[2];
+	uint32_t eof[2];
+	uint32_t reset;
+	uint32_t ring_size;
+};
+
+int dn_fc_watch_open(int memfd, struct dn_fc_watch **out);
+void dn_fc_watch_read(const struct dn_fc_watch *w, struct dn_fc_stats *out);
+void dn_fc_watch_close(struct dn_fc_watch *w);
 
 #endif /* DN_FASTCHAN_H */

@@ -42,12 +42,14 @@ class Proc:
         self.popen = subprocess.Popen(
             argv,
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
             cwd=ROOT,
         )
         self.lines: list[dict[str, Any]] = []
+        self._partial = b""
         self.stderr_text = ""
 
     @property
@@ -56,28 +58,35 @@ class Proc:
 
     def expect(self, event: str, timeout: float = 30) -> dict[str, Any]:
         """Wait for the next line with this event (others are kept)."""
-        for line in self.lines:
-            if line.get("event") == event:
-                self.lines.remove(line)
-                return line
         assert self.popen.stdout is not None
         deadline = time.monotonic() + timeout
         while True:
+            for line in self.lines:
+                if line.get("event") == event:
+                    self.lines.remove(line)
+                    return line
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"{self.name}: no {event!r} within {timeout}s; {self.stderr_tail()}")
+            # Raw reads, split here: a buffered readline() could leave a
+            # second line in its buffer where select() cannot see it.
             r, _, _ = select.select([self.popen.stdout], [], [], left)
             if not r:
                 continue
-            raw = self.popen.stdout.readline()
-            if not raw:
+            chunk = os.read(self.popen.stdout.fileno(), 65536)
+            if not chunk:
                 raise AssertionError(
                     f"{self.name} exited ({self.popen.wait()}) before {event!r}: {self.stderr_tail()}"
                 )
-            line = json.loads(raw)
-            if line.get("event") == event:
-                return line
-            self.lines.append(line)
+            self._partial += chunk
+            *complete, self._partial = self._partial.split(b"\n")
+            self.lines.extend(json.loads(raw) for raw in complete if raw.strip())
+
+    def send(self, text: str) -> None:
+        """A line on the child's stdin."""
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(text + "\n")
+        self.popen.stdin.flush()
 
     def stderr_tail(self) -> str:
         if not self._stderr.closed:
@@ -101,8 +110,12 @@ class Proc:
             self.popen.wait()
         self.stderr_tail()
         self._stderr.close()
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
+        for f in (self.popen.stdin, self.popen.stdout):
+            if f is not None:
+                try:
+                    f.close()
+                except BrokenPipeError:
+                    pass
 
 
 class Master:

@@ -49,8 +49,18 @@ def tls_files() -> Iterator[tuple[str, str]]:
         yield self_signed(d, name)
 
 
+# Both paths between two DockNet services of one master: a fast channel (the
+# default) and lwIP through the switch (DOCKNET_FAST_CHANNELS=0).
+PATHS = {"fast": ("FastChannelTransport", "FastChannelSocket"), "lwip": ("DockNetTCPTransport", "DockNetSocket")}
+
+
+@pytest.fixture(scope="module", params=list(PATHS))
+def path(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def servers(dn_master: Master, tls_files: tuple[str, str]) -> Iterator[dict[str, dict[str, Any]]]:
+def servers(dn_master: Master, tls_files: tuple[str, str], path: str) -> Iterator[dict[str, dict[str, Any]]]:
     """Both serving styles, each reporting ``ready``; at teardown, SIGTERM
     must shut each down cleanly (run_app's and AppRunner.cleanup's closing of
     DockNet sites) and detach it from the master."""
@@ -59,7 +69,8 @@ def servers(dn_master: Master, tls_files: tuple[str, str]) -> Iterator[dict[str,
     try:
         for style in STYLES:
             extra = ["--tls-cert", tls_files[0], "--tls-key", tls_files[1]] if style == "runner" else []
-            env = dict(dn_master.env, DOCKNET_ENDPOINT=server_name(style))
+            env = dict(dn_master.env, DOCKNET_ENDPOINT=server_name(style),
+                       DOCKNET_FAST_CHANNELS="1" if path == "fast" else "0")
             procs[style] = Proc([sys.executable, str(PEER), "server", "--style", style, *extra], env,
                                 server_name(style))
             out[style] = procs[style].expect("ready", timeout=60)
@@ -75,12 +86,13 @@ def servers(dn_master: Master, tls_files: tuple[str, str]) -> Iterator[dict[str,
             p.stop()
 
 
-def run_client(master: Master, style: str, ready: dict[str, Any], cafile: str) -> dict[str, Any]:
+def run_client(master: Master, style: str, ready: dict[str, Any], cafile: str, path: str) -> dict[str, Any]:
     args = ["--name", server_name(style), "--ip", ready["address"], "--port", str(ready["port"]),
             "--kernel-port", str(ready["kernel_port"])]
     if ready.get("tls_port"):
         args += ["--tls-port", str(ready["tls_port"]), "--cafile", cafile]
-    env = dict(master.env, DOCKNET_ENDPOINT=f"aiohttp-client-{style.replace('_', '')}")
+    env = dict(master.env, DOCKNET_ENDPOINT=f"aiohttp-client-{style.replace('_', '')}",
+               DOCKNET_FAST_CHANNELS="1" if path == "fast" else "0")
     p = Proc([sys.executable, str(PEER), "client", *args], env, f"client-{style}")
     try:
         result = p.expect("result", timeout=60)
@@ -93,7 +105,8 @@ def run_client(master: Master, style: str, ready: dict[str, Any], cafile: str) -
 @needs_root
 @pytest.mark.parametrize("style", STYLES)
 def test_aiohttp_over_docknet(dn_master: Master, servers: dict[str, dict[str, Any]],
-                              tls_files: tuple[str, str], style: str) -> None:
+                              tls_files: tuple[str, str], style: str, path: str) -> None:
+    transport, sock = PATHS[path]
     ready = servers[style]
     assert ready["loop"] == "DockNetLoop"
     addr = ready["address"]
@@ -103,16 +116,22 @@ def test_aiohttp_over_docknet(dn_master: Master, servers: dict[str, dict[str, An
         assert [addr, ready["port"]] in ready["addresses"], ready
         assert ["127.0.0.1", ready["kernel_port"]] in ready["addresses"], ready
 
-    res = run_client(dn_master, style, ready, tls_files[0])
+    before = dn_master.status()["fast_channels"]["made"]
+    res = run_client(dn_master, style, ready, tls_files[0], path)
+    made = dn_master.status()["fast_channels"]["made"] - before
+    # Every DockNet connection of the client (plain and TLS) was a fast
+    # channel, or none was.
+    assert (made > 0) == (path == "fast"), made
     client_addr = res["address"]
     assert client_addr.startswith("10.77.") and client_addr != addr
 
     # Server side: by name and by address the request came over a DockNet
-    # transport from the client's DockNet address; 127.0.0.1 is the kernel's.
+    # transport (of the path under test) from the client's DockNet address;
+    # 127.0.0.1 is the kernel's.
     for label in ("name", "ip"):
         info = res[f"info_{label}"]
-        assert info["transport"] == "DockNetTCPTransport", (label, info)
-        assert info["socket"] == "DockNetSocket", (label, info)
+        assert info["transport"] == transport, (label, info)
+        assert info["socket"] == sock, (label, info)
         assert info["peer"][0] == client_addr and info["sockname"] == [addr, ready["port"]], (label, info)
     kinfo = res["info_kernel"]
     assert kinfo["transport"] == "TCPTransport" and kinfo["socket"] == "PseudoSocket", kinfo  # uvloop's
@@ -124,37 +143,37 @@ def test_aiohttp_over_docknet(dn_master: Master, servers: dict[str, dict[str, An
         if "127.0.0.1" in c["url"]:
             assert c["transport"] == "TCPTransport" and c["socket"] == "PseudoSocket", c
         else:
-            assert c["socket"] == "DockNetSocket", c
+            assert c["socket"] == sock, c
             assert c["sockname"][0] == client_addr and c["peer"][0] == addr, c
     origins = {c["url"] for c in opened}
     assert {f"http://{server_name(style)}:{ready['port']}", f"http://{addr}:{ready['port']}",
             f"http://127.0.0.1:{ready['kernel_port']}"} <= origins, origins
 
     assert res["refused"] == ["ClientConnectorError", errno.ECONNREFUSED], res["refused"]
-    assert res["json_ok"] == ["DockNetTCPTransport"] * 12
+    assert res["json_ok"] == [transport] * 12
 
     up = res["upload"]
     assert up["bytes"] == BIG and up["sha256"] == res["upload_expected"], up
-    assert up["chunked"] and up["chunks"] > 1 and up["conn"]["transport"] == "DockNetTCPTransport", up
+    assert up["chunked"] and up["chunks"] > 1 and up["conn"]["transport"] == transport, up
 
     down = res["download"]
     assert down["bytes"] == BIG and down["sha256"] == down["header"] == res["download_expected"], down
-    assert down["chunked"] and down["server_transport"] == "DockNetTCPTransport", down
+    assert down["chunked"] and down["server_transport"] == transport, down
 
-    assert res["ws_socket"] == "DockNetSocket"
+    assert res["ws_socket"] == sock
     assert res["ws_echo"] == [True] * 10, res["ws_echo"]
     assert res["ws_close_result"] is True and res["ws_close_code"] == 1000
     assert res["ws_stats"]["ws_closes"] == [1000], res["ws_stats"]
-    assert res["ws_stats"]["ws_transports"] == ["DockNetTCPTransport"]
+    assert res["ws_stats"]["ws_transports"] == [transport]
 
     if style == "runner":
         for key in ("tls_name", "tls_ip_server_hostname"):
             info = res[key]
-            assert info["tls"] and info["socket"] == "DockNetSocket", (key, info)
+            assert info["tls"] and info["socket"] == sock, (key, info)
             assert info["peer"][0] == client_addr, (key, info)
         assert res["tls_ip_unverified"] == "ClientConnectorCertificateError", res["tls_ip_unverified"]
         tls = [c for c in opened if c["url"].startswith("https://")]
-        assert len(tls) == 2 and all(c["socket"] == "DockNetSocket" for c in tls), tls
+        assert len(tls) == 2 and all(c["socket"] == sock for c in tls), tls
 
 
 def test_connector_on_plain_uvloop() -> None:

@@ -87,7 +87,7 @@ def make_app(ctl: ControlServer) -> web.Application:
             "endpoints_registered": len(ctl.registry.endpoints), "tenants": sorted(ctl.registry.tenants),
             "switch": {**sw, "utilisation": round(util, 4)},
             "range": str(ctl.addresses.range),
-            "fast_channels_made": ctl.fc_made,
+            "fast_channels": ctl.broker.stats(),
             "uplink": ctl.switch.uplink(),
         })
 
@@ -159,10 +159,16 @@ def make_app(ctl: ControlServer) -> web.Application:
 
     @routes.get("/v1/stats")
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response({
-            "switch": ctl.switch.counters(),
-            "endpoints": {n: ctl.switch.port_counters(ep.slot) for n, ep in ctl.endpoints.items()},
-        })
+        endpoints = {}
+        for n, ep in ctl.endpoints.items():
+            sent, received = ctl.broker.endpoint_bytes(n)
+            endpoints[n] = {**ctl.switch.port_counters(ep.slot), "fast_tx_bytes": sent, "fast_rx_bytes": received}
+        return web.json_response({"switch": ctl.switch.counters(), "endpoints": endpoints,
+                                  "fast_channels": ctl.broker.stats()})
+
+    @routes.get("/v1/channels")
+    async def channels(request: web.Request) -> web.Response:
+        return web.json_response([c.view() for c in ctl.broker.channels.values()])
 
     @routes.get("/v1/policy")
     async def policy_list(request: web.Request) -> web.Response:
@@ -211,6 +217,12 @@ def make_app(ctl: ControlServer) -> web.Application:
         for key, samples in per_ep.items():
             lines.append(f"# TYPE docknet_endpoint_{key}_total counter")
             lines.extend(samples)
+        fc = ctl.broker.stats()
+        for key, kind in (("made", "counter"), ("released", "counter"), ("refused_by_policy", "counter"),
+                          ("bytes", "counter"), ("open", "gauge"), ("memory", "gauge")):
+            suffix = "_total" if kind == "counter" else ""
+            lines.append(f"# TYPE docknet_fast_channels_{key}{suffix} {kind}")
+            lines.append(f"docknet_fast_channels_{key}{suffix} {fc[key]}")
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     @routes.get("/v1/openapi.json")
@@ -243,6 +255,7 @@ OPENAPI: dict[str, Any] = {
         "/v1/endpoints/{name}/connections": {"get": _op("the endpoint's connections, like ss -tn")},
         "/v1/endpoints/{name}/limit": {"put": _op("rate limits: egress, ingress (bits/s), *_pps", True)},
         "/v1/stats": {"get": _op("switch and per-endpoint counters")},
+        "/v1/channels": {"get": _op("open fast channels: ends, bytes each way, memory")},
         "/v1/policy": {"get": _op("tenant policy rules"), "post": _op("allow from -> to [port]", True),
                        "delete": _op("take an allow rule back", True)},
         "/metrics": {"get": _op("Prometheus text format")},

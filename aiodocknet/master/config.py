@@ -32,7 +32,8 @@ from .master import MasterConfig
 
 __all__ = ["ConfigError", "FileConfig", "load_config"]
 
-TOP_KEYS = {"subnet", "range", "mtu", "run_dir", "uplink", "spin_us", "max_endpoints", "defaults", "policy"}
+TOP_KEYS = {"subnet", "range", "mtu", "run_dir", "uplink", "spin_us", "max_endpoints", "defaults", "policy",
+            "fast_channels", "fast_channel_ring"}
 DEFAULT_KEYS = {"egress": parse_bits, "ingress": parse_bits, "egress_pps": parse_pkts, "ingress_pps": parse_pkts}
 
 
@@ -106,6 +107,16 @@ def load_config(path: str, base: MasterConfig | None = None) -> FileConfig:
                 raise fail(key, f"must be a whole number from {low} to {high}")
             setattr(cfg, key, value)
 
+    if "fast_channels" in data:
+        if not isinstance(data["fast_channels"], bool):
+            raise fail("fast_channels", "must be true or false")
+        cfg.fast_channels = data["fast_channels"]
+    if "fast_channel_ring" in data:
+        try:
+            cfg.fast_channel_ring = parse_ring_size(data["fast_channel_ring"])
+        except ValueError as exc:
+            raise fail("fast_channel_ring", str(exc)) from None
+
     out = FileConfig(cfg)
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
@@ -130,7 +141,27 @@ def load_config(path: str, base: MasterConfig | None = None) -> FileConfig:
     return out
 
 
+def parse_ring_size(value: Any) -> int:
+    """A fast channel's ring size: bytes, or text like "1MiB" / "256k"; a
+    power of two from 4 KiB to 64 MiB."""
+    if isinstance(value, bool):
+        raise ValueError("must be a size such as 1MiB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        m = re.match(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", value, re.I)
+        if m is None:
+            raise ValueError(f"not a size: {value!r} (examples: 1MiB, 256KiB, 65536)")
+        size = int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    else:
+        raise ValueError("must be a size such as 1MiB")
+    if not 4096 <= size <= 64 << 20 or size & (size - 1):
+        raise ValueError(f"{size} bytes is not a power of two from 4 KiB to 64 MiB")
+    return size
+
+
 def describe(fc: FileConfig) -> dict[str, Any]:
     m = fc.master
     return {"subnet": m.subnet, "range": m.range, "mtu": m.mtu, "run_dir": m.run_dir, "uplink": m.uplink,
+            "fast_channels": m.fast_channels, "fast_channel_ring": m.fast_channel_ring,
             "defaults": fc.defaults, "policies": fc.policies}

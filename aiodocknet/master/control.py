@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ..control import recv_message, send_message
 from ..log import get_logger
 from .addresses import AddressPool
+from .broker import FastChannelBroker, Refusal
 from .registry import Registration, Registry, RegistryError
 from .switch import Switch, mac_of
 
@@ -79,11 +80,7 @@ class ControlServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counter = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        # Fast channels offered to a listener and not yet answered.
-        self._fc_offers: dict[int, tuple[socket.socket, Any, list[int], tuple[str, int], asyncio.TimerHandle]] = {}
-        self.fast_channels = True
-        self.fc_ring = 1 << 20
-        self.fc_made = 0
+        self.broker = FastChannelBroker()
         self._handlers: dict[str, Callable[[socket.socket, dict[str, Any]], tuple[dict[str, Any], list[int]]]] = {
             "attach": self._attach,
             "resolve": self._resolve,
@@ -166,8 +163,14 @@ class ControlServer:
         if msg.get("op") == "fc_connect":
             self._fc_connect(conn, msg)
             return
-        if msg.get("event") == "fc_answer":
-            self._fc_answer(msg)
+        event = msg.get("event")
+        if event == "fc_closed":
+            self.broker.closed(self._conn_endpoint.get(conn, ""), msg.get("id"))
+            return
+        if event == "listen":
+            name, port = self._conn_endpoint.get(conn, ""), msg.get("port")
+            if name and isinstance(port, int):
+                self.broker.listen(name, port, bool(msg.get("on")))
             return
         if msg.get("event") == "connections":
             fut = self._pending.pop(msg.get("req"), None)  # type: ignore[arg-type]
@@ -190,6 +193,9 @@ class ControlServer:
         except OSError as exc:
             log.warning("cannot reply", error=str(exc))
             self._drop(conn, "reply failed")
+            return
+        if op == "attach" and reply["ok"]:
+            self._push_limits(self._conn_endpoint[conn])
 
     def _drop(self, conn: socket.socket, why: str) -> None:
         assert self._loop is not None
@@ -307,6 +313,7 @@ class ControlServer:
                 setattr(target, key, value)
         if ep is not None:
             self._apply_limits(ep.slot, reg if reg is not None else ep.limits)
+            self._push_limits(name)
         log.info("limits set", endpoint=name, **limits)
         return {k: (getattr(reg, k) if reg is not None else ep.limits.get(k, 0))  # type: ignore[union-attr]
                 for k in ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")}
@@ -323,75 +330,67 @@ class ControlServer:
     # ---- fast-channel broker ----
 
     def _fc_connect(self, conn: socket.socket, msg: dict[str, Any]) -> None:
-        """A slave wants a fast channel to address:port. If that address is
-        one of our endpoints and policy allows it, offer the channel to the
-        listener's process; its answer decides (see _fc_answer)."""
-        from ..fastchan import make_channel
-
-        assert self._loop is not None
+        """A slave is about to connect to address:port: a fast channel if
+        the broker agrees (both channel ends go out at once, no round trip
+        to the listener), else the reason, and the slave takes the network
+        path or, for policy, reports the connection refused."""
         req, address, port = msg.get("req"), msg.get("address"), msg.get("port")
         src = self.endpoints.get(self._conn_endpoint.get(conn, ""))
         dst = next((e for e in self.endpoints.values() if e.address == address), None)
-        why = ""
-        if not self.fast_channels:
-            why = "fast channels are off"
-        elif src is None or dst is None or not isinstance(port, int):
-            why = "not a local endpoint"
-        elif not self.registry.allows(src.tenant, dst.tenant, port):
-            why = "policy"
+        allowed = (src is not None and dst is not None and isinstance(port, int)
+                   and self.registry.allows(src.tenant, dst.tenant, port))
         dst_conn = next((c for c, n in self._conn_endpoint.items() if dst is not None and n == dst.name), None)
-        if why or dst_conn is None:
-            self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": why or "gone"})
-            return
-        assert src is not None and dst is not None and isinstance(port, int)
-        memfd, efd0, efd1 = make_channel(self.fc_ring)
-        self._counter += 1
-        offer = self._counter
-        local = (src.address, 49152 + secrets.randbelow(16384))
-        timer = self._loop.call_later(1.0, self._fc_answer, {"req": offer, "ok": False, "timeout": True})
-        self._fc_offers[offer] = (conn, req, [memfd, efd0, efd1], local, timer)
         try:
-            send_message(dst_conn, {"op": "fc_offer", "req": offer, "port": port, "peer": list(local)},
-                         [memfd, efd1, efd0])
-        except OSError:
-            self._fc_answer({"req": offer, "ok": False})
-
-    def _fc_answer(self, msg: dict[str, Any]) -> None:
-        pending = self._fc_offers.pop(msg.get("req"), None)  # type: ignore[arg-type]
-        if pending is None:
+            self.broker.check(True, src and src.name, dst and dst.name, port, allowed)
+            if dst_conn is None:
+                raise Refusal("the endpoint is leaving")
+            assert src is not None and dst is not None and isinstance(port, int)
+            ch, memfd, efd0, efd1 = self.broker.open(src.name, src.address, dst.name, dst.address, port)
+        except Refusal as why:
+            if why.refuse:
+                log.info("connection refused by policy", source=src and src.name, dest=dst and dst.name,
+                         port=port)
+            self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": why.reason,
+                                  "refuse": why.refuse})
             return
-        conn, req, fds, local, timer = pending
-        timer.cancel()
+        except OSError as exc:
+            log.warning("cannot make a fast channel", error=str(exc))
+            self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": str(exc)})
+            return
         try:
-            if not msg.get("ok") and msg.get("timeout"):
-                self._fc_cancel(fds)
-            if msg.get("ok") and conn in self._conn_endpoint:
-                self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": True, "local_port": local[1]}, fds)
-                self.fc_made += 1
-            else:
-                self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": "refused"})
+            try:
+                send_message(dst_conn, {"op": "fc_offer", "id": ch.id, "port": port, "peer": list(ch.client_addr)},
+                             [memfd, efd1, efd0])
+            except OSError as exc:
+                self.broker.abandon(ch)
+                self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": str(exc)})
+                return
+            self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": True, "id": ch.id,
+                                  "local_port": ch.client_addr[1]}, [memfd, efd0, efd1])
         finally:
-            for fd in fds:
+            for fd in (memfd, efd0, efd1):
                 os.close(fd)
-
-    @staticmethod
-    def _fc_cancel(fds: list[int]) -> None:
-        """The listener was too slow to answer and the connector takes the
-        lwIP path: if the listener did take the channel, reset it."""
-        from ..fastchan import FastChannel
-
-        try:
-            fc = FastChannel(os.dup(fds[0]), 0, os.dup(fds[1]), os.dup(fds[2]))
-        except OSError:
-            return
-        fc.reset()
-        fc.close()
 
     def _fc_reply(self, conn: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> None:
         try:
             send_message(conn, msg, fds)
         except OSError:
             pass  # the asker is gone; its EOF will detach it
+
+    def _push_limits(self, name: str) -> None:
+        """Fast channels bypass the switch: the sending process enforces its
+        endpoint's limits on them, so it is told what they are."""
+        ep = self.endpoints.get(name)
+        conn = next((c for c, n in self._conn_endpoint.items() if n == name), None)
+        if ep is None or conn is None:
+            return
+        lim = ep.registration if ep.registration is not None and any(
+            getattr(ep.registration, k) for k in LIMIT_ATTRS) else ep.limits
+        get = (lambda k: int(lim.get(k, 0))) if isinstance(lim, dict) else (lambda k: int(getattr(lim, k)))
+        try:
+            send_message(conn, {"event": "limits", **{k: get(k) for k in LIMIT_ATTRS}})
+        except OSError:
+            pass
 
     async def connections(self, name: str, timeout: float = 2.0) -> dict[str, Any]:
         """Ask an endpoint's process for its connections (`docknet ss`)."""
@@ -435,6 +434,7 @@ class ControlServer:
         except FileNotFoundError:
             pass
         self.addresses.release(ep.address)
+        self.broker.endpoint_gone(name)
         log.info("endpoint detached", endpoint=name, address=ep.address, reason=why)
         # The endpoint's peers learn now, not at their next send: their
         # stacks end every connection to it, as the kernel would on a close.
@@ -476,4 +476,5 @@ class ControlServer:
             "endpoints": endpoints,
             "addresses_in_use": self.addresses.in_use(),
             "switch": self.switch.counters(),
+            "fast_channels": self.broker.stats(),
         }, []

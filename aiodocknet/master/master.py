@@ -40,6 +40,10 @@ class MasterConfig:
     # DPDK device arguments of the port to other hosts, e.g.
     # "net_af_packet0,iface=eth1"; None: a host on its own.
     uplink: str | None = None
+    # Shared-memory channels for connections between this host's
+    # endpoints (the slaves' loops ask for them), and each ring's size.
+    fast_channels: bool = True
+    fast_channel_ring: int = 1 << 20
 
     @property
     def control_path(self) -> str:
@@ -119,6 +123,8 @@ async def run_master(
         )
     server = ControlServer(cfg.control_path, cfg.run_dir, switch, addresses, cfg.mtu,
                            default_limits=_limit_attrs(defaults or {}))
+    server.broker.enabled = cfg.fast_channels
+    server.broker.ring_size = cfg.fast_channel_ring
     for source, dest, port in policies or []:
         server.set_policy(source, dest, port, True)
     loop = asyncio.get_running_loop()
@@ -137,6 +143,7 @@ async def run_master(
             gateway=addresses.gateway,
             mtu=cfg.mtu,
             control=cfg.control_path,
+            fast_channels=cfg.fast_channels,
             dpdk_heap_mb=round(total / 2**20, 1),
             pid=os.getpid(),
         )
@@ -145,5 +152,6 @@ async def run_master(
         if api is not None:
             await api.cleanup()
         server.close()
+        server.broker.close()
         switch.close()
         log.info("master stopped")

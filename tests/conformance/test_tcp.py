@@ -407,12 +407,12 @@ async def test_connections_between_endpoints_use_fast_channels(peer: Peer, sessi
     from aiodocknet.api_client import ApiClient
 
     api = ApiClient(os.path.join(session_master.run_dir, "api.sock"))
-    before = (await asyncio.to_thread(api.call, "GET", "/v1/status"))["fast_channels_made"]
+    before = (await asyncio.to_thread(api.call, "GET", "/v1/status"))["fast_channels"]["made"]
     r, w = await asyncio.open_connection(peer.host, peer.port(ECHO))
     expect_transport(w)
     w.write(b"over shared memory")
     assert await r.readexactly(18) == b"over shared memory"
     w.close()
-    after = (await asyncio.to_thread(api.call, "GET", "/v1/status"))["fast_channels_made"]
+    after = (await asyncio.to_thread(api.call, "GET", "/v1/status"))["fast_channels"]["made"]
     fast = asyncio.get_running_loop()._dn_fast_channels  # type: ignore[attr-defined]
     assert after - before == (1 if fast else 0)

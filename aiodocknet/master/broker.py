@@ -1,0 +1,205 @@
+"""The fast-channel broker: the master's side of shared-memory connections.
+
+A slave about to connect to address:port asks; when the address is an
+endpoint of this master whose DockNetLoop listens on that port and policy
+allows the pair, the broker makes a channel (native/dn_fastchan.h) and the
+control server hands its descriptors to both processes. The broker keeps a
+read-only view of every channel it made, for the byte counts in the API,
+and lets go of it (so the memory is freed) once both sides have closed or
+died.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ..fastchan import ChannelWatch, make_channel
+
+log = structlog.get_logger("docknet.broker")
+
+__all__ = ["Channel", "FastChannelBroker", "Refusal", "EPHEMERAL"]
+
+# Ports fast channels give their connecting side, as Linux's default
+# ip_local_port_range gives TCP.
+EPHEMERAL = (32768, 60999)
+
+
+class Refusal(Exception):
+    """No channel. ``refuse`` True means no connection either (policy);
+    False means the connection takes the network path instead."""
+
+    def __init__(self, reason: str, refuse: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.refuse = refuse
+
+
+@dataclass
+class Channel:
+    id: int
+    client: str
+    server: str
+    client_addr: tuple[str, int]
+    server_addr: tuple[str, int]
+    watch: ChannelWatch
+    opened_at: float = field(default_factory=time.time)
+    # Sides known to be done although their flag is not set: a process
+    # that died, or a notice that arrived before the flag was visible.
+    done: set[int] = field(default_factory=set)
+
+    def side_of(self, endpoint: str) -> int | None:
+        return 0 if endpoint == self.client else 1 if endpoint == self.server else None
+
+    def view(self) -> dict[str, Any]:
+        st = self.watch.read()
+        return {
+            "id": self.id,
+            "client": self.client, "server": self.server,
+            "client_addr": f"{self.client_addr[0]}:{self.client_addr[1]}",
+            "server_addr": f"{self.server_addr[0]}:{self.server_addr[1]}",
+            "bytes_to_server": st["bytes"][0], "bytes_to_client": st["bytes"][1],
+            "closed": [st["closed"][s] or s in self.done for s in (0, 1)],
+            "reset": st["reset"], "ring_size": st["ring_size"],
+            "memory": 4096 + 2 * st["ring_size"],
+            "opened_at": self.opened_at,
+        }
+
+
+class FastChannelBroker:
+    def __init__(self, enabled: bool = True, ring_size: int = 1 << 20) -> None:
+        self.enabled = enabled
+        self.ring_size = ring_size
+        self.channels: dict[int, Channel] = {}
+        # endpoint -> ports its DockNetLoop serves (a count per port: a
+        # wildcard server and an address-bound one may share a number)
+        self.listening: dict[str, dict[int, int]] = {}
+        self._ids = 0
+        self.made = 0
+        self.released = 0
+        self.refused = 0
+        # Bytes of channels already released, so totals survive them.
+        self.bytes_released = 0
+
+    # ---- listeners ----
+
+    def listen(self, endpoint: str, port: int, on: bool) -> None:
+        ports = self.listening.setdefault(endpoint, {})
+        if on:
+            ports[port] = ports.get(port, 0) + 1
+        elif ports.get(port, 0) > 1:
+            ports[port] -= 1
+        else:
+            ports.pop(port, None)
+
+    def is_listening(self, endpoint: str, port: int) -> bool:
+        return port in self.listening.get(endpoint, {})
+
+    # ---- making channels ----
+
+    def check(self, enabled_here: bool, src: str | None, dst: str | None, port: Any, allowed: bool) -> None:
+        """Raises Refusal unless a channel from src to dst:port may be made."""
+        if not self.enabled or not enabled_here:
+            raise Refusal("fast channels are off")
+        if src is None or dst is None or not isinstance(port, int) or not 0 < port < 65536:
+            raise Refusal("not an endpoint of this master")
+        if not allowed:
+            self.refused += 1
+            raise Refusal("policy does not allow this connection", refuse=True)
+        if not self.is_listening(dst, port):
+            raise Refusal("no DockNetLoop listens there")
+
+    def open(self, src: str, src_address: str, dst: str, dst_address: str, port: int) -> tuple[Channel, int, int, int]:
+        """A new channel and its descriptors (memfd, eventfd of side 0 =
+        the connecting side, eventfd of side 1); the caller sends and then
+        closes them."""
+        memfd, efd0, efd1 = make_channel(self.ring_size)
+        try:
+            watch = ChannelWatch(memfd)
+        except BaseException:
+            for fd in (memfd, efd0, efd1):
+                os.close(fd)
+            raise
+        self._ids += 1
+        ch = Channel(self._ids, src, dst, (src_address, self._ephemeral(src)), (dst_address, port), watch)
+        self.channels[ch.id] = ch
+        self.made += 1
+        return ch, memfd, efd0, efd1
+
+    def _ephemeral(self, endpoint: str) -> int:
+        used = {c.client_addr[1] for c in self.channels.values() if c.client == endpoint}
+        low, high = EPHEMERAL
+        while True:
+            port = low + secrets.randbelow(high - low + 1)
+            if port not in used:
+                return port
+
+    # ---- letting go ----
+
+    def closed(self, endpoint: str, channel_id: Any) -> None:
+        """endpoint says it has closed its side of channel_id."""
+        ch = self.channels.get(channel_id) if isinstance(channel_id, int) else None
+        if ch is None:
+            return
+        side = ch.side_of(endpoint)
+        if side is None:
+            return  # not its channel: ignore rather than trust it
+        ch.done.add(side)
+        self._maybe_release(ch)
+
+    def endpoint_gone(self, endpoint: str) -> None:
+        self.listening.pop(endpoint, None)
+        for ch in list(self.channels.values()):
+            side = ch.side_of(endpoint)
+            if side is not None:
+                ch.done.add(side)
+                self._maybe_release(ch)
+
+    def abandon(self, ch: Channel) -> None:
+        """A channel that never reached both sides."""
+        ch.done.update((0, 1))
+        self._maybe_release(ch)
+
+    def _maybe_release(self, ch: Channel) -> None:
+        st = ch.watch.read()
+        if all(st["closed"][s] or s in ch.done for s in (0, 1)):
+            self.bytes_released += st["bytes"][0] + st["bytes"][1]
+            ch.watch.close()
+            del self.channels[ch.id]
+            self.released += 1
+
+    def close(self) -> None:
+        for ch in list(self.channels.values()):
+            ch.watch.close()
+        self.channels.clear()
+
+    # ---- numbers ----
+
+    def stats(self) -> dict[str, Any]:
+        views = [c.view() for c in self.channels.values()]
+        return {
+            "enabled": self.enabled,
+            "ring_size": self.ring_size,
+            "made": self.made,
+            "open": len(views),
+            "released": self.released,
+            "refused_by_policy": self.refused,
+            "memory": sum(v["memory"] for v in views),
+            "bytes": self.bytes_released + sum(v["bytes_to_server"] + v["bytes_to_client"] for v in views),
+        }
+
+    def endpoint_bytes(self, endpoint: str) -> tuple[int, int]:
+        """(sent, received) over this endpoint's open channels."""
+        sent = received = 0
+        for c in self.channels.values():
+            st = c.watch.read()
+            if c.client == endpoint:
+                sent, received = sent + st["bytes"][0], received + st["bytes"][1]
+            elif c.server == endpoint:
+                sent, received = sent + st["bytes"][1], received + st["bytes"][0]
+        return sent, received
