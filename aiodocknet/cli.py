@@ -39,6 +39,10 @@ def _master(args: argparse.Namespace) -> int:
                   f"tenants: {', '.join(st['tenants'])}")
             print(f"switch: {sw['loops']:,} loops, {sw['sleeps']:,} sleeps, utilisation {sw['utilisation']:.1%}, "
                   f"{sw['pool_free']} free mbufs")
+            fc = st["fast_channels"]
+            print(f"fast channels: {'on' if fc['enabled'] else 'off'}, {fc['open']} open "
+                  f"({fc['memory'] / 2**20:.1f} MiB), {fc['made']} made, {fc['refused_by_policy']} refused by policy, "
+                  f"{fc['bytes']:,} bytes")
         return 0
     from .master.config import ConfigError, FileConfig, describe, load_config
     from .master.master import MasterConfig, run_master

@@ -15,7 +15,7 @@ from typing import Any
 from ._errors import check, raise_errno
 from ._native import ffi, lib
 
-__all__ = ["ChannelWatch", "FastChannel", "make_channel", "READABLE", "WRITABLE"]
+__all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "make_channel", "READABLE", "WRITABLE"]
 
 READABLE = lib.DN_FC_READABLE
 WRITABLE = lib.DN_FC_WRITABLE
@@ -119,3 +119,66 @@ class ChannelWatch:
         if self._w is not None:
             lib.dn_fc_watch_close(self._w)
             self._w = None
+
+
+class ChannelSet:
+    """A poller's channels, polled and armed with one native call each."""
+
+    def __init__(self) -> None:
+        self.members: list[Any] = []  # objects with a ._fc FastChannel
+        self._ptrs: Any = ffi.new("struct dn_fc *[]", 0)
+        self._idx: Any = ffi.new("int[]", 0)
+        self._bits: Any = ffi.new("int[]", 0)
+        self._dirty = False
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def add(self, member: Any) -> None:
+        self.members.append(member)
+        self._dirty = True
+
+    def remove(self, member: Any) -> None:
+        self.members.remove(member)
+        self._dirty = True
+
+    def _sync(self) -> None:
+        n = len(self.members)
+        self._ptrs = ffi.new("struct dn_fc *[]", [m._fc._fc for m in self.members])
+        if len(self._idx) < n:
+            self._idx = ffi.new("int[]", max(n, 2 * len(self._idx)))
+            self._bits = ffi.new("int[]", len(self._idx))
+        self._dirty = False
+
+    def poll(self) -> list[tuple[Any, int]]:
+        """(member, DN_FC_* bits) for each one with something ready."""
+        if self._dirty:
+            self._sync()
+        k = lib.dn_fc_poll_set(self._ptrs, len(self.members), self._idx, self._bits)
+        if not k:
+            return []
+        members, idx, bits = self.members, self._idx, self._bits
+        return [(members[idx[i]], bits[i]) for i in range(k)]
+
+    def arm(self, skip: Any = None) -> bool:
+        """Announce sleep on every member but those skip() excludes; False
+        (all disarmed again) if one already has something."""
+        if skip is not None:
+            armed = []
+            for m in self.members:
+                if skip(m):
+                    continue
+                if m._fc.arm():
+                    for a in armed:
+                        a._fc.disarm()
+                    return False
+                armed.append(m)
+            return True
+        if self._dirty:
+            self._sync()
+        return bool(lib.dn_fc_arm_set(self._ptrs, len(self.members)))
+
+    def disarm(self) -> None:
+        if self._dirty:
+            self._sync()
+        lib.dn_fc_disarm_set(self._ptrs, len(self.members))

@@ -127,9 +127,11 @@ class FastChannelTransport(DockNetTCPTransport):
     def _hold_reads(self, delay: float) -> None:
         if self._read_timer is None:
             self._read_timer = self._loop.call_later(delay, self._limit_read)
+            self._poller.hold(1)
 
     def _limit_read(self) -> None:
         self._read_timer = None
+        self._poller.hold(-1)
         self._read_ready()
         self._poller.kick()
 
@@ -146,16 +148,18 @@ class FastChannelTransport(DockNetTCPTransport):
             self._fc.shutdown()
         except OSError:
             pass
-        for timer in (self._write_timer, self._read_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+            self._poller.hold(-1)
         self._poller.remove_channel(self)
         self._fc.close()
         self._loop._dn_fc_closed(self._channel_id)  # type: ignore[attr-defined]
 
-    def _fc_poll(self) -> bool:
-        """Called by the poller each pass; True if anything was ready."""
-        bits = self._fc.ready()
+    def _fc_ready(self, bits: int) -> bool:
+        """The poller found bits (DN_FC_*) ready; True if acted on."""
         if self._read_timer is not None:
             bits &= ~READABLE  # held back by the ingress limit
         if bits & READABLE:
@@ -169,13 +173,6 @@ class FastChannelTransport(DockNetTCPTransport):
                 except OSError:
                     pass
         return bits != 0
-
-    def _fc_arm(self) -> int:
-        """The poller wants to sleep: 0 if it may (the doorbell or a limit
-        timer will wake it), else what is ready."""
-        if self._read_timer is not None:
-            return 0
-        return self._fc.arm()
 
     def _fc_row(self) -> dict[str, Any]:
         """This connection as `docknet ss` lists it."""

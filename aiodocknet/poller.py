@@ -15,6 +15,7 @@ import os
 import time
 from typing import Any, Protocol
 
+from .fastchan import ChannelSet
 from .log import get_logger
 from .stack import ACCEPTED, Event, SlaveStack
 
@@ -23,6 +24,17 @@ __all__ = ["StackPoller", "EventHandler"]
 log = get_logger("aiodocknet.poller")
 
 SPIN = float(os.environ.get("DOCKNET_SPIN", "0.0002"))
+# While only fast channels are busy, the stack is polled every this many
+# passes (its idle poll costs more than a channel's); while it has events
+# of its own, every pass.
+STACK_EVERY = 4
+STACK_HOT = 0.001
+# Spinning, yield the core every this many empty passes: often enough for
+# a peer that shares our core, seldom enough not to pay the syscall on
+# every pass when it does not.
+YIELD_EVERY = 8
+# Passes per turn of the loop while nothing turns up (see _poll).
+INNER = 4
 
 
 class EventHandler(Protocol):
@@ -34,7 +46,11 @@ class StackPoller:
         self._loop = loop
         self._stack = stack
         self._handlers: dict[int, Any] = {}
-        self._channels: set[Any] = set()
+        self._channels = ChannelSet()
+        self._held = 0  # channels whose reads wait for a limit timer
+        self._passes = 0
+        self._empty = 0
+        self._stack_active = 0.0
         self._scheduled = False
         self._sleeping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -60,12 +76,17 @@ class StackPoller:
         self.kick()
 
     def remove_channel(self, transport: Any) -> None:
-        if transport in self._channels:
-            self._channels.discard(transport)
+        if transport in self._channels.members:
+            self._channels.remove(transport)
             self._loop.remove_reader(transport._fc.fileno())
 
     def channels(self) -> list[Any]:
-        return list(self._channels)
+        return list(self._channels.members)
+
+    def hold(self, delta: int) -> None:
+        """A channel's reads wait for (+1) or no longer wait for (-1) a
+        limit timer: its data must not keep the poller awake."""
+        self._held += delta
 
     def release(self, conn: int) -> None:
         """A transport or server is done with conn: forget it and close it
@@ -122,8 +143,8 @@ class StackPoller:
     def _wake(self) -> None:
         self._sleeping = False
         self._stack.disarm()
-        for t in self._channels:
-            t._fc.disarm()
+        if self._channels:
+            self._channels.disarm()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -131,15 +152,13 @@ class StackPoller:
     def _arm_channels(self) -> bool:
         """Announce sleep on every channel; False (all disarmed again) if
         one already has something."""
-        armed = []
-        for t in self._channels:
-            if t._fc_arm():
-                for a in armed:
-                    a._fc.disarm()
-                self._stack.disarm()
-                return False
-            armed.append(t)
-        return True
+        if not self._channels:
+            return True
+        skip = (lambda t: t._read_timer is not None) if self._held else None
+        if self._channels.arm(skip):
+            return True
+        self._stack.disarm()
+        return False
 
     def _on_doorbell(self) -> None:
         if self._sleeping:
@@ -148,8 +167,8 @@ class StackPoller:
             # A late ring (or a channel's reset): drain them all, or the
             # readers would fire again at once.
             self._stack.disarm()
-            for t in self._channels:
-                t._fc.disarm()
+            if self._channels:
+                self._channels.disarm()
         if not self._scheduled:
             self._scheduled = True
             self._poll()
@@ -158,25 +177,40 @@ class StackPoller:
         self._timer = None
         self._on_doorbell()
 
+    def _poll_once(self, now: float) -> bool:
+        busy = False
+        if self._channels:
+            for t, bits in self._channels.poll():
+                busy |= t._fc_ready(bits)
+        if not busy or self._passes % STACK_EVERY == 0 or now - self._stack_active < STACK_HOT:
+            events = self._stack.poll()
+            if events:
+                handlers = self._handlers
+                for ev in events:
+                    h = handlers.get(ev.arg if ev.kind == ACCEPTED else ev.conn)
+                    if h is not None:
+                        h._dn_event(ev)
+                self._stack_active = now
+                busy = True
+        return busy
+
     def _poll(self) -> None:
         self._scheduled = False
         if self._closed:
             return
-        events = self._stack.poll()
-        if self._channels:
-            busy = False
-            for t in list(self._channels):
-                busy |= t._fc_poll()
-            if busy:
-                self._active = time.monotonic()
-        if events:
-            handlers = self._handlers
-            for ev in events:
-                h = handlers.get(ev.arg if ev.kind == ACCEPTED else ev.conn)
-                if h is not None:
-                    h._dn_event(ev)
-            self._active = time.monotonic()
-        elif time.monotonic() - self._active > SPIN:
+        # A few passes here before going back to the loop: a turn of the
+        # loop costs more than a pass (an epoll_wait each). Any pass that
+        # found work returns at once, for the callbacks it made ready.
+        for _ in range(INNER):
+            self._passes += 1
+            now = time.monotonic()
+            busy = self._poll_once(now)
+            if busy or self._closed:
+                break
+        if busy:
+            self._active = now
+            self._empty = 0
+        elif now - self._active > SPIN:
             if self._stack.arm() and self._arm_channels():
                 self._sleeping = True
                 t = self._stack.timeout()
@@ -184,9 +218,11 @@ class StackPoller:
                     self._timer = self._loop.call_later(t, self._on_timer)
                 return
         else:
-            # Spinning with nothing to do: let another poller on this core
-            # run (it may be the one we wait for).
-            os.sched_yield()
+            self._empty += 1
+            if self._empty % YIELD_EVERY == 0:
+                # Spinning with nothing to do: let another poller on this
+                # core run (it may be the one we wait for).
+                os.sched_yield()
         if not self._scheduled and not self._closed:
             self._scheduled = True
             self._loop.call_soon(self._poll)

@@ -35,8 +35,8 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "tests"))
 from cross_host import CrossHostSession  # noqa: E402
 from procs import stop_all  # noqa: E402
-from netns_util import NetnsTopology  # noqa: E402
 from kernel_paths import run_kernel  # noqa: E402
+import python_rows  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
 
@@ -130,24 +130,6 @@ class DockNetSession:
         out["path"] = "docknet"
         return out
 
-    def py_pingpong(self, seconds: float) -> dict[str, Any]:
-        """asyncio Protocol ping-pong, both ends on DockNetLoop."""
-        if not hasattr(self, "_py_server"):
-            self._py_server = self._spawn([sys.executable, str(BENCH / "py_pingpong.py"), "serve",
-                                           "--loop", "docknet"], {"DOCKNET_ENDPOINT": "py-server"})
-            assert self._py_server.stdout is not None
-            json.loads(self._py_server.stdout.readline())
-        self.clients += 1
-        res = subprocess.run([sys.executable, str(BENCH / "py_pingpong.py"), "client", "--loop", "docknet",
-                              "--host", "py-server", "--seconds", str(seconds)],
-                             env=dict(self.env, DOCKNET_ENDPOINT=f"py-client{self.clients}"),
-                             capture_output=True, text=True, timeout=seconds + 60)
-        if res.returncode != 0:
-            raise RuntimeError(f"python ping-pong failed: {res.stderr.strip()[-1500:]}")
-        out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
-        out["path"] = "docknet"
-        return out
-
     def memory(self, extra_endpoints: int) -> dict[str, Any]:
         """Master RSS with the server alone, then with more idle endpoints."""
         base = proc_memory_mb(self.master.pid)
@@ -193,49 +175,6 @@ class DockNetSession:
     def close(self) -> None:
         stop_all(self.procs)
         self.dir.cleanup()
-
-
-def py_pingpong_kernel(loop: str, seconds: float) -> dict[str, Any]:
-    """The same Python ping-pong between two namespaces on a Linux bridge."""
-    with NetnsTopology(2, mode="bridge") as topo:
-        server = subprocess.Popen(topo.exec_argv(0, [sys.executable, str(BENCH / "py_pingpong.py"), "serve",
-                                                     "--loop", loop, "--host", topo.addr(0)]),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert server.stdout is not None
-            json.loads(server.stdout.readline())
-            res = subprocess.run(topo.exec_argv(1, [sys.executable, str(BENCH / "py_pingpong.py"), "client",
-                                                    "--loop", loop, "--host", topo.addr(0),
-                                                    "--seconds", str(seconds)]),
-                                 capture_output=True, text=True, timeout=seconds + 60)
-        finally:
-            stop_all([server])
-    if res.returncode != 0:
-        raise RuntimeError(f"python ping-pong ({loop}) failed: {res.stderr.strip()[-1500:]}")
-    out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
-    out["path"] = f"{loop}-bridge"
-    return out
-
-
-def py_report(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    lines = ["## Python path: asyncio Protocol ping-pong", "",
-             "64-byte messages, one connection, both ends asyncio `Protocol`s (bench/py_pingpong.py): "
-             "DockNetLoop through the master, against uvloop and default asyncio between two namespaces "
-             "on a Linux bridge. Interleaved, medians [min–max].", "",
-             "| path | round trips/s | p50 | ratio to uvloop-bridge |", "|---|---|---|---|"]
-    meds = {}
-    for path in ("docknet", "uvloop-bridge", "asyncio-bridge"):
-        vals = [r["rt_per_s"] for r in rows if r["path"] == path]
-        if vals:
-            meds[path] = (statistics.median(vals), min(vals), max(vals),
-                          statistics.median(r["p50_us"] for r in rows if r["path"] == path))
-    base = meds.get("uvloop-bridge", (0,))[0]
-    for path, (med, lo, hi, p50) in meds.items():
-        ratio = f"{med / base:.2f}x" if base else "—"
-        lines.append(f"| {path} | {med:,.0f} [{lo:,.0f}–{hi:,.0f}] | {p50:.1f} µs | {ratio} |")
-    return "\n".join(lines) + "\n\n"
 
 
 def measure(session: DockNetSession, system: str, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
@@ -405,14 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                     v = _value(r, mode)
                     unit = "rt/s" if mode == "rr" else "Gbit/s"
                     print(f"{name:10} {system:8} #{rep + 1}: {v:,.1f} {unit}", flush=True)
-        py_rows: list[dict[str, Any]] = []
-        if not args.only:
-            for rep in range(args.repeats):
-                for path in ("docknet", "uvloop", "asyncio"):
-                    r = (session.py_pingpong(args.seconds) if path == "docknet"
-                         else py_pingpong_kernel(path, args.seconds))
-                    py_rows.append(r)
-                    print(f"py-pingpong {r['path']:15} #{rep + 1}: {r['rt_per_s']:,.0f} rt/s", flush=True)
+        py_rows = python_rows.measure_all(session, args.repeats, args.seconds) if not args.only else []
         memory = session.memory(extra_endpoints=10)
         blast = session.blast([1, 8, 30], args.seconds) if not args.only else []
     finally:
@@ -433,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             xs.close()
     table = summarise(results)
-    text = report(table, memory, args) + py_report(py_rows) + blast_report(blast) + xhost_report(xhost)
+    text = report(table, memory, args) + python_rows.report(py_rows) + blast_report(blast) + xhost_report(xhost)
     REPORT.mkdir(exist_ok=True)
     (REPORT / "REPORT.md").write_text(text)
     (REPORT / "results.json").write_text(json.dumps(

@@ -8,6 +8,7 @@
 
 #include "dn_bench.h"
 #include "dn_error.h"
+#include "dn_fastchan.h"
 #include "dn_link.h"
 #include "dn_stack.h"
 
@@ -581,5 +582,98 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 	out->bytes = sent;	/* frames offered */
 	out->seconds = (double)(dn_bench_ns() - start) / 1e9;
 	free(frames);
+	return 0;
+}
+
+/* Fast channels: the floor under the Python numbers. Both ends spin (with
+ * a yield when idle for a while): a benchmark runs for a fixed time. */
+
+static void
+dn_fc_idle(unsigned int *empty)
+{
+	if (++*empty % 64 == 0)
+		sched_yield();
+}
+
+int
+dn_bench_fc_echo(struct dn_fc *fc, double max_seconds)
+{
+	char buf[65536];
+	uint64_t end = dn_bench_ns() + (uint64_t)(max_seconds * 1e9);
+	unsigned int empty = 0;
+	int n, w, off;
+
+	while (dn_bench_ns() < end) {
+		n = dn_fc_read(fc, buf, sizeof(buf));
+		if (n == -EAGAIN) {
+			dn_fc_idle(&empty);
+			continue;
+		}
+		if (n <= 0)
+			return n == 0 ? 0 : n;	/* end of stream, or reset */
+		for (off = 0; off < n; off += w) {
+			w = dn_fc_write(fc, buf + off, (uint32_t)(n - off));
+			if (w < 0)
+				return w;
+		}
+	}
+	return 0;
+}
+
+int
+dn_bench_fc_ping(struct dn_fc *fc, uint32_t size, double seconds,
+	struct dn_bench_result *out)
+{
+	char msg[65536], buf[65536];
+	uint32_t *samples;
+	uint64_t start, end, sent, n = 0;
+	uint32_t got;
+	unsigned int empty = 0;
+	int r;
+
+	if (size == 0 || size > sizeof(msg))
+		return dn_error(-EINVAL, "message size must be 1..65536");
+	samples = malloc(sizeof(*samples) * DN_BENCH_SAMPLES);
+	if (samples == NULL)
+		return dn_error(-ENOMEM, "out of memory for samples");
+	memset(msg, 'p', size);
+	start = dn_bench_ns();
+	end = start + (uint64_t)(seconds * 1e9);
+	while ((sent = dn_bench_ns()) < end) {
+		r = dn_fc_write(fc, msg, size);
+		if (r != (int)size) {
+			free(samples);
+			return dn_error(r < 0 ? r : -ENOBUFS,
+				"fast channel write failed");
+		}
+		for (got = 0; got < size; ) {
+			r = dn_fc_read(fc, buf, sizeof(buf));
+			if (r == -EAGAIN) {
+				dn_fc_idle(&empty);
+				continue;
+			}
+			if (r <= 0) {
+				free(samples);
+				return dn_error(r < 0 ? r : -ECONNRESET,
+					"the echo side went away");
+			}
+			got += (uint32_t)r;
+		}
+		if (n < DN_BENCH_SAMPLES)
+			samples[n] = (uint32_t)(dn_bench_ns() - sent);
+		n++;
+	}
+	out->round_trips = n;
+	out->bytes = n * size;
+	out->seconds = (double)(dn_bench_ns() - start) / 1e9;
+	if (n > DN_BENCH_SAMPLES)
+		n = DN_BENCH_SAMPLES;
+	qsort(samples, n, sizeof(*samples), dn_cmp_u32);
+	out->p50_us = dn_pct(samples, n, 0.50);
+	out->p99_us = dn_pct(samples, n, 0.99);
+	out->p999_us = dn_pct(samples, n, 0.999);
+	out->sleeps = 0;
+	free(samples);
+	dn_fc_shutdown(fc);
 	return 0;
 }

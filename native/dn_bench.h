@@ -48,4 +48,12 @@ struct dn_link;
 int dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 	uint16_t frame_len, double seconds, struct dn_bench_result *out);
 
+struct dn_fc;
+
+/* Fast channels without Python: echo everything until end of stream or
+ * max_seconds; and size-byte ping-pong for seconds (then end of stream). */
+int dn_bench_fc_echo(struct dn_fc *fc, double max_seconds);
+int dn_bench_fc_ping(struct dn_fc *fc, uint32_t size, double seconds,
+	struct dn_bench_result *out);
+
 #endif /* DN_BENCH_H */

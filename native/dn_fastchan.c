@@ -304,6 +304,45 @@ dn_fc_tx_queued(const struct dn_fc *fc)
 		atomic_load(&fc->tx->tail));
 }
 
+int
+dn_fc_poll_set(struct dn_fc *const *fcs, int n, int *idx, int *bits)
+{
+	int i, b, k = 0;
+
+	for (i = 0; i < n; i++) {
+		b = dn_fc_ready(fcs[i]);
+		if (b) {
+			idx[k] = i;
+			bits[k++] = b;
+		}
+	}
+	return k;
+}
+
+int
+dn_fc_arm_set(struct dn_fc *const *fcs, int n)
+{
+	int i, j;
+
+	for (i = 0; i < n; i++) {
+		if (dn_fc_arm(fcs[i])) {
+			for (j = 0; j < i; j++)
+				dn_fc_disarm(fcs[j]);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+void
+dn_fc_disarm_set(struct dn_fc *const *fcs, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		dn_fc_disarm(fcs[i]);
+}
+
 struct dn_fc_watch {
 	const struct dn_fc_region *r;
 };

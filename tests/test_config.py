@@ -33,6 +33,9 @@ def test_check_config_explains_errors_with_the_line() -> None:
         '[defaults]\negress = "quick"\n': ":2: defaults.egress: not a rate",
         '[[policy]]\nfrom = "a"\n': "policy rule 1 needs 'from' and 'to'",
         'subnet = "unterminated\n': "line 1",
+        'fast_channels = "yes"\n': ":1: fast_channels: must be true or false",
+        'mtu = 9000\nfast_channel_ring = "3MiB"\n': ":2: fast_channel_ring: 3145728 bytes is not a power of two",
+        'fast_channel_ring = "huge"\n': ":1: fast_channel_ring: not a size",
     }
     for text, expected in cases.items():
         res = check(text)
@@ -42,13 +45,15 @@ def test_check_config_explains_errors_with_the_line() -> None:
 
 def test_master_runs_with_a_config_file(tmp_path) -> None:
     cfg = tmp_path / "master.toml"
-    cfg.write_text('subnet = "10.77.0.0/16"\nrange = "10.77.5.0/24"\n[defaults]\negress = "300mbit"\n'
+    cfg.write_text('subnet = "10.77.0.0/16"\nrange = "10.77.5.0/24"\nfast_channel_ring = "256KiB"\n'
+                   '[defaults]\negress = "300mbit"\n'
                    '[[policy]]\nfrom = "web"\nto = "db"\nport = 5432\n')
     m = Master(str(tmp_path / "run"), ["--config", str(cfg)])
     try:
         api = ApiClient(os.path.join(m.run_dir, "api.sock"))
         st = api.call("GET", "/v1/status")
         assert st["range"] == "10.77.5.0/24" and st["gateway"] == "10.77.5.1"
+        assert st["fast_channels"]["ring_size"] == 256 * 1024
         assert api.call("GET", "/v1/policy") == [{"from": "web", "to": "db", "port": 5432}]
         addr = m.peer("idle", "svc").expect("ready")["address"]
         assert addr.startswith("10.77.5.")

@@ -36,10 +36,14 @@ def test_routes_and_bad_requests(master: Master) -> None:
     assert [(e["name"], e["address"], e["state"]) for e in eps] == [("web", addr, "attached")]
     one = a.call("GET", "/v1/endpoints/web")
     assert one["counters"]["link_up"] == 1
-    assert set(a.call("GET", "/v1/stats")["endpoints"]) == {"web"}
+    stats = a.call("GET", "/v1/stats")
+    assert set(stats["endpoints"]) == {"web"} and stats["endpoints"]["web"]["fast_tx_bytes"] == 0
+    assert stats["fast_channels"]["open"] == 0 and st["fast_channels"]["enabled"]
+    assert a.call("GET", "/v1/channels") == []  # filled in tests/test_fast_channels.py
     metrics = a.call("GET", "/metrics")
     assert 'docknet_endpoint_rx_frames_total{endpoint="web",tenant="default"}' in metrics
-    assert "/v1/policy" in a.call("GET", "/v1/openapi.json")["paths"]
+    assert "docknet_fast_channels_open 0" in metrics
+    assert {"/v1/policy", "/v1/channels"} <= set(a.call("GET", "/v1/openapi.json")["paths"])
 
     def refused(method: str, route: str, body: object, status: int, text: str) -> None:
         with pytest.raises(ApiError) as info:
@@ -73,7 +77,8 @@ def test_routes_and_bad_requests(master: Master) -> None:
 
 def test_cli_commands(master: Master) -> None:
     master.peer("idle", "web").expect("ready")
-    assert "subnet 10.77.0.0/16" in cli(master, "master", "status").stdout
+    out = cli(master, "master", "status").stdout
+    assert "subnet 10.77.0.0/16" in out and "fast channels: on, 0 open" in out, out
     assert json.loads(cli(master, "--json", "master", "status").stdout)["endpoints_attached"] == 1
     ps = cli(master, "ps").stdout
     assert "web" in ps and "attached" in ps

@@ -1,0 +1,196 @@
+"""The Python rows of ``make bench``: what an asyncio service sees.
+
+Paths, interleaved within each repeat:
+- ``docknet-fast``: both ends DockNetLoop, the connection on a fast channel
+  (shared memory, brokered by the master);
+- ``docknet-switch``: the same with DOCKNET_FAST_CHANNELS=0 (lwIP, memif,
+  the master's switch);
+- ``uvloop-bridge`` / ``asyncio-bridge``: uvloop or the default loop in two
+  network namespaces on a Linux bridge (the kernel path).
+
+Workloads: 64-byte asyncio Protocol ping-pong with 1 and 32 connections
+(bench/py_pingpong.py), aiohttp GET requests/s at equal concurrency with
+the CPU each request costs (bench/aiohttp_load.py), and the native (C)
+ping-pong over a fast channel, the floor the Python rows run on
+(bench/fc_native.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+from netns_util import NetnsTopology  # noqa: E402
+from procs import stop_all  # noqa: E402
+
+PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge", "asyncio-bridge"]
+PINGPONG_CONNS = [1, 32]
+AIOHTTP_CONNS = 16
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _last_json(res: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+    if res.returncode != 0:
+        raise RuntimeError(f"{what} failed: {res.stderr.strip()[-1500:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+class DockNetPythonServers:
+    """The two Python servers on the bench master, kept for the whole run."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.pingpong = session._spawn([sys.executable, str(BENCH / "py_pingpong.py"), "serve", "--loop", "docknet"],
+                                       {"DOCKNET_ENDPOINT": "py-server"})
+        self.web = session._spawn([sys.executable, str(BENCH / "aiohttp_load.py"), "serve", "--loop", "docknet"],
+                                  {"DOCKNET_ENDPOINT": "web-server"})
+        for p in (self.pingpong, self.web):
+            assert p.stdout is not None
+            json.loads(p.stdout.readline())
+
+    def _client_env(self, path: str) -> dict[str, str]:
+        self.session.clients += 1
+        return dict(self.session.env, DOCKNET_ENDPOINT=f"py-client{self.session.clients}",
+                    DOCKNET_FAST_CHANNELS="1" if path == "docknet-fast" else "0")
+
+    def pingpong_run(self, path: str, conns: int, seconds: float) -> dict[str, Any]:
+        res = subprocess.run([sys.executable, str(BENCH / "py_pingpong.py"), "client", "--loop", "docknet",
+                              "--host", "py-server", "--seconds", str(seconds), "--conns", str(conns)],
+                             env=self._client_env(path), capture_output=True, text=True, timeout=seconds + 60)
+        return _last_json(res, "python ping-pong")
+
+    def aiohttp_run(self, path: str, seconds: float) -> dict[str, Any]:
+        cpu0 = proc_cpu(self.web.pid)
+        res = subprocess.run([sys.executable, str(BENCH / "aiohttp_load.py"), "client", "--loop", "docknet",
+                              "--url", "http://web-server:8080", "--seconds", str(seconds),
+                              "--conns", str(AIOHTTP_CONNS)],
+                             env=self._client_env(path), capture_output=True, text=True, timeout=seconds + 60)
+        out = _last_json(res, "aiohttp load")
+        out["server_cpu_s"] = round(proc_cpu(self.web.pid) - cpu0, 3)  # includes the 0.5 s warm-up
+        return out
+
+
+def kernel_run(loop: str, kind: str, seconds: float, conns: int) -> dict[str, Any]:
+    """One measurement between two fresh namespaces on a Linux bridge."""
+    script = "py_pingpong.py" if kind == "pingpong" else "aiohttp_load.py"
+    with NetnsTopology(2, mode="bridge") as topo:
+        server = subprocess.Popen(topo.exec_argv(0, [sys.executable, str(BENCH / script), "serve",
+                                                     "--loop", loop, "--host", topo.addr(0)]),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            json.loads(server.stdout.readline())
+            cpu0 = proc_cpu(server.pid)
+            if kind == "pingpong":
+                argv = ["--host", topo.addr(0), "--conns", str(conns)]
+            else:
+                argv = ["--url", f"http://{topo.addr(0)}:8080", "--conns", str(conns)]
+            res = subprocess.run(topo.exec_argv(1, [sys.executable, str(BENCH / script), "client", "--loop", loop,
+                                                    "--seconds", str(seconds), *argv]),
+                                 capture_output=True, text=True, timeout=seconds + 60)
+            server_cpu = proc_cpu(server.pid) - cpu0
+        finally:
+            stop_all([server])
+    out = _last_json(res, f"{script} ({loop})")
+    if kind == "aiohttp":
+        out["server_cpu_s"] = round(server_cpu, 3)
+    return out
+
+
+def fc_native(seconds: float) -> dict[str, Any]:
+    res = subprocess.run([sys.executable, str(BENCH / "fc_native.py"), "--seconds", str(seconds)],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    return _last_json(res, "native fast-channel ping-pong")
+
+
+def measure_all(session: Any, repeats: int, seconds: float) -> list[dict[str, Any]]:
+    servers = DockNetPythonServers(session)
+    rows: list[dict[str, Any]] = []
+
+    def add(r: dict[str, Any], workload: str, path: str, rep: int) -> None:
+        r.update(workload=workload, path=path, repeat=rep)
+        rows.append(r)
+        value = r.get("rt_per_s") or r.get("req_per_s")
+        print(f"{workload:14} {path:15} #{rep + 1}: {value:,.0f}/s", flush=True)
+
+    for rep in range(repeats):
+        for conns in PINGPONG_CONNS:
+            for path in PATHS:
+                if path.startswith("docknet"):
+                    r = servers.pingpong_run(path, conns, seconds)
+                else:
+                    r = kernel_run(path.split("-")[0], "pingpong", seconds, conns)
+                add(r, f"pingpong x{conns}", path, rep)
+        for path in PATHS:
+            if path.startswith("docknet"):
+                r = servers.aiohttp_run(path, seconds)
+            else:
+                r = kernel_run(path.split("-")[0], "aiohttp", seconds, AIOHTTP_CONNS)
+            add(r, "aiohttp", path, rep)
+        add(fc_native(seconds), "native fc", "docknet-fast", rep)
+    return rows
+
+
+def _med(rows: list[dict[str, Any]], key: str) -> tuple[float, float, float]:
+    vals = [r[key] for r in rows]
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    out = ["## Python paths: asyncio Protocol ping-pong and aiohttp", "",
+           "Both ends are Python processes: DockNetLoop on a fast channel (`docknet-fast`) or through "
+           "lwIP and the switch (`docknet-switch`, DOCKNET_FAST_CHANNELS=0), against uvloop and default "
+           "asyncio between two namespaces on a Linux bridge. Interleaved, medians [min–max].", ""]
+    for conns in PINGPONG_CONNS:
+        name = f"pingpong x{conns}"
+        sel = {p: [r for r in rows if r["workload"] == name and r["path"] == p] for p in PATHS}
+        meds = {p: _med(rs, "rt_per_s") for p, rs in sel.items() if rs}
+        out += [f"### 64-byte ping-pong, {conns} connection{'s' if conns > 1 else ''} (bench/py_pingpong.py)", "",
+                "| path | round trips/s | p50 | vs uvloop-bridge | vs asyncio-bridge |", "|---|---|---|---|---|"]
+        for p, (med, lo, hi) in meds.items():
+            p50 = statistics.median(r["p50_us"] for r in sel[p])
+            ratios = [f"{med / meds[b][0]:.2f}x" if b in meds else "—" for b in ("uvloop-bridge", "asyncio-bridge")]
+            out.append(f"| {p} | {med:,.0f} [{lo:,.0f}–{hi:,.0f}] | {p50:.1f} µs | {ratios[0]} | {ratios[1]} |")
+        out.append("")
+    sel = {p: [r for r in rows if r["workload"] == "aiohttp" and r["path"] == p] for p in PATHS}
+    meds = {p: _med(rs, "req_per_s") for p, rs in sel.items() if rs}
+    out += [f"### aiohttp, {AIOHTTP_CONNS} requests in flight (bench/aiohttp_load.py)", "",
+            "CPU per request is both processes' CPU time over the requests served (server time includes "
+            "the client's 0.5 s warm-up, so it is slightly high on every path alike).", "",
+            "| path | requests/s | p50 | CPU µs/request (client + server) | vs uvloop-bridge |",
+            "|---|---|---|---|---|"]
+    cpu_per_req = {}
+    for p, (med, lo, hi) in meds.items():
+        p50 = statistics.median(r["p50_us"] for r in sel[p])
+        cpu = statistics.median((r["client_cpu_s"] + r["server_cpu_s"]) / r["requests"] * 1e6 for r in sel[p])
+        cpu_per_req[p] = cpu
+        ratio = f"{med / meds['uvloop-bridge'][0]:.2f}x" if "uvloop-bridge" in meds else "—"
+        out.append(f"| {p} | {med:,.0f} [{lo:,.0f}–{hi:,.0f}] | {p50:.0f} µs | {cpu:.0f} | {ratio} |")
+    if "docknet-fast" in cpu_per_req and "uvloop-bridge" in cpu_per_req:
+        saved = cpu_per_req["uvloop-bridge"] - cpu_per_req["docknet-fast"]
+        out += ["", f"The kernel path's share of a request's CPU, estimated as what the fast channel saves: "
+                    f"{saved:.0f} µs of {cpu_per_req['uvloop-bridge']:.0f} µs "
+                    f"({saved / cpu_per_req['uvloop-bridge']:.0%}); the rest is aiohttp and the handler."]
+    native = [r for r in rows if r["workload"] == "native fc"]
+    if native:
+        med, lo, hi = _med(native, "rt_per_s")
+        out += ["", "### The floor: native (C) 64-byte ping-pong over a fast channel (bench/fc_native.py)", "",
+                f"{med:,.0f} round trips/s [{lo:,.0f}–{hi:,.0f}], p50 "
+                f"{statistics.median(r['p50_us'] for r in native):.2f} µs (both ends spinning)."]
+    return "\n".join(out) + "\n\n"
