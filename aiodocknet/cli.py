@@ -76,9 +76,13 @@ def _master(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    if args.data_plane:
+        from .demo import run_demo
 
-    return run_demo(args.seconds)
+        return run_demo(args.seconds or 3.0)
+    from .mesh_demo import run_mesh_demo
+
+    return run_mesh_demo(args.seconds or 15.0, args.users)
 
 
 def _fmt_rate(bits: int) -> str:
@@ -233,8 +237,11 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--fast-channel-ring", help="bytes per fast-channel ring, a power of two (default 1MiB)")
     m.set_defaults(func=_master)
 
-    d = sub.add_parser("demo", help="start a master and slaves here and measure the data plane")
-    d.add_argument("--seconds", type=float, default=3.0, help="length of each measurement")
+    d = sub.add_parser("demo", help="the sample service mesh on DockNet and on the kernel, side by side")
+    d.add_argument("--seconds", type=float, help="load per path (default 15; 3 with --data-plane)")
+    d.add_argument("--users", type=int, default=16, help="concurrent users driving the mesh (default 16)")
+    d.add_argument("--data-plane", action="store_true",
+                   help="instead: the bare data plane (native loops through the switch)")
     d.set_defaults(func=_demo)
 
     sub.add_parser("ps", help="endpoints: tenant, address, state, limits").set_defaults(func=_ps)

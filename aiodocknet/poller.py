@@ -29,9 +29,9 @@ SPIN = float(os.environ.get("DOCKNET_SPIN", "0.0002"))
 # of its own, every pass.
 STACK_EVERY = 4
 STACK_HOT = 0.001
-# Spinning, yield the core every this many empty passes: often enough for
-# a peer that shares our core, seldom enough not to pay the syscall on
-# every pass when it does not.
+# Spinning on fast channels alone, yield the core every this many empty
+# passes: often enough for a peer that shares our core, seldom enough not
+# to pay the syscall on every pass when it does not.
 YIELD_EVERY = 8
 # Passes per turn of the loop while nothing turns up (see _poll).
 INNER = 4
@@ -198,15 +198,19 @@ class StackPoller:
         self._scheduled = False
         if self._closed:
             return
-        # A few passes here before going back to the loop: a turn of the
-        # loop costs more than a pass (an epoll_wait each). Any pass that
-        # found work returns at once, for the callbacks it made ready.
-        for _ in range(INNER):
+        # Only fast channels in flight: a few passes here before going back
+        # to the loop (a turn of it costs more than a pass: an epoll_wait),
+        # and a yield now and then. Traffic through the switch needs the
+        # master's thread to run too (three pollers, two cores): one pass
+        # per turn and a yield after every empty one.
+        now = time.monotonic()
+        channels_only = bool(self._channels) and now - self._stack_active >= STACK_HOT
+        for _ in range(INNER if channels_only else 1):
             self._passes += 1
-            now = time.monotonic()
             busy = self._poll_once(now)
             if busy or self._closed:
                 break
+            now = time.monotonic()
         if busy:
             self._active = now
             self._empty = 0
@@ -219,7 +223,7 @@ class StackPoller:
                 return
         else:
             self._empty += 1
-            if self._empty % YIELD_EVERY == 0:
+            if not channels_only or self._empty % YIELD_EVERY == 0:
                 # Spinning with nothing to do: let another poller on this
                 # core run (it may be the one we wait for).
                 os.sched_yield()

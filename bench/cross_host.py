@@ -18,7 +18,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "tests"))
 from kernel_paths import run_kernel_in  # noqa: E402
 from procs import stop_all  # noqa: E402
-from netns_util import NetnsTopology  # noqa: E402
+from aiodocknet.topology import NetnsTopology  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
 

@@ -29,7 +29,7 @@ BUILD_DIR = BENCH_DIR / "build"
 BINARY = BUILD_DIR / "kernel_rr"
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
-from netns_util import NetnsTopology  # noqa: E402
+from aiodocknet.topology import NetnsTopology  # noqa: E402
 
 PATHS = ("veth", "bridge")
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra"]

@@ -27,7 +27,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
-from netns_util import NetnsTopology  # noqa: E402
+from aiodocknet.topology import NetnsTopology  # noqa: E402
 from procs import stop_all  # noqa: E402
 
 PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge", "asyncio-bridge"]
@@ -61,6 +61,12 @@ class DockNetPythonServers:
         for p in (self.pingpong, self.web):
             assert p.stdout is not None
             json.loads(p.stdout.readline())
+
+    def close(self) -> None:
+        """Detach both servers (the switch row after this needs the ports)."""
+        for p in (self.pingpong, self.web):
+            p.terminate()
+            p.wait(30)
 
     def _client_env(self, path: str) -> dict[str, str]:
         self.session.clients += 1
@@ -127,6 +133,14 @@ def measure_all(session: Any, repeats: int, seconds: float) -> list[dict[str, An
         value = r.get("rt_per_s") or r.get("req_per_s")
         print(f"{workload:14} {path:15} #{rep + 1}: {value:,.0f}/s", flush=True)
 
+    try:
+        _measure(servers, add, repeats, seconds)
+    finally:
+        servers.close()
+    return rows
+
+
+def _measure(servers: DockNetPythonServers, add: Any, repeats: int, seconds: float) -> None:
     for rep in range(repeats):
         for conns in PINGPONG_CONNS:
             for path in PATHS:
@@ -142,7 +156,6 @@ def measure_all(session: Any, repeats: int, seconds: float) -> list[dict[str, An
                 r = kernel_run(path.split("-")[0], "aiohttp", seconds, AIOHTTP_CONNS)
             add(r, "aiohttp", path, rep)
         add(fc_native(seconds), "native fc", "docknet-fast", rep)
-    return rows
 
 
 def _med(rows: list[dict[str, Any]], key: str) -> tuple[float, float, float]:

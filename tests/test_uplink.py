@@ -17,7 +17,7 @@ import pytest
 from aiodocknet.api_client import ApiClient
 from aiodocknet.control import request
 from dn_harness import PEER, Proc
-from netns_util import NetnsTopology
+from aiodocknet.topology import NetnsTopology
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RANGES = ("10.77.1.0/24", "10.77.2.0/24")

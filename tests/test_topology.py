@@ -1,4 +1,4 @@
-"""Tests for tests/netns_util.py. They create real namespaces, so they need root."""
+"""Tests for aiodocknet/topology.py. They create real namespaces, so they need root."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import netns_util  # noqa: E402
-from netns_util import NetnsTopology, cleanup_stale, list_namespaces  # noqa: E402
+from aiodocknet import topology as netns_util  # noqa: E402
+from aiodocknet.topology import NetnsTopology, cleanup_stale, list_namespaces  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),

@@ -1,4 +1,5 @@
-"""Throwaway network namespaces for tests and benchmarks (needs root and iproute2).
+"""Throwaway network namespaces: the kernel baselines of the demo, the
+benchmarks and the tests (needs root and iproute2).
 
 Everything is created *inside* namespaces that this module owns: veth pairs
 are born in their namespace (``ip -n NS link add ... peer ... netns OTHER``)
