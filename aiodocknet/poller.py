@@ -35,6 +35,9 @@ STACK_HOT = 0.001
 YIELD_EVERY = 8
 # Passes per turn of the loop while nothing turns up (see _poll).
 INNER = 4
+# How often a spinning poller checks whether the host is crowded.
+CROWD_CHECK = 0.002
+CPUS = len(os.sched_getaffinity(0))
 
 
 class EventHandler(Protocol):
@@ -51,6 +54,8 @@ class StackPoller:
         self._passes = 0
         self._empty = 0
         self._stack_active = 0.0
+        self._crowd = False
+        self._crowd_checked = 0.0
         self._scheduled = False
         self._sleeping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -177,6 +182,22 @@ class StackPoller:
         self._timer = None
         self._on_doorbell()
 
+    def _crowded(self, now: float) -> bool:
+        """More runnable tasks than cores: spinning would take a core from
+        a process with real work (a mesh of Python services on a small
+        host), so sleep on the doorbell at once instead. Looked up at most
+        every CROWD_CHECK seconds."""
+        if now < self._crowd_checked + CROWD_CHECK:
+            return self._crowd
+        self._crowd_checked = now
+        try:
+            with open("/proc/loadavg", "rb") as f:
+                running = int(f.read().split()[3].split(b"/")[0])
+        except (OSError, ValueError, IndexError):
+            running = 0
+        self._crowd = running > CPUS
+        return self._crowd
+
     def _poll_once(self, now: float) -> bool:
         busy = False
         if self._channels:
@@ -214,7 +235,7 @@ class StackPoller:
         if busy:
             self._active = now
             self._empty = 0
-        elif now - self._active > SPIN:
+        elif now - self._active > SPIN or self._crowded(now):
             if self._stack.arm() and self._arm_channels():
                 self._sleeping = True
                 t = self._stack.timeout()

@@ -36,6 +36,7 @@ sys.path.insert(0, str(BENCH.parent / "tests"))
 from cross_host import CrossHostSession  # noqa: E402
 from procs import stop_all  # noqa: E402
 from kernel_paths import run_kernel  # noqa: E402
+import mesh_rows  # noqa: E402
 import python_rows  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
@@ -364,13 +365,15 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{name:16} {system:15} #{rep + 1}: {_value(r, mode):,.1f}", flush=True)
         finally:
             xs.close()
+    mesh = mesh_rows.measure_all(args.repeats, args.seconds * 2) if not args.only else []
     table = summarise(results)
-    text = report(table, memory, args) + python_rows.report(py_rows) + blast_report(blast) + xhost_report(xhost)
+    text = (report(table, memory, args) + python_rows.report(py_rows) + mesh_rows.report(mesh)
+            + blast_report(blast) + xhost_report(xhost))
     REPORT.mkdir(exist_ok=True)
     (REPORT / "REPORT.md").write_text(text)
     (REPORT / "results.json").write_text(json.dumps(
         {"table": table, "memory": memory, "raw": results, "cross_host": xhost, "switch": blast,
-         "python": py_rows}, indent=1))
+         "python": py_rows, "mesh": mesh}, indent=1))
     print()
     print(text)
     return 0

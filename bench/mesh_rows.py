@@ -1,0 +1,67 @@
+"""The mesh rows of ``make bench``: the hotel-reservation application
+(services/) on the four paths of ``docknet demo``, interleaved per repeat,
+with 16 concurrent users (throughput, CPU per request) and with one user
+(latency)."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from typing import Any
+
+from aiodocknet.mesh_demo import MESH_PATHS, docknet_master, drive, mesh_on
+
+USERS = [16, 1]
+
+
+def measure_all(repeats: int, seconds: float) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="docknet-bench-mesh-") as run_dir, docknet_master(run_dir) as env:
+        for rep in range(repeats):
+            for path in MESH_PATHS:
+                with mesh_on(path, env) as (loadgen, pids):
+                    run_env = dict(env, DOCKNET_FAST_CHANNELS="1" if path.fast else "0")
+                    for users in USERS:
+                        r = drive(loadgen, run_env, pids, seconds, users, f"{path.title} x{users}")
+                        r.update(path=path.title, users=users, repeat=rep)
+                        rows.append(r)
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+
+    def sel(path: str, users: int) -> list[dict[str, Any]]:
+        return [r for r in rows if r["path"] == path and r["users"] == users]
+
+    def cpu_ms(r: dict[str, Any]) -> float:
+        return (r["mesh_cpu_s"] + r["client_cpu_s"]) / max(r["requests"], 1) * 1e3
+
+    paths = [p.title for p in MESH_PATHS]
+    tput = {p: statistics.median(r["req_per_s"] for r in sel(p, 16)) for p in paths if sel(p, 16)}
+    lat1 = {p: statistics.median(r["p50_ms"] for r in sel(p, 1)) for p in paths if sel(p, 1)}
+    out = ["## The mesh: hotel reservation (services/) on four paths", "",
+           "8 aiohttp services (frontend → search → geo, rate; profile, recommendation, user, reservation), "
+           "each its own process and endpoint; DeathStarBench's request mix with a fixed seed; every "
+           "response body checked. 16 concurrent users for throughput and CPU, one user for latency. "
+           "CPU is all service processes plus the load generator, per request. Medians [min–max].", "",
+           "| path | req/s (16 users) | vs uvloop | vs asyncio | p50 / p99 (16) | CPU ms/req | p50, 1 user | "
+           "1-user p50 vs uvloop | errors |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for p in paths:
+        rs, r1 = sel(p, 16), sel(p, 1)
+        if not rs:
+            continue
+        vals = [r["req_per_s"] for r in rs]
+        ratio = [f"{tput[p] / tput[b]:.2f}x" if b in tput else "—"
+                 for b in ("kernel-bridge+uvloop", "kernel-bridge+asyncio")]
+        p50 = statistics.median(r["p50_ms"] for r in rs)
+        p99 = statistics.median(r["p99_ms"] for r in rs)
+        cpu = statistics.median(cpu_ms(r) for r in rs)
+        one = f"{lat1[p]:.2f} ms" if p in lat1 else "—"
+        one_ratio = f"{lat1[p] / lat1['kernel-bridge+uvloop']:.2f}x" if p in lat1 and "kernel-bridge+uvloop" in lat1 else "—"
+        errors = sum(r["errors"] for r in rs + r1)
+        out.append(f"| {p} | {tput[p]:,.0f} [{min(vals):,.0f}–{max(vals):,.0f}] | {ratio[0]} | {ratio[1]} | "
+                   f"{p50:.1f} / {p99:.1f} ms | {cpu:.2f} | {one} | {one_ratio} | {errors} |")
+    return "\n".join(out) + "\n\n"
