@@ -75,6 +75,17 @@ def _master(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .mesh_demo import ROOT
+
+    if not (ROOT / "bench" / "run.py").exists():
+        print(f"docknet bench: the benchmarks are not here ({ROOT / 'bench'}); run it from the repository",
+              file=sys.stderr)
+        return 1
+    argv = [sys.executable, "-m", "bench.run"] + (["--quick"] if args.quick else [])
+    return subprocess.call(argv, cwd=ROOT)
+
+
 def _demo(args: argparse.Namespace) -> int:
     if args.data_plane:
         from .demo import run_demo
@@ -243,6 +254,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--data-plane", action="store_true",
                    help="instead: the bare data plane (native loops through the switch)")
     d.set_defaults(func=_demo)
+
+    b = sub.add_parser("bench", help="the benchmark suite (`make bench`); --quick: a first look in two minutes")
+    b.add_argument("--quick", action="store_true")
+    b.set_defaults(func=_bench)
 
     sub.add_parser("ps", help="endpoints: tenant, address, state, limits").set_defaults(func=_ps)
     sub.add_parser("stats", help="per-endpoint counters and switch utilisation").set_defaults(func=_stats)

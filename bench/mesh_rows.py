@@ -14,16 +14,19 @@ from aiodocknet.mesh_demo import MESH_PATHS, docknet_master, drive, mesh_on
 USERS = [16, 1]
 
 
-def measure_all(repeats: int, seconds: float) -> list[dict[str, Any]]:
+def measure_all(repeats: int, seconds: float, paths: list[str] | None = None,
+                users: list[int] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="docknet-bench-mesh-") as run_dir, docknet_master(run_dir) as env:
         for rep in range(repeats):
             for path in MESH_PATHS:
+                if paths is not None and path.title not in paths:
+                    continue
                 with mesh_on(path, env) as (loadgen, pids):
                     run_env = dict(env, DOCKNET_FAST_CHANNELS="1" if path.fast else "0")
-                    for users in USERS:
-                        r = drive(loadgen, run_env, pids, seconds, users, f"{path.title} x{users}")
-                        r.update(path=path.title, users=users, repeat=rep)
+                    for n in users or USERS:
+                        r = drive(loadgen, run_env, pids, seconds, n, f"{path.title} x{n}")
+                        r.update(path=path.title, users=n, repeat=rep)
                         rows.append(r)
     return rows
 

@@ -123,7 +123,8 @@ def fc_native(seconds: float) -> dict[str, Any]:
     return _last_json(res, "native fast-channel ping-pong")
 
 
-def measure_all(session: Any, repeats: int, seconds: float) -> list[dict[str, Any]]:
+def measure_all(session: Any, repeats: int, seconds: float, paths: list[str] | None = None,
+                conns: list[int] | None = None) -> list[dict[str, Any]]:
     servers = DockNetPythonServers(session)
     rows: list[dict[str, Any]] = []
 
@@ -134,22 +135,25 @@ def measure_all(session: Any, repeats: int, seconds: float) -> list[dict[str, An
         print(f"{workload:14} {path:15} #{rep + 1}: {value:,.0f}/s", flush=True)
 
     try:
-        _measure(servers, add, repeats, seconds)
+        _measure(servers, add, repeats, seconds, paths or PATHS, conns or PINGPONG_CONNS, quick=paths is not None)
     finally:
         servers.close()
     return rows
 
 
-def _measure(servers: DockNetPythonServers, add: Any, repeats: int, seconds: float) -> None:
+def _measure(servers: DockNetPythonServers, add: Any, repeats: int, seconds: float, paths: list[str],
+             conns_list: list[int], quick: bool) -> None:
     for rep in range(repeats):
-        for conns in PINGPONG_CONNS:
-            for path in PATHS:
+        for conns in conns_list:
+            for path in paths:
                 if path.startswith("docknet"):
                     r = servers.pingpong_run(path, conns, seconds)
                 else:
                     r = kernel_run(path.split("-")[0], "pingpong", seconds, conns)
                 add(r, f"pingpong x{conns}", path, rep)
-        for path in PATHS:
+        if quick:
+            continue
+        for path in paths:
             if path.startswith("docknet"):
                 r = servers.aiohttp_run(path, seconds)
             else:

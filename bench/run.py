@@ -320,16 +320,39 @@ def report(table: dict[str, Any], memory: dict[str, Any], args: argparse.Namespa
     return "\n".join(lines)
 
 
+def quick(args: argparse.Namespace) -> int:
+    """One repeat of: native 64 B ping-pong (DockNet, bridge), Python
+    ping-pong (fast channel, uvloop over the bridge), the mesh (fast
+    channels, uvloop over the bridge)."""
+    session = DockNetSession(args.spin_us)
+    try:
+        for system in ("docknet", "bridge"):
+            r = measure(session, system, "rr", 64, 1, 1.5)
+            print(f"rr64       {system:8}: {_value(r, 'rr'):,.0f} rt/s", flush=True)
+        py_rows = python_rows.measure_all(session, 1, 1.5, paths=["docknet-fast", "uvloop-bridge"], conns=[1])
+    finally:
+        session.close()
+    mesh = mesh_rows.measure_all(1, 4.0, paths=["kernel-bridge+uvloop", "DockNet + fast channels"], users=[16])
+    print()
+    print(python_rows.report(py_rows) + mesh_rows.report(mesh))
+    print("the full set, with repeats, every baseline and the report: make bench")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--spin-us", type=int, default=int(os.environ.get("DOCKNET_SPIN_US", "100")))
     ap.add_argument("--only", choices=[w[0] for w in WORKLOADS], action="append")
+    ap.add_argument("--quick", action="store_true",
+                    help="a reduced set for a first look (under two minutes); prints, writes no report")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces for the kernel baselines)", file=sys.stderr)
         return 1
+    if args.quick:
+        return quick(args)
     session = DockNetSession(args.spin_us)
     results: list[dict[str, Any]] = []
     try:

@@ -12,7 +12,6 @@ first samples, requests per kind, and this process's CPU seconds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import resource
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 from aiohttp import ClientSession
 
-from .run import _runner_for
+from .run import loop_runner
 from .workload import run_load
 
 
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     async def go() -> None:
         out.update(await drive(args))
 
-    _runner_for(args.loop)(go())
+    loop_runner(args.loop)(go())
     print(json.dumps(out), flush=True)
     return 1 if out.get("errors") else 0
 

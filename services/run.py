@@ -98,7 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _runner_for(loop_kind: str) -> Callable[[Coroutine[Any, Any, None]], None]:
+def loop_runner(loop_kind: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     if loop_kind == "docknet":
         import aiodocknet
 
@@ -113,7 +113,7 @@ def _runner_for(loop_kind: str) -> Callable[[Coroutine[Any, Any, None]], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     up = Upstreams(dict(args.upstream))
-    _runner_for(args.loop)(serve(args.service, args.host, args.port, up, args.loop))
+    loop_runner(args.loop)(serve(args.service, args.host, args.port, up, args.loop))
     return 0
 
 
