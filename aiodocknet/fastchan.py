@@ -15,7 +15,7 @@ from typing import Any
 from ._errors import check, raise_errno
 from ._native import ffi, lib
 
-__all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "make_channel", "READABLE", "WRITABLE"]
+__all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "make_channel", "make_region", "READABLE", "WRITABLE"]
 
 READABLE = lib.DN_FC_READABLE
 WRITABLE = lib.DN_FC_WRITABLE
@@ -23,11 +23,23 @@ DEFAULT_RING = 1 << 20
 _EAGAIN = -errno.EAGAIN
 
 
-def make_channel(ring_size: int = DEFAULT_RING) -> tuple[int, int, int]:
-    """A fresh region and one eventfd per side: (memfd, efd0, efd1)."""
+def make_region(ring_size: int = DEFAULT_RING) -> int:
+    """A fresh channel region (a memfd). The broker pairs it with each
+    side's endpoint eventfd, so that a process wakes on one descriptor for
+    its stack and all its channels."""
     memfd = os.memfd_create("docknet-fastchan", os.MFD_CLOEXEC)
     try:
         check(lib.dn_fc_init(memfd, ring_size))
+    except BaseException:
+        os.close(memfd)
+        raise
+    return memfd
+
+
+def make_channel(ring_size: int = DEFAULT_RING) -> tuple[int, int, int]:
+    """A fresh region and one eventfd per side: (memfd, efd0, efd1)."""
+    memfd = make_region(ring_size)
+    try:
         efds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(2)]
     except BaseException:
         os.close(memfd)
@@ -179,6 +191,8 @@ class ChannelSet:
         return bool(lib.dn_fc_arm_set(self._ptrs, len(self.members)))
 
     def disarm(self) -> None:
+        """Cancel every member's sleep flags; the eventfd they share with
+        the stack is the caller's to drain, once."""
         if self._dirty:
             self._sync()
         lib.dn_fc_disarm_set(self._ptrs, len(self.members))

@@ -5,7 +5,10 @@ loop keeps turning without blocking (busy poll, run to completion: the
 thread that runs the callbacks polls the rings). After ``SPIN`` seconds with
 nothing, it arms the doorbell and lets the loop block in epoll until the
 master rings or lwIP's next timer is due. Writes kick it back into spinning:
-an answer is likely on its way.
+an answer is likely on its way. Fast channels are polled in the same pass
+and wake the process on the same eventfd. On a host with clearly more
+runnable tasks than cores nobody spins: a core is worth more to a busy
+service than to a poller waiting for it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ INNER = 4
 # How often a spinning poller checks whether the host is crowded.
 CROWD_CHECK = 0.002
 CPUS = len(os.sched_getaffinity(0))
+# Runnable tasks beyond the cores before a poller stops spinning: a master's
+# switch thread and two pollers on two cores is still a fair fight.
+CROWD_SLACK = 1
 
 
 class EventHandler(Protocol):
@@ -75,15 +81,16 @@ class StackPoller:
 
     # ---- fast channels: polled in the same pass as the stack ----
 
+    # A channel from the broker wakes this process on the endpoint's own
+    # eventfd, the stack's: no reader of its own.
+
     def add_channel(self, transport: Any) -> None:
         self._channels.add(transport)
-        self._loop.add_reader(transport._fc.fileno(), self._on_doorbell)
         self.kick()
 
     def remove_channel(self, transport: Any) -> None:
         if transport in self._channels.members:
             self._channels.remove(transport)
-            self._loop.remove_reader(transport._fc.fileno())
 
     def channels(self) -> list[Any]:
         return list(self._channels.members)
@@ -183,10 +190,10 @@ class StackPoller:
         self._on_doorbell()
 
     def _crowded(self, now: float) -> bool:
-        """More runnable tasks than cores: spinning would take a core from
-        a process with real work (a mesh of Python services on a small
-        host), so sleep on the doorbell at once instead. Looked up at most
-        every CROWD_CHECK seconds."""
+        """Clearly more runnable tasks than cores: spinning would take a
+        core from a process with real work (a mesh of Python services on a
+        small host), so sleep on the doorbell at once instead. Looked up at
+        most every CROWD_CHECK seconds."""
         if now < self._crowd_checked + CROWD_CHECK:
             return self._crowd
         self._crowd_checked = now
@@ -195,7 +202,7 @@ class StackPoller:
                 running = int(f.read().split()[3].split(b"/")[0])
         except (OSError, ValueError, IndexError):
             running = 0
-        self._crowd = running > CPUS
+        self._crowd = running > CPUS + CROWD_SLACK
         return self._crowd
 
     def _poll_once(self, now: float) -> bool:

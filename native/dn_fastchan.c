@@ -322,12 +322,11 @@ dn_fc_poll_set(struct dn_fc *const *fcs, int n, int *idx, int *bits)
 int
 dn_fc_arm_set(struct dn_fc *const *fcs, int n)
 {
-	int i, j;
+	int i;
 
 	for (i = 0; i < n; i++) {
 		if (dn_fc_arm(fcs[i])) {
-			for (j = 0; j < i; j++)
-				dn_fc_disarm(fcs[j]);
+			dn_fc_disarm_set(fcs, i);
 			return 0;
 		}
 	}
@@ -339,8 +338,12 @@ dn_fc_disarm_set(struct dn_fc *const *fcs, int n)
 {
 	int i;
 
-	for (i = 0; i < n; i++)
-		dn_fc_disarm(fcs[i]);
+	/* No drain here: a poller's channels share its endpoint's eventfd,
+	 * which it drains once. */
+	for (i = 0; i < n; i++) {
+		dn_doorbell_cancel(&fcs[i]->rx->reader_asleep);
+		dn_doorbell_cancel(&fcs[i]->tx->writer_asleep);
+	}
 }
 
 struct dn_fc_watch {

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from ..fastchan import ChannelWatch, make_channel
+from ..fastchan import ChannelWatch, make_region
 
 log = structlog.get_logger("docknet.broker")
 
@@ -114,22 +114,20 @@ class FastChannelBroker:
         if not self.is_listening(dst, port):
             raise Refusal("no DockNetLoop listens there")
 
-    def open(self, src: str, src_address: str, dst: str, dst_address: str, port: int) -> tuple[Channel, int, int, int]:
-        """A new channel and its descriptors (memfd, eventfd of side 0 =
-        the connecting side, eventfd of side 1); the caller sends and then
-        closes them."""
-        memfd, efd0, efd1 = make_channel(self.ring_size)
+    def open(self, src: str, src_address: str, dst: str, dst_address: str, port: int) -> tuple[Channel, int]:
+        """A new channel and its region (a memfd), which the caller sends to
+        both sides with their endpoints' eventfds and then closes."""
+        memfd = make_region(self.ring_size)
         try:
             watch = ChannelWatch(memfd)
         except BaseException:
-            for fd in (memfd, efd0, efd1):
-                os.close(fd)
+            os.close(memfd)
             raise
         self._ids += 1
         ch = Channel(self._ids, src, dst, (src_address, self._ephemeral(src)), (dst_address, port), watch)
         self.channels[ch.id] = ch
         self.made += 1
-        return ch, memfd, efd0, efd1
+        return ch, memfd
 
     def _ephemeral(self, endpoint: str) -> int:
         used = {c.client_addr[1] for c in self.channels.values() if c.client == endpoint}

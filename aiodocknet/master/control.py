@@ -345,7 +345,7 @@ class ControlServer:
             if dst_conn is None:
                 raise Refusal("the endpoint is leaving")
             assert src is not None and dst is not None and isinstance(port, int)
-            ch, memfd, efd0, efd1 = self.broker.open(src.name, src.address, dst.name, dst.address, port)
+            ch, memfd = self.broker.open(src.name, src.address, dst.name, dst.address, port)
         except Refusal as why:
             if why.refuse:
                 log.info("connection refused by policy", source=src and src.name, dest=dst and dst.name,
@@ -357,19 +357,21 @@ class ControlServer:
             log.warning("cannot make a fast channel", error=str(exc))
             self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": str(exc)})
             return
+        # Each side sleeps on its endpoint's own eventfd (the one the switch
+        # rings): one descriptor wakes a process for its stack and every
+        # channel it has.
         try:
             try:
                 send_message(dst_conn, {"op": "fc_offer", "id": ch.id, "port": port, "peer": list(ch.client_addr)},
-                             [memfd, efd1, efd0])
+                             [memfd, dst.wake_fd, src.wake_fd])
             except OSError as exc:
                 self.broker.abandon(ch)
                 self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": str(exc)})
                 return
             self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": True, "id": ch.id,
-                                  "local_port": ch.client_addr[1]}, [memfd, efd0, efd1])
+                                  "local_port": ch.client_addr[1]}, [memfd, src.wake_fd, dst.wake_fd])
         finally:
-            for fd in (memfd, efd0, efd1):
-                os.close(fd)
+            os.close(memfd)
 
     def _fc_reply(self, conn: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> None:
         try:
