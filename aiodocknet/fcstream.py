@@ -67,6 +67,7 @@ class FastChannelTransport(DockNetTCPTransport):
         # channels; while a bucket is empty a timer takes over from polling.
         self._egress = getattr(loop, "_dn_egress", None)
         self._ingress = getattr(loop, "_dn_ingress", None)
+        self._drained = False
         self._write_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         super().__init__(loop, poller, None, -1, protocol, server)  # type: ignore[arg-type]
@@ -82,6 +83,11 @@ class FastChannelTransport(DockNetTCPTransport):
         self._poller.add_channel(self)
 
     def _io_recv(self, size: int) -> bytes | None:
+        if self._drained:
+            # The last read took all there was: the next would only say so
+            # (a native call per message saved); the poller looks again.
+            self._drained = False
+            return None
         lim = self._ingress
         if lim is not None and lim.limited:
             size = lim.allowance(size)
@@ -92,7 +98,9 @@ class FastChannelTransport(DockNetTCPTransport):
             if data:
                 lim.spend(len(data))
             return data
-        return self._fc.read(size)
+        data = self._fc.read(size)
+        self._drained = data is not None and 0 < len(data) < size
+        return data
 
     def _io_recv_into(self, buf: Any) -> int | None:
         data = self._io_recv(len(buf))
