@@ -5,7 +5,9 @@ An address of the DockNet subnet, or a service name the master knows, goes
 through DockNet; everything else (other addresses, unix sockets, pipes,
 subprocesses, signals, DNS) is uvloop's. A wildcard bind listens on the
 DockNet endpoint and on the kernel. The endpoint is attached on the first
-call that could use it; with no master, the loop is plain uvloop.
+call that could use it; with no master, the loop is plain uvloop. A
+connection to another endpoint of the same master is carried by a fast
+channel when the master brokers one (see ``fcstream.py``).
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from typing import Any
 
 import uvloop
 
+from .bucket import TokenBucket
 from .endpoint import ProcessEndpoint
 from .poller import StackPoller
 from .server import DockNetServer
 from .stack import CONNECTED, ERROR, Event
 from .tcp import DockNetTCPTransport, _exc
 from .udp import DockNetDatagramTransport
-from .bucket import TokenBucket
 
 # Connections to endpoints of our own master go over fast channels unless
 # DOCKNET_FAST_CHANNELS=0 (for comparison) or the master has them off.
