@@ -178,6 +178,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         name = f"pingpong x{conns}"
         sel = {p: [r for r in rows if r["workload"] == name and r["path"] == p] for p in PATHS}
         meds = {p: _med(rs, "rt_per_s") for p, rs in sel.items() if rs}
+        if not meds:
+            continue
         out += [f"### 64-byte ping-pong, {conns} connection{'s' if conns > 1 else ''} (bench/py_pingpong.py)", "",
                 "| path | round trips/s | p50 | vs uvloop-bridge | vs asyncio-bridge |", "|---|---|---|---|---|"]
         for p, (med, lo, hi) in meds.items():
@@ -187,6 +189,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         out.append("")
     sel = {p: [r for r in rows if r["workload"] == "aiohttp" and r["path"] == p] for p in PATHS}
     meds = {p: _med(rs, "req_per_s") for p, rs in sel.items() if rs}
+    if not meds:
+        return "\n".join(out) + "\n\n"
     out += [f"### aiohttp, {AIOHTTP_CONNS} requests in flight (bench/aiohttp_load.py)", "",
             "CPU per request is both processes' CPU time over the requests served (server time includes "
             "the client's 0.5 s warm-up, so it is slightly high on every path alike).", "",
