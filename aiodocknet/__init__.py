@@ -15,7 +15,7 @@ from typing import Any, Coroutine, TypeVar
 
 from .loop import DockNetLoop
 
-__all__ = ["DockNetLoop", "new_event_loop", "run", "install", "DockNetPolicy"]
+__all__ = ["DockNetLoop", "new_event_loop", "run", "run_on", "install", "DockNetPolicy"]
 
 _T = TypeVar("_T")
 
@@ -31,6 +31,21 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, **run_kwarg
         raise RuntimeError("aiodocknet.run() cannot be called from a running event loop")
     with _asyncio.Runner(loop_factory=new_event_loop, debug=debug, **run_kwargs) as runner:
         return runner.run(main)
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, _T]) -> _T:
+    """Run main on the loop named: "docknet", "uvloop" or "asyncio" (the
+    default loop), for programs that compare them."""
+    if loop == "docknet":
+        return run(main)
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    if loop == "asyncio":
+        return _asyncio.run(main)
+    main.close()
+    raise ValueError(f"unknown loop {loop!r} (docknet, uvloop or asyncio)")
 
 
 class _DockNetPolicy(_asyncio.DefaultEventLoopPolicy):

@@ -1,22 +1,21 @@
-"""``docknet demo``: a master and slave processes on this machine, the data
-plane measured end to end, everything torn down afterwards (also on Ctrl-C).
+"""``docknet demo --data-plane``: a master and slave processes on this
+machine, the data plane measured end to end, everything torn down afterwards
+(also on Ctrl-C).
 
 It needs nothing configured: the master runs in a temporary directory with
-the default subnet. The full service-mesh demo builds on this.
+the default subnet. The service-mesh demo is ``mesh_demo.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
 from .control import request
+from .mesh_demo import ProcessGroup, docknet_master
 
 __all__ = ["run_demo"]
 
@@ -27,27 +26,6 @@ STEPS: list[tuple[str, list[str]]] = [
 ]
 
 
-class _Procs:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-        p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.procs.append(p)
-        return p
-
-    def stop_all(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
 def _line(p: subprocess.Popen[str]) -> dict[str, Any]:
     assert p.stdout is not None
     raw = p.stdout.readline()
@@ -56,42 +34,35 @@ def _line(p: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(raw))
 
 
-def run_demo(seconds: float = 3.0) -> int:
+def _measure(procs: ProcessGroup, env: dict[str, str], seconds: float) -> tuple[list[tuple[str, dict[str, Any]]],
+                                                                                 dict[str, Any]]:
     py = sys.executable
-    procs = _Procs()
+    server = procs.start([py, "-m", "aiodocknet.native_bench", "serve", "--name", "demo-server"], env)
+    ready = _line(server)
+    print(f"server endpoint attached at {ready['address']}", flush=True)
+    rows = []
+    for i, (title, args) in enumerate(STEPS):
+        print(f"  {title} ...", flush=True)
+        client = procs.start([py, "-m", "aiodocknet.native_bench", *args, "--name", f"demo-client{i}",
+                              "--target", ready["address"], "--seconds", str(seconds)], env)
+        rows.append((title, _line(client)))
+        client.wait()
+    return rows, request(env["DOCKNET_MASTER"], {"op": "status"})
+
+
+def run_demo(seconds: float = 3.0) -> int:
+    procs = ProcessGroup()
     with tempfile.TemporaryDirectory(prefix="docknet-demo-") as run_dir:
-        sock = os.path.join(run_dir, "master.sock")
-        env = dict(os.environ, DOCKNET_MASTER=sock, DOCKNET_LOG_LEVEL="warning")
         try:
             print(f"starting a DockNet master in {run_dir} ...", flush=True)
-            master = procs.start([py, "-m", "aiodocknet.cli", "--log-level", "warning", "master",
-                                  "--run-dir", run_dir], env)
-            deadline = time.monotonic() + 30
-            while True:
+            with docknet_master(run_dir) as env:
                 try:
-                    if request(sock, {"op": "ping"}).get("ok"):
-                        break
-                except OSError:
-                    pass
-                if master.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the master did not start")
-                time.sleep(0.05)
-            server = procs.start([py, "-m", "aiodocknet.native_bench", "serve", "--name", "demo-server"], env)
-            ready = _line(server)
-            print(f"server endpoint attached at {ready['address']}", flush=True)
-            rows = []
-            for i, (title, args) in enumerate(STEPS):
-                print(f"  {title} ...", flush=True)
-                client = procs.start([py, "-m", "aiodocknet.native_bench", *args, "--name", f"demo-client{i}",
-                                      "--target", ready["address"], "--seconds", str(seconds)], env)
-                rows.append((title, _line(client)))
-                client.wait()
-            status = request(sock, {"op": "status"})
+                    rows, status = _measure(procs, env, seconds)
+                finally:
+                    procs.stop()
         except KeyboardInterrupt:
             print("interrupted; tearing down", flush=True)
             return 130
-        finally:
-            procs.stop_all()
     print()
     print("DockNet data plane: slave -> master switch -> slave (DPDK memif + lwIP), native loops")
     print(f"{'test':42} {'result':>18} {'p50':>9} {'p99':>9}")

@@ -29,7 +29,7 @@ from typing import Any
 
 from .control import request
 
-__all__ = ["run_mesh_demo", "MESH_PATHS", "MeshPath"]
+__all__ = ["run_mesh_demo", "MESH_PATHS", "MeshPath", "ProcessGroup", "docknet_master"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = ROOT / "services"
@@ -73,8 +73,11 @@ class ProcessGroup:
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-        p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+        # stderr to a file: a chatty child must never block on a full pipe.
+        err = tempfile.TemporaryFile("w+")
+        p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+                             start_new_session=True)
+        p.dn_stderr = err  # type: ignore[attr-defined]
         self.procs.append(p)
         return p
 
@@ -88,10 +91,16 @@ class ProcessGroup:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-            for f in (p.stdout, p.stderr):
-                if f is not None:
-                    f.close()
+            if p.stdout is not None:
+                p.stdout.close()
+            p.dn_stderr.close()  # type: ignore[attr-defined]
         self.procs.clear()
+
+
+def stderr_tail(p: subprocess.Popen[str]) -> str:
+    err = p.dn_stderr  # type: ignore[attr-defined]
+    err.seek(0)
+    return str(err.read())[-1500:]
 
 
 def read_event(p: subprocess.Popen[str], event: str, timeout: float) -> dict[str, Any]:
@@ -104,8 +113,7 @@ def read_event(p: subprocess.Popen[str], event: str, timeout: float) -> dict[str
             raise RuntimeError(f"no {event!r} from {p.args[-1]!r} within {timeout:.0f} s")
         line = p.stdout.readline()
         if not line:
-            err = p.stderr.read()[-1500:] if p.stderr is not None else ""
-            raise RuntimeError(f"{' '.join(map(str, p.args))[-80:]} exited ({p.wait()}): {err}")
+            raise RuntimeError(f"{' '.join(map(str, p.args))[-80:]} exited ({p.wait()}): {stderr_tail(p)}")
         if not line.startswith("{"):
             continue
         msg = json.loads(line)
@@ -192,8 +200,7 @@ def drive(loadgen: list[str], env: dict[str, str], pids: list[int], seconds: flo
                 raise RuntimeError("the load generator stopped answering")
             line = p.stdout.readline()
             if not line:
-                err = p.stderr.read()[-1500:] if p.stderr is not None else ""
-                raise RuntimeError(f"the load generator exited ({p.wait()}): {err}")
+                raise RuntimeError(f"the load generator exited ({p.wait()}): {stderr_tail(p)}")
             if not line.startswith("{"):
                 continue
             msg = json.loads(line)

@@ -98,17 +98,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--conns", type=int, default=16)
     args = p.parse_args()
-    coro = serve(args) if args.mode == "serve" else client(args)
-    if args.loop == "docknet":
-        import aiodocknet
+    import aiodocknet
 
-        aiodocknet.run(coro)
-    elif args.loop == "uvloop":
-        import uvloop
-
-        uvloop.run(coro)
-    else:
-        asyncio.run(coro)
+    aiodocknet.run_on(args.loop, serve(args) if args.mode == "serve" else client(args))
 
 
 if __name__ == "__main__":

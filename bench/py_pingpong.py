@@ -97,17 +97,9 @@ def main() -> None:
     p.add_argument("--conns", type=int, default=1)
     p.add_argument("--size", type=int, default=64)
     args = p.parse_args()
-    coro = serve(args) if args.mode == "serve" else client(args)
-    if args.loop == "docknet":
-        import aiodocknet
+    import aiodocknet
 
-        aiodocknet.run(coro)
-    elif args.loop == "uvloop":
-        import uvloop
-
-        uvloop.run(coro)
-    else:
-        asyncio.run(coro)
+    aiodocknet.run_on(args.loop, serve(args) if args.mode == "serve" else client(args))
 
 
 if __name__ == "__main__":

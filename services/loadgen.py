@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import ClientSession
 
-from .run import loop_runner
+import aiodocknet
+
 from .workload import run_load
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     async def go() -> None:
         out.update(await drive(args))
 
-    loop_runner(args.loop)(go())
+    aiodocknet.run_on(args.loop, go())
     print(json.dumps(out), flush=True)
     return 1 if out.get("errors") else 0
 

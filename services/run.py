@@ -13,10 +13,11 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any, Callable
+from collections.abc import Sequence
 
 from aiohttp import web
+
+import aiodocknet
 
 from .mesh import PORT, SERVICES
 from .upstreams import Upstreams
@@ -98,22 +99,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def loop_runner(loop_kind: str) -> Callable[[Coroutine[Any, Any, None]], None]:
-    if loop_kind == "docknet":
-        import aiodocknet
-
-        return aiodocknet.run
-    if loop_kind == "uvloop":
-        import uvloop
-
-        return uvloop.run
-    return asyncio.run
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     up = Upstreams(dict(args.upstream))
-    loop_runner(args.loop)(serve(args.service, args.host, args.port, up, args.loop))
+    aiodocknet.run_on(args.loop, serve(args.service, args.host, args.port, up, args.loop))
     return 0
 
 
