@@ -103,22 +103,33 @@ def stderr_tail(p: subprocess.Popen[str]) -> str:
     return str(err.read())[-1500:]
 
 
+def json_events(p: subprocess.Popen[str], idle_timeout: float) -> Iterator[dict[str, Any]]:
+    """The JSON lines p prints, as they come. Raw reads split here: a
+    buffered readline() after select() could leave a line where select()
+    cannot see it."""
+    assert p.stdout is not None
+    fd, pending = p.stdout.fileno(), b""
+    while True:
+        if not select.select([fd], [], [], idle_timeout)[0]:
+            raise RuntimeError(f"{' '.join(map(str, p.args))[-80:]} printed nothing for {idle_timeout:.0f} s")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise RuntimeError(f"{' '.join(map(str, p.args))[-80:]} exited ({p.wait()}): {stderr_tail(p)}")
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"{"):
+                yield json.loads(line)
+
+
 def read_event(p: subprocess.Popen[str], event: str, timeout: float) -> dict[str, Any]:
     """The next JSON line with this event from p's stdout."""
-    assert p.stdout is not None
     deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([p.stdout], [], [], left)[0]:
-            raise RuntimeError(f"no {event!r} from {p.args[-1]!r} within {timeout:.0f} s")
-        line = p.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{' '.join(map(str, p.args))[-80:]} exited ({p.wait()}): {stderr_tail(p)}")
-        if not line.startswith("{"):
-            continue
-        msg = json.loads(line)
+    for msg in json_events(p, timeout):
         if msg.get("event") == event:
             return msg
+        if time.monotonic() > deadline:
+            break
+    raise RuntimeError(f"no {event!r} from {p.args[-1]!r} within {timeout:.0f} s")
 
 
 @contextmanager
@@ -194,21 +205,11 @@ def drive(loadgen: list[str], env: dict[str, str], pids: list[int], seconds: flo
     cpu0 = sum(proc_cpu(p) for p in pids)
     try:
         p = group.start([*loadgen, "--seconds", str(seconds), "--concurrency", str(concurrency)], env)
-        assert p.stdout is not None
-        while True:
-            if not select.select([p.stdout], [], [], seconds + 120)[0]:
-                raise RuntimeError("the load generator stopped answering")
-            line = p.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the load generator exited ({p.wait()}): {stderr_tail(p)}")
-            if not line.startswith("{"):
-                continue
-            msg = json.loads(line)
+        for msg in json_events(p, seconds + 120):
             if msg.get("event") == "progress":
                 done = float(msg["done"])
                 bar = "#" * int(done * 30)
-                print(f"\r  {title:26} [{bar:30}] {done:4.0%}  ",
-                      end="", flush=True)
+                print(f"\r  {title:26} [{bar:30}] {done:4.0%}  ", end="", flush=True)
             elif msg.get("event") == "result":
                 print(flush=True)
                 break

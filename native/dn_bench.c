@@ -292,6 +292,18 @@ dn_pct(uint32_t *s, uint64_t n, double p)
 	return s[i] / 1000.0;
 }
 
+/* Sorts the samples (ns) and fills the percentiles of out. */
+static void
+dn_bench_latency(uint32_t *samples, uint64_t n, struct dn_bench_result *out)
+{
+	if (n > DN_BENCH_SAMPLES)
+		n = DN_BENCH_SAMPLES;
+	qsort(samples, n, sizeof(*samples), dn_cmp_u32);
+	out->p50_us = dn_pct(samples, n, 0.50);
+	out->p99_us = dn_pct(samples, n, 0.99);
+	out->p999_us = dn_pct(samples, n, 0.999);
+}
+
 int
 dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
 	uint32_t conns, double seconds, unsigned int spin_us,
@@ -392,12 +404,7 @@ dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
 	now = dn_bench_ns();
 	out->round_trips = nsamples;
 	out->seconds = (double)(now - start) / 1e9;
-	if (nsamples > DN_BENCH_SAMPLES)
-		nsamples = DN_BENCH_SAMPLES;
-	qsort(samples, nsamples, sizeof(*samples), dn_cmp_u32);
-	out->p50_us = dn_pct(samples, nsamples, 0.50);
-	out->p99_us = dn_pct(samples, nsamples, 0.99);
-	out->p999_us = dn_pct(samples, nsamples, 0.999);
+	dn_bench_latency(samples, nsamples, out);
 	out->sleeps = idle.sleeps;
 	for (i = 0; i < conns; i++)
 		dn_close(st, ids[i]);
@@ -666,12 +673,7 @@ dn_bench_fc_ping(struct dn_fc *fc, uint32_t size, double seconds,
 	out->round_trips = n;
 	out->bytes = n * size;
 	out->seconds = (double)(dn_bench_ns() - start) / 1e9;
-	if (n > DN_BENCH_SAMPLES)
-		n = DN_BENCH_SAMPLES;
-	qsort(samples, n, sizeof(*samples), dn_cmp_u32);
-	out->p50_us = dn_pct(samples, n, 0.50);
-	out->p99_us = dn_pct(samples, n, 0.99);
-	out->p999_us = dn_pct(samples, n, 0.999);
+	dn_bench_latency(samples, n, out);
 	out->sleeps = 0;
 	free(samples);
 	dn_fc_shutdown(fc);

@@ -46,6 +46,7 @@ class Endpoint:
     wake_fd: int
     tenant: str = "default"
     registration: Registration | None = None
+    # In force now, on the switch and pushed to the process (fast channels).
     limits: dict[str, int] = field(default_factory=dict)
     attached_at: float = field(default_factory=time.time)
 
@@ -85,6 +86,7 @@ class ControlServer:
             "attach": self._attach,
             "resolve": self._resolve,
             "status": self._status,
+            "detach": self._detach_request,
             "ping": lambda conn, msg: ({"pong": True}, []),
         }
 
@@ -251,9 +253,9 @@ class ControlServer:
             os.close(wake)
             self.addresses.release(address)
             raise RequestError(exc.errno or errno.EIO, f"cannot create the endpoint's port: {exc.strerror}") from None
-        limits: Registration | dict[str, int] = dict(self.default_limits)
+        limits = dict(self.default_limits)
         if reg is not None and any(getattr(reg, k) for k in LIMIT_ATTRS):
-            limits = reg
+            limits = {k: int(getattr(reg, k)) for k in LIMIT_ATTRS}
         try:
             self._apply_limits(slot, limits)
         except OSError as exc:
@@ -274,7 +276,7 @@ class ControlServer:
             wake_fd=wake,
             tenant=tenant,
             registration=reg,
-            limits=limits if isinstance(limits, dict) else {},
+            limits=limits,
         )
         self.endpoints[name] = ep
         self._conn_endpoint[conn] = name
@@ -290,10 +292,9 @@ class ControlServer:
         }
         return reply, [doorbell, wake, self.switch.wake_fd]
 
-    def _apply_limits(self, slot: int, lim: Registration | dict[str, int]) -> None:
-        get = (lambda k: int(lim.get(k, 0))) if isinstance(lim, dict) else (lambda k: int(getattr(lim, k)))
-        self.switch.set_limit(slot, "egress", get("egress_bits"), get("egress_pkts"))
-        self.switch.set_limit(slot, "ingress", get("ingress_bits"), get("ingress_pkts"))
+    def _apply_limits(self, slot: int, lim: dict[str, int]) -> None:
+        self.switch.set_limit(slot, "egress", lim.get("egress_bits", 0), lim.get("egress_pkts", 0))
+        self.switch.set_limit(slot, "ingress", lim.get("ingress_bits", 0), lim.get("ingress_pkts", 0))
 
     # ---- for the management API ----
 
@@ -312,7 +313,9 @@ class ControlServer:
             else:
                 setattr(target, key, value)
         if ep is not None:
-            self._apply_limits(ep.slot, reg if reg is not None else ep.limits)
+            if reg is not None:
+                ep.limits = {k: int(getattr(reg, k)) for k in LIMIT_ATTRS}
+            self._apply_limits(ep.slot, ep.limits)
             self._push_limits(name)
         log.info("limits set", endpoint=name, **limits)
         return {k: (getattr(reg, k) if reg is not None else ep.limits.get(k, 0))  # type: ignore[union-attr]
@@ -386,11 +389,8 @@ class ControlServer:
         conn = next((c for c, n in self._conn_endpoint.items() if n == name), None)
         if ep is None or conn is None:
             return
-        lim = ep.registration if ep.registration is not None and any(
-            getattr(ep.registration, k) for k in LIMIT_ATTRS) else ep.limits
-        get = (lambda k: int(lim.get(k, 0))) if isinstance(lim, dict) else (lambda k: int(getattr(lim, k)))
         try:
-            send_message(conn, {"event": "limits", **{k: get(k) for k in LIMIT_ATTRS}})
+            send_message(conn, {"event": "limits", **{k: ep.limits.get(k, 0) for k in LIMIT_ATTRS}})
         except OSError:
             pass
 
@@ -420,6 +420,17 @@ class ControlServer:
         for conn, other in list(self._conn_endpoint.items()):
             if other == name:
                 self._drop(conn, "unregistered")
+
+    def _detach_request(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        """A slave about to close: its port leaves the switch first, so that
+        the switch never polls a memif link whose peer is tearing it down
+        (DPDK's memif unmaps a ring under a concurrent rx_burst)."""
+        name = self._conn_endpoint.get(conn, "")
+        if not name:
+            raise RequestError(errno.ENOTCONN, "this connection is not attached")
+        self._conn_endpoint[conn] = ""
+        self._detach(name, "detached")
+        return {}, []
 
     def _detach(self, name: str, why: str) -> None:
         ep = self.endpoints.pop(name, None)
