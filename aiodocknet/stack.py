@@ -250,28 +250,11 @@ class SlaveStack:
         if self._closed:
             return
         self._closed = True
-        self._detach_from_master()
         lib.dn_stack_close(self._st)
         for fd in self._fds:
             os.close(fd)
         self._control.close()
         log.info("detached", endpoint=self.info.endpoint)
-
-    def _detach_from_master(self, timeout: float = 2.0) -> None:
-        """Ask the master to take our port out of its switch before our link
-        goes down (memif must not be torn down under the switch's polling).
-        A master that is gone or slow only costs the wait."""
-        try:
-            self._control.settimeout(timeout)
-            send_message(self._control, {"op": "detach"})
-            while True:
-                msg, fds = recv_message(self._control)
-                for fd in fds:
-                    os.close(fd)
-                if msg is None or "ok" in msg:
-                    return  # the reply (notices may come first)
-        except (OSError, ValueError):
-            pass
 
     def __enter__(self) -> SlaveStack:
         return self

@@ -86,7 +86,6 @@ class ControlServer:
             "attach": self._attach,
             "resolve": self._resolve,
             "status": self._status,
-            "detach": self._detach_request,
             "ping": lambda conn, msg: ({"pong": True}, []),
         }
 
@@ -420,17 +419,6 @@ class ControlServer:
         for conn, other in list(self._conn_endpoint.items()):
             if other == name:
                 self._drop(conn, "unregistered")
-
-    def _detach_request(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-        """A slave about to close: its port leaves the switch first, so that
-        the switch never polls a memif link whose peer is tearing it down
-        (DPDK's memif unmaps a ring under a concurrent rx_burst)."""
-        name = self._conn_endpoint.get(conn, "")
-        if not name:
-            raise RequestError(errno.ENOTCONN, "this connection is not attached")
-        self._conn_endpoint[conn] = ""
-        self._detach(name, "detached")
-        return {}, []
 
     def _detach(self, name: str, why: str) -> None:
         ep = self.endpoints.pop(name, None)
