@@ -237,9 +237,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--config", help="TOML configuration file (flags override it)")
     m.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     m.add_argument("--run-dir", default=os.environ.get("DOCKNET_RUN_DIR"),
-                   help="directory for the control, API and memif sockets (default /run/docknet)")
+                   help="directory for the control and API sockets (default /run/docknet)")
     m.add_argument("--subnet", help="endpoint address range (default 10.77.0.0/16)")
-    m.add_argument("--mtu", type=int, help="MTU of the internal memif links (default 9000)")
+    m.add_argument("--mtu", type=int, help="MTU of the internal links to endpoints (default 9000)")
     m.add_argument("--spin-us", type=int, help="busy-poll time before sleeping (default 200)")
     m.add_argument("--range", help="this host's share of the subnet when hosts share it, e.g. 10.77.1.0/24")
     m.add_argument("--uplink", help="DPDK port to other hosts, e.g. net_af_packet0,iface=eth1")

@@ -64,7 +64,7 @@ def run_demo(seconds: float = 3.0) -> int:
             print("interrupted; tearing down", flush=True)
             return 130
     print()
-    print("DockNet data plane: slave -> master switch -> slave (DPDK memif + lwIP), native loops")
+    print("DockNet data plane: slave -> master switch -> slave (shared-memory rings + lwIP), native loops")
     print(f"{'test':42} {'result':>18} {'p50':>9} {'p99':>9}")
     for title, r in rows:
         if "rt_per_s" in r:

@@ -104,9 +104,8 @@ def init_eal(role: str, mem_mb: int) -> list[str]:
         _remove_stale_runtime_dirs()
         atexit.register(_remove_runtime_dir, prefix)
         if not no_huge:
-            # --in-memory leaves no files behind. One file per memseg list:
-            # memif can then hand our mbufs to the master as shared buffers
-            # (zero copy on the slave's side).
+            # --in-memory leaves no files behind; one file per memseg list
+            # rather than one per page keeps the descriptor count small.
             args += ["--in-memory", "--single-file-segments"]
         keep = [ffi.new("char[]", a.encode()) for a in args]
         argv = ffi.new("char *[]", keep)

@@ -62,6 +62,7 @@ def _blast(args: argparse.Namespace) -> int:
     k = args.endpoints
     init_eal("slave", 64 + 4 * k)
     held: list[Any] = []
+    names: list[Any] = []  # the link names, alive while the links are
     links = ffi.new("struct dn_link *[]", k)
     ips = ffi.new("uint32_t[]", k)
     try:
@@ -69,21 +70,21 @@ def _blast(args: argparse.Namespace) -> int:
             control, info, fds = request_attach(f"{args.name}-{i}", default_master_path())
             held.append((control, fds))
             cfg = ffi.new("struct dn_link_config *")
-            keep = [ffi.new("char[]", info.memif_socket.encode()), ffi.new("char[]", info.memif_secret.encode()),
-                    ffi.new("char[]", f"b{i}".encode()), ffi.new("uint8_t[6]", bytes(int(b, 16) for b in info.mac.split(":")))]
-            cfg.socket, cfg.secret, cfg.name, cfg.mac = keep
+            name = ffi.new("char[]", f"b{i}".encode())
+            names.append(name)
+            cfg.name = name
             cfg.mtu = info.mtu
             cfg.n_mbufs = 1023
             cfg.priv_size = 0
-            cfg.doorbell_fd, cfg.wake_fd, cfg.peer_wake_fd = fds
-            cfg.link_timeout_ms = 10000
+            cfg.shm_fd, cfg.wake_fd, cfg.peer_wake_fd = fds
             cfg.small = 1
             check(lib.dn_link_open(cfg, ffi.addressof(links, i)))
             ips[i] = int(ipaddress.IPv4Address(info.address))
         res = ffi.new("struct dn_bench_result *")
         check(lib.dn_bench_blast(links, ips, k, args.size, args.seconds, res))
         out = {"event": "result", "mode": "blast", "endpoints": k, "size": args.size,
-               "frames": int(res.round_trips), "offered": int(res.bytes), "seconds": round(res.seconds, 4),
+               "frames": int(res.round_trips), "offered": int(res.bytes),
+               "links_reached": int(res.links_reached), "seconds": round(res.seconds, 4),
                "frames_per_s": round(res.round_trips / res.seconds, 1)}
         print(json.dumps(out), flush=True)
     finally:

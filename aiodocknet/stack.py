@@ -1,7 +1,7 @@
-"""``SlaveStack``: this process's DockNet endpoint (lwIP over memif).
+"""``SlaveStack``: this process's DockNet endpoint (lwIP over the link to the master).
 
-A SlaveStack attaches to the host's master, which gives it an address, a
-memif link and a doorbell; it then offers socket-like calls on connection
+A SlaveStack attaches to the host's master, which gives it an address and
+a link (shared memory with two frame rings and a doorbell); it then offers socket-like calls on connection
 ids and a batched ``poll()``. It belongs to the thread that polls it (the
 event loop's, in ``DockNetLoop``). There is one per process: lwIP keeps
 global state.
@@ -98,8 +98,6 @@ class AttachInfo(NamedTuple):
     gateway: str
     mac: str
     mtu: int
-    memif_socket: str
-    memif_secret: str
 
 
 def _ip(host: str | None) -> int:
@@ -115,7 +113,7 @@ def _ip_str(value: int) -> str:
 def request_attach(endpoint: str, path: str) -> tuple[socket.socket, AttachInfo, list[int]]:
     """Ask the master at path for endpoint; returns the control connection
     (held for as long as the endpoint lives), what the master assigned, and
-    the doorbell page and eventfds."""
+    the link's memory, the endpoint's eventfd and the master's."""
     control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
         try:
@@ -148,8 +146,6 @@ def request_attach(endpoint: str, path: str) -> tuple[socket.socket, AttachInfo,
             gateway=reply["gateway"],
             mac=reply["mac"],
             mtu=int(reply["mtu"]),
-            memif_socket=reply["memif_socket"],
-            memif_secret=reply["memif_secret"],
         )
     except BaseException:
         control.close()
@@ -185,7 +181,6 @@ class SlaveStack:
         master: str | None = None,
         *,
         max_conns: int = 16384,
-        link_timeout: float = 10.0,
     ) -> SlaveStack:
         """Attach to the master as ``endpoint`` and bring the link up."""
         path = master or default_master_path()
@@ -198,7 +193,7 @@ class SlaveStack:
             control.close()
             raise
         try:
-            stack, own_fds = cls._open(info, fds, max_conns, link_timeout)  # closes fds on failure
+            stack, own_fds = cls._open(info, fds, max_conns)  # closes fds on failure
         except BaseException:
             control.close()
             raise
@@ -214,15 +209,11 @@ class SlaveStack:
 
     @staticmethod
     def _open(
-        info: AttachInfo, fds: list[int], max_conns: int, link_timeout: float
+        info: AttachInfo, fds: list[int], max_conns: int
     ) -> tuple[Any, tuple[int, int]]:
-        doorbell, wake, master_wake = fds
+        link, wake, master_wake = fds
         net = ipaddress.IPv4Network(f"{info.address}/{info.prefix}", strict=False)
         cfg = ffi.new("struct dn_stack_config *")
-        sock = ffi.new("char[]", info.memif_socket.encode())
-        secret = ffi.new("char[]", info.memif_secret.encode())
-        cfg.memif_socket = sock
-        cfg.memif_secret = secret
         cfg.ip = _ip(info.address)
         cfg.netmask = int(net.netmask)
         cfg.gateway = _ip(info.gateway)
@@ -230,15 +221,14 @@ class SlaveStack:
         cfg.mtu = info.mtu
         cfg.n_mbufs = SLAVE_MBUFS
         cfg.max_conns = max_conns
-        cfg.doorbell_fd = doorbell
+        cfg.link_fd = link
         cfg.wake_fd = wake
         cfg.master_wake_fd = master_wake
-        cfg.link_timeout_ms = int(link_timeout * 1000)
         out = ffi.new("struct dn_stack **")
         rc = lib.dn_stack_open(cfg, out)
-        # The link has mapped the doorbell page; the eventfds stay open for
-        # the stack's life and are closed in close().
-        os.close(doorbell)
+        # The link has mapped its memory; the eventfds stay open for the
+        # stack's life and are closed in close().
+        os.close(link)
         if rc < 0:
             os.close(wake)
             os.close(master_wake)

@@ -3,7 +3,7 @@
 Paths, interleaved within each repeat:
 - ``docknet-fast``: both ends DockNetLoop, the connection on a fast channel
   (shared memory, brokered by the master);
-- ``docknet-switch``: the same with DOCKNET_FAST_CHANNELS=0 (lwIP, memif,
+- ``docknet-switch``: the same with DOCKNET_FAST_CHANNELS=0 (lwIP, link rings,
   the master's switch);
 - ``uvloop-bridge`` / ``asyncio-bridge``: uvloop or the default loop in two
   network namespaces on a Linux bridge (the kernel path).

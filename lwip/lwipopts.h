@@ -2,7 +2,7 @@
  * aiodocknet's lwIP configuration.
  *
  * One lwIP instance per slave process, driven from the thread that runs the
- * event loop (NO_SYS=1, raw API, no locks). The link is a memif ring between
+ * event loop (NO_SYS=1, raw API, no locks). The link is a pair of rings between
  * processes on one host: frames are never corrupted in flight, so TCP/UDP
  * checksums are switched off per netif (the master fills them in where a
  * frame leaves the host). Sizes are for thousands of connections with large,
@@ -62,7 +62,7 @@
 #define ETHARP_SUPPORT_STATIC_ENTRIES   1
 #define LWIP_NETIF_HWADDRHINT           1
 
-/* The memif MTU is set by the master at attach; the MSS follows it through
+/* The link MTU is set by the master at attach; the MSS follows it through
  * TCP_CALCULATE_EFF_SEND_MSS, this is the upper bound. */
 #ifndef DN_TCP_MSS
 #define DN_TCP_MSS                      8960

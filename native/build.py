@@ -26,7 +26,7 @@ API_HEADERS = ["dn_error.h", "dn_eal.h", "dn_link.h", "dn_stack.h", "dn_switch.h
 OUR_SOURCES = [
     "native/dn_error.c",
     "native/dn_eal.c",
-    "native/dn_memif.c",
+    "native/dn_pktpool.c",
     "native/dn_link.c",
     "native/dn_stack.c",
     "native/dn_switch.c",

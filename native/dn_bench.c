@@ -547,6 +547,7 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 	uint16_t frame_len, double seconds, struct dn_bench_result *out)
 {
 	unsigned char (*frames)[2048];
+	unsigned char *reached;
 	struct dn_rxseg segs[8];
 	uint64_t start, end, got = 0, sent = 0;
 	int i, j;
@@ -556,8 +557,12 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 		return dn_error(-EINVAL, "blast: at least one link and 60 to 2000 "
 			"byte frames");
 	frames = malloc((size_t)k * sizeof(*frames));
-	if (frames == NULL)
+	reached = calloc((size_t)k, 1);
+	if (frames == NULL || reached == NULL) {
+		free(frames);
+		free(reached);
 		return dn_error(-ENOMEM, "out of memory for the blast");
+	}
 	for (i = 0; i < k; i++)
 		dn_blast_frame(frames[i], frame_len, ips[i], ips[(i + 1) % k]);
 	start = dn_bench_ns();
@@ -582,9 +587,13 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 				for (s = 0; s < n; s++)
 					dn_link_free_seg(segs[s].seg);
 				got++;
+				reached[i] = 1;
 			}
 		}
 	}
+	for (i = 0; i < k; i++)
+		out->links_reached += reached[i];
+	free(reached);
 	out->round_trips = got;
 	out->bytes = sent;	/* frames offered */
 	out->seconds = (double)(dn_bench_ns() - start) / 1e9;

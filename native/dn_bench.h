@@ -22,6 +22,7 @@ struct dn_bench_result {
 	double p99_us;
 	double p999_us;
 	uint64_t sleeps;
+	uint64_t links_reached;	/* blast: links that received a frame */
 };
 
 /* Serves echo and sink connections on port until SIGTERM/SIGINT or
@@ -44,7 +45,7 @@ struct dn_link;
 /* The switch's forwarding rate: k links (endpoints, no TCP/IP) each send
  * frame_len-byte UDP frames to the next one's address as fast as they can
  * for seconds; out->round_trips counts the frames that came back out of
- * the switch. */
+ * the switch, out->links_reached the links that received any. */
 int dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 	uint16_t frame_len, double seconds, struct dn_bench_result *out);
 

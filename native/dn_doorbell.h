@@ -1,10 +1,10 @@
 /*
  * Doorbells: how two pollers on one host sleep without losing a wake-up.
  *
- * net_memif has no Rx-interrupt mode, so each memif link carries a shared
- * page (a memfd the master creates and hands to the slave at attach). A side
- * that has found no work for a while announces "asleep" in its flag, checks
- * its rings once more, and only then blocks on its eventfd. A side that has
+ * Shared-memory rings have no interrupts, so each link's memory (a memfd the
+ * master creates and hands to the slave at attach) starts with a doorbell
+ * page. A side that has found no work for a while announces "asleep" in its
+ * flag, checks its rings once more, and only then blocks on its eventfd. A side that has
  * just put frames on the other's ring reads the flag and, only if it is set,
  * clears it and writes the other's eventfd. The fences make this Dekker's
  * pattern: either the sleeper sees the frames on its re-check, or the waker

@@ -6,7 +6,7 @@
  * A region (a memfd) holds two single-producer/single-consumer byte rings,
  * one per direction, and the flags that carry half-close and reset. Each
  * side sleeps on an eventfd of its own; the other side writes it only when
- * the sleeper said so (the doorbell pattern of the memif links), so while
+ * the sleeper said so (the doorbell pattern of the master-slave links), so while
  * bytes flow no syscall is made.
  */
 #ifndef DN_FASTCHAN_H

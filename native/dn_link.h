@@ -1,12 +1,13 @@
 /*
- * A slave's link to its master: one memif client port, its mbuf pool, a
- * burst cache on each side and the doorbell.
+ * A slave's link to its master: the two frame rings of the link's shared
+ * memory (dn_linkmem.h, made by the master), an mbuf pool for received
+ * frames, and the doorbell.
  *
  * This header carries no DPDK or lwIP types so that the lwIP side (which
  * must not see DPDK's headers: glibc's ip6 structures clash with lwIP's) can
- * use it. Received frames are handed over as segments that point into mbufs;
- * the lwIP side wraps them in pbufs without copying and gives each segment
- * back with dn_link_free_seg().
+ * use it. Received frames are copied out of the ring into mbufs and handed
+ * over as segments; the lwIP side wraps them in pbufs without copying again
+ * and gives each segment back with dn_link_free_seg().
  */
 #ifndef DN_LINK_H
 #define DN_LINK_H
@@ -16,22 +17,17 @@
 struct dn_link;
 
 struct dn_link_config {
-	const char *socket;	/* master's memif socket for this endpoint */
-	const char *secret;
-	const uint8_t *mac;	/* 6 bytes */
+	int shm_fd;		/* the link's memory, from the master */
 	uint16_t mtu;
 	unsigned int n_mbufs;
 	uint16_t priv_size;	/* per-mbuf private area (the pbuf_custom) */
-	int doorbell_fd;	/* memfd holding struct dn_doorbell */
 	int wake_fd;		/* eventfd this side sleeps on */
 	int peer_wake_fd;	/* eventfd that wakes the master */
-	unsigned int link_timeout_ms;
-	/* Unique in the process (the vdev and pool are named after it);
-	 * NULL for the stack's one link. */
+	/* Unique in the process (the pool is named after it); NULL for the
+	 * stack's one link. */
 	const char *name;
-	/* 1: mbufs of 2 KiB and memif copy mode, for links that carry only
-	 * small frames (load generators); 0: whole jumbo frames, zero copy
-	 * where the memory allows it. */
+	/* 1: mbufs of 2 KiB, for links that carry only small frames (load
+	 * generators); 0: room for a whole jumbo frame in each. */
 	int small;
 };
 
@@ -50,7 +46,8 @@ struct dn_iov {
 struct dn_link_stats {
 	uint64_t rx_frames;
 	uint64_t tx_frames;
-	uint64_t tx_dropped;	/* ring full or no buffers: TCP retransmits */
+	uint64_t tx_dropped;	/* ring full or master gone: TCP retransmits */
+	uint64_t rx_dropped;	/* too large for our mbufs, or a bad ring */
 	uint64_t wakeups_sent;
 	uint64_t sleeps;
 	unsigned int pool_free;
@@ -64,12 +61,17 @@ void dn_link_close(struct dn_link *link);
 int dn_link_rx(struct dn_link *link, struct dn_rxseg *segs, unsigned int max);
 void dn_link_free_seg(void *seg);
 
-/* Copies a frame given as iov pieces into mbufs and queues it for the next
- * burst (sent at once when the burst is full). */
+/* Copies a frame given as iov pieces onto the ring (the master sees it at
+ * the next flush). -ENOBUFS when the ring is full, -ENOTCONN once the
+ * master is gone. */
 int dn_link_tx(struct dn_link *link, const struct dn_iov *iov,
 	unsigned int n);
-/* Sends what is queued and rings the master if it sleeps. */
+/* Publishes what was written and rings the master if it sleeps. */
 void dn_link_tx_flush(struct dn_link *link);
+
+/* The master is gone (its control connection closed): frames to it are
+ * dropped from now on, so nothing waits for a ring nobody will read. */
+void dn_link_set_down(struct dn_link *link);
 
 /* Going to sleep: announce it, re-check the ring. Returns 1 when frames
  * are already waiting (do not sleep), 0 when the caller may block on

@@ -442,16 +442,12 @@ int
 dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 {
 	struct dn_link_config lc = {
-		.socket = cfg->memif_socket,
-		.secret = cfg->memif_secret,
-		.mac = cfg->mac,
+		.shm_fd = cfg->link_fd,
 		.mtu = cfg->mtu,
 		.n_mbufs = cfg->n_mbufs,
 		.priv_size = DN_NETIF_PRIV_SIZE,
-		.doorbell_fd = cfg->doorbell_fd,
 		.wake_fd = cfg->wake_fd,
 		.peer_wake_fd = cfg->master_wake_fd,
-		.link_timeout_ms = cfg->link_timeout_ms,
 	};
 	struct dn_stack *st;
 	ip4_addr_t ip, mask, gw;
@@ -976,6 +972,9 @@ dn_reset_peer(struct dn_stack *st, uint32_t ip)
 {
 	uint32_t i, want = lwip_htonl(ip);
 	int n = 0;
+
+	if (ip == 0)
+		dn_link_set_down(st->link);
 
 	for (i = 0; i < st->max_conns; i++) {
 		struct dn_conn *c = &st->conns[i];

@@ -1,5 +1,5 @@
 /*
- * The slave stack: lwIP TCP/UDP/ICMP over one memif link, with a small
+ * The slave stack: lwIP TCP/UDP/ICMP over one link to the master, with a small
  * socket-like API and batched events.
  *
  * One stack per process (lwIP keeps its state in globals), owned by the
@@ -16,8 +16,6 @@
 struct dn_stack;
 
 struct dn_stack_config {
-	const char *memif_socket;
-	const char *memif_secret;
 	uint32_t ip;
 	uint32_t netmask;
 	uint32_t gateway;
@@ -25,10 +23,9 @@ struct dn_stack_config {
 	uint16_t mtu;
 	unsigned int n_mbufs;
 	unsigned int max_conns;
-	int doorbell_fd;
+	int link_fd;		/* the link's memory, from the master */
 	int wake_fd;
 	int master_wake_fd;
-	unsigned int link_timeout_ms;
 };
 
 /* Event kinds. For DN_EV_ACCEPTED, id is the new connection and arg the
@@ -108,7 +105,8 @@ int dn_stack_conns(struct dn_stack *st, struct dn_conn_info *out, int max);
 
 /* The endpoint at ip is gone (its process died): every TCP connection to
  * it ends now with DN_EV_ERROR ECONNRESET, as a reset from it would. An ip
- * of 0 ends every connection (the master itself is gone). */
+ * of 0 ends every connection and drops what is still sent: the master
+ * itself is gone. */
 int dn_reset_peer(struct dn_stack *st, uint32_t ip);
 /* SO_KEEPALIVE. */
 int dn_set_keepalive(struct dn_stack *st, int id, int on);

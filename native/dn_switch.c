@@ -25,6 +25,7 @@
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_memcpy.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
 #include <rte_cycles.h>
@@ -33,7 +34,8 @@
 #include "dn_eal.h"
 #include "dn_error.h"
 #include "dn_limit.h"
-#include "dn_memif.h"
+#include "dn_linkmem.h"
+#include "dn_pktpool.h"
 #include "dn_policy.h"
 #include "dn_switch.h"
 #include "dn_uplink.h"
@@ -57,10 +59,11 @@ struct dn_txq {
 struct dn_slot {
 	int in_use;		/* owned by the control side */
 	int active;		/* owned by the switch thread */
-	uint16_t port_id;
 	uint32_t ip;
-	char name[32];
+	struct dn_linkmem mem;	/* mapped while in_use */
 	struct dn_doorbell *bell;
+	struct dn_fr from_slave;
+	struct dn_fr to_slave;
 	int slave_wake_fd;
 	struct dn_txq txq;
 	uint8_t dirty;
@@ -104,7 +107,6 @@ struct dn_switch {
 	unsigned int n_limited;	/* active endpoints with a limit */
 
 	struct dn_switch_counters counters;
-	unsigned int ports_made;
 };
 
 void
@@ -166,6 +168,23 @@ dn_enqueue_tx(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
 	}
 }
 
+/* Copies a frame (possibly a chain, from the uplink) onto a slave's ring. */
+static int
+dn_ring_put(struct dn_fr *r, const struct rte_mbuf *m)
+{
+	uint8_t *dst = dn_fr_reserve(r, m->pkt_len);
+	uint32_t off = 0;
+
+	if (dst == NULL)
+		return -ENOBUFS;
+	for (; m != NULL; m = m->next) {
+		rte_memcpy(dst + off, rte_pktmbuf_mtod(m, void *), m->data_len);
+		off += m->data_len;
+	}
+	dn_fr_commit(r, off);
+	return 0;
+}
+
 static void
 dn_flush(struct dn_switch *sw)
 {
@@ -173,24 +192,24 @@ dn_flush(struct dn_switch *sw)
 
 	for (i = 0; i < sw->n_dirty; i++) {
 		struct dn_slot *s = &sw->slots[sw->dirty_list[i]];
-		uint16_t sent, k;
+		uint16_t k;
 
-		sent = rte_eth_tx_burst(s->port_id, 0, s->txq.m, s->txq.n);
-		for (k = 0; k < sent; k++) {
-			s->c.tx_frames++;
-			s->c.tx_bytes += s->txq.m[k]->pkt_len;
+		for (k = 0; k < s->txq.n; k++) {
+			if (dn_ring_put(&s->to_slave, s->txq.m[k]) == 0) {
+				s->c.tx_frames++;
+				s->c.tx_bytes += s->txq.m[k]->pkt_len;
+			} else {
+				/* The slave's ring is full: it is not keeping
+				 * up. Holding frames would stall everyone
+				 * else; TCP recovers what is dropped here. */
+				s->c.drop_ring_full++;
+			}
 		}
-		if (sent < s->txq.n) {
-			/* The slave's ring is full: it is not keeping up.
-			 * Holding frames would stall everyone else; TCP
-			 * recovers what is dropped here. */
-			s->c.drop_ring_full += s->txq.n - sent;
-			rte_pktmbuf_free_bulk(&s->txq.m[sent],
-				s->txq.n - sent);
-		}
+		rte_pktmbuf_free_bulk(s->txq.m, s->txq.n);
 		s->txq.n = 0;
 		s->dirty = 0;
-		if (sent > 0 && dn_doorbell_ring(&s->bell->slave_asleep,
+		if (dn_fr_publish(&s->to_slave) &&
+		    dn_doorbell_ring(&s->bell->slave_asleep,
 		    &s->bell->slave_wakeups, s->slave_wake_fd) > 0)
 			s->c.wakeups++;
 	}
@@ -439,11 +458,49 @@ dn_poll_uplink(struct dn_switch *sw)
 			rte_pktmbuf_free(rx[k]);
 			continue;
 		}
-		/* On the memif side the frame comes from the gateway. */
+		/* On the endpoint's side the frame comes from the gateway. */
 		dn_switch_mac_of(dst, eth->dst_addr.addr_bytes);
 		eth->src_addr = sw->gw_mac;
 		dn_enqueue(sw, slot, rx[k]);
 	}
+	return n;
+}
+
+/* Copies up to max frames off a slave's ring into mbufs. A frame stays on
+ * the ring while the pool is empty: the slave sees a full ring, which is
+ * back-pressure, not loss. */
+static uint16_t
+dn_ring_rx(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf **rx,
+	uint16_t max)
+{
+	struct dn_fr *r = &s->from_slave;
+	const uint8_t *frame;
+	uint32_t len;
+	uint16_t n = 0;
+	int got, moved = 0;
+
+	while (n < max && (got = dn_fr_peek(r, &frame, &len)) != 0) {
+		struct rte_mbuf *m;
+
+		if (got < 0) {
+			/* The slave wrote nonsense into its own ring: what
+			 * it published is lost, nothing else is. */
+			s->c.drop_malformed++;
+			dn_fr_skip_all(r);
+			return n;
+		}
+		m = rte_pktmbuf_alloc(sw->pool);
+		if (m == NULL)
+			break;
+		rte_memcpy(rte_pktmbuf_mtod(m, void *), frame, len);
+		m->data_len = (uint16_t)len;
+		m->pkt_len = len;
+		rx[n++] = m;
+		dn_fr_next(r, len);
+		moved = 1;
+	}
+	if (moved)
+		dn_fr_release(r);
 	return n;
 }
 
@@ -459,18 +516,18 @@ dn_poll_ports(struct dn_switch *sw)
 		uint16_t n, k;
 
 		if (!dn_bucket_limited(&s->egress)) {
-			n = rte_eth_rx_burst(s->port_id, 0, rx, DN_BURST);
+			n = dn_ring_rx(sw, s, rx, DN_BURST);
 			for (k = 0; k < n; k++)
 				dn_handle_frame(sw, slot, rx[k]);
 			moved += n;
 			continue;
 		}
 		/* A limited endpoint: read only what its queue can hold, so
-		 * the memif ring is the rest of the queue and the slave feels
-		 * the back-pressure. */
+		 * the ring is the rest of the queue and the slave feels the
+		 * back-pressure. */
 		if (s->egress.len > DN_LIMIT_QUEUE - DN_BURST)
 			continue;
-		n = rte_eth_rx_burst(s->port_id, 0, rx, DN_BURST);
+		n = dn_ring_rx(sw, s, rx, DN_BURST);
 		for (k = 0; k < n; k++) {
 			if (dn_bucket_take(&s->egress, rx[k]->pkt_len)) {
 				dn_handle_frame(sw, slot, rx[k]);
@@ -769,7 +826,7 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	pthread_cond_init(&sw->mb_done, NULL);
 
 	ret = dn_pktpool_create("dn_switch_pool", cfg->n_mbufs, 0,
-		dn_memif_buffer_size(cfg->mtu), &sw->pool);
+		dn_frame_room(cfg->mtu), &sw->pool);
 	if (ret < 0)
 		goto fail;
 	sw->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -789,7 +846,7 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	if (cfg->uplink != NULL && cfg->uplink[0] != '\0') {
 		ret = dn_uplink_open(cfg->uplink, sw->pool, cfg->mtu,
 			cfg->uplink_frame ? cfg->uplink_frame :
-			dn_memif_buffer_size(cfg->mtu), cfg->gateway, cfg->subnet, cfg->netmask, dn_is_local, sw,
+			dn_frame_room(cfg->mtu), cfg->gateway, cfg->subnet, cfg->netmask, dn_is_local, sw,
 			&sw->uplink);
 		if (ret < 0)
 			goto fail;
@@ -831,13 +888,39 @@ fail:
 	return ret;
 }
 
+/* Sizes, maps and initialises an endpoint's link memory (a fresh memfd). */
+static int
+dn_slot_map(struct dn_switch *sw, struct dn_slot *s, int fd)
+{
+	size_t size = dn_linkmem_size(DN_LINK_RING_SIZE);
+	uint32_t max_frame = dn_frame_room(sw->cfg.mtu);
+	void *base;
+
+	if (ftruncate(fd, (off_t)size) < 0)
+		return dn_error(-errno, "cannot size the link memory (%zu "
+			"bytes): %s", size, strerror(errno));
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED)
+		return dn_error(-errno, "cannot map the link memory: %s",
+			strerror(errno));
+	dn_linkmem_layout(&s->mem, base, DN_LINK_RING_SIZE);
+	s->bell = s->mem.bell;
+	s->mem.rings->ring_size = DN_LINK_RING_SIZE;
+	s->mem.rings->max_frame = max_frame;
+	dn_fr_attach(&s->from_slave, &s->mem.rings->to_master,
+		s->mem.to_master, DN_LINK_RING_SIZE, max_frame, 0);
+	dn_fr_attach(&s->to_slave, &s->mem.rings->to_slave,
+		s->mem.to_slave, DN_LINK_RING_SIZE, max_frame, 1);
+	s->bell->version = DN_LINKMEM_VERSION;
+	atomic_thread_fence(memory_order_release);
+	s->bell->magic = DN_DOORBELL_MAGIC;
+	return 0;
+}
+
 int
 dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 {
-	struct dn_memif_config mc;
 	struct dn_slot *s = NULL;
-	uint8_t mac[6];
-	void *page;
 	unsigned int i;
 	int slot = -1, ret;
 
@@ -861,54 +944,18 @@ dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 			sw->cfg.max_endpoints);
 		goto out;
 	}
-	/* Every memif is an ethdev port, and DPDK (as Debian builds it) has
-	 * room for RTE_MAX_ETHPORTS of them in a process. */
-	if (rte_eth_dev_count_total() >= RTE_MAX_ETHPORTS) {
-		ret = dn_error(-ENOSPC, "this master has reached DPDK's limit "
-			"of %d ports (RTE_MAX_ETHPORTS): no more endpoints",
-			RTE_MAX_ETHPORTS);
-		goto out;
-	}
 	s = &sw->slots[slot];
 	memset(s, 0, sizeof(*s));
-	page = mmap(NULL, DN_DOORBELL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-		ep->doorbell_fd, 0);
-	if (page == MAP_FAILED) {
-		ret = dn_error(-errno, "cannot map the doorbell page: %s",
-			strerror(errno));
+	ret = dn_slot_map(sw, s, ep->shm_fd);
+	if (ret < 0)
 		goto out;
-	}
-	s->bell = page;
-	s->bell->magic = DN_DOORBELL_MAGIC;
-	s->bell->version = 1;
 	s->slave_wake_fd = ep->slave_wake_fd;
 	s->ip = ep->ip;
 	s->tenant = ep->tenant;
-	/* A fresh vdev name each time: DPDK keeps a failed memif's ethdev name
-	 * allocated, so reusing the slot's name could fail forever. */
-	snprintf(s->name, sizeof(s->name), "net_memif_ep%u", ++sw->ports_made);
-	/* The port's own MAC is the gateway's: it is the switch's side. */
-	memcpy(mac, &sw->gw_mac, 6);
-	mc = (struct dn_memif_config){
-		.name = s->name,
-		.socket = ep->socket,
-		.secret = ep->secret,
-		.server = 1,
-		.mtu = sw->cfg.mtu,
-		.log2_ring = 9,
-		.buffer_size = dn_memif_buffer_size(sw->cfg.mtu),
-		.mac = mac,
-	};
-	ret = dn_memif_create(&mc, sw->pool, &s->port_id);
-	if (ret < 0) {
-		munmap(page, DN_DOORBELL_SIZE);
-		goto out;
-	}
 	s->in_use = 1;
 	ret = dn_mailbox_send(sw, DN_MAILBOX_ADD, slot);
 	if (ret < 0) {
-		dn_memif_destroy(s->port_id, s->name);
-		munmap(page, DN_DOORBELL_SIZE);
+		munmap(s->mem.bell, s->mem.size);
 		s->in_use = 0;
 		goto out;
 	}
@@ -931,10 +978,12 @@ dn_switch_remove(struct dn_switch *sw, int slot)
 		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
 	}
 	s = &sw->slots[slot];
+	/* The switch thread lets go of the slot first; only then is the
+	 * memory unmapped (the slave may still have it mapped: that is its
+	 * own business). */
 	ret = dn_mailbox_send(sw, DN_MAILBOX_REMOVE, slot);
 	if (ret == 0) {
-		dn_memif_destroy(s->port_id, s->name);
-		munmap(s->bell, DN_DOORBELL_SIZE);
+		munmap(s->mem.bell, s->mem.size);
 		s->in_use = 0;
 	}
 	pthread_mutex_unlock(&sw->lock);
@@ -945,16 +994,15 @@ int
 dn_switch_port_counters(struct dn_switch *sw, int slot,
 	struct dn_port_counters *out)
 {
-	struct rte_eth_link link;
-
 	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
 	    !sw->slots[slot].in_use)
 		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
 	/* Counters are written by the switch thread alone; a torn read of a
 	 * 64-bit counter cannot happen on the platforms DPDK supports. */
 	*out = sw->slots[slot].c;
-	out->link_up = rte_eth_link_get_nowait(sw->slots[slot].port_id,
-		&link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+	out->link_up = atomic_load_explicit(
+		&sw->slots[slot].mem.rings->slave_attached,
+		memory_order_acquire) != 0;
 	return 0;
 }
 

@@ -1,5 +1,6 @@
 /*
- * The master's data plane: one memif server port per endpoint and a switch
+ * The master's data plane: one link per endpoint (two frame rings in memory
+ * the master shares with the endpoint's process, dn_linkmem.h) and a switch
  * thread that forwards frames between them by destination IPv4 address.
  *
  * The switch answers ARP for the whole subnet itself (endpoint MACs are
@@ -35,11 +36,9 @@ struct dn_switch_config {
 };
 
 struct dn_endpoint_config {
-	const char *socket;	/* memif server socket path */
-	const char *secret;
+	int shm_fd;		/* an empty memfd: becomes the link's memory */
 	uint32_t ip;
 	uint16_t tenant;	/* 0 .. 255; 0 is the default tenant */
-	int doorbell_fd;	/* memfd holding struct dn_doorbell */
 	int slave_wake_fd;	/* eventfd that wakes the slave */
 };
 
@@ -59,7 +58,7 @@ struct dn_port_counters {
 	uint64_t resets_sent;		/* on behalf of absent endpoints */
 	uint64_t arp_replies;
 	uint64_t wakeups;		/* doorbells rung to the slave */
-	int link_up;
+	int link_up;			/* the slave has the link mapped */
 };
 
 struct dn_switch_counters {
@@ -76,8 +75,9 @@ int dn_switch_create(const struct dn_switch_config *cfg,
 	struct dn_switch **out);
 void dn_switch_destroy(struct dn_switch *sw);
 
-/* Creates the endpoint's memif server port and starts forwarding to it.
- * Returns the slot (>= 0) used by the calls below. */
+/* Sets up the endpoint's link memory in shm_fd (which the caller then hands
+ * to the endpoint's process) and starts forwarding to it. Returns the slot
+ * (>= 0) used by the calls below. */
 int dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep);
 int dn_switch_remove(struct dn_switch *sw, int slot);
 int dn_switch_port_counters(struct dn_switch *sw, int slot,

@@ -19,7 +19,7 @@
 #include <rte_udp.h>
 
 #include "dn_error.h"
-#include "dn_memif.h"
+#include "dn_pktpool.h"
 #include "dn_uplink.h"
 
 #define DN_ARP_SLOTS 1024	/* open addressing, power of two */
@@ -177,7 +177,7 @@ dn_arp_send(struct dn_uplink *u, uint16_t op, uint32_t tip,
 	dn_queue(u, m);
 }
 
-/* memif links carry TCP and UDP without checksums; a host on the wire
+/* internal links carry TCP and UDP without checksums; a host on the wire
  * needs them. */
 static void
 dn_fill_checksums(struct rte_mbuf *m)

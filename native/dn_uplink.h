@@ -6,7 +6,7 @@
  * handing out its own range. The uplink answers ARP for this host's
  * endpoints with its own MAC, learns the MACs of other hosts' addresses
  * from ARP and from the frames it receives, holds a few frames while it
- * asks, and fills in the TCP/UDP checksums that the memif links leave
+ * asks, and fills in the TCP/UDP checksums that the internal links leave
  * empty. DPDK-only header.
  */
 #ifndef DN_UPLINK_H

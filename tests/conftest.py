@@ -13,6 +13,6 @@ from dn_harness import Master, running_master
 @pytest.fixture
 def master() -> Iterator[Master]:
     if os.geteuid() != 0:
-        pytest.skip("needs root (DPDK memif sockets, hugepages)")
+        pytest.skip("needs root (DPDK, hugepages)")
     with running_master() as m:
         yield m

@@ -24,7 +24,7 @@ from aiohttp import ClientSession, web
 from aiodocknet.aiohttp import DockNetConnector
 from dn_harness import Master, Proc, running_master, self_signed
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK memif sockets, hugepages)")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK, hugepages)")
 
 PEER = Path(__file__).resolve().parent / "aiohttp_peer.py"
 STYLES = ("run_app", "runner")

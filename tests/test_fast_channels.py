@@ -17,7 +17,7 @@ import pytest
 from aiodocknet.api_client import ApiClient
 from dn_harness import Master, Proc, running_master
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK memif sockets, hugepages)")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK, hugepages)")
 
 FC_PEER = Path(__file__).resolve().parent / "fc_peer.py"
 MiB = 1 << 20

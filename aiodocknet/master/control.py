@@ -12,7 +12,6 @@ import asyncio
 import errno
 import os
 import re
-import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -39,10 +38,8 @@ class Endpoint:
     address: str
     mac: str
     slot: int
-    memif_socket: str
-    secret: str
     pid: int | None
-    doorbell_fd: int
+    link_fd: int
     wake_fd: int
     tenant: str = "default"
     registration: Registration | None = None
@@ -91,8 +88,6 @@ class ControlServer:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        memif_dir = os.path.join(self.run_dir, "memif")
-        os.makedirs(memif_dir, mode=0o755, exist_ok=True)
         if os.path.exists(self.path):
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
@@ -102,10 +97,6 @@ class ControlServer:
             else:
                 probe.close()
                 raise OSError(errno.EADDRINUSE, f"another master is running on {self.path}")
-        # This master owns the run directory now: memif sockets left by one
-        # that died would make every new port fail with EADDRINUSE.
-        for leftover in os.listdir(memif_dir):
-            os.unlink(os.path.join(memif_dir, leftover))
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         sock.bind(self.path)
         os.chmod(self.path, 0o660)
@@ -232,23 +223,14 @@ class ControlServer:
             address = self.addresses.allocate(reg.ip if reg is not None else None)
         except (ValueError, RegistryError) as exc:
             raise RequestError(errno.ENOSPC, str(exc)) from None
-        self._counter += 1
-        memif_socket = os.path.join(self.run_dir, "memif", f"ep{self._counter}.sock")
-        secret = secrets.token_hex(12)
-        doorbell = os.memfd_create("docknet-doorbell", os.MFD_CLOEXEC)
+        # The switch sizes and lays out the link's memory; the process maps
+        # the same memfd.
+        link = os.memfd_create(f"docknet-link-{name}", os.MFD_CLOEXEC)
         wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
-            os.ftruncate(doorbell, 4096)
-            slot = self.switch.add(
-                socket=memif_socket,
-                secret=secret,
-                ip=address,
-                doorbell_fd=doorbell,
-                slave_wake_fd=wake,
-                tenant=tenant_id,
-            )
+            slot = self.switch.add(ip=address, link_fd=link, slave_wake_fd=wake, tenant=tenant_id)
         except OSError as exc:
-            os.close(doorbell)
+            os.close(link)
             os.close(wake)
             self.addresses.release(address)
             raise RequestError(exc.errno or errno.EIO, f"cannot create the endpoint's port: {exc.strerror}") from None
@@ -259,7 +241,7 @@ class ControlServer:
             self._apply_limits(slot, limits)
         except OSError as exc:
             self.switch.remove(slot)
-            os.close(doorbell)
+            os.close(link)
             os.close(wake)
             self.addresses.release(address)
             raise RequestError(exc.errno or errno.EIO, f"cannot set the endpoint's limits: {exc.strerror}") from None
@@ -268,10 +250,8 @@ class ControlServer:
             address=address,
             mac=mac_of(address),
             slot=slot,
-            memif_socket=memif_socket,
-            secret=secret,
             pid=pid,
-            doorbell_fd=doorbell,
+            link_fd=link,
             wake_fd=wake,
             tenant=tenant,
             registration=reg,
@@ -286,10 +266,8 @@ class ControlServer:
             "gateway": self.addresses.gateway,
             "mac": ep.mac,
             "mtu": self.mtu,
-            "memif_socket": memif_socket,
-            "memif_secret": secret,
         }
-        return reply, [doorbell, wake, self.switch.wake_fd]
+        return reply, [link, wake, self.switch.wake_fd]
 
     def _apply_limits(self, slot: int, lim: dict[str, int]) -> None:
         self.switch.set_limit(slot, "egress", lim.get("egress_bits", 0), lim.get("egress_pkts", 0))
@@ -428,12 +406,8 @@ class ControlServer:
             self.switch.remove(ep.slot)
         except OSError as exc:
             log.error("cannot remove port", endpoint=name, error=str(exc))
-        os.close(ep.doorbell_fd)
+        os.close(ep.link_fd)
         os.close(ep.wake_fd)
-        try:
-            os.unlink(ep.memif_socket)
-        except FileNotFoundError:
-            pass
         self.addresses.release(ep.address)
         self.broker.endpoint_gone(name)
         log.info("endpoint detached", endpoint=name, address=ep.address, reason=why)

@@ -25,7 +25,7 @@ log = get_logger("aiodocknet.master")
 class MasterConfig:
     run_dir: str = DEFAULT_RUN_DIR
     subnet: str = "10.77.0.0/16"
-    # memif links are internal: jumbo frames cut the per-segment cost.
+    # Links to endpoints are internal: jumbo frames cut the per-segment cost.
     mtu: int = 9000
     max_endpoints: int = 1024
     # Busy-poll this long after the last frame before sleeping: long enough

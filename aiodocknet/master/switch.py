@@ -59,13 +59,12 @@ class Switch:
             raise
         self._sw: Any = out[0]
 
-    def add(self, *, socket: str, secret: str, ip: str, doorbell_fd: int, slave_wake_fd: int,
-            tenant: int = 0) -> int:
+    def add(self, *, ip: str, link_fd: int, slave_wake_fd: int, tenant: int = 0) -> int:
+        """Starts forwarding to a new endpoint whose link memory is the
+        (empty) memfd link_fd; returns its slot."""
         ep = ffi.new("struct dn_endpoint_config *")
-        keep = (ffi.new("char[]", socket.encode()), ffi.new("char[]", secret.encode()))
-        ep.socket, ep.secret = keep
         ep.ip = int(ipaddress.IPv4Address(ip))
-        ep.doorbell_fd = doorbell_fd
+        ep.shm_fd = link_fd
         ep.slave_wake_fd = slave_wake_fd
         ep.tenant = tenant
         return check(lib.dn_switch_add(self._sw, ep))

@@ -58,7 +58,7 @@ dn_netif_init(struct netif *netif)
 	netif->hwaddr_len = ETH_HWADDR_LEN;
 	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP |
 		NETIF_FLAG_ETHERNET | NETIF_FLAG_LINK_UP;
-	/* memif frames cannot be corrupted between processes: no TCP/UDP
+	/* frames on the link rings cannot be corrupted between processes: no TCP/UDP
 	 * checksums on this link. IP and ICMP keep theirs (cheap, and a ping
 	 * from a kernel host through an uplink expects them). */
 	NETIF_SET_CHECKSUM_CTRL(netif, NETIF_CHECKSUM_GEN_IP |

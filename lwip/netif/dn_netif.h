@@ -1,5 +1,5 @@
 /*
- * lwIP netif over a DockNet memif link (see native/dn_link.h).
+ * lwIP netif over a DockNet link (see native/dn_link.h).
  *
  * Two calls, as lwIP's own port drivers have: init when the stack opens,
  * poll from the stack's poll loop. Received frames become pbuf_custom

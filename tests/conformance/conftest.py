@@ -57,7 +57,7 @@ def tls_files() -> Iterator[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def session_master() -> Iterator[Master]:
     if os.geteuid() != 0:
-        pytest.skip("needs root (DPDK memif sockets, hugepages)")
+        pytest.skip("needs root (DPDK, hugepages)")
     with tempfile.TemporaryDirectory(prefix="dn-conf-") as run_dir:
         m = Master(run_dir)
         old = {k: os.environ.get(k) for k in ("DOCKNET_MASTER", "DOCKNET_ENDPOINT")}
