@@ -162,6 +162,12 @@ class ChannelSet:
             self._bits = ffi.new("int[]", len(self._idx))
         self._dirty = False
 
+    def pointers(self) -> tuple[Any, int]:
+        """The members' native channels, for a native call over the set."""
+        if self._dirty:
+            self._sync()
+        return self._ptrs, len(self.members)
+
     def poll(self) -> list[tuple[Any, int]]:
         """(member, DN_FC_* bits) for each one with something ready."""
         if self._dirty:

@@ -38,6 +38,15 @@ STACK_HOT = 0.001
 YIELD_EVERY = 8
 # Passes per turn of the loop while nothing turns up (see _poll).
 INNER = 4
+# After an empty pass the poller waits in C for the next bit of work, at
+# most this long before the loop gets a turn (other callbacks and kernel
+# descriptors wait that long at worst)...
+SPIN_CHUNK_NS = 20_000
+# ...giving the core away this often: often while the master's switch
+# thread is needed too (traffic through the switch), seldom when only
+# fast channels are busy.
+YIELD_NS_SWITCH = 2_000
+YIELD_NS_CHANNELS = 10_000
 # How often a spinning poller checks whether the host is crowded.
 CROWD_CHECK = 0.002
 CPUS = len(os.sched_getaffinity(0))
@@ -210,7 +219,10 @@ class StackPoller:
         if self._channels:
             for t, bits in self._channels.poll():
                 busy |= t._fc_ready(bits)
-        if not busy or self._passes % STACK_EVERY == 0 or now - self._stack_active < STACK_HOT:
+        # An empty channel pass is no reason to poll the stack: in a ping-pong
+        # over a channel most passes are empty (the peer is thinking), and
+        # the stack's poll costs several channel polls.
+        if not self._channels or self._passes % STACK_EVERY == 0 or now - self._stack_active < STACK_HOT:
             events = self._stack.poll()
             if events:
                 handlers = self._handlers
@@ -249,11 +261,16 @@ class StackPoller:
                 if t is not None:
                     self._timer = self._loop.call_later(t, self._on_timer)
                 return
+        elif not self._held:
+            # Spinning with nothing to do: wait in C, where a look at every
+            # ring costs tens of nanoseconds, not a Python pass.
+            ptrs, n = self._channels.pointers()
+            self._stack.spin(ptrs, n, SPIN_CHUNK_NS, YIELD_NS_CHANNELS if channels_only else YIELD_NS_SWITCH)
         else:
             self._empty += 1
             if not channels_only or self._empty % YIELD_EVERY == 0:
-                # Spinning with nothing to do: let another poller on this
-                # core run (it may be the one we wait for).
+                # Let another poller on this core run (it may be the one we
+                # wait for).
                 os.sched_yield()
         if not self._scheduled and not self._closed:
             self._scheduled = True

@@ -266,6 +266,11 @@ class SlaveStack:
         ev = self._events
         return [Event(ev[i].kind, ev[i].id, ev[i].arg) for i in range(n)]
 
+    def spin(self, channels: Any, n: int, max_ns: int, yield_ns: int) -> bool:
+        """Busy-wait in C (the GIL released) until the link or one of the n
+        native fast channels has work, or max_ns pass; True if work came."""
+        return bool(lib.dn_stack_spin(self._st, channels, n, max_ns, yield_ns))
+
     def fileno(self) -> int:
         """The doorbell eventfd: readable when the master has sent frames
         while this side was armed."""

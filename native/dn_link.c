@@ -245,6 +245,12 @@ dn_link_set_down(struct dn_link *link)
 }
 
 int
+dn_link_rx_pending(struct dn_link *link)
+{
+	return link->rx_next < link->rx_n || dn_fr_pending(&link->rx_ring);
+}
+
+int
 dn_link_arm(struct dn_link *link)
 {
 	dn_link_tx_flush(link);

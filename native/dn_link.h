@@ -73,6 +73,10 @@ void dn_link_tx_flush(struct dn_link *link);
  * dropped from now on, so nothing waits for a ring nobody will read. */
 void dn_link_set_down(struct dn_link *link);
 
+/* True when a received frame is waiting (a cheap look: no copy, no
+ * mbuf). */
+int dn_link_rx_pending(struct dn_link *link);
+
 /* Going to sleep: announce it, re-check the ring. Returns 1 when frames
  * are already waiting (do not sleep), 0 when the caller may block on
  * dn_link_wake_fd(). */

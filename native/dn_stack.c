@@ -7,6 +7,7 @@
  * so a single call from Python serves any number of connections.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -29,6 +30,7 @@
 
 #include "../lwip/netif/dn_netif.h"
 #include "dn_error.h"
+#include "dn_fastchan.h"
 #include "dn_link.h"
 #include "dn_stack.h"
 
@@ -609,6 +611,42 @@ dn_stack_poll(struct dn_stack *st, struct dn_event *ev, int max)
 	}
 	dn_link_tx_flush(st->link);
 	return dn_emit(st, ev, max);
+}
+
+static int
+dn_stack_has_work(struct dn_stack *st, struct dn_fc *const *fcs, int n)
+{
+	int i;
+
+	if (st->evq_len > 0 || st->ping_len > 0 || dn_link_rx_pending(st->link))
+		return 1;
+	for (i = 0; i < n; i++)
+		if (dn_fc_ready(fcs[i]))
+			return 1;
+	return 0;
+}
+
+int
+dn_stack_spin(struct dn_stack *st, struct dn_fc *const *fcs, int n,
+	uint32_t max_ns, uint32_t yield_ns)
+{
+	uint64_t start = dn_now_ns(), now, last_yield = start;
+	unsigned int looks = 0;
+
+	for (;;) {
+		if (dn_stack_has_work(st, fcs, n))
+			return 1;
+		/* The clock every 8 looks: a vDSO read costs more than a look. */
+		if ((++looks & 7) != 0)
+			continue;
+		now = dn_now_ns();
+		if (now - start >= max_ns)
+			return 0;
+		if (yield_ns != 0 && now - last_yield >= yield_ns) {
+			sched_yield();
+			last_yield = now;
+		}
+	}
 }
 
 int
