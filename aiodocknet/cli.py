@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -183,15 +184,23 @@ def _control_path(api: Any) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .netns import create_netns, delete_netns
+    from .netns import NetnsError, create_netns, delete_netns
 
     cmd = [c for c in args.cmd if c != "--"] if args.cmd and args.cmd[0] == "--" else args.cmd
     if not cmd:
         print("docknet run: give a command after --", file=sys.stderr)
         return 2
     api = _client(args)
-    ns = f"dn-{args.name}"[:40]
-    path = create_netns(ns)
+    # Named after the endpoint and its master: endpoint names are unique
+    # per master, and a host may run several (tests, a demo beside a
+    # service), whose endpoints must not meet in one namespace name.
+    master_id = hashlib.blake2s(os.path.realpath(api.path).encode(), digest_size=3).hexdigest()
+    ns = f"dn-{args.name}-{master_id}"
+    try:
+        path = create_netns(ns)
+    except NetnsError as exc:
+        print(f"docknet run: cannot create the endpoint's network namespace: {exc}", file=sys.stderr)
+        return 1
     try:
         reg = _register(api, args, path)
         try:

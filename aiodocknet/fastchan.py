@@ -67,6 +67,16 @@ class FastChannel:
         buf = ffi.from_buffer(data)
         return check(lib.dn_fc_write(self._fc, buf, len(buf)))
 
+    def write_deferred(self, data: bytes | bytearray | memoryview) -> int:
+        """As write(), but a sleeping peer is woken by ring_due(), later."""
+        buf = ffi.from_buffer(data)
+        return check(lib.dn_fc_write_deferred(self._fc, buf, len(buf)))
+
+    def ring_due(self) -> None:
+        """Wake the peer if deferred writes left it asleep."""
+        if self._fc is not None:
+            lib.dn_fc_ring_due(self._fc)
+
     def read(self, size: int = 256 * 1024) -> bytes | None:
         """Up to size bytes; b"" at end of stream; None when empty."""
         rc = lib.dn_fc_read(self._fc, self._buf, min(size, 256 * 1024))

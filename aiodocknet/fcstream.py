@@ -119,10 +119,15 @@ class FastChannelTransport(DockNetTCPTransport):
                     self._fc.write(b"")  # the timer, not the ring, says when
                     return 0
                 data = memoryview(data)[:n]
-            n = self._fc.write(data)
+            n = self._fc.write_deferred(data)
             lim.spend(n)
-            return n
-        return self._fc.write(data)
+        else:
+            n = self._fc.write_deferred(data)
+        if n:
+            # The peer is woken once the loop's current callbacks are done,
+            # however many writes they make.
+            self._poller.ring_later(self._fc)
+        return n
 
     def _hold_writes(self, delay: float) -> None:
         if self._write_timer is None:

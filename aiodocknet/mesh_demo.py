@@ -57,13 +57,19 @@ def _services() -> list[str]:
     return list(SERVICES)
 
 
-def proc_cpu(pid: int) -> float:
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far; system time is the
+    kernel's share: on the kernel path, sockets, wake-ups and epoll."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
+        return 0.0, 0.0
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def proc_cpu(pid: int) -> float:
+    return sum(proc_cpu_split(pid))
 
 
 class ProcessGroup:
@@ -158,7 +164,8 @@ def docknet_master(run_dir: str) -> Iterator[dict[str, str]]:
 @contextmanager
 def mesh_on(path: MeshPath, master_env: dict[str, str] | None) -> Iterator[tuple[list[str], list[int]]]:
     """The mesh running on path: (the load generator's argv prefix, the
-    services' pids)."""
+    pids whose CPU the path costs: the services', and the master's on
+    DockNet paths)."""
     py = sys.executable
     group = ProcessGroup()
     names = _services()
@@ -189,6 +196,8 @@ def mesh_on(path: MeshPath, master_env: dict[str, str] | None) -> Iterator[tuple
                                  "--name", name, "--", py, "-m", "services.run", name, "--loop", "docknet",
                                  "--port", str(PORT)], env)
                 pids.append(int(read_event(p, "ready", 60).get("pid", p.pid)))
+            # The master's switch is part of this path's cost: counted too.
+            pids.append(int(request(env["DOCKNET_MASTER"], {"op": "status"})["pid"]))
             loadgen = [py, "-m", "aiodocknet.cli", "--log-level", "warning", "--api", api, "run", "--name",
                        "loadgen", "--", py, "-m", "services.loadgen", "--loop", "docknet",
                        "--url", f"http://frontend:{PORT}"]
@@ -202,7 +211,7 @@ def drive(loadgen: list[str], env: dict[str, str], pids: list[int], seconds: flo
     """Runs the load generator with a progress bar; its result plus the CPU
     every process of the mesh used."""
     group = ProcessGroup()
-    cpu0 = sum(proc_cpu(p) for p in pids)
+    split0 = [proc_cpu_split(p) for p in pids]
     try:
         p = group.start([*loadgen, "--seconds", str(seconds), "--concurrency", str(concurrency)], env)
         for msg in json_events(p, seconds + 120):
@@ -216,7 +225,10 @@ def drive(loadgen: list[str], env: dict[str, str], pids: list[int], seconds: flo
         p.wait(30)
     finally:
         group.stop()
-    msg["mesh_cpu_s"] = sum(proc_cpu(pid) for pid in pids) - cpu0
+    split1 = [proc_cpu_split(p) for p in pids]
+    msg["mesh_user_s"] = sum(u for u, _ in split1) - sum(u for u, _ in split0)
+    msg["mesh_sys_s"] = sum(k for _, k in split1) - sum(k for _, k in split0)
+    msg["mesh_cpu_s"] = msg["mesh_user_s"] + msg["mesh_sys_s"]
     return msg
 
 

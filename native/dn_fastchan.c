@@ -47,6 +47,7 @@ struct dn_fc {
 	int shut;
 	int want_room;	/* a write found the ring full */
 	int eof_seen;	/* the reader has been told: stop reporting it */
+	int ring_due;	/* deferred writes have not looked at the peer */
 };
 
 int
@@ -139,8 +140,8 @@ dn_fc_is_reset(const struct dn_fc *fc)
 	return atomic_load_explicit(&fc->r->reset, memory_order_acquire) != 0;
 }
 
-int
-dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
+static int
+dn_fc_put(struct dn_fc *fc, const void *buf, uint32_t len)
 {
 	uint64_t head, tail;
 	uint32_t size = fc->mask + 1, room, off, first;
@@ -167,8 +168,39 @@ dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 	memcpy(fc->tx_data + off, buf, first);
 	memcpy(fc->tx_data, (const char *)buf + first, len - first);
 	atomic_store_explicit(&fc->tx->head, head + len, memory_order_release);
-	dn_fc_ring_peer(fc, &fc->tx->reader_asleep, fc->tx);
 	return (int)len;
+}
+
+int
+dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
+{
+	int n = dn_fc_put(fc, buf, len);
+
+	if (n > 0) {
+		fc->ring_due = 0;
+		dn_fc_ring_peer(fc, &fc->tx->reader_asleep, fc->tx);
+	}
+	return n;
+}
+
+int
+dn_fc_write_deferred(struct dn_fc *fc, const void *buf, uint32_t len)
+{
+	int n = dn_fc_put(fc, buf, len);
+
+	if (n > 0)
+		fc->ring_due = 1;
+	return n;
+}
+
+int
+dn_fc_ring_due(struct dn_fc *fc)
+{
+	if (!fc->ring_due)
+		return 0;
+	fc->ring_due = 0;
+	return dn_doorbell_ring(&fc->tx->reader_asleep, &fc->tx->wakeups,
+		fc->peer_efd) > 0;
 }
 
 int
