@@ -92,6 +92,10 @@ class FastChannel:
     def reset(self) -> None:
         lib.dn_fc_reset(self._fc)
 
+    def want_read(self, on: bool) -> None:
+        """Whether bytes waiting count as READABLE (and ring this side)."""
+        lib.dn_fc_want_read(self._fc, int(on))
+
     def ready(self) -> int:
         return int(lib.dn_fc_ready(self._fc))
 
@@ -188,20 +192,9 @@ class ChannelSet:
         members, idx, bits = self.members, self._idx, self._bits
         return [(members[idx[i]], bits[i]) for i in range(k)]
 
-    def arm(self, skip: Any = None) -> bool:
-        """Announce sleep on every member but those skip() excludes; False
-        (all disarmed again) if one already has something."""
-        if skip is not None:
-            armed = []
-            for m in self.members:
-                if skip(m):
-                    continue
-                if m._fc.arm():
-                    for a in armed:
-                        a._fc.disarm()
-                    return False
-                armed.append(m)
-            return True
+    def arm(self) -> bool:
+        """Announce sleep on every member; False (all disarmed again) if
+        one already has something."""
         if self._dirty:
             self._sync()
         return bool(lib.dn_fc_arm_set(self._ptrs, len(self.members)))

@@ -82,6 +82,23 @@ class FastChannelTransport(DockNetTCPTransport):
     def _io_register(self) -> None:
         self._poller.add_channel(self)
 
+    # Bytes waiting for a reader that paused (its protocol, or the ingress
+    # limit) must not keep the poller awake: the channel stops reporting
+    # them until reading resumes.
+
+    def pause_reading(self) -> None:
+        super().pause_reading()
+        self._sync_read_interest()
+
+    def resume_reading(self) -> None:
+        super().resume_reading()
+        self._sync_read_interest()
+        self._poller.kick()
+
+    def _sync_read_interest(self) -> None:
+        if self._fc is not None and not self._lost_called:
+            self._fc.want_read(self._reading and self._read_timer is None)
+
     def _io_recv(self, size: int) -> bytes | None:
         if self._drained:
             # The last read took all there was: the next would only say so
@@ -140,11 +157,11 @@ class FastChannelTransport(DockNetTCPTransport):
     def _hold_reads(self, delay: float) -> None:
         if self._read_timer is None:
             self._read_timer = self._loop.call_later(delay, self._limit_read)
-            self._poller.hold(1)
+            self._sync_read_interest()
 
     def _limit_read(self) -> None:
         self._read_timer = None
-        self._poller.hold(-1)
+        self._sync_read_interest()
         self._read_ready()
         self._poller.kick()
 
@@ -166,15 +183,12 @@ class FastChannelTransport(DockNetTCPTransport):
         if self._read_timer is not None:
             self._read_timer.cancel()
             self._read_timer = None
-            self._poller.hold(-1)
         self._poller.remove_channel(self)
         self._fc.close()
         self._loop._dn_fc_closed(self._channel_id)  # type: ignore[attr-defined]
 
     def _fc_ready(self, bits: int) -> bool:
         """The poller found bits (DN_FC_*) ready; True if acted on."""
-        if self._read_timer is not None:
-            bits &= ~READABLE  # held back by the ingress limit
         if bits & READABLE:
             self._read_ready()
         if bits & WRITABLE:

@@ -32,10 +32,6 @@ SPIN = float(os.environ.get("DOCKNET_SPIN", "0.0002"))
 # of its own, every pass.
 STACK_EVERY = 4
 STACK_HOT = 0.001
-# Spinning on fast channels alone, yield the core every this many empty
-# passes: often enough for a peer that shares our core, seldom enough not
-# to pay the syscall on every pass when it does not.
-YIELD_EVERY = 8
 # Passes per turn of the loop while nothing turns up (see _poll).
 INNER = 4
 # After an empty pass the poller waits in C for the next bit of work, at
@@ -65,9 +61,7 @@ class StackPoller:
         self._stack = stack
         self._handlers: dict[int, Any] = {}
         self._channels = ChannelSet()
-        self._held = 0  # channels whose reads wait for a limit timer
         self._passes = 0
-        self._empty = 0
         self._stack_active = 0.0
         self._crowd = False
         self._crowd_checked = 0.0
@@ -116,11 +110,6 @@ class StackPoller:
         due, self._due = self._due, []
         for ch in due:
             ch.ring_due()  # a closed channel has rung already (FIN/reset)
-
-    def hold(self, delta: int) -> None:
-        """A channel's reads wait for (+1) or no longer wait for (-1) a
-        limit timer: its data must not keep the poller awake."""
-        self._held += delta
 
     def release(self, conn: int) -> None:
         """A transport or server is done with conn: forget it and close it
@@ -188,8 +177,7 @@ class StackPoller:
         one already has something."""
         if not self._channels:
             return True
-        skip = (lambda t: t._read_timer is not None) if self._held else None
-        if self._channels.arm(skip):
+        if self._channels.arm():
             return True
         self._stack.disarm()
         return False
@@ -266,7 +254,6 @@ class StackPoller:
             now = time.monotonic()
         if busy:
             self._active = now
-            self._empty = 0
         elif now - self._active > SPIN or self._crowded(now):
             if self._stack.arm() and self._arm_channels():
                 self._sleeping = True
@@ -274,17 +261,11 @@ class StackPoller:
                 if t is not None:
                     self._timer = self._loop.call_later(t, self._on_timer)
                 return
-        elif not self._held:
+        else:
             # Spinning with nothing to do: wait in C, where a look at every
             # ring costs tens of nanoseconds, not a Python pass.
             ptrs, n = self._channels.pointers()
             self._stack.spin(ptrs, n, SPIN_CHUNK_NS, YIELD_NS_CHANNELS if channels_only else YIELD_NS_SWITCH)
-        else:
-            self._empty += 1
-            if not channels_only or self._empty % YIELD_EVERY == 0:
-                # Let another poller on this core run (it may be the one we
-                # wait for).
-                os.sched_yield()
         if not self._scheduled and not self._closed:
             self._scheduled = True
             self._loop.call_soon(self._poll)

@@ -48,6 +48,7 @@ struct dn_fc {
 	int want_room;	/* a write found the ring full */
 	int eof_seen;	/* the reader has been told: stop reporting it */
 	int ring_due;	/* deferred writes have not looked at the peer */
+	int reading;	/* this side wants READABLE (dn_fc_want_read) */
 };
 
 int
@@ -113,6 +114,7 @@ dn_fc_open(int memfd, int side, int self_efd, int peer_efd,
 	fc->side = side;
 	fc->self_efd = self_efd;
 	fc->peer_efd = peer_efd;
+	fc->reading = 1;
 	*out = fc;
 	return 0;
 }
@@ -277,10 +279,11 @@ dn_fc_ready(struct dn_fc *fc)
 
 	if (dn_fc_is_reset(fc))
 		return DN_FC_READABLE | DN_FC_WRITABLE;
-	if (atomic_load_explicit(&fc->rx->head, memory_order_acquire) !=
+	if (fc->reading &&
+	    (atomic_load_explicit(&fc->rx->head, memory_order_acquire) !=
 	    atomic_load_explicit(&fc->rx->tail, memory_order_relaxed) ||
 	    (!fc->eof_seen &&
-	     atomic_load_explicit(&fc->rx->eof, memory_order_acquire)))
+	     atomic_load_explicit(&fc->rx->eof, memory_order_acquire))))
 		bits |= DN_FC_READABLE;
 	/* Reported until the caller writes: dn_fc_arm() looks too, and what
 	 * it sees must still be there at the next poll. */
@@ -292,12 +295,21 @@ dn_fc_ready(struct dn_fc *fc)
 	return bits;
 }
 
+void
+dn_fc_want_read(struct dn_fc *fc, int on)
+{
+	fc->reading = on != 0;
+	if (!fc->reading)
+		dn_doorbell_cancel(&fc->rx->reader_asleep);
+}
+
 int
 dn_fc_arm(struct dn_fc *fc)
 {
 	int bits;
 
-	dn_doorbell_announce(&fc->rx->reader_asleep);
+	if (fc->reading)
+		dn_doorbell_announce(&fc->rx->reader_asleep);
 	if (fc->want_room)
 		dn_doorbell_announce(&fc->tx->writer_asleep);
 	bits = dn_fc_ready(fc);

@@ -49,6 +49,12 @@ void dn_fc_reset(struct dn_fc *fc);
 #define DN_FC_WRITABLE 2	/* room again after a full ring (until the
 				 * next dn_fc_write, which may be empty) */
 
+/* Whether this side wants to read (1 at open). While it does not (its
+ * protocol paused reading, or a rate limit holds it back) waiting bytes are
+ * not reported READABLE, and a sleeping reader is not rung for them: a
+ * paused reader sleeps. A reset is reported all the same. */
+void dn_fc_want_read(struct dn_fc *fc, int on);
+
 /* What is ready now (DN_FC_* bits), without waiting. */
 int dn_fc_ready(struct dn_fc *fc);
 /* Going to sleep on dn_fc_fileno(): returns the ready bits if something
