@@ -18,6 +18,7 @@ from ._native import ffi, lib
 __all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "make_channel", "make_region", "READABLE", "WRITABLE"]
 
 READABLE = lib.DN_FC_READABLE
+_RING_DUE = lib.DN_FC_RING_DUE
 WRITABLE = lib.DN_FC_WRITABLE
 DEFAULT_RING = 1 << 20
 _EAGAIN = -errno.EAGAIN
@@ -67,10 +68,12 @@ class FastChannel:
         buf = ffi.from_buffer(data)
         return check(lib.dn_fc_write(self._fc, buf, len(buf)))
 
-    def write_deferred(self, data: bytes | bytearray | memoryview) -> int:
-        """As write(), but a sleeping peer is woken by ring_due(), later."""
+    def write_deferred(self, data: bytes | bytearray | memoryview) -> tuple[int, bool]:
+        """As write(), but a sleeping peer is not woken: (bytes taken,
+        whether ring_due() must follow)."""
         buf = ffi.from_buffer(data)
-        return check(lib.dn_fc_write_deferred(self._fc, buf, len(buf)))
+        n = check(lib.dn_fc_write_deferred(self._fc, buf, len(buf)))
+        return n & ~_RING_DUE, bool(n & _RING_DUE)
 
     def ring_due(self) -> None:
         """Wake the peer if deferred writes left it asleep."""

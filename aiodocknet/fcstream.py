@@ -136,13 +136,13 @@ class FastChannelTransport(DockNetTCPTransport):
                     self._fc.write(b"")  # the timer, not the ring, says when
                     return 0
                 data = memoryview(data)[:n]
-            n = self._fc.write_deferred(data)
+            n, due = self._fc.write_deferred(data)
             lim.spend(n)
         else:
-            n = self._fc.write_deferred(data)
-        if n:
-            # The peer is woken once the loop's current callbacks are done,
-            # however many writes they make.
+            n, due = self._fc.write_deferred(data)
+        if due:
+            # The peer sleeps: it is woken once the loop's current callbacks
+            # are done, however many writes they make.
             self._poller.ring_later(self._fc)
         return n
 

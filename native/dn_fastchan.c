@@ -190,8 +190,15 @@ dn_fc_write_deferred(struct dn_fc *fc, const void *buf, uint32_t len)
 {
 	int n = dn_fc_put(fc, buf, len);
 
-	if (n > 0)
+	if (n <= 0)
+		return n;
+	/* The doorbell's fence, then a look at the flag: a peer that is not
+	 * asleep now will see the bytes when it re-checks before sleeping. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&fc->tx->reader_asleep, memory_order_relaxed)) {
 		fc->ring_due = 1;
+		return n | DN_FC_RING_DUE;
+	}
 	return n;
 }
 

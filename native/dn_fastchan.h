@@ -33,7 +33,10 @@ int dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len);
  * it, once for any number of writes. An event loop writes this way while
  * its callbacks run and rings when they are done, so a request written in
  * three pieces costs one wake-up, and the peer does not take the core from
- * the writer half-way through its work (on a crowded host it would). */
+ * the writer half-way through its work (on a crowded host it would). When
+ * the peer sleeps, DN_FC_RING_DUE is or-ed into the count: only then is a
+ * dn_fc_ring_due() call needed (a peer awake sees the bytes by itself). */
+#define DN_FC_RING_DUE 1073741824	/* 1 << 30 */
 int dn_fc_write_deferred(struct dn_fc *fc, const void *buf, uint32_t len);
 /* Wakes the peer if it sleeps and deferred writes left it unwoken;
  * returns 1 if it rang. */
