@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Kernel TCP baselines: two network namespaces joined by a veth pair or by a
-Linux bridge, measured with bench/kernel_rr (built here on demand).
+"""Kernel TCP baselines: two network namespaces joined by a veth pair, by a
+Linux bridge or by an Open vSwitch bridge (userspace datapath, see
+bench/ovs_baseline.py), measured with bench/kernel_rr (built here on demand).
 
     python3 bench/kernel_paths.py --repeats 3 [--seconds 2]
 
@@ -30,8 +31,9 @@ BINARY = BUILD_DIR / "kernel_rr"
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from aiodocknet.topology import NetnsTopology  # noqa: E402
+from ovs_baseline import OvsTopology  # noqa: E402
 
-PATHS = ("veth", "bridge")
+PATHS = ("veth", "bridge", "ovs")
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra"]
 SERVER_START_TIMEOUT = 5.0
 
@@ -106,13 +108,21 @@ def run_kernel(path: str, mode: str, size: int, seconds: float,
         raise ValueError("mode must be 'rr' or 'stream', not %r" % (mode,))
     if mode == "stream" and conns != 1:
         raise ValueError("stream mode uses exactly one connection")
-    with NetnsTopology(2, mode=path) as topo:  # type: ignore[arg-type]
-        result = run_kernel_in(topo, mode, size, seconds, conns)
+    if path == "ovs":
+        # A fresh OVS per measurement: its PMD thread spins a core while it lives.
+        ovs = OvsTopology(2)
+        with ovs:
+            result = run_kernel_in(ovs, mode, size, seconds, conns)
+        result.update(ovs_attach=ovs.attach, ovs_start_s=round(ovs.start_s, 2),
+                      ovs_stop_s=round(ovs.stop_s, 2), ovs_no_huge=ovs.no_huge)
+    else:
+        with NetnsTopology(2, mode=path) as topo:  # type: ignore[arg-type]
+            result = run_kernel_in(topo, mode, size, seconds, conns)
     result["path"] = path
     return result
 
 
-def run_kernel_in(topo: NetnsTopology, mode: str, size: int, seconds: float,
+def run_kernel_in(topo: NetnsTopology | OvsTopology, mode: str, size: int, seconds: float,
                   conns: int = 1) -> dict[str, Any]:
     """One measurement in an existing topology: server in namespace 0,
     client in namespace 1."""
@@ -167,7 +177,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Kernel TCP baselines over veth and bridge.")
+    ap = argparse.ArgumentParser(description="Kernel TCP baselines over veth, bridge and OVS.")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rr-size", type=int, default=64)

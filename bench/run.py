@@ -8,6 +8,9 @@ shared machine falls on all of them alike:
   master and both slaves share the machine's cores with everything else.
 - ``veth``: kernel TCP between two network namespaces joined by a veth pair.
 - ``bridge``: kernel TCP between two namespaces on a Linux bridge.
+- ``ovs``: kernel TCP between two namespaces on an Open vSwitch bridge with
+  the userspace datapath (Debian's OVS-DPDK; veth pairs as AF_XDP ports, a
+  PMD thread), started for each measurement (bench/ovs_baseline.py).
 
 Workloads: 64-byte request/response (1 and 32 connections) and 64 KiB
 streaming. Also measured: the memory of a slave and of the master (RSS,
@@ -55,7 +58,7 @@ WORKLOADS = [
     ("rr64x32", "rr", 64, 32),
     ("stream64k", "stream", 65536, 1),
 ]
-SYSTEMS = ["docknet", "veth", "bridge"]
+SYSTEMS = ["docknet", "veth", "bridge", "ovs"]
 
 
 def hugepages_used_mb() -> int:
@@ -269,13 +272,14 @@ def report(table: dict[str, Any], memory: dict[str, Any], args: argparse.Namespa
         "",
         f"{now}; {machine()}. Command: `make bench` "
         f"(`python -m bench.run --repeats {args.repeats} --seconds {args.seconds}`).",
-        "Systems interleaved (docknet, veth, bridge, docknet, ...); medians of "
+        "Systems interleaved (docknet, veth, bridge, ovs, docknet, ...); medians of "
         f"{args.repeats} runs, min–max in brackets. DockNet runs the native (C) loops over the "
         "slave stack: client slave -> master switch -> server slave, three processes sharing the "
         "machine's 2 cores.",
         "",
-        "| workload | DockNet | kernel veth | kernel bridge | DockNet / veth | DockNet / bridge |",
-        "|---|---|---|---|---|---|",
+        "| workload | DockNet | kernel veth | kernel bridge | Open vSwitch | DockNet / veth "
+        "| DockNet / bridge | DockNet / OVS |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     titles = {"rr64": "64 B request/response, 1 conn (round trips/s)",
               "rr64x32": "64 B request/response, 32 conns (round trips/s)",
@@ -299,8 +303,13 @@ def report(table: dict[str, Any], memory: dict[str, Any], args: argparse.Namespa
             return f"{row['docknet']['median'] / row[base]['median']:.2f}x"
 
         lines.append(f"| {titles[name]} | {cell('docknet')} | {cell('veth')} | {cell('bridge')} | "
-                     f"{ratio('veth')} | {ratio('bridge')} |")
+                     f"{cell('ovs')} | {ratio('veth')} | {ratio('bridge')} | {ratio('ovs')} |")
     lines += [
+        "",
+        "Open vSwitch: Debian's openvswitch-switch-dpdk (OVS 3.1, userspace datapath: this kernel has "
+        "no OVS module); each namespace's veth pair is an AF_XDP port polled by a PMD thread, which "
+        "holds one of the cores; TX checksum offload off in the namespaces, so no TSO. Started for "
+        "each measurement, outside the timed interval (start/stop times in results.json).",
         "",
         "Targets (issue 2): 64 B round trips/s >= 3x the bridge; streaming >= kernel TCP over veth.",
         "",
