@@ -54,13 +54,16 @@ def _pyplot() -> Any:
 
 
 def draw_all(rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
-    """Every plot the rows have data for; returns the file names written."""
+    """Every plot the rows have data for; returns the file names written.
+    A plot without data is removed, so no earlier run's PNG sits beside a
+    report that does not link it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, draw in ((LATENCY_PNG, latency_cdf), (CONNS_PNG, throughput_vs_conns),
                        (SIZE_PNG, throughput_vs_size)):
         fig = draw(rows)
         if fig is None:
+            (out_dir / name).unlink(missing_ok=True)
             continue
         fig.savefig(out_dir / name, dpi=110)
         _pyplot().close(fig)

@@ -359,7 +359,7 @@ def pingpong_points(args: argparse.Namespace) -> list[PingPong]:
 
 def python_report(py_rows: list[dict[str, Any]], report_dir: Path) -> str:
     """The Python tables and the sweeps with their plots (drawn into report_dir)."""
-    drawn = plots.draw_all(py_rows, report_dir) if py_rows else []
+    drawn = plots.draw_all(py_rows, report_dir)
     # Links relative to REPORT.md, which sits beside the PNGs.
     images = {name: name for name in drawn}
     return python_rows.report(py_rows) + sweep_rows.report(py_rows, images)
