@@ -86,6 +86,7 @@ def latency_cdf(rows: list[dict[str, Any]]) -> Any:
             if pct:
                 ax.plot(pct, quantiles, label=path, color=STYLE[path]["color"], linewidth=1.8)
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
         ax.set_title(f"64 B, {c} connection{'s' if c > 1 else ''}")
         ax.set_xlabel("round-trip latency (µs, log scale)")
         ax.set_ylabel("percentile")
@@ -160,6 +161,7 @@ def throughput_vs_size(rows: list[dict[str, Any]]) -> Any:
         ax.set_xlabel("message size (1 connection)")
         ax.grid(True, which="both", alpha=0.3)
     left.set_yscale("log")
+    _plain_log_ticks(left.yaxis)
     left.set_ylabel("MB/s each way (log scale)")
     left.set_title("payload throughput")
     right.set_ylim(bottom=0)
@@ -172,10 +174,21 @@ def throughput_vs_size(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
+def _plain_log_ticks(axis: Any) -> None:
+    """Ticks at 1, 2, 5 x 10^n labelled as plain numbers: matplotlib's
+    default labels minor ticks in 10^n form when the range spans less than
+    a decade, and they overlap."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(_thousands())
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _thousands() -> Any:
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda v, _: f"{v:,.0f}")
+    return FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
 
 
 def main(argv: list[str] | None = None) -> int:
