@@ -1,12 +1,14 @@
-"""64-byte asyncio Protocol ping-pong: the Python path, end to end.
+"""asyncio Protocol ping-pong (64 bytes by default): the Python path, end to end.
 
     python bench/py_pingpong.py serve --loop docknet|uvloop|asyncio --host H --port P
-    python bench/py_pingpong.py client --loop ... --host H --port P --seconds S --conns N
+    python bench/py_pingpong.py client --loop ... --host H --port P --seconds S --conns N --size B
 
-The server echoes; the client keeps one 64-byte message in flight per
-connection and prints one JSON line (round trips/s, p50/p99). The same
-program runs on DockNetLoop (through the master) and on uvloop or default
-asyncio over kernel namespaces, so the rows compare like with like.
+The server echoes; the client keeps one message of B bytes in flight per
+connection and prints one JSON line: round trips/s, p50/p99 and the
+percentiles 1..99 of the round-trip latency (``pct_us``, enough for a
+distribution plot without keeping every sample). The same program runs on
+DockNetLoop (through the master) and on uvloop or default asyncio over
+kernel namespaces, so the rows compare like with like.
 """
 
 from __future__ import annotations
@@ -81,10 +83,17 @@ async def client(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - start
     samples = sorted(s for p, c in zip(pingers, counted) for s in p.samples[c:])
     n = len(samples)
-    print(json.dumps({"event": "result", "loop": args.loop, "conns": args.conns, "round_trips": n,
-                      "seconds": round(elapsed, 3), "rt_per_s": round(n / elapsed, 1),
-                      "p50_us": round(samples[n // 2] * 1e6, 1), "p99_us": round(samples[int(n * 0.99)] * 1e6, 1)}),
+    print(json.dumps({"event": "result", "loop": args.loop, "conns": args.conns, "size": args.size,
+                      "round_trips": n, "seconds": round(elapsed, 3), "rt_per_s": round(n / elapsed, 1),
+                      "p50_us": round(samples[n // 2] * 1e6, 1), "p99_us": round(samples[int(n * 0.99)] * 1e6, 1),
+                      "pct_us": percentiles_us(samples)}),
           flush=True)
+
+
+def percentiles_us(sorted_samples: list[float]) -> list[float]:
+    """Percentiles 1..99 in µs (nearest rank, like p50/p99 above)."""
+    n = len(sorted_samples)
+    return [round(sorted_samples[n * q // 100] * 1e6, 1) for q in range(1, 100)]
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ Workloads: 64-byte asyncio Protocol ping-pong with 1 and 32 connections
 (bench/py_pingpong.py), aiohttp GET requests/s at equal concurrency with
 the CPU each request costs (bench/aiohttp_load.py), and the native (C)
 ping-pong over a fast channel, the floor the Python rows run on
-(bench/fc_native.py).
+(bench/fc_native.py). Further ping-pong points (the sweeps of
+bench/sweep_rows.py) are measured here too, interleaved the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import os
 import statistics
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,29 @@ PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge", "asyncio-bridge"]
 PINGPONG_CONNS = [1, 32]
 AIOHTTP_CONNS = 16
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class PingPong:
+    """One ping-pong point: message size, connections, seconds measured."""
+
+    size: int
+    conns: int
+    seconds: float
+
+    @property
+    def workload(self) -> str:
+        return pingpong_workload(self.size, self.conns)
+
+
+def pingpong_workload(size: int, conns: int) -> str:
+    # The 64-byte rows keep their old names, so older results.json still read.
+    return f"pingpong x{conns}" if size == 64 else f"pingpong {size}B x{conns}"
+
+
+def headline_points(seconds: float, conns: list[int] | None = None) -> list[PingPong]:
+    """The 64-byte rows of the Python table (1 and 32 connections)."""
+    return [PingPong(64, c, seconds) for c in conns or PINGPONG_CONNS]
 
 
 def proc_cpu(pid: int) -> float:
@@ -73,10 +99,12 @@ class DockNetPythonServers:
         return dict(self.session.env, DOCKNET_ENDPOINT=f"py-client{self.session.clients}",
                     DOCKNET_FAST_CHANNELS="1" if path == "docknet-fast" else "0")
 
-    def pingpong_run(self, path: str, conns: int, seconds: float) -> dict[str, Any]:
+    def pingpong_run(self, path: str, point: PingPong) -> dict[str, Any]:
         res = subprocess.run([sys.executable, str(BENCH / "py_pingpong.py"), "client", "--loop", "docknet",
-                              "--host", "py-server", "--seconds", str(seconds), "--conns", str(conns)],
-                             env=self._client_env(path), capture_output=True, text=True, timeout=seconds + 60)
+                              "--host", "py-server", "--seconds", str(point.seconds), "--conns", str(point.conns),
+                              "--size", str(point.size)],
+                             env=self._client_env(path), capture_output=True, text=True,
+                             timeout=point.seconds + 60)
         return _last_json(res, "python ping-pong")
 
     def aiohttp_run(self, path: str, seconds: float) -> dict[str, Any]:
@@ -90,7 +118,7 @@ class DockNetPythonServers:
         return out
 
 
-def kernel_run(loop: str, kind: str, seconds: float, conns: int) -> dict[str, Any]:
+def kernel_run(loop: str, kind: str, seconds: float, conns: int, size: int = 64) -> dict[str, Any]:
     """One measurement between two fresh namespaces on a Linux bridge."""
     script = "py_pingpong.py" if kind == "pingpong" else "aiohttp_load.py"
     with NetnsTopology(2, mode="bridge") as topo:
@@ -102,7 +130,7 @@ def kernel_run(loop: str, kind: str, seconds: float, conns: int) -> dict[str, An
             json.loads(server.stdout.readline())
             cpu0 = proc_cpu(server.pid)
             if kind == "pingpong":
-                argv = ["--host", topo.addr(0), "--conns", str(conns)]
+                argv = ["--host", topo.addr(0), "--conns", str(conns), "--size", str(size)]
             else:
                 argv = ["--url", f"http://{topo.addr(0)}:8080", "--conns", str(conns)]
             res = subprocess.run(topo.exec_argv(1, [sys.executable, str(BENCH / script), "client", "--loop", loop,
@@ -124,34 +152,43 @@ def fc_native(seconds: float) -> dict[str, Any]:
 
 
 def measure_all(session: Any, repeats: int, seconds: float, paths: list[str] | None = None,
-                conns: list[int] | None = None) -> list[dict[str, Any]]:
+                pingpong: list[PingPong] | None = None, others: bool = True) -> list[dict[str, Any]]:
+    """Every ping-pong point (default: the headline rows) on every path,
+    interleaved per point and repeat; with ``others``, aiohttp and the
+    native floor after them in each repeat."""
     servers = DockNetPythonServers(session)
     rows: list[dict[str, Any]] = []
+    since = time.monotonic()
 
     def add(r: dict[str, Any], workload: str, path: str, rep: int) -> None:
+        nonlocal since
         r.update(workload=workload, path=path, repeat=rep)
         rows.append(r)
         value = r.get("rt_per_s") or r.get("req_per_s")
-        print(f"{workload:14} {path:15} #{rep + 1}: {value:,.0f}/s", flush=True)
+        # Wall time per measurement (start-up included): what a point costs a bench run.
+        wall, since = time.monotonic() - since, time.monotonic()
+        print(f"{workload:20} {path:15} #{rep + 1}: {value:,.0f}/s ({wall:.1f} s)", flush=True)
 
     try:
-        _measure(servers, add, repeats, seconds, paths or PATHS, conns or PINGPONG_CONNS, quick=paths is not None)
+        _measure(servers, add, repeats, seconds, paths or PATHS, pingpong or headline_points(seconds), others)
     finally:
         servers.close()
     return rows
 
 
+def pingpong_on(servers: DockNetPythonServers, path: str, point: PingPong) -> dict[str, Any]:
+    if path.startswith("docknet"):
+        return servers.pingpong_run(path, point)
+    return kernel_run(path.split("-")[0], "pingpong", point.seconds, point.conns, point.size)
+
+
 def _measure(servers: DockNetPythonServers, add: Any, repeats: int, seconds: float, paths: list[str],
-             conns_list: list[int], quick: bool) -> None:
+             points: list[PingPong], others: bool) -> None:
     for rep in range(repeats):
-        for conns in conns_list:
+        for point in points:
             for path in paths:
-                if path.startswith("docknet"):
-                    r = servers.pingpong_run(path, conns, seconds)
-                else:
-                    r = kernel_run(path.split("-")[0], "pingpong", seconds, conns)
-                add(r, f"pingpong x{conns}", path, rep)
-        if quick:
+                add(pingpong_on(servers, path, point), point.workload, path, rep)
+        if not others:
             continue
         for path in paths:
             if path.startswith("docknet"):

@@ -14,8 +14,11 @@ shared machine falls on all of them alike:
 
 Workloads: 64-byte request/response (1 and 32 connections) and 64 KiB
 streaming. Also measured: the memory of a slave and of the master (RSS,
-DPDK heap, hugepages in use). Writes bench/report/REPORT.md and
-results.json.
+DPDK heap, hugepages in use), the Python paths (bench/python_rows.py) with
+their ping-pong sweeps over connections and message sizes
+(bench/sweep_rows.py), the switch's forwarding rate, two hosts and the
+mesh. Writes bench/report/REPORT.md, results.json and the PNG plots of
+bench/plots.py.
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ from cross_host import CrossHostSession  # noqa: E402
 from procs import stop_all  # noqa: E402
 from kernel_paths import run_kernel  # noqa: E402
 import mesh_rows  # noqa: E402
+import plots  # noqa: E402
 import python_rows  # noqa: E402
+import sweep_rows  # noqa: E402
+from python_rows import PingPong  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
 
@@ -265,13 +271,29 @@ def machine() -> str:
     return f"{os.cpu_count()} vCPU ({model}), Linux {platform.release()}, Python {platform.python_version()}"
 
 
+def command(args: argparse.Namespace) -> str:
+    """The command line that made this report (the options that were given)."""
+    argv = f"python -m bench.run --repeats {args.repeats} --seconds {args.seconds}"
+    if args.no_sweep:
+        argv += " --no-sweep"
+    elif args.sweep_seconds is not None:
+        argv += f" --sweep-seconds {args.sweep_seconds}"
+    for only in args.only or []:
+        argv += f" --only {only}"
+    return argv
+
+
 def report(table: dict[str, Any], memory: dict[str, Any], args: argparse.Namespace) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# aiodocknet data-plane benchmark", "",
+             f"{now}; {machine()}. Command: `make bench` (`{command(args)}`).", ""]
+    return "\n".join(lines) + "\n" + native_report(table, args) + memory_report(memory)
+
+
+def native_report(table: dict[str, Any], args: argparse.Namespace) -> str:
+    if not any(table.values()):
+        return ""
     lines = [
-        "# aiodocknet data-plane benchmark",
-        "",
-        f"{now}; {machine()}. Command: `make bench` "
-        f"(`python -m bench.run --repeats {args.repeats} --seconds {args.seconds}`).",
         "Systems interleaved (docknet, veth, bridge, ovs, docknet, ...); medians of "
         f"{args.repeats} runs, min–max in brackets. DockNet runs the native (C) loops over the "
         "slave stack: client slave -> master switch -> server slave, three processes sharing the "
@@ -286,6 +308,8 @@ def report(table: dict[str, Any], memory: dict[str, Any], args: argparse.Namespa
               "stream64k": "64 KiB streaming, 1 conn (Gbit/s)"}
     for name, mode, _, _ in WORKLOADS:
         row = table.get(name, {})
+        if not row:
+            continue
 
         def cell(system: str) -> str:
             e = row.get(system)
@@ -313,11 +337,14 @@ def report(table: dict[str, Any], memory: dict[str, Any], args: argparse.Namespa
         "",
         "Targets (issue 2): 64 B round trips/s >= 3x the bridge; streaming >= kernel TCP over veth.",
         "",
-        "## Memory",
-        "",
-        "| what | measured |",
-        "|---|---|",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def memory_report(memory: dict[str, Any]) -> str:
+    if not memory:
+        return ""
+    lines = ["## Memory", "", "| what | measured |", "|---|---|"]
     for k, v in memory.items():
         lines.append(f"| {k} | {v} |")
     lines += [
@@ -325,25 +352,46 @@ def report(table: dict[str, Any], memory: dict[str, Any], args: argparse.Namespa
         "Budgets (issue 2): slave DPDK memory <= 64 MiB; master <= 256 MiB + 4 MiB per endpoint.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
+
+
+def pingpong_points(args: argparse.Namespace) -> list[PingPong]:
+    """The headline ping-pong rows at --seconds, then the sweeps' other
+    points at --sweep-seconds (none with --no-sweep)."""
+    headline = python_rows.headline_points(args.seconds)
+    if args.no_sweep:
+        return headline
+    sweep_seconds = args.seconds if args.sweep_seconds is None else args.sweep_seconds
+    return sweep_rows.with_sweep(headline, sweep_rows.sweep_points(sweep_seconds))
+
+
+def python_report(py_rows: list[dict[str, Any]], report_dir: Path) -> str:
+    """The Python tables and the sweeps with their plots (drawn into report_dir)."""
+    drawn = plots.draw_all(py_rows, report_dir)
+    # Links relative to REPORT.md, which sits beside the PNGs.
+    images = {name: name for name in drawn}
+    return python_rows.report(py_rows) + sweep_rows.report(py_rows, images)
 
 
 def quick(args: argparse.Namespace) -> int:
     """One repeat of: native 64 B ping-pong (DockNet, bridge), Python
-    ping-pong (fast channel, uvloop over the bridge), the mesh (fast
-    channels, uvloop over the bridge)."""
+    ping-pong (fast channel, uvloop over the bridge; 64 B and, as a taste of
+    the size sweep, 64 KiB), the mesh (fast channels, uvloop over the
+    bridge)."""
     session = DockNetSession(args.spin_us)
+    points = [PingPong(64, 1, 1.5), PingPong(65536, 1, 1.5)]
     try:
         for system in ("docknet", "bridge"):
             r = measure(session, system, "rr", 64, 1, 1.5)
             print(f"rr64       {system:8}: {_value(r, 'rr'):,.0f} rt/s", flush=True)
-        py_rows = python_rows.measure_all(session, 1, 1.5, paths=["docknet-fast", "uvloop-bridge"], conns=[1])
+        py_rows = python_rows.measure_all(session, 1, 1.5, paths=["docknet-fast", "uvloop-bridge"],
+                                          pingpong=points, others=False)
     finally:
         session.close()
     mesh = mesh_rows.measure_all(1, 4.0, paths=["kernel-bridge+uvloop", "DockNet + fast channels"], users=[16])
     print()
-    print(python_rows.report(py_rows) + mesh_rows.report(mesh))
-    print("the full set, with repeats, every baseline and the report: make bench")
+    print(python_rows.report(py_rows) + sweep_rows.report(py_rows) + mesh_rows.report(mesh))
+    print("the full set, with repeats, every baseline, the sweeps, the plots and the report: make bench")
     return 0
 
 
@@ -351,8 +399,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--sweep-seconds", type=float,
+                    help="seconds per point of the ping-pong sweeps (default: --seconds)")
+    ap.add_argument("--no-sweep", action="store_true",
+                    help="no ping-pong sweeps: only the headline points (64 B, 1 and 32 connections)")
     ap.add_argument("--spin-us", type=int, default=int(os.environ.get("DOCKNET_SPIN_US", "100")))
-    ap.add_argument("--only", choices=[w[0] for w in WORKLOADS], action="append")
+    ap.add_argument("--only", choices=[w[0] for w in WORKLOADS] + ["python"], action="append",
+                    help="only these native workloads, or 'python': the Python rows with the sweeps")
+    ap.add_argument("--report-dir", type=Path, default=REPORT,
+                    help="where REPORT.md, results.json and the plots go (default: bench/report)")
     ap.add_argument("--quick", action="store_true",
                     help="a reduced set for a first look (under two minutes); prints, writes no report")
     args = ap.parse_args(argv)
@@ -361,8 +416,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.quick:
         return quick(args)
+    why = plots.missing()
+    if why:  # say so now, not after the whole run
+        print(f"bench: {why}", file=sys.stderr)
+        return 1
+    everything = not args.only
+    python = everything or "python" in args.only
     session = DockNetSession(args.spin_us)
     results: list[dict[str, Any]] = []
+    memory: dict[str, Any] = {}
+    py_rows: list[dict[str, Any]] = []
+    blast: list[dict[str, Any]] = []
     try:
         for name, mode, size, conns in WORKLOADS:
             if args.only and name not in args.only:
@@ -376,13 +440,16 @@ def main(argv: list[str] | None = None) -> int:
                     v = _value(r, mode)
                     unit = "rt/s" if mode == "rr" else "Gbit/s"
                     print(f"{name:10} {system:8} #{rep + 1}: {v:,.1f} {unit}", flush=True)
-        py_rows = python_rows.measure_all(session, args.repeats, args.seconds) if not args.only else []
-        memory = session.memory(extra_endpoints=10)
-        blast = session.blast([1, 8, 64], args.seconds) if not args.only else []
+        if python:
+            py_rows = python_rows.measure_all(session, args.repeats, args.seconds, pingpong=pingpong_points(args))
+        if everything or results:
+            memory = session.memory(extra_endpoints=10)
+        if everything:
+            blast = session.blast([1, 8, 64], args.seconds)
     finally:
         session.close()
     xhost: list[dict[str, Any]] = []
-    if not args.only:
+    if everything:
         xs = CrossHostSession()
         try:
             for name, mode, size, conns in XHOST_WORKLOADS:
@@ -396,13 +463,13 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{name:16} {system:15} #{rep + 1}: {_value(r, mode):,.1f}", flush=True)
         finally:
             xs.close()
-    mesh = mesh_rows.measure_all(args.repeats, args.seconds * 2) if not args.only else []
+    mesh = mesh_rows.measure_all(args.repeats, args.seconds * 2) if everything else []
     table = summarise(results)
-    text = (report(table, memory, args) + python_rows.report(py_rows) + mesh_rows.report(mesh)
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    text = (report(table, memory, args) + python_report(py_rows, args.report_dir) + mesh_rows.report(mesh)
             + blast_report(blast) + xhost_report(xhost))
-    REPORT.mkdir(exist_ok=True)
-    (REPORT / "REPORT.md").write_text(text)
-    (REPORT / "results.json").write_text(json.dumps(
+    (args.report_dir / "REPORT.md").write_text(text)
+    (args.report_dir / "results.json").write_text(json.dumps(
         {"table": table, "memory": memory, "raw": results, "cross_host": xhost, "switch": blast,
          "python": py_rows, "mesh": mesh}, indent=1))
     print()

@@ -3,7 +3,8 @@
 # nothing that is already done: Debian packages (DPDK 22.11, build tools,
 # iproute2), lwIP 2.1.3 sources from Debian's source package, hugepages
 # (when root), the virtualenv in .venv and the package with its native
-# extension (rebuilt only when native sources change).
+# extension and its test and bench extras (pytest, matplotlib), reinstalled
+# only when native sources or pyproject.toml change.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -98,6 +99,6 @@ digest=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/native/*.[ch] \
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] ||
 	! ls "$ROOT"/aiodocknet/_native*.so >/dev/null 2>&1; then
 	say "building aiodocknet (native extension: DPDK + lwIP)"
-	DOCKNET_LWIP_SRC="$BUILD/lwip" "$VENV/bin/pip" install -q -e "$ROOT[test]"
+	DOCKNET_LWIP_SRC="$BUILD/lwip" "$VENV/bin/pip" install -q -e "$ROOT[test,bench]"
 	echo "$digest" >"$stamp"
 fi
