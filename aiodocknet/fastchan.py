@@ -18,7 +18,6 @@ from ._native import ffi, lib
 __all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "make_channel", "make_region", "READABLE", "WRITABLE"]
 
 READABLE = lib.DN_FC_READABLE
-_RING_DUE = lib.DN_FC_RING_DUE
 WRITABLE = lib.DN_FC_WRITABLE
 DEFAULT_RING = 1 << 20
 _EAGAIN = -errno.EAGAIN
@@ -67,18 +66,6 @@ class FastChannel:
         """Bytes taken; 0 when the ring is full (WRITABLE follows)."""
         buf = ffi.from_buffer(data)
         return check(lib.dn_fc_write(self._fc, buf, len(buf)))
-
-    def write_deferred(self, data: bytes | bytearray | memoryview) -> tuple[int, bool]:
-        """As write(), but a sleeping peer is not woken: (bytes taken,
-        whether ring_due() must follow)."""
-        buf = ffi.from_buffer(data)
-        n = check(lib.dn_fc_write_deferred(self._fc, buf, len(buf)))
-        return n & ~_RING_DUE, bool(n & _RING_DUE)
-
-    def ring_due(self) -> None:
-        """Wake the peer if deferred writes left it asleep."""
-        if self._fc is not None:
-            lib.dn_fc_ring_due(self._fc)
 
     def read(self, size: int = 256 * 1024) -> bytes | None:
         """Up to size bytes; b"" at end of stream; None when empty."""

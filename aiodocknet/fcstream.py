@@ -136,15 +136,10 @@ class FastChannelTransport(DockNetTCPTransport):
                     self._fc.write(b"")  # the timer, not the ring, says when
                     return 0
                 data = memoryview(data)[:n]
-            n, due = self._fc.write_deferred(data)
+            n = self._fc.write(data)
             lim.spend(n)
-        else:
-            n, due = self._fc.write_deferred(data)
-        if due:
-            # The peer sleeps: it is woken once the loop's current callbacks
-            # are done, however many writes they make.
-            self._poller.ring_later(self._fc)
-        return n
+            return n
+        return self._fc.write(data)
 
     def _hold_writes(self, delay: float) -> None:
         if self._write_timer is None:

@@ -70,7 +70,6 @@ class StackPoller:
         self._timer: asyncio.TimerHandle | None = None
         self._active = 0.0
         self._closed = False
-        self._due: list[Any] = []  # channels written to, peers not yet woken
         self._fd = stack.fileno()
         self._control_fd = stack.control_fileno()
         loop.add_reader(self._fd, self._on_doorbell)
@@ -98,18 +97,6 @@ class StackPoller:
 
     def channels(self) -> list[Any]:
         return list(self._channels.members)
-
-    def ring_later(self, channel: Any) -> None:
-        """channel (a FastChannel) was written to with its doorbell
-        deferred: ring it when the callbacks now ready have run."""
-        if not self._due:
-            self._loop.call_soon(self._ring_due)
-        self._due.append(channel)
-
-    def _ring_due(self) -> None:
-        due, self._due = self._due, []
-        for ch in due:
-            ch.ring_due()  # a closed channel has rung already (FIN/reset)
 
     def release(self, conn: int) -> None:
         """A transport or server is done with conn: forget it and close it

@@ -47,7 +47,6 @@ struct dn_fc {
 	int shut;
 	int want_room;	/* a write found the ring full */
 	int eof_seen;	/* the reader has been told: stop reporting it */
-	int ring_due;	/* deferred writes have not looked at the peer */
 	int reading;	/* this side wants READABLE (dn_fc_want_read) */
 };
 
@@ -178,38 +177,9 @@ dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 {
 	int n = dn_fc_put(fc, buf, len);
 
-	if (n > 0) {
-		fc->ring_due = 0;
+	if (n > 0)
 		dn_fc_ring_peer(fc, &fc->tx->reader_asleep, fc->tx);
-	}
 	return n;
-}
-
-int
-dn_fc_write_deferred(struct dn_fc *fc, const void *buf, uint32_t len)
-{
-	int n = dn_fc_put(fc, buf, len);
-
-	if (n <= 0)
-		return n;
-	/* The doorbell's fence, then a look at the flag: a peer that is not
-	 * asleep now will see the bytes when it re-checks before sleeping. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&fc->tx->reader_asleep, memory_order_relaxed)) {
-		fc->ring_due = 1;
-		return n | DN_FC_RING_DUE;
-	}
-	return n;
-}
-
-int
-dn_fc_ring_due(struct dn_fc *fc)
-{
-	if (!fc->ring_due)
-		return 0;
-	fc->ring_due = 0;
-	return dn_doorbell_ring(&fc->tx->reader_asleep, &fc->tx->wakeups,
-		fc->peer_efd) > 0;
 }
 
 int

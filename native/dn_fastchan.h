@@ -29,18 +29,6 @@ void dn_fc_close(struct dn_fc *fc);
 /* Bytes taken (0 when the ring is full: DN_FC_WRITABLE follows), -EPIPE
  * after shutdown, -ECONNRESET after a reset. */
 int dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len);
-/* The same, but a sleeping peer is not woken yet: dn_fc_ring_due() does
- * it, once for any number of writes. An event loop writes this way while
- * its callbacks run and rings when they are done, so a request written in
- * three pieces costs one wake-up, and the peer does not take the core from
- * the writer half-way through its work (on a crowded host it would). When
- * the peer sleeps, DN_FC_RING_DUE is or-ed into the count: only then is a
- * dn_fc_ring_due() call needed (a peer awake sees the bytes by itself). */
-#define DN_FC_RING_DUE 1073741824	/* 1 << 30 */
-int dn_fc_write_deferred(struct dn_fc *fc, const void *buf, uint32_t len);
-/* Wakes the peer if it sleeps and deferred writes left it unwoken;
- * returns 1 if it rang. */
-int dn_fc_ring_due(struct dn_fc *fc);
 /* Bytes read, 0 at end of stream, -EAGAIN when empty, -ECONNRESET. */
 int dn_fc_read(struct dn_fc *fc, void *buf, uint32_t len);
 /* Half-close: the peer reads what is queued, then end of stream. */
