@@ -84,7 +84,8 @@ class FastChannel:
 
     def want_read(self, on: bool) -> None:
         """Whether bytes waiting count as READABLE (and ring this side)."""
-        lib.dn_fc_want_read(self._fc, int(on))
+        if self._fc is not None:
+            lib.dn_fc_want_read(self._fc, int(on))
 
     def ready(self) -> int:
         return int(lib.dn_fc_ready(self._fc))

@@ -96,7 +96,7 @@ class FastChannelTransport(DockNetTCPTransport):
         self._poller.kick()
 
     def _sync_read_interest(self) -> None:
-        if self._fc is not None and not self._lost_called:
+        if not self._lost_called:
             self._fc.want_read(self._reading and self._read_timer is None)
 
     def _io_recv(self, size: int) -> bytes | None:

@@ -212,15 +212,20 @@ def drive(loadgen: list[str], env: dict[str, str], pids: list[int], seconds: flo
     every process of the mesh used."""
     group = ProcessGroup()
     split0 = [proc_cpu_split(p) for p in pids]
+    # A bar redrawn in place is for a terminal; a log gets one line.
+    bar_shown = sys.stdout.isatty()
     try:
         p = group.start([*loadgen, "--seconds", str(seconds), "--concurrency", str(concurrency)], env)
         for msg in json_events(p, seconds + 120):
-            if msg.get("event") == "progress":
+            if msg.get("event") == "progress" and bar_shown:
                 done = float(msg["done"])
                 bar = "#" * int(done * 30)
                 print(f"\r  {title:26} [{bar:30}] {done:4.0%}  ", end="", flush=True)
             elif msg.get("event") == "result":
-                print(flush=True)
+                if bar_shown:
+                    print(flush=True)
+                else:
+                    print(f"  {title:26} done", flush=True)
                 break
         p.wait(30)
     finally:
