@@ -43,6 +43,12 @@ SPIN_CHUNK_NS = 20_000
 # fast channels are busy.
 YIELD_NS_SWITCH = 2_000
 YIELD_NS_CHANNELS = 10_000
+# After this many spins in a row that ended in sleep (answers take longer
+# than SPIN: a service whose peers think for milliseconds), the poller
+# sleeps at once: its spins only took a core from the peers it waits for.
+# A doorbell that rings within SPIN of going to sleep (a spin would have
+# caught it) brings spinning back.
+SPIN_MISSES = int(os.environ.get("DOCKNET_SPIN_MISSES", "3"))
 # How often a spinning poller checks whether the host is crowded.
 CROWD_CHECK = 0.002
 CPUS = len(os.sched_getaffinity(0))
@@ -65,6 +71,8 @@ class StackPoller:
         self._stack_active = 0.0
         self._crowd = False
         self._crowd_checked = 0.0
+        self._misses = 0  # spins in a row that ended in sleep
+        self._slept_at = 0.0
         self._scheduled = False
         self._sleeping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -171,6 +179,8 @@ class StackPoller:
 
     def _on_doorbell(self) -> None:
         if self._sleeping:
+            if time.monotonic() - self._slept_at < SPIN:
+                self._misses = 0
             self._wake()
         else:
             # A late ring (or a channel's reset): drain them all, or the
@@ -241,8 +251,11 @@ class StackPoller:
             now = time.monotonic()
         if busy:
             self._active = now
-        elif now - self._active > SPIN or self._crowded(now):
+        elif now - self._active > SPIN or self._misses >= SPIN_MISSES or self._crowded(now):
             if self._stack.arm() and self._arm_channels():
+                if now - self._active > SPIN:
+                    self._misses += 1
+                self._slept_at = now
                 self._sleeping = True
                 t = self._stack.timeout()
                 if t is not None:
