@@ -1,8 +1,8 @@
 """``SlaveStack``: this process's DockNet endpoint (lwIP over the link to the master).
 
 A SlaveStack attaches to the host's master, which gives it an address and
-a link (shared memory with two frame rings and a doorbell); it then offers socket-like calls on connection
-ids and a batched ``poll()``. It belongs to the thread that polls it (the
+a link (shared memory with two frame rings and a doorbell); it then offers
+socket-like calls on connection ids and a batched ``poll()``. It belongs to the thread that polls it (the
 event loop's, in ``DockNetLoop``). There is one per process: lwIP keeps
 global state.
 

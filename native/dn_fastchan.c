@@ -141,8 +141,8 @@ dn_fc_is_reset(const struct dn_fc *fc)
 	return atomic_load_explicit(&fc->r->reset, memory_order_acquire) != 0;
 }
 
-static int
-dn_fc_put(struct dn_fc *fc, const void *buf, uint32_t len)
+int
+dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 {
 	uint64_t head, tail;
 	uint32_t size = fc->mask + 1, room, off, first;
@@ -169,17 +169,8 @@ dn_fc_put(struct dn_fc *fc, const void *buf, uint32_t len)
 	memcpy(fc->tx_data + off, buf, first);
 	memcpy(fc->tx_data, (const char *)buf + first, len - first);
 	atomic_store_explicit(&fc->tx->head, head + len, memory_order_release);
+	dn_fc_ring_peer(fc, &fc->tx->reader_asleep, fc->tx);
 	return (int)len;
-}
-
-int
-dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
-{
-	int n = dn_fc_put(fc, buf, len);
-
-	if (n > 0)
-		dn_fc_ring_peer(fc, &fc->tx->reader_asleep, fc->tx);
-	return n;
 }
 
 int

@@ -6,8 +6,8 @@
  * A region (a memfd) holds two single-producer/single-consumer byte rings,
  * one per direction, and the flags that carry half-close and reset. Each
  * side sleeps on an eventfd of its own; the other side writes it only when
- * the sleeper said so (the doorbell pattern of the master-slave links), so while
- * bytes flow no syscall is made.
+ * the sleeper said so (the doorbell pattern of the master's links), so
+ * while bytes flow no syscall is made.
  */
 #ifndef DN_FASTCHAN_H
 #define DN_FASTCHAN_H
