@@ -14,6 +14,7 @@
 #include "dn_link.h"
 #include "dn_linkmem.h"
 #include "dn_pktpool.h"
+#include "dn_ringmbuf.h"
 
 #define DN_BURST 32
 #define DN_SMALL_ROOM 2048
@@ -132,47 +133,13 @@ dn_link_close(struct dn_link *link)
 	free(link);
 }
 
-/* Copies up to a burst of frames off the ring into mbufs. A frame stays on
- * the ring while no mbuf is free: the master then sees a full ring, which
- * is back-pressure, not loss. */
 static void
 dn_link_fill(struct dn_link *link)
 {
-	struct dn_fr *r = &link->rx_ring;
-	const uint8_t *frame;
-	uint32_t len;
-	uint16_t n = 0;
-	int got, moved = 0;
-
 	link->rx_next = 0;
-	while (n < DN_BURST && (got = dn_fr_peek(r, &frame, &len)) != 0) {
-		struct rte_mbuf *m;
-
-		if (got < 0) {
-			link->rx_dropped++;
-			dn_fr_skip_all(r);
-			break;
-		}
-		if (len > link->room) {
-			link->rx_dropped++;
-			dn_fr_next(r, len);
-			moved = 1;
-			continue;
-		}
-		m = rte_pktmbuf_alloc(link->pool);
-		if (m == NULL)
-			break;
-		rte_memcpy(rte_pktmbuf_mtod(m, void *), frame, len);
-		m->data_len = (uint16_t)len;
-		m->pkt_len = len;
-		link->rx[n++] = m;
-		dn_fr_next(r, len);
-		moved = 1;
-	}
-	if (moved)
-		dn_fr_release(r);
-	link->rx_n = n;
-	link->rx_frames += n;
+	link->rx_n = dn_fr_get_mbufs(&link->rx_ring, link->pool, link->room,
+		link->rx, DN_BURST, &link->rx_dropped, &link->rx_dropped);
+	link->rx_frames += link->rx_n;
 }
 
 int

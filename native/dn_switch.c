@@ -25,7 +25,6 @@
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
-#include <rte_memcpy.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
 #include <rte_cycles.h>
@@ -37,6 +36,7 @@
 #include "dn_linkmem.h"
 #include "dn_pktpool.h"
 #include "dn_policy.h"
+#include "dn_ringmbuf.h"
 #include "dn_switch.h"
 #include "dn_uplink.h"
 
@@ -168,23 +168,6 @@ dn_enqueue_tx(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
 	}
 }
 
-/* Copies a frame (possibly a chain, from the uplink) onto a slave's ring. */
-static int
-dn_ring_put(struct dn_fr *r, const struct rte_mbuf *m)
-{
-	uint8_t *dst = dn_fr_reserve(r, m->pkt_len);
-	uint32_t off = 0;
-
-	if (dst == NULL)
-		return -ENOBUFS;
-	for (; m != NULL; m = m->next) {
-		rte_memcpy(dst + off, rte_pktmbuf_mtod(m, void *), m->data_len);
-		off += m->data_len;
-	}
-	dn_fr_commit(r, off);
-	return 0;
-}
-
 static void
 dn_flush(struct dn_switch *sw)
 {
@@ -195,7 +178,7 @@ dn_flush(struct dn_switch *sw)
 		uint16_t k;
 
 		for (k = 0; k < s->txq.n; k++) {
-			if (dn_ring_put(&s->to_slave, s->txq.m[k]) == 0) {
+			if (dn_fr_put_mbuf(&s->to_slave, s->txq.m[k]) == 0) {
 				s->c.tx_frames++;
 				s->c.tx_bytes += s->txq.m[k]->pkt_len;
 			} else {
@@ -466,42 +449,14 @@ dn_poll_uplink(struct dn_switch *sw)
 	return n;
 }
 
-/* Copies up to max frames off a slave's ring into mbufs. A frame stays on
- * the ring while the pool is empty: the slave sees a full ring, which is
- * back-pressure, not loss. */
+/* A slave's frames, as mbufs. What a slave writes into its own ring that
+ * makes no sense costs its own frames only. */
 static uint16_t
 dn_ring_rx(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf **rx,
 	uint16_t max)
 {
-	struct dn_fr *r = &s->from_slave;
-	const uint8_t *frame;
-	uint32_t len;
-	uint16_t n = 0;
-	int got, moved = 0;
-
-	while (n < max && (got = dn_fr_peek(r, &frame, &len)) != 0) {
-		struct rte_mbuf *m;
-
-		if (got < 0) {
-			/* The slave wrote nonsense into its own ring: what
-			 * it published is lost, nothing else is. */
-			s->c.drop_malformed++;
-			dn_fr_skip_all(r);
-			return n;
-		}
-		m = rte_pktmbuf_alloc(sw->pool);
-		if (m == NULL)
-			break;
-		rte_memcpy(rte_pktmbuf_mtod(m, void *), frame, len);
-		m->data_len = (uint16_t)len;
-		m->pkt_len = len;
-		rx[n++] = m;
-		dn_fr_next(r, len);
-		moved = 1;
-	}
-	if (moved)
-		dn_fr_release(r);
-	return n;
+	return dn_fr_get_mbufs(&s->from_slave, sw->pool, s->from_slave.max_frame,
+		rx, max, &s->c.drop_malformed, &s->c.drop_malformed);
 }
 
 static unsigned int

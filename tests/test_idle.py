@@ -19,6 +19,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def cpu_share(pid: int, seconds: float) -> float:
+    """Share of one CPU that pid uses over the next seconds (from /proc)."""
+    before = cpu_seconds(pid)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - t0)
+
+
 def test_idle_master_and_two_slaves_use_under_2_percent_cpu(master: Master) -> None:
     """A master and two attached slaves holding an open TCP connection,
     after some traffic, then nothing: together under 2% of one CPU over
@@ -59,10 +67,7 @@ def test_idle_docknet_loop_service_sleeps(master: Master) -> None:
     cli = master.peer("connect", "cli", "--target", addr, "--port", "9500", "--timeout", "100")
     cli.expect("connected")
     time.sleep(1.0)
-    before = cpu_seconds(svc.pid)
-    t0 = time.monotonic()
-    time.sleep(5)
-    share = (cpu_seconds(svc.pid) - before) / (time.monotonic() - t0)
+    share = cpu_share(svc.pid, 5)
     print(f"idle DockNetLoop service: {share:.2%}")
     assert share < 0.01, f"idle DockNetLoop service used {share:.1%} of a CPU"
 
@@ -187,10 +192,7 @@ def test_paused_reader_with_bytes_waiting_sleeps(master: Master, fast: str) -> N
     master.peers.append(cli)
     cli.expect("sent", timeout=30)
     time.sleep(1.0)
-    before = cpu_seconds(srv.pid)
-    t0 = time.monotonic()
-    time.sleep(3)
-    share = (cpu_seconds(srv.pid) - before) / (time.monotonic() - t0)
+    share = cpu_share(srv.pid, 3)
     print(f"paused reader: {share:.2%}")
     assert share < 0.02, f"a paused reader's loop used {share:.1%} of a CPU"
     srv.send("resume")
