@@ -8,7 +8,8 @@ master rings or lwIP's next timer is due. Writes kick it back into spinning:
 an answer is likely on its way. Fast channels are polled in the same pass
 and wake the process on the same eventfd. On a host with clearly more
 runnable tasks than cores nobody spins: a core is worth more to a busy
-service than to a poller waiting for it.
+service than to a poller waiting for it. Nor does a poller whose last spins
+all ended in sleep (its peers answer in milliseconds).
 """
 
 from __future__ import annotations
@@ -237,10 +238,10 @@ class StackPoller:
         if self._closed:
             return
         # Only fast channels in flight: a few passes here before going back
-        # to the loop (a turn of it costs more than a pass: an epoll_wait),
-        # and a yield now and then. Traffic through the switch needs the
-        # master's thread to run too (three pollers, two cores): one pass
-        # per turn and a yield after every empty one.
+        # to the loop (a turn of it costs more than a pass: an epoll_wait).
+        # Traffic through the switch needs the master's thread to run too
+        # (three pollers, two cores): one pass per turn, and the wait in C
+        # below gives the core away more often.
         now = time.monotonic()
         channels_only = bool(self._channels) and now - self._stack_active >= STACK_HOT
         for _ in range(INNER if channels_only else 1):

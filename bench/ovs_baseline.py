@@ -70,6 +70,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Sequence
 
+from aiodocknet.eal import hugepages_free_mb
+
 __all__ = ["OvsTopology", "ensure_installed", "remove_stale", "ATTACHMENTS"]
 
 PACKAGE = "openvswitch-switch-dpdk"
@@ -81,7 +83,6 @@ IFNAME = "veth0"
 BRIDGE = "br0"
 SOCKET_MEM_MB = 256
 NO_HUGE_MEM_MB = 64
-HUGEPAGES = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
 DPDK_RUNTIME = Path("/var/run/dpdk")
 START_TIMEOUT = 30.0
 RUN_DIR_PREFIX = "docknet-ovs-"
@@ -116,16 +117,6 @@ def ensure_installed() -> None:
         _run(install, env=env, timeout=600)
     if not os.access(VSWITCHD, os.X_OK):
         raise RuntimeError("%s installed but %s is missing" % (PACKAGE, VSWITCHD))
-
-
-def hugepages_free_mb() -> int:
-    """Free 2 MiB hugepages in MiB, 0 without a hugetlbfs mount."""
-    try:
-        if " hugetlbfs " not in Path("/proc/mounts").read_text():
-            return 0
-        return int((HUGEPAGES / "free_hugepages").read_text()) * 2
-    except (OSError, ValueError):
-        return 0
 
 
 def remove_stale() -> list[str]:

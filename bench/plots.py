@@ -22,9 +22,9 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from python_rows import PATHS  # noqa: E402
+from python_rows import PATHS, spread  # noqa: E402
 from sweep_rows import (CONNS_PNG, LATENCY_PNG, SIZE_PNG, SWEEP_CONNS, SWEEP_SIZES, is_sweep,  # noqa: E402
-                        mb_per_s, pct_median, runs, size_label, spread)
+                        mb_per_s, pct_median, runs, size_label)
 
 # One look per path in every plot: DockNet in blues, the kernel in warm colours.
 STYLE = {

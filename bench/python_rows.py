@@ -199,9 +199,13 @@ def _measure(servers: DockNetPythonServers, add: Any, repeats: int, seconds: flo
         add(fc_native(seconds), "native fc", "docknet-fast", rep)
 
 
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """Median, min, max."""
+    return statistics.median(values), min(values), max(values)
+
+
 def _med(rows: list[dict[str, Any]], key: str) -> tuple[float, float, float]:
-    vals = [r[key] for r in rows]
-    return statistics.median(vals), min(vals), max(vals)
+    return spread([r[key] for r in rows])
 
 
 def report(rows: list[dict[str, Any]]) -> str:

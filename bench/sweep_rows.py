@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from python_rows import PATHS, PingPong, pingpong_workload
+from python_rows import PATHS, PingPong, pingpong_workload, spread
 
 SWEEP_CONNS = [1, 8, 32, 128]                 # at 64 bytes
 SWEEP_SIZES = [64, 512, 4096, 16384, 65536]   # at one connection
@@ -55,11 +55,6 @@ def runs(rows: list[dict[str, Any]], size: int, conns: int, path: str) -> list[d
     """The repeats of one ping-pong point on one path."""
     name = pingpong_workload(size, conns)
     return [r for r in rows if r["workload"] == name and r["path"] == path]
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    """Median, min, max."""
-    return statistics.median(values), min(values), max(values)
 
 
 def mb_per_s(r: dict[str, Any]) -> float:
