@@ -17,4 +17,4 @@ bench: bootstrap
 	$(PY) -m bench.run
 
 clean:
-	rm -rf build/cffi .venv aiodocknet/_native*.so aiodocknet/_native.c *.egg-info
+	rm -rf build/cffi .venv aiodocknet/_native*.so aiodocknet/_fcpath*.so aiodocknet/_native.c *.egg-info

@@ -1,5 +1,17 @@
-# cffi_modules is a setup() keyword, so the build needs this stub; all
-# metadata is in pyproject.toml.
-from setuptools import setup
+# cffi_modules and ext_modules are setup() keywords, so the build needs this
+# stub; all metadata is in pyproject.toml.
+from setuptools import Extension, setup
 
-setup(cffi_modules=["native/build.py:ffi"])
+# The fast-channel transports' per-message path uses CPython's C API, which
+# cffi does not offer (native/dn_fcpath.c says why). It carries its own
+# copy of the channel code: the functions are stateless, the layout is the
+# one header's.
+fcpath = Extension(
+    "aiodocknet._fcpath",
+    sources=["native/dn_fcpath.c", "native/dn_fastchan.c", "native/dn_error.c"],
+    include_dirs=["native"],
+    extra_compile_args=["-O3", "-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wno-unused-parameter",
+                        "-fvisibility=hidden"],
+)
+
+setup(cffi_modules=["native/build.py:ffi"], ext_modules=[fcpath])

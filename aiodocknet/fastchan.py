@@ -62,6 +62,10 @@ class FastChannel:
         self._fds = (self_efd, peer_efd)
         self._buf = ffi.new("char[]", 256 * 1024)
 
+    def address(self) -> int:
+        """The native channel's address, for ``_fcpath.TransportCore``."""
+        return int(ffi.cast("uintptr_t", self._fc))
+
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Bytes taken; 0 when the ring is full (WRITABLE follows)."""
         buf = ffi.from_buffer(data)
@@ -139,13 +143,13 @@ class ChannelWatch:
 
 
 class ChannelSet:
-    """A poller's channels, polled and armed with one native call each."""
+    """A poller's channels: armed, disarmed and waited on with one native
+    call each (a pass over them is ``_fcpath.pump``)."""
 
     def __init__(self) -> None:
         self.members: list[Any] = []  # objects with a ._fc FastChannel
+        self.cores: list[Any] = []  # and their ._core, for _fcpath.pump
         self._ptrs: Any = ffi.new("struct dn_fc *[]", 0)
-        self._idx: Any = ffi.new("int[]", 0)
-        self._bits: Any = ffi.new("int[]", 0)
         self._dirty = False
 
     def __len__(self) -> int:
@@ -153,18 +157,16 @@ class ChannelSet:
 
     def add(self, member: Any) -> None:
         self.members.append(member)
+        self.cores.append(member._core)
         self._dirty = True
 
     def remove(self, member: Any) -> None:
-        self.members.remove(member)
+        i = self.members.index(member)
+        del self.members[i], self.cores[i]
         self._dirty = True
 
     def _sync(self) -> None:
-        n = len(self.members)
         self._ptrs = ffi.new("struct dn_fc *[]", [m._fc._fc for m in self.members])
-        if len(self._idx) < n:
-            self._idx = ffi.new("int[]", max(n, 2 * len(self._idx)))
-            self._bits = ffi.new("int[]", len(self._idx))
         self._dirty = False
 
     def pointers(self) -> tuple[Any, int]:
@@ -172,16 +174,6 @@ class ChannelSet:
         if self._dirty:
             self._sync()
         return self._ptrs, len(self.members)
-
-    def poll(self) -> list[tuple[Any, int]]:
-        """(member, DN_FC_* bits) for each one with something ready."""
-        if self._dirty:
-            self._sync()
-        k = lib.dn_fc_poll_set(self._ptrs, len(self.members), self._idx, self._bits)
-        if not k:
-            return []
-        members, idx, bits = self.members, self._idx, self._bits
-        return [(members[idx[i]], bits[i]) for i in range(k)]
 
     def arm(self) -> bool:
         """Announce sleep on every member; False (all disarmed again) if

@@ -4,6 +4,11 @@ A connection whose two ends are endpoints of one master is carried by a
 fast channel when both loops agree (the master brokers it); the protocol
 sees the same transport contract as over lwIP: names, half-close, reset,
 flow control. Only the bytes' path differs.
+
+Each message takes the native path of ``_fcpath.TransportCore`` (bytes
+straight from the ring to ``data_received``, a write straight onto the
+ring) while nothing unusual is going on; this class tells the core when
+that is (``_state_changed``) and handles everything else.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import errno
 import socket
 from typing import Any
 
+from ._fcpath import TransportCore
 from .fastchan import READABLE, WRITABLE, FastChannel
 from .tcp import DockNetTCPTransport
 
@@ -70,7 +76,12 @@ class FastChannelTransport(DockNetTCPTransport):
         self._drained = False
         self._write_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
+        self._core = TransportCore(fc.address(), self, poller.state)
         super().__init__(loop, poller, None, -1, protocol, server)  # type: ignore[arg-type]
+        self._core.buffer = self._buffer
+        # The common write, in C; it hands the rest to _write_slow and
+        # _write_rest below.
+        self.write = self._core.write  # type: ignore[method-assign]
 
     @property
     def peer_address(self) -> str:
@@ -82,22 +93,33 @@ class FastChannelTransport(DockNetTCPTransport):
     def _io_register(self) -> None:
         self._poller.add_channel(self)
 
-    # Bytes waiting for a reader that paused (its protocol, or the ingress
-    # limit) must not keep the poller awake: the channel stops reporting
-    # them until reading resumes.
-
-    def pause_reading(self) -> None:
-        super().pause_reading()
-        self._sync_read_interest()
-
     def resume_reading(self) -> None:
         super().resume_reading()
-        self._sync_read_interest()
         self._poller.kick()
 
-    def _sync_read_interest(self) -> None:
+    def _state_changed(self) -> None:
+        reading = self._reading and self._read_timer is None and not self._lost_called
+        fast = reading and self._started and not self._closing and not self._peer_eof and not self._buffered
+        core = self._core
+        core.reader = self._protocol.data_received if fast and self._ingress is None else None  # type: ignore[attr-defined]
+        core.writable = not (self._eof or self._conn_lost or self._egress is not None)
+        # Bytes waiting for a reader that paused (its protocol, or the
+        # ingress limit) must not keep the poller awake: the channel stops
+        # reporting them until reading resumes.
         if not self._lost_called:
-            self._fc.want_read(self._reading and self._read_timer is None)
+            self._fc.want_read(reading)
+
+    def _set_limits(self, egress: Any, ingress: Any) -> None:
+        """The endpoint's buckets (None: no limit), pushed by the master."""
+        self._egress, self._ingress = egress, ingress
+        self._state_changed()
+
+    _write_slow = DockNetTCPTransport.write
+
+    def _write_rest(self, data: bytes | bytearray, sent: int) -> None:
+        """The core put sent bytes of data onto a full ring: the rest waits."""
+        self._buffer += memoryview(data)[sent:]
+        self._maybe_pause_protocol()
 
     def _io_recv(self, size: int) -> bytes | None:
         if self._drained:
@@ -152,11 +174,11 @@ class FastChannelTransport(DockNetTCPTransport):
     def _hold_reads(self, delay: float) -> None:
         if self._read_timer is None:
             self._read_timer = self._loop.call_later(delay, self._limit_read)
-            self._sync_read_interest()
+            self._state_changed()
 
     def _limit_read(self) -> None:
         self._read_timer = None
-        self._sync_read_interest()
+        self._state_changed()
         self._read_ready()
         self._poller.kick()
 
@@ -179,6 +201,7 @@ class FastChannelTransport(DockNetTCPTransport):
             self._read_timer.cancel()
             self._read_timer = None
         self._poller.remove_channel(self)
+        self._core.detach()
         self._fc.close()
         self._loop._dn_fc_closed(self._channel_id)  # type: ignore[attr-defined]
 

@@ -399,7 +399,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         self._dn_ingress = bucket(msg.get("ingress_bits"), msg.get("ingress_pkts"))
         if self._dn_poller is not None:
             for t in self._dn_poller.channels():
-                t._egress, t._ingress = self._dn_egress, self._dn_ingress
+                t._set_limits(self._dn_egress, self._dn_ingress)
 
     def _dn_fc_offer(self, msg: dict[str, Any], fds: list[int]) -> None:
         """A connection to one of our ports over a fast channel. If no

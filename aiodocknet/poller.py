@@ -19,6 +19,7 @@ import os
 import time
 from typing import Any, Protocol
 
+from ._fcpath import PollerState, pump
 from .fastchan import ChannelSet
 from .log import get_logger
 from .stack import ACCEPTED, Event, SlaveStack
@@ -74,10 +75,10 @@ class StackPoller:
         self._crowd_checked = 0.0
         self._misses = 0  # spins in a row that ended in sleep
         self._slept_at = 0.0
-        self._scheduled = False
-        self._sleeping = False
+        # scheduled, sleeping and active live where a fast channel's write
+        # (in C) sees them: a write during a pass costs no Python call.
+        self.state = PollerState(self.kick)
         self._timer: asyncio.TimerHandle | None = None
-        self._active = 0.0
         self._closed = False
         self._fd = stack.fileno()
         self._control_fd = stack.control_fileno()
@@ -119,11 +120,12 @@ class StackPoller:
 
     def kick(self) -> None:
         """Poll soon and spin for a while (called after sending)."""
-        self._active = time.monotonic()
-        if self._sleeping:
+        st = self.state
+        st.active = time.monotonic()
+        if st.sleeping:
             self._wake()
-        if not self._scheduled and not self._closed:
-            self._scheduled = True
+        if not st.scheduled and not self._closed:
+            st.scheduled = True
             self._loop.call_soon(self._poll)
 
     def _on_control(self) -> None:
@@ -154,13 +156,13 @@ class StackPoller:
             pass
         if self._timer is not None:
             self._timer.cancel()
-        if self._sleeping:
+        if self.state.sleeping:
             self._stack.disarm()
-            self._sleeping = False
+            self.state.sleeping = False
         self._handlers.clear()
 
     def _wake(self) -> None:
-        self._sleeping = False
+        self.state.sleeping = False
         self._stack.disarm()
         if self._channels:
             self._channels.disarm()
@@ -179,7 +181,8 @@ class StackPoller:
         return False
 
     def _on_doorbell(self) -> None:
-        if self._sleeping:
+        st = self.state
+        if st.sleeping:
             if time.monotonic() - self._slept_at < SPIN:
                 self._misses = 0
             self._wake()
@@ -189,8 +192,8 @@ class StackPoller:
             self._stack.disarm()
             if self._channels:
                 self._channels.disarm()
-        if not self._scheduled:
-            self._scheduled = True
+        if not st.scheduled:
+            st.scheduled = True
             self._poll()
 
     def _on_timer(self) -> None:
@@ -216,8 +219,7 @@ class StackPoller:
     def _poll_once(self, now: float) -> bool:
         busy = False
         if self._channels:
-            for t, bits in self._channels.poll():
-                busy |= t._fc_ready(bits)
+            busy = pump(self._channels.cores) > 0
         # An empty channel pass is no reason to poll the stack: in a ping-pong
         # over a channel most passes are empty (the peer is thinking), and
         # the stack's poll costs several channel polls.
@@ -234,8 +236,11 @@ class StackPoller:
         return busy
 
     def _poll(self) -> None:
-        self._scheduled = False
+        # state.scheduled stays set through the pass (a write in it needs
+        # no new pass) and after, unless the poller goes to sleep.
+        st = self.state
         if self._closed:
+            st.scheduled = False
             return
         # Only fast channels in flight: a few passes here before going back
         # to the loop (a turn of it costs more than a pass: an epoll_wait).
@@ -246,18 +251,25 @@ class StackPoller:
         channels_only = bool(self._channels) and now - self._stack_active >= STACK_HOT
         for _ in range(INNER if channels_only else 1):
             self._passes += 1
-            busy = self._poll_once(now)
+            try:
+                busy = self._poll_once(now)
+            except BaseException:
+                # A callback raised (the loop reports it): the next pass
+                # is due all the same, or the poller would stop for good.
+                self._loop.call_soon(self._poll)
+                raise
             if busy or self._closed:
                 break
             now = time.monotonic()
         if busy:
-            self._active = now
-        elif now - self._active > SPIN or self._misses >= SPIN_MISSES or self._crowded(now):
+            st.active = now
+        elif now - st.active > SPIN or self._misses >= SPIN_MISSES or self._crowded(now):
             if self._stack.arm() and self._arm_channels():
-                if now - self._active > SPIN:
+                if now - st.active > SPIN:
                     self._misses += 1
                 self._slept_at = now
-                self._sleeping = True
+                st.sleeping = True
+                st.scheduled = False
                 t = self._stack.timeout()
                 if t is not None:
                     self._timer = self._loop.call_later(t, self._on_timer)
@@ -267,6 +279,7 @@ class StackPoller:
             # ring costs tens of nanoseconds, not a Python pass.
             ptrs, n = self._channels.pointers()
             self._stack.spin(ptrs, n, SPIN_CHUNK_NS, YIELD_NS_CHANNELS if channels_only else YIELD_NS_SWITCH)
-        if not self._scheduled and not self._closed:
-            self._scheduled = True
+        if self._closed:
+            st.scheduled = False
+        else:
             self._loop.call_soon(self._poll)

@@ -135,6 +135,7 @@ class DockNetTCPTransport(asyncio.Transport):
             return
         self._started = True
         self._protocol.connection_made(self)
+        self._state_changed()
         # Data may have arrived before connection_made ran.
         self._read_ready()
 
@@ -164,6 +165,10 @@ class DockNetTCPTransport(asyncio.Transport):
     def _io_release(self) -> None:
         self._poller.release(self._conn)
 
+    def _state_changed(self) -> None:
+        """Whether it reads, writes or is closing changed (a hook for a
+        transport with a native half to follow)."""
+
     # ---- asyncio.BaseTransport ----
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -181,6 +186,7 @@ class DockNetTCPTransport(asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._state_changed()
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -194,6 +200,7 @@ class DockNetTCPTransport(asyncio.Transport):
         self._closing = True
         self._reading = False
         self._conn_lost += 1
+        self._state_changed()
         if not self._buffer:
             self._loop.call_soon(self._call_connection_lost, None)
 
@@ -213,11 +220,13 @@ class DockNetTCPTransport(asyncio.Transport):
 
     def pause_reading(self) -> None:
         self._reading = False
+        self._state_changed()
 
     def resume_reading(self) -> None:
         if self._closing or self._reading:
             return
         self._reading = True
+        self._state_changed()
         if self._read_pending:
             self._loop.call_soon(self._read_ready)
 
@@ -250,18 +259,25 @@ class DockNetTCPTransport(asyncio.Transport):
                         continue
                 self._on_eof()
                 return
-        except OSError as exc:
-            self._force_close(exc)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            self._read_failed(exc)
         else:
             if not self._reading:
                 self._read_pending = True
 
+    def _read_failed(self, exc: BaseException) -> None:
+        """Reading raised: the connection's error ends it; the protocol's
+        is reported to the loop too."""
+        if isinstance(exc, OSError):
+            self._force_close(exc)
+        else:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
     def _on_eof(self) -> None:
         self._peer_eof = True
+        self._state_changed()
         try:
             keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
@@ -309,6 +325,7 @@ class DockNetTCPTransport(asyncio.Transport):
         if self._closing or self._eof:
             return
         self._eof = True
+        self._state_changed()
         if not self._buffer:
             self._shutdown_write()
 
@@ -415,12 +432,14 @@ class DockNetTCPTransport(asyncio.Transport):
             self._closing = True
         self._reading = False
         self._conn_lost += 1
+        self._state_changed()
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         if self._lost_called:
             return
         self._lost_called = True
+        self._state_changed()
         try:
             self._protocol.connection_lost(exc)
         finally:

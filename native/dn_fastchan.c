@@ -317,21 +317,6 @@ dn_fc_tx_queued(const struct dn_fc *fc)
 }
 
 int
-dn_fc_poll_set(struct dn_fc *const *fcs, int n, int *idx, int *bits)
-{
-	int i, b, k = 0;
-
-	for (i = 0; i < n; i++) {
-		b = dn_fc_ready(fcs[i]);
-		if (b) {
-			idx[k] = i;
-			bits[k++] = b;
-		}
-	}
-	return k;
-}
-
-int
 dn_fc_arm_set(struct dn_fc *const *fcs, int n)
 {
 	int i;

@@ -54,12 +54,10 @@ int dn_fc_arm(struct dn_fc *fc);
 void dn_fc_disarm(struct dn_fc *fc);
 int dn_fc_fileno(const struct dn_fc *fc);
 
-/* A poller's channels at once (one call from Python, not one each): the
- * ready ones' positions and bits, returning how many; arm all (1: may
- * sleep; 0: one had something, all are disarmed again); disarm all (the
- * flags only: the channels share the endpoint's eventfd, which the poller
- * drains once). */
-int dn_fc_poll_set(struct dn_fc *const *fcs, int n, int *idx, int *bits);
+/* A poller's channels at once (one call from Python, not one each): arm
+ * all (1: may sleep; 0: one had something, all are disarmed again); disarm
+ * all (the flags only: the channels share the endpoint's eventfd, which
+ * the poller drains once). */
 int dn_fc_arm_set(struct dn_fc *const *fcs, int n);
 void dn_fc_disarm_set(struct dn_fc *const *fcs, int n);
 

@@ -97,8 +97,8 @@ digest=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/native/*.[ch] \
 	"$ROOT/native/build.py" "$ROOT"/lwip/*.h "$ROOT"/lwip/*/*.[ch] |
 	sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] ||
-	! ls "$ROOT"/aiodocknet/_native*.so >/dev/null 2>&1; then
-	say "building aiodocknet (native extension: DPDK + lwIP)"
+	! ls "$ROOT"/aiodocknet/_native*.so "$ROOT"/aiodocknet/_fcpath*.so >/dev/null 2>&1; then
+	say "building aiodocknet (native extensions: DPDK + lwIP, fast-channel path)"
 	DOCKNET_LWIP_SRC="$BUILD/lwip" "$VENV/bin/pip" install -q -e "$ROOT[test,bench]"
 	echo "$digest" >"$stamp"
 fi

@@ -219,6 +219,104 @@ async def test_buffered_protocol(peer: Peer) -> None:
     assert p.updates >= (3 << 20) // 65536
 
 
+async def test_pause_reading_inside_data_received(peer: Peer) -> None:
+    """A protocol that pauses in data_received gets no call while paused,
+    however much is waiting; each resume lets the next chunk through, and
+    4 MiB arrive whole and in order."""
+    loop = asyncio.get_running_loop()
+
+    class Pauser(Recorder):
+        chunks = 0
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self.chunks += 1
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
+    t, p = await loop.create_connection(Pauser, peer.host, peer.port(SOURCE))
+    t.write((4 << 20).to_bytes(8, "big"))
+    while not p.lost.done():
+        seen = p.chunks
+        for _ in range(3000):
+            if p.chunks != seen or p.lost.done():
+                break
+            await asyncio.sleep(0.001)
+        if p.lost.done():
+            break
+        assert p.chunks == seen + 1 and not t.is_reading()
+        await asyncio.sleep(0.005)
+        assert p.chunks == seen + 1, "data_received ran while reading was paused"
+        t.resume_reading()
+    assert await p.lost is None
+    assert bytes(p.data) == bytes(range(256)) * (4 << 12)
+
+
+async def test_set_protocol_mid_stream(peer: Peer) -> None:
+    """After set_protocol() in a callback, the new protocol gets the bytes
+    that follow, and the old one none of them."""
+    loop = asyncio.get_running_loop()
+    second = Recorder()
+
+    class First(Recorder):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            second.transport = self.transport
+            self.transport.set_protocol(second)  # type: ignore[attr-defined]
+
+    t, first = await loop.create_connection(First, peer.host, peer.port(ECHO))
+    t.write(b"one")
+    for _ in range(5000):
+        if bytes(first.data) == b"one":
+            break
+        await asyncio.sleep(0.001)
+    t.write(b"two")
+    for _ in range(5000):
+        if bytes(second.data) == b"two":
+            break
+        await asyncio.sleep(0.001)
+    assert (bytes(first.data), bytes(second.data)) == (b"one", b"two")
+    assert t.get_protocol() is second
+    t.close()
+    assert await asyncio.wait_for(second.lost, 10) is None
+
+
+async def test_write_takes_bytes_likes_and_refuses_others(peer: Peer) -> None:
+    """bytes, bytearray, memoryview slices and writelines arrive in order;
+    a str is a TypeError and sends nothing."""
+    r, w = await asyncio.open_connection(peer.host, peer.port(ECHO))
+    t = w.transport
+    with pytest.raises(TypeError):
+        t.write("text")  # type: ignore[arg-type]
+    t.write(b"by")
+    t.write(bytearray(b"te"))
+    t.write(memoryview(b"xxsxx")[2:3])
+    t.write(b"")
+    t.writelines([b"-", bytearray(b"li"), memoryview(b"nes")])
+    assert await asyncio.wait_for(r.readexactly(11), 10) == b"bytes-lines"
+    w.close()
+    await w.wait_closed()
+
+
+async def test_data_received_error_closes_and_is_reported(peer: Peer) -> None:
+    """The protocol's data_received raises: the loop's exception handler
+    gets the error, and connection_lost gets it too."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+
+    class Failing(Recorder):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            raise ValueError("a bug in the protocol")
+
+    t, p = await loop.create_connection(Failing, peer.host, peer.port(ECHO))
+    t.write(b"boom")
+    exc = await asyncio.wait_for(p.lost, 10)
+    assert isinstance(exc, ValueError)
+    assert [type(c.get("exception")) for c in reported] == [ValueError]
+    assert t.is_closing() and p.calls == ["made", "data", "lost"]
+
+
 async def test_1000_concurrent_stream_connections(peer: Peer) -> None:
     async def one(i: int) -> bool:
         r, w = await asyncio.open_connection(peer.host, peer.port(ECHO))

@@ -1,0 +1,491 @@
+/*
+ * aiodocknet._fcpath: the per-message path of fast-channel transports,
+ * written against CPython's C API.
+ *
+ * Everything else about fast channels goes through cffi (fastchan.py). A
+ * small message cost about 25 Python calls through that path: the poller's
+ * pass, the transport's read, the channel's read, the slice that makes the
+ * bytes, the write and the kick. That cost, not the ring, set the limit on a
+ * Python ping-pong. Here the common case takes two calls into Python, the
+ * protocol's data_received() and nothing else. The bytes object is filled
+ * from the ring directly, and a write that fits goes straight onto the
+ * ring. Anything out of the ordinary goes back to the Python transport, which
+ * stays the one place that knows the asyncio contract: end of stream, reset,
+ * a paused reader, a full ring, rate limits, buffered protocols, errors.
+ *
+ * The transport says which way each message may go. It sets `reader` to its
+ * protocol's data_received while the fast read is allowed, and to None
+ * otherwise. It sets `writable` while a write that fits may skip it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <time.h>
+
+#include "dn_fastchan.h"
+
+/* The largest single data_received(), as on the Python path. */
+#define DN_FCPATH_READ_MAX (256 * 1024)
+
+/* The poller's state that a write must see: whether a pass is already
+ * due, whether the poller sleeps, and when the connection was last busy
+ * (the poller spins for a while after that). */
+typedef struct {
+	PyObject_HEAD
+	int scheduled;
+	int sleeping;
+	double active;
+	PyObject *kick;	/* the poller's kick(), for when a pass is not due */
+} PollerState;
+
+typedef struct {
+	PyObject_HEAD
+	struct dn_fc *fc;	/* NULL once the transport has let go */
+	PyObject *transport;
+	PyObject *buffer;	/* the transport's write buffer (a bytearray) */
+	PyObject *reader;	/* the protocol's data_received, or NULL */
+	PollerState *poller;
+	int writable;
+} TransportCore;
+
+static PyTypeObject PollerState_Type;
+static PyTypeObject TransportCore_Type;
+
+static double
+dn_fcpath_monotonic(void)
+{
+	struct timespec ts;
+
+	/* The clock time.monotonic() reads. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- PollerState ---- */
+
+static int
+PollerState_init(PollerState *self, PyObject *args, PyObject *kwds)
+{
+	PyObject *kick;
+
+	if (!PyArg_ParseTuple(args, "O:PollerState", &kick))
+		return -1;
+	if (!PyCallable_Check(kick)) {
+		PyErr_SetString(PyExc_TypeError, "kick must be callable");
+		return -1;
+	}
+	Py_INCREF(kick);
+	Py_XSETREF(self->kick, kick);
+	return 0;
+}
+
+static int
+PollerState_traverse(PollerState *self, visitproc visit, void *arg)
+{
+	Py_VISIT(self->kick);
+	return 0;
+}
+
+static int
+PollerState_clear(PollerState *self)
+{
+	Py_CLEAR(self->kick);
+	return 0;
+}
+
+static void
+PollerState_dealloc(PollerState *self)
+{
+	PyObject_GC_UnTrack(self);
+	PollerState_clear(self);
+	Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef PollerState_members[] = {
+	{"scheduled", T_BOOL, offsetof(PollerState, scheduled), 0,
+	 "a pass of the poller is due (call_soon'd or running)"},
+	{"sleeping", T_BOOL, offsetof(PollerState, sleeping), 0,
+	 "the poller waits on the doorbell"},
+	{"active", T_DOUBLE, offsetof(PollerState, active), 0,
+	 "time.monotonic() of the last send or receive"},
+	{NULL}
+};
+
+static PyTypeObject PollerState_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "aiodocknet._fcpath.PollerState",
+	.tp_doc = "What a fast-channel write needs to know about its poller.",
+	.tp_basicsize = sizeof(PollerState),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_new = PyType_GenericNew,
+	.tp_init = (initproc)PollerState_init,
+	.tp_traverse = (traverseproc)PollerState_traverse,
+	.tp_clear = (inquiry)PollerState_clear,
+	.tp_dealloc = (destructor)PollerState_dealloc,
+	.tp_members = PollerState_members,
+};
+
+/* A send just went out: the poller must look soon (and spin, since the
+ * answer is likely on its way). A pass already due covers it; otherwise
+ * the poller's own kick() decides. */
+static int
+dn_fcpath_kick(PollerState *ps)
+{
+	PyObject *res;
+
+	ps->active = dn_fcpath_monotonic();
+	if (ps->scheduled && !ps->sleeping)
+		return 0;
+	res = PyObject_CallNoArgs(ps->kick);
+	if (res == NULL)
+		return -1;
+	Py_DECREF(res);
+	return 0;
+}
+
+/* ---- TransportCore ---- */
+
+static int
+TransportCore_init(TransportCore *self, PyObject *args, PyObject *kwds)
+{
+	unsigned long long addr;
+	PyObject *transport;
+	PollerState *poller;
+
+	if (!PyArg_ParseTuple(args, "KOO!:TransportCore", &addr, &transport,
+	    &PollerState_Type, &poller))
+		return -1;
+	if (addr == 0) {
+		PyErr_SetString(PyExc_ValueError, "no fast channel");
+		return -1;
+	}
+	self->fc = (struct dn_fc *)(uintptr_t)addr;
+	Py_INCREF(transport);
+	Py_XSETREF(self->transport, transport);
+	Py_INCREF(poller);
+	Py_XSETREF(self->poller, poller);
+	return 0;
+}
+
+static int
+TransportCore_traverse(TransportCore *self, visitproc visit, void *arg)
+{
+	Py_VISIT(self->transport);
+	Py_VISIT(self->buffer);
+	Py_VISIT(self->reader);
+	Py_VISIT(self->poller);
+	return 0;
+}
+
+static int
+TransportCore_clear(TransportCore *self)
+{
+	Py_CLEAR(self->transport);
+	Py_CLEAR(self->buffer);
+	Py_CLEAR(self->reader);
+	Py_CLEAR(self->poller);
+	return 0;
+}
+
+static void
+TransportCore_dealloc(TransportCore *self)
+{
+	PyObject_GC_UnTrack(self);
+	TransportCore_clear(self);
+	Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The transport's write(): what fits goes onto the ring here, the rest
+ * (and every unusual case) through the transport's Python write path. */
+static PyObject *
+TransportCore_write(TransportCore *self, PyObject *data)
+{
+	Py_buffer view;
+	int n;
+
+	if (self->transport == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "the transport is gone");
+		return NULL;
+	}
+	if (self->fc == NULL || !self->writable || self->buffer == NULL ||
+	    PyByteArray_GET_SIZE(self->buffer) != 0 ||
+	    !(PyBytes_CheckExact(data) || PyByteArray_CheckExact(data)))
+		return PyObject_CallMethod(self->transport, "_write_slow", "O",
+			data);
+	if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+		return NULL;
+	if (view.len == 0 || view.len > INT32_MAX) {
+		PyBuffer_Release(&view);
+		return PyObject_CallMethod(self->transport, "_write_slow", "O",
+			data);
+	}
+	n = dn_fc_write(self->fc, view.buf, (uint32_t)view.len);
+	PyBuffer_Release(&view);
+	if (n < 0)	/* the Python path meets the same error and closes */
+		return PyObject_CallMethod(self->transport, "_write_slow", "O",
+			data);
+	if (dn_fcpath_kick(self->poller) < 0)
+		return NULL;
+	if (n < view.len)
+		return PyObject_CallMethod(self->transport, "_write_rest",
+			"On", data, (Py_ssize_t)n);
+	Py_RETURN_NONE;
+}
+
+/* Reads what is waiting into bytes objects for the protocol. Returns 0,
+ * or -1 with SystemExit or KeyboardInterrupt set (those stop the loop, as
+ * they do when raised from the Python path). */
+static int
+dn_fcpath_deliver(TransportCore *self)
+{
+	PyObject *res;
+	int first = 1;
+
+	for (;;) {
+		uint32_t avail;
+		PyObject *bytes, *reader;
+		int r;
+
+		if (self->fc == NULL || self->reader == NULL)
+			return 0;	/* closed or paused by the protocol */
+		avail = dn_fc_rx_queued(self->fc);
+		if (avail == 0) {
+			if (!first)
+				return 0;
+			/* End of stream: the Python path tells the protocol. */
+			res = PyObject_CallMethod(self->transport, "_fc_ready",
+				"i", DN_FC_READABLE);
+			break;
+		}
+		if (avail > DN_FCPATH_READ_MAX)
+			avail = DN_FCPATH_READ_MAX;
+		bytes = PyBytes_FromStringAndSize(NULL, avail);
+		if (bytes == NULL)
+			return -1;
+		r = dn_fc_read(self->fc, PyBytes_AS_STRING(bytes), avail);
+		if (r != (int)avail) {
+			/* A reset came in between: the Python path reports it. */
+			Py_DECREF(bytes);
+			res = PyObject_CallMethod(self->transport, "_fc_ready",
+				"i", DN_FC_READABLE);
+			break;
+		}
+		reader = self->reader;
+		Py_INCREF(reader);	/* the protocol may change underneath */
+		res = PyObject_CallOneArg(reader, bytes);
+		Py_DECREF(reader);
+		Py_DECREF(bytes);
+		if (res == NULL)
+			break;
+		Py_DECREF(res);
+		if (avail < DN_FCPATH_READ_MAX)
+			return 0;	/* that was all: the poller looks again */
+		first = 0;
+	}
+	if (res != NULL) {
+		Py_DECREF(res);
+		return 0;
+	}
+	if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+	    PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+		return -1;
+	{
+		/* The protocol raised: the transport closes as asyncio's do,
+		 * reporting anything but an OSError to the loop. */
+		PyObject *type, *value, *tb;
+
+		PyErr_Fetch(&type, &value, &tb);
+		PyErr_NormalizeException(&type, &value, &tb);
+		if (tb != NULL)
+			PyException_SetTraceback(value, tb);
+		res = PyObject_CallMethod(self->transport, "_read_failed", "O",
+			value);
+		Py_XDECREF(type);
+		Py_XDECREF(value);
+		Py_XDECREF(tb);
+		if (res == NULL)
+			return -1;
+		Py_DECREF(res);
+	}
+	return 0;
+}
+
+static PyObject *
+TransportCore_detach(TransportCore *self, PyObject *unused)
+{
+	/* Before the channel is unmapped: nothing here may touch it again. */
+	self->fc = NULL;
+	self->writable = 0;
+	Py_CLEAR(self->reader);
+	Py_CLEAR(self->buffer);
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+TransportCore_get_reader(TransportCore *self, void *closure)
+{
+	return Py_NewRef(self->reader != NULL ? self->reader : Py_None);
+}
+
+static int
+TransportCore_set_reader(TransportCore *self, PyObject *value, void *closure)
+{
+	if (value == NULL || value == Py_None || self->fc == NULL) {
+		Py_CLEAR(self->reader);
+		return 0;
+	}
+	if (!PyCallable_Check(value)) {
+		PyErr_SetString(PyExc_TypeError, "reader must be callable");
+		return -1;
+	}
+	Py_INCREF(value);
+	Py_XSETREF(self->reader, value);
+	return 0;
+}
+
+static PyObject *
+TransportCore_get_buffer(TransportCore *self, void *closure)
+{
+	return Py_NewRef(self->buffer != NULL ? self->buffer : Py_None);
+}
+
+static int
+TransportCore_set_buffer(TransportCore *self, PyObject *value, void *closure)
+{
+	if (value == NULL || value == Py_None) {
+		Py_CLEAR(self->buffer);
+		return 0;
+	}
+	if (!PyByteArray_CheckExact(value)) {
+		PyErr_SetString(PyExc_TypeError, "buffer must be a bytearray");
+		return -1;
+	}
+	Py_INCREF(value);
+	Py_XSETREF(self->buffer, value);
+	return 0;
+}
+
+static PyMethodDef TransportCore_methods[] = {
+	{"write", (PyCFunction)TransportCore_write, METH_O,
+	 "The transport's write(): onto the ring if it fits, else the "
+	 "transport's _write_slow()/_write_rest()."},
+	{"detach", (PyCFunction)TransportCore_detach, METH_NOARGS,
+	 "Forget the channel (before it is closed)."},
+	{NULL}
+};
+
+static PyMemberDef TransportCore_members[] = {
+	{"writable", T_BOOL, offsetof(TransportCore, writable), 0,
+	 "a write that fits may go straight onto the ring"},
+	{NULL}
+};
+
+static PyGetSetDef TransportCore_getset[] = {
+	{"reader", (getter)TransportCore_get_reader,
+	 (setter)TransportCore_set_reader,
+	 "data_received of the protocol while bytes may go straight to it, "
+	 "else None", NULL},
+	{"buffer", (getter)TransportCore_get_buffer,
+	 (setter)TransportCore_set_buffer,
+	 "the transport's write buffer: a write waits behind it", NULL},
+	{NULL}
+};
+
+static PyTypeObject TransportCore_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "aiodocknet._fcpath.TransportCore",
+	.tp_doc = "TransportCore(fc_address, transport, poller_state): the "
+		"per-message half of a fast-channel transport.",
+	.tp_basicsize = sizeof(TransportCore),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_new = PyType_GenericNew,
+	.tp_init = (initproc)TransportCore_init,
+	.tp_traverse = (traverseproc)TransportCore_traverse,
+	.tp_clear = (inquiry)TransportCore_clear,
+	.tp_dealloc = (destructor)TransportCore_dealloc,
+	.tp_methods = TransportCore_methods,
+	.tp_members = TransportCore_members,
+	.tp_getset = TransportCore_getset,
+};
+
+/* ---- the poller's pass over its channels ---- */
+
+static PyObject *
+dn_fcpath_pump(PyObject *module, PyObject *cores)
+{
+	Py_ssize_t i;
+	long acted = 0;
+
+	if (!PyList_CheckExact(cores)) {
+		PyErr_SetString(PyExc_TypeError, "pump() takes a list");
+		return NULL;
+	}
+	/* Callbacks may add or remove channels: the list is read afresh at
+	 * each step, and a channel moved past is seen on the next pass. */
+	for (i = 0; i < PyList_GET_SIZE(cores); i++) {
+		PyObject *item = PyList_GET_ITEM(cores, i);
+		TransportCore *core;
+		int bits, rc;
+
+		if (!PyObject_TypeCheck(item, &TransportCore_Type)) {
+			PyErr_SetString(PyExc_TypeError,
+				"pump() takes TransportCore objects");
+			return NULL;
+		}
+		core = (TransportCore *)item;
+		if (core->fc == NULL || core->transport == NULL)
+			continue;
+		bits = dn_fc_ready(core->fc);
+		if (bits == 0)
+			continue;
+		acted++;
+		Py_INCREF(core);
+		if (bits == DN_FC_READABLE && core->reader != NULL) {
+			rc = dn_fcpath_deliver(core);
+		} else {
+			PyObject *res = PyObject_CallMethod(core->transport,
+				"_fc_ready", "i", bits);
+
+			rc = res == NULL ? -1 : 0;
+			Py_XDECREF(res);
+		}
+		Py_DECREF(core);
+		if (rc < 0)
+			return NULL;
+	}
+	return PyLong_FromLong(acted);
+}
+
+static PyMethodDef dn_fcpath_methods[] = {
+	{"pump", dn_fcpath_pump, METH_O,
+	 "pump(cores) -> int: one pass over a poller's channels; delivers "
+	 "what is ready and returns how many channels had something."},
+	{NULL}
+};
+
+static struct PyModuleDef dn_fcpath_module = {
+	PyModuleDef_HEAD_INIT,
+	.m_name = "aiodocknet._fcpath",
+	.m_doc = "The per-message path of fast-channel transports.",
+	.m_size = -1,
+	.m_methods = dn_fcpath_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__fcpath(void)
+{
+	PyObject *m;
+
+	if (PyType_Ready(&PollerState_Type) < 0 ||
+	    PyType_Ready(&TransportCore_Type) < 0)
+		return NULL;
+	m = PyModule_Create(&dn_fcpath_module);
+	if (m == NULL)
+		return NULL;
+	if (PyModule_AddType(m, &PollerState_Type) < 0 ||
+	    PyModule_AddType(m, &TransportCore_Type) < 0) {
+		Py_DECREF(m);
+		return NULL;
+	}
+	return m;
+}
