@@ -6,9 +6,9 @@ thread that runs the callbacks polls the rings). After ``SPIN`` seconds with
 nothing, it arms the doorbell and lets the loop block in epoll until the
 master rings or lwIP's next timer is due. Writes kick it back into spinning:
 an answer is likely on its way. Fast channels are polled in the same pass
-and wake the process on the same eventfd. On a host with clearly more
-runnable tasks than cores nobody spins: a core is worth more to a busy
-service than to a poller waiting for it. Nor does a poller whose last spins
+and wake the process on the same eventfd. On a host where tasks wait for
+a CPU (crowding.py) nobody spins: a core is worth more to a busy service
+than to a poller waiting for it. Nor does a poller whose last spins
 all ended in sleep (its peers answer in milliseconds).
 """
 
@@ -20,6 +20,7 @@ import time
 from typing import Any, Protocol
 
 from ._fcpath import PollerState, pump
+from .crowding import HostCrowding
 from .fastchan import ChannelSet
 from .log import get_logger
 from .stack import ACCEPTED, Event, SlaveStack
@@ -53,10 +54,6 @@ YIELD_NS_CHANNELS = 10_000
 SPIN_MISSES = int(os.environ.get("DOCKNET_SPIN_MISSES", "3"))
 # How often a spinning poller checks whether the host is crowded.
 CROWD_CHECK = 0.002
-CPUS = len(os.sched_getaffinity(0))
-# Runnable tasks beyond the cores before a poller stops spinning: a master's
-# switch thread and two pollers on two cores is still a fair fight.
-CROWD_SLACK = 1
 
 
 class EventHandler(Protocol):
@@ -71,8 +68,7 @@ class StackPoller:
         self._channels = ChannelSet()
         self._passes = 0
         self._stack_active = 0.0
-        self._crowd = False
-        self._crowd_checked = 0.0
+        self._crowding = HostCrowding(CROWD_CHECK)
         self._misses = 0  # spins in a row that ended in sleep
         self._slept_at = 0.0
         # scheduled, sleeping and active live where a fast channel's write
@@ -200,22 +196,6 @@ class StackPoller:
         self._timer = None
         self._on_doorbell()
 
-    def _crowded(self, now: float) -> bool:
-        """Clearly more runnable tasks than cores: spinning would take a
-        core from a process with real work (a mesh of Python services on a
-        small host), so sleep on the doorbell at once instead. Looked up at
-        most every CROWD_CHECK seconds."""
-        if now < self._crowd_checked + CROWD_CHECK:
-            return self._crowd
-        self._crowd_checked = now
-        try:
-            with open("/proc/loadavg", "rb") as f:
-                running = int(f.read().split()[3].split(b"/")[0])
-        except (OSError, ValueError, IndexError):
-            running = 0
-        self._crowd = running > CPUS + CROWD_SLACK
-        return self._crowd
-
     def _poll_once(self, now: float) -> bool:
         busy = False
         if self._channels:
@@ -263,7 +243,7 @@ class StackPoller:
             now = time.monotonic()
         if busy:
             st.active = now
-        elif now - st.active > SPIN or self._misses >= SPIN_MISSES or self._crowded(now):
+        elif now - st.active > SPIN or self._misses >= SPIN_MISSES or self._crowding.crowded(now):
             if self._stack.arm() and self._arm_channels():
                 if now - st.active > SPIN:
                     self._misses += 1
