@@ -143,8 +143,10 @@ class ChannelWatch:
 
 
 class ChannelSet:
-    """A poller's channels: armed, disarmed and waited on with one native
-    call each (a pass over them is ``_fcpath.pump``)."""
+    """A poller's channels, as the native calls over all of them want them:
+    their ``_fcpath`` cores for a pass (``_fcpath.pump``), their native
+    channels for arming, waking and waiting (``SlaveStack.sleep``, ``wake``,
+    ``spin``)."""
 
     def __init__(self) -> None:
         self.members: list[Any] = []  # objects with a ._fc FastChannel
@@ -174,17 +176,3 @@ class ChannelSet:
         if self._dirty:
             self._sync()
         return self._ptrs, len(self.members)
-
-    def arm(self) -> bool:
-        """Announce sleep on every member; False (all disarmed again) if
-        one already has something."""
-        if self._dirty:
-            self._sync()
-        return bool(lib.dn_fc_arm_set(self._ptrs, len(self.members)))
-
-    def disarm(self) -> None:
-        """Cancel every member's sleep flags; the eventfd they share with
-        the stack is the caller's to drain, once."""
-        if self._dirty:
-            self._sync()
-        lib.dn_fc_disarm_set(self._ptrs, len(self.members))

@@ -15,6 +15,7 @@ all ended in sleep (its peers answer in milliseconds).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from typing import Any, Protocol
@@ -74,7 +75,8 @@ class StackPoller:
         # scheduled, sleeping and active live where a fast channel's write
         # (in C) sees them: a write during a pass costs no Python call.
         self.state = PollerState(self.kick)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # lwIP's next timer
+        self._timer_at = 0.0
         self._closed = False
         self._fd = stack.fileno()
         self._control_fd = stack.control_fileno()
@@ -158,43 +160,41 @@ class StackPoller:
         self._handlers.clear()
 
     def _wake(self) -> None:
+        # Also after a late ring (or a channel's reset) while awake: drain
+        # them all, or the readers would fire again at once. lwIP's timer
+        # stays set: it fires at most once per deadline, cheaper than a
+        # cancel per wake.
         self.state.sleeping = False
-        self._stack.disarm()
-        if self._channels:
-            self._channels.disarm()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stack.wake(*self._channels.pointers())
 
-    def _arm_channels(self) -> bool:
-        """Announce sleep on every channel; False (all disarmed again) if
-        one already has something."""
-        if not self._channels:
-            return True
-        if self._channels.arm():
-            return True
-        self._stack.disarm()
-        return False
+    def _sleep(self, now: float) -> bool:
+        """Arm everything; False if work is already waiting."""
+        t = self._stack.sleep(*self._channels.pointers())
+        if t is None:
+            return False
+        self.state.sleeping = True
+        self.state.scheduled = False
+        self._slept_at = now
+        if t != math.inf and (self._timer is None or self._timer_at > now + t):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = now + t
+            self._timer = self._loop.call_at(self._timer_at, self._on_timer)
+        return True
 
     def _on_doorbell(self) -> None:
         st = self.state
-        if st.sleeping:
-            if time.monotonic() - self._slept_at < SPIN:
-                self._misses = 0
-            self._wake()
-        else:
-            # A late ring (or a channel's reset): drain them all, or the
-            # readers would fire again at once.
-            self._stack.disarm()
-            if self._channels:
-                self._channels.disarm()
+        if st.sleeping and time.monotonic() - self._slept_at < SPIN:
+            self._misses = 0
+        self._wake()
         if not st.scheduled:
             st.scheduled = True
             self._poll()
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._on_doorbell()
+        if self.state.sleeping:
+            self._on_doorbell()
 
     def _poll_once(self, now: float) -> bool:
         busy = False
@@ -244,15 +244,9 @@ class StackPoller:
         if busy:
             st.active = now
         elif now - st.active > SPIN or self._misses >= SPIN_MISSES or self._crowding.crowded(now):
-            if self._stack.arm() and self._arm_channels():
+            if self._sleep(now):
                 if now - st.active > SPIN:
                     self._misses += 1
-                self._slept_at = now
-                st.sleeping = True
-                st.scheduled = False
-                t = self._stack.timeout()
-                if t is not None:
-                    self._timer = self._loop.call_later(t, self._on_timer)
                 return
         else:
             # Spinning with nothing to do: wait in C, where a look at every

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import os
 import select
 import socket
@@ -282,6 +283,19 @@ class SlaveStack:
 
     def disarm(self) -> None:
         lib.dn_stack_disarm(self._st)
+
+    def sleep(self, channels: Any, n: int) -> float | None:
+        """Arm the link and n native fast channels for sleep in one call:
+        seconds until lwIP's next timer (inf: none), or None when work is
+        already waiting (all disarmed again)."""
+        ms = lib.dn_stack_sleep(self._st, channels, n)
+        if ms == -2:
+            return None
+        return math.inf if ms < 0 else ms / 1000.0
+
+    def wake(self, channels: Any, n: int) -> None:
+        """Undo sleep() (and drain the doorbell)."""
+        lib.dn_stack_wake(self._st, channels, n)
 
     def timeout(self) -> float | None:
         """Seconds until lwIP's next timer, None if none is pending."""

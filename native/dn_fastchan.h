@@ -54,7 +54,7 @@ int dn_fc_arm(struct dn_fc *fc);
 void dn_fc_disarm(struct dn_fc *fc);
 int dn_fc_fileno(const struct dn_fc *fc);
 
-/* A poller's channels at once (one call from Python, not one each): arm
+/* A poller's channels at once (dn_stack_sleep and dn_stack_wake): arm
  * all (1: may sleep; 0: one had something, all are disarmed again); disarm
  * all (the flags only: the channels share the endpoint's eventfd, which
  * the poller drains once). */

@@ -664,6 +664,26 @@ dn_stack_disarm(struct dn_stack *st)
 }
 
 int
+dn_stack_sleep(struct dn_stack *st, struct dn_fc *const *fcs, int n)
+{
+	if (dn_stack_arm(st) != 0)
+		return -2;
+	if (!dn_fc_arm_set(fcs, n)) {
+		dn_stack_disarm(st);
+		return -2;
+	}
+	return dn_stack_timeout_ms(st);
+}
+
+void
+dn_stack_wake(struct dn_stack *st, struct dn_fc *const *fcs, int n)
+{
+	/* The channels share the link's eventfd, drained once here. */
+	dn_fc_disarm_set(fcs, n);
+	dn_stack_disarm(st);
+}
+
+int
 dn_stack_fileno(const struct dn_stack *st)
 {
 	return dn_link_wake_fd(st->link);

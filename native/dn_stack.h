@@ -114,6 +114,15 @@ struct dn_fc;
 int dn_stack_spin(struct dn_stack *st, struct dn_fc *const *fcs, int n,
 	uint32_t max_ns, uint32_t yield_ns);
 
+/* Going to sleep on dn_stack_fileno() with the poller's n fast channels:
+ * arms the link and every channel in one call. Returns the ms until lwIP's
+ * next timer (-1: none pending) when the caller may sleep, or -2 when work
+ * is already waiting (all disarmed again: poll instead). */
+int dn_stack_sleep(struct dn_stack *st, struct dn_fc *const *fcs, int n);
+/* Awake again (the doorbell rang, or the caller stopped waiting): cancels
+ * the sleep flags of the link and the channels, drains the eventfd. */
+void dn_stack_wake(struct dn_stack *st, struct dn_fc *const *fcs, int n);
+
 /* The endpoint at ip is gone (its process died): every TCP connection to
  * it ends now with DN_EV_ERROR ECONNRESET, as a reset from it would. An ip
  * of 0 ends every connection and drops what is still sent: the master
