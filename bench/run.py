@@ -17,8 +17,8 @@ streaming. Also measured: the memory of a slave and of the master (RSS,
 DPDK heap, hugepages in use), the Python paths (bench/python_rows.py) with
 their ping-pong sweeps over connections and message sizes
 (bench/sweep_rows.py), the switch's forwarding rate, two hosts and the
-mesh. Writes bench/report/REPORT.md, results.json and the PNG plots of
-bench/plots.py.
+mesh, with a profile of its busiest service (bench/mesh_profile.py). Writes
+bench/report/REPORT.md, results.json and the PNG plots of bench/plots.py.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ sys.path.insert(0, str(BENCH.parent / "tests"))
 from cross_host import CrossHostSession  # noqa: E402
 from procs import stop_all  # noqa: E402
 from kernel_paths import run_kernel  # noqa: E402
+import mesh_profile  # noqa: E402
 import mesh_rows  # noqa: E402
 import plots  # noqa: E402
 import python_rows  # noqa: E402
@@ -464,14 +465,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             xs.close()
     mesh = mesh_rows.measure_all(args.repeats, args.seconds * 2) if everything else []
+    profile = mesh_profile.measure() if everything else {}
     table = summarise(results)
     args.report_dir.mkdir(parents=True, exist_ok=True)
     text = (report(table, memory, args) + python_report(py_rows, args.report_dir) + mesh_rows.report(mesh)
+            + mesh_profile.report(profile)
             + blast_report(blast) + xhost_report(xhost))
     (args.report_dir / "REPORT.md").write_text(text)
     (args.report_dir / "results.json").write_text(json.dumps(
         {"table": table, "memory": memory, "raw": results, "cross_host": xhost, "switch": blast,
-         "python": py_rows, "mesh": mesh}, indent=1))
+         "python": py_rows, "mesh": mesh, "mesh_profile": profile}, indent=1))
     print()
     print(text)
     return 0
