@@ -76,7 +76,7 @@ class StackPoller:
         # (in C) sees them: a write during a pass costs no Python call.
         self.state = PollerState(self.kick)
         self._timer: asyncio.TimerHandle | None = None  # lwIP's next timer
-        self._timer_at = 0.0
+        self._timer_at = 0.0  # when, in loop.time()
         self._closed = False
         self._fd = stack.fileno()
         self._control_fd = stack.control_fileno()
@@ -175,11 +175,13 @@ class StackPoller:
         self.state.sleeping = True
         self.state.scheduled = False
         self._slept_at = now
-        if t != math.inf and (self._timer is None or self._timer_at > now + t):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = now + t
-            self._timer = self._loop.call_at(self._timer_at, self._on_timer)
+        if t != math.inf:
+            at = self._loop.time() + t
+            if self._timer is None or self._timer_at > at:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer_at = at
+                self._timer = self._loop.call_at(at, self._on_timer)
         return True
 
     def _on_doorbell(self) -> None:
