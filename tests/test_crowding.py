@@ -1,0 +1,57 @@
+"""HostCrowding: the look a spinning poller takes at whether tasks wait for
+a core (aiodocknet/crowding.py), against real busy processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from aiodocknet.crowding import HostCrowding
+
+
+def _seen_within(c: HostCrowding, slack: int, want: bool, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if c.crowded(time.monotonic(), slack) == want:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_busy_processes_crowd_the_host_and_their_end_clears_it() -> None:
+    """More CPU-bound processes than cores: crowded (at a slack of 0 and of
+    1); once they are gone, not crowded again."""
+    c = HostCrowding(0.0)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(c.cpus + 3)]
+    try:
+        assert _seen_within(c, 0, True)
+        assert _seen_within(c, 1, True)
+    finally:
+        for p in busy:
+            p.kill()
+        for p in busy:
+            p.wait()
+    assert _seen_within(c, 1, False)
+    c.close()
+
+
+def test_a_look_is_kept_for_the_interval() -> None:
+    """Within the interval the answer is the last look's, whatever the host
+    does meanwhile (a look costs a read of /proc; a spin checks often)."""
+    c = HostCrowding(3600.0)
+    now = time.monotonic()
+    first = c.crowded(now, 0)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(c.cpus + 3)]
+    try:
+        time.sleep(0.3)
+        assert c.crowded(now + 1.0, 0) == first
+        fresh = HostCrowding(0.0)
+        assert _seen_within(fresh, 0, True)  # while a fresh look sees them
+        fresh.close()
+    finally:
+        for p in busy:
+            p.kill()
+        for p in busy:
+            p.wait()
+    c.close()
