@@ -6,8 +6,8 @@
  * small message cost about 25 Python calls through that path: the poller's
  * pass, the transport's read, the channel's read, the slice that makes the
  * bytes, the write and the kick. That cost, not the ring, set the limit on a
- * Python ping-pong. Here the common case takes two calls into Python, the
- * protocol's data_received() and nothing else. The bytes object is filled
+ * Python ping-pong. Here the common case makes one call into Python per
+ * message: the protocol's data_received(). The bytes object is filled
  * from the ring directly, and a write that fits goes straight onto the
  * ring. Anything out of the ordinary goes back to the Python transport, which
  * stays the one place that knows the asyncio contract: end of stream, reset,
