@@ -200,33 +200,35 @@ TransportCore_dealloc(TransportCore *self)
 static PyObject *
 TransportCore_write(TransportCore *self, PyObject *data)
 {
-	Py_buffer view;
+	const char *buf = NULL;
+	Py_ssize_t len = 0;
 	int n;
 
 	if (self->transport == NULL) {
 		PyErr_SetString(PyExc_RuntimeError, "the transport is gone");
 		return NULL;
 	}
-	if (self->fc == NULL || !self->writable || self->buffer == NULL ||
-	    PyByteArray_GET_SIZE(self->buffer) != 0 ||
-	    !(PyBytes_CheckExact(data) || PyByteArray_CheckExact(data)))
-		return PyObject_CallMethod(self->transport, "_write_slow", "O",
-			data);
-	if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
-		return NULL;
-	if (view.len == 0 || view.len > INT32_MAX) {
-		PyBuffer_Release(&view);
-		return PyObject_CallMethod(self->transport, "_write_slow", "O",
-			data);
+	/* Exact bytes and bytearray only: their storage cannot move while the
+	 * GIL is held, so no buffer export is needed. */
+	if (PyBytes_CheckExact(data)) {
+		buf = PyBytes_AS_STRING(data);
+		len = PyBytes_GET_SIZE(data);
+	} else if (PyByteArray_CheckExact(data)) {
+		buf = PyByteArray_AS_STRING(data);
+		len = PyByteArray_GET_SIZE(data);
 	}
-	n = dn_fc_write(self->fc, view.buf, (uint32_t)view.len);
-	PyBuffer_Release(&view);
+	if (len == 0 || len > INT32_MAX || self->fc == NULL ||
+	    !self->writable || self->buffer == NULL ||
+	    PyByteArray_GET_SIZE(self->buffer) != 0)
+		return PyObject_CallMethod(self->transport, "_write_slow", "O",
+			data);
+	n = dn_fc_write(self->fc, buf, (uint32_t)len);
 	if (n < 0)	/* the Python path meets the same error and closes */
 		return PyObject_CallMethod(self->transport, "_write_slow", "O",
 			data);
 	if (dn_fcpath_kick(self->poller) < 0)
 		return NULL;
-	if (n < view.len)
+	if (n < len)
 		return PyObject_CallMethod(self->transport, "_write_rest",
 			"On", data, (Py_ssize_t)n);
 	Py_RETURN_NONE;
