@@ -3,42 +3,28 @@
 Spinning for an answer pays while a core would otherwise idle; on a host
 where tasks wait for a CPU (a mesh of Python services on two cores) the
 spin takes the core from the very service it waits for. The runnable count
-of ``/proc/loadavg`` against the cores says which. (The kernel's pressure
-stall counters were tried: on this kind of VM they move in bursts tens of
-milliseconds apart, too coarse for a look every few milliseconds.)
+of ``/proc/loadavg`` against the cores says which. The check is
+``native/dn_crowding.c``, the one the master's switch thread makes too.
 """
 
 from __future__ import annotations
 
-import os
+from ._native import ffi, lib
 
 __all__ = ["HostCrowding"]
 
 
 class HostCrowding:
     def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.cpus = len(os.sched_getaffinity(0))
-        self._checked = 0.0
-        self._runnable = 0
-        # Kept open: a pread costs 1.6 µs here, an open/read/close 12.5.
-        try:
-            self._fd: int | None = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self._fd = None  # no /proc: never crowded, as before a look
+        self._c = ffi.new("struct dn_crowding *")
+        # With no /proc the host never counts as crowded.
+        lib.dn_crowding_open(self._c, int(interval * 1e9))
+        self.cpus: int = self._c.cpus
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        lib.dn_crowding_close(self._c)
 
     def crowded(self, now: float, slack: int) -> bool:
         """More than cpus + slack tasks runnable (the caller among them).
         Looked up at most every interval seconds (now: time.monotonic())."""
-        if now >= self._checked + self.interval and self._fd is not None:
-            self._checked = now
-            try:
-                self._runnable = int(os.pread(self._fd, 128, 0).split()[3].split(b"/")[0])
-            except (OSError, ValueError, IndexError):
-                self._runnable = 0
-        return self._runnable > self.cpus + slack
+        return bool(lib.dn_crowding_crowded(self._c, int(now * 1e9), slack))

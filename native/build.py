@@ -21,7 +21,8 @@ ROOT = HERE.parent
 LWIP_SRC = Path(os.environ.get("DOCKNET_LWIP_SRC", ROOT / "build" / "lwip"))
 
 # The headers whose declarations make up the Python-visible API.
-API_HEADERS = ["dn_error.h", "dn_eal.h", "dn_link.h", "dn_stack.h", "dn_switch.h", "dn_bench.h", "dn_fastchan.h"]
+API_HEADERS = ["dn_error.h", "dn_eal.h", "dn_link.h", "dn_stack.h", "dn_switch.h", "dn_bench.h", "dn_fastchan.h",
+               "dn_crowding.h"]
 
 OUR_SOURCES = [
     "native/dn_error.c",
@@ -35,6 +36,7 @@ OUR_SOURCES = [
     "native/dn_policy.c",
     "native/dn_uplink.c",
     "native/dn_fastchan.c",
+    "native/dn_crowding.c",
     "lwip/netif/dn_netif.c",
 ]
 

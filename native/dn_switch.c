@@ -29,6 +29,7 @@
 #include <rte_udp.h>
 #include <rte_cycles.h>
 
+#include "dn_crowding.h"
 #include "dn_doorbell.h"
 #include "dn_eal.h"
 #include "dn_error.h"
@@ -50,6 +51,22 @@
 #define DN_TICK_US 1000
 /* An uplink with no wake-up descriptor is looked at this often when idle. */
 #define DN_UPLINK_NAP_MS 5
+/* After this many spins in a row that ended in sleep (the endpoints answer
+ * in longer than spin_us: services that think for milliseconds), the thread
+ * sleeps as soon as it is idle: its spins only took a core from the
+ * processes the next frame has to come from. A doorbell within spin_us of
+ * going to sleep (a spin would have caught it) brings spinning back. The
+ * slave pollers do the same (aiodocknet/poller.py). */
+#define DN_SPIN_MISSES 3
+/* How often a spinning switch thread looks at the host's load, and how many
+ * runnable tasks beyond the cores it allows before it sleeps instead. This
+ * thread and both ends of a stream spinning on two cores, plus a passer-by,
+ * is still a fair fight: a slack of 1 made a lone native stream lose up to
+ * half its rate to any fourth task. More is a host where a spin delays
+ * the services the frames come from (the mesh at 16 users: half the
+ * master's CPU per request). */
+#define DN_CROWD_CHECK_NS 2000000ull
+#define DN_CROWD_SLACK 2
 
 struct dn_txq {
 	struct rte_mbuf *m[DN_BURST];
@@ -105,6 +122,10 @@ struct dn_switch {
 	uint64_t last_tick;
 	unsigned int queued;	/* frames waiting in token buckets */
 	unsigned int n_limited;	/* active endpoints with a limit */
+
+	/* The switch thread's own: when to stop spinning. */
+	struct dn_crowding crowding;
+	unsigned int misses;	/* spins in a row that ended in sleep */
 
 	struct dn_switch_counters counters;
 };
@@ -616,7 +637,8 @@ dn_announce_all(struct dn_switch *sw, int asleep)
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
-static void
+/* Returns 0 if work turned up before the thread slept, 1 after a sleep. */
+static int
 dn_sleep(struct dn_switch *sw)
 {
 	struct epoll_event ev[3];
@@ -628,7 +650,7 @@ dn_sleep(struct dn_switch *sw)
 	if (dn_poll_ports(sw) > 0 ||
 	    atomic_load_explicit(&sw->mb_pending, memory_order_acquire)) {
 		dn_announce_all(sw, 0);
-		return;
+		return 0;
 	}
 	sw->counters.sleeps++;
 	/* Frames waiting for tokens need the tick even when all is quiet. */
@@ -643,6 +665,21 @@ dn_sleep(struct dn_switch *sw)
 		else
 			dn_doorbell_drain(ev[i].data.fd);
 	}
+	return 1;
+}
+
+/* Sleeps and learns from how long it slept whether spinning pays. */
+static void
+dn_nap(struct dn_switch *sw, int spun_out, uint64_t spin_ns)
+{
+	uint64_t asleep = dn_now_ns();
+
+	if (!dn_sleep(sw))
+		return;
+	if (dn_now_ns() - asleep < spin_ns)
+		sw->misses = 0;
+	else if (spun_out && sw->misses < DN_SPIN_MISSES)
+		sw->misses++;
 }
 
 static void *
@@ -653,6 +690,7 @@ dn_switch_main(void *arg)
 	unsigned int idle = 0;
 
 	dn_eal_register_thread();
+	dn_crowding_open(&sw->crowding, DN_CROWD_CHECK_NS);
 	spin_ns = (uint64_t)sw->cfg.spin_us * 1000;
 	for (;;) {
 		if (dn_mailbox(sw))
@@ -671,21 +709,32 @@ dn_switch_main(void *arg)
 			continue;
 		}
 		sw->counters.loops++;
-		if (idle++ == 0) {
-			idle_since = dn_now_ns();
-			continue;
-		}
 		/* Spin (reading the clock every 16 passes) until spin_us have
 		 * passed without a frame, yielding the core on every pass: on
 		 * this kind of machine the slave we wait for may need it. */
-		if ((idle & 15) != 0 || dn_now_ns() - idle_since < spin_ns) {
+		if (idle++ == 0) {
+			idle_since = dn_now_ns();
+			if (sw->misses < DN_SPIN_MISSES)
+				continue;
+		} else if ((idle & 15) != 0) {
 			sched_yield();
 			continue;
+		} else {
+			uint64_t now = dn_now_ns();
+
+			if (now - idle_since < spin_ns &&
+			    !dn_crowding_crowded(&sw->crowding, now,
+			    DN_CROWD_SLACK)) {
+				sched_yield();
+				continue;
+			}
 		}
-		dn_sleep(sw);
+		dn_nap(sw, idle > 1 && dn_now_ns() - idle_since >= spin_ns,
+			spin_ns);
 		idle = 0;
 		last_busy = 0;
 	}
+	dn_crowding_close(&sw->crowding);
 	sw->counters.run_ns = dn_now_ns() - start;
 	return NULL;
 }

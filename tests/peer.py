@@ -186,13 +186,21 @@ def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
     udp = st.udp_bind(args.port)
     say(event="ready", address=st.address, port=args.port)
 
+    sunk = 0
+
     def udp_echo() -> None:
+        nonlocal sunk
         while True:
             try:
                 data, addr = st.recvfrom(udp)
             except BlockingIOError:
                 return
-            st.sendto(udp, data, addr)
+            if not args.sink:
+                st.sendto(udp, data, addr)
+            elif data == b"end":
+                say(event="udp-sunk", datagrams=sunk)
+            else:
+                sunk += 1
 
     orig = r.handle
 
@@ -358,6 +366,23 @@ def client_ping(st: SlaveStack, args: argparse.Namespace) -> None:
         rtt_us=[e.arg for e in replies])
 
 
+def udp_trickle(st: SlaveStack, args: argparse.Namespace) -> None:
+    """64-byte datagrams every --interval seconds, nothing expected back
+    (metrics to a collector), then b"end"."""
+    u = st.udp_bind(0)
+    payload = b"m" * 64
+    say(event="sending")
+    next_at = time.monotonic()
+    for _ in range(args.count):
+        st.sendto(u, payload, (args.target, args.port))
+        st.poll()
+        next_at += args.interval
+        time.sleep(max(next_at - time.monotonic(), 0))
+    st.sendto(u, b"end", (args.target, args.port))
+    st.poll()
+    say(event="done", sent=args.count)
+
+
 def bad_frames(st: SlaveStack, args: argparse.Namespace) -> None:
     """Frames the switch must refuse, then a ping that must still work."""
     import ipaddress
@@ -405,6 +430,7 @@ ROLES = {
     "connect": client_connect,
     "half-close-client": client_half_close,
     "udp-client": client_udp,
+    "udp-trickle": udp_trickle,
     "ping": client_ping,
     "idle": idle,
     "bad-frames": bad_frames,
@@ -420,6 +446,7 @@ def main() -> None:
     p.add_argument("--bytes", type=int, default=1 << 20)
     p.add_argument("--conns", type=int, default=1)
     p.add_argument("--count", type=int, default=10)
+    p.add_argument("--interval", type=float, default=0.0)
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--half-close", action="store_true")
     p.add_argument("--sink", action="store_true")
