@@ -124,23 +124,27 @@ def bench(master: Master, name: str, addr: str, seconds: float, rate: str | None
 
 def test_egress_limit_holds_and_neighbour_keeps_its_share(master: Master) -> None:
     """An endpoint limited to 50 Mbit/s egress streams within 10% of that
-    over its run; an unlimited neighbour on the same master keeps at least
-    80% of the throughput it has alone (medians of two runs each, this
-    machine being shared and noisy)."""
+    over each run; an unlimited neighbour on the same master keeps at least
+    80% of the throughput it has alone. Alone and beside the capped stream
+    alternate, three times (A B A B A B), and the median of the three
+    side-by-side ratios counts: this machine's speed drifts by 1.5x within
+    a minute, more than the effect looked for."""
     import statistics
 
     server = Proc([sys.executable, "-m", "aiodocknet.native_bench", "serve", "--name", "sink"],
                   dict(master.env, DOCKNET_ENDPOINT="sink"), "sink")
     master.peers.append(server)
     addr = server.expect("ready", timeout=60)["address"]
-    alone = statistics.median(bench(master, f"free{i}", addr, 2).expect("result", timeout=60)["gbit_per_s"]
-                              for i in range(2))
-    limited = bench(master, "capped", addr, 8, rate="50mbit")
-    time.sleep(1.5)  # the capped stream is under way
-    shared = statistics.median(bench(master, f"busy{i}", addr, 2).expect("result", timeout=60)["gbit_per_s"]
-                               for i in range(2))
-    capped = limited.expect("result", timeout=60)
-    mbit = capped["gbit_per_s"] * 1000
-    assert 45 <= mbit <= 55, capped
-    assert shared >= 0.8 * alone, (shared, alone)
-    print(json.dumps({"capped_mbit": mbit, "neighbour_alone_gbit": alone, "neighbour_shared_gbit": shared}))
+    ratios, runs = [], []
+    for i in range(3):
+        alone = bench(master, f"free{i}", addr, 2).expect("result", timeout=60)["gbit_per_s"]
+        limited = bench(master, f"capped{i}", addr, 5, rate="50mbit")
+        time.sleep(1.5)  # the capped stream is under way
+        shared = bench(master, f"busy{i}", addr, 2).expect("result", timeout=60)["gbit_per_s"]
+        capped = limited.expect("result", timeout=60)
+        mbit = capped["gbit_per_s"] * 1000
+        assert 45 <= mbit <= 55, capped
+        ratios.append(shared / alone)
+        runs.append({"capped_mbit": mbit, "neighbour_alone_gbit": alone, "neighbour_shared_gbit": shared})
+    print(json.dumps(runs))
+    assert statistics.median(ratios) >= 0.8, runs
