@@ -75,8 +75,59 @@ def report(rows: list[dict[str, Any]]) -> str:
         errors = sum(r["errors"] for r in rs + r1)
         out.append(f"| {p} | {tput[p]:,.0f} [{min(vals):,.0f}–{max(vals):,.0f}] | {ratio[0]} | {ratio[1]} | "
                    f"{p50:.1f} / {p99:.1f} ms | {cpu:.2f} | {ksys:.2f} | {one} | {one_ratio} | {errors} |")
-    out += ["", *network_share(rows, sel, mesh_ms, sys_ms)]
+    out += ["", *network_share(rows, sel, mesh_ms, sys_ms), "", *one_user(sel, cpu_ms, sys_ms, mesh_ms),
+            "", *targets(tput, lat1)]
     return "\n".join(out) + "\n\n"
+
+
+# Issue 6's targets for fast channels: (measure, baseline, ratio, unit,
+# whether more is better).
+TARGETS = [("req/s (16 users)", "kernel-bridge+uvloop", 1.2, "req/s", True),
+           ("req/s (16 users)", "kernel-bridge+asyncio", 1.4, "req/s", True),
+           ("p50 latency, 1 user", "kernel-bridge+uvloop", 0.6, "ms", False)]
+
+
+def targets(tput: dict[str, float], lat1: dict[str, float]) -> list[str]:
+    """Each target of the mesh, what was measured, and by how much it was
+    met or missed."""
+    fast = "DockNet + fast channels"
+    lines = ["Targets (issue 6), DockNet + fast channels:", ""]
+    for what, base, want, unit, higher in TARGETS:
+        got = tput if higher else lat1
+        if fast not in got or base not in got:
+            continue
+        ratio = got[fast] / got[base]
+        need = want * got[base]
+        met = ratio >= want if higher else ratio <= want
+        short = (need - got[fast]) / need if higher else (got[fast] - need) / got[fast]
+        verdict = "met" if met else (f"missed by {short:.0%}" if higher else
+                                     f"missed: {short:.0%} of the p50 would have to go")
+        sign = ">=" if higher else "<="
+        fmt = ",.0f" if higher else ".2f"
+        lines.append(f"- {what} vs {base}: {ratio:.2f}x ({got[fast]:{fmt}} {unit}), target {sign} {want}x "
+                     f"({need:{fmt}} {unit}): {verdict}.")
+    return lines
+
+
+def one_user(sel: Any, cpu_ms: Any, sys_ms: Any, mesh_ms: Any) -> list[str]:
+    """Why one user's latency follows CPU: a request waits on little but
+    the processes it runs in."""
+    lines = []
+    for p in ("kernel-bridge+uvloop", "DockNet + fast channels"):
+        r1 = sel(p, 1)
+        if not r1:
+            continue
+        p50 = statistics.median(r["p50_ms"] for r in r1)
+        cpu = statistics.median(cpu_ms(r) for r in r1)
+        share = statistics.median(sys_ms(r) / mesh_ms(r) for r in r1 if mesh_ms(r) > 0)
+        lines.append(f"One user on {p}: a request costs {cpu:.2f} ms of CPU (services and load generator) "
+                     f"for a p50 of {p50:.2f} ms: about as much CPU as time, so a request is mostly running, "
+                     f"not waiting to be woken (geo and rate run side by side on two cores; on DockNet a "
+                     f"poller's spin counts too). The kernel is {share:.0%} of the services' part.")
+    if lines:
+        lines.append("A p50 of 0.6x would need 40% less CPU on a request's path, most of it aiohttp's "
+                     "(see the profile below): more than the whole network path costs.")
+    return lines
 
 
 def network_share(rows: list[dict[str, Any]], sel: Any, mesh_ms: Any, sys_ms: Any) -> list[str]:
