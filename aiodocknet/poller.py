@@ -165,8 +165,7 @@ class StackPoller:
             self._timer.cancel()
         self._crowding.close()
         if self.state.sleeping:
-            self._stack.disarm()
-            self.state.sleeping = False
+            self._wake()
         self._handlers.clear()
 
     def _wake(self) -> None:
