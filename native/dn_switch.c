@@ -572,6 +572,31 @@ dn_tick(struct dn_switch *sw)
 
 /* ---- mailbox (switch thread side) ---- */
 
+/* What a departing endpoint sent before it went is delivered, as the
+ * kernel would: a sender may exit right after its last datagram, and its
+ * doorbell and its removal reach this thread together. At most a ring's
+ * worth, so a slave still writing cannot hold the thread. A limited
+ * endpoint's backlog is dropped with its queue (it would leave at once,
+ * past its rate). */
+static void
+dn_drain_departing(struct dn_switch *sw, uint16_t slot)
+{
+	struct dn_slot *s = &sw->slots[slot];
+	struct rte_mbuf *rx[DN_BURST];
+	unsigned int left = DN_LINK_RING_SIZE / RTE_ETHER_MIN_LEN;
+	uint16_t n, k;
+
+	if (dn_bucket_limited(&s->egress))
+		return;
+	while (left > 0 && (n = dn_ring_rx(sw, s, rx, DN_BURST)) > 0) {
+		for (k = 0; k < n; k++)
+			dn_handle_frame(sw, slot, rx[k]);
+		left = left > n ? left - n : 0;
+	}
+	if (sw->n_dirty > 0)
+		dn_flush(sw);
+}
+
 static int
 dn_mailbox(struct dn_switch *sw)
 {
@@ -591,6 +616,7 @@ dn_mailbox(struct dn_switch *sw)
 		struct dn_slot *s = &sw->slots[sw->mb_slot];
 		unsigned int i;
 
+		dn_drain_departing(sw, (uint16_t)sw->mb_slot);
 		s->active = 0;
 		sw->host_slot[s->ip & ~sw->cfg.netmask] = DN_NO_SLOT;
 		for (i = 0; i < sw->n_active; i++) {
@@ -668,15 +694,14 @@ dn_sleep(struct dn_switch *sw)
 	return 1;
 }
 
-/* Sleeps and learns from how long it slept whether spinning pays. */
+/* Sleeps (from now, the clock at the last idle look) and learns from how
+ * long it slept whether spinning pays. */
 static void
-dn_nap(struct dn_switch *sw, int spun_out, uint64_t spin_ns)
+dn_nap(struct dn_switch *sw, uint64_t now, int spun_out, uint64_t spin_ns)
 {
-	uint64_t asleep = dn_now_ns();
-
 	if (!dn_sleep(sw))
 		return;
-	if (dn_now_ns() - asleep < spin_ns)
+	if (dn_now_ns() - now < spin_ns)
 		sw->misses = 0;
 	else if (spun_out && sw->misses < DN_SPIN_MISSES)
 		sw->misses++;
@@ -687,6 +712,7 @@ dn_switch_main(void *arg)
 {
 	struct dn_switch *sw = arg;
 	uint64_t start = dn_now_ns(), last_busy = 0, idle_since = 0, spin_ns;
+	uint64_t now = 0;
 	unsigned int idle = 0;
 
 	dn_eal_register_thread();
@@ -698,8 +724,7 @@ dn_switch_main(void *arg)
 		if (dn_tick(sw) + dn_poll_ports(sw) > 0) {
 			/* Back-to-back busy passes count as busy time; one
 			 * clock read per busy pass, none while idle. */
-			uint64_t now = dn_now_ns();
-
+			now = dn_now_ns();
 			if (idle == 0 && last_busy != 0)
 				sw->counters.busy_ns += now - last_busy;
 			last_busy = now;
@@ -713,15 +738,16 @@ dn_switch_main(void *arg)
 		 * passed without a frame, yielding the core on every pass: on
 		 * this kind of machine the slave we wait for may need it. */
 		if (idle++ == 0) {
-			idle_since = dn_now_ns();
-			if (sw->misses < DN_SPIN_MISSES)
+			idle_since = now = dn_now_ns();
+			/* Frames held by a limiter wake the thread every tick:
+			 * those wakes say nothing about how fast peers answer. */
+			if (sw->misses < DN_SPIN_MISSES || sw->queued > 0)
 				continue;
 		} else if ((idle & 15) != 0) {
 			sched_yield();
 			continue;
 		} else {
-			uint64_t now = dn_now_ns();
-
+			now = dn_now_ns();
 			if (now - idle_since < spin_ns &&
 			    !dn_crowding_crowded(&sw->crowding, now,
 			    DN_CROWD_SLACK)) {
@@ -729,7 +755,7 @@ dn_switch_main(void *arg)
 				continue;
 			}
 		}
-		dn_nap(sw, idle > 1 && dn_now_ns() - idle_since >= spin_ns,
+		dn_nap(sw, now, idle > 1 && now - idle_since >= spin_ns,
 			spin_ns);
 		idle = 0;
 		last_busy = 0;
