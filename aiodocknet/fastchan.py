@@ -27,7 +27,8 @@ def make_region(ring_size: int = DEFAULT_RING) -> int:
     """A fresh channel region (a memfd). The broker pairs it with each
     side's endpoint eventfd, so that a process wakes on one descriptor for
     its stack and all its channels."""
-    memfd = os.memfd_create("docknet-fastchan", os.MFD_CLOEXEC)
+    # Sealed by dn_fc_init once sized: neither side can resize it after.
+    memfd = os.memfd_create("docknet-fastchan", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         check(lib.dn_fc_init(memfd, ring_size))
     except BaseException:

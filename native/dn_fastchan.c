@@ -1,8 +1,10 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dn_doorbell.h"
@@ -11,7 +13,20 @@
 
 #define DN_FC_MAGIC 0x646e6663u /* "dnfc" */
 #define DN_FC_HEADER 4096
+#define DN_FC_RING_MIN 4096u
+#define DN_FC_RING_MAX (64u << 20)
+/* A peer that could shrink the region would turn every later access into
+ * SIGBUS in this process (and in the master, which watches it); one that
+ * could grow it would change the layout derived from its size. */
+#define DN_FC_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
+/*
+ * Everything in the region is data the other side can rewrite at any
+ * moment. The layout (ring size, where each ring's bytes are) therefore
+ * comes from the region's sealed size alone, and each side keeps its own
+ * position privately: it only ever reads the peer's position from here,
+ * and checks it against its own before using it.
+ */
 struct dn_fc_ring {
 	_Alignas(64) _Atomic uint64_t head;	/* bytes ever written */
 	_Alignas(64) _Atomic uint64_t tail;	/* bytes ever read */
@@ -19,12 +34,11 @@ struct dn_fc_ring {
 	_Atomic uint32_t writer_asleep;	/* the writer waits for room */
 	_Atomic uint32_t eof;		/* the writer shut down */
 	_Atomic uint64_t wakeups;
-	uint32_t data_off;
 };
 
 struct dn_fc_region {
 	uint32_t magic;
-	uint32_t ring_size;
+	uint32_t ring_size;	/* informational: sides use the sealed size */
 	_Atomic uint32_t reset;
 	_Atomic uint32_t closed[2];	/* side s has let go of the channel */
 	struct dn_fc_ring ring[2];	/* ring[s]: written by side s */
@@ -40,6 +54,8 @@ struct dn_fc {
 	struct dn_fc_ring *rx;
 	char *tx_data;
 	char *rx_data;
+	uint64_t tx_head;	/* our position as writer: private */
+	uint64_t rx_tail;	/* our position as reader: private */
 	uint32_t mask;
 	int side;
 	int self_efd;
@@ -48,7 +64,63 @@ struct dn_fc {
 	int want_room;	/* a write found the ring full */
 	int eof_seen;	/* the reader has been told: stop reporting it */
 	int reading;	/* this side wants READABLE (dn_fc_want_read) */
+	int broken;	/* the peer published an impossible position */
 };
+
+static int
+dn_fc_valid_ring_size(uint32_t ring_size)
+{
+	return ring_size >= DN_FC_RING_MIN && ring_size <= DN_FC_RING_MAX &&
+		(ring_size & (ring_size - 1)) == 0;
+}
+
+/* The ring size of a sealed region, from its size (which nobody can
+ * change), or a negative errno with the reason set. */
+static int
+dn_fc_check_region(int memfd, uint32_t *ring_size)
+{
+	struct stat sb;
+	int seals;
+	uint64_t rings;
+
+	seals = fcntl(memfd, F_GET_SEALS);
+	if (seals < 0)
+		return dn_error(-errno, "cannot read the fast channel's seals "
+			"(not a memfd?): %s", strerror(errno));
+	if ((seals & DN_FC_SEALS) != DN_FC_SEALS)
+		return dn_error(-EPERM, "fast channel region is not sealed "
+			"against resizing: refused");
+	if (fstat(memfd, &sb) < 0)
+		return dn_error(-errno, "cannot look at the fast channel: %s",
+			strerror(errno));
+	if (sb.st_size <= DN_FC_HEADER)
+		return dn_error(-EPROTO, "fast channel region is too small");
+	rings = ((uint64_t)sb.st_size - DN_FC_HEADER) / 2;
+	if (rings > DN_FC_RING_MAX ||
+	    !dn_fc_valid_ring_size((uint32_t)rings) ||
+	    (uint64_t)sb.st_size != DN_FC_HEADER + 2 * rings)
+		return dn_error(-EPROTO, "fast channel region of %lld bytes "
+			"has no valid layout", (long long)sb.st_size);
+	*ring_size = (uint32_t)rings;
+	return 0;
+}
+
+/* After the peer published an impossible position: the stream is lost.
+ * Both sides see a reset from now on, as after an abort. */
+static int
+dn_fc_corrupt(struct dn_fc *fc)
+{
+	static const uint64_t one = 1;
+
+	if (!fc->broken) {
+		fc->broken = 1;
+		atomic_store_explicit(&fc->r->reset, 1, memory_order_release);
+		if (write(fc->peer_efd, &one, sizeof(one)) < 0)
+			(void)0;
+	}
+	return dn_error(-ECONNRESET, "fast channel reset: the peer wrote an "
+		"impossible ring position");
+}
 
 int
 dn_fc_init(int memfd, uint32_t ring_size)
@@ -56,12 +128,15 @@ dn_fc_init(int memfd, uint32_t ring_size)
 	struct dn_fc_region *r;
 	size_t len = DN_FC_HEADER + 2 * (size_t)ring_size;
 
-	if (ring_size < 4096 || ring_size > (64u << 20) ||
-	    (ring_size & (ring_size - 1)) != 0)
+	if (!dn_fc_valid_ring_size(ring_size))
 		return dn_error(-EINVAL, "fast channel ring size %u is not a "
 			"power of two from 4 KiB to 64 MiB", ring_size);
 	if (ftruncate(memfd, (off_t)len) < 0)
 		return dn_error(-errno, "cannot size the fast channel: %s",
+			strerror(errno));
+	if (fcntl(memfd, F_ADD_SEALS, DN_FC_SEALS) < 0)
+		return dn_error(-errno, "cannot seal the fast channel region "
+			"(a memfd made without MFD_ALLOW_SEALING?): %s",
 			strerror(errno));
 	r = mmap(NULL, DN_FC_HEADER, PROT_READ | PROT_WRITE, MAP_SHARED,
 		memfd, 0);
@@ -70,8 +145,6 @@ dn_fc_init(int memfd, uint32_t ring_size)
 			strerror(errno));
 	memset(r, 0, sizeof(*r));
 	r->ring_size = ring_size;
-	r->ring[0].data_off = DN_FC_HEADER;
-	r->ring[1].data_off = DN_FC_HEADER + ring_size;
 	atomic_thread_fence(memory_order_release);
 	r->magic = DN_FC_MAGIC;
 	munmap(r, DN_FC_HEADER);
@@ -82,18 +155,21 @@ int
 dn_fc_open(int memfd, int side, int self_efd, int peer_efd,
 	struct dn_fc **out)
 {
-	struct dn_fc_region head;
 	struct dn_fc *fc;
+	uint32_t magic, ring_size;
 	void *map;
 	size_t len;
+	int ret;
 
 	if (side != 0 && side != 1)
 		return dn_error(-EINVAL, "fast channel side must be 0 or 1");
-	if (pread(memfd, &head, sizeof(head.magic) + sizeof(head.ring_size),
-	    0) != (ssize_t)(sizeof(head.magic) + sizeof(head.ring_size)) ||
-	    head.magic != DN_FC_MAGIC)
+	ret = dn_fc_check_region(memfd, &ring_size);
+	if (ret < 0)
+		return ret;
+	if (pread(memfd, &magic, sizeof(magic), 0) != sizeof(magic) ||
+	    magic != DN_FC_MAGIC)
 		return dn_error(-EPROTO, "not a fast channel region");
-	len = DN_FC_HEADER + 2 * (size_t)head.ring_size;
+	len = DN_FC_HEADER + 2 * (size_t)ring_size;
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	if (map == MAP_FAILED)
 		return dn_error(-errno, "cannot map the fast channel: %s",
@@ -107,9 +183,10 @@ dn_fc_open(int memfd, int side, int self_efd, int peer_efd,
 	fc->map_len = len;
 	fc->tx = &fc->r->ring[side];
 	fc->rx = &fc->r->ring[1 - side];
-	fc->tx_data = (char *)map + fc->tx->data_off;
-	fc->rx_data = (char *)map + fc->rx->data_off;
-	fc->mask = head.ring_size - 1;
+	fc->tx_data = (char *)map + DN_FC_HEADER + (size_t)side * ring_size;
+	fc->rx_data = (char *)map + DN_FC_HEADER +
+		(size_t)(1 - side) * ring_size;
+	fc->mask = ring_size - 1;
 	fc->side = side;
 	fc->self_efd = self_efd;
 	fc->peer_efd = peer_efd;
@@ -144,7 +221,7 @@ dn_fc_is_reset(const struct dn_fc *fc)
 int
 dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 {
-	uint64_t head, tail;
+	uint64_t head = fc->tx_head, tail;
 	uint32_t size = fc->mask + 1, room, off, first;
 
 	if (dn_fc_is_reset(fc))
@@ -154,8 +231,9 @@ dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 			"writing");
 	/* Any write answers DN_FC_WRITABLE; a short one asks for it again. */
 	fc->want_room = 0;
-	head = atomic_load_explicit(&fc->tx->head, memory_order_relaxed);
 	tail = atomic_load_explicit(&fc->tx->tail, memory_order_acquire);
+	if (head - tail > size)
+		return dn_fc_corrupt(fc);
 	room = size - (uint32_t)(head - tail);
 	if (len > room) {
 		/* Not all of it fits: the caller waits for DN_FC_WRITABLE. */
@@ -168,6 +246,7 @@ dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 	first = len < size - off ? len : size - off;
 	memcpy(fc->tx_data + off, buf, first);
 	memcpy(fc->tx_data, (const char *)buf + first, len - first);
+	fc->tx_head = head + len;
 	atomic_store_explicit(&fc->tx->head, head + len, memory_order_release);
 	dn_fc_ring_peer(fc, &fc->tx->reader_asleep, fc->tx);
 	return (int)len;
@@ -176,14 +255,15 @@ dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 int
 dn_fc_read(struct dn_fc *fc, void *buf, uint32_t len)
 {
-	uint64_t head, tail;
+	uint64_t head, tail = fc->rx_tail;
 	uint32_t avail, off, first, size = fc->mask + 1;
 
 	if (dn_fc_is_reset(fc))
 		return dn_error(-ECONNRESET, "fast channel was reset by the "
 			"peer");
-	tail = atomic_load_explicit(&fc->rx->tail, memory_order_relaxed);
 	head = atomic_load_explicit(&fc->rx->head, memory_order_acquire);
+	if (head - tail > size)
+		return dn_fc_corrupt(fc);
 	avail = (uint32_t)(head - tail);
 	if (avail == 0) {
 		if (atomic_load_explicit(&fc->rx->eof, memory_order_acquire)) {
@@ -194,6 +274,8 @@ dn_fc_read(struct dn_fc *fc, void *buf, uint32_t len)
 				fc->eof_seen = 1;
 				return 0;
 			}
+			if (head - tail > size)
+				return dn_fc_corrupt(fc);
 			avail = (uint32_t)(head - tail);
 		} else {
 			return -EAGAIN;
@@ -205,6 +287,7 @@ dn_fc_read(struct dn_fc *fc, void *buf, uint32_t len)
 	first = len < size - off ? len : size - off;
 	memcpy(buf, fc->rx_data + off, first);
 	memcpy((char *)buf + first, fc->rx_data, len - first);
+	fc->rx_tail = tail + len;
 	atomic_store_explicit(&fc->rx->tail, tail + len, memory_order_release);
 	/* Room for a writer that found the ring full. */
 	dn_fc_ring_peer(fc, &fc->rx->writer_asleep, fc->rx);
@@ -249,16 +332,16 @@ dn_fc_ready(struct dn_fc *fc)
 		return DN_FC_READABLE | DN_FC_WRITABLE;
 	if (fc->reading &&
 	    (atomic_load_explicit(&fc->rx->head, memory_order_acquire) !=
-	    atomic_load_explicit(&fc->rx->tail, memory_order_relaxed) ||
+	    fc->rx_tail ||
 	    (!fc->eof_seen &&
 	     atomic_load_explicit(&fc->rx->eof, memory_order_acquire))))
 		bits |= DN_FC_READABLE;
 	/* Reported until the caller writes: dn_fc_arm() looks too, and what
-	 * it sees must still be there at the next poll. */
+	 * it sees must still be there at the next poll. An impossible tail
+	 * counts as room too: the write that follows reports the reset. */
 	if (fc->want_room &&
-	    (uint32_t)(atomic_load_explicit(&fc->tx->head,
-	    memory_order_relaxed) - atomic_load_explicit(&fc->tx->tail,
-	    memory_order_acquire)) < size)
+	    fc->tx_head - atomic_load_explicit(&fc->tx->tail,
+	    memory_order_acquire) != size)
 		bits |= DN_FC_WRITABLE;
 	return bits;
 }
@@ -302,18 +385,22 @@ dn_fc_fileno(const struct dn_fc *fc)
 	return fc->self_efd;
 }
 
+/* Bounded by the ring: a read of what this reports then finds any
+ * impossible position and resets the channel. */
 uint32_t
 dn_fc_rx_queued(const struct dn_fc *fc)
 {
-	return (uint32_t)(atomic_load(&fc->rx->head) -
-		atomic_load(&fc->rx->tail));
+	uint64_t n = atomic_load(&fc->rx->head) - fc->rx_tail;
+
+	return n > fc->mask + 1 ? fc->mask + 1 : (uint32_t)n;
 }
 
 uint32_t
 dn_fc_tx_queued(const struct dn_fc *fc)
 {
-	return (uint32_t)(atomic_load(&fc->tx->head) -
-		atomic_load(&fc->tx->tail));
+	uint64_t n = fc->tx_head - atomic_load(&fc->tx->tail);
+
+	return n > fc->mask + 1 ? fc->mask + 1 : (uint32_t)n;
 }
 
 int
@@ -345,14 +432,21 @@ dn_fc_disarm_set(struct dn_fc *const *fcs, int n)
 
 struct dn_fc_watch {
 	const struct dn_fc_region *r;
+	uint32_t ring_size;
 };
 
 int
 dn_fc_watch_open(int memfd, struct dn_fc_watch **out)
 {
 	struct dn_fc_watch *w;
+	uint32_t ring_size;
 	void *map;
+	int ret;
 
+	/* Truncating a region the master maps would kill the master. */
+	ret = dn_fc_check_region(memfd, &ring_size);
+	if (ret < 0)
+		return ret;
 	map = mmap(NULL, DN_FC_HEADER, PROT_READ, MAP_SHARED, memfd, 0);
 	if (map == MAP_FAILED)
 		return dn_error(-errno, "cannot map the fast channel: %s",
@@ -367,6 +461,7 @@ dn_fc_watch_open(int memfd, struct dn_fc_watch **out)
 		return dn_error(-ENOMEM, "out of memory for a fast channel");
 	}
 	w->r = map;
+	w->ring_size = ring_size;
 	*out = w;
 	return 0;
 }
@@ -386,7 +481,7 @@ dn_fc_watch_read(const struct dn_fc_watch *w, struct dn_fc_stats *out)
 			memory_order_relaxed);
 	}
 	out->reset = atomic_load_explicit(&r->reset, memory_order_relaxed);
-	out->ring_size = r->ring_size;
+	out->ring_size = w->ring_size;
 }
 
 void

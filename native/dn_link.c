@@ -49,6 +49,7 @@ dn_link_map(struct dn_link *link, int fd, uint16_t mtu)
 	uint32_t max_frame = dn_frame_room(mtu);
 	struct stat sb;
 	void *base;
+	int seals;
 
 	/* The master sized the memory for the same ring size; a master of
 	 * another version would not have. */
@@ -59,6 +60,10 @@ dn_link_map(struct dn_link *link, int fd, uint16_t mtu)
 		return dn_error(-EPROTO, "link memory from the master is %lld "
 			"bytes, expected %zu (a master of another version?)",
 			(long long)sb.st_size, size);
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & DN_LINKMEM_SEALS) != DN_LINKMEM_SEALS)
+		return dn_error(-EPERM, "link memory from the master is not "
+			"sealed against resizing: refused");
 	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED)
 		return dn_error(-errno, "cannot map the link memory: %s",
@@ -115,6 +120,28 @@ fail_pool:
 fail_free:
 	free(link);
 	return ret;
+}
+
+int
+dn_link_remap(struct dn_link *link, int shm_fd, uint16_t mtu, int wake_fd,
+	int peer_wake_fd)
+{
+	struct dn_linkmem old = link->mem;
+	int ret;
+
+	/* Frames read from the old rings but not yet taken go with them. */
+	while (link->rx_next < link->rx_n)
+		rte_pktmbuf_free(link->rx[link->rx_next++]);
+	ret = dn_link_map(link, shm_fd, mtu);
+	if (ret < 0)
+		return ret;
+	atomic_store_explicit(&old.rings->slave_attached, 0,
+		memory_order_release);
+	munmap(old.bell, old.size);
+	link->wake_fd = wake_fd;
+	link->peer_wake_fd = peer_wake_fd;
+	link->down = 0;
+	return 0;
 }
 
 void
@@ -209,6 +236,12 @@ void
 dn_link_set_down(struct dn_link *link)
 {
 	link->down = 1;
+}
+
+int
+dn_link_is_down(const struct dn_link *link)
+{
+	return link->down;
 }
 
 int

@@ -16,6 +16,7 @@
 #ifndef DN_LINKMEM_H
 #define DN_LINKMEM_H
 
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,9 @@
 #include "dn_framering.h"
 
 #define DN_LINKMEM_VERSION 2
+/* The master seals each link's memory once sized: a slave that could
+ * shrink it would turn the switch thread's next access into SIGBUS. */
+#define DN_LINKMEM_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 /* 1 MiB a direction holds more than lwIP's 512 KiB send window. */
 #define DN_LINK_RING_SIZE (1u << 20)
 

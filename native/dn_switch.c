@@ -929,6 +929,9 @@ dn_slot_map(struct dn_switch *sw, struct dn_slot *s, int fd)
 	if (ftruncate(fd, (off_t)size) < 0)
 		return dn_error(-errno, "cannot size the link memory (%zu "
 			"bytes): %s", size, strerror(errno));
+	if (fcntl(fd, F_ADD_SEALS, DN_LINKMEM_SEALS) < 0)
+		return dn_error(-errno, "cannot seal the link memory (a memfd "
+			"made without MFD_ALLOW_SEALING?): %s", strerror(errno));
 	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED)
 		return dn_error(-errno, "cannot map the link memory: %s",

@@ -225,7 +225,7 @@ class ControlServer:
             raise RequestError(errno.ENOSPC, str(exc)) from None
         # The switch sizes and lays out the link's memory; the process maps
         # the same memfd.
-        link = os.memfd_create(f"docknet-link-{name}", os.MFD_CLOEXEC)
+        link = os.memfd_create(f"docknet-link-{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
             slot = self.switch.add(ip=address, link_fd=link, slave_wake_fd=wake, tenant=tenant_id)
