@@ -84,6 +84,13 @@ class ProcessEndpoint:
                 ProcessEndpoint._instance = None
                 self.stack.close()
 
+    def relinked(self) -> None:
+        """The stack moved to a master that came back: its address may be
+        new, and names found before may have moved."""
+        self.address = self.stack.address
+        self.network = ipaddress.IPv4Network(f"{self.stack.address}/{self.stack.info.prefix}", strict=False)
+        self._names.clear()
+
     def is_docknet_ip(self, host: str) -> bool:
         try:
             return ipaddress.IPv4Address(host) in self.network

@@ -28,7 +28,8 @@ from .bucket import TokenBucket
 from .endpoint import ProcessEndpoint
 from .poller import StackPoller
 from .server import DockNetServer
-from .stack import CONNECTED, ERROR, Event
+from .log import get_logger
+from .stack import CONNECTED, ERROR, Event, request_attach
 from .tcp import DockNetTCPTransport, _exc
 from .udp import DockNetDatagramTransport
 
@@ -39,8 +40,14 @@ FAST_CHANNELS = os.environ.get("DOCKNET_FAST_CHANNELS", "1") != "0"
 # before taking the network path (the master answers at once; this is for
 # a master too busy to).
 FC_BROKER_TIMEOUT = 3.0
+# After the master went: first try to re-attach this soon, then back off
+# to one try every REATTACH_MAX seconds until it is back.
+REATTACH_FIRST = 0.1
+REATTACH_MAX = 1.0
 
 __all__ = ["DockNetLoop"]
+
+log = get_logger("aiodocknet.loop")
 
 WILDCARDS = (None, "", "0.0.0.0", "::")
 
@@ -75,6 +82,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         # The endpoint's limits, enforced here on fast channels.
         self._dn_egress: TokenBucket | None = None
         self._dn_ingress: TokenBucket | None = None
+        self._dn_reattach: asyncio.TimerHandle | None = None
+        self._dn_reattach_tries = 0
 
     # ---- the endpoint ----
 
@@ -117,7 +126,65 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         ep = self._docknet()
         return ep.resolve(host) if ep is not None else None
 
+    # ---- the master restarting ----
+
+    def _dn_master_lost(self) -> None:
+        """The master is gone (the poller has ended the connections):
+        nothing waits for its answers, and the endpoint re-attaches when a
+        master is back on the same control socket."""
+        for fut in self._dn_fc_pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionResetError(errno.ECONNRESET, "the DockNet master is gone"))
+        self._dn_reattach_tries = 0
+        self._dn_schedule_reattach(REATTACH_FIRST)
+
+    def _dn_schedule_reattach(self, delay: float) -> None:
+        if self._dn_reattach is None and self._dn_poller is not None:
+            self._dn_reattach = self.call_later(delay, self._dn_try_reattach)
+
+    def _dn_try_reattach(self) -> None:
+        self._dn_reattach = None
+        ep = self._dn_endpoint
+        if ep is None or self._dn_poller is None:
+            return
+        # The attach is a round trip to another process: off the loop.
+        fut = self.run_in_executor(None, request_attach, ep.stack.info.endpoint, ep.master)
+        fut.add_done_callback(self._dn_reattached)
+
+    def _dn_reattached(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            return
+        ep, poller = self._dn_endpoint, self._dn_poller
+        exc = fut.exception()
+        if exc is not None:
+            if ep is None or poller is None:
+                return
+            self._dn_reattach_tries += 1
+            if self._dn_reattach_tries in (1, 10) or self._dn_reattach_tries % 60 == 0:
+                log.warning("docknet master not back yet", endpoint=ep.stack.info.endpoint,
+                            tries=self._dn_reattach_tries, reason=str(exc))
+            self._dn_schedule_reattach(min(REATTACH_FIRST * 2 ** self._dn_reattach_tries, REATTACH_MAX))
+            return
+        control, info, fds = fut.result()
+        if ep is None or poller is None:
+            for fd in fds:
+                os.close(fd)
+            control.close()
+            return
+        try:
+            poller.relink(control, info, fds)
+        except OSError as exc:
+            log.error("cannot move to the master that came back", endpoint=info.endpoint, error=str(exc))
+            self._dn_schedule_reattach(REATTACH_MAX)
+            return
+        ep.relinked()
+        for port in self._dn_servers:
+            self._dn_listen(port, True)
+
     def close(self) -> None:
+        if self._dn_reattach is not None:
+            self._dn_reattach.cancel()
+            self._dn_reattach = None
         if self._dn_poller is not None:
             for port in list(self._dn_servers):
                 self._dn_listen(port, False)

@@ -152,6 +152,22 @@ class StackPoller:
                 ended += 1
             log.error("docknet master connection lost", endpoint=self._stack.info.endpoint,
                       connections_reset=ended)
+            self._loop._dn_master_lost()  # type: ignore[attr-defined]
+        self.kick()
+
+    def relink(self, control: Any, info: Any, fds: list[int]) -> None:
+        """The master is back (``SlaveStack.relink``): watch the new link's
+        eventfd and control connection instead of the old."""
+        if self.state.sleeping:
+            self._wake()
+        self._loop.remove_reader(self._fd)
+        try:
+            self._stack.relink(control, info, fds)
+        finally:
+            self._fd = self._stack.fileno()
+            self._control_fd = self._stack.control_fileno()
+            self._loop.add_reader(self._fd, self._on_doorbell)
+        self._loop.add_reader(self._control_fd, self._on_control)
         self.kick()
 
     def close(self) -> None:

@@ -209,9 +209,7 @@ class SlaveStack:
         return cls(stack, own_fds, control, info)
 
     @staticmethod
-    def _open(
-        info: AttachInfo, fds: list[int], max_conns: int
-    ) -> tuple[Any, tuple[int, int]]:
+    def _config(info: AttachInfo, fds: list[int], max_conns: int) -> Any:
         link, wake, master_wake = fds
         net = ipaddress.IPv4Network(f"{info.address}/{info.prefix}", strict=False)
         cfg = ffi.new("struct dn_stack_config *")
@@ -225,6 +223,14 @@ class SlaveStack:
         cfg.link_fd = link
         cfg.wake_fd = wake
         cfg.master_wake_fd = master_wake
+        return cfg
+
+    @classmethod
+    def _open(
+        cls, info: AttachInfo, fds: list[int], max_conns: int
+    ) -> tuple[Any, tuple[int, int]]:
+        link, wake, master_wake = fds
+        cfg = cls._config(info, fds, max_conns)
         out = ffi.new("struct dn_stack **")
         rc = lib.dn_stack_open(cfg, out)
         # The link has mapped its memory; the eventfds stay open for the
@@ -235,6 +241,27 @@ class SlaveStack:
             os.close(master_wake)
             raise_errno(rc)
         return out[0], (wake, master_wake)
+
+    def relink(self, control: socket.socket, info: AttachInfo, fds: list[int]) -> None:
+        """Move to a master that came back on the same control socket
+        (``request_attach``'s result, which this takes over). Listeners and
+        UDP sockets stay; the old eventfds close, so the caller stops
+        watching fileno() first."""
+        link, wake, master_wake = fds
+        rc = lib.dn_stack_relink(self._st, self._config(info, fds, 0))
+        os.close(link)
+        if rc < 0:
+            os.close(wake)
+            os.close(master_wake)
+            control.close()
+            raise_errno(rc)
+        for fd in self._fds:
+            os.close(fd)
+        self._control.close()
+        self._fds = (wake, master_wake)
+        self._control = control
+        self.info = info
+        log.info("re-attached", endpoint=info.endpoint, address=info.address)
 
     def close(self) -> None:
         """Abort every connection, take the link down and detach."""

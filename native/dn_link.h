@@ -55,6 +55,11 @@ struct dn_link_stats {
 
 int dn_link_open(const struct dn_link_config *cfg, struct dn_link **out);
 void dn_link_close(struct dn_link *link);
+/* The master came back: the link moves to the new master's memory and
+ * eventfds, keeping its mbuf pool (frames the stack still holds stay
+ * valid). On failure the link stays on the old memory, still down. */
+int dn_link_remap(struct dn_link *link, int shm_fd, uint16_t mtu,
+	int wake_fd, int peer_wake_fd);
 
 /* Next received frame: fills up to max segments and returns their count,
  * 0 when nothing is waiting, or -EMSGSIZE (frame dropped) if it has more. */
@@ -72,6 +77,7 @@ void dn_link_tx_flush(struct dn_link *link);
 /* The master is gone (its control connection closed): frames to it are
  * dropped from now on, so nothing waits for a ring nobody will read. */
 void dn_link_set_down(struct dn_link *link);
+int dn_link_is_down(const struct dn_link *link);
 
 /* True when a received frame is waiting (a cheap look: no copy, no
  * mbuf). */

@@ -525,6 +525,31 @@ fail:
 	return ret;
 }
 
+int
+dn_stack_relink(struct dn_stack *st, const struct dn_stack_config *cfg)
+{
+	ip4_addr_t ip, mask, gw;
+	int ret;
+
+	if (cfg->mtu != st->netif.mtu)
+		return dn_error(-EINVAL, "the master's MTU changed (%u, was %u): "
+			"the stack cannot move to it", cfg->mtu, st->netif.mtu);
+	ret = dn_link_remap(st->link, cfg->link_fd, cfg->mtu, cfg->wake_fd,
+		cfg->master_wake_fd);
+	if (ret < 0)
+		return ret;
+	/* Neighbours' hardware addresses come from the new switch. */
+	etharp_cleanup_netif(&st->netif);
+	ip4_addr_set_u32(&ip, lwip_htonl(cfg->ip));
+	ip4_addr_set_u32(&mask, lwip_htonl(cfg->netmask));
+	ip4_addr_set_u32(&gw, lwip_htonl(cfg->gateway));
+	/* A new address moves listeners to it; connections were already
+	 * ended when the old master went. */
+	netif_set_addr(&st->netif, &ip, &mask, &gw);
+	memcpy(st->netif.hwaddr, cfg->mac, 6);
+	return 0;
+}
+
 void
 dn_stack_close(struct dn_stack *st)
 {
@@ -774,6 +799,10 @@ dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
 	err_t err;
 	int id;
 
+	/* No master, no switch: fail now rather than after SYN retries. */
+	if (dn_link_is_down(st->link))
+		return dn_error(-EHOSTUNREACH, "the DockNet master is gone "
+			"(waiting for it to come back)");
 	id = dn_conn_alloc(st, DN_TCP);
 	if (id < 0)
 		return id;
@@ -1151,6 +1180,9 @@ dn_udp_sendto(struct dn_stack *st, int id, const void *buf, uint32_t len,
 
 	if (c == NULL || c->kind != DN_UDP)
 		return dn_error(-EBADF, "no UDP endpoint with id %d", id);
+	if (dn_link_is_down(st->link))
+		return dn_error(-EHOSTUNREACH, "the DockNet master is gone "
+			"(waiting for it to come back)");
 	if (len > (uint32_t)st->netif.mtu - 28)
 		return dn_error(-EMSGSIZE, "datagram of %u bytes exceeds the "
 			"link MTU %u less headers", len, st->netif.mtu);

@@ -63,6 +63,12 @@ struct dn_stack_stats {
 
 int dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out);
 void dn_stack_close(struct dn_stack *st);
+/* After the master restarted: the stack moves to the new master's link
+ * (cfg's link_fd, wake_fd, master_wake_fd; its address, which may have
+ * changed). n_mbufs and max_conns are ignored; the MTU must be the same.
+ * Listeners and UDP sockets stay; TCP connections ended when the master
+ * went (dn_reset_peer with 0). */
+int dn_stack_relink(struct dn_stack *st, const struct dn_stack_config *cfg);
 
 /* Receives, runs lwIP (input, timers), sends, and fills ev with up to max
  * events. Returns the number of events. */

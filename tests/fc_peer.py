@@ -17,6 +17,8 @@ where the test must act in between.
           stream           connects to "sink", says "connected", streams from
                            "go" to "stop" (lines on stdin)
           connect          one connection attempt; reports the outcome
+          twice            one echo, then on "go" one more connection
+                           attempt; reports its outcome and how long it took
 """
 
 from __future__ import annotations
@@ -182,6 +184,24 @@ async def client(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.1)
             say("after", channel_maps=channel_maps())
         stop.cancel()
+    elif args.mode == "twice":
+        # Attached and connected once; then, on "go", one more connection
+        # attempt (the test changes something in between).
+        r, w = await asyncio.open_connection(host, port)
+        w.write(b"echo\nhello\n")
+        say("first", echoed=(await r.readline()).decode())
+        w.close()
+        stdin = await stdin_reader()
+        assert (await stdin.readline()).strip() == b"go"
+        t0 = time.monotonic()
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+        except (OSError, asyncio.TimeoutError) as exc:
+            say("result", outcome=type(exc).__name__, errno=getattr(exc, "errno", None), message=str(exc),
+                seconds=time.monotonic() - t0)
+            return
+        say("result", outcome="connected", seconds=time.monotonic() - t0)
+        w.close()
     elif args.mode == "connect":
         t0 = time.monotonic()
         try:
@@ -204,7 +224,7 @@ def main() -> None:
     c = sub.add_parser("client")
     c.add_argument("--host", required=True)
     c.add_argument("--port", type=int, required=True)
-    c.add_argument("mode", choices=["duplex", "many", "stream", "connect"])
+    c.add_argument("mode", choices=["duplex", "many", "stream", "connect", "twice"])
     c.add_argument("rest", nargs="*")
     args = p.parse_args()
     aiodocknet.run(serve(args) if args.role == "server" else client(args))

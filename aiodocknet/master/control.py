@@ -22,6 +22,7 @@ from ..log import get_logger
 from .addresses import AddressPool
 from .broker import FastChannelBroker, Refusal
 from .registry import Registration, Registry, RegistryError
+from .state import MasterState
 from .switch import Switch, mac_of
 
 __all__ = ["ControlServer", "Endpoint"]
@@ -29,6 +30,9 @@ __all__ = ["ControlServer", "Endpoint"]
 log = get_logger("aiodocknet.master")
 
 LIMIT_ATTRS = ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")
+# How long a restarted master holds an endpoint's old address for it: its
+# service re-attaches within a second or two of the master being back.
+REATTACH_GRACE = 30.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -64,6 +68,7 @@ class ControlServer:
         mtu: int,
         registry: Registry | None = None,
         default_limits: dict[str, int] | None = None,
+        state: MasterState | None = None,
     ) -> None:
         self.path = path
         self.default_limits = default_limits or {}
@@ -79,6 +84,13 @@ class ControlServer:
         self._counter = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.broker = FastChannelBroker()
+        self.state = state
+        # Addresses endpoints had under the previous master, held for them
+        # until they re-attach or REATTACH_GRACE passes.
+        self._reserved: dict[str, str] = {}
+        self._reserve_timer: asyncio.TimerHandle | None = None
+        self._state_loaded = False
+        self.registry.on_change = self._save_state
         self._handlers: dict[str, Callable[[socket.socket, dict[str, Any]], tuple[dict[str, Any], list[int]]]] = {
             "attach": self._attach,
             "resolve": self._resolve,
@@ -88,6 +100,7 @@ class ControlServer:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._restore_state()
         if os.path.exists(self.path):
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
@@ -106,10 +119,59 @@ class ControlServer:
         self._loop.add_reader(sock.fileno(), self._accept)
         log.info("control socket ready", path=self.path)
 
+    # ---- across a restart ----
+
+    def _restore_state(self) -> None:
+        if self.state is None:
+            return
+        saved = self.state.load()
+        for source, dest, port in self.registry.restore(saved):
+            try:
+                self.set_policy(source, dest, port, True)
+            except (RegistryError, OSError) as exc:
+                log.warning("saved policy skipped", source=source, dest=dest, port=port, reason=str(exc))
+        attached = saved.get("attached")
+        for name, address in (attached.items() if isinstance(attached, dict) else ()):
+            try:
+                self._reserved[name] = self.addresses.allocate(address)
+            except (ValueError, TypeError) as exc:
+                log.warning("saved address not held", endpoint=name, address=address, reason=str(exc))
+        if self._reserved:
+            assert self._loop is not None
+            self._reserve_timer = self._loop.call_later(REATTACH_GRACE, self._release_reserved)
+            log.info("holding addresses for endpoints of the previous master", endpoints=len(self._reserved),
+                     seconds=REATTACH_GRACE)
+        self._state_loaded = True
+        self._save_state()
+
+    def _release_reserved(self) -> None:
+        self._reserve_timer = None
+        for name, address in self._reserved.items():
+            log.info("endpoint did not come back, address released", endpoint=name, address=address)
+            self.addresses.release(address)
+        self._reserved.clear()
+        self._save_state()
+
+    def _save_state(self) -> None:
+        # Nothing is saved before the last state is loaded: it would be
+        # overwritten by a partial one (policies from the configuration).
+        if self.state is None or not self._state_loaded:
+            return
+        attached = {name: ep.address for name, ep in self.endpoints.items()}
+        attached.update(self._reserved)
+        self.state.save({**self.registry.saved(), "attached": attached})
+
     def close(self) -> None:
         assert self._loop is not None
+        if self._reserve_timer is not None:
+            self._reserve_timer.cancel()
+            self._reserve_timer = None
+        # What was attached stays in the saved state: after a restart,
+        # its services come back to their addresses.
+        self.state, state = None, self.state
         for conn in list(self._conn_endpoint):
             self._drop(conn, "master stopping")
+        self.state = state
         if self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
@@ -218,9 +280,15 @@ class ControlServer:
             log.warning("attach refused", endpoint=name, pid=pid, reason=str(exc))
             raise RequestError(errno.EACCES, str(exc)) from None
         tenant = reg.tenant if reg is not None else "default"
+        reserved = self._reserved.pop(name, None)
         try:
             tenant_id = self.registry.tenant_id(tenant)
-            address = self.addresses.allocate(reg.ip if reg is not None else None)
+            if reserved is not None and (reg is None or reg.ip in (None, reserved)):
+                address = reserved  # its address under the previous master
+            else:
+                if reserved is not None:
+                    self.addresses.release(reserved)
+                address = self.addresses.allocate(reg.ip if reg is not None else None)
         except (ValueError, RegistryError) as exc:
             raise RequestError(errno.ENOSPC, str(exc)) from None
         # The switch sizes and lays out the link's memory; the process maps
@@ -259,6 +327,7 @@ class ControlServer:
         )
         self.endpoints[name] = ep
         self._conn_endpoint[conn] = name
+        self._save_state()
         log.info("endpoint attached", endpoint=name, address=address, slot=slot, pid=ep.pid, tenant=tenant)
         reply = {
             "address": address,
@@ -294,6 +363,7 @@ class ControlServer:
                 ep.limits = {k: int(getattr(reg, k)) for k in LIMIT_ATTRS}
             self._apply_limits(ep.slot, ep.limits)
             self._push_limits(name)
+        self._save_state()
         log.info("limits set", endpoint=name, **limits)
         return {k: (getattr(reg, k) if reg is not None else ep.limits.get(k, 0))  # type: ignore[union-attr]
                 for k in ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")}
@@ -305,6 +375,7 @@ class ControlServer:
             self.registry.policies.add((source, dest, port))
         else:
             self.registry.policies.discard((source, dest, port))
+        self._save_state()
         log.info("policy", allow=allow, source=source, dest=dest, port=port or "any")
 
     # ---- fast-channel broker ----
@@ -410,6 +481,7 @@ class ControlServer:
         os.close(ep.wake_fd)
         self.addresses.release(ep.address)
         self.broker.endpoint_gone(name)
+        self._save_state()
         log.info("endpoint detached", endpoint=name, address=ep.address, reason=why)
         # The endpoint's peers learn now, not at their next send: their
         # stacks end every connection to it, as the kernel would on a close.

@@ -14,6 +14,7 @@ from ..log import get_logger
 from .addresses import AddressPool
 from .api import serve_api
 from .control import ControlServer
+from .state import MasterState
 from .switch import Switch
 
 __all__ = ["MasterConfig", "run_master"]
@@ -122,7 +123,7 @@ async def run_master(
             wake="packet socket" if up["wake_fd"] >= 0 else "polls every few ms when idle",
         )
     server = ControlServer(cfg.control_path, cfg.run_dir, switch, addresses, cfg.mtu,
-                           default_limits=_limit_attrs(defaults or {}))
+                           default_limits=_limit_attrs(defaults or {}), state=MasterState(cfg.run_dir))
     server.broker.enabled = cfg.fast_channels
     server.broker.ring_size = cfg.fast_channel_ring
     for source, dest, port in policies or []:

@@ -12,10 +12,15 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..log import get_logger
+
 __all__ = ["Registration", "Registry", "RegistryError", "netns_inode"]
+
+log = get_logger("aiodocknet.master")
 
 DEFAULT_TENANT = "default"
 MAX_TENANTS = 256
@@ -67,6 +72,9 @@ class Registry:
         # (from, to, port): port 0 is any port
         self.policies: set[tuple[str, str, int]] = set()
         self.master_netns = netns_inode("/proc/self/ns/net")
+        # Called after every change to the registrations (the master saves
+        # them for its next start).
+        self.on_change: Callable[[], None] = lambda: None
 
     def tenant_id(self, name: str) -> int:
         if name not in self.tenants:
@@ -85,12 +93,14 @@ class Registry:
         self.tenant_id(tenant)
         reg = Registration(name, tenant, netns, ino, secrets.token_hex(16), ip)
         self.endpoints[name] = reg
+        self.on_change()
         return reg
 
     def unregister(self, name: str) -> Registration:
         reg = self.endpoints.pop(name, None)
         if reg is None:
             raise RegistryError(404, f"no endpoint {name!r} is registered")
+        self.on_change()
         return reg
 
     def allows(self, source: str, dest: str, port: int) -> bool:
@@ -120,3 +130,33 @@ class Registry:
         if not isinstance(secret, str) or not secrets.compare_digest(secret, reg.secret):
             raise RegistryError(403, f"wrong or missing secret for endpoint {name!r}")
         return reg
+
+    # ---- across a restart (master/state.py) ----
+
+    def saved(self) -> dict[str, Any]:
+        return {"registrations": [asdict(r) for r in self.endpoints.values()],
+                "policies": sorted(self.policies)}
+
+    def restore(self, saved: dict[str, Any]) -> list[tuple[str, str, int]]:
+        """Registrations from a saved state whose namespace is still the
+        one registered; returns the saved policies for the caller to put
+        back in force."""
+        names = {f.name for f in fields(Registration)}
+        for row in saved.get("registrations") or []:
+            try:
+                reg = Registration(**{k: v for k, v in row.items() if k in names})
+                if not (isinstance(reg.name, str) and isinstance(reg.secret, str) and isinstance(reg.netns, str)):
+                    raise TypeError("bad field types")
+                if netns_inode(reg.netns) != reg.netns_ino:
+                    raise OSError("its network namespace is gone")
+                self.tenant_id(reg.tenant)
+            except (TypeError, ValueError, OSError, AttributeError, RegistryError) as exc:
+                log.warning("saved registration skipped", row=str(row)[:200], reason=str(exc))
+                continue
+            self.endpoints[reg.name] = reg
+        out = []
+        for rule in saved.get("policies") or []:
+            if (isinstance(rule, list) and len(rule) == 3 and all(isinstance(x, str) for x in rule[:2])
+                    and isinstance(rule[2], int) and not isinstance(rule[2], bool)):
+                out.append((rule[0], rule[1], rule[2]))
+        return out
