@@ -17,6 +17,7 @@ import subprocess
 import sys
 from typing import Any
 
+from . import validate
 from .log import configure
 
 __all__ = ["main"]
@@ -45,7 +46,7 @@ def _master(args: argparse.Namespace) -> int:
                   f"({fc['memory'] / 2**20:.1f} MiB), {fc['made']} made, {fc['refused_by_policy']} refused by policy, "
                   f"{fc['bytes']:,} bytes")
         return 0
-    from .master.config import ConfigError, FileConfig, describe, load_config
+    from .master.config import ConfigError, FileConfig, check_setting, describe, load_config
     from .master.master import MasterConfig, run_master
 
     try:
@@ -53,17 +54,20 @@ def _master(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"docknet master: {exc}", file=sys.stderr)
         return 2
-    for key in ("run_dir", "subnet", "mtu", "spin_us", "range", "uplink", "fast_channels"):
-        if getattr(args, key) is not None:
-            setattr(fc.master, key, getattr(args, key))
-    if args.fast_channel_ring is not None:
-        from .master.config import parse_ring_size
-
-        try:
-            fc.master.fast_channel_ring = parse_ring_size(args.fast_channel_ring)
-        except ValueError as exc:
-            print(f"docknet master: --fast-channel-ring: {exc}", file=sys.stderr)
-            return 2
+    # Flags are checked as the file's keys are, by the same code; subnet
+    # first, and a range from the file again against a subnet from a flag.
+    given = [k for k in ("subnet", "range", "run_dir", "mtu", "spin_us", "uplink", "fast_channels",
+                         "fast_channel_ring") if getattr(args, k) is not None]
+    flags = {k: (getattr(args, k), "--" + k.replace("_", "-")) for k in given}
+    if "subnet" in given and "range" not in given and fc.master.range is not None:
+        given.insert(1, "range")
+        flags["range"] = (fc.master.range, f"{args.config}: range")
+    try:
+        for key in given:
+            check_setting(fc.master, key, *flags[key])
+    except validate.ValidationError as exc:
+        print(f"docknet master: {exc}", file=sys.stderr)
+        return 2
     if args.check_config:
         print(json.dumps(describe(fc), indent=1))
         print("configuration is valid", file=sys.stderr)
@@ -157,6 +161,13 @@ def _policy(args: argparse.Namespace) -> int:
     if not args.source or not args.dest:
         print("docknet policy: allow/deny need two tenants", file=sys.stderr)
         return 2
+    try:
+        validate.tenant_name(args.source, "from")
+        validate.tenant_name(args.dest, "to")
+        validate.port(args.port, "--port")
+    except validate.ValidationError as exc:
+        print(f"docknet policy: {exc}", file=sys.stderr)
+        return 2
     body = {"from": args.source, "to": args.dest, "port": args.port}
     api.call("POST" if args.verb == "allow" else "DELETE", "/v1/policy", body)
     return 0
@@ -183,12 +194,31 @@ def _control_path(api: Any) -> str:
     return os.path.join(os.path.dirname(api.path), "master.sock")
 
 
+def _check_registration(args: argparse.Namespace) -> bool:
+    """run/attach flags, checked here as the master would check them: the
+    endpoint's name also names its network namespace, made before the
+    master is asked."""
+    try:
+        validate.endpoint_name(args.name, "--name")
+        validate.tenant_name(args.tenant, "--tenant")
+        if args.rate:
+            validate.limit("egress", args.rate, "--rate")
+        if getattr(args, "netns", None) is not None:
+            validate.netns_path(args.netns, "--netns")
+    except validate.ValidationError as exc:
+        print(f"docknet {args.command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _run(args: argparse.Namespace) -> int:
     from .netns import NetnsError, create_netns, delete_netns
 
     cmd = [c for c in args.cmd if c != "--"] if args.cmd and args.cmd[0] == "--" else args.cmd
     if not cmd:
         print("docknet run: give a command after --", file=sys.stderr)
+        return 2
+    if not _check_registration(args):
         return 2
     api = _client(args)
     # Named after the endpoint and its master: endpoint names are unique
@@ -220,6 +250,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _attach(args: argparse.Namespace) -> int:
+    if not _check_registration(args):
+        return 2
     api = _client(args)
     reg = _register(api, args, args.netns)
     print(f"DOCKNET_ENDPOINT={args.name}")

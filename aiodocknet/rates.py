@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 __all__ = ["parse_bits", "parse_pkts", "format_bits"]
 
@@ -12,6 +13,8 @@ _PKTS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(pps|p/s|packets/s)\s*$", re.
 
 
 def _parse(text: str | int, pattern: re.Pattern[str], what: str, examples: str) -> re.Match[str] | int:
+    if not isinstance(text, (str, int)):
+        raise TypeError(f"a {what} is a whole number or text such as {examples.split(',')[0]}")
     if isinstance(text, int):
         if text < 0:
             raise ValueError("a rate cannot be negative")
@@ -29,7 +32,9 @@ def parse_bits(text: str | int) -> int:
     m = _parse(text, _BITS, "rate", "100mbit, 1.5gbit, 800kbit")
     if isinstance(m, int):
         return m
-    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    # Decimal, not float: a string of many digits must come out as the
+    # large number it is (for the caller's range check), not as infinity.
+    value = Decimal(m.group(1)) * _UNITS[m.group(2).lower()]
     if m.group(3) == "B":  # bytes
         value *= 8
     return int(value)
@@ -40,7 +45,7 @@ def parse_pkts(text: str | int) -> int:
     m = _parse(text, _PKTS, "packet rate", "20kpps, 500pps")
     if isinstance(m, int):
         return m
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    return int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def format_bits(bits: int) -> str:

@@ -111,12 +111,22 @@ def _ip_str(value: int) -> str:
     return str(ipaddress.IPv4Address(value))
 
 
-def request_attach(endpoint: str, path: str) -> tuple[socket.socket, AttachInfo, list[int]]:
+# A master answers an attach in milliseconds; one that does not answer at
+# all (busy, wedged, or refusing without a word) must not hang the
+# process's first network call for ever.
+ATTACH_TIMEOUT = 10.0
+
+
+def request_attach(endpoint: str, path: str,
+                   timeout: float = ATTACH_TIMEOUT) -> tuple[socket.socket, AttachInfo, list[int]]:
     """Ask the master at path for endpoint; returns the control connection
     (held for as long as the endpoint lives), what the master assigned, and
-    the link's memory, the endpoint's eventfd and the master's."""
+    the link's memory, the endpoint's eventfd and the master's.
+    TimeoutError (an OSError) when the master does not answer in time."""
     control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    fds: list[int] = []
     try:
+        control.settimeout(timeout)
         try:
             control.connect(path)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -129,26 +139,37 @@ def request_attach(endpoint: str, path: str) -> tuple[socket.socket, AttachInfo,
         secret = os.environ.get("DOCKNET_SECRET")
         if secret:
             request["secret"] = secret
-        send_message(control, request)
-        reply, fds = recv_message(control)
+        try:
+            send_message(control, request)
+            reply, fds = recv_message(control)
+        except TimeoutError:
+            raise TimeoutError(
+                errno.ETIMEDOUT, f"DockNet master at {path} did not answer the attach within {timeout:g} s"
+            ) from None
         if reply is None:
             raise ConnectionResetError(errno.ECONNRESET, f"DockNet master at {path} closed the connection")
         if not reply.get("ok") or len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
             if reply.get("ok"):
                 raise ControlError(errno.EPROTO, "master sent a malformed attach reply")
             code = getattr(errno, str(reply.get("code")), errno.EPROTO)
             raise ControlError(code, f"master refused attach: {reply.get('error')}")
-        info = AttachInfo(
-            endpoint=endpoint,
-            address=reply["address"],
-            prefix=int(reply["prefix"]),
-            gateway=reply["gateway"],
-            mac=reply["mac"],
-            mtu=int(reply["mtu"]),
-        )
+        try:
+            info = AttachInfo(
+                endpoint=endpoint,
+                address=reply["address"],
+                prefix=int(reply["prefix"]),
+                gateway=reply["gateway"],
+                mac=reply["mac"],
+                mtu=int(reply["mtu"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ControlError(errno.EPROTO, "master sent a malformed attach reply") from None
+        # From here the connection is the endpoint's lifeline, read when
+        # the master writes: blocking again, as the stack expects.
+        control.settimeout(None)
     except BaseException:
+        for fd in fds:
+            os.close(fd)
         control.close()
         raise
     return control, info, fds

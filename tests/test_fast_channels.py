@@ -204,6 +204,10 @@ def test_policy_denied_pair_gets_no_channel_and_no_connection(master: Master) ->
     assert after["made"] == before["made"] and after["open"] == 0
     assert after["refused_by_policy"] == before["refused_by_policy"] + 1
 
+    # fc-b has gone, and tenant b with it: a registration holds b while the
+    # policy is set and fc-b2 starts.
+    api(master).call("POST", "/v1/endpoints", {"name": "b-holder", "tenant": "b",
+                                               "netns": f"/proc/{os.getpid()}/ns/net"})
     api(master).call("POST", "/v1/policy", {"from": "b", "to": "a"})
     c = run("fc-b2", "b", "client", "--host", srv["address"], "--port", "7200", "connect")
     res = c.expect("result", timeout=60)

@@ -84,6 +84,9 @@ def test_cli_commands(master: Master) -> None:
     assert "web" in ps and "attached" in ps
     assert json.loads(cli(master, "--json", "ps").stdout)[0]["name"] == "web"
     assert "web" in cli(master, "stats").stdout
+    # Tenants exist with their endpoints: one registered in each.
+    for tenant in ("shop", "db", "cache"):
+        cli(master, "attach", "--name", f"{tenant}-1", "--netns", f"/proc/{os.getpid()}/ns/net", "--tenant", tenant)
     cli(master, "policy", "allow", "shop", "db", "--port", "5432")
     cli(master, "policy", "allow", "shop", "cache")
     ls = cli(master, "policy", "ls").stdout

@@ -2,20 +2,25 @@
 
 Served by aiohttp next to the control socket (``RUN_DIR/api.sock``); the
 ``docknet`` CLI is its client. Bad requests get a 4xx with ``{"error": ...}``
-saying what was wrong. ``/metrics`` has the same counters in Prometheus'
-text format; ``/v1/openapi.json`` describes the routes.
+saying what was wrong, and change nothing: every value is checked
+(``aiodocknet/validate.py``) before anything is stored. ``/metrics`` has the
+same counters in Prometheus' text format; ``/v1/openapi.json`` describes
+the routes.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from .. import validate
 from ..log import get_logger
-from ..rates import parse_bits, parse_pkts
 from .control import ControlServer
 from .registry import RegistryError
 
@@ -23,36 +28,91 @@ __all__ = ["make_app", "serve_api", "OPENAPI"]
 
 log = get_logger("aiodocknet.api")
 
-LIMIT_FIELDS = {"egress": ("egress_bits", parse_bits), "ingress": ("ingress_bits", parse_bits),
-                "egress_pps": ("egress_pkts", parse_pkts), "ingress_pps": ("ingress_pkts", parse_pkts)}
+LIMIT_FIELDS = validate.LIMIT_KEYS
+REGISTER_FIELDS = {"name", "netns", "tenant", "ip", *LIMIT_FIELDS}
+POLICY_FIELDS = {"from", "to", "port"}
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+@web.middleware
+async def _errors(request: web.Request,
+                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Bad values anywhere in a handler are the client's 400; anything else
+    that goes wrong is logged here and answered in JSON, never as a bare
+    traceback page."""
+    try:
+        return await handler(request)
+    except validate.ValidationError as exc:
+        return _error(400, str(exc))
+    except RegistryError as exc:
+        return _error(exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return _error(exc.status, exc.reason)
+        raise
+    except Exception as exc:
+        log.exception("API request failed", method=request.method, path=request.path)
+        return _error(500, f"internal error ({type(exc).__name__}); the master's log has the details")
+
+
+async def _body(request: web.Request, known: set[str]) -> dict[str, Any]:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "request body is not valid JSON"}),
-                                 content_type="application/json") from None
+    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, ints too long to read
+        raise validate.ValidationError("request body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "request body must be a JSON object"}),
-                                 content_type="application/json")
+        raise validate.ValidationError("request body must be a JSON object")
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise validate.ValidationError(
+            f"unknown field {unknown[0][:40]!r} (known: {', '.join(sorted(known))})")
     return body
 
 
 def _limits(body: dict[str, Any]) -> dict[str, int]:
-    out = {}
-    for key, (attr, parse) in LIMIT_FIELDS.items():
-        if key in body:
+    return {attr: validate.limit(key, body[key]) for key, attr in LIMIT_FIELDS.items() if key in body}
+
+
+class _Counters(Collector):
+    """The master's counters, read when Prometheus scrapes: the library
+    writes the exposition format and escapes label values (endpoint and
+    tenant names are the users')."""
+
+    def __init__(self, ctl: ControlServer) -> None:
+        self.ctl = ctl
+
+    def collect(self) -> Iterator[Metric]:
+        ctl = self.ctl
+        sw = ctl.switch.counters()
+        for key in ("loops", "busy_loops", "sleeps", "busy_ns"):
+            yield CounterMetricFamily(f"docknet_switch_{key}", f"switch thread {key.replace('_', ' ')}",
+                                      value=sw[key])
+        yield GaugeMetricFamily("docknet_endpoints", "attached endpoints", value=len(ctl.endpoints))
+        per_ep: dict[str, CounterMetricFamily] = {}
+        for name, ep in sorted(ctl.endpoints.items()):
             try:
-                out[attr] = parse(body[key])
-            except (ValueError, TypeError) as exc:
-                raise web.HTTPBadRequest(text=json.dumps({"error": f"{key}: {exc}"}),
-                                         content_type="application/json") from None
-    return out
+                counters = ctl.switch.port_counters(ep.slot)
+            except OSError:
+                continue  # detaching right now
+            for key, value in counters.items():
+                if key == "link_up":
+                    continue
+                family = per_ep.get(key)
+                if family is None:
+                    family = per_ep[key] = CounterMetricFamily(
+                        f"docknet_endpoint_{key}", f"endpoint {key.replace('_', ' ')}",
+                        labels=["endpoint", "tenant"])
+                family.add_metric([name, ep.tenant], value)
+        yield from per_ep.values()
+        fc = ctl.broker.stats()
+        for key, kind in (("made", "counter"), ("released", "counter"), ("refused_by_policy", "counter"),
+                          ("bytes", "counter"), ("open", "gauge"), ("memory", "gauge")):
+            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family_type(f"docknet_fast_channels_{key}", f"fast channels {key.replace('_', ' ')}",
+                              value=fc[key])
 
 
 def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
@@ -98,25 +158,19 @@ def make_app(ctl: ControlServer) -> web.Application:
 
     @routes.post("/v1/endpoints")
     async def register(request: web.Request) -> web.Response:
-        body = await _body(request)
-        name, netns = body.get("name"), body.get("netns")
-        if not isinstance(name, str) or not name:
+        body = await _body(request, REGISTER_FIELDS)
+        if "name" not in body:
             return _error(400, "'name' (a string) is required")
-        if not isinstance(netns, str) or not netns:
+        if "netns" not in body:
             return _error(400, "'netns' (a namespace path, e.g. /run/netns/NAME) is required")
-        tenant = body.get("tenant", "default")
-        if not isinstance(tenant, str) or not tenant:
-            return _error(400, "'tenant' must be a non-empty string")
+        name = validate.endpoint_name(body["name"])
+        tenant = validate.tenant_name(body.get("tenant", "default"))
         limits = _limits(body)
         ip = body.get("ip")
-        if ip is not None and not isinstance(ip, str):
-            return _error(400, "'ip' must be a string")
-        try:
-            reg = ctl.registry.register(name, tenant, netns, ip)
-            for attr, value in limits.items():
-                setattr(reg, attr, value)
-        except RegistryError as exc:
-            return _error(exc.status, str(exc))
+        if ip is not None:
+            ip = validate.host_address(ip, ctl.addresses.range, ctl.addresses.gateway)
+        netns = validate.netns_path(body["netns"])
+        reg = ctl.registry.register(name, tenant, netns, ip, limits)
         log.info("endpoint registered", endpoint=name, tenant=tenant, netns=netns)
         return web.json_response({**reg.public(), "secret": reg.secret}, status=201)
 
@@ -145,7 +199,7 @@ def make_app(ctl: ControlServer) -> web.Application:
 
     @routes.put("/v1/endpoints/{name}/limit")
     async def limit(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await _body(request, set(LIMIT_FIELDS))
         limits = _limits(body)
         if not limits:
             return _error(400, f"give at least one of {', '.join(LIMIT_FIELDS)}")
@@ -176,12 +230,11 @@ def make_app(ctl: ControlServer) -> web.Application:
         return web.json_response(rules)
 
     async def _policy(request: web.Request, allow: bool) -> web.Response:
-        body = await _body(request)
-        a, b, port = body.get("from"), body.get("to"), body.get("port", 0)
-        if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
+        body = await _body(request, POLICY_FIELDS)
+        if "from" not in body or "to" not in body:
             return _error(400, "'from' and 'to' (tenant names) are required")
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            return _error(400, "'port' must be 0 (any) to 65535")
+        a, b = validate.tenant_name(body["from"]), validate.tenant_name(body["to"])
+        port = validate.port(body.get("port", 0), "'port'")
         try:
             ctl.set_policy(a, b, port, allow)
         except RegistryError as exc:
@@ -198,38 +251,18 @@ def make_app(ctl: ControlServer) -> web.Application:
     async def policy_deny(request: web.Request) -> web.Response:
         return await _policy(request, False)
 
+    metrics_registry = CollectorRegistry(auto_describe=False)
+    metrics_registry.register(_Counters(ctl))
+
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
-        lines = []
-        sw = ctl.switch.counters()
-        for key in ("loops", "busy_loops", "sleeps", "busy_ns"):
-            lines.append(f"# TYPE docknet_switch_{key}_total counter")
-            lines.append(f"docknet_switch_{key}_total {sw[key]}")
-        lines.append("# TYPE docknet_endpoints gauge")
-        lines.append(f"docknet_endpoints {len(ctl.endpoints)}")
-        per_ep: dict[str, list[str]] = {}
-        for name, ep in sorted(ctl.endpoints.items()):
-            for key, value in ctl.switch.port_counters(ep.slot).items():
-                if key == "link_up":
-                    continue
-                per_ep.setdefault(key, []).append(
-                    f'docknet_endpoint_{key}_total{{endpoint="{name}",tenant="{ep.tenant}"}} {value}')
-        for key, samples in per_ep.items():
-            lines.append(f"# TYPE docknet_endpoint_{key}_total counter")
-            lines.extend(samples)
-        fc = ctl.broker.stats()
-        for key, kind in (("made", "counter"), ("released", "counter"), ("refused_by_policy", "counter"),
-                          ("bytes", "counter"), ("open", "gauge"), ("memory", "gauge")):
-            suffix = "_total" if kind == "counter" else ""
-            lines.append(f"# TYPE docknet_fast_channels_{key}{suffix} {kind}")
-            lines.append(f"docknet_fast_channels_{key}{suffix} {fc[key]}")
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        return web.Response(body=generate_latest(metrics_registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @routes.get("/v1/openapi.json")
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
-    app = web.Application()
+    app = web.Application(middlewares=[_errors])
     app.add_routes(routes)
     return app
 
@@ -237,7 +270,7 @@ def make_app(ctl: ControlServer) -> web.Application:
 def _op(summary: str, body: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {
         "200": {"description": "ok"}, "400": {"description": "bad request"},
-        "404": {"description": "no such endpoint"}}}
+        "404": {"description": "no such endpoint or tenant"}}}
     if body:
         op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
     return op

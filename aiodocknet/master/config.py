@@ -27,14 +27,18 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..rates import parse_bits, parse_pkts
+from .. import validate
 from .master import MasterConfig
+from .registry import DEFAULT_TENANT, MAX_TENANTS
 
-__all__ = ["ConfigError", "FileConfig", "load_config"]
+__all__ = ["ConfigError", "FileConfig", "check_setting", "load_config"]
 
 TOP_KEYS = {"subnet", "range", "mtu", "run_dir", "uplink", "spin_us", "max_endpoints", "defaults", "policy",
             "fast_channels", "fast_channel_ring"}
-DEFAULT_KEYS = {"egress": parse_bits, "ingress": parse_bits, "egress_pps": parse_pkts, "ingress_pps": parse_pkts}
+DEFAULT_KEYS = validate.LIMIT_KEYS
+# Whole-number settings and their bounds (the switch's uint16 MTU, its
+# endpoint slots).
+WHOLE_KEYS = {"mtu": (576, 9000), "spin_us": (0, 100000), "max_endpoints": (1, 65534)}
 
 
 class ConfigError(ValueError):
@@ -51,6 +55,36 @@ class FileConfig:
 def _line_of(text: str, key: str, nth: int = 0) -> int:
     hits = [i + 1 for i, line in enumerate(text.splitlines()) if re.match(rf"\s*{re.escape(key)}\s*=", line)]
     return hits[min(nth, len(hits) - 1)] if hits else 0
+
+
+def check_setting(cfg: MasterConfig, key: str, value: Any, what: str | None = None) -> None:
+    """Checks one master setting, from the file or a flag alike, and keeps
+    it in cfg; ValidationError ("WHAT: why") otherwise. range is checked
+    against cfg's subnet, so the subnet goes first."""
+    what = what or key
+    if key == "subnet":
+        validate.ipv4_network(value, what)
+    elif key == "range":
+        rng = validate.ipv4_network(value, what)
+        if not rng.subnet_of(ipaddress.IPv4Network(cfg.subnet)):
+            raise validate.ValidationError(f"{what}: {rng} is not inside the subnet {cfg.subnet}")
+        if rng.num_addresses < 4:
+            raise validate.ValidationError(f"{what}: {rng} is too small for endpoints")
+    elif key in WHOLE_KEYS:
+        validate.whole(value, *WHOLE_KEYS[key], what)
+    elif key in ("run_dir", "uplink"):
+        validate.text(value, what)
+    elif key == "fast_channels":
+        if not isinstance(value, bool):
+            raise validate.ValidationError(f"{what}: must be true or false")
+    elif key == "fast_channel_ring":
+        try:
+            value = parse_ring_size(value)
+        except ValueError as exc:
+            raise validate.ValidationError(f"{what}: {exc}") from None
+    else:
+        raise validate.ValidationError(f"{what}: unknown setting")
+    setattr(cfg, key, value)
 
 
 def load_config(path: str, base: MasterConfig | None = None) -> FileConfig:
@@ -75,47 +109,17 @@ def load_config(path: str, base: MasterConfig | None = None) -> FileConfig:
             raise fail(key, f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
     cfg = base or MasterConfig()
 
-    def text_value(key: str) -> str | None:
-        value = data.get(key)
-        if value is not None and not isinstance(value, str):
-            raise fail(key, "must be a string")
-        return value
+    def failed(key: str, exc: ValueError, nth: int = 0) -> ConfigError:
+        line = _line_of(text, key.split(".")[-1], nth)
+        return ConfigError(f"{path}:{line}: {exc}" if line else f"{path}: {exc}")
 
-    subnet = text_value("subnet")
-    if subnet is not None:
-        try:
-            ipaddress.IPv4Network(subnet)
-        except ValueError as exc:
-            raise fail("subnet", str(exc)) from None
-        cfg.subnet = subnet
-    rng = text_value("range")
-    if rng is not None:
-        try:
-            if not ipaddress.IPv4Network(rng).subnet_of(ipaddress.IPv4Network(cfg.subnet)):
-                raise fail("range", f"{rng} is not inside the subnet {cfg.subnet}")
-        except ValueError as exc:
-            raise fail("range", str(exc)) from None
-        cfg.range = rng
-    for key in ("run_dir", "uplink"):
-        value = text_value(key)
-        if value is not None:
-            setattr(cfg, key, value)
-    for key, low, high in (("mtu", 576, 9000), ("spin_us", 0, 100000), ("max_endpoints", 1, 65534)):
+    # subnet before range: a range is checked against the subnet.
+    for key in ("subnet", "range", "run_dir", "uplink", *WHOLE_KEYS, "fast_channels", "fast_channel_ring"):
         if key in data:
-            value = data[key]
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise fail(key, f"must be a whole number from {low} to {high}")
-            setattr(cfg, key, value)
-
-    if "fast_channels" in data:
-        if not isinstance(data["fast_channels"], bool):
-            raise fail("fast_channels", "must be true or false")
-        cfg.fast_channels = data["fast_channels"]
-    if "fast_channel_ring" in data:
-        try:
-            cfg.fast_channel_ring = parse_ring_size(data["fast_channel_ring"])
-        except ValueError as exc:
-            raise fail("fast_channel_ring", str(exc)) from None
+            try:
+                check_setting(cfg, key, data[key])
+            except validate.ValidationError as exc:
+                raise failed(key, exc) from None
 
     out = FileConfig(cfg)
     defaults = data.get("defaults", {})
@@ -125,19 +129,30 @@ def load_config(path: str, base: MasterConfig | None = None) -> FileConfig:
         if key not in DEFAULT_KEYS:
             raise fail(f"defaults.{key}", f"unknown limit (known: {', '.join(DEFAULT_KEYS)})")
         try:
-            out.defaults[key] = DEFAULT_KEYS[key](value)
-        except (ValueError, TypeError) as exc:
-            raise fail(f"defaults.{key}", str(exc)) from None
+            out.defaults[key] = validate.limit(key, value, f"defaults.{key}")
+        except validate.ValidationError as exc:
+            raise failed(f"defaults.{key}", exc) from None
     policies = data.get("policy", [])
     if not isinstance(policies, list):
         raise fail("policy", "must be an array of tables ([[policy]])")
+    tenants = {DEFAULT_TENANT}
     for i, rule in enumerate(policies):
-        if not isinstance(rule, dict) or not isinstance(rule.get("from"), str) or not isinstance(rule.get("to"), str):
+        if not isinstance(rule, dict) or "from" not in rule or "to" not in rule:
             raise fail("from", f"policy rule {i + 1} needs 'from' and 'to' tenant names", i)
-        port = rule.get("port", 0)
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise fail("port", f"policy rule {i + 1}: port must be 0 (any) to 65535", i)
-        out.policies.append((rule["from"], rule["to"], port))
+        unknown = sorted(set(rule) - {"from", "to", "port"})
+        if unknown:
+            raise fail(unknown[0], f"policy rule {i + 1}: unknown key (known: from, to, port)", i)
+        checked: dict[str, Any] = {}
+        for key, check in (("from", validate.tenant_name), ("to", validate.tenant_name), ("port", validate.port)):
+            try:
+                checked[key] = check(rule.get(key, 0), f"policy rule {i + 1}: {key}")
+            except validate.ValidationError as exc:
+                raise failed(key, exc, i) from None
+        source, dest, port = checked["from"], checked["to"], checked["port"]
+        tenants |= {source, dest}
+        out.policies.append((source, dest, port))
+    if len(tenants) > MAX_TENANTS:
+        raise fail("policy", f"names {len(tenants)} tenants; the switch holds at most {MAX_TENANTS}")
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Callable
 
 from ..control import recv_message, send_message
 from ..log import get_logger
+from ..validate import ValidationError, endpoint_name
 from .addresses import AddressPool
 from .broker import FastChannelBroker, Refusal
 from .registry import Registration, Registry, RegistryError
@@ -33,7 +33,6 @@ LIMIT_ATTRS = ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")
 # How long a restarted master holds an endpoint's old address for it: its
 # service re-attaches within a second or two of the master being back.
 REATTACH_GRACE = 30.0
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 @dataclass
@@ -262,13 +261,10 @@ class ControlServer:
     # ---- requests ----
 
     def _attach(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-        name = msg.get("endpoint")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise RequestError(
-                errno.EINVAL,
-                "endpoint name must be 1-63 letters, digits, '.', '_' or '-' "
-                "and start with a letter or digit",
-            )
+        try:
+            name = endpoint_name(msg.get("endpoint"))
+        except ValidationError as exc:
+            raise RequestError(errno.EINVAL, str(exc)) from None
         if self._conn_endpoint.get(conn):
             raise RequestError(errno.EISCONN, "this connection is already attached")
         if name in self.endpoints:
@@ -280,51 +276,55 @@ class ControlServer:
             log.warning("attach refused", endpoint=name, pid=pid, reason=str(exc))
             raise RequestError(errno.EACCES, str(exc)) from None
         tenant = reg.tenant if reg is not None else "default"
-        reserved = self._reserved.pop(name, None)
+        # Whatever fails below, the asker gets a reply and everything taken
+        # so far is given back: an exception out of here would leave the
+        # slave waiting and the descriptors, address and port held.
+        address: str | None = None
+        link = wake = slot = None
+        stage = "cannot take an address"
         try:
             tenant_id = self.registry.tenant_id(tenant)
+            reserved = self._reserved.pop(name, None)
             if reserved is not None and (reg is None or reg.ip in (None, reserved)):
                 address = reserved  # its address under the previous master
             else:
                 if reserved is not None:
                     self.addresses.release(reserved)
                 address = self.addresses.allocate(reg.ip if reg is not None else None)
-        except (ValueError, RegistryError) as exc:
-            raise RequestError(errno.ENOSPC, str(exc)) from None
-        # The switch sizes and lays out the link's memory; the process maps
-        # the same memfd.
-        link = os.memfd_create(f"docknet-link-{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        try:
+            # The switch sizes and lays out the link's memory; the process
+            # maps the same memfd.
+            stage = "cannot create the endpoint's port"
+            link = os.memfd_create(f"docknet-link-{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             slot = self.switch.add(ip=address, link_fd=link, slave_wake_fd=wake, tenant=tenant_id)
-        except OSError as exc:
-            os.close(link)
-            os.close(wake)
-            self.addresses.release(address)
-            raise RequestError(exc.errno or errno.EIO, f"cannot create the endpoint's port: {exc.strerror}") from None
-        limits = dict(self.default_limits)
-        if reg is not None and any(getattr(reg, k) for k in LIMIT_ATTRS):
-            limits = {k: int(getattr(reg, k)) for k in LIMIT_ATTRS}
-        try:
+            stage = "cannot set the endpoint's limits"
+            limits = dict(self.default_limits)
+            if reg is not None and any(getattr(reg, k) for k in LIMIT_ATTRS):
+                limits = {k: int(getattr(reg, k)) for k in LIMIT_ATTRS}
             self._apply_limits(slot, limits)
-        except OSError as exc:
-            self.switch.remove(slot)
-            os.close(link)
-            os.close(wake)
-            self.addresses.release(address)
-            raise RequestError(exc.errno or errno.EIO, f"cannot set the endpoint's limits: {exc.strerror}") from None
-        ep = Endpoint(
-            name=name,
-            address=address,
-            mac=mac_of(address),
-            slot=slot,
-            pid=pid,
-            link_fd=link,
-            wake_fd=wake,
-            tenant=tenant,
-            registration=reg,
-            limits=limits,
-        )
+            stage = "cannot attach"
+            ep = Endpoint(
+                name=name,
+                address=address,
+                mac=mac_of(address),
+                slot=slot,
+                pid=pid,
+                link_fd=link,
+                wake_fd=wake,
+                tenant=tenant,
+                registration=reg,
+                limits=limits,
+            )
+        except Exception as exc:
+            self._undo_attach(name, address, link, wake, slot)
+            if isinstance(exc, (ValueError, RegistryError)) and slot is None:
+                code, why = errno.ENOSPC, str(exc)
+            elif isinstance(exc, OSError):
+                code, why = exc.errno or errno.EIO, exc.strerror or str(exc)
+            else:
+                log.exception("attach failed", endpoint=name, pid=pid, stage=stage)
+                code, why = errno.EIO, f"internal error ({type(exc).__name__})"
+            raise RequestError(code, f"{stage}: {why}") from None
         self.endpoints[name] = ep
         self._conn_endpoint[conn] = name
         self._save_state()
@@ -337,6 +337,20 @@ class ControlServer:
             "mtu": self.mtu,
         }
         return reply, [link, wake, self.switch.wake_fd]
+
+    def _undo_attach(self, name: str, address: str | None, link: int | None, wake: int | None,
+                     slot: int | None) -> None:
+        """Gives back what a failed attach took, in the reverse order."""
+        if slot is not None:
+            try:
+                self.switch.remove(slot)
+            except OSError as exc:
+                log.error("cannot remove port", endpoint=name, slot=slot, error=str(exc))
+        for fd in (wake, link):
+            if fd is not None:
+                os.close(fd)
+        if address is not None:
+            self.addresses.release(address)
 
     def _apply_limits(self, slot: int, lim: dict[str, int]) -> None:
         self.switch.set_limit(slot, "egress", lim.get("egress_bits", 0), lim.get("egress_pkts", 0))
@@ -352,21 +366,29 @@ class ControlServer:
         ep = self.endpoints.get(name)
         if reg is None and ep is None:
             raise RegistryError(404, f"no endpoint {name!r}")
-        target = reg if reg is not None else ep.limits  # type: ignore[union-attr]
-        for key, value in limits.items():
-            if isinstance(target, dict):
-                target[key] = value
-            else:
-                setattr(target, key, value)
+        if reg is not None:
+            wanted = {k: int(getattr(reg, k)) for k in LIMIT_ATTRS}
+        else:
+            wanted = {k: ep.limits.get(k, 0) for k in LIMIT_ATTRS}  # type: ignore[union-attr]
+        wanted.update(limits)
+        # The switch first: limits it refuses are stored nowhere.
         if ep is not None:
-            if reg is not None:
-                ep.limits = {k: int(getattr(reg, k)) for k in LIMIT_ATTRS}
-            self._apply_limits(ep.slot, ep.limits)
+            try:
+                self._apply_limits(ep.slot, wanted)
+            except OSError:
+                try:
+                    self._apply_limits(ep.slot, ep.limits)
+                except OSError:
+                    pass  # the port is going; its detach cleans up
+                raise
+            ep.limits = wanted
             self._push_limits(name)
+        if reg is not None:
+            for key, value in wanted.items():
+                setattr(reg, key, value)
         self._save_state()
         log.info("limits set", endpoint=name, **limits)
-        return {k: (getattr(reg, k) if reg is not None else ep.limits.get(k, 0))  # type: ignore[union-attr]
-                for k in ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")}
+        return dict(wanted)
 
     def set_policy(self, source: str, dest: str, port: int, allow: bool) -> None:
         a, b = self.registry.tenant_id(source), self.registry.tenant_id(dest)
@@ -468,6 +490,22 @@ class ControlServer:
         for conn, other in list(self._conn_endpoint.items()):
             if other == name:
                 self._drop(conn, "unregistered")
+        self.release_tenants()
+
+    def release_tenants(self) -> None:
+        """Tenants no endpoint holds any more go, their rules with them."""
+
+        def clear(source: int, dest: int, port: int) -> None:
+            try:
+                self.switch.set_policy(source, dest, port, False)
+            except OSError as exc:
+                log.error("cannot clear a policy rule", source=source, dest=dest, port=port, error=str(exc))
+
+        gone = self.registry.release_tenants([ep.tenant for ep in self.endpoints.values()], clear)
+        for tenant in gone:
+            log.info("tenant released", tenant=tenant)
+        if gone:
+            self._save_state()
 
     def _detach(self, name: str, why: str) -> None:
         ep = self.endpoints.pop(name, None)
@@ -483,6 +521,7 @@ class ControlServer:
         self.broker.endpoint_gone(name)
         self._save_state()
         log.info("endpoint detached", endpoint=name, address=ep.address, reason=why)
+        self.release_tenants()
         # The endpoint's peers learn now, not at their next send: their
         # stacks end every connection to it, as the kernel would on a close.
         notice = {"event": "endpoint_gone", "name": name, "address": ep.address}

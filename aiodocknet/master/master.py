@@ -127,6 +127,10 @@ async def run_master(
     server.broker.enabled = cfg.fast_channels
     server.broker.ring_size = cfg.fast_channel_ring
     for source, dest, port in policies or []:
+        # The configuration's tenants exist without endpoints, so its
+        # policy is in force before any of them attaches.
+        server.registry.declare_tenant(source)
+        server.registry.declare_tenant(dest)
         server.set_policy(source, dest, port, True)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()

@@ -5,6 +5,12 @@ attached only by a process in its network namespace that presents its
 secret. A name nobody registered may be attached ad hoc, but only by a
 process in the master's own network namespace (a process on the host);
 anything from another namespace must be registered first.
+
+Tenants exist only with their endpoints: a registration creates its tenant,
+the configuration may name tenants that always exist (its policy's), and a
+tenant goes, with its policy, when nothing holds it any more. The switch
+has a fixed number of tenant ids; tenants made up by policy requests alone
+would use them up for good.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -69,6 +75,8 @@ class Registry:
     def __init__(self) -> None:
         self.endpoints: dict[str, Registration] = {}
         self.tenants: dict[str, int] = {DEFAULT_TENANT: 0}
+        # Tenants kept with no endpoint: the default and the configuration's.
+        self.declared: set[str] = {DEFAULT_TENANT}
         # (from, to, port): port 0 is any port
         self.policies: set[tuple[str, str, int]] = set()
         self.master_netns = netns_inode("/proc/self/ns/net")
@@ -77,21 +85,53 @@ class Registry:
         self.on_change: Callable[[], None] = lambda: None
 
     def tenant_id(self, name: str) -> int:
-        if name not in self.tenants:
-            if len(self.tenants) >= MAX_TENANTS:
-                raise RegistryError(409, f"too many tenants (at most {MAX_TENANTS})")
-            self.tenants[name] = len(self.tenants)
-        return self.tenants[name]
+        """The switch's id of an existing tenant; 404 for one that is not."""
+        tid = self.tenants.get(name)
+        if tid is None:
+            raise RegistryError(
+                404,
+                f"no tenant {name!r}: a tenant exists while an endpoint of it is registered "
+                "(`docknet run/attach --tenant`) or when the configuration names it",
+            )
+        return tid
 
-    def register(self, name: str, tenant: str, netns: str, ip: str | None = None) -> Registration:
+    def _new_tenant_id(self, name: str) -> int:
+        if name in self.tenants:
+            return self.tenants[name]
+        # The lowest free id: ids of tenants that went are taken again.
+        used = set(self.tenants.values())
+        tid = next((i for i in range(MAX_TENANTS) if i not in used), None)
+        if tid is None:
+            raise RegistryError(409, f"too many tenants (at most {MAX_TENANTS})")
+        return tid
+
+    def declare_tenant(self, name: str) -> int:
+        """A tenant the configuration names: it exists from the start and
+        stays without endpoints."""
+        tid = self._new_tenant_id(name)
+        self.tenants[name] = tid
+        self.declared.add(name)
+        return tid
+
+    def register(self, name: str, tenant: str, netns: str, ip: str | None = None,
+                 limits: dict[str, int] | None = None) -> Registration:
+        """Everything is checked before anything is kept: a refused
+        registration leaves no trace (no tenant, no name)."""
         if name in self.endpoints:
             raise RegistryError(409, f"endpoint {name!r} is already registered")
+        if ip is not None:
+            holder = next((r.name for r in self.endpoints.values() if r.ip == ip), None)
+            if holder is not None:
+                raise RegistryError(409, f"ip {ip} is already registered for endpoint {holder!r}")
         try:
             ino = netns_inode(netns)
         except OSError as exc:
             raise RegistryError(400, f"network namespace {netns!r}: {exc.strerror}") from None
-        self.tenant_id(tenant)
+        tid = self._new_tenant_id(tenant)
         reg = Registration(name, tenant, netns, ino, secrets.token_hex(16), ip)
+        for attr, value in (limits or {}).items():
+            setattr(reg, attr, value)
+        self.tenants[tenant] = tid
         self.endpoints[name] = reg
         self.on_change()
         return reg
@@ -102,6 +142,22 @@ class Registry:
             raise RegistryError(404, f"no endpoint {name!r} is registered")
         self.on_change()
         return reg
+
+    def release_tenants(self, attached: Iterable[str], clear: Callable[[int, int, int], None]) -> list[str]:
+        """Forgets the tenants nothing holds any more (no registration, not
+        in attached, not declared) and their policy rules; clear(from_id,
+        to_id, port) takes each rule out of the switch first, so an id
+        handed to a later tenant carries none of its predecessor's rights.
+        Returns the tenants forgotten."""
+        held = self.declared | set(attached) | {r.tenant for r in self.endpoints.values()}
+        gone = [t for t in self.tenants if t not in held]
+        for tenant in gone:
+            for rule in sorted(r for r in self.policies if tenant in (r[0], r[1])):
+                source, dest, port = rule
+                clear(self.tenants[source], self.tenants[dest], port)
+                self.policies.discard(rule)
+            del self.tenants[tenant]
+        return gone
 
     def allows(self, source: str, dest: str, port: int) -> bool:
         """The switch's rule for a new connection (see native/dn_policy.h)."""
@@ -127,7 +183,9 @@ class Registry:
             return None
         if ino != reg.netns_ino:
             raise RegistryError(403, f"process {pid} is not in endpoint {name!r}'s network namespace ({reg.netns})")
-        if not isinstance(secret, str) or not secrets.compare_digest(secret, reg.secret):
+        # Compared as bytes: compare_digest refuses str with non-ASCII
+        # characters, and what a caller sends is anything it likes.
+        if not isinstance(secret, str) or not secrets.compare_digest(secret.encode(), reg.secret.encode()):
             raise RegistryError(403, f"wrong or missing secret for endpoint {name!r}")
         return reg
 
@@ -149,7 +207,7 @@ class Registry:
                     raise TypeError("bad field types")
                 if netns_inode(reg.netns) != reg.netns_ino:
                     raise OSError("its network namespace is gone")
-                self.tenant_id(reg.tenant)
+                self.tenants[reg.tenant] = self._new_tenant_id(reg.tenant)
             except (TypeError, ValueError, OSError, AttributeError, RegistryError) as exc:
                 log.warning("saved registration skipped", row=str(row)[:200], reason=str(exc))
                 continue

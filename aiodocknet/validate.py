@@ -1,0 +1,197 @@
+"""One validator for everything that comes from outside the master.
+
+The management API's bodies, the TOML configuration, the ``docknet`` flags
+and the control socket's attach all check their values here, so a name, a
+rate or an address means the same thing whichever way it arrives and is
+refused with the same sentence. Every check raises :class:`ValidationError`
+(a ``ValueError``) saying ``FIELD: what was wrong``; nothing is stored by a
+caller before all of its values have passed.
+
+Ranges follow what the native side can hold (``native/dn_switch.h``,
+``native/dn_limit.h``, ``native/dn_policy.h``): a value that passes here
+never overflows a C type on its way into the switch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import re
+import stat
+from typing import Any
+
+from .rates import parse_bits, parse_pkts
+
+__all__ = [
+    "LIMIT_KEYS",
+    "MAX_BITS_PER_S",
+    "MAX_NAME",
+    "MAX_PKTS_PER_S",
+    "ValidationError",
+    "endpoint_name",
+    "host_address",
+    "ipv4_network",
+    "limit",
+    "netns_path",
+    "port",
+    "tenant_name",
+    "text",
+    "whole",
+]
+
+
+class ValidationError(ValueError):
+    """A value from outside that the master will not take."""
+
+
+# Endpoint and tenant names end up in log lines, Prometheus labels, memfd
+# names, netns names (`docknet run` makes dn-NAME-ID) and URL paths: one
+# pattern with nothing that is special in any of them.
+MAX_NAME = 63
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+# The switch keeps rates as uint64 per second, but its token bucket refills
+# by multiplying the byte rate by the microseconds since its last tick in
+# 64 bits. These caps sit far above anything the switch can forward and keep
+# that product exact even when the thread has not ticked for minutes.
+MAX_BITS_PER_S = 10**12
+MAX_PKTS_PER_S = 10**9
+
+# API and TOML keys of the four limits, and the attribute each is kept as.
+LIMIT_KEYS = {"egress": "egress_bits", "ingress": "ingress_bits",
+              "egress_pps": "egress_pkts", "ingress_pps": "ingress_pkts"}
+
+# ioctl(NS_GET_NSTYPE) on a namespace file answers its CLONE_NEW* flag.
+_NS_GET_NSTYPE = 0xB703
+_CLONE_NEWNET = 0x40000000
+_NETNS_RUN = re.compile(r"/run/netns/[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_NETNS_PROC = re.compile(r"/proc/[1-9][0-9]*/ns/net")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: never long, never raw bytes
+    of control characters (messages go to logs and terminals)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{what}: must be a non-empty string")
+    if len(value) > MAX_NAME or _NAME.fullmatch(value) is None:
+        raise ValidationError(
+            f"{what}: {_shown(value)} is not a name: 1-{MAX_NAME} letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def endpoint_name(value: Any, what: str = "endpoint name") -> str:
+    return _name(value, what)
+
+
+def tenant_name(value: Any, what: str = "tenant name") -> str:
+    return _name(value, what)
+
+
+def whole(value: Any, low: int, high: int, what: str) -> int:
+    """An integer from low to high; JSON's and TOML's booleans are not
+    numbers here, although Python counts them as ints."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValidationError(f"{what}: must be a whole number from {low} to {high}")
+    return value
+
+
+def port(value: Any, what: str = "port") -> int:
+    """A TCP/UDP port for policy: 0 means any port."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ValidationError(f"{what}: must be 0 (any) to 65535")
+    return value
+
+
+def limit(key: str, value: Any, what: str | None = None) -> int:
+    """One of the LIMIT_KEYS: a whole number or text such as "100mbit" or
+    "20kpps"; 0 or "unlimited" for no limit."""
+    what = what or key
+    if key not in LIMIT_KEYS:
+        raise ValidationError(f"{what}: unknown limit (known: {', '.join(LIMIT_KEYS)})")
+    pkts = key.endswith("_pps")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        example = "20kpps" if pkts else "100mbit"
+        raise ValidationError(f"{what}: must be a whole number or a rate such as {example!r}")
+    if isinstance(value, str) and len(value) > 64:
+        raise ValidationError(f"{what}: not a rate: {_shown(value)}")
+    try:
+        rate = parse_pkts(value) if pkts else parse_bits(value)
+    except ValueError as exc:
+        raise ValidationError(f"{what}: {exc}") from None
+    high = MAX_PKTS_PER_S if pkts else MAX_BITS_PER_S
+    if rate > high:
+        unit = "packets/s" if pkts else "bits/s"
+        raise ValidationError(f"{what}: {_shown(value)} is above the largest limit the switch takes "
+                              f"({high:,} {unit})")
+    return rate
+
+
+def ipv4_network(value: Any, what: str) -> ipaddress.IPv4Network:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what}: must be a string such as '10.77.0.0/16'")
+    try:
+        return ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        raise ValidationError(f"{what}: {exc}") from None
+
+
+def host_address(value: Any, rng: ipaddress.IPv4Network, gateway: str, what: str = "ip") -> str:
+    """An address an endpoint may ask for: inside this master's range and
+    neither its network, broadcast nor gateway address."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what}: must be a string such as '10.77.0.9'")
+    try:
+        ip = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValidationError(f"{what}: {_shown(value)} is not an IPv4 address") from None
+    if ip not in rng:
+        raise ValidationError(f"{what}: {ip} is outside this master's range {rng}")
+    if ip in (rng.network_address, rng.broadcast_address) or str(ip) == gateway:
+        raise ValidationError(f"{what}: {ip} is the network, broadcast or gateway address of {rng}")
+    return str(ip)
+
+
+def netns_path(value: Any, what: str = "netns") -> str:
+    """A network namespace as a path: a bind mount under /run/netns (what
+    `ip netns add` makes) or a process's /proc/PID/ns/net, and really a
+    network namespace, so a registration cannot name an arbitrary file."""
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{what}: must be a namespace path, e.g. /run/netns/NAME or /proc/PID/ns/net")
+    if _NETNS_RUN.fullmatch(value) is None and _NETNS_PROC.fullmatch(value) is None:
+        raise ValidationError(
+            f"{what}: {_shown(value)} is not a network namespace path (/run/netns/NAME or /proc/PID/ns/net)"
+        )
+    try:
+        st = os.stat(value)
+        if not stat.S_ISREG(st.st_mode):  # namespace files are; a FIFO would block the open
+            raise ValidationError(f"{what}: {_shown(value)} is not a network namespace")
+        fd = os.open(value, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise ValidationError(f"{what}: network namespace {_shown(value)}: {exc.strerror}") from None
+    try:
+        kind = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError:
+        kind = -1
+    finally:
+        os.close(fd)
+    if kind != _CLONE_NEWNET:
+        raise ValidationError(f"{what}: {_shown(value)} is not a network namespace")
+    return value
+
+
+def text(value: Any, what: str) -> str:
+    """A free-form setting (a directory, DPDK device arguments): a string
+    with no NUL, which no path or C string can hold."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what}: must be a string")
+    if "\0" in value:
+        raise ValidationError(f"{what}: contains a NUL character")
+    return value
