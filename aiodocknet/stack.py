@@ -515,6 +515,13 @@ class SlaveStack:
                     msg, fds = recv_message(self._control)
                 except BlockingIOError:
                     break
+                except ValueError as exc:
+                    log.warning("bad message from the master, ignored", error=str(exc))
+                    continue
+                except OSError:
+                    # A master killed with our messages unread resets the
+                    # connection rather than closing it: gone all the same.
+                    return None
                 if msg is None:
                     return None
                 if msg.get("event") == "endpoint_gone" and isinstance(msg.get("address"), str):

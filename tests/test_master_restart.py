@@ -112,7 +112,8 @@ def test_services_reattach_to_a_restarted_master(host: Host) -> None:
     host.restart_master()
     t0 = time.monotonic()
     back = wait_for(lambda: {"svc", "regsvc"} <= set(host.endpoints()) and host.endpoints(), timeout=15)
-    assert back, f"services did not re-attach: {host.endpoints()}"
+    assert back, (f"services did not re-attach: {host.endpoints()}\n"
+                  + "\n".join(f"{p.name}: {p.stderr_tail()[-1500:]}" for p in host.services[:2]))
     took = time.monotonic() - t0
     assert back["svc"]["address"] == before["svc"]["address"] == srv["address"]
     assert back["regsvc"]["address"] == before["regsvc"]["address"] == reg["address"]
