@@ -112,7 +112,7 @@ def make_app(ctl: ControlServer) -> web.Application:
         if ip is not None and not isinstance(ip, str):
             return _error(400, "'ip' must be a string")
         try:
-            reg = ctl.registry.register(name, tenant, netns, ip)
+            reg = ctl.register(name, tenant, netns, ip)
             for attr, value in limits.items():
                 setattr(reg, attr, value)
         except RegistryError as exc:
