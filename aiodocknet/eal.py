@@ -1,7 +1,9 @@
 """Starting DPDK's EAL inside this process.
 
 Every DockNet process (master or slave) is its own DPDK primary with its
-own ``--file-prefix``; ``--in-memory`` keeps it from leaving files behind.
+own ``--file-prefix``; ``--in-memory`` keeps it from leaving files behind,
+and the runtime directory the EAL makes anyway is removed as soon as the
+EAL is up.
 When hugepages are not available (unprivileged, none reserved, or not
 enough free) the EAL runs with ``--no-huge``: slower, and said once in the
 log.
@@ -9,7 +11,6 @@ log.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import threading
@@ -102,14 +103,22 @@ def init_eal(role: str, mem_mb: int) -> list[str]:
                 root=os.geteuid() == 0,
             )
         _remove_stale_runtime_dirs()
-        atexit.register(_remove_runtime_dir, prefix)
         if not no_huge:
             # --in-memory leaves no files behind; one file per memseg list
             # rather than one per page keeps the descriptor count small.
             args += ["--in-memory", "--single-file-segments"]
         keep = [ffi.new("char[]", a.encode()) for a in args]
         argv = ffi.new("char *[]", keep)
-        check(lib.dn_eal_init(len(args), argv))
+        try:
+            check(lib.dn_eal_init(len(args), argv))
+        finally:
+            # The directory is for secondary processes (its multi-process
+            # socket, shared config), and there are none: a process of ours
+            # is its own primary. Gone now, it cannot be left behind by an
+            # exit that runs no Python (SIGTERM's default action, SIGKILL),
+            # which atexit could not cover. Files the EAL keeps open
+            # (--no-huge maps its config) stay valid once unlinked.
+            _remove_runtime_dir(prefix)
         _args = args
         log.debug("eal ready", role=role, args=" ".join(args))
         return args

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from .control import default_master_path, request
+from .control import DEFAULT_SUBNET, default_master_path, request
 from .log import get_logger
 from .stack import SlaveStack
 
@@ -31,15 +31,41 @@ RESOLVE_TTL = 1.0
 RESOLVE_MISS_TTL = 5.0
 
 
+_configured: tuple[str | None, ipaddress.IPv4Network] | None = None
+
+
+def configured_network() -> ipaddress.IPv4Network:
+    """The DockNet subnet as configured for this process (DOCKNET_SUBNET,
+    else the master's default), for when no master says which it is.
+    Parsed once per value: datagram sends ask for every datagram."""
+    global _configured
+    value = os.environ.get("DOCKNET_SUBNET")
+    if _configured is not None and _configured[0] == value:
+        return _configured[1]
+    net = ipaddress.IPv4Network(DEFAULT_SUBNET)
+    if value:
+        try:
+            net = ipaddress.IPv4Network(value, strict=False)
+        except ValueError:
+            log.warning("DOCKNET_SUBNET is not an IPv4 network, using the default", value=value,
+                        default=DEFAULT_SUBNET)
+    _configured = (value, net)
+    return net
+
+
 class ProcessEndpoint:
     _lock = threading.Lock()
     _instance: ProcessEndpoint | None = None
     _disabled: str | None = None
+    # The subnet the last master this process attached to gave it: still
+    # DockNet's after that master is gone.
+    _last_network: ipaddress.IPv4Network | None = None
 
     def __init__(self, stack: SlaveStack, master: str) -> None:
         self.stack = stack
         self.master = master
         self.network = ipaddress.IPv4Network(f"{stack.address}/{stack.info.prefix}", strict=False)
+        ProcessEndpoint._last_network = self.network
         self.address = stack.address
         self.owner: object | None = None
         # The last limits the master pushed (for fast channels), kept here
@@ -66,6 +92,22 @@ class ProcessEndpoint:
             cls._instance = cls(stack, master)
             atexit.register(cls._instance.close)
             return cls._instance
+
+    @classmethod
+    def networks(cls) -> list[ipaddress.IPv4Network]:
+        """The subnets whose addresses are DockNet's: the attached one's;
+        with no endpoint, the last one a master gave and the configured
+        one. Empty when DockNet is switched off (DOCKNET_DISABLE=1): the
+        operator asked for the kernel's network only."""
+        if os.environ.get("DOCKNET_DISABLE") == "1":
+            return []
+        ep = cls._instance
+        if ep is not None:
+            return [ep.network]
+        known = [configured_network()]
+        if cls._last_network is not None and cls._last_network not in known:
+            known.append(cls._last_network)
+        return known
 
     @classmethod
     def _disable(cls, reason: str) -> None:

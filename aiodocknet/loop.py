@@ -5,7 +5,9 @@ An address of the DockNet subnet, or a service name the master knows, goes
 through DockNet; everything else (other addresses, unix sockets, pipes,
 subprocesses, signals, DNS) is uvloop's. A wildcard bind listens on the
 DockNet endpoint and on the kernel. The endpoint is attached on the first
-call that could use it; with no master, the loop is plain uvloop. A
+call that could use it; with no master, the loop is plain uvloop, except
+that an address of the DockNet subnet still never goes through the
+kernel's routes (its connects and sends fail at once with EHOSTUNREACH). A
 connection to another endpoint of the same master is carried by a fast
 channel when the master brokers one (see ``fcstream.py``).
 """
@@ -65,6 +67,78 @@ class _Connecting:
             self.fut.set_result(None)
         elif ev.kind == ERROR:
             self.fut.set_exception(_exc(ev.arg))
+
+
+class _GuardedDatagramTransport(asyncio.DatagramTransport):
+    """A kernel datagram transport that refuses DockNet addresses: the
+    application's protocol holds this one, never the kernel's."""
+
+    def __init__(self, loop: DockNetLoop, inner: asyncio.DatagramTransport, guard: _GuardProtocol) -> None:
+        super().__init__()
+        self._loop = loop
+        self._inner = inner
+        self._guard = guard
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if isinstance(addr, tuple) and addr and isinstance(addr[0], str):
+            try:
+                self._loop._dn_never_kernel(addr[0])
+            except OSError as exc:
+                # As the kernel's own refusal would reach it: datagram
+                # errors go to the protocol, never to sendto's caller.
+                self._guard.app.error_received(exc)
+                return
+        self._inner.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._inner.get_write_buffer_size()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._guard.app = protocol  # type: ignore[assignment]
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._guard.app
+
+
+class _GuardProtocol(asyncio.DatagramProtocol):
+    """Between a kernel datagram transport and the application's protocol,
+    so that the application is handed the guarded transport."""
+
+    def __init__(self, loop: DockNetLoop, app: asyncio.BaseProtocol) -> None:
+        self.loop = loop
+        self.app: Any = app
+        self.transport: _GuardedDatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = _GuardedDatagramTransport(self.loop, transport, self)  # type: ignore[arg-type]
+        self.app.connection_made(self.transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.app.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.app.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.app.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.app.resume_writing()
 
 
 class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
@@ -181,6 +255,37 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         for port in self._dn_servers:
             self._dn_listen(port, True)
 
+    def _dn_no_route(self, host: Any) -> None:
+        """Refuse an address of the DockNet subnet that this loop cannot
+        carry through DockNet (no master reached, the master gone, another
+        loop owns the endpoint). The kernel would send it by its own routes,
+        typically the default route, out of the host: a service's traffic
+        for its peers on a network that was never meant to see it."""
+        if not isinstance(host, str):
+            return
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return  # a name: DockNet's names are resolved by the master only
+        if ip.version != 4:
+            return
+        if self._dn_poller is not None and not self._dn_poller.master_lost:
+            return
+        self._dn_never_kernel(host, ip)
+
+    def _dn_never_kernel(self, host: str, ip: Any = None) -> None:
+        """EHOSTUNREACH for an address of the DockNet subnet, whatever the
+        state of the endpoint: for paths that only the kernel can take."""
+        if ip is None:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                return
+        if ip.version == 4 and any(ip in net for net in ProcessEndpoint.networks()):
+            raise OSError(errno.EHOSTUNREACH,
+                          f"{host} is a DockNet address and no DockNet master carries it "
+                          "(it is never sent by the kernel's routes)")
+
     def close(self) -> None:
         if self._dn_reattach is not None:
             self._dn_reattach.cancel()
@@ -219,6 +324,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                                 ssl_shutdown_timeout: float | None = None, **kw: Any) -> Any:
         addr = None if sock is not None else self._docknet_address(host)
         if addr is None:
+            if sock is None:
+                self._dn_no_route(host)
             return await super().create_connection(
                 protocol_factory, host, port, ssl=ssl, sock=sock, server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
@@ -231,6 +338,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         ep = self._dn_endpoint
         poller = self._dn_poller
         assert ep is not None and poller is not None
+        self._dn_no_route(addr)
         if self._dn_fast_channels and addr != ep.address:
             made = await self._dn_fc_connect(addr, int(port))
             if made is not None:
@@ -362,11 +470,23 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             if remote_addr is not None:
                 remote = self._docknet_address(remote_addr[0])
         wildcard_local = local_addr is None or local_addr[0] in WILDCARDS
+        if remote_addr is not None and sock is None:
+            self._dn_no_route(remote if remote is not None else remote_addr[0])
         if local is None and (remote is None or not wildcard_local):
-            return await super().create_datagram_endpoint(
-                protocol_factory, local_addr=local_addr, remote_addr=remote_addr, sock=sock,
-                **{k: v for k, v in kw.items() if v is not None},
+            if remote_addr is not None or not ProcessEndpoint.networks():
+                return await super().create_datagram_endpoint(
+                    protocol_factory, local_addr=local_addr, remote_addr=remote_addr, sock=sock,
+                    **{k: v for k, v in kw.items() if v is not None},
+                )
+            # An unconnected kernel socket may be handed any address by
+            # sendto: each is checked (_GuardedDatagramTransport), as a
+            # connect is.
+            guard = _GuardProtocol(self, protocol_factory())
+            await super().create_datagram_endpoint(
+                lambda: guard, local_addr=local_addr, sock=sock, **{k: v for k, v in kw.items() if v is not None},
             )
+            assert guard.transport is not None
+            return guard.transport, guard.app
         ep, poller = self._dn_endpoint, self._dn_poller
         assert ep is not None and poller is not None
         port = int(local_addr[1]) if local_addr is not None else 0
@@ -376,6 +496,13 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         transport = DockNetDatagramTransport(self, poller, ep.stack, conn, protocol, peer)  # type: ignore[arg-type]
         await asyncio.sleep(0)
         return transport, protocol
+
+    # ---- sockets the application made ----
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        if sock.family == socket.AF_INET and isinstance(address, tuple):
+            self._dn_no_route(address[0])
+        return await super().sock_connect(sock, address)
 
     # ---- fast channels (brokered by the master) ----
 

@@ -87,6 +87,9 @@ class StackPoller:
         self._timer: asyncio.TimerHandle | None = None  # lwIP's next timer
         self._timer_at = 0.0  # when, in loop.time()
         self._closed = False
+        # The master closed our control connection: nothing sent on the link
+        # will be switched again, so new connections fail at once.
+        self.master_lost = False
         self._fd = stack.fileno()
         self._control_fd = stack.control_fileno()
         loop.add_reader(self._fd, self._on_doorbell)
@@ -144,6 +147,7 @@ class StackPoller:
             # The master is gone, and the switch with it: nothing on this
             # link will move again, so the connections end now.
             self._loop.remove_reader(self._control_fd)
+            self.master_lost = True
             ended = self._stack.reset_peer("0.0.0.0")
             # Fast channels would still move bytes, but nobody is left to
             # tell them their peer died: they end too.
@@ -168,6 +172,7 @@ class StackPoller:
             self._control_fd = self._stack.control_fileno()
             self._loop.add_reader(self._fd, self._on_doorbell)
         self._loop.add_reader(self._control_fd, self._on_control)
+        self.master_lost = False
         self.kick()
 
     def close(self) -> None:

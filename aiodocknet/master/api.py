@@ -170,7 +170,7 @@ def make_app(ctl: ControlServer) -> web.Application:
         if ip is not None:
             ip = validate.host_address(ip, ctl.addresses.range, ctl.addresses.gateway)
         netns = validate.netns_path(body["netns"])
-        reg = ctl.registry.register(name, tenant, netns, ip, limits)
+        reg = ctl.register(name, tenant, netns, ip, limits)
         log.info("endpoint registered", endpoint=name, tenant=tenant, netns=netns)
         return web.json_response({**reg.public(), "secret": reg.secret}, status=201)
 

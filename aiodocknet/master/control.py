@@ -2,8 +2,11 @@
 
 Each slave holds one connection for as long as it is attached; when that
 connection closes (detach, exit, SIGKILL) its endpoint, port and address are
-freed. Requests that make no sense get an error reply and the connection
-stays usable; a connection that sends garbage is logged and closed.
+freed. Every message is checked against its kind (``aiodocknet.control``'s
+table) before anything acts on it: a malformed request gets one error
+reply and the connection stays usable, a malformed event is logged, and a
+connection that sends bytes that are not a JSON object is logged and
+closed. Nothing a peer sends can raise into the event loop.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..control import recv_message, send_message
+from ..control import InvalidMessage, MessageKind, decode, recv_message, send_message
 from ..log import get_logger
 from ..validate import ValidationError, endpoint_name
 from .addresses import AddressPool
 from .broker import FastChannelBroker, Refusal
-from .registry import Registration, Registry, RegistryError
+from .registry import DEFAULT_TENANT, Registration, Registry, RegistryError
 from .state import MasterState
 from .switch import Switch, mac_of
 
@@ -49,6 +52,15 @@ class Endpoint:
     # In force now, on the switch and pushed to the process (fast channels).
     limits: dict[str, int] = field(default_factory=dict)
     attached_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end of a control connection (SO_PEERCRED)."""
+
+    pid: int
+    uid: int
+    gid: int
 
 
 class RequestError(Exception):
@@ -192,20 +204,47 @@ class ControlServer:
         self._conn_endpoint[conn] = ""
         self._loop.add_reader(conn.fileno(), self._readable, conn)
 
-    def _peer_pid(self, conn: socket.socket) -> int | None:
+    def _peer(self, conn: socket.socket) -> Peer | None:
         try:
             cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         except OSError:
             return None
-        return int.from_bytes(cred[:4], "little")
+        pid, uid, gid = (int.from_bytes(cred[i:i + 4], "little") for i in (0, 4, 8))
+        return Peer(pid, uid, gid) if pid > 0 else None
+
+    def _peer_pid(self, conn: socket.socket) -> int | None:
+        peer = self._peer(conn)
+        return peer.pid if peer is not None else None
+
+    def _peer_netns(self, peer: Peer | None) -> int | None:
+        """The inode of the peer's network namespace; None if it cannot be
+        read (the process is gone)."""
+        if peer is None:
+            return None
+        try:
+            return os.stat(f"/proc/{peer.pid}/ns/net").st_ino
+        except OSError:
+            return None
 
     def _readable(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        except Exception as exc:
+            # A bug of ours, not the peer's: it must not reach the event
+            # loop (which would log it and leave the peer waiting), and
+            # after it the connection's state is unknown, so it ends.
+            log.error("control message handling failed", error=repr(exc), pid=self._peer_pid(conn),
+                      exc_info=True)
+            if conn in self._conn_endpoint:
+                self._drop(conn, "internal error")
+
+    def _serve(self, conn: socket.socket) -> None:
         try:
             msg, fds = recv_message(conn)
         except (BlockingIOError, InterruptedError):
             return
         except (OSError, ValueError) as exc:
-            log.warning("bad control message", error=str(exc), pid=self._peer_pid(conn))
+            log.warning("bad control message, connection dropped", error=str(exc), pid=self._peer_pid(conn))
             self._drop(conn, "bad message")
             return
         for fd in fds:  # nothing a slave sends carries descriptors
@@ -213,30 +252,57 @@ class ControlServer:
         if msg is None:
             self._drop(conn, "closed")
             return
-        if msg.get("op") == "fc_connect":
+        try:
+            kind = decode(msg, "to_master")
+        except InvalidMessage as exc:
+            log.warning("invalid control message", error=str(exc), pid=self._peer_pid(conn))
+            if exc.expects_reply:
+                self._refuse(conn, exc.kind, exc.req, errno.EINVAL, str(exc))
+            return
+        try:
+            self._dispatch(conn, kind, msg)
+        except Exception as exc:
+            # As in _readable, but the peer stays: its request gets the one
+            # answer it waits for, and its endpoint (if any) is untouched.
+            log.error("control request failed", kind=kind.name, error=repr(exc), pid=self._peer_pid(conn),
+                      exc_info=True)
+            if kind.key == "op":
+                self._refuse(conn, kind, msg.get("req"), errno.EIO, f"{kind.name} failed inside the master")
+
+    def _refuse(self, conn: socket.socket, kind: MessageKind | None, req: Any, code: int, why: str) -> None:
+        """The one error answer to a request: a reply, or for a request
+        answered by an event (fc_connect), that event."""
+        reply: dict[str, Any] = {"ok": False, "code": errno.errorcode.get(code, "EIO"), "error": why}
+        if kind is not None and kind.reply_event is not None and isinstance(req, int):
+            reply = {"event": kind.reply_event, "req": req, "reason": why, **reply}
+        try:
+            send_message(conn, reply)
+        except OSError as exc:
+            log.warning("cannot reply", error=str(exc))
+            self._drop(conn, "reply failed")
+
+    def _dispatch(self, conn: socket.socket, kind: MessageKind, msg: dict[str, Any]) -> None:
+        """A decoded message: each field decode() checked is as its kind
+        says, so nothing here tests types again."""
+        name = self._conn_endpoint.get(conn, "")
+        if kind.key == "event":
+            if kind.name == "fc_closed":
+                self.broker.closed(name, msg["id"])
+            elif kind.name == "listen":
+                if name:
+                    self.broker.listen(name, msg["port"], msg["on"])
+            elif kind.name == "connections":
+                fut = self._pending.pop(msg["req"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            return
+        if kind.name == "fc_connect":
             self._fc_connect(conn, msg)
             return
-        event = msg.get("event")
-        if event == "fc_closed":
-            self.broker.closed(self._conn_endpoint.get(conn, ""), msg.get("id"))
-            return
-        if event == "listen":
-            name, port = self._conn_endpoint.get(conn, ""), msg.get("port")
-            if name and isinstance(port, int):
-                self.broker.listen(name, port, bool(msg.get("on")))
-            return
-        if msg.get("event") == "connections":
-            fut = self._pending.pop(msg.get("req"), None)  # type: ignore[arg-type]
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-            return
-        op = msg.get("op")
-        handler = self._handlers.get(op) if isinstance(op, str) else None
+        op = kind.name
         reply_fds: list[int] = []
         try:
-            if handler is None:
-                raise RequestError(errno.EINVAL, f"unknown operation {op!r}")
-            result, reply_fds = handler(conn, msg)
+            result, reply_fds = self._handlers[op](conn, msg)
             reply: dict[str, Any] = {"ok": True, **result}
         except RequestError as exc:
             reply = {"ok": False, "code": errno.errorcode.get(exc.code, "EIO"), "error": str(exc)}
@@ -248,7 +314,10 @@ class ControlServer:
             self._drop(conn, "reply failed")
             return
         if op == "attach" and reply["ok"]:
-            self._push_limits(self._conn_endpoint[conn])
+            try:
+                self._push_limits(self._conn_endpoint[conn])
+            except Exception as exc:  # the reply is out: no second answer
+                log.error("cannot push limits", error=repr(exc), exc_info=True)
 
     def _drop(self, conn: socket.socket, why: str) -> None:
         assert self._loop is not None
@@ -265,16 +334,18 @@ class ControlServer:
             name = endpoint_name(msg.get("endpoint"))
         except ValidationError as exc:
             raise RequestError(errno.EINVAL, str(exc)) from None
-        if self._conn_endpoint.get(conn):
-            raise RequestError(errno.EISCONN, "this connection is already attached")
-        if name in self.endpoints:
-            raise RequestError(errno.EADDRINUSE, f"endpoint {name!r} is already attached")
+        # Who asks is settled before anything is said about the name: a
+        # process that may not have it must not learn it is in use.
         pid = self._peer_pid(conn)
         try:
             reg = self.registry.check_attach(name, pid, msg.get("secret"))
         except RegistryError as exc:
             log.warning("attach refused", endpoint=name, pid=pid, reason=str(exc))
             raise RequestError(errno.EACCES, str(exc)) from None
+        if self._conn_endpoint.get(conn):
+            raise RequestError(errno.EISCONN, "this connection is already attached")
+        if name in self.endpoints:
+            raise RequestError(errno.EADDRINUSE, f"endpoint {name!r} is already attached")
         tenant = reg.tenant if reg is not None else "default"
         # Whatever fails below, the asker gets a reply and everything taken
         # so far is given back: an exception out of here would leave the
@@ -407,17 +478,17 @@ class ControlServer:
         the broker agrees (both channel ends go out at once, no round trip
         to the listener), else the reason, and the slave takes the network
         path or, for policy, reports the connection refused."""
-        req, address, port = msg.get("req"), msg.get("address"), msg.get("port")
+        req, address, port = msg["req"], msg["address"], msg["port"]
         src = self.endpoints.get(self._conn_endpoint.get(conn, ""))
         dst = next((e for e in self.endpoints.values() if e.address == address), None)
-        allowed = (src is not None and dst is not None and isinstance(port, int)
+        allowed = (src is not None and dst is not None
                    and self.registry.allows(src.tenant, dst.tenant, port))
         dst_conn = next((c for c, n in self._conn_endpoint.items() if dst is not None and n == dst.name), None)
         try:
             self.broker.check(True, src and src.name, dst and dst.name, port, allowed)
             if dst_conn is None:
                 raise Refusal("the endpoint is leaving")
-            assert src is not None and dst is not None and isinstance(port, int)
+            assert src is not None and dst is not None
             ch, memfd = self.broker.open(src.name, src.address, dst.name, dst.address, port)
         except Refusal as why:
             if why.refuse:
@@ -484,6 +555,23 @@ class ControlServer:
         finally:
             self._pending.pop(req, None)
 
+    def register(self, name: str, tenant: str, netns: str, ip: str | None = None,
+                 limits: dict[str, int] | None = None) -> Registration:
+        """Register name (the management API's POST /v1/endpoints). A
+        process holding the name ad hoc (it attached before anyone
+        registered it, so it showed no secret) loses it now: the name is the
+        registrant's, and the process it starts in the registered
+        namespace must be able to attach under it."""
+        reg = self.registry.register(name, tenant, netns, ip, limits)
+        ep = self.endpoints.get(name)
+        if ep is not None and ep.registration is None:
+            log.warning("ad-hoc endpoint evicted: its name was registered", endpoint=name, pid=ep.pid,
+                        address=ep.address, netns=netns)
+            for conn, other in list(self._conn_endpoint.items()):
+                if other == name:
+                    self._drop(conn, "name registered")
+        return reg
+
     def drop_endpoint(self, name: str) -> None:
         """Unregister, and cut the attached process off if there is one."""
         self.registry.unregister(name)
@@ -532,14 +620,44 @@ class ControlServer:
                 except OSError:
                     pass  # that slave is going too; its own EOF will tell
 
+    def _caller_tenants(self, conn: socket.socket) -> set[str]:
+        """The tenants a control connection speaks for: its process's
+        endpoint's, else those registered for its network namespace, else
+        the default tenant for a process on the host; none for a process
+        of a namespace the master knows nothing about."""
+        peer = self._peer(conn)
+        if peer is None:
+            return set()
+        own = {ep.tenant for ep in self.endpoints.values() if ep.pid == peer.pid}
+        if own:
+            return own
+        ino = self._peer_netns(peer)
+        if ino is None:
+            return set()
+        registered = {r.tenant for r in self.registry.endpoints.values() if r.netns_ino == ino}
+        if registered:
+            return registered
+        return {DEFAULT_TENANT} if ino == self.registry.master_netns else set()
+
     def _resolve(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-        name = msg.get("name")
-        ep = self.endpoints.get(name) if isinstance(name, str) else None
-        if ep is None:
+        name = msg["name"]
+        ep = self.endpoints.get(name)
+        # A name the caller's tenant may not reach is answered as one that
+        # does not exist: the answer must not tell the two apart.
+        if ep is None or not any(self.registry.may_reach(t, ep.tenant) for t in self._caller_tenants(conn)):
             raise RequestError(errno.ENOENT, f"no endpoint named {name!r}")
         return {"address": ep.address}, []
 
     def _status(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        # Every name, address and pid: for the host's administrators only
+        # (a process in the master's network namespace, as root or as the
+        # master's user), never for a process inside an endpoint's
+        # namespace, whatever its uid there.
+        peer = self._peer(conn)
+        if (peer is None or peer.uid not in (0, os.geteuid())
+                or self._peer_netns(peer) != self.registry.master_netns):
+            raise RequestError(errno.EACCES, "status is only answered to root on the master's host "
+                                             "(use the management API)")
         endpoints = []
         for ep in self.endpoints.values():
             try:

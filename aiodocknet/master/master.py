@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import signal
@@ -156,6 +157,9 @@ async def run_master(
     finally:
         if api is not None:
             await api.cleanup()
+            # aiohttp closes the listening socket but leaves its path.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(cfg.api_path)
         server.close()
         server.broker.close()
         switch.close()

@@ -163,6 +163,11 @@ class Registry:
         """The switch's rule for a new connection (see native/dn_policy.h)."""
         return source == dest or (source, dest, 0) in self.policies or (source, dest, port) in self.policies
 
+    def may_reach(self, source: str, dest: str) -> bool:
+        """Whether source may connect to dest on some port (what a name
+        lookup may reveal)."""
+        return source == dest or any(a == source and b == dest for a, b, _ in self.policies)
+
     def check_attach(self, name: str, pid: int | None, secret: Any) -> Registration | None:
         """The registration a process may attach under, None for an ad-hoc
         host endpoint; RegistryError (403) saying why otherwise."""

@@ -1,0 +1,304 @@
+"""The control socket against a hostile peer (issue 13, defects 8, 9, 13).
+
+Everything is sent as an attacker would: raw SOCK_SEQPACKET messages to a
+real master, from the host and from inside network namespaces the tests
+make. Each malformed request must get exactly one error reply, each
+malformed event none, bytes that are not a JSON object must close the
+connection, and afterwards the master must still serve a normal peer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aiodocknet.api_client import ApiClient
+from aiodocknet.control import MESSAGES, Field, MessageKind, recv_message, send_message
+from aiodocknet.netns import create_netns, delete_netns
+from dn_harness import PEER, ROOT, Master, Proc
+
+# A valid message of each kind the master takes; each test variant breaks
+# one field of it. Written out here, not derived from the table, so the
+# table is checked against what the slaves really send.
+VALID: dict[tuple[str, str], dict[str, Any]] = {
+    ("op", "attach"): {"op": "attach", "endpoint": "ok-name", "pid": 1, "secret": "s"},
+    ("op", "resolve"): {"op": "resolve", "name": "someone"},
+    ("op", "status"): {"op": "status"},
+    ("op", "ping"): {"op": "ping"},
+    ("op", "fc_connect"): {"op": "fc_connect", "req": 1, "address": "10.77.0.9", "port": 80},
+    ("event", "fc_closed"): {"event": "fc_closed", "id": 1},
+    ("event", "listen"): {"event": "listen", "port": 80, "on": True},
+    ("event", "connections"): {"event": "connections", "req": 1, "total": 0, "conns": []},
+}
+
+# Notices the master may push to an attached connection at any time.
+NOTICES = ("limits", "endpoint_gone")
+
+
+def api(master: Master) -> ApiClient:
+    return ApiClient(os.path.join(master.run_dir, "api.sock"))
+
+
+def master_kinds() -> list[MessageKind]:
+    return [k for k in MESSAGES if k.direction == "to_master"]
+
+
+def bad_values(f: Field) -> Iterator[tuple[str, Any]]:
+    """Values field f must refuse, each with a label for the report."""
+    common: list[tuple[str, Any]] = [("null", None), ("object", {"a": 1}), ("nested list", [[[]]])]
+    if f.type is int:
+        yield from [("string", "1"), ("true", True), ("false", False), ("float", 1.5),
+                    ("2**70", 2**70), ("-2**70", -(2**70)), ("10**300", 10**300)]
+        if f.lo is not None:
+            yield "below range", f.lo - 1
+        if f.hi is not None:
+            yield "above range", f.hi + 1
+    elif f.type is str:
+        yield from [("int", 1), ("true", True), ("NUL inside", "a\x00b")]
+        if f.max_len is not None:
+            yield "too long", "x" * (f.max_len + 1)
+    elif f.type is bool:
+        yield from [("1", 1), ("0", 0), ("string", "true")]
+    elif f.type is list:
+        yield from [("string", "x"), ("int", 1)]
+    yield from (c for c in common if not isinstance(c[1], f.type))
+
+
+def malformed() -> Iterator[tuple[str, MessageKind, dict[str, Any]]]:
+    for kind in master_kinds():
+        base = VALID[(kind.key, kind.name)]
+        for f in kind.fields:
+            if f.required:
+                yield f"{kind.name}: {f.name} missing", kind, {k: v for k, v in base.items() if k != f.name}
+            for label, value in bad_values(f):
+                yield f"{kind.name}: {f.name} {label}", kind, {**base, f.name: value}
+
+
+class Conn:
+    """A raw control connection that skips the master's pushed notices."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(5)
+        self.sock.connect(path)
+
+    def send(self, msg: dict[str, Any]) -> None:
+        send_message(self.sock, msg)
+
+    def recv(self) -> dict[str, Any] | None:
+        while True:
+            msg, fds = recv_message(self.sock)
+            for fd in fds:
+                os.close(fd)
+            if msg is None or msg.get("event") not in NOTICES:
+                return msg
+
+    def ask(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        self.send(msg)
+        return self.recv()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def warnings(master: Master, text: str) -> int:
+    master.proc.stderr_tail()  # reads the whole log into stderr_text
+    return master.proc.stderr_text.count(text)
+
+
+def test_every_kind_malformed_gets_one_error_or_none(master: Master) -> None:
+    """Every message kind the master takes, broken in each field (missing,
+    wrong type, booleans for numbers, numbers beyond any C type, out of
+    range, NUL in strings, too long): a request gets exactly one EINVAL
+    reply, an event none, each a warning in the log; the connection (an
+    attached endpoint's) stays attached and usable throughout."""
+    assert {(k.key, k.name) for k in master_kinds()} == set(VALID), "a new kind needs a test message"
+    c = Conn(master.path)
+    try:
+        attached = c.ask({"op": "attach", "endpoint": "victim"})
+        assert attached is not None and attached["ok"], attached
+        before = warnings(master, "invalid control message")
+        cases = list(malformed())
+        cases += [
+            ("unknown op", None, {"op": "frobnicate"}),
+            ("op not a string", None, {"op": ["attach"]}),
+            ("op for slaves", None, {"op": "fc_offer", "id": 1, "port": 1, "peer": []}),
+            ("neither op nor event", None, {"endpoint": "x"}),
+            ("unknown event", None, {"event": "frobnicated"}),
+            ("event not a string", None, {"event": 7}),
+        ]
+        for label, kind, msg in cases:
+            expects_reply = "op" in msg or "event" not in msg
+            if expects_reply:
+                reply = c.ask(msg)
+                assert reply is not None, f"{label}: connection closed"
+                assert reply["ok"] is False and reply["code"] == "EINVAL", (label, reply)
+                if kind is not None and kind.reply_event and isinstance(msg.get("req"), int) \
+                        and not isinstance(msg.get("req"), bool) and 0 <= msg["req"] < 2**63:
+                    # Answered as the asker waits for it: its event, its req.
+                    assert reply["event"] == kind.reply_event and reply["req"] == msg["req"], (label, reply)
+            else:
+                c.send(msg)
+            # The next answer is the ping's: no second reply, none to events.
+            assert c.ask({"op": "ping"}) == {"ok": True, "pong": True}, label
+        assert warnings(master, "invalid control message") - before == len(cases)
+        names = [e["name"] for e in master.status()["endpoints"]]
+        assert names == ["victim"]
+    finally:
+        c.close()
+    assert master.peer("idle", "after-garbage").expect("ready")["address"]
+
+
+# Each is not one JSON object, so the connection is closed.
+UNDECODABLE: list[tuple[str, bytes]] = [
+    ("nested 100k deep", b"[" * 100_000 + b"]" * 100_000),
+    ("nested 30k deep (fits a message)", b"[" * 30_000 + b"]" * 30_000),
+    ("objects nested 10k deep", b'{"a":' * 10_000 + b"1" + b"}" * 10_000),
+    ("deep inside a valid op", b'{"op":"ping","x":' + b"[" * 30_000 + b"]" * 30_000 + b"}"),
+    ("array", b"[1]"),
+    ("string", b'"ping"'),
+    ("number", b"1"),
+    ("null", b"null"),
+    ("invalid UTF-8", b"\xff\xfe not json"),
+    ("invalid UTF-8 in a string", b'{"op":"\xff\xfe"}'),
+    ("NaN", b'{"op":"ping","x":NaN}'),
+    ("integer of 5000 digits", b'{"op":"ping","x":' + b"7" * 5000 + b"}"),
+    ("truncated", b'{"op":"pi'),
+    ("oversized", json.dumps({"op": "ping", "pad": "x" * 70_000}).encode()),
+]
+
+
+@pytest.mark.parametrize("label,data", UNDECODABLE, ids=[u[0] for u in UNDECODABLE])
+def test_undecodable_bytes_close_the_connection(master: Master, label: str, data: bytes) -> None:
+    """Bytes that are not one JSON object end the connection (with a log
+    line), never an exception in the master; a normal peer attaches and
+    answers afterwards."""
+    before = warnings(master, "bad control message")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        s.settimeout(5)
+        s.connect(master.path)
+        s.send(data)
+        assert s.recv(100) == b""
+    assert warnings(master, "bad control message") == before + 1
+    assert "Traceback" not in master.proc.stderr_text
+    c = Conn(master.path)
+    try:
+        assert c.ask({"op": "ping"}) == {"ok": True, "pong": True}
+    finally:
+        c.close()
+    assert master.peer("idle", "normal").expect("ready")["address"]
+
+
+@pytest.fixture
+def netns() -> Iterator[Any]:
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        full = f"{name}-{os.getpid()}"
+        made.append(full)
+        return create_netns(full)
+
+    yield make
+    for ns in made:
+        delete_netns(ns)
+
+
+def ask_from(ns_path: str, master: Master, msg: dict[str, Any]) -> dict[str, Any]:
+    """One control request from a process inside ns_path."""
+    code = ("import json, sys; from aiodocknet.control import request; "
+            f"print(json.dumps(request({master.path!r}, json.loads(sys.argv[1]))))")
+    res = subprocess.run(["ip", "netns", "exec", os.path.basename(ns_path), sys.executable, "-c", code,
+                          json.dumps(msg)], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def idle_in(master: Master, ns_path: str, name: str, secret: str) -> Proc:
+    env = dict(master.env, DOCKNET_SECRET=secret)
+    p = Proc(["ip", "netns", "exec", os.path.basename(ns_path), sys.executable, str(PEER), "idle",
+              "--name", name], env, name)
+    master.peers.append(p)
+    return p
+
+
+def test_status_is_not_for_endpoint_namespaces(master: Master, netns) -> None:
+    """A process inside an endpoint's namespace (root there) asks for the
+    master's status: refused, and the refusal names nobody. Root on the
+    host still gets it."""
+    master.peer("idle", "secret-service").expect("ready")
+    ns = netns("dnt-st")
+    reg = api(master).call("POST", "/v1/endpoints", {"name": "inside", "netns": ns})
+    idle_in(master, ns, "inside", reg["secret"]).expect("ready")
+    reply = ask_from(ns, master, {"op": "status"})
+    assert reply["ok"] is False and reply["code"] == "EACCES", reply
+    assert "secret-service" not in json.dumps(reply) and "10.77." not in json.dumps(reply)
+    assert {e["name"] for e in master.status()["endpoints"]} == {"secret-service", "inside"}
+
+
+def test_attach_checks_identity_before_naming(master: Master, netns) -> None:
+    """Attach says nothing about a name (in use or not) to a process that
+    may not have it: from a foreign namespace, or with a wrong secret."""
+    master.peer("idle", "taken").expect("ready")
+    ns, other = netns("dnt-id"), netns("dnt-id-other")
+    reg = api(master).call("POST", "/v1/endpoints", {"name": "svc", "netns": ns})
+    idle_in(master, ns, "svc", reg["secret"]).expect("ready")
+    for ns_path, msg in [(other, {"op": "attach", "endpoint": "taken"}),
+                         (ns, {"op": "attach", "endpoint": "svc", "secret": "0" * 32}),
+                         (ns, {"op": "attach", "endpoint": "svc"}),
+                         (other, {"op": "attach", "endpoint": "svc", "secret": reg["secret"]})]:
+        reply = ask_from(ns_path, master, msg)
+        assert reply["ok"] is False and reply["code"] == "EACCES", (msg, reply)
+        assert "already attached" not in reply["error"], (msg, reply)
+
+
+def test_resolve_answers_only_reachable_names(master: Master, netns) -> None:
+    """Tenant b's namespace cannot resolve tenant a's names (answered as a
+    name that does not exist) until policy lets b reach a; the rule is one
+    way."""
+    ns_a, ns_b = netns("dnt-ra"), netns("dnt-rb")
+    reg_a = api(master).call("POST", "/v1/endpoints", {"name": "svc-a", "netns": ns_a, "tenant": "a"})
+    reg_b = api(master).call("POST", "/v1/endpoints", {"name": "svc-b", "netns": ns_b, "tenant": "b"})
+    addr_a = idle_in(master, ns_a, "svc-a", reg_a["secret"]).expect("ready")["address"]
+    addr_b = idle_in(master, ns_b, "svc-b", reg_b["secret"]).expect("ready")["address"]
+    hidden = ask_from(ns_b, master, {"op": "resolve", "name": "svc-a"})
+    missing = ask_from(ns_b, master, {"op": "resolve", "name": "no-such"})
+    assert hidden["code"] == missing["code"] == "ENOENT"
+    assert hidden["error"].replace("svc-a", "X") == missing["error"].replace("no-such", "X")
+    assert ask_from(ns_b, master, {"op": "resolve", "name": "svc-b"}) == {"ok": True, "address": addr_b}
+    api(master).call("POST", "/v1/policy", {"from": "b", "to": "a", "port": 80})
+    assert ask_from(ns_b, master, {"op": "resolve", "name": "svc-a"}) == {"ok": True, "address": addr_a}
+    assert ask_from(ns_a, master, {"op": "resolve", "name": "svc-b"})["code"] == "ENOENT"
+
+
+def test_registering_a_squatted_name_evicts_the_squatter(master: Master, netns) -> None:
+    """An attacker on the host takes a name nobody registered yet; the
+    operator then registers that name for a service's namespace. The
+    squatter is cut off, cannot take the name back, and the service in
+    the registered namespace attaches under it."""
+    squat = Conn(master.path)
+    try:
+        reply = squat.ask({"op": "attach", "endpoint": "web"})
+        assert reply is not None and reply["ok"], reply
+        ns = netns("dnt-squat")
+        reg = api(master).call("POST", "/v1/endpoints", {"name": "web", "netns": ns})
+        assert squat.recv() is None  # the master closed the squatter's connection
+    finally:
+        squat.close()
+    assert warnings(master, "ad-hoc endpoint evicted") == 1
+    again = Conn(master.path)
+    try:
+        reply = again.ask({"op": "attach", "endpoint": "web"})
+        assert reply is not None and reply["ok"] is False and reply["code"] == "EACCES", reply
+    finally:
+        again.close()
+    ready = idle_in(master, ns, "web", reg["secret"]).expect("ready")
+    eps = {e["name"]: e for e in master.status()["endpoints"]}
+    assert eps["web"]["address"] == ready["address"]
