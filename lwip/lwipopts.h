@@ -106,4 +106,8 @@
 #define MEMP_OVERFLOW_CHECK             0
 #define MEMP_SANITY_CHECK               0
 
+#define LWIP_HOOK_FILENAME              "dn_hooks.h"
+#define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
+	dn_tcp_inpacket((pcb), (hdr), (p))
+
 #endif /* DN_LWIPOPTS_H */

@@ -38,6 +38,7 @@ OUR_SOURCES = [
     "native/dn_fastchan.c",
     "native/dn_crowding.c",
     "lwip/netif/dn_netif.c",
+    "lwip/dn_hooks.c",
 ]
 
 # lwIP core: what NO_SYS=1 IPv4 TCP/UDP/ICMP/raw needs, nothing more.

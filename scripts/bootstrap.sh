@@ -94,7 +94,7 @@ fi
 # Rebuild and reinstall only when something that goes into the build moved.
 stamp=$VENV/.docknet-build
 digest=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/native/*.[ch] \
-	"$ROOT/native/build.py" "$ROOT"/lwip/*.h "$ROOT"/lwip/*/*.[ch] |
+	"$ROOT/native/build.py" "$ROOT"/lwip/*.[ch] "$ROOT"/lwip/*/*.[ch] |
 	sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] ||
 	! ls "$ROOT"/aiodocknet/_native*.so "$ROOT"/aiodocknet/_fcpath*.so >/dev/null 2>&1; then

@@ -179,7 +179,8 @@ def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
         r.flush(c)
 
     def on_error(c: Conn) -> None:
-        say(event="error", conn=c.cid, errno=errno.errorcode.get(c.error, str(c.error)))
+        if not args.quiet:
+            say(event="error", conn=c.cid, errno=errno.errorcode.get(c.error, str(c.error)))
         r.close(c)
 
     r.on_accept, r.on_data, r.on_eof, r.on_error = on_accept, on_data, on_eof, on_error
@@ -323,6 +324,31 @@ def client_connect(st: SlaveStack, args: argparse.Namespace) -> None:
     say(event="error" if c.error else "eof", errno=errno.errorcode.get(c.error, ""))
 
 
+def client_hold(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Open args.conns connections at once, report how each attempt ended
+    and how long that took, then hold the ones that opened."""
+    r = Reactor(st)
+    conns: list[Conn] = []
+    outcomes: dict[str, int] = {}
+    start = time.monotonic()
+    for _ in range(args.conns):
+        try:
+            c = Conn(st.connect(args.target, args.port))
+        except OSError as exc:
+            key = errno.errorcode.get(exc.errno or 0, str(exc))
+            outcomes[key] = outcomes.get(key, 0) + 1
+            continue
+        r.conns[c.cid] = c
+        conns.append(c)
+    r.on_error = lambda c: None
+    r.run(lambda: all(c.connected or c.error for c in conns), args.timeout)
+    for c in conns:
+        key = "connected" if c.connected and not c.error else errno.errorcode.get(c.error, "pending")
+        outcomes[key] = outcomes.get(key, 0) + 1
+    say(event="held", outcomes=outcomes, seconds=round(time.monotonic() - start, 3))
+    r.run()
+
+
 def client_udp(st: SlaveStack, args: argparse.Namespace) -> None:
     """Datagrams of 1 B to 8000 B (jumbo frames), numbered, echoed back."""
     r = Reactor(st)
@@ -428,6 +454,7 @@ ROLES = {
     "echo-client": client_echo,
     "stream-until-error": client_stream_until_error,
     "connect": client_connect,
+    "hold": client_hold,
     "half-close-client": client_half_close,
     "udp-client": client_udp,
     "udp-trickle": udp_trickle,
@@ -451,6 +478,8 @@ def main() -> None:
     p.add_argument("--half-close", action="store_true")
     p.add_argument("--sink", action="store_true")
     p.add_argument("--abort-on-accept", action="store_true")
+    # No line per failed connection: thousands would fill a pipe nobody reads.
+    p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     with SlaveStack.attach(args.name) as st:
