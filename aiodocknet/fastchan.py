@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import check, raise_errno
 from ._native import ffi, lib
 
-__all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "make_channel", "make_region", "READABLE", "WRITABLE"]
+__all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "WakeFds", "make_channel", "make_region", "READABLE",
+           "WRITABLE"]
 
 READABLE = lib.DN_FC_READABLE
 WRITABLE = lib.DN_FC_WRITABLE
 DEFAULT_RING = 1 << 20
+READ_MAX = 256 * 1024
 _EAGAIN = -errno.EAGAIN
 
 
@@ -48,20 +51,89 @@ def make_channel(ring_size: int = DEFAULT_RING) -> tuple[int, int, int]:
     return memfd, efds[0], efds[1]
 
 
-class FastChannel:
-    """One side of a fast channel. Owns the descriptors it is given."""
+class _HeldFd:
+    __slots__ = ("fd", "users")
 
-    def __init__(self, memfd: int, side: int, self_efd: int, peer_efd: int) -> None:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+
+    def drop(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            os.close(self.fd)
+
+
+class WakeFds:
+    """The eventfds a process's fast channels ring and sleep on, kept once
+    per endpoint rather than once per channel: every channel to one peer
+    endpoint rings the same eventfd, and every channel sleeps on this
+    endpoint's own, so two descriptors a connection would put a busy server
+    at its descriptor limit long before its memory. Each offer still
+    brings its own copies (the master cannot know which this process
+    kept): the ones already held are closed at once. Keys are "self" and
+    the peer endpoint's address; one set serves one master's lifetime."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, _HeldFd] = {}
+
+    def take(self, key: str, fd: int) -> _HeldFd:
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = _HeldFd(fd)
+        else:
+            os.close(fd)
+        held.users += 1
+        return held
+
+    def forget(self, key: str) -> None:
+        """That endpoint is gone: a later one at its address has another
+        eventfd. Channels that still hold the old one keep it until they
+        close."""
+        self._held.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def channel(self, memfd: int, side: int, self_efd: int, peer_efd: int, peer: str) -> FastChannel:
+        """A FastChannel on the eventfds held here for this endpoint and
+        for the peer endpoint (peer: its address)."""
+        mine, theirs = self.take("self", self_efd), self.take(peer, peer_efd)
+
+        def release() -> None:
+            mine.drop()
+            theirs.drop()
+
+        return FastChannel(memfd, side, mine.fd, theirs.fd, release=release)
+
+
+class FastChannel:
+    """One side of a fast channel. Owns the descriptors it is given, or,
+    with release, borrows the eventfds and calls release() when done with
+    them (WakeFds.channel)."""
+
+    def __init__(self, memfd: int, side: int, self_efd: int, peer_efd: int,
+                 release: Callable[[], None] | None = None) -> None:
         out = ffi.new("struct dn_fc **")
         rc = lib.dn_fc_open(memfd, side, self_efd, peer_efd, out)
         os.close(memfd)  # mapped now
+        self._fds = (self_efd, peer_efd)
+        self._release = release
         if rc < 0:
-            os.close(self_efd)
-            os.close(peer_efd)
+            self._let_go()
             raise_errno(rc)
         self._fc: Any = out[0]
-        self._fds = (self_efd, peer_efd)
-        self._buf = ffi.new("char[]", 256 * 1024)
+        # Only read() (the Python path) needs one; most channels never
+        # use it, and held by each of thousands it would be most of
+        # their memory.
+        self._buf: Any = None
+
+    def _let_go(self) -> None:
+        if self._release is not None:
+            self._release()
+        else:
+            for fd in self._fds:
+                os.close(fd)
 
     def address(self) -> int:
         """The native channel's address, for ``_fcpath.TransportCore``."""
@@ -72,9 +144,11 @@ class FastChannel:
         buf = ffi.from_buffer(data)
         return check(lib.dn_fc_write(self._fc, buf, len(buf)))
 
-    def read(self, size: int = 256 * 1024) -> bytes | None:
+    def read(self, size: int = READ_MAX) -> bytes | None:
         """Up to size bytes; b"" at end of stream; None when empty."""
-        rc = lib.dn_fc_read(self._fc, self._buf, min(size, 256 * 1024))
+        if self._buf is None:
+            self._buf = ffi.new("char[]", READ_MAX)
+        rc = lib.dn_fc_read(self._fc, self._buf, min(size, READ_MAX))
         if rc < 0:
             if rc == _EAGAIN:
                 return None
@@ -113,8 +187,7 @@ class FastChannel:
         if self._fc is not None:
             lib.dn_fc_close(self._fc)
             self._fc = None
-            for fd in self._fds:
-                os.close(fd)
+            self._let_go()
 
 
 class ChannelWatch:
@@ -136,6 +209,12 @@ class ChannelWatch:
                 "closed": (bool(st.closed[0]), bool(st.closed[1])),
                 "eof": (bool(st.eof[0]), bool(st.eof[1])),
                 "reset": bool(st.reset), "ring_size": int(st.ring_size)}
+
+    def reset(self) -> None:
+        """Both sides see a reset (dn_fc_watch_reset); ring the one that
+        is still there."""
+        if self._w is not None:
+            lib.dn_fc_watch_reset(self._w)
 
     def close(self) -> None:
         if self._w is not None:

@@ -28,6 +28,7 @@ import uvloop
 
 from .bucket import TokenBucket
 from .endpoint import ProcessEndpoint
+from .fastchan import WakeFds
 from .poller import StackPoller
 from .server import DockNetServer
 from .log import get_logger
@@ -158,6 +159,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         self._dn_ingress: TokenBucket | None = None
         self._dn_reattach: asyncio.TimerHandle | None = None
         self._dn_reattach_tries = 0
+        # Eventfds shared by the fast channels (a set per master).
+        self._dn_wakes = WakeFds()
+        self._dn_fc_failures = 0
 
     # ---- the endpoint ----
 
@@ -252,6 +256,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             self._dn_schedule_reattach(REATTACH_MAX)
             return
         ep.relinked()
+        self._dn_wakes = WakeFds()
         for port in self._dn_servers:
             self._dn_listen(port, True)
 
@@ -511,8 +516,6 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         the network path (not a local endpoint, no DockNetLoop listening
         there, fast channels off at the master). A pair that policy keeps
         apart is refused here, at once, as a firewall's reject would be."""
-        from .fastchan import FastChannel
-
         ep = self._dn_endpoint
         assert ep is not None
         req = next(self._dn_fc_ids)
@@ -528,13 +531,33 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         if not msg.get("ok") or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
+            if msg.get("ok"):
+                # Made, and offered to the server, but this process could
+                # not take its descriptors (at its limit): the master
+                # resets the server's side, and this connection takes the
+                # network path, which needs none.
+                self._dn_fc_lost(msg.get("id"), "its descriptors did not arrive (descriptor limit?)")
             if msg.get("refuse"):
                 raise ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {addr}:{port} refused: "
                                              f"{msg.get('reason', 'not allowed')}")
             return None
-        fc = FastChannel(fds[0], 0, fds[1], fds[2])
+        try:
+            fc = self._dn_wakes.channel(fds[0], 0, fds[1], fds[2], addr)
+        except OSError as exc:
+            self._dn_fc_lost(msg.get("id"), str(exc))
+            return None
         local = (ep.address, int(msg["local_port"]))
         return fc, local, (addr, port), int(msg["id"])
+
+    def _dn_fc_lost(self, channel_id: Any, why: str) -> None:
+        """A channel the master made that this side cannot use: said once
+        in a while, and given back so that the master resets the other
+        side at once and frees it."""
+        self._dn_fc_failures += 1
+        if self._dn_fc_failures in (1, 10) or self._dn_fc_failures % 100 == 0:
+            log.warning("fast channel not usable, given back", reason=why, times=self._dn_fc_failures)
+        if isinstance(channel_id, int) and not isinstance(channel_id, bool):
+            self._dn_fc_closed(channel_id)
 
     def _dn_fc_closed(self, channel_id: int) -> None:
         """A fast-channel transport let go of its channel: the master may
@@ -565,6 +588,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         """A message from the master the stack did not handle itself."""
         event = msg.get("event")
         if event == "endpoint_gone":
+            self._dn_wakes.forget(str(msg.get("address")))
             if self._dn_poller is not None:
                 for t in self._dn_poller.channels():
                     if t.peer_address == msg.get("address"):
@@ -574,6 +598,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             if fut is not None and not fut.done():
                 fut.set_result((msg, fds))
                 return
+            if msg.get("ok"):  # too late: the connect took the network path
+                self._dn_fc_lost(msg.get("id"), "the master's answer came too late")
         elif event == "limits":
             self._dn_set_limits(msg)
         elif msg.get("op") == "fc_offer":
@@ -600,20 +626,22 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         server of ours serves the port any more (it closed as the offer
         came), the channel is reset: the connector sees a reset, as a TCP
         connection to a listener that closed its backlog would."""
-        from .fastchan import FastChannel
-
         ep = self._dn_endpoint
         server = self._dn_servers.get(msg.get("port"))  # type: ignore[arg-type]
         cid = msg.get("id") if isinstance(msg.get("id"), int) else 0
-        if ep is None or len(fds) != 3:
+        if ep is None:
             for fd in fds:
                 os.close(fd)
             return
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            self._dn_fc_lost(cid, "an offer came without its descriptors (descriptor limit?)")
+            return
         try:
-            fc = FastChannel(fds[0], 1, fds[1], fds[2])
+            fc = self._dn_wakes.channel(fds[0], 1, fds[1], fds[2], str(msg["peer"][0]))
         except OSError as exc:
-            self.call_exception_handler({"message": "fast channel offer failed", "exception": exc})
-            self._dn_fc_closed(cid)
+            self._dn_fc_lost(cid, str(exc))
             return
         if server is None or not server.is_serving():
             fc.reset()

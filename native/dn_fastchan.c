@@ -431,7 +431,7 @@ dn_fc_disarm_set(struct dn_fc *const *fcs, int n)
 }
 
 struct dn_fc_watch {
-	const struct dn_fc_region *r;
+	struct dn_fc_region *r;
 	uint32_t ring_size;
 };
 
@@ -447,7 +447,9 @@ dn_fc_watch_open(int memfd, struct dn_fc_watch **out)
 	ret = dn_fc_check_region(memfd, &ring_size);
 	if (ret < 0)
 		return ret;
-	map = mmap(NULL, DN_FC_HEADER, PROT_READ, MAP_SHARED, memfd, 0);
+	/* Writable for dn_fc_watch_reset() alone. */
+	map = mmap(NULL, DN_FC_HEADER, PROT_READ | PROT_WRITE, MAP_SHARED,
+		memfd, 0);
 	if (map == MAP_FAILED)
 		return dn_error(-errno, "cannot map the fast channel: %s",
 			strerror(errno));
@@ -485,8 +487,14 @@ dn_fc_watch_read(const struct dn_fc_watch *w, struct dn_fc_stats *out)
 }
 
 void
+dn_fc_watch_reset(struct dn_fc_watch *w)
+{
+	atomic_store_explicit(&w->r->reset, 1, memory_order_release);
+}
+
+void
 dn_fc_watch_close(struct dn_fc_watch *w)
 {
-	munmap((void *)w->r, DN_FC_HEADER);
+	munmap(w->r, DN_FC_HEADER);
 	free(w);
 }

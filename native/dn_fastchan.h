@@ -78,6 +78,9 @@ struct dn_fc_stats {
 
 int dn_fc_watch_open(int memfd, struct dn_fc_watch **out);
 void dn_fc_watch_read(const struct dn_fc_watch *w, struct dn_fc_stats *out);
+/* Resets the channel for both sides (the master's, for a side that will
+ * never serve it); the caller rings the side still there. */
+void dn_fc_watch_reset(struct dn_fc_watch *w);
 void dn_fc_watch_close(struct dn_fc_watch *w);
 
 #endif /* DN_FASTCHAN_H */

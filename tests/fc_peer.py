@@ -211,7 +211,12 @@ async def client(args: argparse.Namespace) -> None:
             return
         w.write(b"echo\n")
         w.write(b"hello\n")
-        echoed = await r.readline()
+        try:
+            echoed = await asyncio.wait_for(r.readline(), 30)
+        except (OSError, asyncio.TimeoutError) as exc:
+            say("result", outcome="lost", error=type(exc).__name__, transport=transport_name(w),
+                seconds=time.monotonic() - t0)
+            return
         say("result", outcome="connected", transport=transport_name(w), echoed=echoed.decode())
         w.close()
 

@@ -139,23 +139,40 @@ class FastChannelBroker:
 
     # ---- letting go ----
 
-    def closed(self, endpoint: str, channel_id: Any) -> None:
-        """endpoint says it has closed its side of channel_id."""
+    def closed(self, endpoint: str, channel_id: Any) -> str | None:
+        """endpoint says it has closed its side of channel_id. A side that
+        never opened the channel (its descriptors did not reach it, it
+        could not map it) leaves the other waiting on a stream nobody
+        serves: the channel is reset and released now, and the other
+        side's endpoint is returned for the caller to ring."""
         ch = self.channels.get(channel_id) if isinstance(channel_id, int) else None
         if ch is None:
-            return
+            return None
         side = ch.side_of(endpoint)
         if side is None:
-            return  # not its channel: ignore rather than trust it
+            return None  # not its channel: ignore rather than trust it
         ch.done.add(side)
+        st = ch.watch.read()
+        other = 1 - side
+        if not st["closed"][side] and not (st["closed"][other] or other in ch.done):
+            log.info("fast channel reset: one side never opened it", channel=ch.id, side=endpoint)
+            ch.watch.reset()
+            ch.done.add(other)
+            self._maybe_release(ch)
+            return ch.client if other == 0 else ch.server
         self._maybe_release(ch)
+        return None
 
     def endpoint_gone(self, endpoint: str) -> None:
+        """Its channels are released now: their other sides hear of it from
+        the master's endpoint_gone notice, and the reset keeps them from
+        waiting for bytes that cannot come."""
         self.listening.pop(endpoint, None)
         for ch in list(self.channels.values()):
             side = ch.side_of(endpoint)
             if side is not None:
-                ch.done.add(side)
+                ch.watch.reset()
+                ch.done.update((0, 1))
                 self._maybe_release(ch)
 
     def abandon(self, ch: Channel) -> None:

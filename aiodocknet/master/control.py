@@ -287,7 +287,7 @@ class ControlServer:
         name = self._conn_endpoint.get(conn, "")
         if kind.key == "event":
             if kind.name == "fc_closed":
-                self.broker.closed(name, msg["id"])
+                self._ring(self.broker.closed(name, msg["id"]))
             elif kind.name == "listen":
                 if name:
                     self.broker.listen(name, msg["port"], msg["on"])
@@ -516,6 +516,15 @@ class ControlServer:
                                   "local_port": ch.client_addr[1]}, [memfd, src.wake_fd, dst.wake_fd])
         finally:
             os.close(memfd)
+
+    def _ring(self, name: str | None) -> None:
+        """Wake an endpoint's process (a channel of its was reset)."""
+        ep = self.endpoints.get(name) if name else None
+        if ep is not None:
+            try:
+                os.eventfd_write(ep.wake_fd, 1)
+            except BlockingIOError:
+                pass  # saturated: it is being woken anyway
 
     def _fc_reply(self, conn: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> None:
         try:
