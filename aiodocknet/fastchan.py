@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,19 @@ def make_channel(ring_size: int = DEFAULT_RING) -> tuple[int, int, int]:
         os.close(memfd)
         raise
     return memfd, efds[0], efds[1]
+
+
+_scratch = threading.local()
+
+
+def _read_buffer() -> Any:
+    """Where read() copies to before making bytes: one per thread, not one
+    per channel (a channel's own was most of its memory: thousands of
+    idle connections held hundreds of MB of buffers)."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None:
+        buf = _scratch.buf = ffi.new("char[]", READ_MAX)
+    return buf
 
 
 class _HeldFd:
@@ -123,10 +137,6 @@ class FastChannel:
             self._let_go()
             raise_errno(rc)
         self._fc: Any = out[0]
-        # Only read() (the Python path) needs one; most channels never
-        # use it, and held by each of thousands it would be most of
-        # their memory.
-        self._buf: Any = None
 
     def _let_go(self) -> None:
         if self._release is not None:
@@ -146,14 +156,13 @@ class FastChannel:
 
     def read(self, size: int = READ_MAX) -> bytes | None:
         """Up to size bytes; b"" at end of stream; None when empty."""
-        if self._buf is None:
-            self._buf = ffi.new("char[]", READ_MAX)
-        rc = lib.dn_fc_read(self._fc, self._buf, min(size, READ_MAX))
+        buf = _read_buffer()
+        rc = lib.dn_fc_read(self._fc, buf, min(size, READ_MAX))
         if rc < 0:
             if rc == _EAGAIN:
                 return None
             raise_errno(rc)
-        return ffi.buffer(self._buf, rc)[:]
+        return ffi.buffer(buf, rc)[:]
 
     def shutdown(self) -> None:
         check(lib.dn_fc_shutdown(self._fc))

@@ -13,7 +13,9 @@ where the test must act in between.
                            "seconds"} (first byte to EOF)
     python tests/fc_peer.py client --host H --port P MODE [args]
           duplex N SEED    the other end of "duplex"
-          many K           K concurrent echo connections, all open at once
+          many K [hold]    K concurrent echo connections, all open at once
+                           (hold: reports its RSS while they idle, closes
+                           them on a line on stdin)
           stream           connects to "sink", says "connected", streams from
                            "go" to "stop" (lines on stdin)
           connect          one connection attempt; reports the outcome
@@ -117,6 +119,11 @@ async def serve(args: argparse.Namespace) -> None:
 
 # ---- client ----
 
+def rss_kb(pid: str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
 def channel_maps() -> int:
     """Fast-channel regions this process still has mapped."""
     with open("/proc/self/maps") as f:
@@ -155,6 +162,11 @@ async def client(args: argparse.Namespace) -> None:
         ok = 0
         for i, (r, w) in enumerate(conns):
             ok += await asyncio.wait_for(r.readline(), 30) == b"message %d\n" % i
+        if args.rest[1:] == ["hold"]:
+            # Idle and open: the test measures both processes, then says go.
+            say("held", echoed=ok, rss_kb=rss_kb())
+            stdin = await stdin_reader()
+            await stdin.readline()
         for r, w in conns:
             w.close()
         say("result", open_channels=len(mine), echoed=ok, transports=sorted({transport_name(w) for _, w in conns}),
