@@ -112,7 +112,7 @@ class StackPoller:
         self.kick()
 
     def remove_channel(self, transport: Any) -> None:
-        if transport in self._channels.members:
+        if transport in self._channels:
             self._channels.remove(transport)
 
     def channels(self) -> list[Any]:

@@ -11,6 +11,7 @@ died.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import time
@@ -80,6 +81,8 @@ class FastChannelBroker:
         # wildcard server and an address-bound one may share a number)
         self.listening: dict[str, dict[int, int]] = {}
         self._ids = 0
+        # endpoint -> the connecting ports its open channels have
+        self._ports: dict[str, set[int]] = {}
         self.made = 0
         self.released = 0
         self.refused = 0
@@ -123,18 +126,27 @@ class FastChannelBroker:
         except BaseException:
             os.close(memfd)
             raise
+        try:
+            local_port = self._ephemeral(src)
+        except OSError:
+            watch.close()
+            os.close(memfd)
+            raise
         self._ids += 1
-        ch = Channel(self._ids, src, dst, (src_address, self._ephemeral(src)), (dst_address, port), watch)
+        ch = Channel(self._ids, src, dst, (src_address, local_port), (dst_address, port), watch)
         self.channels[ch.id] = ch
         self.made += 1
         return ch, memfd
 
     def _ephemeral(self, endpoint: str) -> int:
-        used = {c.client_addr[1] for c in self.channels.values() if c.client == endpoint}
+        used = self._ports.setdefault(endpoint, set())
         low, high = EPHEMERAL
+        if len(used) > high - low:
+            raise OSError(errno.EADDRNOTAVAIL, f"endpoint {endpoint!r} has no fast-channel port left")
         while True:
             port = low + secrets.randbelow(high - low + 1)
             if port not in used:
+                used.add(port)
                 return port
 
     # ---- letting go ----
@@ -186,12 +198,18 @@ class FastChannelBroker:
             self.bytes_released += st["bytes"][0] + st["bytes"][1]
             ch.watch.close()
             del self.channels[ch.id]
+            ports = self._ports.get(ch.client)
+            if ports is not None:
+                ports.discard(ch.client_addr[1])
+                if not ports:
+                    del self._ports[ch.client]
             self.released += 1
 
     def close(self) -> None:
         for ch in list(self.channels.values()):
             ch.watch.close()
         self.channels.clear()
+        self._ports.clear()
 
     # ---- numbers ----
 
