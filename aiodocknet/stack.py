@@ -225,6 +225,9 @@ class SlaveStack:
         cfg.link_fd = link
         cfg.wake_fd = wake
         cfg.master_wake_fd = master_wake
+        # Links skip checksums (frames between processes are not damaged)
+        # unless the switch is told to damage them (fault injection).
+        cfg.checksums = int(os.environ.get("DOCKNET_LINK_CHECKSUMS", "0") == "1")
         out = ffi.new("struct dn_stack **")
         rc = lib.dn_stack_open(cfg, out)
         # The link has mapped its memory; the eventfds stay open for the

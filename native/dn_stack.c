@@ -505,6 +505,8 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 		goto fail;
 	}
 	st->netif.mtu = cfg->mtu;
+	if (cfg->checksums)
+		NETIF_SET_CHECKSUM_CTRL(&st->netif, NETIF_CHECKSUM_ENABLE_ALL);
 	netif_set_default(&st->netif);
 	netif_set_up(&st->netif);
 	netif_set_link_up(&st->netif);

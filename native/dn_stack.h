@@ -26,6 +26,9 @@ struct dn_stack_config {
 	int link_fd;		/* the link's memory, from the master */
 	int wake_fd;
 	int master_wake_fd;
+	/* Generate and check TCP/UDP/IP checksums on the link, which it
+	 * otherwise skips: for links the switch is told to corrupt. */
+	int checksums;
 };
 
 /* Event kinds. For DN_EV_ACCEPTED, id is the new connection and arg the
