@@ -431,6 +431,11 @@ class SlaveStack:
     def set_keepalive(self, conn: int, on: bool) -> None:
         check(lib.dn_set_keepalive(self._st, conn, int(on)))
 
+    def set_keepalive_times(self, conn: int, idle: float = 0, interval: float = 0, count: int = 0) -> None:
+        """TCP_KEEPIDLE / TCP_KEEPINTVL (seconds, fractions allowed) and
+        TCP_KEEPCNT; 0 leaves one as it is."""
+        check(lib.dn_set_keepalive_times(self._st, conn, round(idle * 1000), round(interval * 1000), count))
+
     def reset_peer(self, address: str) -> int:
         """End every connection to a dead endpoint with ECONNRESET."""
         return check(lib.dn_reset_peer(self._st, _ip(address)))

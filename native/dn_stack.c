@@ -1028,6 +1028,32 @@ dn_set_keepalive(struct dn_stack *st, int id, int on)
 }
 
 int
+dn_set_keepalive_times(struct dn_stack *st, int id, uint32_t idle_ms,
+	uint32_t interval_ms, uint32_t count)
+{
+	struct dn_conn *c;
+	int ret;
+
+	c = dn_tcp_conn(st, id, &ret);
+	if (c == NULL)
+		return ret;
+	/* lwIP checks them on its 500 ms timer and multiplies count by
+	 * interval in 32 bits. */
+	if ((count != 0 && interval_ms != 0 &&
+	     (uint64_t)count * interval_ms > UINT32_MAX / 2) ||
+	    idle_ms > UINT32_MAX / 2)
+		return dn_error(-EINVAL, "keepalive times too long (idle %u ms, "
+			"%u probes every %u ms)", idle_ms, count, interval_ms);
+	if (idle_ms != 0)
+		c->pcb.tcp->keep_idle = idle_ms;
+	if (interval_ms != 0)
+		c->pcb.tcp->keep_intvl = interval_ms;
+	if (count != 0)
+		c->pcb.tcp->keep_cnt = count;
+	return 0;
+}
+
+int
 dn_reset_peer(struct dn_stack *st, uint32_t ip)
 {
 	uint32_t i, want = lwip_htonl(ip);

@@ -390,6 +390,24 @@ def client_after_server_fin(st: SlaveStack, args: argparse.Namespace) -> None:
     r.close(c)
 
 
+def client_keepalive(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Connect with keepalive on (1 s idle, then 3 probes 0.5 s apart) and
+    sit idle until the connection fails; report how and after how long."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    if c.error:
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)))
+        sys.exit(1)
+    st.set_keepalive(c.cid, True)
+    st.set_keepalive_times(c.cid, idle=1.0, interval=0.5, count=3)
+    say(event="connected")
+    start = time.monotonic()
+    r.on_error = lambda c: None
+    r.run(lambda: bool(c.error) or c.eof, args.timeout)
+    say(event="error" if c.error else "eof", errno=errno.errorcode.get(c.error, ""),
+        seconds=round(time.monotonic() - start, 3))
+
+
 def client_stream_until_error(st: SlaveStack, args: argparse.Namespace) -> None:
     """Stream to the target until the connection fails; report how."""
     r = Reactor(st)
@@ -529,6 +547,7 @@ ROLES = {
     "echo-client": client_echo,
     "stream-until-error": client_stream_until_error,
     "stream": client_stream,
+    "keepalive": client_keepalive,
     "close-on-cue": client_close_on_cue,
     "after-server-fin": client_after_server_fin,
     "connect": client_connect,

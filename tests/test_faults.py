@@ -1,18 +1,26 @@
 """Fault injection in the switch (native/dn_fault.h) and lwIP's TCP under
 it: DockNet endpoint to DockNet endpoint through a real master, each a real
 slave process (tests/peer.py, SlaveStack: no fast channels), the faults set
-on the links towards the endpoints through the management API."""
+on the links towards the endpoints through the management API; and a
+kernel TCP peer through the uplink (--uplink-faults), in namespaces the
+test makes."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from aiodocknet.api_client import ApiClient, ApiError
-from dn_harness import Master, running_master
+from aiodocknet.topology import NetnsTopology
+from dn_harness import PEER, ROOT, Master, Proc, control_request, running_master
 
 ONE_PERCENT = 10_000  # parts per million
 
@@ -206,3 +214,155 @@ def test_half_close_both_ways_under_faults(master: Master) -> None:
     assert eof["bytes"] == 4 << 20 and eof["sha256"] == sent["sent_sha256"]
     cli2.send("exit")
     assert cli2.wait(30) == 0
+
+
+def test_unanswered_keepalives_time_out_with_etimedout(master: Master) -> None:
+    """Everything towards the server is lost after the connection is up:
+    the client's keepalive probes go unanswered and the connection ends
+    with ETIMEDOUT, as the kernel reports it, once the idle time and the
+    probes have passed (lwIP looks every 500 ms)."""
+    srv = master.peer("echo-server", "srv")
+    addr = srv.expect("ready")["address"]
+    cli = master.peer("keepalive", "cli", "--target", addr, "--timeout", "30")
+    cli.expect("connected")
+    set_faults(master, "srv", drop_ppm=1_000_000, seed=1)
+    res = cli.expect("error", timeout=40)
+    assert res["errno"] == "ETIMEDOUT", res
+    assert 2.0 <= res["seconds"] < 10, res
+    assert injected(master, "srv")["fault_dropped"] >= 3  # the probes
+
+
+UPLINK_RANGE = "10.77.1.0/24"
+KERNEL_ADDR = "10.77.200.1"
+KERNEL_PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_peer.py")
+UPLINK_FAULTS = (f"drop_ppm={ONE_PERCENT},dup_ppm={ONE_PERCENT},reorder_ppm={ONE_PERCENT},"
+                 f"corrupt_ppm={ONE_PERCENT},seed=5,direction=both")
+
+
+class UplinkHost:
+    """A master in namespace 0 of a veth pair, its uplink (net_af_packet)
+    on that namespace's veth, with 1% faults each way; a kernel host in
+    namespace 1 at KERNEL_ADDR, on the same segment."""
+
+    def __init__(self, topo: NetnsTopology) -> None:
+        self.topo = topo
+        self.dir = tempfile.TemporaryDirectory(prefix="dn-uplink-faults-")
+        self.env = dict(os.environ, DOCKNET_MASTER=os.path.join(self.dir.name, "master.sock"), PYTHONUNBUFFERED="1",
+                        DOCKNET_FAST_CHANNELS="0", DOCKNET_LINK_CHECKSUMS="1")
+        self.procs: list[Proc] = []
+        self.master = self.run(0, [sys.executable, "-m", "aiodocknet.cli", "master", "--run-dir", self.dir.name,
+                                   "--range", UPLINK_RANGE, "--uplink", "net_af_packet0,iface=veth0",
+                                   "--uplink-faults", UPLINK_FAULTS], "master")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if control_request(self.env["DOCKNET_MASTER"], {"op": "ping"}).get("ok"):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"master did not start: {self.master.stderr_tail()}"
+            time.sleep(0.05)
+
+    def run(self, ns: int, argv: list[str], name: str) -> Proc:
+        p = Proc(self.topo.exec_argv(ns, argv), self.env, name)
+        self.procs.append(p)
+        return p
+
+    def uplink(self) -> dict[str, int]:
+        return ApiClient(os.path.join(self.dir.name, "api.sock")).call("GET", "/v1/status")["uplink"]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+        assert self.master.popen.returncode == 0, self.master.stderr_text[-2000:]
+        self.dir.cleanup()
+
+
+@pytest.fixture
+def uplink_host() -> Iterator[UplinkHost]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, DPDK)")
+    with NetnsTopology(2, mode="veth", mtu=9000) as topo:
+        subprocess.run(["ip", "-n", topo.namespaces[1], "addr", "add", f"{KERNEL_ADDR}/16", "dev", "veth0"],
+                       check=True)
+        for ns in topo.namespaces:
+            # Whole frames with whole checksums on the wire: no segmentation
+            # or checksum offload for the packet socket to see half-done.
+            subprocess.run(topo.exec_argv(topo.namespaces.index(ns), [
+                "ethtool", "-K", "veth0", "tx", "off", "tso", "off", "gso", "off", "gro", "off"]),
+                check=True, capture_output=True)
+        host = UplinkHost(topo)
+        try:
+            yield host
+        finally:
+            host.close()
+
+
+def test_kernel_peer_through_faulty_uplink_both_ways(uplink_host: UplinkHost) -> None:
+    """A kernel TCP peer and a DockNet endpoint through the uplink with 1%
+    loss, reordering and duplication each way and 1% corruption of what
+    arrives (the endpoint checks checksums): 64 MiB from DockNet to a
+    kernel sink, then 64 MiB from a kernel client to a DockNet sink, both
+    intact by SHA-256."""
+    size = 64 << 20
+    h = uplink_host
+    ksink = h.run(1, [sys.executable, KERNEL_PEER, "sink-server", "--bind", KERNEL_ADDR], "kernel-sink")
+    ksink.expect("ready")
+    cli = h.run(0, [sys.executable, str(PEER), "stream", "--name", "dn-cli", "--target", KERNEL_ADDR,
+                    "--bytes", str(size), "--timeout", "120"], "dn-cli")
+    cli.expect("connected", timeout=30)
+    done = cli.expect("done", timeout=150)
+    assert done["error"] == "" and done["eof"], done
+    assert done["answer"] == {"bytes": size, "sha256": done["sent_sha256"]}
+    assert ksink.expect("eof")["peer"][0].startswith("10.77.1.")
+
+    dsink = h.run(0, [sys.executable, str(PEER), "echo-server", "--name", "dn-sink", "--sink"], "dn-sink")
+    addr = dsink.expect("ready", timeout=30)["address"]
+    kcli = h.run(1, [sys.executable, KERNEL_PEER, "stream-client", "--target", addr, "--bytes", str(size),
+                     "--timeout", "120"], "kernel-cli")
+    kdone = kcli.expect("done", timeout=150)
+    assert kdone["answer"] == {"bytes": size, "sha256": kdone["sent_sha256"]}
+    assert dsink.expect("eof")["sha256"] == kdone["sent_sha256"]
+
+    up = h.uplink()
+    for key in ("tx_fault_dropped", "tx_fault_duplicated", "tx_fault_reordered", "rx_fault_dropped",
+                "rx_fault_duplicated", "rx_fault_reordered", "rx_fault_corrupted"):
+        assert up[key] > 0, up
+
+
+def test_uplink_faults_configuration_is_checked() -> None:
+    """[uplink_faults] in the TOML and --uplink-faults: checked like every
+    other setting, and refused without an uplink."""
+
+    def master_check(*args: str, toml: str | None = None) -> subprocess.CompletedProcess[str]:
+        with tempfile.TemporaryDirectory(prefix="dn-faults-config-") as d:
+            argv = [sys.executable, "-m", "aiodocknet.cli", "master", "--check-config", *args]
+            if toml is not None:
+                path = os.path.join(d, "master.toml")
+                with open(path, "w") as f:
+                    f.write(toml)
+                argv += ["--config", path]
+            return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=30)
+
+    uplink = 'uplink = "net_af_packet0,iface=veth0"\n'
+    ok = master_check(toml=uplink + "[uplink_faults]\ndrop_ppm = 10000\nreorder_ppm = 5000\nseed = 3\n"
+                      'direction = "ingress"\n')
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["uplink_faults"] == {"direction": "ingress", "drop_ppm": 10000, "dup_ppm": 0,
+                                                      "reorder_ppm": 5000, "corrupt_ppm": 0, "drop_next": 0,
+                                                      "seed": 3}
+    flag = master_check("--uplink", "net_af_packet0,iface=veth0", "--uplink-faults", "dup_ppm=20000,seed=0x10")
+    assert flag.returncode == 0, flag.stderr
+    assert json.loads(flag.stdout)["uplink_faults"]["dup_ppm"] == 20000
+    assert json.loads(flag.stdout)["uplink_faults"]["seed"] == 16
+    for args, toml, expected in (
+        ((), uplink + "[uplink_faults]\ndrop_ppm = 2000000\n", "uplink_faults: drop_ppm must be a whole number"),
+        ((), uplink + '[uplink_faults]\ndirection = "sideways"\n', "uplink_faults.direction: must be one of"),
+        ((), uplink + "[uplink_faults]\nloss = 1\n", "unknown field 'loss'"),
+        ((), "[uplink_faults]\ndrop_ppm = 1\n", "uplink faults need an uplink"),
+        (("--uplink", "net_af_packet0,iface=veth0", "--uplink-faults", "drop_ppm=lots"), None,
+         "--uplink-faults: drop_ppm must be a whole number"),
+        (("--uplink", "net_af_packet0,iface=veth0", "--uplink-faults", "drop_ppm"), None, "is not key=value"),
+    ):
+        res = master_check(*args, toml=toml)
+        assert res.returncode == 2 and expected in res.stderr, (args, toml, res.stderr)
