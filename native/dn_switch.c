@@ -85,14 +85,15 @@ struct dn_slot {
 	int slave_wake_fd;
 	struct dn_txq txq;
 	uint8_t dirty;
-	/* fault.on, next to what every frame to this link touches anyway:
-	 * with no faults that costs one branch. */
+	/* The slot's fault injection is on (sw->faults[slot]). In the byte
+	 * before tenant that alignment leaves free, next to what every frame
+	 * to this link touches anyway: with no faults the slot is as it was,
+	 * and the cost is one branch. */
 	uint8_t faulty;
 	uint16_t tenant;
 	struct dn_bucket egress;
 	struct dn_bucket ingress;
 	struct dn_port_counters c;
-	struct dn_fault fault;	/* towards the endpoint */
 };
 
 struct dn_switch {
@@ -127,16 +128,19 @@ struct dn_switch {
 	uint64_t last_tick;
 	unsigned int queued;	/* frames waiting in token buckets */
 	unsigned int n_limited;	/* active endpoints with a limit */
-	unsigned int held;	/* frames held back by fault injection */
-	/* The uplink's faults, by direction (DN_EGRESS: towards the wire). */
-	struct dn_fault up_fault[2];
-	uint8_t up_faulty[2];
 
 	/* The switch thread's own: when to stop spinning. */
 	struct dn_crowding crowding;
 	unsigned int misses;	/* spins in a row that ended in sleep */
 
 	struct dn_switch_counters counters;
+
+	/* Fault injection, kept apart so that nothing above moves. */
+	unsigned int held;	/* frames held back by fault injection */
+	struct dn_fault *faults;	/* per slot, towards the endpoint */
+	/* The uplink's faults, by direction (DN_EGRESS: towards the wire). */
+	struct dn_fault up_fault[2];
+	uint8_t up_faulty[2];
 };
 
 void
@@ -236,12 +240,13 @@ dn_fault_tx(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
 {
 	struct dn_slot *s = &sw->slots[slot];
 	struct rte_mbuf *out[DN_FAULT_MAX_OUT];
-	int was_held = s->fault.held != NULL;
+	struct dn_fault *f = &sw->faults[slot];
+	int was_held = f->held != NULL;
 	unsigned int n, k;
 
-	n = dn_fault_apply(&s->fault, m, sw->pool, out);
-	sw->held += (unsigned int)(s->fault.held != NULL) - was_held;
-	s->faulty = (uint8_t)dn_fault_on(&s->fault);
+	n = dn_fault_apply(f, m, sw->pool, out);
+	sw->held += (unsigned int)(f->held != NULL) - was_held;
+	s->faulty = (uint8_t)dn_fault_on(f);
 	for (k = 0; k < n; k++)
 		dn_txq_put(sw, slot, out[k]);
 }
@@ -622,10 +627,10 @@ dn_release_held(struct dn_switch *sw)
 		uint16_t slot = sw->active_list[i];
 		struct dn_slot *s = &sw->slots[slot];
 
-		if (s->fault.held == NULL)
+		if (sw->faults[slot].held == NULL)
 			continue;
-		m = dn_fault_release(&s->fault);
-		s->faulty = (uint8_t)dn_fault_on(&s->fault);
+		m = dn_fault_release(&sw->faults[slot]);
+		s->faulty = (uint8_t)dn_fault_on(&sw->faults[slot]);
 		sw->held--;
 		dn_txq_put(sw, slot, m);
 		moved++;
@@ -746,8 +751,9 @@ dn_mailbox(struct dn_switch *sw)
 		}
 		rte_pktmbuf_free_bulk(s->txq.m, s->txq.n);
 		s->txq.n = 0;
-		if (s->fault.held != NULL) {
-			rte_pktmbuf_free(dn_fault_release(&s->fault));
+		if (sw->faults[sw->mb_slot].held != NULL) {
+			rte_pktmbuf_free(dn_fault_release(
+				&sw->faults[sw->mb_slot]));
 			sw->held--;
 		}
 		s->faulty = 0;
@@ -962,9 +968,10 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	sw->active_list = calloc(cfg->max_endpoints, sizeof(uint16_t));
 	sw->dirty_list = calloc(cfg->max_endpoints, sizeof(uint16_t));
 	sw->policy = calloc(1, sizeof(*sw->policy));
+	sw->faults = calloc(cfg->max_endpoints, sizeof(sw->faults[0]));
 	if (sw->slots == NULL || sw->host_slot == NULL ||
 	    sw->active_list == NULL || sw->dirty_list == NULL ||
-	    sw->policy == NULL) {
+	    sw->policy == NULL || sw->faults == NULL) {
 		ret = dn_error(-ENOMEM, "out of memory for %u endpoints",
 			cfg->max_endpoints);
 		goto fail;
@@ -1038,6 +1045,7 @@ fail:
 	free(sw->active_list);
 	free(sw->dirty_list);
 	free(sw->policy);
+	free(sw->faults);
 	free(sw);
 	return ret;
 }
@@ -1100,6 +1108,9 @@ dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 	}
 	s = &sw->slots[slot];
 	memset(s, 0, sizeof(*s));
+	/* A new endpoint starts with a clean link (the thread leaves an
+	 * inactive slot's faults alone). */
+	memset(&sw->faults[slot], 0, sizeof(sw->faults[0]));
 	ret = dn_slot_map(sw, s, ep->shm_fd);
 	if (ret < 0)
 		goto out;
@@ -1154,10 +1165,10 @@ dn_switch_port_counters(struct dn_switch *sw, int slot,
 	/* Counters are written by the switch thread alone; a torn read of a
 	 * 64-bit counter cannot happen on the platforms DPDK supports. */
 	*out = sw->slots[slot].c;
-	out->fault_dropped = sw->slots[slot].fault.c.dropped;
-	out->fault_duplicated = sw->slots[slot].fault.c.duplicated;
-	out->fault_reordered = sw->slots[slot].fault.c.reordered;
-	out->fault_corrupted = sw->slots[slot].fault.c.corrupted;
+	out->fault_dropped = sw->faults[slot].c.dropped;
+	out->fault_duplicated = sw->faults[slot].c.duplicated;
+	out->fault_reordered = sw->faults[slot].c.reordered;
+	out->fault_corrupted = sw->faults[slot].c.corrupted;
 	out->link_up = atomic_load_explicit(
 		&sw->slots[slot].mem.rings->slave_attached,
 		memory_order_acquire) != 0;
@@ -1194,6 +1205,7 @@ dn_switch_destroy(struct dn_switch *sw)
 	free(sw->active_list);
 	free(sw->dirty_list);
 	free(sw->policy);
+	free(sw->faults);
 	free(sw);
 }
 
@@ -1324,8 +1336,8 @@ dn_apply_faults(struct dn_switch *sw, void *arg)
 	if (r->slot >= 0) {
 		struct dn_slot *s = &sw->slots[r->slot];
 
-		dn_fault_configure(&s->fault, &r->cfg);
-		s->faulty = (uint8_t)dn_fault_on(&s->fault);
+		dn_fault_configure(&sw->faults[r->slot], &r->cfg);
+		s->faulty = (uint8_t)dn_fault_on(&sw->faults[r->slot]);
 	} else {
 		dn_fault_configure(&sw->up_fault[r->direction], &r->cfg);
 		sw->up_faulty[r->direction] =
