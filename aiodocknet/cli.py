@@ -68,6 +68,17 @@ def _master(args: argparse.Namespace) -> int:
     except validate.ValidationError as exc:
         print(f"docknet master: {exc}", file=sys.stderr)
         return 2
+    if args.uplink_faults is not None:
+        from .master.faults import parse_spec
+
+        try:
+            fc.master.uplink_faults = parse_spec(args.uplink_faults)
+        except ValueError as exc:
+            print(f"docknet master: --uplink-faults: {exc}", file=sys.stderr)
+            return 2
+    if fc.master.uplink_faults is not None and not fc.master.uplink:
+        print("docknet master: uplink faults need an uplink (--uplink)", file=sys.stderr)
+        return 2
     if args.check_config:
         print(json.dumps(describe(fc), indent=1))
         print("configuration is valid", file=sys.stderr)
@@ -287,6 +298,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--no-fast-channels", dest="fast_channels", action="store_const", const=False,
                    help="carry every connection through the switch (for comparison)")
     m.add_argument("--fast-channel-ring", help="bytes per fast-channel ring, a power of two (default 1MiB)")
+    m.add_argument("--uplink-faults", metavar="SPEC",
+                   help="fault injection on the uplink, for tests: drop_ppm=N,dup_ppm=N,reorder_ppm=N,"
+                        "corrupt_ppm=N,seed=N[,direction=egress|ingress|both] (parts per million)")
     m.set_defaults(func=_master)
 
     d = sub.add_parser("demo", help="the sample service mesh on DockNet and on the kernel, side by side")

@@ -244,6 +244,9 @@ class SlaveStack:
         cfg.link_fd = link
         cfg.wake_fd = wake
         cfg.master_wake_fd = master_wake
+        # Links skip checksums (frames between processes are not damaged)
+        # unless the switch is told to damage them (fault injection).
+        cfg.checksums = int(os.environ.get("DOCKNET_LINK_CHECKSUMS", "0") == "1")
         return cfg
 
     @classmethod
@@ -475,6 +478,11 @@ class SlaveStack:
 
     def set_keepalive(self, conn: int, on: bool) -> None:
         check(lib.dn_set_keepalive(self._st, conn, int(on)))
+
+    def set_keepalive_times(self, conn: int, idle: float = 0, interval: float = 0, count: int = 0) -> None:
+        """TCP_KEEPIDLE / TCP_KEEPINTVL (seconds, fractions allowed) and
+        TCP_KEEPCNT; 0 leaves one as it is."""
+        check(lib.dn_set_keepalive_times(self._st, conn, round(idle * 1000), round(interval * 1000), count))
 
     def reset_peer(self, address: str) -> int:
         """End every connection to a dead endpoint with ECONNRESET."""

@@ -76,6 +76,12 @@ class DockNetSocket:
                 self._stack.set_nodelay(self._conn, bool(value))
             elif (level, option) == (socket.SOL_SOCKET, socket.SO_KEEPALIVE):
                 self._stack.set_keepalive(self._conn, bool(value))
+            elif (level, option) == (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE):
+                self._stack.set_keepalive_times(self._conn, idle=int(value))
+            elif (level, option) == (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL):
+                self._stack.set_keepalive_times(self._conn, interval=int(value))
+            elif (level, option) == (socket.IPPROTO_TCP, socket.TCP_KEEPCNT):
+                self._stack.set_keepalive_times(self._conn, count=int(value))
         self._opts[(level, option)] = int(value)
 
     def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes:

@@ -33,6 +33,7 @@ OUR_SOURCES = [
     "native/dn_switch.c",
     "native/dn_bench.c",
     "native/dn_limit.c",
+    "native/dn_fault.c",
     "native/dn_policy.c",
     "native/dn_uplink.c",
     "native/dn_fastchan.c",

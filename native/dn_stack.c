@@ -505,6 +505,8 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 		goto fail;
 	}
 	st->netif.mtu = cfg->mtu;
+	if (cfg->checksums)
+		NETIF_SET_CHECKSUM_CTRL(&st->netif, NETIF_CHECKSUM_ENABLE_ALL);
 	netif_set_default(&st->netif);
 	netif_set_up(&st->netif);
 	netif_set_link_up(&st->netif);
@@ -1051,6 +1053,32 @@ dn_set_keepalive(struct dn_stack *st, int id, int on)
 		ip_set_option(c->pcb.tcp, SOF_KEEPALIVE);
 	else
 		ip_reset_option(c->pcb.tcp, SOF_KEEPALIVE);
+	return 0;
+}
+
+int
+dn_set_keepalive_times(struct dn_stack *st, int id, uint32_t idle_ms,
+	uint32_t interval_ms, uint32_t count)
+{
+	struct dn_conn *c;
+	int ret;
+
+	c = dn_tcp_conn(st, id, &ret);
+	if (c == NULL)
+		return ret;
+	/* lwIP checks them on its 500 ms timer and multiplies count by
+	 * interval in 32 bits. */
+	if ((count != 0 && interval_ms != 0 &&
+	     (uint64_t)count * interval_ms > UINT32_MAX / 2) ||
+	    idle_ms > UINT32_MAX / 2)
+		return dn_error(-EINVAL, "keepalive times too long (idle %u ms, "
+			"%u probes every %u ms)", idle_ms, count, interval_ms);
+	if (idle_ms != 0)
+		c->pcb.tcp->keep_idle = idle_ms;
+	if (interval_ms != 0)
+		c->pcb.tcp->keep_intvl = interval_ms;
+	if (count != 0)
+		c->pcb.tcp->keep_cnt = count;
 	return 0;
 }
 

@@ -26,6 +26,9 @@ struct dn_stack_config {
 	int link_fd;		/* the link's memory, from the master */
 	int wake_fd;
 	int master_wake_fd;
+	/* Generate and check TCP/UDP/IP checksums on the link, which it
+	 * otherwise skips: for links the switch is told to corrupt. */
+	int checksums;
 };
 
 /* Event kinds. For DN_EV_ACCEPTED, id is the new connection and arg the
@@ -136,6 +139,11 @@ void dn_stack_wake(struct dn_stack *st, struct dn_fc *const *fcs, int n);
 int dn_reset_peer(struct dn_stack *st, uint32_t ip);
 /* SO_KEEPALIVE. */
 int dn_set_keepalive(struct dn_stack *st, int id, int on);
+/* TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (milliseconds, not the kernel's
+ * seconds; 0 leaves a value as it is). A connection whose probes all go
+ * unanswered ends with ETIMEDOUT, as in the kernel. */
+int dn_set_keepalive_times(struct dn_stack *st, int id, uint32_t idle_ms,
+	uint32_t interval_ms, uint32_t count);
 
 /* Bytes queued in lwIP and not yet acknowledged by the peer. */
 int dn_send_queued(struct dn_stack *st, int id);

@@ -33,6 +33,7 @@
 #include "dn_doorbell.h"
 #include "dn_eal.h"
 #include "dn_error.h"
+#include "dn_fault.h"
 #include "dn_limit.h"
 #include "dn_linkmem.h"
 #include "dn_pktpool.h"
@@ -84,6 +85,11 @@ struct dn_slot {
 	int slave_wake_fd;
 	struct dn_txq txq;
 	uint8_t dirty;
+	/* The slot's fault injection is on (sw->faults[slot]). In the byte
+	 * before tenant that alignment leaves free, next to what every frame
+	 * to this link touches anyway: with no faults the slot is as it was,
+	 * and the cost is one branch. */
+	uint8_t faulty;
 	uint16_t tenant;
 	struct dn_bucket egress;
 	struct dn_bucket ingress;
@@ -128,6 +134,13 @@ struct dn_switch {
 	unsigned int misses;	/* spins in a row that ended in sleep */
 
 	struct dn_switch_counters counters;
+
+	/* Fault injection, kept apart so that nothing above moves. */
+	unsigned int held;	/* frames held back by fault injection */
+	struct dn_fault *faults;	/* per slot, towards the endpoint */
+	/* The uplink's faults, by direction (DN_EGRESS: towards the wire). */
+	struct dn_fault up_fault[2];
+	uint8_t up_faulty[2];
 };
 
 void
@@ -173,7 +186,7 @@ dn_slot_of(const struct dn_switch *sw, uint32_t ip)
 /* ---- frame handling (switch thread) ---- */
 
 static void
-dn_enqueue_tx(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
+dn_txq_put(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
 {
 	struct dn_slot *s = &sw->slots[slot];
 
@@ -218,6 +231,35 @@ dn_flush(struct dn_switch *sw)
 			s->c.wakeups++;
 	}
 	sw->n_dirty = 0;
+}
+
+/* A fault's frames to their link. Out of line: the path with no faults
+ * stays as it was. */
+static void __attribute__((noinline, cold))
+dn_fault_tx(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
+{
+	struct dn_slot *s = &sw->slots[slot];
+	struct rte_mbuf *out[DN_FAULT_MAX_OUT];
+	struct dn_fault *f = &sw->faults[slot];
+	int was_held = f->held != NULL;
+	unsigned int n, k;
+
+	n = dn_fault_apply(f, m, sw->pool, out);
+	sw->held += (unsigned int)(f->held != NULL) - was_held;
+	s->faulty = (uint8_t)dn_fault_on(f);
+	for (k = 0; k < n; k++)
+		dn_txq_put(sw, slot, out[k]);
+}
+
+/* Onto an endpoint's link (past its limiter). */
+static inline void
+dn_enqueue_tx(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
+{
+	if (unlikely(sw->slots[slot].faulty)) {
+		dn_fault_tx(sw, slot, m);
+		return;
+	}
+	dn_txq_put(sw, slot, m);
 }
 
 /* Towards an endpoint, through its ingress limit when it has one. */
@@ -376,6 +418,56 @@ dn_policy_check(struct dn_switch *sw, uint16_t from, uint16_t to,
 		sport, dport, syn_only);
 }
 
+/* A frame from another host to this host's endpoint it is addressed to
+ * (the uplink checked it is IPv4 and long enough). */
+static void
+dn_uplink_deliver(struct dn_switch *sw, struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+	uint32_t dst = rte_be_to_cpu_32(ip->dst_addr);
+	uint16_t slot = dn_slot_of(sw, dst);
+
+	if (slot == DN_NO_SLOT) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	/* On the endpoint's side the frame comes from the gateway. */
+	dn_switch_mac_of(dst, eth->dst_addr.addr_bytes);
+	eth->src_addr = sw->gw_mac;
+	dn_enqueue(sw, slot, m);
+}
+
+/* Towards the wire (not yet rewritten: the destination is in the IPv4
+ * header, which dn_handle_frame checked) or from it. */
+static void
+dn_uplink_out(struct dn_switch *sw, int dir, struct rte_mbuf *m)
+{
+	if (dir == DN_EGRESS) {
+		struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m,
+			struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+
+		dn_uplink_send(sw->uplink, m, rte_be_to_cpu_32(ip->dst_addr));
+	} else {
+		dn_uplink_deliver(sw, m);
+	}
+}
+
+static void __attribute__((noinline, cold))
+dn_fault_uplink(struct dn_switch *sw, int dir, struct rte_mbuf *m)
+{
+	struct dn_fault *f = &sw->up_fault[dir];
+	struct rte_mbuf *out[DN_FAULT_MAX_OUT];
+	int was_held = f->held != NULL;
+	unsigned int n, k;
+
+	n = dn_fault_apply(f, m, sw->pool, out);
+	sw->held += (unsigned int)(f->held != NULL) - was_held;
+	sw->up_faulty[dir] = (uint8_t)dn_fault_on(f);
+	for (k = 0; k < n; k++)
+		dn_uplink_out(sw, dir, out[k]);
+}
+
 static void
 dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 {
@@ -423,7 +515,11 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 	if (sw->uplink != NULL && dn_in_subnet(sw, rte_be_to_cpu_32(ip->dst_addr)) &&
 	    !dn_in_range(sw, rte_be_to_cpu_32(ip->dst_addr))) {
 		/* Another host's endpoint. */
-		dn_uplink_send(sw->uplink, m, rte_be_to_cpu_32(ip->dst_addr));
+		if (unlikely(sw->up_faulty[DN_EGRESS]))
+			dn_fault_uplink(sw, DN_EGRESS, m);
+		else
+			dn_uplink_send(sw->uplink, m,
+				rte_be_to_cpu_32(ip->dst_addr));
 		return;
 	}
 	if (ip->next_proto_id == IPPROTO_TCP &&
@@ -452,20 +548,10 @@ dn_poll_uplink(struct dn_switch *sw)
 
 	n = dn_uplink_rx(sw->uplink, rx, DN_BURST);
 	for (k = 0; k < n; k++) {
-		struct rte_ether_hdr *eth =
-			rte_pktmbuf_mtod(rx[k], struct rte_ether_hdr *);
-		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
-		uint32_t dst = rte_be_to_cpu_32(ip->dst_addr);
-		uint16_t slot = dn_slot_of(sw, dst);
-
-		if (slot == DN_NO_SLOT) {
-			rte_pktmbuf_free(rx[k]);
-			continue;
-		}
-		/* On the endpoint's side the frame comes from the gateway. */
-		dn_switch_mac_of(dst, eth->dst_addr.addr_bytes);
-		eth->src_addr = sw->gw_mac;
-		dn_enqueue(sw, slot, rx[k]);
+		if (unlikely(sw->up_faulty[DN_INGRESS]))
+			dn_fault_uplink(sw, DN_INGRESS, rx[k]);
+		else
+			dn_uplink_deliver(sw, rx[k]);
 	}
 	return n;
 }
@@ -528,13 +614,48 @@ dn_poll_ports(struct dn_switch *sw)
 
 static void dn_count_limited(struct dn_switch *sw);
 
+/* Frames held back for reordering that no later frame on their link let
+ * go: the tick bounds how long a frame waits. */
+static unsigned int __attribute__((noinline, cold))
+dn_release_held(struct dn_switch *sw)
+{
+	unsigned int i, moved = 0;
+	struct rte_mbuf *m;
+	int dir;
+
+	for (i = 0; i < sw->n_active && sw->held > 0; i++) {
+		uint16_t slot = sw->active_list[i];
+		struct dn_slot *s = &sw->slots[slot];
+
+		if (sw->faults[slot].held == NULL)
+			continue;
+		m = dn_fault_release(&sw->faults[slot]);
+		s->faulty = (uint8_t)dn_fault_on(&sw->faults[slot]);
+		sw->held--;
+		dn_txq_put(sw, slot, m);
+		moved++;
+	}
+	for (dir = DN_EGRESS; dir <= DN_INGRESS && sw->held > 0; dir++) {
+		if (sw->up_fault[dir].held == NULL)
+			continue;
+		m = dn_fault_release(&sw->up_fault[dir]);
+		sw->up_faulty[dir] = (uint8_t)dn_fault_on(&sw->up_fault[dir]);
+		sw->held--;
+		dn_uplink_out(sw, dir, m);
+		moved++;
+	}
+	if (sw->uplink != NULL)
+		dn_uplink_flush(sw->uplink);
+	return moved;
+}
+
 static unsigned int
 dn_tick(struct dn_switch *sw)
 {
 	uint64_t now;
 
-	/* No limits anywhere: no clock read either. */
-	if (sw->n_limited == 0)
+	/* No limits and nothing held anywhere: no clock read either. */
+	if (sw->n_limited == 0 && sw->held == 0)
 		return 0;
 	now = rte_get_tsc_cycles();
 	uint64_t elapsed_us;
@@ -544,7 +665,9 @@ dn_tick(struct dn_switch *sw)
 		return 0;
 	elapsed_us = (now - sw->last_tick) * 1000000 / rte_get_tsc_hz();
 	sw->last_tick = now;
-	for (i = 0; i < sw->n_active; i++) {
+	if (sw->held > 0)
+		moved += dn_release_held(sw);
+	for (i = 0; i < sw->n_active && sw->n_limited > 0; i++) {
 		uint16_t slot = sw->active_list[i];
 		struct dn_slot *s = &sw->slots[slot];
 		struct rte_mbuf *m;
@@ -628,6 +751,12 @@ dn_mailbox(struct dn_switch *sw)
 		}
 		rte_pktmbuf_free_bulk(s->txq.m, s->txq.n);
 		s->txq.n = 0;
+		if (sw->faults[sw->mb_slot].held != NULL) {
+			rte_pktmbuf_free(dn_fault_release(
+				&sw->faults[sw->mb_slot]));
+			sw->held--;
+		}
+		s->faulty = 0;
 		sw->queued -= s->egress.len + s->ingress.len;
 		dn_bucket_flush(&s->egress);
 		dn_bucket_flush(&s->ingress);
@@ -680,7 +809,7 @@ dn_sleep(struct dn_switch *sw)
 	}
 	sw->counters.sleeps++;
 	/* Frames waiting for tokens need the tick even when all is quiet. */
-	n = epoll_wait(sw->epfd, ev, 3, sw->queued > 0 ? 1 :
+	n = epoll_wait(sw->epfd, ev, 3, sw->queued + sw->held > 0 ? 1 :
 		(sw->uplink != NULL && dn_uplink_wake_fd(sw->uplink) < 0) ?
 		DN_UPLINK_NAP_MS : -1);
 	dn_announce_all(sw, 0);
@@ -741,7 +870,8 @@ dn_switch_main(void *arg)
 			idle_since = now = dn_now_ns();
 			/* Frames held by a limiter wake the thread every tick:
 			 * those wakes say nothing about how fast peers answer. */
-			if (sw->misses < DN_SPIN_MISSES || sw->queued > 0)
+			if (sw->misses < DN_SPIN_MISSES ||
+			    sw->queued + sw->held > 0)
 				continue;
 		} else if ((idle & 15) != 0) {
 			sched_yield();
@@ -838,9 +968,10 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	sw->active_list = calloc(cfg->max_endpoints, sizeof(uint16_t));
 	sw->dirty_list = calloc(cfg->max_endpoints, sizeof(uint16_t));
 	sw->policy = calloc(1, sizeof(*sw->policy));
+	sw->faults = calloc(cfg->max_endpoints, sizeof(sw->faults[0]));
 	if (sw->slots == NULL || sw->host_slot == NULL ||
 	    sw->active_list == NULL || sw->dirty_list == NULL ||
-	    sw->policy == NULL) {
+	    sw->policy == NULL || sw->faults == NULL) {
 		ret = dn_error(-ENOMEM, "out of memory for %u endpoints",
 			cfg->max_endpoints);
 		goto fail;
@@ -914,6 +1045,7 @@ fail:
 	free(sw->active_list);
 	free(sw->dirty_list);
 	free(sw->policy);
+	free(sw->faults);
 	free(sw);
 	return ret;
 }
@@ -979,6 +1111,9 @@ dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 	}
 	s = &sw->slots[slot];
 	memset(s, 0, sizeof(*s));
+	/* A new endpoint starts with a clean link (the thread leaves an
+	 * inactive slot's faults alone). */
+	memset(&sw->faults[slot], 0, sizeof(sw->faults[0]));
 	ret = dn_slot_map(sw, s, ep->shm_fd);
 	if (ret < 0)
 		goto out;
@@ -1033,6 +1168,10 @@ dn_switch_port_counters(struct dn_switch *sw, int slot,
 	/* Counters are written by the switch thread alone; a torn read of a
 	 * 64-bit counter cannot happen on the platforms DPDK supports. */
 	*out = sw->slots[slot].c;
+	out->fault_dropped = sw->faults[slot].c.dropped;
+	out->fault_duplicated = sw->faults[slot].c.duplicated;
+	out->fault_reordered = sw->faults[slot].c.reordered;
+	out->fault_corrupted = sw->faults[slot].c.corrupted;
 	out->link_up = atomic_load_explicit(
 		&sw->slots[slot].mem.rings->slave_attached,
 		memory_order_acquire) != 0;
@@ -1069,6 +1208,7 @@ dn_switch_destroy(struct dn_switch *sw)
 	free(sw->active_list);
 	free(sw->dirty_list);
 	free(sw->policy);
+	free(sw->faults);
 	free(sw);
 }
 
@@ -1173,7 +1313,90 @@ dn_switch_uplink(struct dn_switch *sw, struct dn_uplink_info *out)
 	out->arp_replies_sent = c.arp_replies_sent;
 	out->unresolved_dropped = c.unresolved_dropped;
 	out->drop_other = c.drop_other;
+	out->tx_fault_dropped = sw->up_fault[DN_EGRESS].c.dropped;
+	out->tx_fault_duplicated = sw->up_fault[DN_EGRESS].c.duplicated;
+	out->tx_fault_reordered = sw->up_fault[DN_EGRESS].c.reordered;
+	out->rx_fault_dropped = sw->up_fault[DN_INGRESS].c.dropped;
+	out->rx_fault_duplicated = sw->up_fault[DN_INGRESS].c.duplicated;
+	out->rx_fault_reordered = sw->up_fault[DN_INGRESS].c.reordered;
+	out->rx_fault_corrupted = sw->up_fault[DN_INGRESS].c.corrupted;
 	out->hw_classification = c.hw_classification;
 	out->wake_fd = dn_uplink_wake_fd(sw->uplink);
 	return 0;
+}
+
+struct dn_fault_req {
+	int slot;		/* -1: the uplink */
+	int direction;
+	struct dn_fault_config cfg;
+};
+
+static void
+dn_apply_faults(struct dn_switch *sw, void *arg)
+{
+	struct dn_fault_req *r = arg;
+
+	if (r->slot >= 0) {
+		struct dn_slot *s = &sw->slots[r->slot];
+
+		dn_fault_configure(&sw->faults[r->slot], &r->cfg);
+		s->faulty = (uint8_t)dn_fault_on(&sw->faults[r->slot]);
+	} else {
+		dn_fault_configure(&sw->up_fault[r->direction], &r->cfg);
+		sw->up_faulty[r->direction] =
+			(uint8_t)dn_fault_on(&sw->up_fault[r->direction]);
+	}
+	/* A frame held when faults go off still leaves by the tick, which
+	 * must then start from now rather than from a stale last tick. */
+	if (sw->n_limited == 0)
+		sw->last_tick = rte_get_tsc_cycles();
+}
+
+int
+dn_switch_set_faults(struct dn_switch *sw, int slot, uint32_t drop_ppm,
+	uint32_t dup_ppm, uint32_t reorder_ppm, uint32_t corrupt_ppm,
+	uint32_t drop_next, uint64_t seed)
+{
+	struct dn_fault_req r = { slot, 0, { drop_ppm, dup_ppm, reorder_ppm,
+		corrupt_ppm, drop_next, seed } };
+	int ret;
+
+	ret = dn_fault_validate(&r.cfg);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&sw->lock);
+	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
+	    !sw->slots[slot].in_use)
+		ret = dn_error(-ENOENT, "no endpoint in slot %d", slot);
+	else
+		ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot,
+			dn_apply_faults, &r);
+	pthread_mutex_unlock(&sw->lock);
+	return ret;
+}
+
+int
+dn_switch_set_uplink_faults(struct dn_switch *sw, int direction,
+	uint32_t drop_ppm, uint32_t dup_ppm, uint32_t reorder_ppm,
+	uint32_t corrupt_ppm, uint32_t drop_next, uint64_t seed)
+{
+	struct dn_fault_req r = { -1, direction, { drop_ppm, dup_ppm,
+		reorder_ppm, corrupt_ppm, drop_next, seed } };
+	int ret;
+
+	if (direction != DN_EGRESS && direction != DN_INGRESS)
+		return dn_error(-EINVAL, "direction must be egress or ingress");
+	if (sw->uplink == NULL)
+		return dn_error(-ENODEV, "this master has no uplink");
+	if (direction == DN_EGRESS && corrupt_ppm != 0)
+		return dn_error(-EINVAL, "no corruption towards the uplink: "
+			"it checksums what leaves after the switch, so a "
+			"flipped byte would leave with a valid checksum");
+	ret = dn_fault_validate(&r.cfg);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&sw->lock);
+	ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, 0, dn_apply_faults, &r);
+	pthread_mutex_unlock(&sw->lock);
+	return ret;
 }

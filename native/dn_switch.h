@@ -58,6 +58,11 @@ struct dn_port_counters {
 	uint64_t resets_sent;		/* on behalf of absent endpoints */
 	uint64_t arp_replies;
 	uint64_t wakeups;		/* doorbells rung to the slave */
+	/* Injected on the way to the endpoint (dn_switch_set_faults). */
+	uint64_t fault_dropped;
+	uint64_t fault_duplicated;
+	uint64_t fault_reordered;
+	uint64_t fault_corrupted;
 	int link_up;			/* the slave has the link mapped */
 };
 
@@ -104,9 +109,38 @@ struct dn_uplink_info {
 	uint64_t arp_replies_sent;
 	uint64_t unresolved_dropped;
 	uint64_t drop_other;
+	/* Injected faults (dn_switch_set_uplink_faults): tx towards the wire,
+	 * rx from it. */
+	uint64_t tx_fault_dropped;
+	uint64_t tx_fault_duplicated;
+	uint64_t tx_fault_reordered;
+	uint64_t rx_fault_dropped;
+	uint64_t rx_fault_duplicated;
+	uint64_t rx_fault_reordered;
+	uint64_t rx_fault_corrupted;
 	int hw_classification;
 	int wake_fd;		/* -1: the switch wakes every few ms to look */
 };
+
+/* Fault injection for tests (dn_fault.h), off unless set: frames on their
+ * way to the endpoint in slot are dropped, duplicated, held back behind the
+ * next one, or get one byte flipped, each with its probability in parts per
+ * million (0 .. 1000000), decided by a PRNG seeded with seed; drop_next
+ * drops the next that many frames outright (a lost FIN, a lost SYN). All
+ * zeros turn it off. Lasts until the endpoint goes. -EINVAL for a
+ * probability out of range, -ENOENT for no endpoint in the slot. */
+int dn_switch_set_faults(struct dn_switch *sw, int slot, uint32_t drop_ppm,
+	uint32_t dup_ppm, uint32_t reorder_ppm, uint32_t corrupt_ppm,
+	uint32_t drop_next, uint64_t seed);
+
+/* The same for the uplink, in one direction: DN_EGRESS towards the wire,
+ * DN_INGRESS from it. Corruption only on DN_INGRESS: the uplink computes
+ * the TCP/UDP checksums of what leaves after the switch is done with it,
+ * so a flipped byte would leave with a valid checksum (-EINVAL). -ENODEV
+ * when the switch has no uplink. */
+int dn_switch_set_uplink_faults(struct dn_switch *sw, int direction,
+	uint32_t drop_ppm, uint32_t dup_ppm, uint32_t reorder_ppm,
+	uint32_t corrupt_ppm, uint32_t drop_next, uint64_t seed);
 
 /* -ENODEV when the switch has no uplink. */
 int dn_switch_uplink(struct dn_switch *sw, struct dn_uplink_info *out);

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -164,15 +165,23 @@ def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
             st.abort(c.cid)
             r.close(c)
             say(event="aborted")
+        elif args.shut_first:
+            # The server half-closes first: a greeting, then its FIN; it
+            # keeps reading what the client sends after that.
+            c.out_done = True
+            r.write(c, b"hello")
 
     def on_data(c: Conn, data: memoryview) -> None:
-        if not args.sink:
+        if not args.sink and not args.shut_first:
             r.write(c, bytes(data))
 
     def on_eof(c: Conn) -> None:
         # Half-close: the peer stopped writing; answer with what we saw,
         # then finish our side once everything queued has gone.
         say(event="eof", conn=c.cid, bytes=c.rx_bytes, sha256=c.rx.hexdigest())
+        if args.shut_first:
+            r.close(c)
+            return
         if args.sink:
             r.write(c, json.dumps({"bytes": c.rx_bytes, "sha256": c.rx.hexdigest()}).encode())
         c.out_done = True
@@ -294,6 +303,112 @@ def client_half_close(st: SlaveStack, args: argparse.Namespace) -> None:
     r.close(c)
 
 
+def client_stream(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Stream args.bytes to a sink (--sink echo server), shut down writing,
+    read its answer (byte count and digest) and its FIN: one direction of
+    data, so the receiver's ACKs are pure and count as duplicate ACKs."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    if c.error:
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)))
+        sys.exit(1)
+    c.keep = True
+    say(event="connected")
+    h = hashlib.sha256()
+    block = os.urandom(1 << 20)
+    start = time.monotonic()
+    for i, off in enumerate(range(0, args.bytes, 1 << 20)):
+        # Every MiB differs (its index leads it), so a misplaced block
+        # changes the digest.
+        piece = (hashlib.sha256(i.to_bytes(8, "little")).digest() + block[32:])[: args.bytes - off]
+        h.update(piece)
+        c.out += piece
+        if len(c.out) > 8 << 20:
+            r.flush(c)
+            r.run(lambda: len(c.out) < 4 << 20 or bool(c.error), args.timeout)
+    c.out_done = True
+    r.flush(c)
+    r.run(lambda: c.eof or bool(c.error), args.timeout)
+    say(event="done", error=errno.errorcode.get(c.error, ""), eof=c.eof, sent_sha256=h.hexdigest(),
+        seconds=round(time.monotonic() - start, 3), answer=json.loads(bytes(c.received) or b"null"))
+    if args.linger:
+        r.run(stdin_ready, args.timeout)  # the test reads our counters first
+    r.close(c)
+
+
+def stdin_ready() -> bool:
+    return bool(select.select([sys.stdin], [], [], 0)[0])
+
+
+def client_close_on_cue(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Exchange args.bytes with an echo server, report "idle" once the echo
+    is back (nothing in flight), wait for a line on stdin (the test sets up
+    its faults meanwhile), then shut down writing and wait for the server's
+    FIN, which the echo server sends once it has seen ours."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    if c.error:
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)))
+        sys.exit(1)
+    data = os.urandom(args.bytes)
+    r.write(c, data)
+    r.run(lambda: c.rx_bytes >= len(data) or bool(c.error), args.timeout)
+    say(event="idle", echoed=c.rx_bytes, intact=c.rx.hexdigest() == hashlib.sha256(data).hexdigest())
+    # Keep polling meanwhile: delayed ACKs leave now, not after the cue.
+    r.run(stdin_ready, args.timeout)
+    sys.stdin.readline()
+    start = time.monotonic()
+    c.out_done = True
+    r.flush(c)
+    r.run(lambda: c.eof or bool(c.error), args.timeout)
+    say(event="done", eof=c.eof, error=errno.errorcode.get(c.error, ""),
+        seconds=round(time.monotonic() - start, 3))
+    r.run(stdin_ready, args.timeout)  # the test reads our counters first
+    r.close(c)
+
+
+def client_after_server_fin(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Against a --shut-first server: read its greeting and its FIN, then
+    send args.bytes on our still-open half and shut it down; the server
+    reports what it received."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    if c.error:
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)))
+        sys.exit(1)
+    c.keep = True
+    r.run(lambda: c.eof or bool(c.error), args.timeout)
+    say(event="server_fin", greeting=bytes(c.received).decode(errors="replace"),
+        error=errno.errorcode.get(c.error, ""))
+    data = os.urandom(args.bytes)
+    c.out_done = True
+    r.write(c, data)
+    r.run(lambda: (not c.out and not c.out_done) or bool(c.error), args.timeout)
+    say(event="sent", error=errno.errorcode.get(c.error, ""), sent_sha256=hashlib.sha256(data).hexdigest())
+    # Stay until the test has seen the server get it all: an endpoint that
+    # goes away has its peers' connections to it reset.
+    r.run(stdin_ready, args.timeout)
+    r.close(c)
+
+
+def client_keepalive(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Connect with keepalive on (1 s idle, then 3 probes 0.5 s apart) and
+    sit idle until the connection fails; report how and after how long."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    if c.error:
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)))
+        sys.exit(1)
+    st.set_keepalive(c.cid, True)
+    st.set_keepalive_times(c.cid, idle=1.0, interval=0.5, count=3)
+    say(event="connected")
+    start = time.monotonic()
+    r.on_error = lambda c: None
+    r.run(lambda: bool(c.error) or c.eof, args.timeout)
+    say(event="error" if c.error else "eof", errno=errno.errorcode.get(c.error, ""),
+        seconds=round(time.monotonic() - start, 3))
+
+
 def client_stream_until_error(st: SlaveStack, args: argparse.Namespace) -> None:
     """Stream to the target until the connection fails; report how."""
     r = Reactor(st)
@@ -385,9 +500,13 @@ def client_ping(st: SlaveStack, args: argparse.Namespace) -> None:
     r = Reactor(st)
     replies: list[Event] = []
     r.on_ping = replies.append
+    lost = 0
     for seq in range(1, args.count + 1):
         st.ping(args.target, seq)
-        r.run(lambda: len(replies) >= seq, 5)  # type: ignore[misc]
+        try:
+            r.run(lambda: len(replies) + lost >= seq, min(5.0, args.timeout))  # type: ignore[misc]
+        except TimeoutError:
+            lost += 1  # the test counts replies; a lost one is not a crash
     say(event="done", replies=len(replies), seqs=[e.conn for e in replies],
         rtt_us=[e.arg for e in replies])
 
@@ -453,6 +572,10 @@ ROLES = {
     "echo-server": serve_echo,
     "echo-client": client_echo,
     "stream-until-error": client_stream_until_error,
+    "stream": client_stream,
+    "keepalive": client_keepalive,
+    "close-on-cue": client_close_on_cue,
+    "after-server-fin": client_after_server_fin,
     "connect": client_connect,
     "hold": client_hold,
     "half-close-client": client_half_close,
@@ -480,6 +603,8 @@ def main() -> None:
     p.add_argument("--abort-on-accept", action="store_true")
     # No line per failed connection: thousands would fill a pipe nobody reads.
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--shut-first", action="store_true")
+    p.add_argument("--linger", action="store_true", help="stay attached until a line on stdin")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     with SlaveStack.attach(args.name) as st:

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from .. import validate
 from ..log import get_logger
 from .control import ControlServer
+from .faults import Faults
 from .registry import RegistryError
 
 __all__ = ["make_app", "serve_api", "OPENAPI"]
@@ -211,6 +212,21 @@ def make_app(ctl: ControlServer) -> web.Application:
             return _error(400, exc.strerror or str(exc))
         return web.json_response({"name": request.match_info["name"], **now})
 
+    @routes.put("/v1/endpoints/{name}/faults")
+    @routes.delete("/v1/endpoints/{name}/faults")
+    async def faults(request: web.Request) -> web.Response:
+        # Everything is checked before the switch is touched: a bad request
+        # leaves the link as it was.
+        try:
+            spec = Faults.parse(await _body(request)) if request.method == "PUT" else None
+            return web.json_response(ctl.set_faults(request.match_info["name"], spec))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        except RegistryError as exc:
+            return _error(exc.status, str(exc))
+        except OSError as exc:
+            return _error(400, exc.strerror or str(exc))
+
     @routes.get("/v1/stats")
     async def stats(request: web.Request) -> web.Response:
         endpoints = {}
@@ -287,6 +303,10 @@ OPENAPI: dict[str, Any] = {
                                  "delete": _op("unregister (detaches the process)")},
         "/v1/endpoints/{name}/connections": {"get": _op("the endpoint's connections, like ss -tn")},
         "/v1/endpoints/{name}/limit": {"put": _op("rate limits: egress, ingress (bits/s), *_pps", True)},
+        "/v1/endpoints/{name}/faults": {
+            "put": _op("fault injection towards the endpoint (tests): drop_ppm, dup_ppm, reorder_ppm, corrupt_ppm "
+                       "(0..1000000 parts per million), drop_next (frames), seed", True),
+            "delete": _op("turn fault injection off")},
         "/v1/stats": {"get": _op("switch and per-endpoint counters")},
         "/v1/channels": {"get": _op("open fast channels: ends, bytes each way, memory")},
         "/v1/policy": {"get": _op("tenant policy rules"), "post": _op("allow from -> to [port]", True),

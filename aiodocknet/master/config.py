@@ -17,6 +17,12 @@ line win. Example::
     from = "shop"
     to = "db"
     port = 5432
+
+    [uplink_faults]                 # tests only: parts per million
+    drop_ppm = 10000
+    reorder_ppm = 10000
+    seed = 7
+    direction = "both"              # or "egress", "ingress"
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import validate
+from .faults import UPLINK_DIRECTIONS, Faults
 from .master import MasterConfig
 from .registry import DEFAULT_TENANT, MAX_TENANTS
 
 __all__ = ["ConfigError", "FileConfig", "check_setting", "load_config"]
 
 TOP_KEYS = {"subnet", "range", "mtu", "run_dir", "uplink", "spin_us", "max_endpoints", "defaults", "policy",
-            "fast_channels", "fast_channel_ring"}
+            "fast_channels", "fast_channel_ring", "uplink_faults"}
 DEFAULT_KEYS = validate.LIMIT_KEYS
 # Whole-number settings and their bounds (the switch's uint16 MTU, its
 # endpoint slots).
@@ -121,6 +128,18 @@ def load_config(path: str, base: MasterConfig | None = None) -> FileConfig:
             except validate.ValidationError as exc:
                 raise failed(key, exc) from None
 
+    if "uplink_faults" in data:
+        table = data["uplink_faults"]
+        if not isinstance(table, dict):
+            raise fail("uplink_faults", "must be a table")
+        direction = table.get("direction", "both")
+        if direction not in UPLINK_DIRECTIONS:
+            raise fail("uplink_faults.direction", f"must be one of {', '.join(UPLINK_DIRECTIONS)}")
+        try:
+            cfg.uplink_faults = (direction, Faults.parse(table, extra=("direction",)))
+        except ValueError as exc:
+            raise fail("uplink_faults", str(exc)) from None
+
     out = FileConfig(cfg)
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
@@ -179,4 +198,6 @@ def describe(fc: FileConfig) -> dict[str, Any]:
     m = fc.master
     return {"subnet": m.subnet, "range": m.range, "mtu": m.mtu, "run_dir": m.run_dir, "uplink": m.uplink,
             "fast_channels": m.fast_channels, "fast_channel_ring": m.fast_channel_ring,
+            "uplink_faults": None if m.uplink_faults is None else
+            {"direction": m.uplink_faults[0], **m.uplink_faults[1].public()},
             "defaults": fc.defaults, "policies": fc.policies}

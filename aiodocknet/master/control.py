@@ -24,6 +24,7 @@ from ..log import get_logger
 from ..validate import ValidationError, endpoint_name
 from .addresses import AddressPool
 from .broker import FastChannelBroker, Refusal
+from .faults import Faults
 from .registry import DEFAULT_TENANT, Registration, Registry, RegistryError
 from .state import MasterState
 from .switch import Switch, mac_of
@@ -52,6 +53,8 @@ class Endpoint:
     # In force now, on the switch and pushed to the process (fast channels).
     limits: dict[str, int] = field(default_factory=dict)
     attached_at: float = field(default_factory=time.time)
+    # Fault injection on its link (tests), None when off.
+    faults: Faults | None = None
 
 
 @dataclass(frozen=True)
@@ -460,6 +463,21 @@ class ControlServer:
         self._save_state()
         log.info("limits set", endpoint=name, **limits)
         return dict(wanted)
+
+    def set_faults(self, name: str, faults: Faults | None) -> dict[str, Any]:
+        """Fault injection on the link towards an attached endpoint (for
+        tests); None turns it off. It lasts while the endpoint stays
+        attached: a new attach starts with a clean link."""
+        ep = self.endpoints.get(name)
+        if ep is None:
+            if name in self.registry.endpoints:
+                raise RegistryError(409, f"endpoint {name!r} is not attached: faults apply to a live link")
+            raise RegistryError(404, f"no endpoint {name!r}")
+        self.switch.set_faults(ep.slot, faults)
+        ep.faults = None if faults is None or faults.off else faults
+        log.info("faults set" if ep.faults else "faults cleared", endpoint=name,
+                 **(ep.faults.public() if ep.faults else {}))
+        return {"name": name, "faults": ep.faults.public() if ep.faults else None}
 
     def set_policy(self, source: str, dest: str, port: int, allow: bool) -> None:
         a, b = self.registry.tenant_id(source), self.registry.tenant_id(dest)

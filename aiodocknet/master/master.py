@@ -15,6 +15,7 @@ from ..log import get_logger
 from .addresses import AddressPool
 from .api import serve_api
 from .control import ControlServer
+from .faults import Faults
 from .state import MasterState
 from .switch import Switch
 
@@ -46,6 +47,9 @@ class MasterConfig:
     # endpoints (the slaves' loops ask for them), and each ring's size.
     fast_channels: bool = True
     fast_channel_ring: int = 1 << 20
+    # Fault injection on the uplink, for tests: (direction, faults), the
+    # direction "egress", "ingress" or "both"; None: off.
+    uplink_faults: tuple[str, Faults] | None = None
 
     @property
     def control_path(self) -> str:
@@ -116,6 +120,14 @@ async def run_master(
         uplink=cfg.uplink,
     )
     up = switch.uplink()
+    if cfg.uplink_faults is not None:
+        direction, faults = cfg.uplink_faults
+        try:
+            switch.set_uplink_faults(direction, faults)
+        except OSError:
+            switch.close()
+            raise
+        log.warning("fault injection on the uplink", direction=direction, **faults.public())
     if up is not None:
         log.info(
             "uplink ready",

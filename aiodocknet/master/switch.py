@@ -8,6 +8,7 @@ from typing import Any
 
 from .._errors import check
 from .._native import ffi, lib
+from .faults import Faults
 
 __all__ = ["Switch", "mac_of"]
 
@@ -75,6 +76,31 @@ class Switch:
 
     def set_policy(self, source: int, dest: int, port: int, allow: bool) -> None:
         check(lib.dn_switch_set_policy(self._sw, source, dest, port, int(allow)))
+
+    def set_faults(self, slot: int, faults: Faults | None) -> None:
+        """Fault injection on the link towards the endpoint in slot; None
+        (or all zeros) turns it off."""
+        f = faults or Faults()
+        check(lib.dn_switch_set_faults(self._sw, slot, f.drop_ppm, f.dup_ppm, f.reorder_ppm, f.corrupt_ppm,
+                                       f.drop_next, f.seed))
+
+    def set_uplink_faults(self, direction: str, faults: Faults | None) -> None:
+        """The same on the uplink: "egress" (to the wire), "ingress" (from
+        it) or "both"; with "both", corruption applies to ingress only (what
+        leaves is checksummed after the switch, see dn_switch.h) and the
+        two directions draw from different seeds."""
+        f = faults or Faults()
+        if direction in ("egress", "both"):
+            out = f if direction == "egress" else Faults(f.drop_ppm, f.dup_ppm, f.reorder_ppm, 0, f.drop_next,
+                                                         f.seed)
+            check(lib.dn_switch_set_uplink_faults(self._sw, lib.DN_EGRESS, out.drop_ppm, out.dup_ppm,
+                                                  out.reorder_ppm, out.corrupt_ppm, out.drop_next, out.seed))
+        if direction in ("ingress", "both"):
+            seed = f.seed if direction == "ingress" else (f.seed + 1) % (1 << 64)
+            check(lib.dn_switch_set_uplink_faults(self._sw, lib.DN_INGRESS, f.drop_ppm, f.dup_ppm, f.reorder_ppm,
+                                                  f.corrupt_ppm, f.drop_next, seed))
+        if direction not in ("egress", "ingress", "both"):
+            raise ValueError("direction must be egress, ingress or both")
 
     def remove(self, slot: int) -> None:
         check(lib.dn_switch_remove(self._sw, slot))
