@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from .. import validate
 from ..log import get_logger
 from .control import ControlServer
-from .faults import Faults
+from .faults import PPM_FIELDS, Faults
 from .registry import RegistryError
 
 __all__ = ["make_app", "serve_api", "OPENAPI"]
@@ -32,6 +32,7 @@ log = get_logger("aiodocknet.api")
 LIMIT_FIELDS = validate.LIMIT_KEYS
 REGISTER_FIELDS = {"name", "netns", "tenant", "ip", *LIMIT_FIELDS}
 POLICY_FIELDS = {"from", "to", "port"}
+FAULT_FIELDS = {*PPM_FIELDS, "drop_next", "seed"}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -218,7 +219,7 @@ def make_app(ctl: ControlServer) -> web.Application:
         # Everything is checked before the switch is touched: a bad request
         # leaves the link as it was.
         try:
-            spec = Faults.parse(await _body(request)) if request.method == "PUT" else None
+            spec = Faults.parse(await _body(request, FAULT_FIELDS)) if request.method == "PUT" else None
             return web.json_response(ctl.set_faults(request.match_info["name"], spec))
         except ValueError as exc:
             return _error(400, str(exc))
