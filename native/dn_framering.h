@@ -78,9 +78,13 @@ dn_fr_reserve(struct dn_fr *r, uint32_t len)
 	uint32_t off = (uint32_t)(r->pos & (r->size - 1));
 	uint32_t skip = r->size - off < need ? r->size - off : 0;
 
-	if (len == 0 || len > r->max_frame)
+	if (len == 0 || len > r->max_frame || need > r->size)
 		return NULL;
-	if (r->pos + skip + need - r->peer > r->size) {
+	/* The consumer's last position is re-read while it is impossible
+	 * too: a tail ahead of the producer, kept, would make the room look
+	 * larger than the ring. */
+	if (r->pos - r->peer > r->size ||
+	    r->pos + skip + need - r->peer > r->size) {
 		r->peer = atomic_load_explicit(&r->sh->tail,
 			memory_order_acquire);
 		if (r->pos - r->peer > r->size ||
