@@ -55,7 +55,8 @@ def send_message(sock: socket.socket, msg: dict[str, Any], fds: list[int] | None
 def recv_message(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     """One message and its fds; (None, []) when the peer has closed.
 
-    Raises ValueError for a message that is not a JSON object (the fds that
+    Raises ValueError for a message that is not a JSON object, or nests too
+    deeply to decode (the fds that
     came with it are closed, not leaked).
     """
     fds = array.array("i")
@@ -73,7 +74,12 @@ def recv_message(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]
     try:
         if flags & socket.MSG_TRUNC:
             raise ValueError("control message too large")
-        msg = json.loads(data)
+        try:
+            msg = json.loads(data)
+        except RecursionError:
+            # Nesting deeper than the interpreter's stack: as malformed as
+            # any other message the master cannot use.
+            raise ValueError("control message nested too deeply") from None
         if not isinstance(msg, dict):
             raise ValueError("control message is not a JSON object")
     except ValueError:
