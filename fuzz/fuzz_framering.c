@@ -32,6 +32,8 @@ enum dn_fzr_op {
 	DN_FZR_N_OPS
 };
 
+#define DN_FZR_CANARY 16
+
 #define dn_fzr_fail(...) do { \
 	fprintf(stderr, "fuzz_framering: " __VA_ARGS__); \
 	fputc('\n', stderr); \
@@ -122,6 +124,17 @@ dn_fzr_produce(struct dn_fr *r, uint32_t len, uint8_t fill)
 	dn_fr_publish(r);
 }
 
+static void
+dn_fzr_check_canary(const uint8_t *ring, uint32_t ring_size, unsigned int op)
+{
+	uint32_t i;
+
+	for (i = 0; i < DN_FZR_CANARY; i++)
+		if (ring[ring_size + i] != 0xa5)
+			dn_fzr_fail("byte %u past a ring of %u written (op %u)",
+				i, ring_size, op);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -138,10 +151,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	max_frame = 1 + (uint32_t)(dn_fzr_take(&in, 2) % 65535);
 	/* The positions sit on their own cache lines, as in the link memory. */
 	sh = aligned_alloc(_Alignof(struct dn_fr_shared), sizeof(*sh));
-	ring = malloc(ring_size);
+	/* A canary after the ring: ASan checks a 4-byte store by its first
+	 * byte, so an unaligned one that spills past the end would go
+	 * unseen. */
+	ring = malloc(ring_size + DN_FZR_CANARY);
 	if (sh == NULL || ring == NULL)
 		abort();
 	memset(ring, 0, ring_size);
+	memset(ring + ring_size, 0xa5, DN_FZR_CANARY);
 	atomic_store(&sh->head, dn_fzr_take(&in, 1) & 1 ?
 		dn_fzr_take(&in, 8) : 0);
 	atomic_store(&sh->tail, atomic_load(&sh->head));
@@ -205,8 +222,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case DN_FZR_N_OPS:
 			break;
 		}
+		dn_fzr_check_canary(ring, ring_size, op);
 	}
 	dn_fzr_consume(&cons, 64);
+	dn_fzr_check_canary(ring, ring_size, DN_FZR_CONSUME);
 	free(ring);
 	free(sh);
 	return 0;
