@@ -110,19 +110,23 @@ dn_netif_wrap(struct dn_rxseg *segs, int n, int copy)
 	return head;
 }
 
-/* lwIP's ip4_input() reads the IP header's length field before it checks
- * that the frame holds an IP header at all, so an IPv4 frame shorter than
- * its headers would be read past its end (a hostile endpoint can send
- * one: the switch forwards frames of any length). ARP's length is checked
- * by lwIP itself. */
+/* lwIP checks neither that an IPv4 frame holds an IP header before
+ * ip4_input() reads its length field, nor that an ARP frame holds the
+ * whole ARP message before etharp_input() reads its addresses, so a frame
+ * shorter than its headers would be read past its end (a hostile endpoint
+ * can send one: the switch forwards frames of any length). */
 static int
 dn_netif_runt(const struct dn_rxseg *seg)
 {
 	const uint8_t *f = seg->data;
 
-	return seg->len < SIZEOF_ETH_HDR ||
-		(f[12] == 0x08 && f[13] == 0x00 &&
-		 seg->len < SIZEOF_ETH_HDR + IP_HLEN);
+	if (seg->len < SIZEOF_ETH_HDR)
+		return 1;
+	if (f[12] == 0x08 && f[13] == 0x00)
+		return seg->len < SIZEOF_ETH_HDR + IP_HLEN;
+	if (f[12] == 0x08 && f[13] == 0x06)
+		return seg->len < SIZEOF_ETH_HDR + SIZEOF_ETHARP_HDR;
+	return 0;
 }
 
 int
