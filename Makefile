@@ -2,7 +2,7 @@
 # idempotent and quick when nothing changed).
 PY := .venv/bin/python
 
-.PHONY: bootstrap demo test bench clean
+.PHONY: bootstrap demo test bench fuzz clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -15,6 +15,13 @@ test: bootstrap
 
 bench: bootstrap
 	$(PY) -m bench.run
+
+# Each fuzz harness in turn for FUZZ_SECONDS (FUZZ_HARNESSES: some of
+# stack, framering, control); prints executions/s and coverage of each.
+FUZZ_SECONDS ?= 600
+FUZZ_HARNESSES ?=
+fuzz: bootstrap
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
 
 clean:
 	rm -rf build/cffi .venv aiodocknet/_native*.so aiodocknet/_fcpath*.so aiodocknet/_native.c *.egg-info

@@ -58,8 +58,10 @@ dn_fr_attach(struct dn_fr *r, struct dn_fr_shared *sh, uint8_t *data,
 	r->data = data;
 	r->size = size;
 	r->max_frame = max_frame;
+	/* Every true position is a multiple of DN_FR_ALIGN: one that is not
+	 * would put a record's header across the ring's end. */
 	r->pos = atomic_load_explicit(producer ? &sh->head : &sh->tail,
-		memory_order_acquire);
+		memory_order_acquire) & ~(uint64_t)(DN_FR_ALIGN - 1);
 	r->peer = atomic_load_explicit(producer ? &sh->tail : &sh->head,
 		memory_order_acquire);
 	r->published = r->pos;
@@ -78,9 +80,13 @@ dn_fr_reserve(struct dn_fr *r, uint32_t len)
 	uint32_t off = (uint32_t)(r->pos & (r->size - 1));
 	uint32_t skip = r->size - off < need ? r->size - off : 0;
 
-	if (len == 0 || len > r->max_frame)
+	if (len == 0 || len > r->max_frame || need > r->size)
 		return NULL;
-	if (r->pos + skip + need - r->peer > r->size) {
+	/* The consumer's last position is re-read while it is impossible
+	 * too: a tail ahead of the producer, kept, would make the room look
+	 * larger than the ring. */
+	if (r->pos - r->peer > r->size ||
+	    r->pos + skip + need - r->peer > r->size) {
 		r->peer = atomic_load_explicit(&r->sh->tail,
 			memory_order_acquire);
 		if (r->pos - r->peer > r->size ||
@@ -130,7 +136,8 @@ dn_fr_peek(struct dn_fr *r, const uint8_t **frame, uint32_t *len)
 			if (r->pos == r->peer)
 				return 0;
 		}
-		if (r->peer - r->pos > r->size)
+		if (r->peer - r->pos > r->size ||
+		    (r->peer & (DN_FR_ALIGN - 1)) != 0)
 			return -EBADMSG;
 		off = (uint32_t)(r->pos & (r->size - 1));
 		n = *(volatile uint32_t *)(r->data + off);
@@ -167,7 +174,9 @@ dn_fr_release(struct dn_fr *r)
 static inline void
 dn_fr_skip_all(struct dn_fr *r)
 {
-	r->pos = r->peer;
+	/* Only aligned positions are ever taken: a head that is not stays
+	 * bad (the next peek says so again) until the producer behaves. */
+	r->pos = r->peer & ~(uint64_t)(DN_FR_ALIGN - 1);
 	dn_fr_release(r);
 }
 

@@ -280,6 +280,23 @@ dn_tcp_detach(struct tcp_pcb *pcb)
 	tcp_err(pcb, NULL);
 }
 
+/* Both directions are closed (FIN received, ours sent): lwIP may now take
+ * the pcb to TIME-WAIT and free it 2*MSL later without a callback, so it
+ * is handed back to lwIP here and the connection stops pointing at it.
+ * What is left to read stays on the connection's own queue. */
+static void
+dn_tcp_release_done(struct dn_conn *c)
+{
+	struct tcp_pcb *pcb = c->pcb.tcp;
+
+	if (pcb == NULL || !c->eof || !c->wr_closed)
+		return;
+	dn_tcp_detach(pcb);
+	c->pcb.tcp = NULL;
+	if (tcp_close(pcb) != ERR_OK)
+		tcp_abort(pcb);
+}
+
 static err_t
 dn_tcp_accept_cb(void *arg, struct tcp_pcb *newpcb, err_t err)
 {
@@ -327,6 +344,7 @@ dn_tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 	if (p == NULL) {
 		c->eof = 1;
 		dn_notify(st, dn_conn_id(st, c), DN_EV_PEER_CLOSED);
+		dn_tcp_release_done(c);
 		return ERR_OK;
 	}
 	/* Split the chain into single pbufs on our own list: a chain's
@@ -965,6 +983,7 @@ dn_shutdown(struct dn_stack *st, int id, int how)
 			return dn_error(-dn_err_to_errno(err), "shutdown of "
 				"connection %d failed", id);
 		c->wr_closed = 1;
+		dn_tcp_release_done(c);
 		dn_link_tx_flush(st->link);
 	}
 	return 0;

@@ -15,13 +15,18 @@ HUGEPAGES_WANTED=${DOCKNET_HUGEPAGES:-1024}
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
+# Other users of the machine may hold apt's locks for a while: wait.
+APT=(apt-get -o DPkg::Lock::Timeout=600)
+
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
 		say "need root for: $*"; return 1; fi
 }
 
+# clang and its compiler-rt (libFuzzer, ASan, UBSan) build the fuzz
+# harnesses (fuzz/build.sh); llvm gives the sanitizers' symbolizer.
 DEB_PACKAGES=(libdpdk-dev pkg-config gcc make dpkg-dev xz-utils iproute2
-	iputils-ping procps psmisc openssl curl)
+	iputils-ping procps psmisc openssl curl clang libclang-rt-14-dev llvm)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -48,19 +53,19 @@ need_lwip=0
 
 updated=0
 if [ "$need_lwip" = 1 ] && enable_deb_src; then
-	as_root apt-get update -q >/dev/null
+	as_root "${APT[@]}" update -q >/dev/null
 	updated=1
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
 	say "installing Debian packages: ${missing[*]}"
-	[ "$updated" = 1 ] || as_root apt-get update -q >/dev/null
+	[ "$updated" = 1 ] || as_root "${APT[@]}" update -q >/dev/null
 	updated=1
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+	as_root env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -q "${missing[@]}" >/dev/null
 fi
 
 if [ "$need_lwip" = 1 ]; then
 	say "fetching lwIP sources (Debian source package)"
-	[ "$updated" = 1 ] || as_root apt-get update -q >/dev/null
+	[ "$updated" = 1 ] || as_root "${APT[@]}" update -q >/dev/null
 	mkdir -p "$BUILD/lwip-src"
 	(cd "$BUILD/lwip-src" && apt-get source -q lwip >/dev/null 2>&1) || {
 		say "apt-get source lwip failed: are deb-src entries enabled?"; exit 1; }

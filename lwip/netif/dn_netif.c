@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "lwip/etharp.h"
+#include "lwip/ip.h"
 #include "lwip/pbuf.h"
 #include "lwip/snmp.h"
 #include "netif/ethernet.h"
@@ -109,6 +110,25 @@ dn_netif_wrap(struct dn_rxseg *segs, int n, int copy)
 	return head;
 }
 
+/* lwIP checks neither that an IPv4 frame holds an IP header before
+ * ip4_input() reads its length field, nor that an ARP frame holds the
+ * whole ARP message before etharp_input() reads its addresses, so a frame
+ * shorter than its headers would be read past its end (a hostile endpoint
+ * can send one: the switch forwards frames of any length). */
+static int
+dn_netif_runt(const struct dn_rxseg *seg)
+{
+	const uint8_t *f = seg->data;
+
+	if (seg->len < SIZEOF_ETH_HDR)
+		return 1;
+	if (f[12] == 0x08 && f[13] == 0x00)
+		return seg->len < SIZEOF_ETH_HDR + IP_HLEN;
+	if (f[12] == 0x08 && f[13] == 0x06)
+		return seg->len < SIZEOF_ETH_HDR + SIZEOF_ETHARP_HDR;
+	return 0;
+}
+
 int
 dn_netif_poll(struct netif *netif, int budget)
 {
@@ -130,6 +150,13 @@ dn_netif_poll(struct netif *netif, int budget)
 		done++;
 		if (n < 0)
 			continue;	/* oversized frame, already dropped */
+		if (dn_netif_runt(&segs[0])) {
+			int i;
+
+			for (i = 0; i < n; i++)
+				dn_link_free_seg(segs[i].seg);
+			continue;
+		}
 		p = dn_netif_wrap(segs, n, copy);
 		if (p == NULL)
 			continue;

@@ -1,0 +1,143 @@
+"""Writes the seed inputs of fuzz/corpus/<harness>/seed-* (committed; run
+again only when an input format changes). Regression inputs (crash-*,
+found by fuzzing) live beside them and are never rewritten here.
+
+Seeds give the fuzzer a start it would take long to find: an ARP request,
+a whole TCP exchange with the listener, a connection out, UDP and ICMP for
+the stack; well-formed rings for the ring; each control message kind for
+the master.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "corpus"
+
+# fuzz_stack.c's addresses and ports.
+STACK_IP = bytes([10, 77, 0, 2])
+PEER_IP = bytes([10, 77, 0, 3])
+STACK_MAC = bytes([2, 0, 10, 77, 0, 2])
+PEER_MAC = bytes([2, 0, 10, 77, 0, 3])
+TCP_PORT, UDP_PORT = 80, 53
+FOLLOW, POOL_LOW = 0x01, 0x02
+OP_NONE, OP_SEND, OP_SHUTDOWN, OP_CLOSE, OP_ABORT, OP_SENDTO, OP_CONNECT, OP_MISC = range(8)
+
+SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08
+
+
+def csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def eth(payload: bytes, kind: int = 0x0800, dst: bytes = STACK_MAC) -> bytes:
+    return dst + PEER_MAC + struct.pack("!H", kind) + payload
+
+
+def ipv4(proto: int, payload: bytes) -> bytes:
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0, PEER_IP, STACK_IP)
+    return hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:] + payload
+
+
+def tcp(sport: int, dport: int, seq: int, ack: int, flags: int, data: bytes = b"", opts: bytes = b"") -> bytes:
+    off = (20 + len(opts)) // 4
+    return ipv4(6, struct.pack("!HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, 65535, 0, 0) + opts + data)
+
+
+def udp(sport: int, dport: int, data: bytes) -> bytes:
+    return ipv4(17, struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data)
+
+
+def icmp_echo(ident: int, seq: int, data: bytes) -> bytes:
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + data
+    return ipv4(1, body[:2] + struct.pack("!H", csum(body)) + body[4:])
+
+
+def arp_request() -> bytes:
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, PEER_MAC, PEER_IP, b"\0" * 6, STACK_IP)
+    return eth(arp, 0x0806, b"\xff" * 6)
+
+
+def rec(frame: bytes, flags: int = 0, delay: int = 0, op: int = OP_NONE, arg: int = 0) -> bytes:
+    return struct.pack("<HBBB", len(frame), flags, delay, op | arg << 3) + frame
+
+
+MSS_WS = b"\x02\x04\x05\xb4\x01\x03\x03\x07"  # MSS 1460, NOP, window scale 7
+
+
+def stack_seeds() -> dict[str, bytes]:
+    syn = eth(tcp(40000, TCP_PORT, 1000, 0, SYN, opts=MSS_WS))
+    ack = eth(tcp(0, 0, 0, 0, ACK))
+    data = eth(tcp(0, 0, 0, 0, ACK | PSH, b"GET / HTTP/1.0\r\n\r\n"))
+    fin = eth(tcp(0, 0, 0, 0, ACK | FIN))
+    synack = eth(tcp(8000, 0, 5000, 0, SYN | ACK, opts=MSS_WS))
+    return {
+        "arp": rec(arp_request()),
+        "tcp-exchange": (rec(syn) + rec(ack, FOLLOW) + rec(data, FOLLOW, 5, OP_SEND, 3)
+                         + rec(ack, FOLLOW, 30) + rec(fin, FOLLOW, 2, OP_CLOSE) + rec(ack, FOLLOW, 200)),
+        "tcp-paused": (rec(syn) + rec(ack, FOLLOW, 0, OP_MISC, 1) + rec(data, FOLLOW | POOL_LOW, 1)
+                       + rec(data, 0, 100) + rec(eth(tcp(40000, TCP_PORT, 1, 1, RST)), 0, 130)),
+        "tcp-connect": (rec(b"", 0, 0, OP_CONNECT) + rec(synack, FOLLOW, 1) + rec(data, FOLLOW, 1, OP_SHUTDOWN, 1)
+                        + rec(fin, FOLLOW, 20) + rec(ack, FOLLOW, 240)),
+        "udp": rec(eth(udp(5353, UDP_PORT, b"query")), 0, 0, OP_SENDTO, 4) + rec(eth(udp(5353, 9, b"x")), 0, 3),
+        "icmp": rec(icmp_echo(7, 1, b"ping" * 8), 0, 0, OP_MISC, 8),
+    }
+
+
+def ring_seeds() -> dict[str, bytes]:
+    # fuzz_framering.c: ring size code, max frame (u16), start flag, then ops.
+    write, head, head_near, tail, tail_near, consume, produce, record = range(8)
+    base = bytes([0]) + struct.pack("<H", 1514) + bytes([0])  # 64-byte ring
+    big = bytes([10]) + struct.pack("<H", 9000) + bytes([1]) + struct.pack("<Q", 2**64 - 48)
+    return {
+        "produce-consume": base + bytes([produce]) + struct.pack("<H", 20) + bytes([consume, 4]) * 3
+        + (bytes([produce]) + struct.pack("<H", 30)) * 2 + bytes([consume, 8]),
+        "hostile-head": base + bytes([record]) + struct.pack("<H", 24) + bytes([consume, 2, head])
+        + struct.pack("<Q", 2**63) + bytes([consume, 2, head_near]) + struct.pack("<h", 17) + bytes([consume, 1]),
+        "hostile-tail": big + (bytes([produce]) + struct.pack("<H", 4000)) * 4 + bytes([tail])
+        + struct.pack("<Q", 0) + bytes([tail_near]) + struct.pack("<h", -32000)
+        + bytes([produce]) + struct.pack("<H", 100) + bytes([consume, 10]),
+        "wrap-mark": base + bytes([write]) + struct.pack("<H", 48) + bytes([8]) + b"\xff" * 8
+        + bytes([head_near]) + struct.pack("<h", 64) + bytes([consume, 3]),
+    }
+
+
+def control_seeds() -> dict[str, bytes]:
+    # fuzz_control.py: each message is a length byte pair then its bytes.
+    def msgs(*objs: object) -> bytes:
+        out = b""
+        for o in objs:
+            data = o if isinstance(o, bytes) else json.dumps(o).encode()
+            out += struct.pack("<H", len(data)) + data
+        return out
+
+    return {
+        "attach": msgs({"op": "attach", "endpoint": "shop"}, {"op": "status"}, {"op": "resolve", "name": "shop"}),
+        "attach-secret": msgs({"op": "attach", "endpoint": "db", "secret": "x" * 32}, {"op": "ping"}),
+        "fast-channel": msgs({"op": "attach", "endpoint": "a"}, {"op": "fc_connect", "req": 1,
+                             "address": "10.77.0.2", "port": 80},
+                             {"event": "listen", "port": 80, "on": True}, {"event": "fc_closed", "id": 1}),
+        "events": msgs({"event": "connections", "req": 3, "conns": []}, {"event": "limits"}, {"op": 7}),
+        "garbage": msgs(b"[1,2]", b"{\"op\":", b"\xff\xfe", b"{}"),
+    }
+
+
+def main() -> None:
+    for harness, seeds in (("stack", stack_seeds()), ("framering", ring_seeds()), ("control", control_seeds())):
+        d = CORPUS / harness
+        d.mkdir(parents=True, exist_ok=True)
+        for name, data in seeds.items():
+            (d / f"seed-{name}").write_bytes(data)
+        print(f"{harness}: {len(seeds)} seeds in {d}")
+
+
+if __name__ == "__main__":
+    main()
