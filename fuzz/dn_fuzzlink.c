@@ -148,6 +148,26 @@ dn_link_set_down(struct dn_link *link)
 }
 
 int
+dn_link_is_down(const struct dn_link *link)
+{
+	return link->down;
+}
+
+/* The harness has one master for a stack's whole life. */
+int
+dn_link_remap(struct dn_link *link, int shm_fd, uint16_t mtu, int wake_fd,
+	int peer_wake_fd)
+{
+	(void)link;
+	(void)shm_fd;
+	(void)mtu;
+	(void)wake_fd;
+	(void)peer_wake_fd;
+	return dn_error(-ENOTSUP, "the fuzz link cannot move to another "
+		"master");
+}
+
+int
 dn_link_rx_pending(struct dn_link *link)
 {
 	return link->pending != NULL;
