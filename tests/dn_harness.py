@@ -31,6 +31,16 @@ def control_request(path: str, msg: dict[str, Any]) -> dict[str, Any]:
     return request(path, msg)
 
 
+def wait_for(what: Any, timeout: float = 5.0) -> Any:
+    """what()'s first true value within timeout, else its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
 class Proc:
     """A child process whose stdout is JSON lines."""
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aiodocknet.api_client import ApiClient
-from dn_harness import Master, Proc, running_master
+from dn_harness import Master, Proc, running_master, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK, hugepages)")
 
@@ -42,13 +42,6 @@ def client(master: Master, name: str, srv: dict[str, Any], *mode: str, fast: boo
     return fc_proc(master, name, "client", "--host", srv["address"], "--port", str(srv["port"]), *mode, fast=fast)
 
 
-def wait_for(what: Any, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

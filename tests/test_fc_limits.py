@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import resource
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dn_harness import Master, Proc
+from dn_harness import Master, Proc, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK, hugepages)")
 
@@ -32,13 +31,6 @@ def fds_of(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def wait_for(what: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def test_many_fast_connections_under_a_small_descriptor_limit(master: Master) -> None:

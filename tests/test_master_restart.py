@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from dn_harness import Master, Proc
+from dn_harness import Master, Proc, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK, hugepages)")
 
@@ -73,13 +73,6 @@ def host() -> Iterator[Host]:
             h.close()
 
 
-def wait_for(what: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def connect(host: Host, name: str, srv: dict[str, Any], fast: bool = True) -> dict[str, Any]:
