@@ -1244,6 +1244,24 @@ dn_apply_limit(struct dn_switch *sw, void *arg)
 	dn_count_limited(sw);
 }
 
+/* Runs fn(sw, arg) on the switch thread for an endpoint slot in use, or
+ * -ENOENT. */
+static int
+dn_slot_call(struct dn_switch *sw, int slot,
+	void (*fn)(struct dn_switch *, void *), void *arg)
+{
+	int ret;
+
+	pthread_mutex_lock(&sw->lock);
+	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
+	    !sw->slots[slot].in_use)
+		ret = dn_error(-ENOENT, "no endpoint in slot %d", slot);
+	else
+		ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot, fn, arg);
+	pthread_mutex_unlock(&sw->lock);
+	return ret;
+}
+
 int
 dn_switch_set_limit(struct dn_switch *sw, int slot, int direction,
 	uint64_t bits_per_s, uint64_t pkts_per_s, uint64_t burst_bytes,
@@ -1251,19 +1269,10 @@ dn_switch_set_limit(struct dn_switch *sw, int slot, int direction,
 {
 	struct dn_limit_req r = { slot, direction, bits_per_s, pkts_per_s,
 		burst_bytes, burst_pkts };
-	int ret;
 
 	if (direction != DN_EGRESS && direction != DN_INGRESS)
 		return dn_error(-EINVAL, "direction must be egress or ingress");
-	pthread_mutex_lock(&sw->lock);
-	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
-	    !sw->slots[slot].in_use)
-		ret = dn_error(-ENOENT, "no endpoint in slot %d", slot);
-	else
-		ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot,
-			dn_apply_limit, &r);
-	pthread_mutex_unlock(&sw->lock);
-	return ret;
+	return dn_slot_call(sw, slot, dn_apply_limit, &r);
 }
 
 struct dn_policy_req {
@@ -1364,15 +1373,7 @@ dn_switch_set_faults(struct dn_switch *sw, int slot, uint32_t drop_ppm,
 	ret = dn_fault_validate(&r.cfg);
 	if (ret < 0)
 		return ret;
-	pthread_mutex_lock(&sw->lock);
-	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
-	    !sw->slots[slot].in_use)
-		ret = dn_error(-ENOENT, "no endpoint in slot %d", slot);
-	else
-		ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot,
-			dn_apply_faults, &r);
-	pthread_mutex_unlock(&sw->lock);
-	return ret;
+	return dn_slot_call(sw, slot, dn_apply_faults, &r);
 }
 
 int
