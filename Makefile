@@ -24,4 +24,4 @@ fuzz: bootstrap
 	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
 
 clean:
-	rm -rf build/cffi .venv aiodocknet/_native*.so aiodocknet/_fcpath*.so aiodocknet/_native.c *.egg-info
+	rm -rf build/cffi .venv aiodocknet/native/_lib*.so aiodocknet/native/_fcpath*.so aiodocknet/native/_lib.c *.egg-info

@@ -7,9 +7,9 @@ from setuptools import Extension, setup
 # copy of the channel code: the functions are stateless, the layout is the
 # one header's.
 fcpath = Extension(
-    "aiodocknet._fcpath",
-    sources=["native/dn_fcpath.c", "native/dn_fastchan.c", "native/dn_error.c"],
-    include_dirs=["native"],
+    "aiodocknet.native._fcpath",
+    sources=["native/fastchan/dn_fcpath.c", "native/fastchan/dn_fastchan.c", "native/runtime/dn_error.c"],
+    include_dirs=["native/fastchan", "native/shm", "native/runtime"],
     extra_compile_args=["-O3", "-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wno-unused-parameter",
                         "-fvisibility=hidden"],
 )

@@ -18,7 +18,7 @@ from typing import Any
 
 from .control import DEFAULT_SUBNET, default_master_path, request
 from .log import get_logger
-from .stack import SlaveStack
+from .native.stack import SlaveStack
 
 __all__ = ["ProcessEndpoint"]
 

@@ -26,15 +26,15 @@ from typing import Any
 
 import uvloop
 
-from .bucket import TokenBucket
+from .native.bucket import TokenBucket
 from .endpoint import ProcessEndpoint
-from .fastchan import WakeFds
+from .native.fastchan import WakeFds
 from .poller import StackPoller
-from .server import DockNetServer
+from .transports.server import DockNetServer
 from .log import get_logger
-from .stack import CONNECTED, ERROR, Event, request_attach
-from .tcp import DockNetTCPTransport, _exc
-from .udp import DockNetDatagramTransport
+from .native.stack import CONNECTED, ERROR, Event, request_attach
+from .transports.tcp import DockNetTCPTransport, _exc
+from .transports.udp import DockNetDatagramTransport
 
 # Connections to endpoints of our own master go over fast channels unless
 # DOCKNET_FAST_CHANNELS=0 (for comparison) or the master has them off.
@@ -347,7 +347,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         if self._dn_fast_channels and addr != ep.address:
             made = await self._dn_fc_connect(addr, int(port))
             if made is not None:
-                from .fcstream import FastChannelTransport
+                from .transports.fastchannel import FastChannelTransport
 
                 fc, local, peer, cid = made
                 return await self._dn_finish_connect(

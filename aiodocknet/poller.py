@@ -20,11 +20,11 @@ import os
 import time
 from typing import Any, Protocol
 
-from ._fcpath import PollerState, pump
-from .crowding import HostCrowding
-from .fastchan import ChannelSet
+from .native._fcpath import PollerState, pump
+from .native.crowding import HostCrowding
+from .native.fastchan import ChannelSet
 from .log import get_logger
-from .stack import ACCEPTED, Event, SlaveStack
+from .native.stack import ACCEPTED, Event, SlaveStack
 
 __all__ = ["StackPoller", "EventHandler"]
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "tests"))
 from kernel_paths import run_kernel_in  # noqa: E402
 from procs import stop_all  # noqa: E402
-from aiodocknet.topology import NetnsTopology  # noqa: E402
+from bench.topology import NetnsTopology  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
 
@@ -39,7 +39,7 @@ class CrossHostSession:
                                 "--uplink", "net_af_packet0,iface=veth0"])
             for d in self.dirs:
                 self._wait_master(os.path.join(d.name, "master.sock"))
-            server = self._spawn(0, [sys.executable, "-m", "aiodocknet.native_bench", "serve",
+            server = self._spawn(0, [sys.executable, "-m", "bench.native_loops", "serve",
                                      "--name", "xhost-server"])
             assert server.stdout is not None
             line = server.stdout.readline()
@@ -75,7 +75,7 @@ class CrossHostSession:
 
     def run_docknet(self, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
         self.clients += 1
-        argv = self.topo.exec_argv(1, [sys.executable, "-m", "aiodocknet.native_bench", mode, "--name",
+        argv = self.topo.exec_argv(1, [sys.executable, "-m", "bench.native_loops", mode, "--name",
                                        f"xhost-client{self.clients}", "--target", self.address,
                                        "--size", str(size), "--conns", str(conns), "--seconds", str(seconds)])
         res = subprocess.run(argv, env=self._env(1), capture_output=True, text=True, timeout=seconds + 60)

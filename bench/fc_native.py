@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiodocknet._errors import check  # noqa: E402
-from aiodocknet._native import ffi, lib  # noqa: E402
-from aiodocknet.fastchan import FastChannel, make_channel  # noqa: E402
+from aiodocknet.native.errors import check  # noqa: E402
+from aiodocknet.native._lib import ffi, lib  # noqa: E402
+from aiodocknet.native.fastchan import FastChannel, make_channel  # noqa: E402
 
 
 def echo(fds: list[int], seconds: float) -> int:

@@ -30,7 +30,7 @@ BUILD_DIR = BENCH_DIR / "build"
 BINARY = BUILD_DIR / "kernel_rr"
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
-from aiodocknet.topology import NetnsTopology  # noqa: E402
+from bench.topology import NetnsTopology  # noqa: E402
 from ovs_baseline import OvsTopology  # noqa: E402
 
 PATHS = ("veth", "bridge", "ovs")

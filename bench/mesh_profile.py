@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from aiodocknet.mesh_demo import MESH_PATHS, docknet_master, drive, mesh_on
+from bench.mesh_demo import MESH_PATHS, docknet_master, drive, mesh_on
 
 PATHS = ["kernel-bridge+uvloop", "DockNet + fast channels"]
 SERVICE = "frontend"

@@ -9,7 +9,7 @@ import statistics
 import tempfile
 from typing import Any
 
-from aiodocknet.mesh_demo import MESH_PATHS, docknet_master, drive, mesh_on
+from bench.mesh_demo import MESH_PATHS, docknet_master, drive, mesh_on
 
 USERS = [16, 1]
 

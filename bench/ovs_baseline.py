@@ -19,7 +19,7 @@ EAL runs with ``--no-huge --legacy-mem -m 64`` instead (OVS adds
 umem, not in DPDK memory, so that choice does not change what is measured.
 
 ovs-vswitchd runs inside a switch namespace of its own, like the Linux bridge
-of ``aiodocknet.topology``: the switch-side ends of the links live there, so
+of ``bench.topology``: the switch-side ends of the links live there, so
 nothing appears in the host's namespace and deleting the namespaces removes
 every link even after a crash. Endpoint namespace ``i`` has ``veth0`` with
 ``addr(i)`` (10.202.0.0/24, host i + 1).
@@ -70,7 +70,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Sequence
 
-from aiodocknet.eal import hugepages_free_mb
+from aiodocknet.native.eal import hugepages_free_mb
 
 __all__ = ["OvsTopology", "ensure_installed", "remove_stale", "ATTACHMENTS"]
 
@@ -147,7 +147,7 @@ def remove_stale() -> list[str]:
 
 class OvsTopology:
     """N namespaces on one OVS netdev bridge; ``addr(i)`` and
-    ``exec_argv(i, argv)`` as in ``aiodocknet.topology.NetnsTopology``."""
+    ``exec_argv(i, argv)`` as in ``bench.topology.NetnsTopology``."""
 
     def __init__(self, n: int = 2, attach: str = "afxdp") -> None:
         if attach not in ATTACHMENTS:

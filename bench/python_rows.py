@@ -30,7 +30,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
-from aiodocknet.topology import NetnsTopology  # noqa: E402
+from bench.topology import NetnsTopology  # noqa: E402
 from procs import stop_all  # noqa: E402
 
 PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge", "asyncio-bridge"]

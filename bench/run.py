@@ -124,7 +124,7 @@ class DockNetSession:
         return p
 
     def start_server(self, name: str, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-        p = self._spawn([sys.executable, "-m", "aiodocknet.native_bench", "serve", "--name", name,
+        p = self._spawn([sys.executable, "-m", "bench.native_loops", "serve", "--name", name,
                          "--port", str(port)])
         assert p.stdout is not None
         line = p.stdout.readline()
@@ -134,7 +134,7 @@ class DockNetSession:
 
     def run(self, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
         self.clients += 1
-        argv = [sys.executable, "-m", "aiodocknet.native_bench", mode, "--name", f"bench-client{self.clients}",
+        argv = [sys.executable, "-m", "bench.native_loops", mode, "--name", f"bench-client{self.clients}",
                 "--target", self.address, "--port", "7100", "--size", str(size), "--conns", str(conns),
                 "--seconds", str(seconds)]
         res = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=seconds + 60)
@@ -176,7 +176,7 @@ class DockNetSession:
         frames to each other (software classification)."""
         out = []
         for k in counts:
-            argv = [sys.executable, "-m", "aiodocknet.native_bench", "blast", "--name", f"blast{k}",
+            argv = [sys.executable, "-m", "bench.native_loops", "blast", "--name", f"blast{k}",
                     "--endpoints", str(k), "--size", "64", "--seconds", str(seconds)]
             res = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=seconds + 120)
             if res.returncode != 0:

@@ -25,7 +25,8 @@ command -v "$CC" >/dev/null || { echo "fuzz/build.sh: $CC not found (scripts/boo
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-sanitize=alignment)
 CFLAGS=(-g -O1 -fno-omit-frame-pointer -std=gnu11 -D_GNU_SOURCE -Wall
 	-Wno-unused-parameter -Wno-address-of-packed-member
-	-I"$ROOT/native" -I"$ROOT/lwip" -I"$LWIP/src/include" -I"$ROOT/fuzz"
+	-I"$ROOT/native/runtime" -I"$ROOT/native/shm" -I"$ROOT/native/stack"
+	-I"$ROOT/native/fastchan" -I"$ROOT/lwip" -I"$LWIP/src/include" -I"$ROOT/fuzz"
 	-DMEMP_MEM_MALLOC=1)
 
 # lwIP's core files: the same list the extension is built from.
@@ -41,7 +42,7 @@ PY
 )
 
 mkdir -p "$OUT/obj"
-newest_header=$(ls -t "$ROOT"/native/*.h "$ROOT"/lwip/*.h "$ROOT"/lwip/*/*.h "$ROOT"/fuzz/*.h "$0" | head -n 1)
+newest_header=$(ls -t "$ROOT"/native/*/*.h "$ROOT"/lwip/*.h "$ROOT"/lwip/*/*.h "$ROOT"/fuzz/*.h "$0" | head -n 1)
 
 # compile SOURCE [extra flags...] -> prints the object's path
 compile() {
@@ -65,13 +66,13 @@ build_stack() {
 	# lwIP's own warnings (window scaling makes some of its comparisons
 	# constant) are not this project's to fix.
 	for f in "${LWIP_CORE[@]}"; do objs+=("$(compile "$LWIP/$f" -w)"); done
-	objs+=("$(compile "$ROOT/lwip/netif/dn_netif.c")")
+	objs+=("$(compile "$ROOT/native/stack/dn_netif.c")")
 	objs+=("$(compile "$ROOT/lwip/dn_hooks.c")")
 	# dn_stack.c's sys_now() reads the real clock; the harness supplies
 	# lwIP's, driven by the input.
-	objs+=("$(compile "$ROOT/native/dn_stack.c" -Dsys_now=dn_stack_sys_now)")
-	objs+=("$(compile "$ROOT/native/dn_error.c")")
-	objs+=("$(compile "$ROOT/native/dn_fastchan.c")")
+	objs+=("$(compile "$ROOT/native/stack/dn_stack.c" -Dsys_now=dn_stack_sys_now)")
+	objs+=("$(compile "$ROOT/native/runtime/dn_error.c")")
+	objs+=("$(compile "$ROOT/native/fastchan/dn_fastchan.c")")
 	objs+=("$(compile "$ROOT/fuzz/dn_fuzzlink.c")")
 	objs+=("$(compile "$ROOT/fuzz/fuzz_stack.c")")
 	link stack "${objs[@]}"

@@ -28,7 +28,7 @@ import atheris
 
 with atheris.instrument_imports():
     from aiodocknet import control
-    from aiodocknet.master import control as master_control
+    from aiodocknet.master import control_server as master_control
     from aiodocknet.master.addresses import AddressPool
 
 FDS_FLAG = 0x8000

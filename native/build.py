@@ -1,4 +1,4 @@
-"""cffi (API mode) build of ``aiodocknet._native``.
+"""cffi (API mode) build of ``aiodocknet.native._lib``.
 
 The extension holds the slave stack, the master switch and lwIP's core,
 compiled from the Debian lwIP sources that ``scripts/bootstrap.sh`` fetches
@@ -21,25 +21,29 @@ ROOT = HERE.parent
 LWIP_SRC = Path(os.environ.get("DOCKNET_LWIP_SRC", ROOT / "build" / "lwip"))
 
 # The headers whose declarations make up the Python-visible API.
-API_HEADERS = ["dn_error.h", "dn_eal.h", "dn_link.h", "dn_stack.h", "dn_switch.h", "dn_bench.h", "dn_fastchan.h",
-               "dn_crowding.h"]
+API_HEADERS = ["runtime/dn_error.h", "runtime/dn_eal.h", "stack/dn_link.h", "stack/dn_stack.h",
+               "switch/dn_switch.h", "fastchan/dn_fastchan.h", "runtime/dn_crowding.h",
+               "../bench/native/dn_bench.h"]
+
+# One folder per component; headers include each other by bare name.
+COMPONENTS = ["runtime", "shm", "stack", "switch", "fastchan"]
 
 OUR_SOURCES = [
-    "native/dn_error.c",
-    "native/dn_eal.c",
-    "native/dn_pktpool.c",
-    "native/dn_link.c",
-    "native/dn_stack.c",
-    "native/dn_switch.c",
-    "native/dn_bench.c",
-    "native/dn_limit.c",
-    "native/dn_fault.c",
-    "native/dn_policy.c",
-    "native/dn_uplink.c",
-    "native/dn_fastchan.c",
-    "native/dn_crowding.c",
-    "lwip/netif/dn_netif.c",
+    "native/runtime/dn_error.c",
+    "native/runtime/dn_eal.c",
+    "native/runtime/dn_pktpool.c",
+    "native/runtime/dn_crowding.c",
+    "native/stack/dn_link.c",
+    "native/stack/dn_stack.c",
+    "native/stack/dn_netif.c",
+    "native/switch/dn_switch.c",
+    "native/switch/dn_limit.c",
+    "native/switch/dn_fault.c",
+    "native/switch/dn_policy.c",
+    "native/switch/dn_uplink.c",
+    "native/fastchan/dn_fastchan.c",
     "lwip/dn_hooks.c",
+    "bench/native/dn_bench.c",
 ]
 
 # lwIP core: what NO_SYS=1 IPv4 TCP/UDP/ICMP/raw needs, nothing more.
@@ -104,11 +108,12 @@ _cflags = _pkg_config("--cflags")
 _libs = _pkg_config("--libs")
 
 ffi.set_source(
-    "aiodocknet._native",
-    "\n".join(f'#include "{h}"' for h in API_HEADERS),
+    "aiodocknet.native._lib",
+    "\n".join(f'#include "{Path(h).name}"' for h in API_HEADERS),
     sources=OUR_SOURCES + _lwip_sources(),
     include_dirs=[
-        str(HERE),
+        *(str(HERE / c) for c in COMPONENTS),
+        str(ROOT / "bench" / "native"),
         str(ROOT / "lwip"),
         str(LWIP_SRC / "src" / "include"),
     ],

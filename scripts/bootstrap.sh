@@ -98,11 +98,11 @@ fi
 
 # Rebuild and reinstall only when something that goes into the build moved.
 stamp=$VENV/.docknet-build
-digest=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/native/*.[ch] \
-	"$ROOT/native/build.py" "$ROOT"/lwip/*.[ch] "$ROOT"/lwip/*/*.[ch] |
+digest=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/native/*/*.[ch] \
+	"$ROOT/native/build.py" "$ROOT"/lwip/*.[ch] "$ROOT"/lwip/*/*.[ch] "$ROOT"/bench/native/*.[ch] |
 	sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] ||
-	! ls "$ROOT"/aiodocknet/_native*.so "$ROOT"/aiodocknet/_fcpath*.so >/dev/null 2>&1; then
+	! ls "$ROOT"/aiodocknet/native/_lib*.so "$ROOT"/aiodocknet/native/_fcpath*.so >/dev/null 2>&1; then
 	say "building aiodocknet (native extensions: DPDK + lwIP, fast-channel path)"
 	DOCKNET_LWIP_SRC="$BUILD/lwip" "$VENV/bin/pip" install -q -e "$ROOT[test,bench]"
 	echo "$digest" >"$stamp"

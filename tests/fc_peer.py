@@ -39,7 +39,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import aiodocknet  # noqa: E402
-from aiodocknet.api_client import ApiClient  # noqa: E402
+from aiodocknet.cli.api_client import ApiClient  # noqa: E402
 
 BLOCK = 1 << 20
 

@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aiodocknet.control import default_master_path, recv_message, send_message  # noqa: E402
-from aiodocknet.stack import request_attach  # noqa: E402
+from aiodocknet.native.stack import request_attach  # noqa: E402
 
 PAGE = 4096
 # dn_linkmem.h: the positions page follows the doorbell page; the two

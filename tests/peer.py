@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aiodocknet.stack import (  # noqa: E402
+from aiodocknet.native.stack import (  # noqa: E402
     ACCEPTED,
     CONNECTED,
     ERROR,

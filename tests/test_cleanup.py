@@ -12,10 +12,10 @@ import tempfile
 
 import pytest
 
-from aiodocknet.eal import _runtime_base
+from aiodocknet.native.eal import _runtime_base
 from dn_harness import Master, Proc
 
-SLEEPER = ("from aiodocknet.stack import SlaveStack; import json, time; "
+SLEEPER = ("from aiodocknet.native.stack import SlaveStack; import json, time; "
            "st = SlaveStack.attach('sleeper'); print(json.dumps({'event': 'ready'}), flush=True); time.sleep(120)")
 
 

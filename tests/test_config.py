@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 
-from aiodocknet.api_client import ApiClient
+from aiodocknet.cli.api_client import ApiClient
 from dn_harness import ROOT, Master
 
 

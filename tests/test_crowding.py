@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from aiodocknet.crowding import HostCrowding
+from aiodocknet.native.crowding import HostCrowding
 
 
 def _seen_within(c: HostCrowding, slack: int, want: bool, seconds: float = 10.0) -> bool:

@@ -132,7 +132,7 @@ def test_64_endpoints_on_one_master(master: Master) -> None:
     """64 endpoints attach to one master (more than DPDK's 32 ethdev ports:
     the links are the project's own rings), every one is up in the master's
     books, and frames sent around the ring of endpoints reach every one."""
-    blast = Proc([sys.executable, "-m", "aiodocknet.native_bench", "blast", "--name", "many",
+    blast = Proc([sys.executable, "-m", "bench.native_loops", "blast", "--name", "many",
                   "--endpoints", "64", "--seconds", "3"], master.env, "blast")
     master.peers.append(blast)
     deadline = time.monotonic() + 60
@@ -155,7 +155,7 @@ def test_64_endpoints_on_one_master(master: Master) -> None:
 
 CHURN = """
 import sys
-from aiodocknet.stack import SlaveStack
+from aiodocknet.native.stack import SlaveStack
 for i in range(int(sys.argv[1])):
     SlaveStack.attach("churn").close()
 print('{"event": "churned"}', flush=True)
@@ -189,7 +189,7 @@ def test_garbage_in_a_link_ring_costs_only_its_own_frames(master: Master) -> Non
     import os
     import struct
 
-    from aiodocknet.stack import request_attach
+    from aiodocknet.native.stack import request_attach
 
     control, _info, fds = request_attach("garbage", master.path)
     link, _wake, master_wake = fds
@@ -227,7 +227,7 @@ def test_garbage_in_a_link_ring_costs_only_its_own_frames(master: Master) -> Non
 
 
 def test_attach_without_master_names_the_socket(tmp_path) -> None:
-    from aiodocknet.stack import SlaveStack
+    from aiodocknet.native.stack import SlaveStack
 
     path = str(tmp_path / "nothing-here.sock")
     with pytest.raises(FileNotFoundError) as info:

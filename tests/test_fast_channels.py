@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aiodocknet.api_client import ApiClient
+from aiodocknet.cli.api_client import ApiClient
 from dn_harness import Master, Proc, running_master, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK, hugepages)")

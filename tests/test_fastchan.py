@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from aiodocknet.fastchan import FastChannel, make_channel
+from aiodocknet.native.fastchan import FastChannel, make_channel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The far side: echoes everything back, then half-closes when it sees EOF.
 ECHO = """
 import os, select, sys
-from aiodocknet.fastchan import FastChannel, WRITABLE
+from aiodocknet.native.fastchan import FastChannel, WRITABLE
 memfd, mine, peer = (int(a) for a in sys.argv[1:4])
 fc = FastChannel(memfd, 1, mine, peer)
 pending = b""
@@ -108,7 +108,7 @@ def test_back_pressure_half_close_and_reset_in_one_process() -> None:
     """Both sides in this process: a full ring takes nothing more until the
     reader drains it (then WRITABLE), shutdown delivers what is queued and
     then end of stream, writes after shutdown fail, a reset reaches both."""
-    from aiodocknet.fastchan import READABLE, WRITABLE
+    from aiodocknet.native.fastchan import READABLE, WRITABLE
 
     memfd, efd0, efd1 = make_channel(4096)
     a = FastChannel(os.dup(memfd), 0, os.dup(efd0), os.dup(efd1))

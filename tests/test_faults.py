@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from aiodocknet.api_client import ApiClient, ApiError
-from aiodocknet.topology import NetnsTopology
+from aiodocknet.cli.api_client import ApiClient, ApiError
+from bench.topology import NetnsTopology
 from dn_harness import PEER, ROOT, Master, Proc, control_request, running_master
 
 ONE_PERCENT = 10_000  # parts per million

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from aiodocknet.api_client import ApiClient
+from aiodocknet.cli.api_client import ApiClient
 from aiodocknet.control import MESSAGES, Field, MessageKind, recv_message, send_message
-from aiodocknet.netns import create_netns, delete_netns
+from aiodocknet.cli.netns import create_netns, delete_netns
 from dn_harness import PEER, ROOT, Master, Proc
 
 # A valid message of each kind the master takes; each test variant breaks

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from aiodocknet.api_client import ApiClient
+from aiodocknet.cli.api_client import ApiClient
 from aiodocknet.control import recv_message, send_message
 from dn_harness import PEER, ROOT, Master, Proc, running_master
 
@@ -309,7 +309,7 @@ def test_request_attach_gives_up_on_a_master_that_never_answers() -> None:
     """The client's attach once waited for ever for a master that took the
     request and said nothing: against a socket that accepts and stays
     silent it now fails with TimeoutError within its timeout."""
-    from aiodocknet.stack import request_attach
+    from aiodocknet.native.stack import request_attach
 
     with tempfile.TemporaryDirectory(prefix="dn-silent-") as d:
         path = os.path.join(d, "master.sock")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from aiodocknet.control import recv_message, send_message
-from aiodocknet.fastchan import FastChannel, make_channel
+from aiodocknet.native.fastchan import FastChannel, make_channel
 from dn_harness import Master, Proc, control_request
 
 HOSTILE = Path(__file__).resolve().parent / "hostile_peer.py"
@@ -186,7 +186,7 @@ def test_a_slave_refuses_link_memory_that_is_not_sealed(tmp_path: Path) -> None:
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    code = ("import sys; from aiodocknet.stack import SlaveStack\n"
+    code = ("import sys; from aiodocknet.native.stack import SlaveStack\n"
             "try:\n    SlaveStack.attach('s', sys.argv[1])\n"
             "except OSError as e:\n    print(e); sys.exit(3)\n")
     res = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)

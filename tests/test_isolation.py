@@ -49,7 +49,7 @@ def test_garbage_and_stray_fds_are_dropped_without_leaks(master: Master) -> None
 
 
 def test_endpoint_name_in_use_is_refused(master: Master) -> None:
-    from aiodocknet.stack import SlaveStack
+    from aiodocknet.native.stack import SlaveStack
 
     master.peer("idle", "taken").expect("ready")
     os.environ["DOCKNET_MASTER"] = master.path

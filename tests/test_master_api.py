@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from aiodocknet.api_client import ApiClient, ApiError
+from aiodocknet.cli.api_client import ApiClient, ApiError
 from dn_harness import ROOT, Master
 
 
@@ -106,7 +106,7 @@ def test_cli_commands(master: Master) -> None:
 
 
 def test_attach_and_detach_commands(master: Master) -> None:
-    from aiodocknet.netns import create_netns, delete_netns
+    from aiodocknet.cli.netns import create_netns, delete_netns
 
     ns = f"dntest-{os.getpid()}"
     path = create_netns(ns)

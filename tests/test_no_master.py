@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from aiodocknet.api_client import ApiClient
-from aiodocknet.netns import create_netns, delete_netns
+from aiodocknet.cli.api_client import ApiClient
+from aiodocknet.cli.netns import create_netns, delete_netns
 from dn_harness import ROOT, Proc, running_master
 
 CLIENT = Path(__file__).resolve().parent / "noroute_client.py"

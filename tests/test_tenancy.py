@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from aiodocknet.api_client import ApiClient
-from aiodocknet.netns import create_netns, delete_netns
+from aiodocknet.cli.api_client import ApiClient
+from aiodocknet.cli.netns import create_netns, delete_netns
 from dn_harness import PEER, ROOT, Master, Proc
 
 
@@ -53,7 +53,7 @@ def attach_in(master: Master, ns_path: str, name: str, secret: str | None) -> su
     env.pop("DOCKNET_SECRET", None)
     if secret:
         env["DOCKNET_SECRET"] = secret
-    cmd = [sys.executable, "-c", "from aiodocknet.stack import SlaveStack; import os; "
+    cmd = [sys.executable, "-c", "from aiodocknet.native.stack import SlaveStack; import os; "
            "SlaveStack.attach(os.environ['DOCKNET_ENDPOINT']).close(); print('attached')"]
     if ns_path:
         cmd = ["ip", "netns", "exec", os.path.basename(ns_path), *cmd]
@@ -114,7 +114,7 @@ def test_tenants_are_separated_until_policy_allows(master: Master) -> None:
 
 
 def bench(master: Master, name: str, addr: str, seconds: float, rate: str | None = None) -> Proc:
-    args = [sys.executable, "-m", "aiodocknet.native_bench", "stream", "--name", name, "--target", addr,
+    args = [sys.executable, "-m", "bench.native_loops", "stream", "--name", name, "--target", addr,
             "--size", "65536", "--seconds", str(seconds)]
     if rate:
         # A sender held to a rate has no reason to spin between ACKs.
@@ -136,7 +136,7 @@ def test_egress_limit_holds_and_neighbour_keeps_its_share(master: Master) -> Non
     a minute, more than the effect looked for."""
     import statistics
 
-    server = Proc([sys.executable, "-m", "aiodocknet.native_bench", "serve", "--name", "sink"],
+    server = Proc([sys.executable, "-m", "bench.native_loops", "serve", "--name", "sink"],
                   dict(master.env, DOCKNET_ENDPOINT="sink"), "sink")
     master.peers.append(server)
     addr = server.expect("ready", timeout=60)["address"]

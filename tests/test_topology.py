@@ -1,4 +1,4 @@
-"""Tests for aiodocknet/topology.py. They create real namespaces, so they need root."""
+"""Tests for bench/topology.py. They create real namespaces, so they need root."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aiodocknet import topology as netns_util  # noqa: E402
-from aiodocknet.topology import NetnsTopology, cleanup_stale, list_namespaces  # noqa: E402
+from bench import topology as netns_util  # noqa: E402
+from bench.topology import NetnsTopology, cleanup_stale, list_namespaces  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from aiodocknet.api_client import ApiClient
+from aiodocknet.cli.api_client import ApiClient
 from aiodocknet.control import request
 from dn_harness import PEER, Proc
-from aiodocknet.topology import NetnsTopology
+from bench.topology import NetnsTopology
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RANGES = ("10.77.1.0/24", "10.77.2.0/24")

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from .. import validate
 from ..log import get_logger
-from .control import ControlServer
+from .control_server import ControlServer
 from .faults import PPM_FIELDS, Faults
 from .registry import RegistryError
 

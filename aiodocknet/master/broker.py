@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from ..fastchan import ChannelWatch, make_region
+from ..native.fastchan import ChannelWatch, make_region
 
 log = structlog.get_logger("docknet.broker")
 

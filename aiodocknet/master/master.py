@@ -10,11 +10,11 @@ import signal
 from dataclasses import dataclass
 
 from ..control import DEFAULT_RUN_DIR
-from ..eal import eal_memory, init_eal
+from ..native.eal import eal_memory, init_eal
 from ..log import get_logger
 from .addresses import AddressPool
 from .api import serve_api
-from .control import ControlServer
+from .control_server import ControlServer
 from .faults import Faults
 from .state import MasterState
 from .switch import Switch

@@ -6,8 +6,8 @@ import ipaddress
 import os
 from typing import Any
 
-from .._errors import check
-from .._native import ffi, lib
+from ..native.errors import check
+from ..native._lib import ffi, lib
 from .faults import Faults
 
 __all__ = ["Switch", "mac_of"]

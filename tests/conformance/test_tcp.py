@@ -502,7 +502,7 @@ async def test_connections_between_endpoints_use_fast_channels(peer: Peer, sessi
     channels off it goes through lwIP and the count does not move."""
     if loop_kind() != "docknet":
         pytest.skip("fast channels are DockNet's")
-    from aiodocknet.api_client import ApiClient
+    from aiodocknet.cli.api_client import ApiClient
 
     api = ApiClient(os.path.join(session_master.run_dir, "api.sock"))
     before = (await asyncio.to_thread(api.call, "GET", "/v1/status"))["fast_channels"]["made"]

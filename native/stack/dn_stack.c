@@ -28,7 +28,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "netif/ethernet.h"
 
-#include "../lwip/netif/dn_netif.h"
+#include "dn_netif.h"
 #include "dn_error.h"
 #include "dn_fastchan.h"
 #include "dn_link.h"

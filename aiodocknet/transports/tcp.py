@@ -16,7 +16,7 @@ import os
 import socket
 from typing import Any
 
-from .stack import ERROR, PEER_CLOSED, READABLE, WRITABLE, Event, SlaveStack
+from ..native.stack import ERROR, PEER_CLOSED, READABLE, WRITABLE, Event, SlaveStack
 
 __all__ = ["DockNetSocket", "DockNetTCPTransport"]
 

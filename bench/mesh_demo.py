@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .control import request
+from aiodocknet.control import request
 
 __all__ = ["run_mesh_demo", "MESH_PATHS", "MeshPath", "ProcessGroup", "docknet_master"]
 
@@ -171,7 +171,7 @@ def mesh_on(path: MeshPath, master_env: dict[str, str] | None) -> Iterator[tuple
     names = _services()
     try:
         if path.kind == "kernel":
-            from .topology import NetnsTopology
+            from bench.topology import NetnsTopology
 
             with NetnsTopology(len(names) + 1, mode="bridge", prefix=f"dnd{os.getpid()}-") as topo:
                 ups = [f"{n}=http://{topo.addr(i)}:{PORT}" for i, n in enumerate(names)]

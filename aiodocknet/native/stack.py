@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._errors import check, raise_errno
-from ._native import ffi, lib
-from .control import ControlError, default_master_path, recv_message, send_message
+from .errors import check, raise_errno
+from ._lib import ffi, lib
+from ..control import ControlError, default_master_path, recv_message, send_message
 from .eal import init_eal
-from .log import get_logger
+from ..log import get_logger
 
 __all__ = [
     "ACCEPTED",
@@ -42,7 +42,7 @@ __all__ = [
     "SlaveStack",
 ]
 
-log = get_logger("aiodocknet.stack")
+log = get_logger("aiodocknet.native.stack")
 
 ACCEPTED = lib.DN_EV_ACCEPTED
 CONNECTED = lib.DN_EV_CONNECTED

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ._native import ffi, lib
+from ._lib import ffi, lib
 
 __all__ = ["check", "raise_errno"]
 

@@ -6,7 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
-from .stack import READABLE, Event, SlaveStack
+from ..native.stack import READABLE, Event, SlaveStack
 
 __all__ = ["DockNetDatagramTransport", "DockNetUDPSocket"]
 

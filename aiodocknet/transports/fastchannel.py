@@ -18,8 +18,8 @@ import errno
 import socket
 from typing import Any
 
-from ._fcpath import TransportCore
-from .fastchan import READABLE, WRITABLE, FastChannel
+from ..native._fcpath import TransportCore
+from ..native.fastchan import READABLE, WRITABLE, FastChannel
 from .tcp import DockNetTCPTransport
 
 __all__ = ["FastChannelTransport", "FastChannelSocket"]

@@ -8,7 +8,7 @@ import ssl as ssl_mod
 from collections.abc import Callable
 from typing import Any
 
-from .stack import ACCEPTED, Event
+from ..native.stack import ACCEPTED, Event
 from .tcp import DockNetSocket, DockNetTCPTransport
 
 __all__ = ["DockNetServer"]
@@ -87,7 +87,7 @@ class DockNetServer(asyncio.AbstractServer):
 
     def _accept_channel(self, fc: Any, local: tuple[str, int], peer: tuple[str, int], channel_id: int) -> None:
         """A connection to us that the master carried over a fast channel."""
-        from .fcstream import FastChannelTransport
+        from .fastchannel import FastChannelTransport
 
         protocol = self._factory()
         if self._ssl is not None:

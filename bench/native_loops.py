@@ -1,6 +1,6 @@
 """A slave process that runs one native benchmark loop (dn_bench.h).
 
-``python -m aiodocknet.native_bench serve|rr|stream --name ENDPOINT ...``
+``python -m bench.native_loops serve|rr|stream --name ENDPOINT ...``
 attaches to the master in DOCKNET_MASTER and prints one JSON line: ``ready``
 (serve) or the result. The loops run in C: no Python between frames.
 """
@@ -15,10 +15,10 @@ import resource
 import sys
 from typing import Any
 
-from ._errors import check
-from ._native import ffi, lib
-from .eal import eal_memory
-from .stack import SlaveStack
+from aiodocknet.native.errors import check
+from aiodocknet.native._lib import ffi, lib
+from aiodocknet.native.eal import eal_memory
+from aiodocknet.native.stack import SlaveStack
 
 __all__ = ["main"]
 
@@ -55,9 +55,9 @@ def _blast(args: argparse.Namespace) -> int:
     TCP/IP, each sending small UDP frames to the next."""
     import os as _os
 
-    from .control import default_master_path
-    from .eal import init_eal
-    from .stack import request_attach
+    from aiodocknet.control import default_master_path
+    from aiodocknet.native.eal import init_eal
+    from aiodocknet.native.stack import request_attach
 
     k = args.endpoints
     init_eal("slave", 64 + 4 * k)
@@ -99,7 +99,7 @@ def _blast(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="aiodocknet.native_bench")
+    p = argparse.ArgumentParser(prog="bench.native_loops")
     p.add_argument("mode", choices=["serve", "rr", "stream", "blast"])
     p.add_argument("--endpoints", type=int, default=1, help="blast: links through the switch")
     p.add_argument("--name", required=True)

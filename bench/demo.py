@@ -14,10 +14,10 @@ import sys
 import tempfile
 from typing import Any
 
-from .control import request
-from .mesh_demo import ProcessGroup, docknet_master
+from aiodocknet.control import request
+from bench.mesh_demo import ProcessGroup, docknet_master
 
-__all__ = ["run_demo"]
+__all__ = ["main", "run_demo"]
 
 STEPS: list[tuple[str, list[str]]] = [
     ("64 B request/response, 1 connection", ["rr", "--size", "64", "--conns", "1"]),
@@ -37,13 +37,13 @@ def _line(p: subprocess.Popen[str]) -> dict[str, Any]:
 def _measure(procs: ProcessGroup, env: dict[str, str], seconds: float) -> tuple[list[tuple[str, dict[str, Any]]],
                                                                                  dict[str, Any]]:
     py = sys.executable
-    server = procs.start([py, "-m", "aiodocknet.native_bench", "serve", "--name", "demo-server"], env)
+    server = procs.start([py, "-m", "bench.native_loops", "serve", "--name", "demo-server"], env)
     ready = _line(server)
     print(f"server endpoint attached at {ready['address']}", flush=True)
     rows = []
     for i, (title, args) in enumerate(STEPS):
         print(f"  {title} ...", flush=True)
-        client = procs.start([py, "-m", "aiodocknet.native_bench", *args, "--name", f"demo-client{i}",
+        client = procs.start([py, "-m", "bench.native_loops", *args, "--name", f"demo-client{i}",
                               "--target", ready["address"], "--seconds", str(seconds)], env)
         rows.append((title, _line(client)))
         client.wait()
@@ -76,3 +76,23 @@ def run_demo(seconds: float = 3.0) -> int:
           f"slave DPDK heap {rows[0][1]['dpdk_heap_reserved_mb']} MiB")
     print("compare with the kernel: `make bench`")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``docknet demo``'s entry in the checkout: the mesh, or the data plane."""
+    import argparse
+
+    from bench.mesh_demo import run_mesh_demo
+
+    p = argparse.ArgumentParser(prog="docknet demo")
+    p.add_argument("--data-plane", action="store_true")
+    p.add_argument("--seconds", type=float)
+    p.add_argument("--users", type=int, default=16)
+    args = p.parse_args(argv)
+    if args.data_plane:
+        return run_demo(args.seconds or 3.0)
+    return run_mesh_demo(args.seconds or 15.0, args.users)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

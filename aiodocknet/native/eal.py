@@ -16,13 +16,13 @@ import shutil
 import threading
 from pathlib import Path
 
-from ._errors import check
-from ._native import ffi, lib
-from .log import get_logger
+from .errors import check
+from ._lib import ffi, lib
+from ..log import get_logger
 
 __all__ = ["init_eal", "hugepages_free_mb", "eal_memory"]
 
-log = get_logger("aiodocknet.eal")
+log = get_logger("aiodocknet.native.eal")
 _lock = threading.Lock()
 _args: list[str] | None = None
 

@@ -15,10 +15,11 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from . import validate
-from .log import configure
+from .. import validate
+from ..log import configure
 
 __all__ = ["main"]
 
@@ -46,8 +47,8 @@ def _master(args: argparse.Namespace) -> int:
                   f"({fc['memory'] / 2**20:.1f} MiB), {fc['made']} made, {fc['refused_by_policy']} refused by policy, "
                   f"{fc['bytes']:,} bytes")
         return 0
-    from .master.config import ConfigError, FileConfig, check_setting, describe, load_config
-    from .master.master import MasterConfig, run_master
+    from ..master.config import ConfigError, FileConfig, check_setting, describe, load_config
+    from ..master.master import MasterConfig, run_master
 
     try:
         fc = load_config(args.config) if args.config else FileConfig(MasterConfig())
@@ -69,7 +70,7 @@ def _master(args: argparse.Namespace) -> int:
         print(f"docknet master: {exc}", file=sys.stderr)
         return 2
     if args.uplink_faults is not None:
-        from .master.faults import parse_spec
+        from ..master.faults import parse_spec
 
         try:
             fc.master.uplink_faults = parse_spec(args.uplink_faults)
@@ -91,29 +92,38 @@ def _master(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from .mesh_demo import ROOT
+def _checkout() -> Path | None:
+    """The aiodocknet checkout the demo and benchmarks live in: the current
+    directory, or the one an editable install points at. The installed
+    package carries neither."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / "bench" / "run.py").is_file() and (root / "services").is_dir():
+            return root
+    return None
 
-    if not (ROOT / "bench" / "run.py").exists():
-        print(f"docknet bench: the benchmarks are not here ({ROOT / 'bench'}); run it from the repository",
+
+def _from_checkout(what: str, module: str, argv: list[str]) -> int:
+    root = _checkout()
+    if root is None:
+        print(f"docknet {what}: runs from a checkout of aiodocknet (git clone, then `make {what}` there)",
               file=sys.stderr)
         return 1
-    argv = [sys.executable, "-m", "bench.run"] + (["--quick"] if args.quick else [])
-    return subprocess.call(argv, cwd=ROOT)
+    return subprocess.call([sys.executable, "-m", module, *argv], cwd=root)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    return _from_checkout("bench", "bench.run", ["--quick"] if args.quick else [])
 
 
 def _demo(args: argparse.Namespace) -> int:
-    if args.data_plane:
-        from .demo import run_demo
-
-        return run_demo(args.seconds or 3.0)
-    from .mesh_demo import run_mesh_demo
-
-    return run_mesh_demo(args.seconds or 15.0, args.users)
+    argv = ["--data-plane"] if args.data_plane else ["--users", str(args.users)]
+    if args.seconds:
+        argv += ["--seconds", str(args.seconds)]
+    return _from_checkout("demo", "bench.demo", argv)
 
 
 def _fmt_rate(bits: int) -> str:
-    from .rates import format_bits
+    from ..rates import format_bits
 
     return format_bits(bits)
 
@@ -368,7 +378,3 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         print(f"docknet {args.command}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

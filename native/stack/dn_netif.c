@@ -6,7 +6,7 @@
 #include "lwip/snmp.h"
 #include "netif/ethernet.h"
 
-#include "../../native/dn_link.h"
+#include "dn_link.h"
 #include "dn_netif.h"
 
 /* Most a frame may span: 64 KiB in 2 KiB mbufs, with room to spare. */

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import check, raise_errno
-from ._native import ffi, lib
+from .errors import check, raise_errno
+from ._lib import ffi, lib
 
 __all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "WakeFds", "make_channel", "make_region", "READABLE",
            "WRITABLE"]

@@ -8,7 +8,7 @@ import os
 import socket
 from typing import Any
 
-from .control import DEFAULT_RUN_DIR
+from ..control import DEFAULT_RUN_DIR
 
 __all__ = ["ApiClient", "ApiError", "default_api_path"]
 

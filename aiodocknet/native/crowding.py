@@ -9,7 +9,7 @@ of ``/proc/loadavg`` against the cores says which. The check is
 
 from __future__ import annotations
 
-from ._native import ffi, lib
+from ._lib import ffi, lib
 
 __all__ = ["HostCrowding"]
 
