@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
@@ -33,7 +34,19 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     _configured = True
 
 
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("console", "json")
+
+
+def configure_from_env() -> None:
+    """As DOCKNET_LOG_LEVEL and DOCKNET_LOG_FORMAT say (the CLI sets them
+    for the processes it starts); values it does not know are ignored."""
+    level = os.environ.get("DOCKNET_LOG_LEVEL", "").lower()
+    fmt = os.environ.get("DOCKNET_LOG_FORMAT", "").lower()
+    configure(level if level in LEVELS else "info", fmt if fmt in FORMATS else "console")
+
+
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     if not _configured:
-        configure()
+        configure_from_env()
     return structlog.get_logger(name)  # type: ignore[no-any-return]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-__all__ = ["parse_bits", "parse_pkts", "format_bits"]
+__all__ = ["parse_bits", "parse_pkts", "format_bits", "format_pkts"]
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _BITS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(bit|bps|b)?(?:/s)?\s*$", re.I)
@@ -48,10 +48,21 @@ def parse_pkts(text: str | int) -> int:
     return int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def format_bits(bits: int) -> str:
-    if bits == 0:
+def _scaled(value: int, units: tuple[tuple[str, int], ...], base: str) -> str:
+    if value == 0:
         return "unlimited"
-    for unit, scale in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
-        if bits >= scale:
-            return f"{bits / scale:g}{unit}"
-    return f"{bits}bit"
+    for unit, scale in units:
+        if value >= scale:
+            # Fixed point, never an exponent: the text must parse back.
+            return f"{value / scale:.3f}".rstrip("0").rstrip(".") + unit
+    return f"{value}{base}"
+
+
+def format_bits(bits: int) -> str:
+    """``1.5gbit``; what parse_bits reads back (to three decimals)."""
+    return _scaled(bits, (("tbit", 10**12), ("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)), "bit")
+
+
+def format_pkts(pkts: int) -> str:
+    """``20kpps``; what parse_pkts reads back (to three decimals)."""
+    return _scaled(pkts, (("gpps", 10**9), ("mpps", 10**6), ("kpps", 10**3)), "pps")

@@ -95,7 +95,7 @@ def test_cli_commands(master: Master) -> None:
     assert "cache" not in cli(master, "policy", "ls").stdout
     assert "egress 30mbit" in cli(master, "limit", "web", "--egress", "30mbit").stdout
     bad = cli(master, "limit", "web", "--egress", "lots", check=False)
-    assert bad.returncode == 1 and "not a rate" in bad.stderr
+    assert bad.returncode == 2 and "not a rate" in bad.stderr  # refused before the master is asked
     bad = cli(master, "limit", "ghost", "--egress", "1mbit", check=False)
     assert bad.returncode == 1 and "no endpoint 'ghost'" in bad.stderr
     bad = cli(master, "policy", "allow", "onlyone", check=False)

@@ -15,13 +15,35 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NoReturn
+from urllib.parse import quote
 
 from .. import validate
-from ..log import configure
+from ..log import FORMATS, LEVELS, configure
 
 __all__ = ["main"]
+
+
+class CliError(Exception):
+    """What the user gets told, in one line, and the exit status."""
+
+    def __init__(self, message: str, status: int = 2, *, command: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.command = command
+
+
+@dataclass
+class Result:
+    """A command's answer: ``value`` for --json, ``lines`` for people."""
+
+    value: Any
+    lines: list[str] = field(default_factory=list)
+    status: int = 0
+    to_stderr: bool = False
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -30,31 +52,26 @@ def _client(args: argparse.Namespace) -> Any:
     return ApiClient(args.api)
 
 
-def _master(args: argparse.Namespace) -> int:
+def _master(args: argparse.Namespace) -> int | Result:
     if args.action == "status":
         st = _client(args).call("GET", "/v1/status")
-        if args.json:
-            print(json.dumps(st, indent=1))
-        else:
-            sw = st["switch"]
-            print(f"master pid {st['pid']}  subnet {st['subnet']}  gateway {st['gateway']}  mtu {st['mtu']}")
-            print(f"endpoints: {st['endpoints_attached']} attached, {st['endpoints_registered']} registered; "
-                  f"tenants: {', '.join(st['tenants'])}")
-            print(f"switch: {sw['loops']:,} loops, {sw['sleeps']:,} sleeps, utilisation {sw['utilisation']:.1%}, "
-                  f"{sw['pool_free']} free mbufs")
-            fc = st["fast_channels"]
-            print(f"fast channels: {'on' if fc['enabled'] else 'off'}, {fc['open']} open "
-                  f"({fc['memory'] / 2**20:.1f} MiB), {fc['made']} made, {fc['refused_by_policy']} refused by policy, "
-                  f"{fc['bytes']:,} bytes")
-        return 0
+        sw, fc = st["switch"], st["fast_channels"]
+        return Result(st, [
+            f"master pid {st['pid']}  subnet {st['subnet']}  gateway {st['gateway']}  mtu {st['mtu']}",
+            f"endpoints: {st['endpoints_attached']} attached, {st['endpoints_registered']} registered; "
+            f"tenants: {', '.join(st['tenants'])}",
+            f"switch: {sw['loops']:,} loops, {sw['sleeps']:,} sleeps, utilisation {sw['utilisation']:.1%}, "
+            f"{sw['pool_free']} free mbufs",
+            f"fast channels: {'on' if fc['enabled'] else 'off'}, {fc['open']} open "
+            f"({fc['memory'] / 2**20:.1f} MiB), {fc['made']} made, {fc['refused_by_policy']} refused by policy, "
+            f"{fc['bytes']:,} bytes"])
     from ..master.config import ConfigError, FileConfig, check_setting, describe, load_config
     from ..master.master import MasterConfig, run_master
 
     try:
         fc = load_config(args.config) if args.config else FileConfig(MasterConfig())
     except ConfigError as exc:
-        print(f"docknet master: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
     # Flags are checked as the file's keys are, by the same code; subnet
     # first, and a range from the file again against a subnet from a flag.
     given = [k for k in ("subnet", "range", "run_dir", "mtu", "spin_us", "uplink", "fast_channels",
@@ -63,32 +80,25 @@ def _master(args: argparse.Namespace) -> int:
     if "subnet" in given and "range" not in given and fc.master.range is not None:
         given.insert(1, "range")
         flags["range"] = (fc.master.range, f"{args.config}: range")
-    try:
-        for key in given:
-            check_setting(fc.master, key, *flags[key])
-    except validate.ValidationError as exc:
-        print(f"docknet master: {exc}", file=sys.stderr)
-        return 2
+    for key in given:
+        check_setting(fc.master, key, *flags[key])
     if args.uplink_faults is not None:
         from ..master.faults import parse_spec
 
         try:
             fc.master.uplink_faults = parse_spec(args.uplink_faults)
         except ValueError as exc:
-            print(f"docknet master: --uplink-faults: {exc}", file=sys.stderr)
-            return 2
+            raise CliError(f"--uplink-faults: {exc}") from None
     if fc.master.uplink_faults is not None and not fc.master.uplink:
-        print("docknet master: uplink faults need an uplink (--uplink)", file=sys.stderr)
-        return 2
+        raise CliError("uplink faults need an uplink (--uplink)")
     if args.check_config:
-        print(json.dumps(describe(fc), indent=1))
-        print("configuration is valid", file=sys.stderr)
-        return 0
+        if not args.json:
+            print(json.dumps(describe(fc), indent=1))
+        return Result(describe(fc), ["configuration is valid"], to_stderr=True)
     try:
         asyncio.run(run_master(fc.master, defaults=fc.defaults, policies=fc.policies))
     except OSError as exc:
-        print(f"docknet master: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        raise CliError(exc.strerror or str(exc), 1) from None
     return 0
 
 
@@ -105,9 +115,7 @@ def _checkout() -> Path | None:
 def _from_checkout(what: str, module: str, argv: list[str]) -> int:
     root = _checkout()
     if root is None:
-        print(f"docknet {what}: runs from a checkout of aiodocknet (git clone, then `make {what}` there)",
-              file=sys.stderr)
-        return 1
+        raise CliError(f"runs from a checkout of aiodocknet (git clone, then `make {what}` there)", 1)
     return subprocess.call([sys.executable, "-m", module, *argv], cwd=root)
 
 
@@ -128,78 +136,93 @@ def _fmt_rate(bits: int) -> str:
     return format_bits(bits)
 
 
-def _ps(args: argparse.Namespace) -> int:
+def _fmt_pkts(pkts: int) -> str:
+    from ..rates import format_pkts
+
+    return format_pkts(pkts)
+
+
+def _name_arg(args: argparse.Namespace, attr: str = "name", what: str = "NAME") -> str:
+    """An endpoint name from the command line, checked before it goes into
+    a URL path."""
+    name = getattr(args, attr)
+    validate.endpoint_name(name, what)
+    return quote(name, safe="")
+
+
+def _ps(args: argparse.Namespace) -> Result:
     eps = _client(args).call("GET", "/v1/endpoints")
-    if args.json:
-        print(json.dumps(eps, indent=1))
-        return 0
-    print(f"{'NAME':24} {'TENANT':12} {'ADDRESS':15} {'STATE':10} {'PID':>7} {'EGRESS':>10} {'INGRESS':>10}")
+    lines = [f"{'NAME':24} {'TENANT':12} {'ADDRESS':15} {'STATE':10} {'PID':>7} {'EGRESS':>10} {'INGRESS':>10} "
+             f"{'EGRESS PPS':>10} {'INGRESS PPS':>11}"]
     for e in eps:
-        print(f"{e['name']:24} {e.get('tenant', 'default'):12} {e.get('address', '-'):15} {e['state']:10} "
-              f"{e.get('pid') or '-':>7} {_fmt_rate(e.get('egress_bits', 0)):>10} "
-              f"{_fmt_rate(e.get('ingress_bits', 0)):>10}")
-    return 0
+        lines.append(f"{e['name']:24} {e.get('tenant', 'default'):12} {e.get('address', '-'):15} {e['state']:10} "
+                     f"{e.get('pid') or '-':>7} {_fmt_rate(e.get('egress_bits', 0)):>10} "
+                     f"{_fmt_rate(e.get('ingress_bits', 0)):>10} {_fmt_pkts(e.get('egress_pkts', 0)):>10} "
+                     f"{_fmt_pkts(e.get('ingress_pkts', 0)):>11}")
+    return Result(eps, lines)
 
 
-def _stats(args: argparse.Namespace) -> int:
+def _stats(args: argparse.Namespace) -> Result:
     st = _client(args).call("GET", "/v1/stats")
-    if args.json:
-        print(json.dumps(st, indent=1))
-        return 0
     sw = st["switch"]
     util = sw["busy_loops"] / sw["loops"] if sw["loops"] else 0.0
-    print(f"switch: {sw['loops']:,} loops ({util:.1%} busy), {sw['sleeps']:,} sleeps")
-    print(f"{'ENDPOINT':24} {'RX PKTS':>10} {'RX BYTES':>12} {'TX PKTS':>10} {'TX BYTES':>12} "
-          f"{'DROPS':>8} {'POLICY':>7} {'LIMITED':>8}")
+    lines = [f"switch: {sw['loops']:,} loops ({util:.1%} busy), {sw['sleeps']:,} sleeps",
+             f"{'ENDPOINT':24} {'RX PKTS':>10} {'RX BYTES':>12} {'TX PKTS':>10} {'TX BYTES':>12} "
+             f"{'DROPS':>8} {'POLICY':>7} {'LIMITED':>8}"]
     for name, c in sorted(st["endpoints"].items()):
         drops = c["drop_ring_full"] + c["drop_no_route"] + c["drop_spoofed"] + c["drop_malformed"]
         limited = c["egress_delayed"] + c["ingress_delayed"] + c["ingress_dropped"]
-        print(f"{name:24} {c['rx_frames']:>10} {c['rx_bytes']:>12} {c['tx_frames']:>10} {c['tx_bytes']:>12} "
-              f"{drops:>8} {c['drop_policy']:>7} {limited:>8}")
-    return 0
+        lines.append(f"{name:24} {c['rx_frames']:>10} {c['rx_bytes']:>12} {c['tx_frames']:>10} {c['tx_bytes']:>12} "
+                     f"{drops:>8} {c['drop_policy']:>7} {limited:>8}")
+    return Result(st, lines)
 
 
-def _ss(args: argparse.Namespace) -> int:
-    ans = _client(args).call("GET", f"/v1/endpoints/{args.name}/connections")
-    if args.json:
-        print(json.dumps(ans, indent=1))
-        return 0
-    print(f"{'State':12} {'Recv-Q':>8} {'Send-Q':>8} {'Local Address:Port':24} {'Peer Address:Port':24} Path")
+def _ss(args: argparse.Namespace) -> Result:
+    ans = _client(args).call("GET", f"/v1/endpoints/{_name_arg(args)}/connections")
+    lines = [f"{'State':12} {'Recv-Q':>8} {'Send-Q':>8} {'Local Address:Port':24} {'Peer Address:Port':24} Path"]
     for c in ans["connections"]:
-        print(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {c['local']:24} {c['peer']:24} {c['path']}")
+        lines.append(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {c['local']:24} {c['peer']:24} {c['path']}")
     if ans["total"] > len(ans["connections"]):
-        print(f"... {ans['total'] - len(ans['connections'])} more")
-    return 0
+        lines.append(f"... {ans['total'] - len(ans['connections'])} more")
+    return Result(ans, lines)
 
 
-def _policy(args: argparse.Namespace) -> int:
+def _rule(r: dict[str, Any]) -> str:
+    return f"{r['from']} -> {r['to']} {'port ' + str(r['port']) if r['port'] else 'any port'}"
+
+
+def _policy(args: argparse.Namespace) -> Result:
     api = _client(args)
     if args.verb == "ls":
         rules = api.call("GET", "/v1/policy")
-        for r in rules:
-            print(f"allow {r['from']} -> {r['to']} {'port ' + str(r['port']) if r['port'] else 'any port'}")
-        return 0
+        return Result(rules, [f"allow {_rule(r)}" for r in rules] or ["no rules: tenants reach only themselves"])
     if not args.source or not args.dest:
-        print("docknet policy: allow/deny need two tenants", file=sys.stderr)
-        return 2
-    try:
-        validate.tenant_name(args.source, "from")
-        validate.tenant_name(args.dest, "to")
-        validate.port(args.port, "--port")
-    except validate.ValidationError as exc:
-        print(f"docknet policy: {exc}", file=sys.stderr)
-        return 2
-    body = {"from": args.source, "to": args.dest, "port": args.port}
-    api.call("POST" if args.verb == "allow" else "DELETE", "/v1/policy", body)
-    return 0
+        raise CliError("allow/deny need two tenants: docknet policy allow FROM TO [--port N]")
+    validate.tenant_name(args.source, "FROM")
+    validate.tenant_name(args.dest, "TO")
+    validate.port(args.port, "--port")
+    rule = {"from": args.source, "to": args.dest, "port": args.port}
+    api.call("POST" if args.verb == "allow" else "DELETE", "/v1/policy", rule)
+    verb = "allowed" if args.verb == "allow" else "denied"
+    return Result({**rule, "allowed": args.verb == "allow"}, [f"{verb} {_rule(rule)}"])
 
 
-def _limit(args: argparse.Namespace) -> int:
-    body = {k: v for k, v in (("egress", args.egress), ("ingress", args.ingress),
-                              ("egress_pps", args.egress_pps), ("ingress_pps", args.ingress_pps)) if v is not None}
-    now = _client(args).call("PUT", f"/v1/endpoints/{args.name}/limit", body)
-    print(f"{args.name}: egress {_fmt_rate(now['egress_bits'])}, ingress {_fmt_rate(now['ingress_bits'])}")
-    return 0
+def _limits_line(name: str, now: dict[str, Any]) -> str:
+    return (f"{name}: egress {_fmt_rate(now.get('egress_bits', 0))}, ingress {_fmt_rate(now.get('ingress_bits', 0))}, "
+            f"egress {_fmt_pkts(now.get('egress_pkts', 0))}, ingress {_fmt_pkts(now.get('ingress_pkts', 0))}")
+
+
+def _limit(args: argparse.Namespace) -> Result:
+    path = f"/v1/endpoints/{_name_arg(args)}"
+    flags = (("egress", args.egress, "--egress"), ("ingress", args.ingress, "--ingress"),
+             ("egress_pps", args.egress_pps, "--egress-pps"), ("ingress_pps", args.ingress_pps, "--ingress-pps"))
+    body = {k: validate.limit(k, v, flag) for k, v, flag in flags if v is not None}
+    if not body:
+        ep = _client(args).call("GET", path)
+        now = {k: ep.get(k, 0) for k in validate.LIMIT_KEYS.values()}
+        return Result({"name": args.name, **now}, [_limits_line(args.name, now)])
+    now = _client(args).call("PUT", f"{path}/limit", body)
+    return Result(now, [_limits_line(args.name, now)])
 
 
 def _register(api: Any, args: argparse.Namespace, netns: str) -> dict[str, Any]:
@@ -215,32 +238,25 @@ def _control_path(api: Any) -> str:
     return os.path.join(os.path.dirname(api.path), "master.sock")
 
 
-def _check_registration(args: argparse.Namespace) -> bool:
-    """run/attach flags, checked here as the master would check them: the
-    endpoint's name also names its network namespace, made before the
-    master is asked."""
-    try:
-        validate.endpoint_name(args.name, "--name")
-        validate.tenant_name(args.tenant, "--tenant")
-        if args.rate:
-            validate.limit("egress", args.rate, "--rate")
-        if getattr(args, "netns", None) is not None:
-            validate.netns_path(args.netns, "--netns")
-    except validate.ValidationError as exc:
-        print(f"docknet {args.command}: {exc}", file=sys.stderr)
-        return False
-    return True
+def _check_registration(args: argparse.Namespace) -> None:
+    """run/attach flags, checked here as the master would check them, before
+    anything is made: the endpoint's name also names its network namespace,
+    made before the master is asked."""
+    validate.endpoint_name(args.name, "--name")
+    validate.tenant_name(args.tenant, "--tenant")
+    if args.rate:
+        validate.limit("egress", args.rate, "--rate")
+    if getattr(args, "netns", None) is not None:
+        validate.netns_path(args.netns, "--netns")
 
 
 def _run(args: argparse.Namespace) -> int:
     from .netns import NetnsError, create_netns, delete_netns
 
-    cmd = [c for c in args.cmd if c != "--"] if args.cmd and args.cmd[0] == "--" else args.cmd
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     if not cmd:
-        print("docknet run: give a command after --", file=sys.stderr)
-        return 2
-    if not _check_registration(args):
-        return 2
+        raise CliError("give a command after --")
+    _check_registration(args)
     api = _client(args)
     # Named after the endpoint and its master: endpoint names are unique
     # per master, and a host may run several (tests, a demo beside a
@@ -250,8 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         path = create_netns(ns)
     except NetnsError as exc:
-        print(f"docknet run: cannot create the endpoint's network namespace: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(f"cannot create the endpoint's network namespace: {exc}", 1) from None
     try:
         reg = _register(api, args, path)
         try:
@@ -263,38 +278,63 @@ def _run(args: argparse.Namespace) -> int:
             return child.wait()
         finally:
             try:
-                api.call("DELETE", f"/v1/endpoints/{args.name}")
+                api.call("DELETE", f"/v1/endpoints/{quote(args.name, safe='')}")
             except Exception:  # noqa: BLE001 - the master may be gone; cleanup goes on
                 pass
     finally:
         delete_netns(ns)
 
 
-def _attach(args: argparse.Namespace) -> int:
-    if not _check_registration(args):
-        return 2
+def _attach(args: argparse.Namespace) -> Result:
+    _check_registration(args)
     api = _client(args)
     reg = _register(api, args, args.netns)
-    print(f"DOCKNET_ENDPOINT={args.name}")
-    print(f"DOCKNET_SECRET={reg['secret']}")
-    print(f"DOCKNET_MASTER={_control_path(api)}")
-    return 0
+    env = {"DOCKNET_ENDPOINT": args.name, "DOCKNET_SECRET": reg["secret"], "DOCKNET_MASTER": _control_path(api)}
+    return Result({**reg, "env": env}, [f"{k}={v}" for k, v in env.items()])
 
 
-def _detach(args: argparse.Namespace) -> int:
-    _client(args).call("DELETE", f"/v1/endpoints/{args.name}")
-    return 0
+def _detach(args: argparse.Namespace) -> Result:
+    _client(args).call("DELETE", f"/v1/endpoints/{_name_arg(args, what='--name')}")
+    return Result({"name": args.name, "detached": True}, [f"detached {args.name}"])
+
+
+def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """The options every command takes, before or after its name (as `ip`
+    and `docker` take them). On the subcommands they default to SUPPRESS,
+    so a value given before the name survives."""
+    def d(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument("--log-format", choices=FORMATS,
+                   default=d(os.environ.get("DOCKNET_LOG_FORMAT") or "console"),
+                   help="log lines for people or for machines (also DOCKNET_LOG_FORMAT)")
+    p.add_argument("--log-level", type=str.lower, choices=LEVELS,
+                   default=d(os.environ.get("DOCKNET_LOG_LEVEL") or "info"),
+                   help="least severe level logged (also DOCKNET_LOG_LEVEL)")
+    p.add_argument("--api", default=d(None), help="the master's management socket (default RUN_DIR/api.sock)")
+    p.add_argument("--json", action="store_true", default=d(False), help="machine-readable output, errors too")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors reported as the CLI's other errors are
+    (one line; JSON with --json)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see `{self.prog} --help`)", 2, command=self.prog.removeprefix("docknet").strip())
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="docknet", description="DockNet userspace networking")
-    p.add_argument("--log-format", choices=["console", "json"], default="console")
-    p.add_argument("--log-level", default=os.environ.get("DOCKNET_LOG_LEVEL", "info"))
-    p.add_argument("--api", help="the master's management socket (default RUN_DIR/api.sock)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="docknet", description="DockNet userspace networking")
+    _global_options(p, defaults=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    m = sub.add_parser("master", help="run this host's master, or `master status`")
+    def command(name: str, helptext: str, func: Callable[[argparse.Namespace], int | Result]) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=helptext)
+        _global_options(c, defaults=False)
+        c.set_defaults(func=func)
+        return c
+
+    m = command("master", "run this host's master, or `master status`", _master)
     m.add_argument("action", nargs="?", choices=["run", "status"], default="run")
     m.add_argument("--config", help="TOML configuration file (flags override it)")
     m.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -311,44 +351,38 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--uplink-faults", metavar="SPEC",
                    help="fault injection on the uplink, for tests: drop_ppm=N,dup_ppm=N,reorder_ppm=N,"
                         "corrupt_ppm=N,seed=N[,direction=egress|ingress|both] (parts per million)")
-    m.set_defaults(func=_master)
 
-    d = sub.add_parser("demo", help="the sample service mesh on DockNet and on the kernel, side by side")
+    d = command("demo", "the sample service mesh on DockNet and on the kernel, side by side", _demo)
     d.add_argument("--seconds", type=float, help="load per path (default 15; 3 with --data-plane)")
     d.add_argument("--users", type=int, default=16, help="concurrent users driving the mesh (default 16)")
     d.add_argument("--data-plane", action="store_true",
                    help="instead: the bare data plane (native loops through the switch)")
-    d.set_defaults(func=_demo)
 
-    b = sub.add_parser("bench", help="the benchmark suite (`make bench`); --quick: a first look in two minutes")
+    b = command("bench", "the benchmark suite (`make bench`); --quick: a first look in two minutes", _bench)
     b.add_argument("--quick", action="store_true")
-    b.set_defaults(func=_bench)
 
-    sub.add_parser("ps", help="endpoints: tenant, address, state, limits").set_defaults(func=_ps)
-    sub.add_parser("stats", help="per-endpoint counters and switch utilisation").set_defaults(func=_stats)
+    command("ps", "endpoints: tenant, address, state, limits", _ps)
+    command("stats", "per-endpoint counters and switch utilisation", _stats)
 
-    ss = sub.add_parser("ss", help="an endpoint's connections (its process must run a DockNetLoop)")
+    ss = command("ss", "an endpoint's connections (its process must run a DockNetLoop)", _ss)
     ss.add_argument("name")
-    ss.set_defaults(func=_ss)
 
-    pol = sub.add_parser("policy", help="which tenants may reach which")
+    pol = command("policy", "which tenants may reach which", _policy)
     pol.add_argument("verb", choices=["allow", "deny", "ls"])
-    pol.add_argument("source", nargs="?")
-    pol.add_argument("dest", nargs="?")
+    pol.add_argument("source", nargs="?", metavar="FROM")
+    pol.add_argument("dest", nargs="?", metavar="TO")
     pol.add_argument("--port", type=int, default=0)
-    pol.set_defaults(func=_policy)
 
-    lim = sub.add_parser("limit", help="rate limits of an endpoint (live)")
+    lim = command("limit", "show or set an endpoint's rate limits (live)", _limit)
     lim.add_argument("name")
-    lim.add_argument("--egress")
+    lim.add_argument("--egress", help="bits/s, e.g. 100mbit; 0 or unlimited for none")
     lim.add_argument("--ingress")
-    lim.add_argument("--egress-pps")
+    lim.add_argument("--egress-pps", help="packets/s, e.g. 20kpps")
     lim.add_argument("--ingress-pps")
-    lim.set_defaults(func=_limit)
 
     for name, func, helptext in (("run", _run, "run a command as an endpoint in its own namespace"),
                                  ("attach", _attach, "register an existing namespace as an endpoint")):
-        r = sub.add_parser(name, help=helptext)
+        r = command(name, helptext, func)
         r.add_argument("--name", required=True)
         r.add_argument("--tenant", default="default")
         r.add_argument("--rate", help="egress limit, e.g. 100mbit")
@@ -357,24 +391,74 @@ def _parser() -> argparse.ArgumentParser:
             r.add_argument("cmd", nargs=argparse.REMAINDER)
         else:
             r.add_argument("--netns", required=True, help="namespace path, e.g. /run/netns/NAME")
-        r.set_defaults(func=func)
 
-    det = sub.add_parser("detach", help="unregister an endpoint (its process is cut off)")
+    det = command("detach", "unregister an endpoint (its process is cut off)", _detach)
     det.add_argument("--name", required=True)
-    det.set_defaults(func=_detach)
     return p
 
 
+def _wants_json(argv: list[str]) -> bool:
+    """--json, looked for before parsing, for errors in the parse itself."""
+    return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+
+
+def _fail(command: str, message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": message, "command": command or None}))
+    else:
+        print(f"docknet{' ' + command if command else ''}: {message}", file=sys.stderr)
+
+
+def _emit(result: Result, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.value, indent=1))
+    else:
+        for line in result.lines:
+            print(line, file=sys.stderr if result.to_stderr else sys.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    configure(args.log_level, args.log_format)
     from .api_client import ApiError
 
+    argv = sys.argv[1:] if argv is None else argv
+    as_json = _wants_json(argv)
+    command = ""
     try:
-        return int(args.func(args))
+        args = _parser().parse_args(argv)
+        as_json, command = args.json, args.command
+        configure(args.log_level, args.log_format)
+        # Children (`docknet run`'s command, the master's helpers) log as
+        # the CLI was asked to.
+        os.environ["DOCKNET_LOG_FORMAT"] = args.log_format
+        os.environ["DOCKNET_LOG_LEVEL"] = args.log_level
+        out = args.func(args)
+        if isinstance(out, Result):
+            _emit(out, as_json)
+            sys.stdout.flush()
+            return out.status
+        return int(out)
+    except CliError as exc:
+        _fail(exc.command if exc.command is not None else command, exc.message, as_json)
+        return exc.status
+    except validate.ValidationError as exc:
+        _fail(command, str(exc), as_json)
+        return 2
     except ApiError as exc:
-        print(f"docknet {args.command}: {exc.message}", file=sys.stderr)
+        _fail(command, exc.message, as_json)
         return 1
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        print(f"docknet {args.command}: {exc.strerror or exc}", file=sys.stderr)
+    except BrokenPipeError:
+        # `docknet ps | head`: the reader has what it wanted. Nothing more
+        # is written (not even at exit) to a pipe nobody reads.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        _fail(command, exc.strerror or str(exc), as_json)
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the trace only when asked for
+        if os.environ.get("DOCKNET_LOG_LEVEL") == "debug":
+            raise
+        _fail(command, f"internal error ({type(exc).__name__}: {exc}); run with --log-level debug for the trace",
+              as_json)
+        return 70
