@@ -68,6 +68,13 @@ def install() -> None:
 
 
 def __getattr__(name: str) -> Any:
+    # `aiodocknet.aiohttp.DockNetConnector()` after a bare `import
+    # aiodocknet`: the integration is imported on first use, so services
+    # that do not use aiohttp do not pay for importing it.
+    if name == "aiohttp":
+        import importlib
+
+        return importlib.import_module(".aiohttp", __name__)
     # Policies are deprecated from Python 3.14: made on demand, with the
     # warning asyncio gives.
     if name == "DockNetPolicy":
