@@ -232,8 +232,9 @@ def test_metrics_cannot_be_forged_through_names(shared: Master) -> None:
         text = api(shared).call("GET", "/metrics")
         families = list(text_string_to_metric_families(text))
         assert families and all(f.name.startswith("docknet_") for f in families), [f.name for f in families]
-        rx = next(f for f in families if f.name == "docknet_endpoint_rx_frames")
-        assert [s.labels for s in rx.samples] == [{"endpoint": "metrics-web", "tenant": "default"}]
+        frames = next(f for f in families if f.name == "docknet_endpoint_frames")
+        assert [s.labels for s in frames.samples] == [{"endpoint": "metrics-web", "tenant": "default", "direction": d}
+                                                      for d in ("transmit", "receive")]
         assert "docknet_switch_loops_total " in text and "docknet_fast_channels_open " in text
     finally:
         web.stop()

@@ -41,7 +41,7 @@ def test_routes_and_bad_requests(master: Master) -> None:
     assert stats["fast_channels"]["open"] == 0 and st["fast_channels"]["enabled"]
     assert a.call("GET", "/v1/channels") == []  # filled in tests/test_fast_channels.py
     metrics = a.call("GET", "/metrics")
-    assert 'docknet_endpoint_rx_frames_total{endpoint="web",tenant="default"}' in metrics
+    assert 'docknet_endpoint_frames_total{direction="transmit",endpoint="web",tenant="default"}' in metrics
     assert "docknet_fast_channels_open 0" in metrics
     assert {"/v1/policy", "/v1/channels"} <= set(a.call("GET", "/v1/openapi.json")["paths"])
 

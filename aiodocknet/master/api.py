@@ -11,18 +11,18 @@ the routes.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from .. import validate
 from ..log import get_logger
 from .control_server import ControlServer
 from .faults import PPM_FIELDS, Faults
+from .metrics import DockNetCollector
 from .registry import RegistryError
 
 __all__ = ["make_app", "serve_api", "OPENAPI"]
@@ -76,45 +76,6 @@ async def _body(request: web.Request, known: set[str]) -> dict[str, Any]:
 
 def _limits(body: dict[str, Any]) -> dict[str, int]:
     return {attr: validate.limit(key, body[key]) for key, attr in LIMIT_FIELDS.items() if key in body}
-
-
-class _Counters(Collector):
-    """The master's counters, read when Prometheus scrapes: the library
-    writes the exposition format and escapes label values (endpoint and
-    tenant names are the users')."""
-
-    def __init__(self, ctl: ControlServer) -> None:
-        self.ctl = ctl
-
-    def collect(self) -> Iterator[Metric]:
-        ctl = self.ctl
-        sw = ctl.switch.counters()
-        for key in ("loops", "busy_loops", "sleeps", "busy_ns"):
-            yield CounterMetricFamily(f"docknet_switch_{key}", f"switch thread {key.replace('_', ' ')}",
-                                      value=sw[key])
-        yield GaugeMetricFamily("docknet_endpoints", "attached endpoints", value=len(ctl.endpoints))
-        per_ep: dict[str, CounterMetricFamily] = {}
-        for name, ep in sorted(ctl.endpoints.items()):
-            try:
-                counters = ctl.switch.port_counters(ep.slot)
-            except OSError:
-                continue  # detaching right now
-            for key, value in counters.items():
-                if key == "link_up":
-                    continue
-                family = per_ep.get(key)
-                if family is None:
-                    family = per_ep[key] = CounterMetricFamily(
-                        f"docknet_endpoint_{key}", f"endpoint {key.replace('_', ' ')}",
-                        labels=["endpoint", "tenant"])
-                family.add_metric([name, ep.tenant], value)
-        yield from per_ep.values()
-        fc = ctl.broker.stats()
-        for key, kind in (("made", "counter"), ("released", "counter"), ("refused_by_policy", "counter"),
-                          ("bytes", "counter"), ("open", "gauge"), ("memory", "gauge")):
-            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            yield family_type(f"docknet_fast_channels_{key}", f"fast channels {key.replace('_', ' ')}",
-                              value=fc[key])
 
 
 def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
@@ -231,8 +192,9 @@ def make_app(ctl: ControlServer) -> web.Application:
     @routes.get("/v1/stats")
     async def stats(request: web.Request) -> web.Response:
         endpoints = {}
+        fast = ctl.broker.bytes_by_endpoint()
         for n, ep in ctl.endpoints.items():
-            sent, received = ctl.broker.endpoint_bytes(n)
+            sent, received = fast.get(n, (0, 0))
             endpoints[n] = {**ctl.switch.port_counters(ep.slot), "fast_tx_bytes": sent, "fast_rx_bytes": received}
         return web.json_response({"switch": ctl.switch.counters(), "endpoints": endpoints,
                                   "fast_channels": ctl.broker.stats()})
@@ -269,11 +231,14 @@ def make_app(ctl: ControlServer) -> web.Application:
         return await _policy(request, False)
 
     metrics_registry = CollectorRegistry(auto_describe=False)
-    metrics_registry.register(_Counters(ctl))
+    metrics_registry.register(DockNetCollector(ctl))
 
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics_registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # What the scraper asks for (OpenMetrics, or the text format's
+        # versions), as prometheus_client's own HTTP handler negotiates.
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(metrics_registry), headers={"Content-Type": content_type})
 
     @routes.get("/v1/openapi.json")
     async def openapi(request: web.Request) -> web.Response:

@@ -86,8 +86,11 @@ class FastChannelBroker:
         self.made = 0
         self.released = 0
         self.refused = 0
-        # Bytes of channels already released, so totals survive them.
+        # Bytes of channels already released, so totals survive them: in
+        # all, and per endpoint (sent, received) while it is attached, as
+        # its switch counters are.
         self.bytes_released = 0
+        self._released_by: dict[str, list[int]] = {}
 
     # ---- listeners ----
 
@@ -186,6 +189,7 @@ class FastChannelBroker:
                 ch.watch.reset()
                 ch.done.update((0, 1))
                 self._maybe_release(ch)
+        self._released_by.pop(endpoint, None)
 
     def abandon(self, ch: Channel) -> None:
         """A channel that never reached both sides."""
@@ -195,7 +199,12 @@ class FastChannelBroker:
     def _maybe_release(self, ch: Channel) -> None:
         st = ch.watch.read()
         if all(st["closed"][s] or s in ch.done for s in (0, 1)):
-            self.bytes_released += st["bytes"][0] + st["bytes"][1]
+            to_server, to_client = st["bytes"][0], st["bytes"][1]
+            self.bytes_released += to_server + to_client
+            for endpoint, sent, received in ((ch.client, to_server, to_client), (ch.server, to_client, to_server)):
+                totals = self._released_by.setdefault(endpoint, [0, 0])
+                totals[0] += sent
+                totals[1] += received
             ch.watch.close()
             del self.channels[ch.id]
             ports = self._ports.get(ch.client)
@@ -226,13 +235,16 @@ class FastChannelBroker:
             "bytes": self.bytes_released + sum(v["bytes_to_server"] + v["bytes_to_client"] for v in views),
         }
 
-    def endpoint_bytes(self, endpoint: str) -> tuple[int, int]:
-        """(sent, received) over this endpoint's open channels."""
-        sent = received = 0
+    def bytes_by_endpoint(self) -> dict[str, tuple[int, int]]:
+        """endpoint -> (sent, received) over fast channels, open and
+        released, in one pass over the open ones."""
+        out = {name: [sent, received] for name, (sent, received) in self._released_by.items()}
         for c in self.channels.values():
-            st = c.watch.read()
-            if c.client == endpoint:
-                sent, received = sent + st["bytes"][0], received + st["bytes"][1]
-            elif c.server == endpoint:
-                sent, received = sent + st["bytes"][1], received + st["bytes"][0]
-        return sent, received
+            to_server, to_client = c.watch.read()["bytes"]
+            client = out.setdefault(c.client, [0, 0])
+            client[0] += to_server
+            client[1] += to_client
+            server = out.setdefault(c.server, [0, 0])
+            server[0] += to_client
+            server[1] += to_server
+        return {name: (v[0], v[1]) for name, v in out.items()}

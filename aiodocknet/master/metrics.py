@@ -1,0 +1,140 @@
+"""The master's Prometheus metrics, read from the switch and the broker
+when scraped.
+
+One family per quantity, told apart by labels, in base units, as the
+Prometheus naming guide asks: an endpoint's traffic is
+``docknet_endpoint_bytes_total{endpoint, tenant, direction, path}`` whether
+it went through the switch or over fast channels, and its drops are
+``docknet_endpoint_dropped_frames_total{reason}``. ``direction`` is the
+endpoint's point of view (``transmit``: it sent them). prometheus_client
+writes the exposition format, HELP and TYPE lines and escapes label values
+(endpoint and tenant names are the users').
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .control_server import ControlServer
+
+__all__ = ["DockNetCollector", "DROP_REASONS"]
+
+# Port counter -> the reason label of a dropped frame.
+DROP_REASONS = {
+    "drop_ring_full": "ring_full",
+    "drop_no_route": "no_route",
+    "drop_spoofed": "spoofed",
+    "drop_malformed": "malformed",
+    "drop_policy": "policy",
+    "ingress_dropped": "ingress_queue_full",
+    "fault_dropped": "fault_injected",
+}
+
+# Port counter -> (direction, what happened) of frames the token buckets held.
+LIMITED = {
+    "egress_delayed": ("transmit", "delayed"),
+    "ingress_delayed": ("receive", "delayed"),
+}
+
+FAULTS = {"fault_duplicated": "duplicated", "fault_reordered": "reordered", "fault_corrupted": "corrupted"}
+
+_EP = ["endpoint", "tenant"]
+
+
+class DockNetCollector(Collector):
+    def __init__(self, ctl: ControlServer) -> None:
+        self.ctl = ctl
+
+    def collect(self) -> Iterator[Metric]:
+        ctl = self.ctl
+        sw = ctl.switch.counters()
+        yield CounterMetricFamily("docknet_switch_loops", "Iterations of the switch thread's loop.",
+                                  value=sw["loops"])
+        yield CounterMetricFamily("docknet_switch_busy_loops", "Switch loop iterations that moved a frame.",
+                                  value=sw["busy_loops"])
+        yield CounterMetricFamily("docknet_switch_sleeps", "Times the switch thread went to sleep on its doorbells.",
+                                  value=sw["sleeps"])
+        yield CounterMetricFamily("docknet_switch_busy_seconds",
+                                  "Time the switch thread spent in iterations that moved frames.",
+                                  value=sw["busy_ns"] / 1e9)
+        yield CounterMetricFamily("docknet_switch_run_seconds", "Time the switch thread has run.",
+                                  value=sw["run_ns"] / 1e9)
+        yield GaugeMetricFamily("docknet_switch_free_mbufs", "Free buffers in the switch's mbuf pool.",
+                                value=sw["pool_free"])
+        yield GaugeMetricFamily("docknet_endpoints_attached", "Endpoints whose process is attached.",
+                                value=len(ctl.endpoints))
+        yield GaugeMetricFamily("docknet_endpoints_registered", "Endpoints registered with the master.",
+                                value=len(ctl.registry.endpoints))
+
+        frames = CounterMetricFamily("docknet_endpoint_frames", "Frames an endpoint sent or received "
+                                     "through the switch.", labels=[*_EP, "direction"])
+        octets = CounterMetricFamily("docknet_endpoint_bytes", "Bytes an endpoint sent or received, by path: "
+                                     "through the switch (frames) or over fast channels (stream bytes).",
+                                     labels=[*_EP, "direction", "path"])
+        dropped = CounterMetricFamily("docknet_endpoint_dropped_frames", "Frames to or from an endpoint that the "
+                                      "switch dropped, by reason.", labels=[*_EP, "reason"])
+        limited = CounterMetricFamily("docknet_endpoint_limited_frames", "Frames an endpoint's rate limit held "
+                                      "back until its token bucket refilled.", labels=[*_EP, "direction"])
+        faults = CounterMetricFamily("docknet_endpoint_faulted_frames", "Frames to an endpoint changed by "
+                                     "fault injection (tests), by fault.", labels=[*_EP, "fault"])
+        resets = CounterMetricFamily("docknet_endpoint_resets_sent", "TCP resets the switch sent on behalf of an "
+                                     "absent endpoint.", labels=_EP)
+        wakeups = CounterMetricFamily("docknet_endpoint_wakeups", "Doorbells the switch rang to wake an "
+                                      "endpoint's process.", labels=_EP)
+        link_up = GaugeMetricFamily("docknet_endpoint_link_up", "Whether the endpoint's process has its link "
+                                    "mapped (1) or not (0).", labels=_EP)
+        fast = ctl.broker.bytes_by_endpoint()
+        for name, ep in sorted(ctl.endpoints.items()):
+            try:
+                c = ctl.switch.port_counters(ep.slot)
+            except OSError:
+                continue  # detaching right now
+            who = [name, ep.tenant]
+            frames.add_metric([*who, "transmit"], c["rx_frames"])
+            frames.add_metric([*who, "receive"], c["tx_frames"])
+            octets.add_metric([*who, "transmit", "switch"], c["rx_bytes"])
+            octets.add_metric([*who, "receive", "switch"], c["tx_bytes"])
+            sent, received = fast.get(name, (0, 0))
+            octets.add_metric([*who, "transmit", "fast"], sent)
+            octets.add_metric([*who, "receive", "fast"], received)
+            for key, reason in DROP_REASONS.items():
+                dropped.add_metric([*who, reason], c[key])
+            for key, (direction, _) in LIMITED.items():
+                limited.add_metric([*who, direction], c[key])
+            for key, fault in FAULTS.items():
+                faults.add_metric([*who, fault], c[key])
+            resets.add_metric(who, c["resets_sent"])
+            wakeups.add_metric(who, c["wakeups"])
+            link_up.add_metric(who, c["link_up"])
+        yield from (frames, octets, dropped, limited, faults, resets, wakeups, link_up)
+
+        fc = ctl.broker.stats()
+        yield CounterMetricFamily("docknet_fast_channels_made", "Fast channels the broker made.", value=fc["made"])
+        yield CounterMetricFamily("docknet_fast_channels_released", "Fast channels released after both sides "
+                                  "closed or died.", value=fc["released"])
+        refused = CounterMetricFamily("docknet_fast_channels_refused", "Fast-channel requests refused, by reason.",
+                                      labels=["reason"])
+        refused.add_metric(["policy"], fc["refused_by_policy"])
+        yield refused
+        yield GaugeMetricFamily("docknet_fast_channels_open", "Fast channels open now.", value=fc["open"])
+        yield GaugeMetricFamily("docknet_fast_channels_memory_bytes", "Shared memory held by open fast channels.",
+                                value=fc["memory"])
+        yield CounterMetricFamily("docknet_fast_channels_bytes", "Bytes carried by fast channels, both ways.",
+                                  value=fc["bytes"])
+
+        up = ctl.switch.uplink()
+        if up is not None:
+            uf = CounterMetricFamily("docknet_uplink_frames", "Frames through the uplink port.",
+                                     labels=["direction"])
+            uf.add_metric(["transmit"], up["tx_frames"])
+            uf.add_metric(["receive"], up["rx_frames"])
+            yield uf
+            ud = CounterMetricFamily("docknet_uplink_dropped_frames", "Frames the uplink dropped, by reason.",
+                                     labels=["reason"])
+            ud.add_metric(["unresolved"], up["unresolved_dropped"])
+            ud.add_metric(["other"], up["drop_other"])
+            yield ud
