@@ -1,9 +1,14 @@
-"""Network namespaces for endpoints (iproute2)."""
+"""Network namespaces for endpoints that ``docknet run`` makes, through
+netlink (pyroute2). The command itself still starts under ``ip netns
+exec``, which also gives it the namespace's own /sys and /etc/netns files,
+as users of named namespaces expect."""
 
 from __future__ import annotations
 
 import os
-import subprocess
+
+from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
 
 __all__ = ["create_netns", "delete_netns", "netns_path", "NetnsError"]
 
@@ -14,12 +19,6 @@ class NetnsError(OSError):
 
 def netns_path(name: str) -> str:
     return os.path.join("/run/netns", name)
-
-
-def _ip(*args: str) -> None:
-    res = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise NetnsError(f"ip {' '.join(args)}: {res.stderr.strip() or 'failed'}")
 
 
 def _holders(path: str) -> list[int]:
@@ -50,15 +49,22 @@ def create_netns(name: str) -> str:
         if holders:
             raise NetnsError(f"{path} exists and is in use (pid {holders[0]}): is this endpoint already running?")
         delete_netns(name)
-    _ip("netns", "add", name)
     try:
-        _ip("-n", name, "link", "set", "lo", "up")
-    except NetnsError:
+        netns.create(name)
+    except OSError as exc:
+        raise NetnsError(f"cannot create network namespace {name}: {exc.strerror or exc}") from None
+    try:
+        with IPRoute(netns=name) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    except (OSError, NetlinkError, IndexError) as exc:
         delete_netns(name)
-        raise
-    return netns_path(name)
+        raise NetnsError(f"cannot bring up loopback in {name}: {exc}") from None
+    return path
 
 
 def delete_netns(name: str) -> None:
     if os.path.exists(netns_path(name)):
-        _ip("netns", "del", name)
+        try:
+            netns.remove(name)
+        except OSError as exc:
+            raise NetnsError(f"cannot remove network namespace {name}: {exc.strerror or exc}") from None
