@@ -214,13 +214,32 @@ def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
 
     orig = r.handle
 
+    # --hold-reads: read nothing until a line on stdin, so the receive
+    # window fills and closes; then read on as usual.
+    holding = args.hold_reads
+
     def handle(ev: Event) -> None:
         if ev.conn == udp and ev.kind == READABLE:
             udp_echo()
+        elif holding and ev.kind in (READABLE, PEER_CLOSED):
+            pass  # read once released
         else:
             orig(ev)
 
     r.handle = handle  # type: ignore[method-assign]
+    # Stdin rings no doorbell: while held, the stack is polled and stdin
+    # looked at every 50 ms.
+    while holding:
+        for ev in st.poll():
+            handle(ev)
+        if stdin_ready():
+            sys.stdin.readline()
+            holding = False
+            say(event="reading")
+            for c in list(r.conns.values()):
+                r._read(c)
+        else:
+            st.wait(0.05)
     r.run()
 
 
@@ -601,6 +620,7 @@ def main() -> None:
     p.add_argument("--half-close", action="store_true")
     p.add_argument("--sink", action="store_true")
     p.add_argument("--abort-on-accept", action="store_true")
+    p.add_argument("--hold-reads", action="store_true", help="echo-server: read nothing until a line on stdin")
     # No line per failed connection: thousands would fill a pipe nobody reads.
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--shut-first", action="store_true")
