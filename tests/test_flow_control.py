@@ -39,7 +39,8 @@ def test_zero_window_holds_the_stream_and_recovers(master: Master, lose_update: 
     api = ApiClient(os.path.join(master.run_dir, "api.sock"))
     srv = master.peer("echo-server", "srv", "--sink", "--hold-reads")
     addr = srv.expect("ready")["address"]
-    cli = master.peer("stream", "cli", "--target", addr, "--bytes", str(STREAM), "--timeout", "60")
+    cli = master.peer("stream", "cli", "--target", addr, "--bytes", str(STREAM), "--timeout", "60",
+                      "--linger")
     cli.expect("connected")
     # The window shuts: what the client has got through the switch stops
     # at about the receiver's window, far short of the stream.
@@ -63,4 +64,5 @@ def test_zero_window_holds_the_stream_and_recovers(master: Master, lose_update: 
     assert done["answer"] == {"bytes": STREAM, "sha256": done["sent_sha256"]}, done
     if lose_update:
         assert counters(api, "cli")["fault_dropped"] == 1
+    cli.send("bye")
     assert cli.wait(30) == 0
