@@ -34,6 +34,7 @@ __all__ = [
     "ipv4_network",
     "limit",
     "netns_path",
+    "owner",
     "port",
     "tenant_name",
     "text",
@@ -185,6 +186,38 @@ def netns_path(value: Any, what: str = "netns") -> str:
     if kind != _CLONE_NEWNET:
         raise ValidationError(f"{what}: {_shown(value)} is not a network namespace")
     return value
+
+
+# Who registered an endpoint for a container (the CNI plugin): the
+# runtime's container id (CNI's rule: alphanumerics, '_', '.', '-') and the
+# interface name the runtime asked for (the kernel's rule for a name).
+OWNER_KEYS = ("runtime", "network", "container_id", "ifname")
+MAX_CONTAINER_ID = 128
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_IFNAME = re.compile(r"[^/:\s]{1,15}")
+
+
+def owner(value: Any, what: str = "owner") -> dict[str, str]:
+    """An endpoint's owner: {runtime, network, container_id, ifname}, all
+    required; runtime and network are names."""
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what}: must be an object with {', '.join(OWNER_KEYS)}")
+    unknown = sorted(str(k) for k in set(value) - set(OWNER_KEYS))
+    if unknown:
+        raise ValidationError(f"{what}: unknown field {_shown(unknown[0])} (known: {', '.join(OWNER_KEYS)})")
+    missing = [k for k in OWNER_KEYS if k not in value]
+    if missing:
+        raise ValidationError(f"{what}: {missing[0]!r} is required")
+    cid, ifname = value["container_id"], value["ifname"]
+    if (not isinstance(cid, str) or len(cid) > MAX_CONTAINER_ID
+            or _CONTAINER_ID.fullmatch(cid) is None):
+        raise ValidationError(f"{what}.container_id: {_shown(cid)} is not a container id: 1-{MAX_CONTAINER_ID} "
+                              "letters, digits, '_', '.' or '-', starting with a letter or digit")
+    if not isinstance(ifname, str) or _IFNAME.fullmatch(ifname) is None or ifname in (".", ".."):
+        raise ValidationError(f"{what}.ifname: {_shown(ifname)} is not an interface name "
+                              "(1-15 characters, no '/', ':' or space)")
+    return {"runtime": _name(value["runtime"], f"{what}.runtime"),
+            "network": _name(value["network"], f"{what}.network"), "container_id": cid, "ifname": ifname}
 
 
 def text(value: Any, what: str) -> str:
