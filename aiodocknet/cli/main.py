@@ -286,6 +286,18 @@ def _detach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cni(args: argparse.Namespace) -> int:
+    from ..cni.install import InstallError, install
+
+    try:
+        for line in install(args.bin_dir, args.conf_dir, args.run_dir, args.force):
+            print(line)
+    except (InstallError, OSError) as exc:
+        print(f"docknet cni install: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="docknet", description="DockNet userspace networking")
     p.add_argument("--log-format", choices=["console", "json"], default="console")
@@ -358,6 +370,15 @@ def _parser() -> argparse.ArgumentParser:
         else:
             r.add_argument("--netns", required=True, help="namespace path, e.g. /run/netns/NAME")
         r.set_defaults(func=func)
+
+    cni = sub.add_parser("cni", help="the CNI plugin for container runtimes (docknet-cni)")
+    cni.add_argument("action", choices=["install"])
+    cni.add_argument("--bin-dir", default="/opt/cni/bin", help="where runtimes find plugins (default /opt/cni/bin)")
+    cni.add_argument("--conf-dir", default="/etc/cni/net.d",
+                     help="where the example conflist goes (default /etc/cni/net.d)")
+    cni.add_argument("--run-dir", default="/run/docknet", help="the master's run directory, for the conflist")
+    cni.add_argument("--force", action="store_true", help="replace files that differ")
+    cni.set_defaults(func=_cni)
 
     det = sub.add_parser("detach", help="unregister an endpoint (its process is cut off)")
     det.add_argument("--name", required=True)
