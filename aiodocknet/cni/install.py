@@ -7,6 +7,10 @@ network is a conflist with DockNet chained after the ``bridge`` plugin, so
 a container keeps a kernel interface for everything that is not DockNet.
 A file that is already there with other contents is left alone unless
 ``force``: it may be an operator's.
+
+The conflist sets ``disableCheck``: the ``bridge`` plugin's CHECK (Debian's
+1.1.1) wants every address of the final result on its own interface, so
+any chain that adds an address after it fails CHECK there.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def example_conflist(run_dir: str = DEFAULT_RUN_DIR) -> str:
     conf = {
         "cniVersion": "1.0.0",
         "name": "docknet",
+        "disableCheck": True,
         "plugins": [
             {"type": "bridge", "bridge": "docknet-br0", "isGateway": True, "ipMasq": True,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.77.0/24"}]],
