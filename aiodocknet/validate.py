@@ -25,6 +25,8 @@ from .rates import parse_bits, parse_pkts
 
 __all__ = [
     "LIMIT_KEYS",
+    "container_id",
+    "interface_name",
     "MAX_BITS_PER_S",
     "MAX_NAME",
     "MAX_PKTS_PER_S",
@@ -194,7 +196,21 @@ def netns_path(value: Any, what: str = "netns") -> str:
 OWNER_KEYS = ("runtime", "network", "container_id", "ifname")
 MAX_CONTAINER_ID = 128
 _CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_IFNAME = re.compile(r"[^/:\s]{1,15}")
+_IFNAME = re.compile(r"(?:(?![/:])[!-~]){1,15}")
+
+
+def container_id(value: Any, what: str = "container id") -> str:
+    if not isinstance(value, str) or len(value) > MAX_CONTAINER_ID or _CONTAINER_ID.fullmatch(value) is None:
+        raise ValidationError(f"{what}: {_shown(value)} is not a container id: 1-{MAX_CONTAINER_ID} "
+                              "letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return value
+
+
+def interface_name(value: Any, what: str = "interface name") -> str:
+    if not isinstance(value, str) or _IFNAME.fullmatch(value) is None or value in (".", ".."):
+        raise ValidationError(f"{what}: {_shown(value)} is not an interface name "
+                              "(1-15 printable ASCII characters, no '/', ':' or space)")
+    return value
 
 
 def owner(value: Any, what: str = "owner") -> dict[str, str]:
@@ -208,16 +224,10 @@ def owner(value: Any, what: str = "owner") -> dict[str, str]:
     missing = [k for k in OWNER_KEYS if k not in value]
     if missing:
         raise ValidationError(f"{what}: {missing[0]!r} is required")
-    cid, ifname = value["container_id"], value["ifname"]
-    if (not isinstance(cid, str) or len(cid) > MAX_CONTAINER_ID
-            or _CONTAINER_ID.fullmatch(cid) is None):
-        raise ValidationError(f"{what}.container_id: {_shown(cid)} is not a container id: 1-{MAX_CONTAINER_ID} "
-                              "letters, digits, '_', '.' or '-', starting with a letter or digit")
-    if not isinstance(ifname, str) or _IFNAME.fullmatch(ifname) is None or ifname in (".", ".."):
-        raise ValidationError(f"{what}.ifname: {_shown(ifname)} is not an interface name "
-                              "(1-15 characters, no '/', ':' or space)")
     return {"runtime": _name(value["runtime"], f"{what}.runtime"),
-            "network": _name(value["network"], f"{what}.network"), "container_id": cid, "ifname": ifname}
+            "network": _name(value["network"], f"{what}.network"),
+            "container_id": container_id(value["container_id"], f"{what}.container_id"),
+            "ifname": interface_name(value["ifname"], f"{what}.ifname")}
 
 
 def text(value: Any, what: str) -> str:

@@ -124,12 +124,13 @@ def parse_env(environ: Mapping[str, str]) -> Env:
                        f"{command} needs {', '.join(_NEEDS[command])}")
     container_id = environ.get("CNI_CONTAINERID", "")
     ifname = environ.get("CNI_IFNAME", "")
-    probe = {"runtime": "cni", "network": "n", "container_id": container_id or "x", "ifname": ifname or "x"}
     try:
-        validate.owner(probe)
+        if container_id:
+            validate.container_id(container_id, "CNI_CONTAINERID")
+        if ifname:
+            validate.interface_name(ifname, "CNI_IFNAME")
     except validate.ValidationError as exc:
-        var = "CNI_CONTAINERID" if "container_id" in str(exc) else "CNI_IFNAME"
-        raise _env_error(var, str(exc).split(": ", 1)[-1]) from None
+        raise CniError(INVALID_ENV, str(exc), "invalid environment variable") from None
     netns = environ.get("CNI_NETNS", "")
     if netns and command in ("ADD", "CHECK"):
         netns = _netns(netns)

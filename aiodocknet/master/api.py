@@ -176,7 +176,10 @@ def make_app(ctl: ControlServer) -> web.Application:
         if owner is not None:
             # A container's endpoint: its namespace identifies it, so one
             # per namespace, and its address is claimed now, for its life.
-            held = ctl.registry.owned_in(os.stat(netns).st_ino)
+            try:
+                held = ctl.registry.owned_in(os.stat(netns).st_ino)
+            except OSError as exc:
+                return _error(400, f"network namespace {netns!r}: {exc.strerror}")
             if held is not None:
                 return _error(409, f"network namespace {netns} already holds endpoint {held.name!r}")
             if ip is None and name not in ctl.registry.endpoints:
