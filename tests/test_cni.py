@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from aiodocknet.cli.api_client import ApiClient, ApiError
-from dn_harness import ROOT, Master, Proc, running_master, wait_for
+from dn_harness import ROOT, Master, Proc, wait_for
 
 PLUGIN = os.path.join(os.path.dirname(sys.executable), "docknet-cni")
 CNI_PATH = "/usr/lib/cni"
@@ -256,7 +256,12 @@ def test_address_is_the_endpoints_for_its_life(master: Master, netns: Namespaces
     # answers the same address.
     again = ok("ADD", conf, cid="life1", netns=ns, ifname="eth0")
     assert docknet_part(again)[2]["address"].split("/")[0] == ip
-    ok("DEL", conf, cid="life1", netns=ns, ifname="eth0")
+    # ADD again from a new namespace (no DEL between): the endpoint moves.
+    moved = netns()
+    ok("ADD", conf, cid="life1", netns=moved, ifname="eth0")
+    assert endpoint(master, "life1")["netns"] == moved
+    ok("DEL", conf, cid="life1", netns=moved, ifname="eth0")
+    assert endpoint(master, "life1") is None
     # Released on DEL: the next container may have it.
     ns2 = netns()
     nxt = ok("ADD", conf, cid="life2", netns=ns2, ifname="eth0")
@@ -278,8 +283,13 @@ def test_name_is_the_pod_name_else_the_container_id(master: Master, netns: Names
     ns3 = netns()
     ok("ADD", netconf(master, tenant="fixed"), cid="t3", netns=ns3, ifname="eth0", args="K8S_POD_NAMESPACE=team-a")
     assert endpoint(master, "t3")["tenant"] == "fixed"
-    for cid, ns in ((long_id, ns1), ("plain-id", ns2), ("t3", ns3)):
+    # containerd and CRI-O name the namespace under /var/run/netns.
+    ns4 = netns()
+    ok("ADD", conf, cid="var1", netns="/var" + ns4, ifname="eth0")
+    assert endpoint(master, "var1")["netns"] == ns4
+    for cid, ns in ((long_id, ns1), ("plain-id", ns2), ("t3", ns3), ("var1", ns4)):
         ok("DEL", conf, cid=cid, netns=ns, ifname="eth0")
+    assert api(master).call("GET", "/v1/endpoints") == []
 
 
 def test_del_out_of_order_and_never_added(master: Master, netns: Namespaces) -> None:
@@ -426,16 +436,45 @@ def test_name_taken_and_one_endpoint_per_namespace(master: Master, netns: Namesp
 
 # ---- chained after the kernel's bridge plugin ----
 
+def kernel_plugin(kind: str) -> str:
+    path = os.path.join(CNI_PATH, kind)
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"no {kind} plugin (containernetworking-plugins; scripts/bootstrap.sh installs it)")
+    return path
+
+
 @pytest.fixture
 def bridge() -> Iterator[str]:
-    if not os.access(os.path.join(CNI_PATH, "bridge"), os.X_OK):
-        pytest.skip("no bridge plugin (containernetworking-plugins; scripts/bootstrap.sh installs it)")
+    kernel_plugin("bridge")
     name = f"dncni{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "link", "add", "name", name, "type", "bridge"], check=True)
     try:
         yield name
     finally:
         subprocess.run(["ip", "link", "del", name], check=False)
+
+
+def test_chained_after_ptp(master: Master, netns: Namespaces) -> None:
+    ptp = kernel_plugin("ptp")
+    ns = netns()
+    with tempfile.TemporaryDirectory(prefix="dn-cni-ipam-") as ipam_dir:
+        ptp_conf = {"cniVersion": "1.0.0", "name": "dn-test", "type": "ptp",
+                    "ipam": {"type": "host-local", "dataDir": ipam_dir, "ranges": [[{"subnet": "10.199.78.0/24"}]]}}
+        dn_conf = netconf(master)
+        env = {"cid": "ptp1", "netns": ns, "ifname": "eth0"}
+        first = ok("ADD", ptp_conf, plugin=ptp, **env)
+        result = ok("ADD", {**dn_conf, "prevResult": first}, **env)
+        check_result(result, "1.0.0")
+        n = len(first["interfaces"])
+        assert result["interfaces"][:n] == first["interfaces"] and result["ips"][:len(first["ips"])] == first["ips"]
+        # ptp made a host-side veth too (no sandbox): DockNet's comes after it.
+        assert any(not itf.get("sandbox") for itf in first["interfaces"])
+        index, itf, _ = docknet_part(result)
+        assert index == n and itf["sandbox"] == ns
+        ok("CHECK", {**dn_conf, "prevResult": result}, **env)
+        ok("DEL", {**dn_conf, "prevResult": result}, **env)
+        ok("DEL", {**ptp_conf, "prevResult": result}, plugin=ptp, **env)
+        assert api(master).call("GET", "/v1/endpoints") == []
 
 
 def test_chained_after_bridge(master: Master, netns: Namespaces, bridge: str) -> None:

@@ -77,6 +77,11 @@ def add(env: Env, conf: NetConf) -> dict[str, Any]:
     name, tenant = endpoint_name(env), _tenant(env, conf)
     st = master.status()
     mine = _ours(master, env, conf)
+    if mine and mine[0].get("netns") != env.netns:
+        # The same attachment in a namespace of its own now: the old one's
+        # endpoint goes (its namespace is another container's business).
+        master.unregister(mine[0]["name"])
+        mine = []
     if mine:
         # ADD again without a DEL (a runtime that crashed half way): the
         # same attachment, the same answer.
