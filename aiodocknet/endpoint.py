@@ -53,6 +53,16 @@ def configured_network() -> ipaddress.IPv4Network:
     return net
 
 
+def _namespace_endpoint() -> str | None:
+    """The endpoint a container runtime's plugin (docknet-cni) registered
+    this process's network namespace as: it writes the name into the
+    namespace, and the master attaches the process by its namespace alone,
+    with no DOCKNET_ENDPOINT and no secret."""
+    from .cni.nsname import read_own
+
+    return read_own()
+
+
 class ProcessEndpoint:
     _lock = threading.Lock()
     _instance: ProcessEndpoint | None = None
@@ -83,7 +93,8 @@ class ProcessEndpoint:
                 cls._disable("DOCKNET_DISABLE=1")
                 return None
             master = default_master_path()
-            name = os.environ.get("DOCKNET_ENDPOINT") or f"{socket.gethostname()}-{os.getpid()}"
+            name = os.environ.get("DOCKNET_ENDPOINT") or _namespace_endpoint() \
+                or f"{socket.gethostname()}-{os.getpid()}"
             try:
                 stack = SlaveStack.attach(name, master)
             except OSError as exc:

@@ -25,6 +25,8 @@ from .rates import parse_bits, parse_pkts
 
 __all__ = [
     "LIMIT_KEYS",
+    "container_id",
+    "interface_name",
     "MAX_BITS_PER_S",
     "MAX_NAME",
     "MAX_PKTS_PER_S",
@@ -34,6 +36,7 @@ __all__ = [
     "ipv4_network",
     "limit",
     "netns_path",
+    "owner",
     "port",
     "tenant_name",
     "text",
@@ -185,6 +188,46 @@ def netns_path(value: Any, what: str = "netns") -> str:
     if kind != _CLONE_NEWNET:
         raise ValidationError(f"{what}: {_shown(value)} is not a network namespace")
     return value
+
+
+# Who registered an endpoint for a container (the CNI plugin): the
+# runtime's container id (CNI's rule: alphanumerics, '_', '.', '-') and the
+# interface name the runtime asked for (the kernel's rule for a name).
+OWNER_KEYS = ("runtime", "network", "container_id", "ifname")
+MAX_CONTAINER_ID = 128
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_IFNAME = re.compile(r"(?:(?![/:])[!-~]){1,15}")
+
+
+def container_id(value: Any, what: str = "container id") -> str:
+    if not isinstance(value, str) or len(value) > MAX_CONTAINER_ID or _CONTAINER_ID.fullmatch(value) is None:
+        raise ValidationError(f"{what}: {_shown(value)} is not a container id: 1-{MAX_CONTAINER_ID} "
+                              "letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return value
+
+
+def interface_name(value: Any, what: str = "interface name") -> str:
+    if not isinstance(value, str) or _IFNAME.fullmatch(value) is None or value in (".", ".."):
+        raise ValidationError(f"{what}: {_shown(value)} is not an interface name "
+                              "(1-15 printable ASCII characters, no '/', ':' or space)")
+    return value
+
+
+def owner(value: Any, what: str = "owner") -> dict[str, str]:
+    """An endpoint's owner: {runtime, network, container_id, ifname}, all
+    required; runtime and network are names."""
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what}: must be an object with {', '.join(OWNER_KEYS)}")
+    unknown = sorted(str(k) for k in set(value) - set(OWNER_KEYS))
+    if unknown:
+        raise ValidationError(f"{what}: unknown field {_shown(unknown[0])} (known: {', '.join(OWNER_KEYS)})")
+    missing = [k for k in OWNER_KEYS if k not in value]
+    if missing:
+        raise ValidationError(f"{what}: {missing[0]!r} is required")
+    return {"runtime": _name(value["runtime"], f"{what}.runtime"),
+            "network": _name(value["network"], f"{what}.network"),
+            "container_id": container_id(value["container_id"], f"{what}.container_id"),
+            "ifname": interface_name(value["ifname"], f"{what}.ifname")}
 
 
 def text(value: Any, what: str) -> str:

@@ -25,8 +25,11 @@ as_root() {
 
 # clang and its compiler-rt (libFuzzer, ASan, UBSan) build the fuzz
 # harnesses (fuzz/build.sh); llvm gives the sanitizers' symbolizer.
+# containernetworking-plugins: the kernel CNI plugins (bridge, ptp,
+# host-local; /usr/lib/cni) that docknet-cni is chained after in tests.
 DEB_PACKAGES=(libdpdk-dev pkg-config gcc make dpkg-dev xz-utils iproute2
-	iputils-ping procps psmisc openssl curl clang libclang-rt-14-dev llvm)
+	iputils-ping procps psmisc openssl curl clang libclang-rt-14-dev llvm
+	containernetworking-plugins)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -326,6 +326,16 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see `{self.prog} --help`)", 2, command=self.prog.removeprefix("docknet").strip())
 
 
+def _cni(args: argparse.Namespace) -> Result:
+    from ..cni.install import InstallError, install
+
+    try:
+        lines = list(install(args.bin_dir, args.conf_dir, args.run_dir, args.force))
+    except InstallError as exc:
+        raise CliError(str(exc), 1) from None
+    return Result({"installed": lines}, lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="docknet", description="DockNet userspace networking")
     _global_options(p, defaults=True)
@@ -394,6 +404,14 @@ def _parser() -> argparse.ArgumentParser:
             r.add_argument("cmd", nargs=argparse.REMAINDER)
         else:
             r.add_argument("--netns", required=True, help="namespace path, e.g. /run/netns/NAME")
+
+    cni = command("cni", "the CNI plugin for container runtimes (docknet-cni)", _cni)
+    cni.add_argument("action", choices=["install"])
+    cni.add_argument("--bin-dir", default="/opt/cni/bin", help="where runtimes find plugins (default /opt/cni/bin)")
+    cni.add_argument("--conf-dir", default="/etc/cni/net.d",
+                     help="where the example conflist goes (default /etc/cni/net.d)")
+    cni.add_argument("--run-dir", default="/run/docknet", help="the master's run directory, for the conflist")
+    cni.add_argument("--force", action="store_true", help="replace files that differ")
 
     det = command("detach", "unregister an endpoint (its process is cut off)", _detach)
     det.add_argument("--name", required=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
+from collections.abc import Callable
 
 __all__ = ["AddressPool"]
 
@@ -30,6 +32,22 @@ class AddressPool:
         self._last = int(rng.broadcast_address) - 1
         self._released: list[int] = []
         self._used: set[int] = set()
+        # Addresses registrations hold for endpoints not attached yet (the
+        # master sets this): an address handed out to anyone else would be
+        # missing when its endpoint attaches.
+        self.claimed: Callable[[], set[str]] = set
+
+    def _taken(self) -> set[int]:
+        return self._used | {int(ipaddress.IPv4Address(ip)) for ip in self.claimed()}
+
+    def unclaimed(self) -> str:
+        """The address allocate() would hand out next, for a registration
+        to claim; nothing is taken here."""
+        taken = self._taken()
+        for cand in itertools.chain(range(self._next, self._last + 1), self._released):
+            if cand not in taken:
+                return str(ipaddress.IPv4Address(cand))
+        raise ValueError(f"range {self.range} has no free address")
 
     def allocate(self, wanted: str | None = None) -> str:
         if wanted is not None:
@@ -45,15 +63,18 @@ class AddressPool:
             if int(ip) in self._released:
                 self._released.remove(int(ip))
             return str(ip)
+        taken = self._taken()
         while self._next <= self._last:
             cand = self._next
             self._next += 1
-            if cand not in self._used:
+            if cand not in taken:
                 self._used.add(cand)
                 return str(ipaddress.IPv4Address(cand))
-        while self._released:
-            cand = self._released.pop(0)
             if cand not in self._used:
+                self._released.append(cand)  # claimed: back in the queue for when it is not
+        for cand in list(self._released):
+            if cand not in taken:
+                self._released.remove(cand)
                 self._used.add(cand)
                 return str(ipaddress.IPv4Address(cand))
         raise ValueError(f"range {self.range} has no free address")

@@ -30,7 +30,7 @@ __all__ = ["make_app", "serve_api", "OPENAPI"]
 log = get_logger("aiodocknet.api")
 
 LIMIT_FIELDS = validate.LIMIT_KEYS
-REGISTER_FIELDS = {"name", "netns", "tenant", "ip", *LIMIT_FIELDS}
+REGISTER_FIELDS = {"name", "netns", "tenant", "ip", "owner", *LIMIT_FIELDS}
 POLICY_FIELDS = {"from", "to", "port"}
 FAULT_FIELDS = {*PPM_FIELDS, "drop_next", "seed"}
 
@@ -133,8 +133,26 @@ def make_app(ctl: ControlServer) -> web.Application:
         if ip is not None:
             ip = validate.host_address(ip, ctl.addresses.range, ctl.addresses.gateway)
         netns = validate.netns_path(body["netns"])
+        owner = validate.owner(body["owner"]) if "owner" in body else None
+        if owner is not None:
+            # A container's endpoint: its namespace identifies it, so one
+            # per namespace, and its address is claimed now, for its life.
+            try:
+                held = ctl.registry.owned_in(os.stat(netns).st_ino)
+            except OSError as exc:
+                return _error(400, f"network namespace {netns!r}: {exc.strerror}")
+            if held is not None:
+                return _error(409, f"network namespace {netns} already holds endpoint {held.name!r}")
+            if ip is None and name not in ctl.registry.endpoints:
+                try:
+                    ip = ctl.addresses.unclaimed()
+                except ValueError as exc:
+                    return _error(409, str(exc))
         reg = ctl.register(name, tenant, netns, ip, limits)
-        log.info("endpoint registered", endpoint=name, tenant=tenant, netns=netns)
+        if owner is not None:
+            reg.owner = owner  # set before any await: nothing sees it without
+            ctl.registry.on_change()
+        log.info("endpoint registered", endpoint=name, tenant=tenant, netns=netns, owner=owner)
         return web.json_response({**reg.public(), "secret": reg.secret}, status=201)
 
     @routes.get("/v1/endpoints/{name}")
@@ -264,7 +282,9 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/v1/status": {"get": _op("master status and switch utilisation")},
         "/v1/endpoints": {"get": _op("endpoints, registered and attached"),
-                          "post": _op("register an endpoint: name, netns, tenant, ip, egress, ingress", True)},
+                          "post": _op("register an endpoint: name, netns, tenant, ip, egress, ingress, owner "
+                                      "(runtime, network, container_id, ifname: a container's, attached "
+                                      "by its namespace alone)", True)},
         "/v1/endpoints/{name}": {"get": _op("one endpoint with its counters"),
                                  "delete": _op("unregister (detaches the process)")},
         "/v1/endpoints/{name}/connections": {"get": _op("the endpoint's connections, like ss -tn")},

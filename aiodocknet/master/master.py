@@ -137,6 +137,7 @@ async def run_master(
         )
     server = ControlServer(cfg.control_path, cfg.run_dir, switch, addresses, cfg.mtu,
                            default_limits=_limit_attrs(defaults or {}), state=MasterState(cfg.run_dir))
+    addresses.claimed = lambda: {r.ip for r in server.registry.endpoints.values() if r.ip}
     server.broker.enabled = cfg.fast_channels
     server.broker.ring_size = cfg.fast_channel_ring
     for source, dest, port in policies or []:

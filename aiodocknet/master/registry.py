@@ -2,7 +2,10 @@
 
 An endpoint registered here (``docknet run`` / ``docknet attach``) may be
 attached only by a process in its network namespace that presents its
-secret. A name nobody registered may be attached ad hoc, but only by a
+secret. One registered for a container by the CNI plugin (it has an
+``owner``: runtime, network, container id, interface) is identified by its
+namespace alone: a runtime cannot hand a secret to a container's first
+process, and the namespace is what the runtime made for that container. A name nobody registered may be attached ad hoc, but only by a
 process in the master's own network namespace (a process on the host);
 anything from another namespace must be registered first.
 
@@ -22,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .. import validate
 from ..log import get_logger
 
 __all__ = ["Registration", "Registry", "RegistryError", "netns_inode"]
@@ -57,6 +61,9 @@ class Registration:
     egress_pkts: int = 0
     ingress_pkts: int = 0
     created: float = field(default_factory=time.time)
+    # The container it was registered for (validate.owner), None for
+    # `docknet run/attach`.
+    owner: dict[str, str] | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -68,6 +75,7 @@ class Registration:
             "ingress_bits": self.ingress_bits,
             "egress_pkts": self.egress_pkts,
             "ingress_pkts": self.ingress_pkts,
+            "owner": self.owner,
         }
 
 
@@ -136,6 +144,11 @@ class Registry:
         self.on_change()
         return reg
 
+    def owned_in(self, ino: int) -> Registration | None:
+        """The container registration of a network namespace: a namespace
+        that identifies its endpoint holds only one."""
+        return next((r for r in self.endpoints.values() if r.owner is not None and r.netns_ino == ino), None)
+
     def unregister(self, name: str) -> Registration:
         reg = self.endpoints.pop(name, None)
         if reg is None:
@@ -188,6 +201,17 @@ class Registry:
             return None
         if ino != reg.netns_ino:
             raise RegistryError(403, f"process {pid} is not in endpoint {name!r}'s network namespace ({reg.netns})")
+        if reg.owner is not None and secret is None:
+            # Identified by the namespace alone: its path must still name
+            # that namespace (a bind mount pins it; a namespace that went
+            # could hand its inode number to a new one).
+            try:
+                same = netns_inode(reg.netns) == ino
+            except OSError:
+                same = False
+            if not same:
+                raise RegistryError(403, f"endpoint {name!r}'s network namespace {reg.netns} is gone")
+            return reg
         # Compared as bytes: compare_digest refuses str with non-ASCII
         # characters, and what a caller sends is anything it likes.
         if not isinstance(secret, str) or not secrets.compare_digest(secret.encode(), reg.secret.encode()):
@@ -210,6 +234,8 @@ class Registry:
                 reg = Registration(**{k: v for k, v in row.items() if k in names})
                 if not (isinstance(reg.name, str) and isinstance(reg.secret, str) and isinstance(reg.netns, str)):
                     raise TypeError("bad field types")
+                if reg.owner is not None:
+                    reg.owner = validate.owner(reg.owner)
                 if netns_inode(reg.netns) != reg.netns_ino:
                     raise OSError("its network namespace is gone")
                 self.tenants[reg.tenant] = self._new_tenant_id(reg.tenant)

@@ -1,0 +1,55 @@
+"""The ADD result (SPEC.md, "ADD Success"), DockNet's part merged into the
+previous plugin's when chained: its interfaces, ips and routes are kept as
+they are and DockNet's interface is appended, its address pointing at it."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from typing import Any
+
+from .errors import DECODE_FAILURE, CniError
+
+__all__ = ["DockNetAttachment", "merge"]
+
+# The interface DockNet adds when CNI_IFNAME is already the previous
+# plugin's kernel interface in the container.
+CHAINED_IFNAME = "docknet0"
+
+
+class DockNetAttachment:
+    """What the master gave: an address of its subnet, its gateway, its
+    control socket (where the container's processes attach)."""
+
+    def __init__(self, address: str, subnet: str, gateway: str, mtu: int, control: str) -> None:
+        self.address = address
+        self.network = ipaddress.IPv4Network(subnet)
+        self.gateway = gateway
+        self.mtu = mtu
+        self.control = control
+
+
+def _prev_lists(prev: dict[str, Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    out = []
+    for key in ("interfaces", "ips", "routes"):
+        value = prev.get(key, [])
+        if not isinstance(value, list):
+            raise CniError(DECODE_FAILURE, f"prevResult.{key}: must be a list")
+        out.append(copy.deepcopy(value))
+    return out[0], out[1], out[2]
+
+
+def merge(cni_version: str, ifname: str, netns: str, att: DockNetAttachment, prev: dict[str, Any] | None,
+          dns: dict[str, Any] | None) -> dict[str, Any]:
+    interfaces, ips, routes = _prev_lists(prev or {})
+    taken = {i.get("name") for i in interfaces if isinstance(i, dict) and i.get("sandbox") == netns}
+    name = ifname if ifname not in taken else CHAINED_IFNAME
+    interfaces.append({"name": name, "mtu": att.mtu, "sandbox": netns, "socketPath": att.control})
+    ips.append({"address": f"{att.address}/{att.network.prefixlen}", "gateway": att.gateway,
+                "interface": len(interfaces) - 1})
+    routes.append({"dst": str(att.network), "gw": att.gateway})
+    result: dict[str, Any] = {**copy.deepcopy(prev or {}), "cniVersion": cni_version, "interfaces": interfaces,
+                              "ips": ips, "routes": routes}
+    if "dns" not in result and dns:
+        result["dns"] = copy.deepcopy(dns)
+    return result
