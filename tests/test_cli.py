@@ -150,7 +150,7 @@ def test_every_change_confirms_in_one_line(master: Master) -> None:
 
     ps = docknet("ps", api=api).stdout.splitlines()
     row = next(line for line in ps if line.startswith("svc "))
-    assert "1.5gbit" in row and "20kpps" in row, ps
+    assert "1.5gbit" in row and "20kpps" in row and row.split()[-1] == "cli", ps
 
     det = docknet("detach", "--name", "svc", api=api)
     assert det.stdout.splitlines() == ["detached svc"], det

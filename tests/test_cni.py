@@ -224,6 +224,9 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
     ps = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "--api", os.path.join(master.run_dir, "api.sock"),
                          "--json", "ps"], capture_output=True, text=True, check=True, cwd=ROOT)
     assert json.loads(ps.stdout)[0]["owner"]["container_id"] == "c0ffee01"
+    table = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "--api", os.path.join(master.run_dir, "api.sock"),
+                            "ps"], capture_output=True, text=True, check=True, cwd=ROOT).stdout.splitlines()
+    assert table[0].split()[-1] == "OWNER" and table[1].split()[-1] == "cni:c0ffee01", table
 
     assert ok("CHECK", {**conf, "prevResult": result}, **env) is None
 

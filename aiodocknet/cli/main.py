@@ -150,15 +150,23 @@ def _name_arg(args: argparse.Namespace, attr: str = "name", what: str = "NAME") 
     return quote(name, safe="")
 
 
+def _owner(e: dict[str, Any]) -> str:
+    """Who made the endpoint: a runtime's container (CNI) or the CLI."""
+    owner = e.get("owner")
+    if owner:
+        return f"{owner['runtime']}:{owner['container_id'][:12]}"
+    return "cli" if e.get("netns") else "-"
+
+
 def _ps(args: argparse.Namespace) -> Result:
     eps = _client(args).call("GET", "/v1/endpoints")
     lines = [f"{'NAME':24} {'TENANT':12} {'ADDRESS':15} {'STATE':10} {'PID':>7} {'EGRESS':>10} {'INGRESS':>10} "
-             f"{'EGRESS PPS':>10} {'INGRESS PPS':>11}"]
+             f"{'EGRESS PPS':>10} {'INGRESS PPS':>11} OWNER"]
     for e in eps:
         lines.append(f"{e['name']:24} {e.get('tenant', 'default'):12} {e.get('address', '-'):15} {e['state']:10} "
                      f"{e.get('pid') or '-':>7} {_fmt_rate(e.get('egress_bits', 0)):>10} "
                      f"{_fmt_rate(e.get('ingress_bits', 0)):>10} {_fmt_pkts(e.get('egress_pkts', 0)):>10} "
-                     f"{_fmt_pkts(e.get('ingress_pkts', 0)):>11}")
+                     f"{_fmt_pkts(e.get('ingress_pkts', 0)):>11} {_owner(e)}")
     return Result(eps, lines)
 
 
