@@ -13,9 +13,10 @@ import sys as _sys
 import warnings as _warnings
 from typing import Any, Coroutine, TypeVar
 
+from .endpoint import DockNetUnavailable, ProcessEndpoint, required
 from .loop import DockNetLoop
 
-__all__ = ["DockNetLoop", "new_event_loop", "run", "run_on", "install", "DockNetPolicy"]
+__all__ = ["DockNetLoop", "DockNetUnavailable", "new_event_loop", "run", "run_on", "install", "DockNetPolicy"]
 
 _T = TypeVar("_T")
 
@@ -25,10 +26,24 @@ def new_event_loop() -> DockNetLoop:
     return DockNetLoop()
 
 
-def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, **run_kwargs: Any) -> _T:
-    """Run a coroutine on a DockNetLoop (as ``uvloop.run`` does)."""
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, require: bool = False,
+        **run_kwargs: Any) -> _T:
+    """Run a coroutine on a DockNetLoop (as ``uvloop.run`` does).
+
+    With ``require=True`` (or DOCKNET_REQUIRE=1) the endpoint attaches
+    first, and a failure stops the program with one line saying why,
+    instead of running it on plain uvloop."""
     if _asyncio._get_running_loop() is not None:
+        main.close()
         raise RuntimeError("aiodocknet.run() cannot be called from a running event loop")
+    if require:
+        ProcessEndpoint.require = True
+    if required():
+        try:
+            ProcessEndpoint.get()
+        except DockNetUnavailable as exc:
+            main.close()
+            raise SystemExit(f"aiodocknet: {exc.strerror}") from None
     with _asyncio.Runner(loop_factory=new_event_loop, debug=debug, **run_kwargs) as runner:
         return runner.run(main)
 

@@ -229,7 +229,10 @@ def decode(msg: dict[str, Any], direction: Direction) -> MessageKind:
 
 
 def default_master_path() -> str:
-    return os.environ.get("DOCKNET_MASTER", os.path.join(DEFAULT_RUN_DIR, "master.sock"))
+    """DOCKNET_MASTER, else master.sock in DOCKNET_RUN_DIR (as the CLI
+    reads them), else in /run/docknet."""
+    run_dir = os.environ.get("DOCKNET_RUN_DIR") or DEFAULT_RUN_DIR
+    return os.environ.get("DOCKNET_MASTER") or os.path.join(run_dir, "master.sock")
 
 
 def send_message(sock: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> None:

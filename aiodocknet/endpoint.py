@@ -2,13 +2,17 @@
 
 lwIP allows one stack per process, so the endpoint is attached once (on the
 first network call that could use DockNet) and lent to one loop at a time.
-When DockNet cannot be used (``DOCKNET_DISABLE=1``, no master reachable, the
-master refused) the reason is logged once and loops stay plain uvloop.
+When DockNet cannot be used (no master reachable, the master refused) the
+reason and its fix are logged once, as a warning, and loops stay plain
+uvloop; with ``DOCKNET_REQUIRE=1`` (or ``aiodocknet.run(..., require=True)``)
+that is an error instead (:class:`DockNetUnavailable`). ``DOCKNET_DISABLE=1``
+asks for plain uvloop.
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
 import ipaddress
 import os
 import socket
@@ -20,7 +24,7 @@ from .control import DEFAULT_SUBNET, default_master_path, request
 from .log import get_logger
 from .native.stack import SlaveStack
 
-__all__ = ["ProcessEndpoint"]
+__all__ = ["DockNetUnavailable", "ProcessEndpoint", "required"]
 
 log = get_logger("aiodocknet.endpoint")
 
@@ -32,6 +36,32 @@ RESOLVE_MISS_TTL = 5.0
 
 
 _configured: tuple[str | None, ipaddress.IPv4Network] | None = None
+
+
+class DockNetUnavailable(OSError):
+    """DockNet was required (DOCKNET_REQUIRE=1, ``run(require=True)``) and
+    the endpoint could not attach; the message says why and what to do."""
+
+
+def required() -> bool:
+    return os.environ.get("DOCKNET_REQUIRE") == "1" or ProcessEndpoint.require
+
+
+def _fix(exc: OSError, master: str) -> str:
+    """What the operator can do about an attach that failed with exc."""
+    chosen = "DOCKNET_MASTER" in os.environ or "DOCKNET_RUN_DIR" in os.environ
+    if exc.errno == errno.ENOENT:
+        if chosen:
+            return f"no master socket at {master}: check DOCKNET_MASTER/DOCKNET_RUN_DIR"
+        return (f"start `docknet master` on this host; in a container, mount the master's run directory "
+                f"({os.path.dirname(master)}) at the same path")
+    if exc.errno == errno.ECONNREFUSED:
+        return f"{master} is left from a master that stopped: start `docknet master` again"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"this process may not use {master}: run it as the master's user, or as root"
+    if exc.errno == errno.ETIMEDOUT:
+        return "the master is overloaded or stuck: see its log"
+    return "see the master's log and `docknet ps`"
 
 
 def configured_network() -> ipaddress.IPv4Network:
@@ -67,6 +97,8 @@ class ProcessEndpoint:
     _lock = threading.Lock()
     _instance: ProcessEndpoint | None = None
     _disabled: str | None = None
+    # Set by aiodocknet.run(require=True), as DOCKNET_REQUIRE=1 does.
+    require = False
     # The subnet the last master this process attached to gave it: still
     # DockNet's after that master is gone.
     _last_network: ipaddress.IPv4Network | None = None
@@ -90,7 +122,9 @@ class ProcessEndpoint:
             if cls._instance is not None or cls._disabled is not None:
                 return cls._instance
             if os.environ.get("DOCKNET_DISABLE") == "1":
-                cls._disable("DOCKNET_DISABLE=1")
+                if required():
+                    raise DockNetUnavailable(errno.EINVAL, "DOCKNET_DISABLE=1 and DockNet required: choose one")
+                cls._disable("DOCKNET_DISABLE=1", asked=True)
                 return None
             master = default_master_path()
             name = os.environ.get("DOCKNET_ENDPOINT") or _namespace_endpoint() \
@@ -98,7 +132,11 @@ class ProcessEndpoint:
             try:
                 stack = SlaveStack.attach(name, master)
             except OSError as exc:
-                cls._disable(str(exc))
+                reason, fix = exc.strerror or str(exc), _fix(exc, master)
+                if required():
+                    raise DockNetUnavailable(exc.errno or errno.EHOSTUNREACH,
+                                             f"cannot attach to DockNet: {reason} ({fix})") from None
+                cls._disable(reason, fix)
                 return None
             cls._instance = cls(stack, master)
             atexit.register(cls._instance.close)
@@ -121,9 +159,14 @@ class ProcessEndpoint:
         return known
 
     @classmethod
-    def _disable(cls, reason: str) -> None:
+    def _disable(cls, reason: str, fix: str | None = None, asked: bool = False) -> None:
         cls._disabled = reason
-        log.info("docknet off, the loop is plain uvloop", reason=reason)
+        if asked:
+            log.info("docknet off, the loop is plain uvloop", reason=reason)
+        else:
+            # A service its operator meant for DockNet now runs on the
+            # kernel's network, and its callers may not find it by name.
+            log.warning("docknet off, the loop is plain uvloop", reason=reason, fix=fix)
 
     @classmethod
     def reset(cls) -> None:

@@ -112,3 +112,55 @@ def test_policy_and_install() -> None:
         loop.close()
     finally:
         asyncio.set_event_loop_policy(old)
+
+
+REQUIRED_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    import aiodocknet
+
+    async def main():
+        # A wildcard listener is served on the endpoint too: it attaches.
+        srv = await asyncio.start_server(lambda r, w: None, "0.0.0.0", 0)
+        srv.close()
+        print("main ran")
+
+    aiodocknet.run(main(), require=sys.argv[1] == "arg")
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["env", "arg"])
+def test_required_docknet_without_a_master_stops_with_one_line(tmp_path, how: str) -> None:
+    """DOCKNET_REQUIRE=1, or run(require=True): no master means the program
+    stops before main runs, non-zero, with one line naming the socket and
+    what to do; not a traceback, not plain uvloop."""
+    sock = str(tmp_path / "no-master.sock")
+    env = dict(os.environ, DOCKNET_MASTER=sock)
+    env.pop("DOCKNET_DISABLE", None)
+    if how == "env":
+        env["DOCKNET_REQUIRE"] = "1"
+    res = subprocess.run([sys.executable, "-c", REQUIRED_PROGRAM, how], env=env, capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert res.returncode != 0
+    assert res.stdout == ""
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("aiodocknet: cannot attach to DockNet: ") and sock in lines[0], lines
+    assert "DOCKNET_MASTER" in lines[0], lines  # the fix: the variable that chose the path
+
+
+def test_fallback_warns_once_with_the_reason_and_the_fix(tmp_path) -> None:
+    """Without DOCKNET_REQUIRE the program runs on plain uvloop, and says so
+    once, at warning level, with the fix: a container without the
+    master's run directory mounted is told to mount it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKNET_")}
+    # The default path, as in a container with nothing mounted: a run
+    # directory with no master in it.
+    env["DOCKNET_RUN_DIR"] = str(tmp_path)
+    res = subprocess.run([sys.executable, "-c", REQUIRED_PROGRAM, "no"], env=env, capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert res.returncode == 0 and res.stdout == "main ran\n", res
+    warnings = [line for line in res.stderr.splitlines() if "docknet off" in line]
+    assert len(warnings) == 1 and "warning" in warnings[0], res.stderr
+    assert "fix=" in warnings[0] and str(tmp_path) in warnings[0], warnings
