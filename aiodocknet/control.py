@@ -308,20 +308,21 @@ def decode(msg: dict[str, Any], direction: Direction, nfds: int = 0) -> MessageK
     return kind
 
 
-def decode_reply(kind: MessageKind, reply: dict[str, Any], nfds: int = 0) -> bool:
-    """Whether reply (to an op of kind) says yes; InvalidMessage if it is
-    not a reply of that kind's (fields, descriptors), or not a refusal."""
-    if kind.reply is None:
-        raise InvalidMessage(f"{kind.name} is not answered by a reply", kind=kind, expects_reply=False)
+def decode_reply(kind: MessageKind | None, reply: dict[str, Any], nfds: int = 0) -> bool:
+    """Whether reply (to an op of kind; None: to a message of no kind)
+    says yes; InvalidMessage if it is neither a reply of that kind's
+    (fields, descriptors) nor a refusal."""
+    what = kind.name if kind is not None else "message"
     ok = reply.get("ok")
     if ok is True:
-        why = _check_fields(f"{kind.name} reply", kind.reply, reply) or \
-            _fds_problem(f"{kind.name} reply", kind.reply_fds, nfds)
+        if kind is None or kind.reply is None:
+            raise InvalidMessage(f"{what} is not answered by a reply", kind=kind, expects_reply=False)
+        why = _check_fields(f"{what} reply", kind.reply, reply) or \
+            _fds_problem(f"{what} reply", kind.reply_fds, nfds)
     elif ok is False:
-        why = _check_fields(f"{kind.name} refusal", ERROR_REPLY, reply) or \
-            _fds_problem(f"{kind.name} refusal", 0, nfds)
+        why = _check_fields(f"{what} refusal", ERROR_REPLY, reply) or _fds_problem(f"{what} refusal", 0, nfds)
     else:
-        why = f"{kind.name} reply: 'ok' must be true or false"
+        why = f"{what} reply: 'ok' must be true or false"
     if why is not None:
         raise InvalidMessage(why, kind=kind, expects_reply=False)
     return ok is True
@@ -368,7 +369,8 @@ def refusal(code: int, why: str) -> dict[str, Any]:
     return {"ok": False, "code": errno.errorcode.get(code, "EIO"), "error": why}
 
 
-def send_reply(sock: socket.socket, kind: MessageKind, reply: dict[str, Any], fds: list[int] | None = None) -> None:
+def send_reply(sock: socket.socket, kind: MessageKind | None, reply: dict[str, Any],
+               fds: list[int] | None = None) -> None:
     """The reply to an op of kind, checked against its reply (or, with
     ``ok`` false, a refusal's) fields and descriptors before it goes."""
     decode_reply(kind, reply, len(fds or ()))
