@@ -45,6 +45,7 @@ __all__ = [
     "decode_reply",
     "default_master_path",
     "encode",
+    "field_value",
     "kinds",
     "parse",
     "recv_message",
@@ -110,6 +111,8 @@ class Field:
     lo: int | None = None
     hi: int | None = None
     max_len: int | None = None
+    # A list of exactly these, in this order (an address and a port).
+    items: tuple[Field, ...] | None = None
 
     def problem(self, value: Any) -> str | None:
         """Why value cannot be this field, or None if it can."""
@@ -123,6 +126,13 @@ class Field:
             return f"{self.name!r} must be a {_TYPE_NAMES.get(self.type, self.type.__name__)}"
         if self.max_len is not None and len(value) > self.max_len:
             return f"{self.name!r} is longer than {self.max_len}"
+        if self.items is not None:
+            if len(value) != len(self.items):
+                return f"{self.name!r} must be a list of {len(self.items)}"
+            for item, v in zip(self.items, value):
+                why = item.problem(v)
+                if why is not None:
+                    return f"{self.name!r}: {why}"
         if isinstance(value, str) and "\x00" in value:
             return f"{self.name!r} contains a NUL character"
         return None
@@ -138,7 +148,7 @@ class MessageKind:
 
     ``fds`` descriptors come with it; when ``fds_if`` names a boolean
     field, only when that field is true (a failed ``fc_result`` carries
-    none). An op is answered by a reply (``{"ok": true, ...reply}``,
+    none), and then the fields ``required_if`` names must be there too. An op is answered by a reply (``{"ok": true, ...reply}``,
     ``reply_fds`` descriptors with it; ``reply`` None: not by a reply), or
     by the event ``reply_event`` names, carrying the op's ``req``."""
 
@@ -148,6 +158,8 @@ class MessageKind:
     fields: tuple[Field, ...] = ()
     fds: int = 0
     fds_if: str | None = None
+    # Fields that are required when the fds_if field is true.
+    required_if: tuple[str, ...] = ()
     reply: tuple[Field, ...] | None = None
     reply_fds: int = 0
     reply_event: str | None = None
@@ -212,14 +224,15 @@ MESSAGES: tuple[MessageKind, ...] = (
         Field("error", str, required=False),
     )),
     # From the master to a slave.
-    MessageKind("fc_offer", "op", "to_slave", (_channel_id(), _port(), Field("peer", list, max_len=2)),
-                fds=CHANNEL_FDS),
+    MessageKind("fc_offer", "op", "to_slave", (
+        _channel_id(), _port(), Field("peer", list, items=(_ipv4("address"), _port())),
+    ), fds=CHANNEL_FDS),
     MessageKind("connections", "op", "to_slave", (_req(),), reply_event="connections"),
     MessageKind("fc_result", "event", "to_slave", (
         _req(), Field("ok", bool), Field("id", int, required=False, lo=1, hi=INT64_MAX),
         Field("local_port", int, required=False, lo=1, hi=65535),
         Field("reason", str, required=False), Field("refuse", bool, required=False),
-    ), fds=CHANNEL_FDS, fds_if="ok"),
+    ), fds=CHANNEL_FDS, fds_if="ok", required_if=("id", "local_port")),
     MessageKind("limits", "event", "to_slave", tuple(Field(k, int, lo=0, hi=UINT64_MAX) for k in LIMIT_FIELDS)),
     MessageKind("endpoint_gone", "event", "to_slave", (Field("name", str, max_len=NAME_MAX), _ipv4("address"))),
 )
@@ -299,6 +312,10 @@ def decode(msg: dict[str, Any], direction: Direction, nfds: int = 0) -> MessageK
     req = msg.get("req")
     req = req if isinstance(req, int) and not isinstance(req, bool) and 0 <= req <= INT64_MAX else None
     why = _check_fields(kind.name, kind.fields, msg)
+    if why is None and kind.fds_if is not None and msg.get(kind.fds_if) is True:
+        absent = [name for name in kind.required_if if name not in msg]
+        if absent:
+            why = f"{kind.name}: {absent[0]!r} is required when {kind.fds_if!r} is true"
     if why is None:
         why = _fds_problem(kind.name, kind.descriptors(msg), nfds)
         if why is not None:
@@ -306,6 +323,15 @@ def decode(msg: dict[str, Any], direction: Direction, nfds: int = 0) -> MessageK
     if why is not None:
         raise InvalidMessage(why, kind=kind, expects_reply=expects_reply, req=req)
     return kind
+
+
+def field_value(kind: MessageKind | None, msg: dict[str, Any], name: str) -> Any:
+    """msg's field name if it is there with a value kind's field takes,
+    else None: what a refusal may still use of a message decode refused."""
+    f = next((f for f in kind.fields if f.name == name), None) if kind is not None else None
+    if f is None or name not in msg or f.problem(msg[name]) is not None:
+        return None
+    return msg[name]
 
 
 def decode_reply(kind: MessageKind | None, reply: dict[str, Any], nfds: int = 0) -> bool:
