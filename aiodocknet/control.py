@@ -88,8 +88,10 @@ class InvalidMessage(ValueError):
         self.expects_reply = expects_reply
         self.req = req
         # Set when the fields are right and only the descriptors are not:
-        # how many came.
+        # how many came. Fewer than the kind carries is what the kernel
+        # delivers to a receiver at its descriptor limit.
         self.descriptors = descriptors
+        self.descriptors_missing = False
 
 
 Direction = Literal["to_master", "to_slave"]
@@ -319,7 +321,9 @@ def decode(msg: dict[str, Any], direction: Direction, nfds: int = 0) -> MessageK
     if why is None:
         why = _fds_problem(kind.name, kind.descriptors(msg), nfds)
         if why is not None:
-            raise InvalidMessage(why, kind=kind, expects_reply=expects_reply, req=req, descriptors=nfds)
+            exc = InvalidMessage(why, kind=kind, expects_reply=expects_reply, req=req, descriptors=nfds)
+            exc.descriptors_missing = nfds < kind.descriptors(msg)
+            raise exc
     if why is not None:
         raise InvalidMessage(why, kind=kind, expects_reply=expects_reply, req=req)
     return kind

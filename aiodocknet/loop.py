@@ -623,8 +623,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         (it gives the channel back and says so). Anything else fails the
         connect over to the network path, and a channel it names is given
         back."""
-        lost = exc.descriptors is not None and exc.kind is not None and exc.descriptors < exc.kind.fds
-        if lost:
+        if exc.descriptors_missing:
             self._dn_fc_result(msg, [])
             return True
         fut = self._dn_fc_pending.get(exc.req) if exc.req is not None else None
@@ -640,7 +639,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         master resets the connector's side); with too few descriptors, all
         else right, that is our descriptor limit, and said so."""
         channel_id = field_value(exc.kind, msg, "id") or 0
-        if exc.descriptors is not None and exc.kind is not None and exc.descriptors < exc.kind.fds:
+        if exc.descriptors_missing:
             self._dn_fc_lost(channel_id, "an offer came without its descriptors (descriptor limit?)")
             return True
         self._dn_fc_closed(channel_id)

@@ -448,6 +448,14 @@ def test_slave_every_kind_malformed(master: Master, fake_master: FakeMaster) -> 
             assert answers(said) == expected_answers(kind, msg), label
             lines += 1
             assert logged(server, "invalid control message") == lines, label
+        # An offer whose descriptors did not all arrive (what the kernel
+        # does at the process's descriptor limit): given back at once, and
+        # said so as such.
+        offer = valid_to_slave(client_address)["fc_offer"]
+        fake_master.inject(offer, [spare])
+        assert answers(fake_master.barrier(next(req))) == [("fc_closed", FAKE_ID)]
+        assert logged(server, "fast channel not usable") == 1
+        assert logged(server, "invalid control message") == lines
         # Bytes that are not a message: logged, the connection kept.
         fake_master.inject_bytes(b"{not json")
         assert answers(fake_master.barrier(next(req))) == []
