@@ -35,7 +35,7 @@ import pytest
 from aiodocknet import control
 from aiodocknet.control import MESSAGES, Field, MessageKind, kinds, recv_message, send_message
 from dn_harness import ROOT, Master, Proc, wait_for
-from test_hostile_control import Conn, bad_values, warnings
+from test_hostile_control import Conn, warnings
 
 FC_PEER = Path(__file__).resolve().parent / "fc_peer.py"
 
@@ -73,12 +73,29 @@ def valid_to_slave(victim_address: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def all_bad_values(f: Field) -> Iterator[tuple[str, Any]]:
-    yield from bad_values(f)
-    if f.items is not None:
-        yield "one item short", ["10.77.0.1"]
-        yield "an item of the wrong type", ["10.77.0.1", "port"]
-        yield "an item out of range", ["10.77.0.1", 0]
+def bad_values(f: Field) -> Iterator[tuple[str, Any]]:
+    """Values field f must refuse, each with a label for the report."""
+    common: list[tuple[str, Any]] = [("null", None), ("object", {"a": 1}), ("nested list", [[[]]])]
+    if f.type is int:
+        yield from [("string", "1"), ("true", True), ("false", False), ("float", 1.5),
+                    ("2**70", 2**70), ("-2**70", -(2**70)), ("10**300", 10**300)]
+        if f.lo is not None:
+            yield "below range", f.lo - 1
+        if f.hi is not None:
+            yield "above range", f.hi + 1
+    elif f.type is str:
+        yield from [("int", 1), ("true", True), ("NUL inside", "a\x00b")]
+        if f.max_len is not None:
+            yield "too long", "x" * (f.max_len + 1)
+    elif f.type is bool:
+        yield from [("1", 1), ("0", 0), ("string", "true")]
+    elif f.type is list:
+        yield from [("string", "x"), ("int", 1)]
+        if f.items is not None:
+            yield "one item short", ["10.77.0.1"]
+            yield "an item of the wrong type", ["10.77.0.1", "port"]
+            yield "an item out of range", ["10.77.0.1", 0]
+    yield from (c for c in common if not isinstance(c[1], f.type))
 
 
 def malformed(kind: MessageKind, base: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], int]]:
@@ -89,7 +106,7 @@ def malformed(kind: MessageKind, base: dict[str, Any]) -> Iterator[tuple[str, di
     for f in kind.fields:
         if f.required or f.name in kind.required_if:
             yield f"{kind.name}: {f.name} missing", {k: v for k, v in base.items() if k != f.name}, nfds
-        for label, value in all_bad_values(f):
+        for label, value in bad_values(f):
             yield f"{kind.name}: {f.name} {label}", {**base, f.name: value}, nfds
     yield f"{kind.name}: {nfds + 1} descriptors", base, nfds + 1
 
