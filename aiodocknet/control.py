@@ -318,14 +318,13 @@ def decode(msg: dict[str, Any], direction: Direction, nfds: int = 0) -> MessageK
         absent = [name for name in kind.required_if if name not in msg]
         if absent:
             why = f"{kind.name}: {absent[0]!r} is required when {kind.fds_if!r} is true"
-    if why is None:
-        why = _fds_problem(kind.name, kind.descriptors(msg), nfds)
-        if why is not None:
-            exc = InvalidMessage(why, kind=kind, expects_reply=expects_reply, req=req, descriptors=nfds)
-            exc.descriptors_missing = nfds < kind.descriptors(msg)
-            raise exc
     if why is not None:
         raise InvalidMessage(why, kind=kind, expects_reply=expects_reply, req=req)
+    why = _fds_problem(kind.name, kind.descriptors(msg), nfds)
+    if why is not None:
+        exc = InvalidMessage(why, kind=kind, expects_reply=expects_reply, req=req, descriptors=nfds)
+        exc.descriptors_missing = nfds < kind.descriptors(msg)
+        raise exc
     return kind
 
 
@@ -369,14 +368,16 @@ def _frame(msg: dict[str, Any]) -> bytes:
     return data
 
 
+def _sendmsg(sock: socket.socket, data: bytes, fds: list[int] | None) -> None:
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([data], anc)
+
+
 def send_message(sock: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> None:
     """msg as it is, unchecked: for tools and tests that must be able to
     send what the table rejects. The library sends with ``send`` and
     ``send_reply``."""
-    anc = []
-    if fds:
-        anc.append((socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds)))
-    sock.sendmsg([_frame(msg)], anc)
+    _sendmsg(sock, _frame(msg), fds)
 
 
 def encode(msg: dict[str, Any], direction: Direction, fds: list[int] | None = None) -> bytes:
@@ -389,9 +390,7 @@ def encode(msg: dict[str, Any], direction: Direction, fds: list[int] | None = No
 
 def send(sock: socket.socket, msg: dict[str, Any], direction: Direction, fds: list[int] | None = None) -> None:
     """One message, checked against the table (``encode``) before it goes."""
-    data = encode(msg, direction, fds)
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sock.sendmsg([data], anc)
+    _sendmsg(sock, encode(msg, direction, fds), fds)
 
 
 def refusal(code: int, why: str) -> dict[str, Any]:
@@ -404,9 +403,7 @@ def send_reply(sock: socket.socket, kind: MessageKind | None, reply: dict[str, A
     """The reply to an op of kind, checked against its reply (or, with
     ``ok`` false, a refusal's) fields and descriptors before it goes."""
     decode_reply(kind, reply, len(fds or ()))
-    data = _frame(reply)
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sock.sendmsg([data], anc)
+    _sendmsg(sock, _frame(reply), fds)
 
 
 Handler = Callable[..., None]
@@ -453,8 +450,9 @@ class Dispatcher:
         self.refusers.update(refusers or {})
 
     def dispatch(self, msg: dict[str, Any], fds: list[int], *args: Any, **context: Any) -> None:
-        """msg with fds, from the peer args name (passed to the handler
-        first); context goes into the log lines."""
+        """Handle msg and its fds. args (the master passes the connection)
+        come first in the call to the handler or refuser; context goes
+        into the log lines."""
         try:
             kind = decode(msg, self.direction, len(fds))
         except InvalidMessage as exc:
@@ -509,7 +507,9 @@ def recv_message(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]
 
 
 def request(path: str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """One request on a fresh connection (for tools; slaves keep theirs)."""
+    """One request on a fresh connection (for tools; slaves keep theirs).
+    Sent unchecked, as a tool may probe the master with anything; the
+    master's decode is what holds."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as s:
         s.settimeout(timeout)
         s.connect(path)
