@@ -139,11 +139,7 @@ class StackPoller:
             self._loop.call_soon(self._poll)
 
     def _on_control(self) -> None:
-        notices = self._stack.read_control()
-        if notices is not None:
-            for msg, fds in notices:
-                self._loop._dn_control(msg, fds)  # type: ignore[attr-defined]
-        if notices is None:
+        if not self._stack.read_control():
             # The master is gone, and the switch with it: nothing on this
             # link will move again, so the connections end now.
             self._loop.remove_reader(self._control_fd)

@@ -100,6 +100,14 @@ class WakeFds:
         held.users += 1
         return held
 
+    def _drop(self, key: str, held: _HeldFd) -> None:
+        # The last user closes the descriptor: the entry goes with it, or
+        # the next channel would keep its fresh copy closed and use a
+        # number that may by then be another descriptor.
+        held.drop()
+        if held.users == 0 and self._held.get(key) is held:
+            del self._held[key]
+
     def forget(self, key: str) -> None:
         """That endpoint is gone: a later one at its address has another
         eventfd. Channels that still hold the old one keep it until they
@@ -115,8 +123,8 @@ class WakeFds:
         mine, theirs = self.take("self", self_efd), self.take(peer, peer_efd)
 
         def release() -> None:
-            mine.drop()
-            theirs.drop()
+            self._drop("self", mine)
+            self._drop(peer, theirs)
 
         return FastChannel(memfd, side, mine.fd, theirs.fd, release=release)
 

@@ -25,7 +25,18 @@ from typing import Any, NamedTuple
 
 from .errors import check, raise_errno
 from ._lib import ffi, lib
-from ..control import ControlError, default_master_path, recv_message, send_message
+from ..control import (
+    ControlError,
+    Dispatcher,
+    InvalidMessage,
+    MessageKind,
+    decode_reply,
+    default_master_path,
+    field_value,
+    kinds,
+    recv_message,
+    send,
+)
 from .eal import init_eal
 from ..log import get_logger
 
@@ -111,6 +122,8 @@ def _ip_str(value: int) -> str:
     return str(ipaddress.IPv4Address(value))
 
 
+ATTACH: MessageKind = kinds("to_master")["attach"]
+
 # A master answers an attach in milliseconds; one that does not answer at
 # all (busy, wedged, or refusing without a word) must not hang the
 # process's first network call for ever.
@@ -140,7 +153,7 @@ def request_attach(endpoint: str, path: str,
         if secret:
             request["secret"] = secret
         try:
-            send_message(control, request)
+            send(control, request, "to_master")
             reply, fds = recv_message(control)
         except TimeoutError:
             raise TimeoutError(
@@ -148,11 +161,13 @@ def request_attach(endpoint: str, path: str,
             ) from None
         if reply is None:
             raise ConnectionResetError(errno.ECONNRESET, f"DockNet master at {path} closed the connection")
-        if not reply.get("ok") or len(fds) != 3:
-            if reply.get("ok"):
-                raise ControlError(errno.EPROTO, "master sent a malformed attach reply")
-            code = getattr(errno, str(reply.get("code")), errno.EPROTO)
-            raise ControlError(code, f"master refused attach: {reply.get('error')}")
+        try:
+            ok = decode_reply(ATTACH, reply, len(fds))
+        except InvalidMessage as exc:
+            raise ControlError(errno.EPROTO, f"master sent a malformed attach reply ({exc})") from None
+        if not ok:
+            code = getattr(errno, reply["code"], errno.EPROTO)
+            raise ControlError(code, f"master refused attach: {reply['error']}")
         try:
             info = AttachInfo(
                 endpoint=endpoint,
@@ -187,6 +202,9 @@ class SlaveStack:
         # Connections the stack does not carry (the loop's fast channels),
         # for `docknet ss`.
         self.extra_connections: Callable[[], list[dict[str, Any]]] | None = None
+        # What the master sends, one handler per kind; a loop that owns
+        # this stack puts its own in for the kinds it handles.
+        self.control = self.default_control()
         self.info = info
         self._events = ffi.new("struct dn_event[]", 512)
         self._ip = ffi.new("uint32_t *")
@@ -510,12 +528,12 @@ class SlaveStack:
         """The master connection: readable when the master has news."""
         return self._control.fileno()
 
-    def read_control(self) -> list[tuple[dict[str, Any], list[int]]] | None:
-        """Messages the master sent. Endpoint-death notices and `ss`
-        requests are handled here; the rest come back with their fds,
-        which the caller then owns. None if the master closed the
-        connection (it stopped or died)."""
-        out = []
+    def read_control(self) -> bool:
+        """Handle what the master sent (``control``, the slave's one
+        dispatcher); False if the master closed the connection (it stopped
+        or died)."""
+        received = []
+        alive = True
         self._control.setblocking(False)
         try:
             while True:
@@ -529,33 +547,85 @@ class SlaveStack:
                 except OSError:
                     # A master killed with our messages unread resets the
                     # connection rather than closing it: gone all the same.
-                    return None
+                    alive = False
+                    break
                 if msg is None:
-                    return None
-                if msg.get("event") == "endpoint_gone" and isinstance(msg.get("address"), str):
-                    self.reset_peer(msg["address"])
-                elif msg.get("op") == "connections":
-                    # The master asks on behalf of `docknet ss`.
-                    conns = self.connections()
-                    if self.extra_connections is not None:
-                        conns += self.extra_connections()
-                    try:
-                        send_message(self._control, {"event": "connections", "req": msg.get("req"),
-                                                     "total": len(conns), "conns": conns[:CONNS_REPLY_MAX]})
-                    except (OSError, ValueError):
-                        pass
-                else:
-                    out.append((msg, fds))
-                    continue
-                for fd in fds:
-                    os.close(fd)
-                out.append((msg, []))
+                    alive = False
+                    break
+                received.append((msg, fds))
         finally:
+            # Handlers answer on the connection: blocking again first.
             self._control.setblocking(True)
-        return out
+        for msg, fds in received:
+            self.control.dispatch(msg, fds, endpoint=self.info.endpoint)
+        return alive
 
-    def send_control(self, msg: dict[str, Any]) -> None:
-        send_message(self._control, msg)
+    def send_control(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        """A message to the master, checked against the table first."""
+        send(self._control, msg, "to_master", fds)
+
+    # ---- what the master sends, without a loop ----
+
+    def default_control(self) -> Dispatcher:
+        """The stack's own handling of the master's messages: dead peers'
+        connections end, `ss` is answered; fast channels (a loop's) are
+        given back, and limits (enforced by a loop on them) ignored."""
+        return Dispatcher(
+            "to_slave",
+            {
+                "endpoint_gone": self._on_endpoint_gone,
+                "connections": self._on_connections,
+                "fc_offer": self._on_fc_offer,
+                "fc_result": self._on_fc_result,
+                "limits": lambda msg, fds: None,
+            },
+            log,
+            refusers={"connections": self._connections_refused, "fc_offer": self._fc_offer_refused},
+        )
+
+    def _on_endpoint_gone(self, msg: dict[str, Any], fds: list[int]) -> None:
+        self.reset_peer(msg["address"])
+
+    def _on_connections(self, msg: dict[str, Any], fds: list[int]) -> None:
+        # The master asks on behalf of `docknet ss`.
+        conns = self.connections()
+        if self.extra_connections is not None:
+            conns += self.extra_connections()
+        self._answer_connections(msg["req"], {"total": len(conns), "conns": conns[:CONNS_REPLY_MAX]})
+
+    def _connections_refused(self, exc: InvalidMessage, msg: dict[str, Any]) -> bool:
+        if exc.req is not None:
+            self._answer_connections(exc.req, {"total": 0, "conns": [], "error": str(exc)})
+        return False
+
+    def _answer_connections(self, req: int, answer: dict[str, Any]) -> None:
+        try:
+            self.send_control({"event": "connections", "req": req, **answer})
+        except OSError:
+            pass  # the master is gone; nobody waits
+
+    def give_back(self, channel_id: int) -> None:
+        """Tell the master a fast channel of id is done with on this side
+        (it resets the other side and frees it)."""
+        try:
+            self.send_control({"event": "fc_closed", "id": channel_id})
+        except OSError:
+            pass  # the master is gone, and its books with it
+
+    def _on_fc_offer(self, msg: dict[str, Any], fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
+        self.give_back(msg["id"])
+
+    def _fc_offer_refused(self, exc: InvalidMessage, msg: dict[str, Any]) -> bool:
+        channel_id = field_value(exc.kind, msg, "id")
+        if channel_id is not None:
+            self.give_back(channel_id)
+        return False
+
+    def _on_fc_result(self, msg: dict[str, Any], fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
 
     def send_queued(self, conn: int) -> int:
         return check(lib.dn_send_queued(self._st, conn))
