@@ -203,12 +203,16 @@ LIMIT_FIELDS = ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")
 
 MESSAGES: tuple[MessageKind, ...] = (
     # From slaves and tools to the master.
+    # named false: the endpoint is a guess (the process was given no
+    # name); a namespace a container runtime registered attaches as the
+    # endpoint registered for it, whatever the guess.
     MessageKind("attach", "op", "to_master", (
         Field("endpoint", str, max_len=NAME_MAX),
+        Field("named", bool, required=False),
         Field("secret", str, required=False, max_len=256),
         Field("pid", int, required=False, lo=1, hi=2**31 - 1),
     ), reply=(
-        _ipv4("address"), Field("prefix", int, lo=0, hi=32), _ipv4("gateway"),
+        Field("endpoint", str, max_len=NAME_MAX), _ipv4("address"), Field("prefix", int, lo=0, hi=32), _ipv4("gateway"),
         Field("mac", str, max_len=len("ff:ff:ff:ff:ff:ff")), Field("mtu", int, lo=68, hi=65535),
     ), reply_fds=ATTACH_FDS),
     MessageKind("resolve", "op", "to_master", (Field("name", str, max_len=NAME_MAX),),

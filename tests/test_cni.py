@@ -176,12 +176,6 @@ def endpoint(master: Master, name: str) -> dict[str, Any] | None:
         return None
 
 
-def alias(netns_path: str) -> str:
-    out = subprocess.run(["ip", "-n", os.path.basename(netns_path), "-o", "link", "show", "lo"],
-                         capture_output=True, text=True, check=True).stdout
-    return out.split("alias ", 1)[1].split()[0] if "alias " in out else ""
-
-
 # ---- VERSION, STATUS ----
 
 def test_version_lists_what_it_supports() -> None:
@@ -219,7 +213,6 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
     assert view["netns"] == ns and view["ip"] == str(address.ip) and view["state"] == "registered"
     assert view["owner"] == {"runtime": "cni", "network": "dn-test", "container_id": "c0ffee01", "ifname": "eth0"}
     assert view["egress_bits"] == 100_000_000 and view["ingress_bits"] == 50_000_000
-    assert alias(ns) == "docknet-endpoint:shop"
     # docknet ps shows whose it is.
     ps = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "--api", os.path.join(master.run_dir, "api.sock"),
                          "--json", "ps"], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -232,7 +225,6 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
 
     assert ok("DEL", {**conf, "prevResult": result}, **env) is None
     assert endpoint(master, "shop") is None
-    assert alias(ns) == ""
     # Repeated DEL, and DEL with no prevResult: still success.
     assert ok("DEL", {**conf, "prevResult": result}, **env) is None
     assert ok("DEL", conf, **env) is None
@@ -396,7 +388,6 @@ def test_bad_config_is_an_error_object_and_changes_nothing(master: Master, netns
     out = error("ADD", conf, code, cid="bad1", netns=ns, ifname="eth0")
     assert out["cniVersion"]
     assert api(master).call("GET", "/v1/endpoints") == []
-    assert alias(ns) == ""
 
 
 def test_bad_environment_is_an_error_object(master: Master, netns: Namespaces) -> None:
@@ -423,7 +414,6 @@ def test_unreachable_master_is_an_error_object(netns: Namespaces) -> None:
     error("CHECK", conf, 11, cid="u1", netns=ns, ifname="eth0")
     error("GC", netconf(tempfile.gettempdir() + "/dn-cni-no-master", "1.1.0",
                         **{"cni.dev/valid-attachments": []}), 11)
-    assert alias(ns) == ""
 
 
 def test_name_taken_and_one_endpoint_per_namespace(master: Master, netns: Namespaces) -> None:
@@ -432,7 +422,6 @@ def test_name_taken_and_one_endpoint_per_namespace(master: Master, netns: Namesp
     ok("ADD", conf, cid="a1", netns=ns1, ifname="eth0", args="K8S_POD_NAME=same")
     error("ADD", conf, 100, cid="a2", netns=ns2, ifname="eth0", args="K8S_POD_NAME=same")
     error("ADD", conf, 100, cid="a3", netns=ns1, ifname="eth1", args="K8S_POD_NAME=another")
-    assert alias(ns2) == "" and alias(ns1) == "docknet-endpoint:same"
     assert [e["name"] for e in api(master).call("GET", "/v1/endpoints")] == ["same"]
     ok("DEL", conf, cid="a1", netns=ns1, ifname="eth0", args="K8S_POD_NAME=same")
 
@@ -574,8 +563,10 @@ PROBE = textwrap.dedent("""
     import json, os
     from aiodocknet.native.stack import request_attach
     try:
-        request_attach(os.environ.get("PROBE_NAME") or "x", os.environ["DOCKNET_MASTER"])
-        print(json.dumps({"event": "probe", "attached": True}))
+        # No PROBE_NAME: a process told no name, as a container's is.
+        _, info, _ = request_attach(os.environ.get("PROBE_NAME") or "guess", os.environ["DOCKNET_MASTER"],
+                                    named="PROBE_NAME" in os.environ)
+        print(json.dumps({"event": "probe", "attached": True, "endpoint": info.endpoint}))
     except OSError as exc:
         print(json.dumps({"event": "probe", "attached": False, "error": str(exc)}))
 """)
@@ -619,19 +610,23 @@ def test_namespace_identity_is_not_a_way_in(master: Master, netns: Namespaces) -
     conf = netconf(master)
     ns_owned, ns_other, ns_manual = netns(), netns(), netns()
     ok("ADD", conf, cid="own1", netns=ns_owned, ifname="eth0", args="K8S_POD_NAME=owned")
-    # Another namespace that writes the name into itself is still refused:
-    # the master checks the namespace, the alias is only a hint.
-    subprocess.run(["ip", "-n", os.path.basename(ns_other), "link", "set", "lo", "alias",
-                    "docknet-endpoint:owned"], check=True)
+    # Another namespace that asks for the name is refused: the master
+    # checks the caller's namespace.
     probe = in_netns(master, ns_other, PROBE, PROBE_NAME="owned").expect("probe", timeout=60)
     assert not probe["attached"] and "network namespace" in probe["error"], probe
     # A namespace registered by docknet attach (no owner) still needs its secret.
     api(master).call("POST", "/v1/endpoints", {"name": "manual", "netns": ns_manual})
     probe = in_netns(master, ns_manual, PROBE, PROBE_NAME="manual").expect("probe", timeout=60)
     assert not probe["attached"] and "secret" in probe["error"], probe
-    # The owned one attaches with none.
+    # The owned one attaches with none, named or not: a process told no
+    # name is the endpoint registered for its namespace.
     probe = in_netns(master, ns_owned, PROBE, PROBE_NAME="owned").expect("probe", timeout=60)
-    assert probe["attached"], probe
+    assert probe["attached"] and probe["endpoint"] == "owned", probe
+    probe = in_netns(master, ns_owned, PROBE).expect("probe", timeout=60)
+    assert probe["attached"] and probe["endpoint"] == "owned", probe
+    # Unnamed from a namespace nobody registered: still refused.
+    probe = in_netns(master, ns_other, PROBE).expect("probe", timeout=60)
+    assert not probe["attached"] and "not registered" in probe["error"], probe
     ok("DEL", conf, cid="own1", netns=ns_owned, ifname="eth0", args="K8S_POD_NAME=owned")
 
 

@@ -381,6 +381,10 @@ class ControlServer:
         # Who asks is settled before anything is said about the name: a
         # process that may not have it must not learn it is in use.
         pid = self._peer_pid(conn)
+        if msg.get("named") is False:
+            owned = self.registry.owned_in(self._peer_netns(self._peer(conn)) or -1)
+            if owned is not None:
+                name = owned.name
         try:
             reg = self.registry.check_attach(name, pid, msg.get("secret"))
         except RegistryError as exc:
@@ -447,6 +451,7 @@ class ControlServer:
         self._save_state()
         log.info("endpoint attached", endpoint=name, address=address, slot=slot, pid=ep.pid, tenant=tenant)
         reply = {
+            "endpoint": name,
             "address": address,
             "prefix": self.addresses.subnet.prefixlen,
             "gateway": self.addresses.gateway,

@@ -130,12 +130,15 @@ ATTACH: MessageKind = kinds("to_master")["attach"]
 ATTACH_TIMEOUT = 10.0
 
 
-def request_attach(endpoint: str, path: str,
-                   timeout: float = ATTACH_TIMEOUT) -> tuple[socket.socket, AttachInfo, list[int]]:
+def request_attach(endpoint: str, path: str, timeout: float = ATTACH_TIMEOUT,
+                   named: bool = True) -> tuple[socket.socket, AttachInfo, list[int]]:
     """Ask the master at path for endpoint; returns the control connection
     (held for as long as the endpoint lives), what the master assigned, and
-    the link's memory, the endpoint's eventfd and the master's.
-    TimeoutError (an OSError) when the master does not answer in time."""
+    the link's memory, the endpoint's eventfd and the master's. named
+    False: endpoint is only a guess, and a namespace registered by a
+    container runtime gets the endpoint registered for it (the reply's
+    name). TimeoutError (an OSError) when the master does not answer in
+    time."""
     control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     fds: list[int] = []
     try:
@@ -148,7 +151,7 @@ def request_attach(endpoint: str, path: str,
                 f"no DockNet master at {path} (is `docknet master` running? "
                 "set DOCKNET_MASTER to its control socket)",
             ) from None
-        request = {"op": "attach", "endpoint": endpoint, "pid": os.getpid()}
+        request = {"op": "attach", "endpoint": endpoint, "named": named, "pid": os.getpid()}
         secret = os.environ.get("DOCKNET_SECRET")
         if secret:
             request["secret"] = secret
@@ -170,7 +173,7 @@ def request_attach(endpoint: str, path: str,
             raise ControlError(code, f"master refused attach: {reply['error']}")
         try:
             info = AttachInfo(
-                endpoint=endpoint,
+                endpoint=reply["endpoint"],
                 address=reply["address"],
                 prefix=int(reply["prefix"]),
                 gateway=reply["gateway"],
@@ -221,10 +224,13 @@ class SlaveStack:
         master: str | None = None,
         *,
         max_conns: int = 16384,
+        named: bool = True,
     ) -> SlaveStack:
-        """Attach to the master as ``endpoint`` and bring the link up."""
+        """Attach to the master as ``endpoint`` (named False: as the
+        endpoint registered for this network namespace, if a container
+        runtime registered it) and bring the link up."""
         path = master or default_master_path()
-        control, info, fds = request_attach(endpoint, path)
+        control, info, fds = request_attach(endpoint, path, named=named)
         try:
             init_eal("slave", SLAVE_MEM_MB)
         except BaseException:
@@ -239,7 +245,7 @@ class SlaveStack:
             raise
         log.info(
             "attached",
-            endpoint=endpoint,
+            endpoint=info.endpoint,
             address=info.address,
             mac=info.mac,
             mtu=info.mtu,
