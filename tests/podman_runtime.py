@@ -66,6 +66,29 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 NPROC_LIMIT = 4096
 
 
+RECORDER_PLUGIN = """#!{python}
+import json, os, sys
+
+text = sys.stdin.read()
+conf = json.loads(text) if text.strip() else {{}}
+call = {{"env": {{k: v for k, v in os.environ.items() if k.startswith("CNI_")}}, "config": conf}}
+with open({log!r}, "a") as f:
+    f.write(json.dumps(call) + "\\n")
+command = os.environ.get("CNI_COMMAND")
+if command == "VERSION":
+    print(json.dumps({{"cniVersion": "1.0.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]}}))
+elif command == "ADD":
+    print(json.dumps(conf.get("prevResult") or {{"cniVersion": conf.get("cniVersion", "1.0.0")}}))
+"""
+
+
+def recorded_calls(log: Path) -> list[dict[str, Any]]:
+    """The calls a recorder plugin saw, oldest first."""
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
 class PodmanError(RuntimeError):
     """A podman command failed; the message carries its stderr."""
 
@@ -215,6 +238,17 @@ class PodmanRuntime:
             "ipMasq": False,
             "ipam": {"type": "host-local", "dataDir": str(self.ipam_dir), "ranges": [[{"subnet": subnet}]]},
         }
+
+    def add_recorder_plugin(self, plugin_type: str) -> Path:
+        """A CNI plugin in our plugin directory that appends every call (the
+        CNI_* environment and the config on stdin) to a JSON-lines file and
+        answers as a pass-through link of a chain: ADD returns prevResult,
+        DEL and CHECK succeed. Returns the file's path."""
+        log = self.dir / f"{plugin_type}-calls.jsonl"
+        plugin = self.cni_plugin_dir / plugin_type
+        plugin.write_text(RECORDER_PLUGIN.format(python=sys.executable, log=str(log)))
+        plugin.chmod(0o755)
+        return log
 
     def run(self, name: str, argv: list[str], network: str, detach: bool = True,
             mounts: list[str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from podman_runtime import PodmanRuntime, podman_missing_reason
+from dn_harness import wait_for
+from podman_runtime import PodmanRuntime, podman_missing_reason, recorded_calls
 
 PORT = 8080
 
@@ -98,6 +99,56 @@ def test_two_containers_talk_over_a_cni_bridge(podman: PodmanRuntime) -> None:
     podman.remove(server)
     assert bridge in podman.leftovers().get("bridges", [])  # the bridge plugin never deletes it
     assert "netns" not in podman.leftovers()  # podman deleted both on teardown
+
+
+def cni_args(call: dict) -> dict[str, str]:
+    text = call["env"].get("CNI_ARGS", "")
+    return dict(pair.split("=", 1) for pair in text.split(";") if pair)
+
+
+def test_what_podman_tells_a_chained_plugin(podman: PodmanRuntime) -> None:
+    """What a plugin chained after bridge gets from podman 4.3, which the
+    DockNet plugin builds on: the container's name as K8S_POD_NAME in
+    CNI_ARGS, its full id, the network namespace podman made, the bridge's
+    result as prevResult, the conflist's own fields unchanged; no bandwidth
+    in runtimeConfig even when the capability is declared (podman has no
+    way to set it); DEL with the same id and namespace when the container
+    stops, nothing more on rm, and no CHECK, STATUS or GC."""
+    net = f"dn-rec-{podman.tag}"
+    octet = int(podman.tag[:2], 16)
+    log = podman.add_recorder_plugin("dn-recorder")
+    podman.add_network(net, [
+        podman.bridge_plugin(f"dnr{podman.tag}", f"10.231.{octet}.0/24"),
+        {"type": "dn-recorder", "tenant": "blue", "capabilities": {"bandwidth": True, "portMappings": True}},
+    ])
+    name = f"rec-{podman.tag}"
+    container_id = podman.run(name, ["/bin/sleep", "60"], net).stdout.strip()
+    netns = podman.inspect(name)["NetworkSettings"]["SandboxKey"]
+
+    adds = [c for c in recorded_calls(log) if c["env"]["CNI_COMMAND"] == "ADD"]
+    assert len(adds) == 1
+    add = adds[0]
+    assert cni_args(add)["K8S_POD_NAME"] == name
+    assert add["env"]["CNI_CONTAINERID"] == container_id
+    assert add["env"]["CNI_NETNS"] == netns and netns.startswith("/run/netns/")
+    assert add["env"]["CNI_IFNAME"] == "eth0"
+    config = add["config"]
+    assert config["tenant"] == "blue" and config["name"] == net and config["cniVersion"] == "1.0.0"
+    assert "bandwidth" not in config.get("runtimeConfig", {})
+    sandboxed = [i for i in config["prevResult"]["interfaces"] if i.get("sandbox") == netns]
+    assert [i["name"] for i in sandboxed] == ["eth0"]
+    assert config["prevResult"]["ips"][0]["address"].startswith(f"10.231.{octet}.")
+
+    podman.podman("stop", "--time", "0", name)
+    # The teardown may run in the `podman container cleanup` that conmon
+    # starts when the container exits, so after `podman stop` returns.
+    dels = wait_for(lambda: [c for c in recorded_calls(log) if c["env"]["CNI_COMMAND"] == "DEL"], 10)
+    assert len(dels) == 1
+    assert dels[0]["env"]["CNI_CONTAINERID"] == container_id and dels[0]["env"]["CNI_NETNS"] == netns
+    before_rm = len(recorded_calls(log))
+    podman.remove(name)
+    assert all(c["env"]["CNI_COMMAND"] == "VERSION" for c in recorded_calls(log)[before_rm:])
+    assert {c["env"]["CNI_COMMAND"] for c in recorded_calls(log)} == {"VERSION", "ADD", "DEL"}
 
 
 def test_leftovers_sees_what_close_removes() -> None:
