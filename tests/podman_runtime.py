@@ -179,7 +179,8 @@ class PodmanRuntime:
         /etc/resolv.conf and /etc/hostname itself."""
         for d in ("usr", "etc", "proc", "sys", "dev", "tmp", "run", "var/tmp", "root"):
             (self.rootfs / d).mkdir(parents=True, exist_ok=True)
-        for link in ("bin", "sbin", "lib", "lib64", "lib32"):
+        # /var/run too: DPDK's EAL makes its runtime directory under it.
+        for link in ("bin", "sbin", "lib", "lib64", "lib32", "var/run", "var/lock"):
             if os.path.islink(f"/{link}"):
                 (self.rootfs / link).symlink_to(os.readlink(f"/{link}"))
 
@@ -251,12 +252,22 @@ class PodmanRuntime:
         return log
 
     def run(self, name: str, argv: list[str], network: str, detach: bool = True,
-            mounts: list[str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+            mounts: list[str] | None = None, env: dict[str, str] | None = None,
+            options: list[str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """podman run on our root filesystem; detached, stdout is the
-        container's id; attached, its output."""
-        args = ["run", "--name", name, "--network", network, "--cgroup-parent", self.cgroup_parent]
+        container's id; attached, its output. mounts are extra ``-v``
+        specifications, env the container's extra environment, options any
+        other ``podman run`` options."""
+        # /run and /tmp of their own: the containers share one root
+        # filesystem, and DPDK names its runtime directory in /run after the
+        # pid, which is small and the same in every container.
+        args = ["run", "--name", name, "--network", network, "--cgroup-parent", self.cgroup_parent,
+                "--tmpfs", "/run", "--tmpfs", "/tmp"]
         for m in self.host_mounts() + (mounts or []):
             args += ["-v", m]
+        for key, value in (env or {}).items():
+            args += ["--env", f"{key}={value}"]
+        args += options or []
         if detach:
             args.append("-d")
         # --rootfs is a switch: the first argument after the options is then

@@ -10,13 +10,16 @@ plugins made is gone afterwards, also when the test fails.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from dn_harness import wait_for
+from dn_harness import Master, wait_for
 from podman_runtime import PodmanRuntime, podman_missing_reason, recorded_calls
 
 PORT = 8080
@@ -56,6 +59,22 @@ async def main(url):
 
 asyncio.run(main(sys.argv[1]))
 """
+
+
+DOCKNET_CLIENT = """
+import asyncio, json, sys
+import aiodocknet
+from aiohttp import ClientSession
+from aiodocknet.aiohttp import DockNetConnector
+
+async def main(url):
+    async with ClientSession(connector=DockNetConnector()) as session:
+        async with session.get(url) as resp:
+            print(json.dumps({"status": resp.status, "body": await resp.json()}), flush=True)
+
+aiodocknet.run(main(sys.argv[1]))
+"""
+PEER = Path(__file__).resolve().parent / "aiohttp_peer.py"
 
 
 @pytest.fixture
@@ -168,3 +187,68 @@ def test_leftovers_sees_what_close_removes() -> None:
     finally:
         runtime.close()
     assert runtime.leftovers() == {}
+
+
+@pytest.fixture
+def netns_names(podman: PodmanRuntime) -> Iterator[list[str]]:
+    """Network namespaces the test makes with ``ip netns``; deleted after."""
+    names: list[str] = []
+    try:
+        yield names
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def attach(master: Master, name: str, netns: str) -> dict[str, str]:
+    """`docknet attach`: the environment a process in netns needs."""
+    out = subprocess.run(
+        [sys.executable, "-m", "aiodocknet.cli", "--json", "attach", "--name", name, "--netns", netns,
+         "--api", os.path.join(master.run_dir, "api.sock")],
+        env=master.env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return dict(json.loads(out.stdout)["env"])
+
+
+def test_docknet_services_in_containers_by_hand(master: Master, podman: PodmanRuntime,
+                                                netns_names: list[str]) -> None:
+    """Today's hand recipe, before the CNI plugin: a namespace registered
+    with `docknet attach`, the container started in it (``--network ns:``)
+    with the environment attach printed and the master's run directory
+    mounted. An aiohttp server and a DockNet client in two containers talk
+    over a fast channel; DPDK runs in the containers with podman's default
+    capabilities and seccomp profile (and --no-huge: no hugetlbfs there)."""
+    envs = {}
+    for role in ("srv", "cli"):
+        ns = f"dn-pod-{role}-{podman.tag}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        netns_names.append(ns)
+        # A namespace from `ip netns add` has its loopback down; the peer
+        # serves a kernel socket on 127.0.0.1 besides DockNet.
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        envs[role] = attach(master, f"pod-{role}", f"/run/netns/{ns}")
+    run_dir = [f"{master.run_dir}:{master.run_dir}"]
+
+    server = f"srv-{podman.tag}"
+    podman.run(server, [sys.executable, str(PEER), "server", "--style", "run_app"],
+               f"ns:/run/netns/{netns_names[0]}", mounts=run_dir, env=envs["srv"])
+    out = podman.wait_for_output(server, '"ready"', timeout=60)
+    ready = json.loads(next(line for line in out.splitlines() if '"ready"' in line))
+    assert ready["loop"] == "DockNetLoop"
+
+    url = f"http://{ready['address']}:{ready['port']}/info"
+    out = podman.run(f"cli-{podman.tag}", [sys.executable, "-c", DOCKNET_CLIENT, url],
+                     f"ns:/run/netns/{netns_names[1]}", mounts=run_dir, env=envs["cli"], detach=False).stdout
+    answer = json.loads(out.strip().splitlines()[-1])
+    assert answer["status"] == 200, out
+    assert answer["body"]["transport"] == "FastChannelTransport"
+    assert answer["body"]["sockname"] == [ready["address"], ready["port"]]
+    client_address = answer["body"]["peer"][0]
+    assert client_address != ready["address"] and client_address.startswith("10.")
+
+    def attached() -> set[str]:
+        return {e["name"] for e in master.status()["endpoints"]}
+
+    assert "pod-srv" in attached()
+    podman.remove(server)
+    assert wait_for(lambda: "pod-srv" not in attached(), 10), attached()
