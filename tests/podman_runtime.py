@@ -219,9 +219,9 @@ class PodmanRuntime:
         Debian's plugins (1.1.1) refuse 1.1.0, and podman then drops the
         whole network."""
         self.networks.append(name)
-        for p in plugins:
-            if p.get("type") == "bridge":
-                self.bridges.append(p["bridge"])
+        # Any plugin naming a bridge makes it (bridge itself, or a plugin
+        # installed under another type); none deletes it on DEL.
+        self.bridges += [p["bridge"] for p in plugins if isinstance(p.get("bridge"), str)]
         path = self.cni_conf_dir / f"{name}.conflist"
         path.write_text(json.dumps({"cniVersion": cni_version, "name": name, "plugins": plugins}, indent=2))
         return path
@@ -239,6 +239,13 @@ class PodmanRuntime:
             "ipMasq": False,
             "ipam": {"type": "host-local", "dataDir": str(self.ipam_dir), "ranges": [[{"subnet": subnet}]]},
         }
+
+    def install_plugin(self, executable: str, plugin_type: str | None = None) -> str:
+        """Make an executable (e.g. the venv's ``docknet-cni``) a CNI plugin of
+        ours, searched before Debian's; returns its ``type`` for a conflist."""
+        plugin_type = plugin_type or os.path.basename(executable)
+        (self.cni_plugin_dir / plugin_type).symlink_to(os.path.abspath(executable))
+        return plugin_type
 
     def add_recorder_plugin(self, plugin_type: str) -> Path:
         """A CNI plugin in our plugin directory that appends every call (the
