@@ -33,7 +33,32 @@ What this machine needed, and why (podman 4.3.1 from Debian bookworm):
 - ``--cgroup-parent`` of our own: podman's default ``/libpod_parent`` would be
   left in every cgroup hierarchy; ours is removed at close.
 - storage driver ``vfs``: no overlay mounts to leak (``--rootfs`` uses no
-  image layers anyway).
+  image layers anyway); ``log_driver = "k8s-file"``: no journald for
+  ``podman logs``.
+- ``--tmpfs /run --tmpfs /tmp`` per container, and ``/var/run`` in the root
+  filesystem: the containers share one root filesystem, and DPDK's EAL puts
+  its runtime directory in ``/var/run/dpdk``, named after the pid (small and
+  equal in every container). Nothing else is needed for a DockNet process:
+  podman's default capabilities and seccomp profile suffice, and with no
+  hugetlbfs in the container the EAL runs with ``--no-huge``.
+
+What podman 4.3 does with a CNI plugin (pinned by tests/test_podman.py):
+``CNI_ARGS`` is ``IgnoreUnknown=1;K8S_POD_NAME=<container name>`` (plus
+``IP=``/``MAC=`` from ``--network net:ip=...,mac=...``), never
+``K8S_POD_NAMESPACE``; ``CNI_CONTAINERID`` is the full id, ``CNI_NETNS`` a
+``/run/netns/netns-<uuid>`` podman made, ``CNI_IFNAME`` ``eth0``. The
+conflist's own fields reach the plugin unchanged. ``runtimeConfig`` holds
+only declared capabilities podman knows: ``aliases`` and ``portMappings``;
+never ``bandwidth``. DEL comes when the container stops or exits (from the
+``podman container cleanup`` conmon starts, whose environment is podman's
+config variables only, so a plugin must find what it needs in its config),
+on restart (then a new ADD with a new netns), and right after a failed ADD
+(without prevResult); ``rm`` of a stopped container calls nothing. Every
+podman command calls VERSION on every plugin of every conflist. No CHECK,
+STATUS or GC (the libcni in podman 4.3 has no STATUS or GC). Conflists must
+say ``cniVersion`` 1.0.0 (Debian's plugins refuse 1.1.0 and podman drops the
+network), and every interface in a plugin's result needs a valid ``mac``
+(else ``podman run`` fails: "invalid MAC address").
 
 What stays outside our directory, and is cleaned at close: the network
 namespaces podman creates in ``/run/netns`` (removed by podman when a
@@ -61,8 +86,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_CNI_PLUGINS = "/usr/lib/cni"
 CNI_CACHE = Path("/var/lib/cni/results")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# A ceiling well above what a test needs and at or below any hard limit a
-# test machine sets; lowering a limit needs no capability.
+# Well above what a test needs, and below the RLIMIT_NPROC that podman's
+# own processes end up with (conmon ran with a hard limit of 32768 here,
+# lower than the caller's): the OCI runtime may only lower limits.
 NPROC_LIMIT = 4096
 
 
@@ -111,11 +137,9 @@ def _toml_list(items: list[str]) -> str:
 
 
 def _ulimits() -> list[str]:
-    nofile_soft, nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    nproc_soft, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
-    nproc = NPROC_LIMIT if nproc_hard == resource.RLIM_INFINITY else min(NPROC_LIMIT, nproc_hard)
+    _, nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     nofile = nofile_hard if nofile_hard != resource.RLIM_INFINITY else 1 << 20
-    return [f"nofile={nofile}:{nofile}", f"nproc={nproc}:{nproc}"]
+    return [f"nofile={nofile}:{nofile}", f"nproc={NPROC_LIMIT}:{NPROC_LIMIT}"]
 
 
 class PodmanRuntime:
