@@ -212,11 +212,18 @@ class PodmanRuntime:
         """Read-only bind mounts that let the checkout's venv python run in a
         container at the same paths: /usr, the base Python installation when
         it is elsewhere (pyenv), and the checkout."""
+        import aiodocknet
+
         paths = ["/usr"]
         base = os.path.realpath(sys.base_prefix)
         if not base.startswith("/usr/"):
             paths.append(base)
-        paths.append(str(ROOT))
+        # The venv and the aiodocknet it imports, when they are not in this
+        # checkout (tests run with another clone's venv).
+        package_root = str(Path(aiodocknet.__file__).resolve().parent.parent)
+        for path in (str(ROOT), sys.prefix, package_root):
+            if not any(path == p or path.startswith(p + "/") for p in paths):
+                paths.append(path)
         return [f"{p}:{p}:ro" for p in paths]
 
     # -- podman ------------------------------------------------------------

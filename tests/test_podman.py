@@ -75,6 +75,8 @@ async def main(url):
 aiodocknet.run(main(sys.argv[1]))
 """
 PEER = Path(__file__).resolve().parent / "aiohttp_peer.py"
+# The venv's console script, which a runtime runs as the CNI plugin.
+DOCKNET_CNI = Path(sys.executable).parent / "docknet-cni"
 
 
 @pytest.fixture
@@ -203,8 +205,8 @@ def netns_names(podman: PodmanRuntime) -> Iterator[list[str]]:
 def attach(master: Master, name: str, netns: str) -> dict[str, str]:
     """`docknet attach`: the environment a process in netns needs."""
     out = subprocess.run(
-        [sys.executable, "-m", "aiodocknet.cli", "--json", "attach", "--name", name, "--netns", netns,
-         "--api", os.path.join(master.run_dir, "api.sock")],
+        [sys.executable, "-m", "aiodocknet.cli", "--json", "--api", os.path.join(master.run_dir, "api.sock"),
+         "attach", "--name", name, "--netns", netns],
         env=master.env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
     return dict(json.loads(out.stdout)["env"])
@@ -252,3 +254,51 @@ def test_docknet_services_in_containers_by_hand(master: Master, podman: PodmanRu
     assert "pod-srv" in attached()
     podman.remove(server)
     assert wait_for(lambda: "pod-srv" not in attached(), 10), attached()
+
+
+def test_docknet_network_from_a_conflist(master: Master, podman: PodmanRuntime) -> None:
+    """Issue 15's runtime test: podman starts a server and a client on a
+    DockNet network (``bridge`` then ``docknet-cni``, from a conflist in the
+    test's CNI directory) with the master's run directory mounted at the
+    default path and no environment or secrets passed; the client calls
+    the server by name over a fast channel, and ``podman rm`` removes the
+    server's endpoint."""
+    if not os.access(DOCKNET_CNI, os.X_OK):
+        pytest.skip(f"{DOCKNET_CNI} is not installed (issue 15's CNI plugin)")
+    from aiodocknet.cli.api_client import ApiClient, ApiError
+
+    plugin = podman.install_plugin(str(DOCKNET_CNI))
+    net = f"dn-net-{podman.tag}"
+    octet = int(podman.tag[:2], 16)
+    podman.add_network(net, [
+        podman.bridge_plugin(f"dnd{podman.tag}", f"10.231.{octet}.0/24"),
+        {"type": plugin, "runDir": master.run_dir, "capabilities": {"bandwidth": True}},
+    ])
+    run_dir = [f"{master.run_dir}:/run/docknet"]
+    api = ApiClient(os.path.join(master.run_dir, "api.sock"))
+
+    server = f"srv-{podman.tag}"
+    podman.run(server, [sys.executable, str(PEER), "server", "--style", "run_app"], net, mounts=run_dir)
+    out = podman.wait_for_output(server, '"ready"', timeout=60)
+    ready = json.loads(next(line for line in out.splitlines() if '"ready"' in line))
+    assert ready["loop"] == "DockNetLoop"
+
+    out = podman.run(f"cli-{podman.tag}", [sys.executable, "-c", DOCKNET_CLIENT, f"http://{server}:{ready['port']}/info"],
+                     net, mounts=run_dir, detach=False).stdout
+    answer = json.loads(out.strip().splitlines()[-1])
+    assert answer["status"] == 200, out
+    assert answer["body"]["transport"] == "FastChannelTransport"
+    assert answer["body"]["sockname"] == [ready["address"], ready["port"]]
+
+    assert api.call("GET", f"/v1/endpoints/{server}")["name"] == server
+    podman.remove(server)
+
+    def registered() -> bool:
+        try:
+            api.call("GET", f"/v1/endpoints/{server}")
+        except ApiError as exc:
+            assert exc.status == 404, exc
+            return False
+        return True
+
+    assert wait_for(lambda: not registered(), 10)
