@@ -256,6 +256,8 @@ def test_docknet_services_in_containers_by_hand(master: Master, podman: PodmanRu
     assert wait_for(lambda: "pod-srv" not in attached(), 10), attached()
 
 
+@pytest.mark.skipif(not os.access(DOCKNET_CNI, os.X_OK),
+                    reason=f"{DOCKNET_CNI} is not installed (issue 15's CNI plugin)")
 def test_docknet_network_from_a_conflist(master: Master, podman: PodmanRuntime) -> None:
     """Issue 15's runtime test: podman starts a server and a client on a
     DockNet network (``bridge`` then ``docknet-cni``, from a conflist in the
@@ -263,8 +265,6 @@ def test_docknet_network_from_a_conflist(master: Master, podman: PodmanRuntime) 
     default path and no environment or secrets passed; the client calls
     the server by name over a fast channel, and ``podman rm`` removes the
     server's endpoint."""
-    if not os.access(DOCKNET_CNI, os.X_OK):
-        pytest.skip(f"{DOCKNET_CNI} is not installed (issue 15's CNI plugin)")
     from aiodocknet.cli.api_client import ApiClient, ApiError
 
     plugin = podman.install_plugin(str(DOCKNET_CNI))
