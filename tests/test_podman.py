@@ -1,10 +1,13 @@
 """Real podman containers on a CNI network (issue 15's container runtime).
 
-Two containers on a conflist in the test's own CNI config directory
-(Debian's bridge plugin with host-local IPAM, on a bridge and subnet the
-test owns): a server running an aiohttp app with the checkout's venv
-python, and a client calling it by address. Everything podman and the
-plugins made is gone afterwards, also when the test fails.
+Containers on conflists in the test's own CNI config directory (Debian's
+bridge plugin with host-local IPAM, on a bridge and subnet the test owns),
+running the checkout's venv python: plain aiohttp over the bridge; what
+podman tells a chained plugin; DockNet services by today's hand recipe
+(``docknet attach`` + ``--network ns:``); and DockNet as a CNI network
+(bridge then ``docknet-cni``) once the plugin is installed. Everything
+podman and the plugins made is gone afterwards, also when a test fails
+(tests/podman_runtime.py says which runtime flags this machine needs).
 """
 
 from __future__ import annotations
@@ -182,8 +185,6 @@ def test_leftovers_sees_what_close_removes() -> None:
     bridge = f"dnp{secrets.token_hex(3)}"
     try:
         runtime.add_network(f"dn-pod-{runtime.tag}", [runtime.bridge_plugin(bridge, "10.231.254.0/24")])
-        import subprocess
-
         subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
         assert runtime.leftovers()["bridges"] == [bridge]
     finally:
