@@ -25,15 +25,23 @@ as_root() {
 
 # clang and its compiler-rt (libFuzzer, ASan, UBSan) build the fuzz
 # harnesses (fuzz/build.sh); llvm gives the sanitizers' symbolizer.
-# containernetworking-plugins: the kernel CNI plugins (bridge, ptp,
-# host-local; /usr/lib/cni) that docknet-cni is chained after in tests.
+# containernetworking-plugins (below): the kernel CNI plugins (bridge,
+# ptp, host-local; /usr/lib/cni) that docknet-cni is chained after.
 DEB_PACKAGES=(libdpdk-dev pkg-config gcc make dpkg-dev xz-utils iproute2
-	iputils-ping procps psmisc openssl curl clang libclang-rt-14-dev llvm
-	containernetworking-plugins)
+	iputils-ping procps psmisc openssl curl clang libclang-rt-14-dev llvm)
+# Podman 4.3 with its CNI backend runs the container tests (tests/test_podman.py).
+# runc, not crun: crun 1.8 refuses a hybrid cgroup layout whose v2 root still
+# holds a controller (hugetlb on this kind of VM). Without recommends: the
+# rootless helpers (slirp4netns, uidmap, fuse-overlayfs) are not used as root.
+CONTAINER_PACKAGES=(podman runc conmon containernetworking-plugins)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+container_missing=()
+for p in "${CONTAINER_PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || container_missing+=("$p")
 done
 
 enable_deb_src() {
@@ -64,6 +72,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	[ "$updated" = 1 ] || as_root "${APT[@]}" update -q >/dev/null
 	updated=1
 	as_root env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -q "${missing[@]}" >/dev/null
+fi
+if [ "${#container_missing[@]}" -gt 0 ]; then
+	say "installing container runtime packages: ${container_missing[*]}"
+	[ "$updated" = 1 ] || as_root "${APT[@]}" update -q >/dev/null
+	updated=1
+	as_root env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -q --no-install-recommends \
+		"${container_missing[@]}" >/dev/null
 fi
 
 if [ "$need_lwip" = 1 ]; then
