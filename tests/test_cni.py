@@ -203,8 +203,10 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
     check_result(result, "1.0.0")
     assert len(result["interfaces"]) == 1
     index, itf, ip = docknet_part(result)
-    assert itf == {"name": "eth0", "mtu": 9000, "sandbox": ns, "socketPath": master.path}
     address = ipaddress.ip_interface(ip["address"])
+    # The switch's MAC for the address: 02:00 and the address's four bytes.
+    mac = "02:00:" + ":".join(f"{b:02x}" for b in address.ip.packed)
+    assert itf == {"name": "eth0", "mac": mac, "mtu": 9000, "sandbox": ns, "socketPath": master.path}
     assert address.network == SUBNET and ip["gateway"] == "10.77.0.1"
     assert {"dst": str(SUBNET), "gw": "10.77.0.1"} in result["routes"]
 

@@ -65,8 +65,8 @@ def _ours(master: Master, env: Env, conf: NetConf) -> list[dict[str, Any]]:
     return [e for e in master.endpoints() if _same_attachment(e, env, conf)]
 
 
-def _attachment(st: dict[str, Any], address: str) -> DockNetAttachment:
-    return DockNetAttachment(address, st["subnet"], st["gateway"], int(st["mtu"]), st["control"])
+def _attachment(st: dict[str, Any], reg: dict[str, Any]) -> DockNetAttachment:
+    return DockNetAttachment(reg["ip"], reg.get("mac"), st["subnet"], st["gateway"], int(st["mtu"]), st["control"])
 
 
 def add(env: Env, conf: NetConf) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def add(env: Env, conf: NetConf) -> dict[str, Any]:
             if exc.code == MASTER_REFUSED:
                 exc.details = f"endpoint {name!r}, network namespace {env.netns}: {exc.details}"
             raise
-    return merge(conf.cni_version, env.ifname, env.netns, _attachment(st, reg["ip"]), conf.prev_result, conf.dns)
+    return merge(conf.cni_version, env.ifname, env.netns, _attachment(st, reg), conf.prev_result, conf.dns)
 
 
 def delete(env: Env, conf: NetConf) -> None:
