@@ -79,10 +79,29 @@ CUSTOM_SCHEMAS = {("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition"): NAD_SCH
 Doc = dict[str, Any]
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: PyYAML
+    keeps the last silently, and so does the API server, so a duplicated
+    key in a manifest is an edit lost without a word."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def _load() -> list[tuple[str, Doc]]:
     out = []
     for path in sorted(KUBERNETES.rglob("*.y*ml")):
-        for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
+        for i, doc in enumerate(yaml.load_all(path.read_text(), Loader=_StrictLoader)):
             if doc is not None:
                 out.append((f"{path.relative_to(ROOT)}#{i}", doc))
     return out
@@ -357,6 +376,19 @@ def test_the_load_generator_calls_the_frontends_service() -> None:
         url = urlsplit(command[command.index("--url") + 1])
         assert (job["metadata"]["namespace"], url.hostname) in services
         assert url.port == PORT
+
+
+def test_containerfile_copies_what_exists() -> None:
+    """Every COPY source of deploy/Containerfile (the build context is the
+    repository) is there, services/ among them."""
+    sources = []
+    for line in (ROOT / "deploy" / "Containerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += words[1:-1]
+    assert "services" in sources
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
 
 
 # ---- the Podman example ----
