@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -389,6 +390,23 @@ def test_containerfile_copies_what_exists() -> None:
     assert "services" in sources
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+
+
+def test_image_installs_the_dpdk_libraries_the_native_module_links() -> None:
+    """Debian names the package of librte_X.so.N librte-X{N}: each one the
+    built module needs is in the Containerfile's runtime stage."""
+    import subprocess
+
+    import aiodocknet.native._lib as native
+
+    linked = subprocess.run(["ldd", native.__file__], capture_output=True, text=True, check=True).stdout
+    sonames = set(re.findall(r"\blibrte_([a-z0-9_]+)\.so\.(\d+)", linked))
+    assert sonames, linked
+    text = (ROOT / "deploy" / "Containerfile").read_text()
+    runtime = text[text.rindex("\nFROM "):]
+    for name, major in sorted(sonames):
+        package = f"librte-{name.replace('_', '-')}{major}"
+        assert re.search(rf"\b{re.escape(package)}\b", runtime), f"the image lacks {package}"
 
 
 # ---- the Podman example ----
