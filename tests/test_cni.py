@@ -683,3 +683,13 @@ def test_cni_install_writes_a_working_plugin_and_refuses_to_overwrite(master: Ma
         assert forced.returncode == 0 and "replaced" in forced.stdout
         assert not open(plugin).read().endswith("# changed\n")
         shutil.rmtree(bin_dir)
+
+
+def test_the_plugin_and_the_cli_load_no_native_code() -> None:
+    """A runtime runs the plugin for every container and CNI call: it must
+    not load uvloop, DPDK or the stack (nor need them to work)."""
+    code = ("import sys, aiodocknet.cni.main, aiodocknet.cli.main; "
+            "print(sorted(m for m in sys.modules if m.startswith(('uvloop', 'aiodocknet.native', "
+            "'aiodocknet.loop', 'aiodocknet.transports'))))")
+    res = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd="/", timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res
