@@ -22,7 +22,8 @@ LWIP_SRC = Path(os.environ.get("DOCKNET_LWIP_SRC", ROOT / "build" / "lwip"))
 
 # The headers whose declarations make up the Python-visible API.
 API_HEADERS = ["runtime/dn_error.h", "runtime/dn_eal.h", "stack/dn_link.h", "stack/dn_stack.h",
-               "switch/dn_switch.h", "fastchan/dn_fastchan.h", "runtime/dn_crowding.h"]
+               "switch/dn_switch.h", "fastchan/dn_fastchan.h", "runtime/dn_crowding.h",
+               "runtime/dn_spin.h"]
 
 # One folder per component; headers include each other by bare name.
 COMPONENTS = ["runtime", "shm", "stack", "switch", "fastchan"]
@@ -32,6 +33,7 @@ OUR_SOURCES = [
     "native/runtime/dn_eal.c",
     "native/runtime/dn_pktpool.c",
     "native/runtime/dn_crowding.c",
+    "native/runtime/dn_spin.c",
     "native/stack/dn_link.c",
     "native/stack/dn_stack.c",
     "native/stack/dn_netif.c",
