@@ -22,8 +22,8 @@ LWIP_SRC = Path(os.environ.get("DOCKNET_LWIP_SRC", ROOT / "build" / "lwip"))
 
 # The headers whose declarations make up the Python-visible API.
 API_HEADERS = ["runtime/dn_error.h", "runtime/dn_eal.h", "stack/dn_link.h", "stack/dn_stack.h",
-               "switch/dn_switch.h", "fastchan/dn_fastchan.h", "runtime/dn_crowding.h",
-               "runtime/dn_spin.h"]
+               "switch/dn_switch.h", "switch/dn_limit.h", "fastchan/dn_fastchan.h",
+               "runtime/dn_crowding.h", "runtime/dn_spin.h"]
 
 # One folder per component; headers include each other by bare name.
 COMPONENTS = ["runtime", "shm", "stack", "switch", "fastchan"]
