@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dn_bench.h"
 #include "dn_clock.h"
@@ -538,7 +537,7 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 {
 	unsigned char (*frames)[2048];
 	unsigned char *reached;
-	struct dn_rxseg segs[8];
+	struct dn_rxseg seg;
 	uint64_t start, end, got = 0, sent = 0;
 	int i, j;
 
@@ -567,15 +566,8 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 			dn_link_tx_flush(links[i]);
 		}
 		for (i = 0; i < k; i++) {
-			int n;
-
-			while ((n = dn_link_rx(links[i], segs, 8)) != 0) {
-				int s;
-
-				if (n < 0)
-					continue;
-				for (s = 0; s < n; s++)
-					dn_link_free_seg(segs[s].seg);
+			while (dn_link_rx(links[i], &seg) != 0) {
+				dn_link_free_seg(seg.seg);
 				got++;
 				reached[i] = 1;
 			}

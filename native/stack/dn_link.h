@@ -63,9 +63,10 @@ void dn_link_close(struct dn_link *link);
 int dn_link_remap(struct dn_link *link, int shm_fd, uint16_t mtu,
 	int wake_fd, int peer_wake_fd);
 
-/* Next received frame: fills up to max segments and returns their count,
- * 0 when nothing is waiting, or -EMSGSIZE (frame dropped) if it has more. */
-DN_EXPORT int dn_link_rx(struct dn_link *link, struct dn_rxseg *segs, unsigned int max);
+/* Next received frame, whole in one segment (the pool's mbufs hold a
+ * frame of the link's MTU; a larger one was dropped and counted): 1 with
+ * *seg filled, 0 when nothing is waiting. */
+DN_EXPORT int dn_link_rx(struct dn_link *link, struct dn_rxseg *seg);
 DN_EXPORT void dn_link_free_seg(void *seg);
 
 /* Copies a frame given as iov pieces onto the ring (the master sees it at
