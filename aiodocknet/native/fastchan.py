@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import check, raise_errno
 from ._lib import ffi, lib
+from .stack import READ_MAX
 
 __all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "WakeFds", "make_channel", "make_region", "READABLE",
            "WRITABLE"]
@@ -23,7 +24,6 @@ __all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "WakeFds", "make_channel
 READABLE = lib.DN_FC_READABLE
 WRITABLE = lib.DN_FC_WRITABLE
 DEFAULT_RING = 1 << 20
-READ_MAX = 256 * 1024
 _EAGAIN = -errno.EAGAIN
 
 

@@ -19,7 +19,6 @@ import math
 import os
 import select
 import socket
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -74,7 +73,9 @@ EVENT_NAMES = {
 }
 
 SLAVE_MEM_MB = 64
-SCRATCH = 256 * 1024
+# The most bytes one read hands a protocol (data_received), on every path:
+# lwIP's connections, UDP, and fast channels read in Python.
+READ_MAX = 256 * 1024
 _EAGAIN = -errno.EAGAIN
 # 4095 mbufs of one jumbo frame each (~9.6 KiB): ~39 MiB of the 64.
 SLAVE_MBUFS = 4095
@@ -212,7 +213,7 @@ class SlaveStack:
         self._events = ffi.new("struct dn_event[]", 512)
         self._ip = ffi.new("uint32_t *")
         self._port = ffi.new("uint16_t *")
-        self._scratch = ffi.new("char[]", SCRATCH)
+        self._scratch = ffi.new("char[]", READ_MAX)
         self._closed = False
 
     # ---- attaching ----
@@ -389,25 +390,6 @@ class SlaveStack:
         finally:
             self.disarm()
 
-    def run_until(self, done: Any, timeout: float, spin: float = 0.0002) -> list[Event]:
-        """Poll (spinning briefly, then sleeping) until ``done(events)`` is
-        true for the events gathered so far; TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        events: list[Event] = []
-        idle_since = time.monotonic()
-        while True:
-            new = self.poll()
-            if new:
-                events.extend(new)
-                idle_since = time.monotonic()
-            if done(events):
-                return events
-            now = time.monotonic()
-            if now > deadline:
-                raise TimeoutError(f"stack events not complete after {timeout}s: {events[-8:]}")
-            if not new and now - idle_since > spin:
-                self.wait(min(0.05, deadline - now))
-
     def stats(self) -> dict[str, int]:
         s = ffi.new("struct dn_stack_stats *")
         lib.dn_stack_stats(self._st, s)
@@ -443,10 +425,10 @@ class SlaveStack:
             raise BlockingIOError(errno.EAGAIN, "nothing to read")
         return data
 
-    def recv_nowait(self, conn: int, size: int = SCRATCH) -> bytes | None:
+    def recv_nowait(self, conn: int, size: int = READ_MAX) -> bytes | None:
         """Like recv() but None when nothing is waiting: the transports'
         fast path, with no exception per empty read and no buffer per call."""
-        rc = lib.dn_recv(self._st, conn, self._scratch, min(size, SCRATCH))
+        rc = lib.dn_recv(self._st, conn, self._scratch, min(size, READ_MAX))
         if rc < 0:
             if rc == _EAGAIN:
                 return None
@@ -652,7 +634,7 @@ class SlaveStack:
         return got
 
     def recvfrom_nowait(self, conn: int, size: int = 65535) -> tuple[bytes, tuple[str, int]] | None:
-        rc = lib.dn_udp_recvfrom(self._st, conn, self._scratch, min(size, SCRATCH), self._ip, self._port)
+        rc = lib.dn_udp_recvfrom(self._st, conn, self._scratch, min(size, READ_MAX), self._ip, self._port)
         if rc < 0:
             if rc == _EAGAIN:
                 return None
