@@ -5,6 +5,7 @@ master)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -13,7 +14,8 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -113,51 +115,26 @@ async def test_half_close_keeps_receiving(peer: Peer) -> None:
     w.close()
 
 
-async def test_eof_received_true_keeps_write_side_open(peer: Peer, local_host: str) -> None:
-    """The far end half-closes; our eof_received returns True, so the
-    transport stays open for writing: a write made after eof_received has
-    returned still reaches the far end, and connection_lost comes only with
-    our own close()."""
+@contextlib.asynccontextmanager
+async def serving(factory: Callable[[], Recorder], host: str) -> AsyncIterator[tuple[int, list[Recorder]]]:
+    """A server of ours on ``host``: its port and the protocols of the
+    connections it accepts. On the way out (a failed assertion too) those
+    connections are aborted, so that closing the server cannot wait on them."""
     loop = asyncio.get_running_loop()
-    made: list[KeepOpen] = []
+    protocols: list[Recorder] = []
 
-    class KeepOpen(Recorder):
-        def __init__(self) -> None:
-            super().__init__()
-            self.keep_open = True
-            self.open_after_eof: bool | None = None
-            made.append(self)
+    def make() -> Recorder:
+        protocols.append(factory())
+        return protocols[-1]
 
-        def eof_received(self) -> bool:
-            loop.call_soon(self.answer)
-            return super().eof_received()
-
-        def answer(self) -> None:
-            self.open_after_eof = not self.transport.is_closing()  # type: ignore[attr-defined]
-            self.transport.write(b"after eof: " + bytes(self.data))  # type: ignore[attr-defined]
-            self.transport.close()
-
-    server = await loop.create_server(KeepOpen, local_host, 0)
-    async with server:
-        port = server.sockets[0].getsockname()[1]
-        r, w = await asyncio.open_connection(peer.host, peer.port(CONNECT_BACK))
-        w.write(b'{"host": "%s", "port": %d, "data": "hi"}\n' % (local_host.encode(), port))
-        # The peer sends "hi", half-closes, and relays what it reads to EOF.
-        assert await asyncio.wait_for(r.read(-1), 30) == b"after eof: hi"
-        w.close()
-        (p,) = made
-        assert await asyncio.wait_for(p.lost, 10) is None
-        assert p.open_after_eof is True
-        assert p.calls == ["made", "data", "eof", "lost"]
-
-
-async def dial(peer: Peer, host: str, port: int, nbytes: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Ask the peer's dial service to connect to ``host:port``; it sends
-    ``nbytes`` when it reads "go" on the writer, and its reports ({"sent"},
-    then {"ended"}) arrive on the reader."""
-    r, w = await asyncio.open_connection(peer.host, peer.port(DIAL))
-    w.write(json.dumps({"host": host, "port": port, "bytes": nbytes}).encode() + b"\n")
-    return r, w
+    server = await loop.create_server(make, host, 0)
+    try:
+        yield server.sockets[0].getsockname()[1], protocols
+    finally:
+        for p in protocols:
+            p.transport.abort()  # type: ignore[attr-defined]
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -169,9 +146,70 @@ async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-async def accepted(server_protocols: list[Recorder]) -> Recorder:
-    await until(lambda: bool(server_protocols))
-    return server_protocols[0]
+async def accepted(protocols: list[Recorder]) -> Recorder:
+    await until(lambda: bool(protocols))
+    return protocols[0]
+
+
+async def test_eof_received_true_keeps_write_side_open(peer: Peer, local_host: str) -> None:
+    """The far end half-closes; our eof_received returns True, so the
+    transport stays open for writing: a write made after eof_received has
+    returned still reaches the far end, and connection_lost comes only with
+    our own close()."""
+    loop = asyncio.get_running_loop()
+
+    class KeepOpen(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.keep_open = True
+            self.open_after_eof: bool | None = None
+
+        def eof_received(self) -> bool:
+            loop.call_soon(self.answer)
+            return super().eof_received()
+
+        def answer(self) -> None:
+            self.open_after_eof = not self.transport.is_closing()  # type: ignore[attr-defined]
+            self.transport.write(b"after eof: " + bytes(self.data))  # type: ignore[attr-defined]
+            self.transport.close()
+
+    async with serving(KeepOpen, local_host) as (port, protocols):
+        r, w = await asyncio.open_connection(peer.host, peer.port(CONNECT_BACK))
+        w.write(b'{"host": "%s", "port": %d, "data": "hi"}\n' % (local_host.encode(), port))
+        # The peer sends "hi", half-closes, and relays what it reads to EOF.
+        assert await asyncio.wait_for(r.read(-1), 30) == b"after eof: hi"
+        w.close()
+        p = await accepted(protocols)
+        assert await asyncio.wait_for(p.lost, 10) is None
+        assert p.open_after_eof is True  # type: ignore[attr-defined]
+        assert p.calls == ["made", "data", "eof", "lost"]
+
+
+@dataclass
+class Dialled:
+    """The control connection to the peer's dial service."""
+
+    r: asyncio.StreamReader
+    w: asyncio.StreamWriter
+
+    def go(self) -> None:
+        """Let the peer send its bytes."""
+        self.w.write(b"go\n")
+
+    async def report(self) -> dict[str, Any]:
+        return json_line(await asyncio.wait_for(self.r.readline(), 30))
+
+
+@contextlib.asynccontextmanager
+async def dial(peer: Peer, host: str, port: int, nbytes: int) -> AsyncIterator[Dialled]:
+    """Ask the peer's dial service to connect to ``host:port``; it sends
+    ``nbytes`` after ``go()``, and reports {"sent"}, then {"ended"}."""
+    r, w = await asyncio.open_connection(peer.host, peer.port(DIAL))
+    try:
+        w.write(json.dumps({"host": host, "port": port, "bytes": nbytes}).encode() + b"\n")
+        yield Dialled(r, w)
+    finally:
+        w.close()
 
 
 async def test_abort_by_peer_is_connection_reset(peer: Peer) -> None:
@@ -191,27 +229,18 @@ async def test_abort_resets_peer(peer: Peer, local_host: str) -> None:
     fails with a reset under DockNet (lwIP aborts with RST); the kernel
     loops close the socket, which the peer reads as EOF. We see
     connection_lost(None) either way."""
-    loop = asyncio.get_running_loop()
-    protocols: list[Recorder] = []
-
-    def make() -> Recorder:
-        protocols.append(Recorder())
-        return protocols[-1]
-
-    server = await loop.create_server(make, local_host, 0)
-    async with server:
-        r, w = await dial(peer, local_host, server.sockets[0].getsockname()[1], 5)
-        w.write(b"go\n")
-        assert json_line(await asyncio.wait_for(r.readline(), 30)) == {"sent": 5}
-        p = await accepted(protocols)
-        await until(lambda: len(p.data) == 5)
-        p.transport.abort()  # type: ignore[attr-defined]
-        assert p.transport.is_closing()
-        assert await asyncio.wait_for(p.lost, 10) is None
-        ended = json_line(await asyncio.wait_for(r.readline(), 30))
-        assert ended["ended"] == ("ConnectionResetError" if loop_kind() == "docknet" else "eof"), ended
-        assert ended["received"] == 0, ended
-        w.close()
+    async with serving(Recorder, local_host) as (port, protocols):
+        async with dial(peer, local_host, port, 5) as d:
+            p = await accepted(protocols)
+            d.go()
+            assert await d.report() == {"sent": 5}
+            await until(lambda: len(p.data) == 5)
+            p.transport.abort()  # type: ignore[attr-defined]
+            assert p.transport.is_closing()
+            assert await asyncio.wait_for(p.lost, 10) is None
+            ended = await d.report()
+            assert ended == {"ended": "ConnectionResetError" if loop_kind() == "docknet" else "eof",
+                             "received": 0}, ended
 
 
 async def test_connection_refused(peer: Peer) -> None:
@@ -252,19 +281,19 @@ async def test_flow_control_slow_reader(peer: Peer) -> None:
     assert json_line(bytes(p.data)) == {"bytes": sent, "sha256": h.hexdigest()}
 
 
-async def check_paused_then_resume(peer: Peer, p: Recorder, control: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                                   nbytes: int) -> None:
+async def check_paused_then_resume(peer: Peer, p: Recorder, d: Dialled, nbytes: int) -> None:
     """``p``'s transport is paused and the peer's dial service is sending it
     ``nbytes``: check they are not delivered (the peer reports them
     written, and a round trip through the same peer made after that comes
     back while data_received has still not run); then resume reading and
     check all arrive in order."""
-    r, w = control
     echo_r, echo_w = await asyncio.open_connection(peer.host, peer.port(ECHO))
-    assert json_line(await asyncio.wait_for(r.readline(), 30)) == {"sent": nbytes}
-    echo_w.write(b"later")
-    assert await asyncio.wait_for(echo_r.readexactly(5), 10) == b"later"
-    echo_w.close()
+    try:
+        assert await d.report() == {"sent": nbytes}
+        echo_w.write(b"later")
+        assert await asyncio.wait_for(echo_r.readexactly(5), 10) == b"later"
+    finally:
+        echo_w.close()
     assert not p.transport.is_reading()  # type: ignore[attr-defined]
     assert p.calls == ["made"] and len(p.data) == 0, "data_received ran while reading was paused"
     p.transport.resume_reading()  # type: ignore[attr-defined]
@@ -272,28 +301,19 @@ async def check_paused_then_resume(peer: Peer, p: Recorder, control: tuple[async
     await until(lambda: len(p.data) >= nbytes)
     assert bytes(p.data) == (bytes(range(256)) * (nbytes // 256 + 1))[:nbytes]
     p.transport.close()  # type: ignore[attr-defined]
-    assert json_line(await asyncio.wait_for(r.readline(), 30)) == {"ended": "eof", "received": 0}
+    assert await d.report() == {"ended": "eof", "received": 0}
     assert await asyncio.wait_for(p.lost, 10) is None
-    w.close()
 
 
 async def test_pause_reading_stops_data(peer: Peer, local_host: str) -> None:
     """While reading is paused, bytes the peer has sent are not delivered;
     resume_reading lets them all through."""
-    loop = asyncio.get_running_loop()
-    protocols: list[Recorder] = []
-
-    def make() -> Recorder:
-        protocols.append(Recorder())
-        return protocols[-1]
-
-    server = await loop.create_server(make, local_host, 0)
-    async with server:
-        r, w = await dial(peer, local_host, server.sockets[0].getsockname()[1], 64 * 1024)
-        p = await accepted(protocols)
-        p.transport.pause_reading()  # type: ignore[attr-defined]
-        w.write(b"go\n")
-        await check_paused_then_resume(peer, p, (r, w), 64 * 1024)
+    async with serving(Recorder, local_host) as (port, protocols):
+        async with dial(peer, local_host, port, 64 * 1024) as d:
+            p = await accepted(protocols)
+            p.transport.pause_reading()  # type: ignore[attr-defined]
+            d.go()
+            await check_paused_then_resume(peer, p, d, 64 * 1024)
 
 
 async def test_pause_reading_in_connection_made(peer: Peer, local_host: str, request: pytest.FixtureRequest) -> None:
@@ -302,20 +322,16 @@ async def test_pause_reading_in_connection_made(peer: Peer, local_host: str, req
     until it resumes."""
     xfail_on(request, "uvloop", "uvloop starts reading after connection_made whatever the protocol asked "
              "(basetransport.pyx: _call_connection_made calls _start_reading unconditionally)")
-    loop = asyncio.get_running_loop()
-    protocols: list[Recorder] = []
 
     class PausesAtOnce(Recorder):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
             transport.pause_reading()  # type: ignore[attr-defined]
-            protocols.append(self)
 
-    server = await loop.create_server(PausesAtOnce, local_host, 0)
-    async with server:
-        r, w = await dial(peer, local_host, server.sockets[0].getsockname()[1], 4096)
-        w.write(b"go\n")
-        await check_paused_then_resume(peer, await accepted(protocols), (r, w), 4096)
+    async with serving(PausesAtOnce, local_host) as (port, protocols):
+        async with dial(peer, local_host, port, 4096) as d:
+            d.go()
+            await check_paused_then_resume(peer, await accepted(protocols), d, 4096)
 
 
 async def test_buffered_protocol(peer: Peer) -> None:
