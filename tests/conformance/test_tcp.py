@@ -369,9 +369,11 @@ async def test_buffered_protocol(peer: Peer) -> None:
 
 async def test_pause_reading_inside_data_received(peer: Peer) -> None:
     """A protocol that pauses in data_received gets no call while paused,
-    however much is waiting; each resume lets the next chunk through, and
-    4 MiB arrive whole and in order."""
+    however much is waiting (a round trip through the same peer comes back
+    meanwhile); each resume lets the next chunk through, and 4 MiB arrive
+    whole and in order."""
     loop = asyncio.get_running_loop()
+    echo_r, echo_w = await asyncio.open_connection(peer.host, peer.port(ECHO))
 
     class Pauser(Recorder):
         chunks = 0
@@ -392,9 +394,11 @@ async def test_pause_reading_inside_data_received(peer: Peer) -> None:
         if p.lost.done():
             break
         assert p.chunks == seen + 1 and not t.is_reading()
-        await asyncio.sleep(0.005)
+        echo_w.write(b"!")
+        assert await asyncio.wait_for(echo_r.readexactly(1), 10) == b"!"
         assert p.chunks == seen + 1, "data_received ran while reading was paused"
         t.resume_reading()
+    echo_w.close()
     assert await p.lost is None
     assert bytes(p.data) == bytes(range(256)) * (4 << 12)
 
