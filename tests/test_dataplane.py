@@ -128,7 +128,8 @@ def test_sigkill_mid_stream_resets_peer_and_frees_address(master: Master) -> Non
     assert addr not in {e["address"] for e in status["endpoints"]}
     assert status["addresses_in_use"] == len(status["endpoints"])
     again = master.peer("idle", "victim")
-    assert again.expect("ready")["address"]
+    new_addr = again.expect("ready")["address"]
+    assert {e["name"]: e["address"] for e in master.status()["endpoints"]}["victim"] == new_addr
 
 
 def test_64_endpoints_on_one_master(master: Master) -> None:
