@@ -72,11 +72,6 @@ class _HeldFd:
         self.fd = fd
         self.users = 0
 
-    def drop(self) -> None:
-        self.users -= 1
-        if self.users == 0:
-            os.close(self.fd)
-
 
 class WakeFds:
     """The eventfds a process's fast channels ring and sleep on, kept once
@@ -100,7 +95,7 @@ class WakeFds:
         held.users += 1
         return held
 
-    def _drop(self, key: str, held: _HeldFd) -> None:
+    def drop(self, key: str, held: _HeldFd) -> None:
         # The last user closes the descriptor: the entry goes with it, or
         # the next channel would keep its fresh copy closed and use a
         # number that may by then be another descriptor.
@@ -123,8 +118,8 @@ class WakeFds:
         mine, theirs = self.take("self", self_efd), self.take(peer, peer_efd)
 
         def release() -> None:
-            self._drop("self", mine)
-            self._drop(peer, theirs)
+            self.drop("self", mine)
+            self.drop(peer, theirs)
 
         return FastChannel(memfd, side, mine.fd, theirs.fd, release=release)
 
