@@ -96,12 +96,15 @@ class WakeFds:
         return held
 
     def drop(self, key: str, held: _HeldFd) -> None:
-        # The last user closes the descriptor: the entry goes with it, or
-        # the next channel would keep its fresh copy closed and use a
-        # number that may by then be another descriptor.
-        held.drop()
-        if held.users == 0 and self._held.get(key) is held:
-            del self._held[key]
+        """A channel is done with ``held``: the last one closes it, and
+        takes it out of the set, so that the next offer's copy is kept
+        instead of a descriptor number that is closed (and may by then be
+        another connection's)."""
+        held.users -= 1
+        if held.users == 0:
+            os.close(held.fd)
+            if self._held.get(key) is held:
+                del self._held[key]
 
     def forget(self, key: str) -> None:
         """That endpoint is gone: a later one at its address has another
