@@ -8,6 +8,7 @@ Results and errors are checked against SPEC.md's result types."""
 from __future__ import annotations
 
 import ipaddress
+import io
 import json
 import os
 import shutil
@@ -667,22 +668,49 @@ def test_cni_install_writes_a_working_plugin_and_refuses_to_overwrite(master: Ma
         # Idempotent.
         again = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
         assert again.returncode == 0 and "unchanged" in again.stdout
-        # The installed launcher is the plugin.
+        # The installed file is the plugin, on the node's Python with nothing
+        # of aiodocknet installed (its own modules are in the file).
+        with open(plugin, "rb") as f:
+            assert f.readline() == b"#!/usr/bin/python3 -I\n"
+        bare = subprocess.run(["/usr/bin/python3", "-I", "-c", "import aiodocknet"], capture_output=True)
+        assert bare.returncode != 0, "the test needs a Python without aiodocknet"
         ns = netns()
         dn_conf = {**conflist["plugins"][1], "cniVersion": conflist["cniVersion"], "name": conflist["name"]}
         result = ok("ADD", dn_conf, cid="inst1", netns=ns, ifname="eth0", plugin=plugin)
         check_result(result, "1.0.0")
         ok("DEL", dn_conf, cid="inst1", netns=ns, ifname="eth0", plugin=plugin)
         # A file that differs is not overwritten without --force.
-        with open(plugin, "a") as f:
-            f.write("# changed\n")
+        with open(plugin, "ab") as f:
+            f.write(b"# changed\n")
         refused = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
         assert refused.returncode != 0 and "--force" in refused.stderr
-        assert open(plugin).read().endswith("# changed\n")
+        assert open(plugin, "rb").read().endswith(b"# changed\n")
         forced = subprocess.run([*argv, "--force"], capture_output=True, text=True, cwd=ROOT)
         assert forced.returncode == 0 and "replaced" in forced.stdout
-        assert not open(plugin).read().endswith("# changed\n")
+        assert not open(plugin, "rb").read().endswith(b"# changed\n")
         shutil.rmtree(bin_dir)
+
+
+def test_the_zipapp_holds_every_module_the_plugin_imports() -> None:
+    """The plugin file carries its own modules: every aiodocknet module a
+    full ADD/DEL/CHECK/GC path imports is in it, and nothing third-party is
+    needed."""
+    import zipfile
+
+    from aiodocknet.cni.install import plugin_zipapp
+
+    code = ("import sys, aiodocknet.cni.main, aiodocknet.cni.commands; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('aiodocknet')))); "
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names))))")
+    res = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd="/", timeout=60)
+    modules, third_party = res.stdout.splitlines()
+    assert set(third_party.split()) <= {"aiodocknet", "__main__", "_distutils_hack"} | {
+        m for m in third_party.split() if m.startswith("__editable__")}, third_party
+    data = plugin_zipapp()
+    names = set(zipfile.ZipFile(io.BytesIO(data[data.index(b"\n") + 1:])).namelist())
+    for m in modules.split():
+        path = m.replace(".", "/")
+        assert f"{path}.py" in names or f"{path}/__init__.py" in names, (m, sorted(names))
 
 
 def test_the_plugin_and_the_cli_load_no_native_code() -> None:
