@@ -4,7 +4,7 @@ Systems, measured interleaved (A B C A B C ...) so that the noise of this
 shared machine falls on all of them alike:
 
 - ``docknet``: slave -> master switch -> slave over shared-memory link rings + lwIP, with
-  the native loops of ``native/dn_bench.c`` (no Python between frames); the
+  the native loops of ``bench/native/dn_bench.c`` (no Python between frames); the
   master and both slaves share the machine's cores with everything else.
 - ``veth``: kernel TCP between two network namespaces joined by a veth pair.
 - ``bridge``: kernel TCP between two namespaces on a Linux bridge.
