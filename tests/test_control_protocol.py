@@ -512,7 +512,7 @@ def test_a_reply_not_in_the_table_is_refused_by_the_slave() -> None:
         lst = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         lst.bind(path)
         lst.listen(1)
-        good = {"ok": True, "address": "10.77.0.2", "prefix": 16, "gateway": "10.77.0.1",
+        good = {"ok": True, "endpoint": "e", "address": "10.77.0.2", "prefix": 16, "gateway": "10.77.0.1",
                 "mac": "02:00:00:00:00:01", "mtu": 1500}
         for reply, nfds in [(good, 0), ({k: v for k, v in good.items() if k != "mtu"}, 3),
                             ({**good, "prefix": 33}, 3), ({"ok": "yes"}, 0), ({"ok": False}, 0)]:

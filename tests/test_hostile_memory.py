@@ -180,7 +180,8 @@ def test_a_slave_refuses_link_memory_that_is_not_sealed(tmp_path: Path) -> None:
         conn, _ = listener.accept()
         with conn:
             recv_message(conn)
-            send_message(conn, {"ok": True, "address": "10.77.0.9", "prefix": 16, "gateway": "10.77.0.1",
+            send_message(conn, {"ok": True, "endpoint": "s", "address": "10.77.0.9", "prefix": 16,
+                                "gateway": "10.77.0.1",
                                 "mac": "02:00:0a:4d:00:09", "mtu": 1500}, [link, *efds])
             conn.recv(1)  # until the slave lets go
 

@@ -119,7 +119,9 @@ class Switch:
         info = ffi.new("struct dn_uplink_info *")
         if lib.dn_switch_uplink(self._sw, info) < 0:
             return None
-        return {name: int(getattr(info, name)) for name, _ in ffi.typeof(info[0]).fields}
+        out = {name: int(getattr(info.port, name)) for name, _ in ffi.typeof(info.port).fields}
+        out.update((name, int(getattr(info, name))) for name, _ in ffi.typeof(info[0]).fields if name != "port")
+        return out
 
     def close(self) -> None:
         if self._sw is not None:

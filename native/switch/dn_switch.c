@@ -896,6 +896,28 @@ dn_mailbox_send(struct dn_switch *sw, int op, int slot)
 	return dn_mailbox_call(sw, op, slot, NULL, NULL);
 }
 
+/* What create made, whatever it got to; the thread has stopped (or never
+ * started). */
+static void
+dn_switch_free(struct dn_switch *sw)
+{
+	if (sw->uplink != NULL)
+		dn_uplink_close(sw->uplink);
+	if (sw->pool != NULL)
+		rte_mempool_free(sw->pool);
+	if (sw->ctl_fd >= 0)
+		close(sw->ctl_fd);
+	if (sw->epfd >= 0)
+		close(sw->epfd);
+	free(sw->slots);
+	free(sw->host_slot);
+	free(sw->active_list);
+	free(sw->dirty_list);
+	free(sw->policy);
+	free(sw->faults);
+	free(sw);
+}
+
 int
 dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 {
@@ -994,21 +1016,7 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 fail_epoll:
 	ret = dn_error(-errno, "epoll_ctl failed: %s", strerror(errno));
 fail:
-	if (sw->uplink != NULL)
-		dn_uplink_close(sw->uplink);
-	if (sw->pool != NULL)
-		rte_mempool_free(sw->pool);
-	if (sw->ctl_fd >= 0)
-		close(sw->ctl_fd);
-	if (sw->epfd >= 0)
-		close(sw->epfd);
-	free(sw->slots);
-	free(sw->host_slot);
-	free(sw->active_list);
-	free(sw->dirty_list);
-	free(sw->policy);
-	free(sw->faults);
-	free(sw);
+	dn_switch_free(sw);
 	return ret;
 }
 
@@ -1160,18 +1168,7 @@ dn_switch_destroy(struct dn_switch *sw)
 		dn_mailbox_send(sw, DN_MAILBOX_QUIT, 0);
 		pthread_join(sw->thread, NULL);
 	}
-	if (sw->uplink != NULL)
-		dn_uplink_close(sw->uplink);
-	rte_mempool_free(sw->pool);
-	close(sw->ctl_fd);
-	close(sw->epfd);
-	free(sw->slots);
-	free(sw->host_slot);
-	free(sw->active_list);
-	free(sw->dirty_list);
-	free(sw->policy);
-	free(sw->faults);
-	free(sw);
+	dn_switch_free(sw);
 }
 
 struct dn_limit_req {
@@ -1273,17 +1270,9 @@ dn_switch_set_policy(struct dn_switch *sw, int from, int to, int port,
 int
 dn_switch_uplink(struct dn_switch *sw, struct dn_uplink_info *out)
 {
-	struct dn_uplink_counters c;
-
 	if (sw->uplink == NULL)
 		return dn_error(-ENODEV, "this master has no uplink");
-	dn_uplink_counters(sw->uplink, &c);
-	out->rx_frames = c.rx_frames;
-	out->tx_frames = c.tx_frames;
-	out->arp_requests_sent = c.arp_requests_sent;
-	out->arp_replies_sent = c.arp_replies_sent;
-	out->unresolved_dropped = c.unresolved_dropped;
-	out->drop_other = c.drop_other;
+	dn_uplink_counters(sw->uplink, &out->port);
 	out->tx_fault_dropped = sw->up_fault[DN_EGRESS].c.dropped;
 	out->tx_fault_duplicated = sw->up_fault[DN_EGRESS].c.duplicated;
 	out->tx_fault_reordered = sw->up_fault[DN_EGRESS].c.reordered;
@@ -1291,7 +1280,6 @@ dn_switch_uplink(struct dn_switch *sw, struct dn_uplink_info *out)
 	out->rx_fault_duplicated = sw->up_fault[DN_INGRESS].c.duplicated;
 	out->rx_fault_reordered = sw->up_fault[DN_INGRESS].c.reordered;
 	out->rx_fault_corrupted = sw->up_fault[DN_INGRESS].c.corrupted;
-	out->hw_classification = c.hw_classification;
 	out->wake_fd = dn_uplink_wake_fd(sw->uplink);
 	return 0;
 }

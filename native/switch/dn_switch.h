@@ -102,13 +102,19 @@ int dn_switch_set_limit(struct dn_switch *sw, int slot, int direction,
 int dn_switch_set_policy(struct dn_switch *sw, int from, int to, int port,
 	int allow);
 
-struct dn_uplink_info {
+/* The uplink port's own counters (dn_uplink.c keeps them). */
+struct dn_uplink_counters {
 	uint64_t rx_frames;
 	uint64_t tx_frames;
 	uint64_t arp_requests_sent;
 	uint64_t arp_replies_sent;
 	uint64_t unresolved_dropped;
 	uint64_t drop_other;
+	int hw_classification;	/* 1: rte_flow steering available */
+};
+
+struct dn_uplink_info {
+	struct dn_uplink_counters port;
 	/* Injected faults (dn_switch_set_uplink_faults): tx towards the wire,
 	 * rx from it. */
 	uint64_t tx_fault_dropped;
@@ -118,7 +124,6 @@ struct dn_uplink_info {
 	uint64_t rx_fault_duplicated;
 	uint64_t rx_fault_reordered;
 	uint64_t rx_fault_corrupted;
-	int hw_classification;
 	int wake_fd;		/* -1: the switch wakes every few ms to look */
 };
 

@@ -16,17 +16,9 @@
 
 #include <rte_mbuf.h>
 
-struct dn_uplink;
+#include "dn_switch.h"	/* struct dn_uplink_counters */
 
-struct dn_uplink_counters {
-	uint64_t rx_frames;
-	uint64_t tx_frames;
-	uint64_t arp_requests_sent;
-	uint64_t arp_replies_sent;
-	uint64_t unresolved_dropped;
-	uint64_t drop_other;
-	int hw_classification;	/* 1: rte_flow steering available */
-};
+struct dn_uplink;
 
 /* Whether an address is one of this host's endpoints (for proxy ARP). */
 typedef int (*dn_uplink_is_local_fn)(void *ctx, uint32_t ip);
