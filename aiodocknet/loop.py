@@ -32,7 +32,7 @@ from .native.fastchan import WakeFds
 from .poller import StackPoller
 from .transports.server import DockNetServer
 from .log import get_logger
-from .native.stack import CONNECTED, ERROR, Event, request_attach
+from .native.stack import EV_CONNECTED, EV_ERROR, Event, request_attach
 from .transports.tcp import DockNetTCPTransport, _exc
 from .transports.udp import DockNetDatagramTransport
 
@@ -56,7 +56,7 @@ WILDCARDS = (None, "", "0.0.0.0", "::")
 
 
 class _Connecting:
-    """Waits for CONNECTED or ERROR on a connection being opened."""
+    """Waits for EV_CONNECTED or EV_ERROR on a connection being opened."""
 
     def __init__(self, fut: asyncio.Future[None]) -> None:
         self.fut = fut
@@ -64,9 +64,9 @@ class _Connecting:
     def _dn_event(self, ev: Event) -> None:
         if self.fut.done():
             return
-        if ev.kind == CONNECTED:
+        if ev.kind == EV_CONNECTED:
             self.fut.set_result(None)
-        elif ev.kind == ERROR:
+        elif ev.kind == EV_ERROR:
             self.fut.set_exception(_exc(ev.arg))
 
 

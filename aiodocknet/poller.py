@@ -24,7 +24,7 @@ from .native._fcpath import PollerState, pump
 from .native.crowding import HostCrowding
 from .native.fastchan import ChannelSet
 from .log import get_logger
-from .native.stack import ACCEPTED, Event, SlaveStack
+from .native.stack import EV_ACCEPTED, Event, SlaveStack
 
 __all__ = ["StackPoller", "EventHandler"]
 
@@ -240,7 +240,7 @@ class StackPoller:
             if events:
                 handlers = self._handlers
                 for ev in events:
-                    h = handlers.get(ev.arg if ev.kind == ACCEPTED else ev.conn)
+                    h = handlers.get(ev.arg if ev.kind == EV_ACCEPTED else ev.conn)
                     if h is not None:
                         h._dn_event(ev)
                 self._stack_active = now

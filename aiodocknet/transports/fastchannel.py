@@ -19,7 +19,7 @@ import socket
 from typing import Any
 
 from ..native._fcpath import TransportCore
-from ..native.fastchan import READABLE, WRITABLE, FastChannel
+from ..native.fastchan import FC_READABLE, FC_WRITABLE, FastChannel
 from .tcp import DockNetTCPTransport
 
 __all__ = ["FastChannelTransport", "FastChannelSocket"]
@@ -207,9 +207,9 @@ class FastChannelTransport(DockNetTCPTransport):
 
     def _fc_ready(self, bits: int) -> bool:
         """The poller found bits (DN_FC_*) ready; True if acted on."""
-        if bits & READABLE:
+        if bits & FC_READABLE:
             self._read_ready()
-        if bits & WRITABLE:
+        if bits & FC_WRITABLE:
             if self._buffer and not self._lost_called:
                 self._write_ready()
             else:

@@ -8,7 +8,7 @@ import ssl as ssl_mod
 from collections.abc import Callable
 from typing import Any
 
-from ..native.stack import ACCEPTED, Event
+from ..native.stack import EV_ACCEPTED, Event
 from .tcp import DockNetSocket, DockNetTCPTransport
 
 __all__ = ["DockNetServer"]
@@ -60,7 +60,7 @@ class DockNetServer(asyncio.AbstractServer):
         self._loop._dn_listen(self._port, True)
 
     def _dn_event(self, ev: Event) -> None:
-        if ev.kind != ACCEPTED:
+        if ev.kind != EV_ACCEPTED:
             return
         stack = self._endpoint.stack
         if not self._serving:

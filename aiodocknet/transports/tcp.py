@@ -16,7 +16,7 @@ import os
 import socket
 from typing import Any
 
-from ..native.stack import ERROR, PEER_CLOSED, READABLE, WRITABLE, Event, SlaveStack
+from ..native.stack import EV_ERROR, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE, Event, SlaveStack
 
 __all__ = ["DockNetSocket", "DockNetTCPTransport"]
 
@@ -408,11 +408,11 @@ class DockNetTCPTransport(asyncio.Transport):
 
     def _dn_event(self, ev: Event) -> None:
         kind = ev.kind
-        if kind == READABLE or kind == PEER_CLOSED:
+        if kind == EV_READABLE or kind == EV_PEER_CLOSED:
             self._read_ready()
-        elif kind == WRITABLE:
+        elif kind == EV_WRITABLE:
             self._write_ready()
-        elif kind == ERROR:
+        elif kind == EV_ERROR:
             self._force_close(_exc(ev.arg))
 
     # ---- closing ----

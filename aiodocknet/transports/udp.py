@@ -6,7 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
-from ..native.stack import READABLE, Event, SlaveStack
+from ..native.stack import EV_READABLE, Event, SlaveStack
 
 __all__ = ["DockNetDatagramTransport", "DockNetUDPSocket"]
 
@@ -101,7 +101,7 @@ class DockNetDatagramTransport(asyncio.DatagramTransport):
         self._poller.kick()
 
     def _dn_event(self, ev: Event) -> None:
-        if ev.kind != READABLE or self._closing:
+        if ev.kind != EV_READABLE or self._closing:
             return
         while True:
             try:
