@@ -9,7 +9,7 @@ call that could use it; with no master, the loop is plain uvloop, except
 that an address of the DockNet subnet still never goes through the
 kernel's routes (its connects and sends fail at once with EHOSTUNREACH). A
 connection to another endpoint of the same master is carried by a fast
-channel when the master brokers one (see ``fcstream.py``).
+channel when the master brokers one (see ``transports/fastchannel.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from .poller import StackPoller
 from .transports.server import DockNetServer
 from .log import get_logger
 from .native.stack import EV_CONNECTED, EV_ERROR, Event, request_attach
+from .transports.base import DockNetStreamTransport
 from .transports.tcp import DockNetTCPTransport, _exc
+from .transports.tls import tls_protocol
 from .transports.udp import DockNetDatagramTransport
 
 # Connections to endpoints of our own master go over fast channels unless
@@ -388,11 +390,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         ctx = ssl if isinstance(ssl, ssl_mod.SSLContext) else ssl_mod.create_default_context()
         if server_hostname is None:
             server_hostname = host if isinstance(host, str) else ""
-        waiter = self.create_future()
-        tls = asyncio.sslproto.SSLProtocol(
-            self, protocol, ctx, waiter, server_side=False, server_hostname=server_hostname or None,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-        )
+        tls, waiter = tls_protocol(self, protocol, ctx, server_side=False, server_hostname=server_hostname or None,
+                                   handshake_timeout=ssl_handshake_timeout, shutdown_timeout=ssl_shutdown_timeout)
         transport = make_transport(tls)
         try:
             await waiter
@@ -437,19 +436,16 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                         server_side: bool = False, server_hostname: str | None = None,
                         ssl_handshake_timeout: float | None = None,
                         ssl_shutdown_timeout: float | None = None) -> Any:
-        if not isinstance(transport, DockNetTCPTransport):
+        if not isinstance(transport, DockNetStreamTransport):
             return await super().start_tls(
                 transport, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
             )
         # As asyncio's BaseEventLoop.start_tls: the TLS protocol slides in
         # between the transport and the application's protocol.
-        waiter = self.create_future()
-        tls = asyncio.sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-            call_connection_made=False,
-        )
+        tls, waiter = tls_protocol(self, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname,
+                                   handshake_timeout=ssl_handshake_timeout, shutdown_timeout=ssl_shutdown_timeout,
+                                   call_connection_made=False)
         transport.pause_reading()
         transport.set_protocol(tls)
         made = self.call_soon(tls.connection_made, transport)
