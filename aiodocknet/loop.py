@@ -27,7 +27,7 @@ from typing import Any
 import uvloop
 
 from .native.bucket import TokenBucket
-from .endpoint import ProcessEndpoint
+from .endpoint import NOT_CACHED, ProcessEndpoint
 from .native.fastchan import WakeFds
 from .poller import StackPoller
 from .transports.server import DockNetServer
@@ -189,8 +189,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             self._dn_set_limits(ep.limits)
         return ep
 
-    def _docknet_address(self, host: Any) -> str | None:
-        """The DockNet address host stands for, if any."""
+    async def _docknet_address(self, host: Any) -> str | None:
+        """The DockNet address host stands for, if any. A name is the
+        master's to resolve; a cached answer costs no await."""
         if not isinstance(host, str) or host in WILDCARDS:
             return None
         try:
@@ -204,7 +205,10 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         if host == "localhost" or "." in host and host.endswith((".local", ".localhost")):
             return None
         ep = self._docknet()
-        return ep.resolve(host) if ep is not None else None
+        if ep is None:
+            return None
+        hit = ep.cached(host)
+        return hit if hit is not NOT_CACHED else await ep.resolve(host)
 
     # ---- the master restarting ----
 
@@ -311,7 +315,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
 
     async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0, type: int = 0,
                           proto: int = 0, flags: int = 0) -> list[Any]:
-        addr = self._docknet_address(host.decode() if isinstance(host, bytes) else host)
+        addr = await self._docknet_address(host.decode() if isinstance(host, bytes) else host)
         if addr is not None and family in (0, socket.AF_UNSPEC, socket.AF_INET):
             p = int(port) if port not in (None, "") else 0
             types = [type] if type else [socket.SOCK_STREAM, socket.SOCK_DGRAM]
@@ -329,7 +333,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                                 sock: Any = None, server_hostname: str | None = None,
                                 ssl_handshake_timeout: float | None = None,
                                 ssl_shutdown_timeout: float | None = None, **kw: Any) -> Any:
-        addr = None if sock is not None else self._docknet_address(host)
+        addr = None if sock is not None else await self._docknet_address(host)
         if addr is None:
             if sock is None:
                 self._dn_no_route(host)
@@ -410,7 +414,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         wildcard = sock is None and any(h in WILDCARDS for h in hosts)
         dn_host = None
         if sock is None and not wildcard and len(hosts) == 1:
-            dn_host = self._docknet_address(hosts[0])
+            dn_host = await self._docknet_address(hosts[0])
         ep = self._docknet() if (wildcard or dn_host is not None) else None
         kernel = None
         if ep is None or wildcard:
@@ -467,9 +471,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         local = remote = None
         if sock is None:
             if local_addr is not None and not isinstance(local_addr, str):
-                local = self._docknet_address(local_addr[0])
+                local = await self._docknet_address(local_addr[0])
             if remote_addr is not None:
-                remote = self._docknet_address(remote_addr[0])
+                remote = await self._docknet_address(remote_addr[0])
         wildcard_local = local_addr is None or local_addr[0] in WILDCARDS
         if remote_addr is not None and sock is None:
             self._dn_no_route(remote if remote is not None else remote_addr[0])
