@@ -56,26 +56,32 @@ class DockNetDatagramTransport(DockNetBaseTransport, asyncio.DatagramTransport):
     def _dn_event(self, ev: Event) -> None:
         if ev.kind != EV_READABLE:
             return
-        proto = self._protocol
-        # Each datagram waiting is the protocol's; one that makes it raise
-        # ends this transport (as uvloop's do), never the poller's batch.
+        while not self._state & CLOSING:
+            try:
+                got = self._stack.recvfrom_nowait(self._conn)
+            except OSError as exc:
+                self._call_protocol("error_received", exc)
+                return
+            if got is None:
+                return
+            data, addr = got
+            if self._remote is not None and addr != self._remote:
+                continue  # a connected socket only hears its peer
+            self._call_protocol("datagram_received", data, addr)
+
+    def _call_protocol(self, method: str, *args: Any) -> None:
+        """One callback; if it raises, reported, and the endpoint stays
+        open for the next datagram (as asyncio's and uvloop's do: one bad
+        datagram is no reason to stop serving the others)."""
         try:
-            while not self._state & CLOSING:
-                try:
-                    got = self._stack.recvfrom_nowait(self._conn)
-                except OSError as exc:
-                    proto.error_received(exc)  # type: ignore[attr-defined]
-                    return
-                if got is None:
-                    return
-                data, addr = got
-                if self._remote is not None and addr != self._remote:
-                    continue  # a connected socket only hears its peer
-                proto.datagram_received(data, addr)  # type: ignore[attr-defined]
+            getattr(self._protocol, method)(*args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.datagram_received() call failed.")
+            self._loop.call_exception_handler(
+                {"message": f"protocol.{method}() failed", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
 
     def __repr__(self) -> str:
         return f"<DockNetDatagramTransport conn={self._conn} {self._state_name()}>"
