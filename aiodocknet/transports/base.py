@@ -61,6 +61,7 @@ BUFFERED = int(TransportState.BUFFERED)
 INGRESS_LIMIT = int(TransportState.INGRESS_LIMIT)
 EGRESS_LIMIT = int(TransportState.EGRESS_LIMIT)
 NOT_READING = READ_PAUSED | CLOSING
+NO_MORE_READS = CLOSED | PEER_EOF
 
 
 class DockNetBaseTransport(asyncio.BaseTransport):
@@ -292,7 +293,7 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
 
     def _read_ready(self) -> None:
         st = self._state
-        if st & (CLOSED | PEER_EOF) or not st & STARTED:
+        if st & NO_MORE_READS or not st & STARTED:
             return  # (connection_made reads what came before it)
         if st & NOT_READING:
             self._read_pending = True
