@@ -61,7 +61,11 @@ BUFFERED = int(TransportState.BUFFERED)
 INGRESS_LIMIT = int(TransportState.INGRESS_LIMIT)
 EGRESS_LIMIT = int(TransportState.EGRESS_LIMIT)
 NOT_READING = READ_PAUSED | CLOSING
-NO_MORE_READS = CLOSED | PEER_EOF
+# Of these, STARTED alone: the transport may read (READ_GATE: it will,
+# once it is no longer paused or closing).
+READ_GATE = STARTED | CLOSED | PEER_EOF
+READ_ENTRY = READ_GATE | NOT_READING
+PLAIN_READ_BLOCKERS = NOT_READING | BUFFERED
 
 
 class DockNetBaseTransport(asyncio.BaseTransport):
@@ -292,17 +296,33 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
             self._loop.call_soon(self._read_ready)
 
     def _read_ready(self) -> None:
+        # Per message: one bit test to enter, one per callback (each test
+        # costs a Python operation; the common case is a plain protocol
+        # that is reading).
         st = self._state
-        if st & NO_MORE_READS or not st & STARTED:
-            return  # (connection_made reads what came before it)
-        if st & NOT_READING:
-            self._read_pending = True
-            return
+        if st & READ_ENTRY != STARTED:
+            if st & READ_GATE == STARTED:
+                self._read_pending = True  # paused or closing: later
+            return  # not started (connection_made reads what came before it), or done
         self._read_pending = False
         proto = self._protocol
         try:
-            while not self._state & NOT_READING:
-                if self._state & BUFFERED:
+            # The state is read again after each callback: the protocol
+            # may pause, close or replace itself from inside it.
+            while True:
+                if not st & PLAIN_READ_BLOCKERS:
+                    data = self._io_recv(READ_SIZE)
+                    if data is None:
+                        return
+                    if data:
+                        proto.data_received(data)  # type: ignore[attr-defined]
+                        st = self._state
+                        continue
+                elif st & NOT_READING:
+                    if st & READ_PAUSED:
+                        self._read_pending = True
+                    return
+                else:
                     buf = proto.get_buffer(-1)  # type: ignore[attr-defined]
                     if not len(buf):
                         raise RuntimeError("get_buffer() returned an empty buffer")
@@ -311,13 +331,7 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
                         return
                     if n:
                         proto.buffer_updated(n)  # type: ignore[attr-defined]
-                        continue
-                else:
-                    data = self._io_recv(READ_SIZE)
-                    if data is None:
-                        return
-                    if data:
-                        proto.data_received(data)  # type: ignore[attr-defined]
+                        st = self._state
                         continue
                 self._on_eof()
                 return
@@ -325,9 +339,6 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-        else:
-            if self._state & READ_PAUSED:
-                self._read_pending = True
 
     def _on_eof(self) -> None:
         self._state |= PEER_EOF
