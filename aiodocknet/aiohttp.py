@@ -47,13 +47,13 @@ class DockNetConnector(TCPConnector):
     ``local_addr`` and ``socket_factory`` apply to kernel connections only.
     """
 
-    def _docknet_host(self, host: str) -> str | None:
+    async def _docknet_host(self, host: str) -> str | None:
         # The loop decides what is DockNet (subnet, registered names, whether
         # the endpoint is attached), so the connector cannot disagree with it.
         route = getattr(self._loop, "_docknet_address", None)
         if route is None:
             return None
-        addr: str | None = route(host.rstrip("."))
+        addr: str | None = await route(host.rstrip("."))
         return addr
 
     async def _create_direct_connection(
@@ -65,7 +65,7 @@ class DockNetConnector(TCPConnector):
         client_error: type[Exception] = ClientConnectorError,
     ) -> tuple[asyncio.Transport, ResponseHandler]:
         host = req.url.raw_host
-        addr = self._docknet_host(host) if host else None
+        addr = await self._docknet_host(host) if host else None
         if addr is None:
             return await super()._create_direct_connection(req, traces, timeout, client_error=client_error)
         assert host is not None

@@ -11,6 +11,7 @@ asks for plain uvloop.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import errno
 import ipaddress
@@ -20,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from .control import DEFAULT_SUBNET, default_master_path, request
+from .control import DEFAULT_SUBNET, default_master_path, recv_message, send_message
 from .log import get_logger
 from .native.stack import SlaveStack
 
@@ -33,6 +34,17 @@ log = get_logger("aiodocknet.endpoint")
 # DockNet's (ordinary DNS names) cost a master round trip rarely.
 RESOLVE_TTL = 1.0
 RESOLVE_MISS_TTL = 5.0
+# A master that does not answer a resolve in this long is taken as not
+# knowing the name (this time: the answer is not cached).
+RESOLVE_TIMEOUT = 2.0
+
+
+class _NotCached:
+    def __repr__(self) -> str:
+        return "NOT_CACHED"
+
+
+NOT_CACHED: Any = _NotCached()
 
 
 _configured: tuple[str | None, ipaddress.IPv4Network] | None = None
@@ -104,6 +116,8 @@ class ProcessEndpoint:
         # because loops come and go while the endpoint stays.
         self.limits: dict[str, Any] | None = None
         self._names: dict[str, tuple[float, str | None]] = {}
+        # Names being asked for: callers of one name share one question.
+        self._asking: dict[str, asyncio.Task[str | None]] = {}
 
     @classmethod
     def get(cls) -> ProcessEndpoint | None:
@@ -186,16 +200,65 @@ class ProcessEndpoint:
         except ValueError:
             return False
 
-    def resolve(self, name: str) -> str | None:
-        """The address of a service registered with the master, or None."""
-        now = time.monotonic()
+    def cached(self, name: str) -> str | None:
+        """What the master last said about name (an address, or None for
+        not one of its services) while that is fresh; else NOT_CACHED."""
         hit = self._names.get(name)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        return NOT_CACHED  # type: ignore[no-any-return]
+
+    async def resolve(self, name: str) -> str | None:
+        """The address of a service registered with the master, or None.
+        Asked on the running loop, never blocking it: a master slow to
+        answer delays only the callers of this name."""
+        hit = self.cached(name)
+        if hit is not NOT_CACHED:
+            return hit
+        loop = asyncio.get_running_loop()
+        task = self._asking.get(name)
+        if task is None or task.get_loop() is not loop:
+            task = self._asking[name] = loop.create_task(self._ask(name))
+            task.add_done_callback(self._asked)
+        # Shielded: a caller that gives up does not cancel the others' question.
+        return await asyncio.shield(task)
+
+    def _asked(self, task: asyncio.Task[str | None]) -> None:
+        for name, t in list(self._asking.items()):
+            if t is task:
+                del self._asking[name]
+
+    async def _ask(self, name: str) -> str | None:
+        loop = asyncio.get_running_loop()
+        asked = time.monotonic()
         try:
-            reply = request(self.master, {"op": "resolve", "name": name}, timeout=2.0)
-        except OSError:
-            return None
+            async with asyncio.timeout(RESOLVE_TIMEOUT):
+                reply = await self._request(loop, {"op": "resolve", "name": name})
+        except (OSError, ValueError, TimeoutError):
+            return None  # not cached: the next caller asks again
         addr = reply.get("address") if reply.get("ok") else None
-        self._names[name] = (now + (RESOLVE_TTL if addr else RESOLVE_MISS_TTL), addr)
+        if not isinstance(addr, str):
+            addr = None
+        self._names[name] = (asked + (RESOLVE_TTL if addr else RESOLVE_MISS_TTL), addr)
         return addr
+
+    async def _request(self, loop: asyncio.AbstractEventLoop, msg: dict[str, Any]) -> dict[str, Any]:
+        """One request to the master on a fresh non-blocking connection."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as s:
+            s.setblocking(False)
+            await loop.sock_connect(s, self.master)
+            # One small message on a fresh connection: the socket's buffer
+            # is empty, so the send does not have to wait.
+            send_message(s, msg)
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(s.fileno(), lambda: readable.done() or readable.set_result(None))
+            try:
+                await readable
+            finally:
+                loop.remove_reader(s.fileno())
+            reply, fds = recv_message(s)
+        for fd in fds:
+            os.close(fd)
+        if reply is None:
+            raise ConnectionResetError(f"master at {self.master} closed the connection")
+        return reply

@@ -9,7 +9,7 @@ call that could use it; with no master, the loop is plain uvloop, except
 that an address of the DockNet subnet still never goes through the
 kernel's routes (its connects and sends fail at once with EHOSTUNREACH). A
 connection to another endpoint of the same master is carried by a fast
-channel when the master brokers one (see ``fcstream.py``).
+channel when the master brokers one (see ``transports/fastchannel.py``).
 """
 
 from __future__ import annotations
@@ -27,14 +27,16 @@ from typing import Any
 import uvloop
 
 from .native.bucket import TokenBucket
-from .endpoint import ProcessEndpoint
+from .endpoint import NOT_CACHED, ProcessEndpoint
 from .native.fastchan import WakeFds
 from .poller import StackPoller
 from .transports.server import DockNetServer
 from .log import get_logger
 from .control import InvalidMessage, field_value
-from .native.stack import CONNECTED, ERROR, Event, request_attach
+from .native.stack import EV_CONNECTED, EV_ERROR, Event, request_attach
+from .transports.base import DockNetStreamTransport
 from .transports.tcp import DockNetTCPTransport, _exc
+from .transports.tls import tls_protocol
 from .transports.udp import DockNetDatagramTransport
 
 # Connections to endpoints of our own master go over fast channels unless
@@ -57,7 +59,7 @@ WILDCARDS = (None, "", "0.0.0.0", "::")
 
 
 class _Connecting:
-    """Waits for CONNECTED or ERROR on a connection being opened."""
+    """Waits for EV_CONNECTED or EV_ERROR on a connection being opened."""
 
     def __init__(self, fut: asyncio.Future[None]) -> None:
         self.fut = fut
@@ -65,9 +67,9 @@ class _Connecting:
     def _dn_event(self, ev: Event) -> None:
         if self.fut.done():
             return
-        if ev.kind == CONNECTED:
+        if ev.kind == EV_CONNECTED:
             self.fut.set_result(None)
-        elif ev.kind == ERROR:
+        elif ev.kind == EV_ERROR:
             self.fut.set_exception(_exc(ev.arg))
 
 
@@ -197,8 +199,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             self._dn_set_limits(ep.limits)
         return ep
 
-    def _docknet_address(self, host: Any) -> str | None:
-        """The DockNet address host stands for, if any."""
+    async def _docknet_address(self, host: Any) -> str | None:
+        """The DockNet address host stands for, if any. A name is the
+        master's to resolve; a cached answer costs no await."""
         if not isinstance(host, str) or host in WILDCARDS:
             return None
         try:
@@ -212,7 +215,10 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         if host == "localhost" or "." in host and host.endswith((".local", ".localhost")):
             return None
         ep = self._docknet()
-        return ep.resolve(host) if ep is not None else None
+        if ep is None:
+            return None
+        hit = ep.cached(host)
+        return hit if hit is not NOT_CACHED else await ep.resolve(host)
 
     # ---- the master restarting ----
 
@@ -320,7 +326,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
 
     async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0, type: int = 0,
                           proto: int = 0, flags: int = 0) -> list[Any]:
-        addr = self._docknet_address(host.decode() if isinstance(host, bytes) else host)
+        addr = await self._docknet_address(host.decode() if isinstance(host, bytes) else host)
         if addr is not None and family in (0, socket.AF_UNSPEC, socket.AF_INET):
             p = int(port) if port not in (None, "") else 0
             types = [type] if type else [socket.SOCK_STREAM, socket.SOCK_DGRAM]
@@ -338,7 +344,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                                 sock: Any = None, server_hostname: str | None = None,
                                 ssl_handshake_timeout: float | None = None,
                                 ssl_shutdown_timeout: float | None = None, **kw: Any) -> Any:
-        addr = None if sock is not None else self._docknet_address(host)
+        addr = None if sock is not None else await self._docknet_address(host)
         if addr is None:
             if sock is None:
                 self._dn_no_route(host)
@@ -399,11 +405,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         ctx = ssl if isinstance(ssl, ssl_mod.SSLContext) else ssl_mod.create_default_context()
         if server_hostname is None:
             server_hostname = host if isinstance(host, str) else ""
-        waiter = self.create_future()
-        tls = asyncio.sslproto.SSLProtocol(
-            self, protocol, ctx, waiter, server_side=False, server_hostname=server_hostname or None,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-        )
+        tls, waiter = tls_protocol(self, protocol, ctx, server_side=False, server_hostname=server_hostname or None,
+                                   handshake_timeout=ssl_handshake_timeout, shutdown_timeout=ssl_shutdown_timeout)
         transport = make_transport(tls)
         try:
             await waiter
@@ -422,7 +425,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         wildcard = sock is None and any(h in WILDCARDS for h in hosts)
         dn_host = None
         if sock is None and not wildcard and len(hosts) == 1:
-            dn_host = self._docknet_address(hosts[0])
+            dn_host = await self._docknet_address(hosts[0])
         ep = self._docknet() if (wildcard or dn_host is not None) else None
         kernel = None
         if ep is None or wildcard:
@@ -448,19 +451,16 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                         server_side: bool = False, server_hostname: str | None = None,
                         ssl_handshake_timeout: float | None = None,
                         ssl_shutdown_timeout: float | None = None) -> Any:
-        if not isinstance(transport, DockNetTCPTransport):
+        if not isinstance(transport, DockNetStreamTransport):
             return await super().start_tls(
                 transport, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
             )
         # As asyncio's BaseEventLoop.start_tls: the TLS protocol slides in
         # between the transport and the application's protocol.
-        waiter = self.create_future()
-        tls = asyncio.sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-            call_connection_made=False,
-        )
+        tls, waiter = tls_protocol(self, protocol, sslcontext, server_side=server_side, server_hostname=server_hostname,
+                                   handshake_timeout=ssl_handshake_timeout, shutdown_timeout=ssl_shutdown_timeout,
+                                   call_connection_made=False)
         transport.pause_reading()
         transport.set_protocol(tls)
         made = self.call_soon(tls.connection_made, transport)
@@ -482,9 +482,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         local = remote = None
         if sock is None:
             if local_addr is not None and not isinstance(local_addr, str):
-                local = self._docknet_address(local_addr[0])
+                local = await self._docknet_address(local_addr[0])
             if remote_addr is not None:
-                remote = self._docknet_address(remote_addr[0])
+                remote = await self._docknet_address(remote_addr[0])
         wildcard_local = local_addr is None or local_addr[0] in WILDCARDS
         if remote_addr is not None and sock is None:
             self._dn_no_route(remote if remote is not None else remote_addr[0])

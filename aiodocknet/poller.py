@@ -25,7 +25,7 @@ from .native._fcpath import PollerState, pump
 from .native._lib import ffi, lib
 from .native.fastchan import ChannelSet
 from .log import get_logger
-from .native.stack import ACCEPTED, Event, SlaveStack
+from .native.stack import EV_ACCEPTED, Event, SlaveStack
 
 __all__ = ["StackPoller", "EventHandler"]
 
@@ -231,13 +231,38 @@ class StackPoller:
             events = self._stack.poll()
             if events:
                 handlers = self._handlers
+                # The batch is drained from C already: an event not
+                # delivered now is lost, so one handler that raises must
+                # not take the rest of the batch with it.
                 for ev in events:
-                    h = handlers.get(ev.arg if ev.kind == ACCEPTED else ev.conn)
+                    h = handlers.get(ev.arg if ev.kind == EV_ACCEPTED else ev.conn)
                     if h is not None:
-                        h._dn_event(ev)
+                        try:
+                            h._dn_event(ev)
+                        except (SystemExit, KeyboardInterrupt):
+                            raise
+                        except BaseException as exc:
+                            self._event_failed(h, ev, exc)
                 self._stack_active = now
                 busy = True
         return busy
+
+    def _event_failed(self, handler: Any, ev: Event, exc: BaseException) -> None:
+        """A handler let an exception out (the transports guard the calls
+        into protocols themselves: this is the last line). A transport
+        takes its one fatal-error path; anything else is reported."""
+        fatal = getattr(handler, "_fatal_error", None)
+        if fatal is not None:
+            try:
+                fatal(exc, f"Fatal error handling a DockNet event ({ev!r})")
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as again:
+                exc = again
+        self._loop.call_exception_handler(
+            {"message": f"Exception handling a DockNet event ({ev!r})", "exception": exc, "handler": handler}
+        )
 
     def _poll(self) -> None:
         # state.scheduled stays set through the pass (a write in it needs

@@ -12,7 +12,8 @@ listens at ``base + n``, or on a port of the system's choosing with
   3 slow            reads 16 KiB every 10 ms (a slow reader), answers like count
   4 source          sends N bytes (N = the 8-byte big-endian request) and closes
   5 connect-back    reads a JSON line {"host", "port", "data"}, connects there,
-                    sends data, half-closes, relays the answer back, closes
+                    sends data, half-closes, relays the answer back (or
+                    "connect-back failed: <error>"), closes
   6 udp echo        (datagram) every datagram back to its sender
   7 tls echo        echo over TLS (with --tls-cert/--tls-key)
   8 starttls        reads "STARTTLS\n", answers "OK\n", upgrades, then echoes
@@ -77,11 +78,15 @@ async def source(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
 
 async def connect_back(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
     req = json.loads(await r.readline())
-    r2, w2 = await asyncio.open_connection(req["host"], req["port"])
-    w2.write(req["data"].encode())
-    w2.write_eof()
-    answer = await r2.read(-1)
-    w2.close()
+    try:
+        r2, w2 = await asyncio.open_connection(req["host"], req["port"])
+        w2.write(req["data"].encode())
+        w2.write_eof()
+        answer = await r2.read(-1)
+        w2.close()
+    except OSError as exc:
+        # Said, not swallowed: the test waits for an answer either way.
+        answer = f"connect-back failed: {type(exc).__name__}".encode()
     w.write(answer)
     await w.drain()
     w.close()

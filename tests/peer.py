@@ -23,13 +23,13 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aiodocknet.native.stack import (  # noqa: E402
-    ACCEPTED,
-    CONNECTED,
-    ERROR,
-    PEER_CLOSED,
-    PING_REPLY,
-    READABLE,
-    WRITABLE,
+    EV_ACCEPTED,
+    EV_CONNECTED,
+    EV_ERROR,
+    EV_PEER_CLOSED,
+    EV_PING_REPLY,
+    EV_READABLE,
+    EV_WRITABLE,
     Event,
     SlaveStack,
 )
@@ -117,10 +117,10 @@ class Reactor:
             self.on_data(c, view)
 
     def handle(self, ev: Event) -> None:
-        if ev.kind == PING_REPLY:
+        if ev.kind == EV_PING_REPLY:
             self.on_ping(ev)
             return
-        if ev.kind == ACCEPTED:
+        if ev.kind == EV_ACCEPTED:
             c = self.conns[ev.conn] = Conn(ev.conn)
             c.connected = True
             self.on_accept(c)
@@ -128,14 +128,14 @@ class Reactor:
         c = self.conns.get(ev.conn)
         if c is None or c.closed:
             return
-        if ev.kind == CONNECTED:
+        if ev.kind == EV_CONNECTED:
             c.connected = True
             self.on_connected(c)
-        elif ev.kind in (READABLE, PEER_CLOSED):
+        elif ev.kind in (EV_READABLE, EV_PEER_CLOSED):
             self._read(c)
-        elif ev.kind == WRITABLE:
+        elif ev.kind == EV_WRITABLE:
             self.flush(c)
-        elif ev.kind == ERROR:
+        elif ev.kind == EV_ERROR:
             c.error = ev.arg
             self.on_error(c)
 
@@ -219,9 +219,9 @@ def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
     holding = args.hold_reads
 
     def handle(ev: Event) -> None:
-        if ev.conn == udp and ev.kind == READABLE:
+        if ev.conn == udp and ev.kind == EV_READABLE:
             udp_echo()
-        elif holding and ev.kind in (READABLE, PEER_CLOSED):
+        elif holding and ev.kind in (EV_READABLE, EV_PEER_CLOSED):
             pass  # read once released
         else:
             orig(ev)
@@ -492,7 +492,7 @@ def client_udp(st: SlaveStack, args: argparse.Namespace) -> None:
     got: dict[int, bytes] = {}
 
     def drain(ev: Event) -> None:
-        if ev.conn == u and ev.kind == READABLE:
+        if ev.conn == u and ev.kind == EV_READABLE:
             while True:
                 try:
                     data, _ = st.recvfrom(u)

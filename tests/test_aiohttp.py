@@ -51,7 +51,7 @@ def tls_files() -> Iterator[tuple[str, str]]:
 
 # Both paths between two DockNet services of one master: a fast channel (the
 # default) and lwIP through the switch (DOCKNET_FAST_CHANNELS=0).
-PATHS = {"fast": ("FastChannelTransport", "FastChannelSocket"), "lwip": ("DockNetTCPTransport", "DockNetSocket")}
+PATHS = {"fast": ("FastChannelTransport", "DockNetSocket"), "lwip": ("DockNetTCPTransport", "DockNetSocket")}
 
 
 @pytest.fixture(scope="module", params=list(PATHS))

@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The far side: echoes everything back, then half-closes when it sees EOF.
 ECHO = """
 import os, select, sys
-from aiodocknet.native.fastchan import FastChannel, WRITABLE
+from aiodocknet.native.fastchan import FastChannel, FC_WRITABLE
 memfd, mine, peer = (int(a) for a in sys.argv[1:4])
 fc = FastChannel(memfd, 1, mine, peer)
 pending = b""
@@ -106,9 +106,9 @@ def test_256_mib_each_way_through_an_echo_process() -> None:
 
 def test_back_pressure_half_close_and_reset_in_one_process() -> None:
     """Both sides in this process: a full ring takes nothing more until the
-    reader drains it (then WRITABLE), shutdown delivers what is queued and
+    reader drains it (then FC_WRITABLE), shutdown delivers what is queued and
     then end of stream, writes after shutdown fail, a reset reaches both."""
-    from aiodocknet.native.fastchan import READABLE, WRITABLE
+    from aiodocknet.native.fastchan import FC_READABLE, FC_WRITABLE
 
     memfd, efd0, efd1 = make_channel(4096)
     a = FastChannel(os.dup(memfd), 0, os.dup(efd0), os.dup(efd1))
@@ -117,9 +117,9 @@ def test_back_pressure_half_close_and_reset_in_one_process() -> None:
         assert a.write(b"x" * 10000) == 4096
         assert a.write(b"more") == 0
         assert a.queued() == (0, 4096)
-        assert b.ready() & READABLE
+        assert b.ready() & FC_READABLE
         assert b.read(1000) == b"x" * 1000
-        assert a.ready() & WRITABLE
+        assert a.ready() & FC_WRITABLE
         assert a.write(b"y" * 1000) == 1000
         a.shutdown()
         with pytest.raises(BrokenPipeError):

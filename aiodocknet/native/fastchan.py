@@ -18,11 +18,11 @@ from .errors import check, raise_errno
 from ._lib import ffi, lib
 from .stack import READ_MAX
 
-__all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "WakeFds", "make_channel", "make_region", "READABLE",
-           "WRITABLE"]
+__all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "WakeFds", "make_channel", "make_region", "FC_READABLE",
+           "FC_WRITABLE"]
 
-READABLE = lib.DN_FC_READABLE
-WRITABLE = lib.DN_FC_WRITABLE
+FC_READABLE = lib.DN_FC_READABLE
+FC_WRITABLE = lib.DN_FC_WRITABLE
 DEFAULT_RING = 1 << 20
 _EAGAIN = -errno.EAGAIN
 
@@ -156,7 +156,7 @@ class FastChannel:
         return int(ffi.cast("uintptr_t", self._fc))
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Bytes taken; 0 when the ring is full (WRITABLE follows)."""
+        """Bytes taken; 0 when the ring is full (FC_WRITABLE follows)."""
         buf = ffi.from_buffer(data)
         return check(lib.dn_fc_write(self._fc, buf, len(buf)))
 
@@ -177,7 +177,7 @@ class FastChannel:
         lib.dn_fc_reset(self._fc)
 
     def want_read(self, on: bool) -> None:
-        """Whether bytes waiting count as READABLE (and ring this side)."""
+        """Whether bytes waiting count as FC_READABLE (and ring this side)."""
         if self._fc is not None:
             lib.dn_fc_want_read(self._fc, int(on))
 

@@ -40,13 +40,13 @@ from .eal import init_eal
 from ..log import get_logger
 
 __all__ = [
-    "ACCEPTED",
-    "CONNECTED",
-    "ERROR",
-    "PEER_CLOSED",
-    "PING_REPLY",
-    "READABLE",
-    "WRITABLE",
+    "EV_ACCEPTED",
+    "EV_CONNECTED",
+    "EV_ERROR",
+    "EV_PEER_CLOSED",
+    "EV_PING_REPLY",
+    "EV_READABLE",
+    "EV_WRITABLE",
     "AttachInfo",
     "Event",
     "SlaveStack",
@@ -54,22 +54,22 @@ __all__ = [
 
 log = get_logger("aiodocknet.native.stack")
 
-ACCEPTED = lib.DN_EV_ACCEPTED
-CONNECTED = lib.DN_EV_CONNECTED
-READABLE = lib.DN_EV_READABLE
-WRITABLE = lib.DN_EV_WRITABLE
-PEER_CLOSED = lib.DN_EV_PEER_CLOSED
-ERROR = lib.DN_EV_ERROR
-PING_REPLY = lib.DN_EV_PING_REPLY
+EV_ACCEPTED = lib.DN_EV_ACCEPTED
+EV_CONNECTED = lib.DN_EV_CONNECTED
+EV_READABLE = lib.DN_EV_READABLE
+EV_WRITABLE = lib.DN_EV_WRITABLE
+EV_PEER_CLOSED = lib.DN_EV_PEER_CLOSED
+EV_ERROR = lib.DN_EV_ERROR
+EV_PING_REPLY = lib.DN_EV_PING_REPLY
 
 EVENT_NAMES = {
-    ACCEPTED: "accepted",
-    CONNECTED: "connected",
-    READABLE: "readable",
-    WRITABLE: "writable",
-    PEER_CLOSED: "peer_closed",
-    ERROR: "error",
-    PING_REPLY: "ping_reply",
+    EV_ACCEPTED: "accepted",
+    EV_CONNECTED: "connected",
+    EV_READABLE: "readable",
+    EV_WRITABLE: "writable",
+    EV_PEER_CLOSED: "peer_closed",
+    EV_ERROR: "error",
+    EV_PING_REPLY: "ping_reply",
 }
 
 SLAVE_MEM_MB = 64
@@ -82,8 +82,8 @@ SLAVE_MBUFS = 4095
 
 
 class Event(NamedTuple):
-    """``kind`` is one of the module constants; for ACCEPTED ``arg`` is the
-    listener id, for ERROR the errno, for PING_REPLY ``conn`` is the
+    """``kind`` is one of the module constants; for EV_ACCEPTED ``arg`` is the
+    listener id, for EV_ERROR the errno, for EV_PING_REPLY ``conn`` is the
     sequence number and ``arg`` the round trip in microseconds."""
 
     kind: int
@@ -409,12 +409,12 @@ class SlaveStack:
         return check(lib.dn_listen(self._st, _ip(host), port, backlog))
 
     def connect(self, host: str, port: int) -> int:
-        """Start connecting; CONNECTED or ERROR follows as an event."""
+        """Start connecting; EV_CONNECTED or EV_ERROR follows as an event."""
         return check(lib.dn_connect(self._st, _ip(host), port))
 
     def send(self, conn: int, data: bytes | bytearray | memoryview) -> int:
         """Bytes taken (maybe fewer than given); BlockingIOError when the
-        send buffer is full (WRITABLE follows when it drains)."""
+        send buffer is full (EV_WRITABLE follows when it drains)."""
         buf = ffi.from_buffer(data)
         return check(lib.dn_send(self._st, conn, buf, len(buf)))
 
@@ -647,5 +647,5 @@ class SlaveStack:
         return check(lib.dn_send_frame(self._st, buf, len(buf)))
 
     def ping(self, host: str, seq: int, size: int = 56) -> None:
-        """Send an ICMP echo request; PING_REPLY follows."""
+        """Send an ICMP echo request; EV_PING_REPLY follows."""
         check(lib.dn_ping(self._st, _ip(host), seq, size))

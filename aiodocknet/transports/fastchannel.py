@@ -7,54 +7,27 @@ flow control. Only the bytes' path differs.
 
 Each message takes the native path of ``_fcpath.TransportCore`` (bytes
 straight from the ring to ``data_received``, a write straight onto the
-ring) while nothing unusual is going on; this class tells the core when
-that is (``_state_changed``) and handles everything else.
+ring) while nothing unusual is going on. Whether it is follows from the
+transport's state, which lives in the core (``_state`` below is the
+core's): the C path reads the state itself, and this class handles
+everything it hands back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import socket
 from typing import Any
 
 from ..native._fcpath import TransportCore
-from ..native.fastchan import READABLE, WRITABLE, FastChannel
-from .tcp import DockNetTCPTransport
+from ..native.fastchan import FC_READABLE, FC_WRITABLE, FastChannel
+from .base import CLOSED, CLOSING, EGRESS_LIMIT, INGRESS_LIMIT, READ_HELD, DockNetStreamTransport
+from .sockets import DockNetSocket
 
-__all__ = ["FastChannelTransport", "FastChannelSocket"]
-
-
-class FastChannelSocket:
-    family = socket.AF_INET
-    type = socket.SOCK_STREAM
-    proto = socket.IPPROTO_TCP
-
-    def __init__(self, sockname: tuple[str, int], peername: tuple[str, int]) -> None:
-        self._names = (sockname, peername)
-        self._opts: dict[tuple[int, int], int] = {(socket.IPPROTO_TCP, socket.TCP_NODELAY): 1}
-
-    def fileno(self) -> int:
-        return -1
-
-    def getsockname(self) -> tuple[str, int]:
-        return self._names[0]
-
-    def getpeername(self) -> tuple[str, int]:
-        return self._names[1]
-
-    def setsockopt(self, level: int, option: int, value: Any, *args: Any) -> None:
-        self._opts[(level, option)] = int(value) if not isinstance(value, bytes) else int.from_bytes(value[:4], "little")
-
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes:
-        value = self._opts.get((level, option), 0)
-        return value.to_bytes(4, "little")[:buflen].ljust(buflen, b"\0") if buflen else value
-
-    def setblocking(self, flag: bool) -> None:
-        pass
+__all__ = ["FastChannelTransport"]
 
 
-class FastChannelTransport(DockNetTCPTransport):
+class FastChannelTransport(DockNetStreamTransport):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -77,7 +50,8 @@ class FastChannelTransport(DockNetTCPTransport):
         self._write_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._core = TransportCore(fc.address(), self, poller.state)
-        super().__init__(loop, poller, None, -1, protocol, server)  # type: ignore[arg-type]
+        super().__init__(loop, poller, protocol, DockNetSocket.channel(sockname, peername), server)
+        self._set_limits(self._egress, self._ingress)
         self._core.buffer = self._buffer
         # The common write, in C; it hands the rest to _write_slow and
         # _write_rest below.
@@ -87,9 +61,6 @@ class FastChannelTransport(DockNetTCPTransport):
     def peer_address(self) -> str:
         return self._fc_names[1][0]
 
-    def _make_socket(self) -> Any:
-        return FastChannelSocket(*self._fc_names)
-
     def _io_register(self) -> None:
         self._poller.add_channel(self)
 
@@ -97,24 +68,32 @@ class FastChannelTransport(DockNetTCPTransport):
         super().resume_reading()
         self._poller.kick()
 
-    def _state_changed(self) -> None:
-        reading = self._reading and self._read_timer is None and not self._lost_called
-        fast = reading and self._started and not self._closing and not self._peer_eof and not self._buffered
-        core = self._core
-        core.reader = self._protocol.data_received if fast and self._ingress is None else None  # type: ignore[attr-defined]
-        core.writable = not (self._eof or self._conn_lost or self._egress is not None)
-        # Bytes waiting for a reader that paused (its protocol, or the
-        # ingress limit) must not keep the poller awake: the channel stops
-        # reporting them until reading resumes.
-        if not self._lost_called:
-            self._fc.want_read(reading)
+    # The state is the core's: the C fast path reads it there (and the
+    # channel's own reading flag follows it, so that bytes waiting for a
+    # reader that paused do not keep the poller awake).
+    @property
+    def _state(self) -> int:  # type: ignore[override]
+        return self._core.state  # type: ignore[no-any-return]
+
+    @_state.setter
+    def _state(self, value: int) -> None:
+        self._core.state = value
+
+    def _protocol_changed(self) -> None:
+        # Bound once per protocol (the fast path calls it per message).
+        self._core.reader = getattr(self._protocol, "data_received", None)
 
     def _set_limits(self, egress: Any, ingress: Any) -> None:
         """The endpoint's buckets (None: no limit), pushed by the master."""
         self._egress, self._ingress = egress, ingress
-        self._state_changed()
+        st = self._state & ~(EGRESS_LIMIT | INGRESS_LIMIT)
+        if egress is not None:
+            st |= EGRESS_LIMIT
+        if ingress is not None:
+            st |= INGRESS_LIMIT
+        self._state = st
 
-    _write_slow = DockNetTCPTransport.write
+    _write_slow = DockNetStreamTransport.write
 
     def _write_rest(self, data: bytes | bytearray, sent: int) -> None:
         """The core put sent bytes of data onto a full ring: the rest waits."""
@@ -174,11 +153,11 @@ class FastChannelTransport(DockNetTCPTransport):
     def _hold_reads(self, delay: float) -> None:
         if self._read_timer is None:
             self._read_timer = self._loop.call_later(delay, self._limit_read)
-            self._state_changed()
+            self._state |= READ_HELD
 
     def _limit_read(self) -> None:
         self._read_timer = None
-        self._state_changed()
+        self._state &= ~READ_HELD
         self._read_ready()
         self._poller.kick()
 
@@ -207,10 +186,10 @@ class FastChannelTransport(DockNetTCPTransport):
 
     def _fc_ready(self, bits: int) -> bool:
         """The poller found bits (DN_FC_*) ready; True if acted on."""
-        if bits & READABLE:
+        if bits & FC_READABLE:
             self._read_ready()
-        if bits & WRITABLE:
-            if self._buffer and not self._lost_called:
+        if bits & FC_WRITABLE:
+            if self._buffer and not self._state & CLOSED:
                 self._write_ready()
             else:
                 try:
@@ -221,9 +200,9 @@ class FastChannelTransport(DockNetTCPTransport):
 
     def _fc_row(self) -> dict[str, Any]:
         """This connection as `docknet ss` lists it."""
-        rq, sq = self._fc.queued() if not self._lost_called else (0, 0)
+        rq, sq = self._fc.queued() if not self._state & CLOSED else (0, 0)
         (la, lp), (pa, pp) = self._fc_names
-        return {"id": f"fc{self._channel_id}", "kind": "tcp", "state": "CLOSING" if self._closing else "ESTAB",
+        return {"id": f"fc{self._channel_id}", "kind": "tcp", "state": "CLOSING" if self._state & CLOSING else "ESTAB",
                 "local": f"{la}:{lp}", "peer": f"{pa}:{pp}", "recv_q": rq, "send_q": sq + len(self._buffer),
                 "path": "fast"}
 

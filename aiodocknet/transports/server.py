@@ -8,8 +8,11 @@ import ssl as ssl_mod
 from collections.abc import Callable
 from typing import Any
 
-from ..native.stack import ACCEPTED, Event
-from .tcp import DockNetSocket, DockNetTCPTransport
+from ..native.stack import EV_ACCEPTED, Event
+from .base import DockNetStreamTransport
+from .sockets import DockNetSocket
+from .tcp import DockNetTCPTransport
+from .tls import tls_protocol
 
 __all__ = ["DockNetServer"]
 
@@ -42,7 +45,7 @@ class DockNetServer(asyncio.AbstractServer):
         self._listen_sock: DockNetSocket | None = None
         self._serving = False
         self._closed = False
-        self._transports: set[DockNetTCPTransport] = set()
+        self._transports: set[DockNetStreamTransport] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._serving_forever: asyncio.Future[None] | None = None
 
@@ -52,15 +55,29 @@ class DockNetServer(asyncio.AbstractServer):
         stack = self._endpoint.stack
         self._listener = stack.listen(self._port, None if self._host in ("", "0.0.0.0") else self._host,
                                       self._backlog)
-        self._listen_sock = DockNetSocket(stack, self._listener, listening=True)
+        self._listen_sock = DockNetSocket.lwip_stream(stack, self._listener, listening=True)
         if self._port == 0:
             self._port = stack.sockname(self._listener)[1]
         self._loop._dn_poller.register(self._listener, self)
         self._loop._dn_servers[self._port] = self
         self._loop._dn_listen(self._port, True)
 
+    def _new_protocol(self) -> asyncio.BaseProtocol:
+        """The protocol for a new connection: the application's, behind
+        TLS when the server has a context."""
+        protocol = self._factory()
+        if self._ssl is not None:
+            protocol, _ = tls_protocol(self._loop, protocol, self._ssl, server_side=True,
+                                       handshake_timeout=self._ssl_handshake_timeout,
+                                       shutdown_timeout=self._ssl_shutdown_timeout)
+        return protocol
+
+    def _accept_failed(self, exc: BaseException) -> None:
+        self._loop.call_exception_handler({"message": "Error on transport creation for incoming connection",
+                                           "exception": exc, "server": self})
+
     def _dn_event(self, ev: Event) -> None:
-        if ev.kind != ACCEPTED:
+        if ev.kind != EV_ACCEPTED:
             return
         stack = self._endpoint.stack
         if not self._serving:
@@ -68,42 +85,39 @@ class DockNetServer(asyncio.AbstractServer):
             stack.close_conn(ev.conn)
             return
         try:
-            protocol = self._factory()
-            if self._ssl is not None:
-                waiter = self._loop.create_future()
-                app = protocol
-                protocol = asyncio.sslproto.SSLProtocol(
-                    self._loop, app, self._ssl, waiter, server_side=True,
-                    ssl_handshake_timeout=self._ssl_handshake_timeout,
-                    ssl_shutdown_timeout=self._ssl_shutdown_timeout,
-                )
-            DockNetTCPTransport(self._loop, self._loop._dn_poller, stack, ev.conn, protocol, server=self)
+            DockNetTCPTransport(self._loop, self._loop._dn_poller, stack, ev.conn, self._new_protocol(), server=self)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.call_exception_handler({"message": "Error in protocol_factory", "exception": exc})
+            self._accept_failed(exc)
             stack.abort(ev.conn)
             stack.close_conn(ev.conn)
 
     def _accept_channel(self, fc: Any, local: tuple[str, int], peer: tuple[str, int], channel_id: int) -> None:
-        """A connection to us that the master carried over a fast channel."""
+        """A connection to us that the master carried over a fast channel.
+        If the application's factory fails, the connector sees a reset (as
+        for a connection through the switch) and the master gets the
+        channel back."""
         from .fastchannel import FastChannelTransport
 
-        protocol = self._factory()
-        if self._ssl is not None:
-            waiter = self._loop.create_future()
-            protocol = asyncio.sslproto.SSLProtocol(
-                self._loop, protocol, self._ssl, waiter, server_side=True,
-                ssl_handshake_timeout=self._ssl_handshake_timeout,
-                ssl_shutdown_timeout=self._ssl_shutdown_timeout,
-            )
+        try:
+            protocol = self._new_protocol()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # (Before the transport exists: nothing polls the channel yet.)
+            self._accept_failed(exc)
+            fc.reset()
+            fc.close()
+            self._loop._dn_fc_closed(channel_id)
+            return
         FastChannelTransport(self._loop, self._loop._dn_poller, fc, local, peer, protocol, server=self,
                              channel_id=channel_id)
 
-    def _attach(self, transport: DockNetTCPTransport) -> None:
+    def _attach(self, transport: DockNetStreamTransport) -> None:
         self._transports.add(transport)
 
-    def _detach(self, transport: DockNetTCPTransport) -> None:
+    def _detach(self, transport: DockNetStreamTransport) -> None:
         self._transports.discard(transport)
         if self._closed and not self._transports:
             self._wakeup()

@@ -13,9 +13,10 @@
  * stays the one place that knows the asyncio contract: end of stream, reset,
  * a paused reader, a full ring, rate limits, buffered protocols, errors.
  *
- * The transport says which way each message may go. It sets `reader` to its
- * protocol's data_received while the fast read is allowed, and to None
- * otherwise. It sets `writable` while a write that fits may skip it.
+ * Which way each message may go follows from the transport's state, a set
+ * of DN_TS_* bits that lives here (the Python transport reads and writes
+ * it as `state`, through this object): there is no second copy to keep in
+ * step. `reader` is the protocol's data_received, taken once per protocol.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,6 +28,31 @@
 
 /* The largest single data_received(), as on the Python path. */
 #define DN_FCPATH_READ_MAX (256 * 1024)
+
+/* A stream transport's state (aiodocknet.transports.base.TransportState
+ * names the same bits; it takes their values from this module). */
+#define DN_TS_STARTED		0x001	/* connection_made has run */
+#define DN_TS_READ_PAUSED	0x002	/* pause_reading() */
+#define DN_TS_READ_HELD		0x004	/* the ingress limit holds reads */
+#define DN_TS_PEER_EOF		0x008	/* end of stream came in */
+#define DN_TS_WRITE_EOF		0x010	/* write_eof() was called */
+#define DN_TS_CLOSING		0x020	/* close(), abort() or a fatal error */
+#define DN_TS_CLOSED		0x040	/* connection_lost() has been called */
+#define DN_TS_BUFFERED		0x080	/* the protocol is a BufferedProtocol */
+#define DN_TS_INGRESS_LIMIT	0x100	/* every read is counted (a limit) */
+#define DN_TS_EGRESS_LIMIT	0x200	/* every write is counted (a limit) */
+
+/* Bits that send a read through the Python transport (STARTED must be
+ * set, the others clear). */
+#define DN_TS_READ_MASK (DN_TS_STARTED | DN_TS_READ_PAUSED | DN_TS_READ_HELD | \
+	DN_TS_PEER_EOF | DN_TS_CLOSING | DN_TS_CLOSED | DN_TS_BUFFERED | \
+	DN_TS_INGRESS_LIMIT)
+/* Any of these sends a write through the Python transport. */
+#define DN_TS_WRITE_SLOW (DN_TS_WRITE_EOF | DN_TS_CLOSING | DN_TS_CLOSED | \
+	DN_TS_EGRESS_LIMIT)
+/* Any of these: bytes waiting must not count as readable (nor wake us). */
+#define DN_TS_NOT_READING (DN_TS_READ_PAUSED | DN_TS_READ_HELD | \
+	DN_TS_CLOSING | DN_TS_CLOSED)
 
 /* The poller's state that a write must see: whether a pass is already
  * due, whether the poller sleeps, and when the connection was last busy
@@ -46,8 +72,15 @@ typedef struct {
 	PyObject *buffer;	/* the transport's write buffer (a bytearray) */
 	PyObject *reader;	/* the protocol's data_received, or NULL */
 	PollerState *poller;
-	int writable;
+	unsigned int state;	/* DN_TS_* */
 } TransportCore;
+
+static inline int
+dn_fcpath_fast_read(const TransportCore *self)
+{
+	return (self->state & DN_TS_READ_MASK) == DN_TS_STARTED &&
+		self->reader != NULL;
+}
 
 static PyTypeObject PollerState_Type;
 static PyTypeObject TransportCore_Type;
@@ -215,7 +248,7 @@ TransportCore_write(TransportCore *self, PyObject *data)
 		len = PyByteArray_GET_SIZE(data);
 	}
 	if (len == 0 || len > INT32_MAX || self->fc == NULL ||
-	    !self->writable || self->buffer == NULL ||
+	    (self->state & DN_TS_WRITE_SLOW) || self->buffer == NULL ||
 	    PyByteArray_GET_SIZE(self->buffer) != 0)
 		return PyObject_CallMethod(self->transport, "_write_slow", "O",
 			data);
@@ -231,9 +264,42 @@ TransportCore_write(TransportCore *self, PyObject *data)
 	Py_RETURN_NONE;
 }
 
+/* A call into the transport or its protocol raised (the exception is
+ * set): the transport's one fatal-error path takes it, which reports it to
+ * the loop and closes this transport only. Returns -1 for SystemExit and
+ * KeyboardInterrupt (they stop the loop, as from the Python path), else 0:
+ * the other channels of the pass are still served. */
+static int
+dn_fcpath_contain(TransportCore *self, const char *message)
+{
+	PyObject *type, *value, *tb, *res;
+
+	if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+	    PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+		return -1;
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (tb != NULL)
+		PyException_SetTraceback(value, tb);
+	res = PyObject_CallMethod(self->transport, "_fatal_error", "Os",
+		value, message);
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+	if (res != NULL) {
+		Py_DECREF(res);
+		return 0;
+	}
+	if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+	    PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+		return -1;
+	/* The fatal-error path itself failed: said, and the pass goes on. */
+	PyErr_WriteUnraisable(self->transport);
+	return 0;
+}
+
 /* Reads what is waiting into bytes objects for the protocol. Returns 0,
- * or -1 with SystemExit or KeyboardInterrupt set (those stop the loop, as
- * they do when raised from the Python path). */
+ * or -1 with SystemExit or KeyboardInterrupt set. */
 static int
 dn_fcpath_deliver(TransportCore *self)
 {
@@ -245,7 +311,7 @@ dn_fcpath_deliver(TransportCore *self)
 		PyObject *bytes, *reader;
 		int r;
 
-		if (self->fc == NULL || self->reader == NULL)
+		if (self->fc == NULL || !dn_fcpath_fast_read(self))
 			return 0;	/* closed or paused by the protocol */
 		avail = dn_fc_rx_queued(self->fc);
 		if (avail == 0) {
@@ -285,28 +351,9 @@ dn_fcpath_deliver(TransportCore *self)
 		Py_DECREF(res);
 		return 0;
 	}
-	if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-	    PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
-		return -1;
-	{
-		/* The protocol raised: the transport closes as asyncio's do,
-		 * reporting anything but an OSError to the loop. */
-		PyObject *type, *value, *tb;
-
-		PyErr_Fetch(&type, &value, &tb);
-		PyErr_NormalizeException(&type, &value, &tb);
-		if (tb != NULL)
-			PyException_SetTraceback(value, tb);
-		res = PyObject_CallMethod(self->transport, "_read_failed", "O",
-			value);
-		Py_XDECREF(type);
-		Py_XDECREF(value);
-		Py_XDECREF(tb);
-		if (res == NULL)
-			return -1;
-		Py_DECREF(res);
-	}
-	return 0;
+	/* The protocol raised: the transport closes as asyncio's do. */
+	return dn_fcpath_contain(self,
+		"Fatal error: protocol.data_received() call failed.");
 }
 
 static PyObject *
@@ -314,7 +361,6 @@ TransportCore_detach(TransportCore *self, PyObject *unused)
 {
 	/* Before the channel is unmapped: nothing here may touch it again. */
 	self->fc = NULL;
-	self->writable = 0;
 	Py_CLEAR(self->reader);
 	Py_CLEAR(self->buffer);
 	Py_RETURN_NONE;
@@ -339,6 +385,37 @@ TransportCore_set_reader(TransportCore *self, PyObject *value, void *closure)
 	}
 	Py_INCREF(value);
 	Py_XSETREF(self->reader, value);
+	return 0;
+}
+
+static PyObject *
+TransportCore_get_state(TransportCore *self, void *closure)
+{
+	return PyLong_FromUnsignedLong(self->state);
+}
+
+static int
+TransportCore_set_state(TransportCore *self, PyObject *value, void *closure)
+{
+	unsigned long state;
+
+	if (value == NULL) {
+		PyErr_SetString(PyExc_TypeError, "state cannot be deleted");
+		return -1;
+	}
+	state = PyLong_AsUnsignedLong(value);
+	if (state == (unsigned long)-1 && PyErr_Occurred())
+		return -1;
+	if (state > UINT_MAX) {
+		PyErr_SetString(PyExc_ValueError, "state out of range");
+		return -1;
+	}
+	self->state = (unsigned int)state;
+	/* The channel's own reading flag (it decides whether waiting bytes
+	 * wake us) follows from the state, here and nowhere else. Once the
+	 * transport is closed the channel is being let go: left alone. */
+	if (self->fc != NULL && !(self->state & DN_TS_CLOSED))
+		dn_fc_want_read(self->fc, !(self->state & DN_TS_NOT_READING));
 	return 0;
 }
 
@@ -373,17 +450,15 @@ static PyMethodDef TransportCore_methods[] = {
 	{NULL}
 };
 
-static PyMemberDef TransportCore_members[] = {
-	{"writable", T_BOOL, offsetof(TransportCore, writable), 0,
-	 "a write that fits may go straight onto the ring"},
-	{NULL}
-};
-
 static PyGetSetDef TransportCore_getset[] = {
 	{"reader", (getter)TransportCore_get_reader,
 	 (setter)TransportCore_set_reader,
 	 "data_received of the protocol while bytes may go straight to it, "
 	 "else None", NULL},
+	{"state", (getter)TransportCore_get_state,
+	 (setter)TransportCore_set_state,
+	 "the transport's state (DN_TS_* bits, TransportState in Python)",
+	 NULL},
 	{"buffer", (getter)TransportCore_get_buffer,
 	 (setter)TransportCore_set_buffer,
 	 "the transport's write buffer: a write waits behind it", NULL},
@@ -403,7 +478,6 @@ static PyTypeObject TransportCore_Type = {
 	.tp_clear = (inquiry)TransportCore_clear,
 	.tp_dealloc = (destructor)TransportCore_dealloc,
 	.tp_methods = TransportCore_methods,
-	.tp_members = TransportCore_members,
 	.tp_getset = TransportCore_getset,
 };
 
@@ -439,14 +513,19 @@ dn_fcpath_pump(PyObject *module, PyObject *cores)
 			continue;
 		acted++;
 		Py_INCREF(core);
-		if (bits == DN_FC_READABLE && core->reader != NULL) {
+		if (bits == DN_FC_READABLE && dn_fcpath_fast_read(core)) {
 			rc = dn_fcpath_deliver(core);
 		} else {
 			PyObject *res = PyObject_CallMethod(core->transport,
 				"_fc_ready", "i", bits);
 
-			rc = res == NULL ? -1 : 0;
-			Py_XDECREF(res);
+			if (res != NULL) {
+				Py_DECREF(res);
+				rc = 0;
+			} else {
+				rc = dn_fcpath_contain(core, "Fatal error: "
+					"fast channel event handler failed.");
+			}
 		}
 		Py_DECREF(core);
 		if (rc < 0)
@@ -482,7 +561,19 @@ PyInit__fcpath(void)
 	if (m == NULL)
 		return NULL;
 	if (PyModule_AddType(m, &PollerState_Type) < 0 ||
-	    PyModule_AddType(m, &TransportCore_Type) < 0) {
+	    PyModule_AddType(m, &TransportCore_Type) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_STARTED", DN_TS_STARTED) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_READ_PAUSED", DN_TS_READ_PAUSED) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_READ_HELD", DN_TS_READ_HELD) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_PEER_EOF", DN_TS_PEER_EOF) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_WRITE_EOF", DN_TS_WRITE_EOF) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_CLOSING", DN_TS_CLOSING) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_CLOSED", DN_TS_CLOSED) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_BUFFERED", DN_TS_BUFFERED) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_INGRESS_LIMIT",
+		DN_TS_INGRESS_LIMIT) < 0 ||
+	    PyModule_AddIntConstant(m, "TS_EGRESS_LIMIT",
+		DN_TS_EGRESS_LIMIT) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}
