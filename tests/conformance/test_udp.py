@@ -72,10 +72,6 @@ async def test_datagram_received_error_is_reported_and_the_rest_arrive(peer: Pee
     """The protocol raises on the first datagram: the loop's exception
     handler gets that error once, the endpoint stays open, and the
     datagrams after it are still delivered."""
-    if loop_kind() == "docknet":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "issue 14, failure containment: udp.py calls datagram_received unguarded and the "
-            "poller's batch, already drained from C, is lost with it")))
     loop = asyncio.get_running_loop()
     reported: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx))
