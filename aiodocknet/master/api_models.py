@@ -24,7 +24,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, RootModel, V
 
 from .. import validate
 from ..native._lib import ffi
-from .faults import FIELD_MAX, PPM_FIELDS, check_field
+from .faults import FIELD_MAX, check_field
 
 __all__ = [
     "REQUEST_MODELS",
@@ -58,7 +58,7 @@ def _name_schema(examples: list[str]) -> dict[str, Any]:
             "pattern": validate.NAME_PATTERN, "examples": examples}
 
 
-def _rate_schema(key: str, high: int, pattern: str, examples: list[Any]) -> dict[str, Any]:
+def _rate_schema(high: int, pattern: str, examples: list[Any]) -> dict[str, Any]:
     return {"oneOf": [{"type": "integer", "minimum": 0, "maximum": high},
                       {"type": "string", "maxLength": 64, "pattern": pattern}],
             "examples": examples}
@@ -103,7 +103,7 @@ def _limit(key: str) -> Any:
     high = validate.MAX_PKTS_PER_S if pkts else validate.MAX_BITS_PER_S
     examples: list[Any] = ["20kpps", 0] if pkts else ["100mbit", "1.5gbit", 0]
     return Annotated[int, PlainValidator(lambda value: validate.limit(key, value)),
-                     WithJsonSchema(_rate_schema(key, high, PKTS_PATTERN if pkts else BITS_PATTERN, examples))]
+                     WithJsonSchema(_rate_schema(high, PKTS_PATTERN if pkts else BITS_PATTERN, examples))]
 
 
 def _fault(key: str) -> Any:
@@ -238,8 +238,7 @@ def _from_struct(model: str, struct: str, doc: str, **more: Any) -> type[BaseMod
     for name, f in ffi.typeof(struct).fields:
         low, high = _C_RANGES[f.type.cname]
         fields[name] = (Annotated[int, Field(ge=low, le=high)], ...)
-    m = create_model(model, __config__=_ANSWER, __doc__=doc, **fields, **more)
-    return m
+    return create_model(model, __config__=_ANSWER, __doc__=doc, **fields, **more)
 
 
 PortCounters = _from_struct("PortCounters", "struct dn_port_counters",
