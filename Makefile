@@ -24,4 +24,5 @@ fuzz: bootstrap
 	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
 
 clean:
-	rm -rf build/cffi .venv aiodocknet/native/_lib*.so aiodocknet/native/_fcpath*.so aiodocknet/native/_lib.c *.egg-info
+	rm -rf build/cffi build/dnbench .venv aiodocknet/native/_lib*.so aiodocknet/native/_fcpath*.so aiodocknet/native/_lib.c \
+		bench/_dnbench*.so *.egg-info

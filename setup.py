@@ -5,13 +5,13 @@ from setuptools import Extension, setup
 # The fast-channel transports' per-message path uses CPython's C API, which
 # cffi does not offer (native/dn_fcpath.c says why). It carries its own
 # copy of the channel code: the functions are stateless, the layout is the
-# one header's.
+# one header's, kept private to it (DN_EXPORT empty: dn_export.h).
 fcpath = Extension(
     "aiodocknet.native._fcpath",
     sources=["native/fastchan/dn_fcpath.c", "native/fastchan/dn_fastchan.c", "native/runtime/dn_error.c"],
     include_dirs=["native/fastchan", "native/shm", "native/runtime"],
     extra_compile_args=["-O3", "-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wno-unused-parameter",
-                        "-fvisibility=hidden"],
+                        "-fvisibility=hidden", "-DDN_EXPORT="],
 )
 
 setup(cffi_modules=["native/build.py:ffi"], ext_modules=[fcpath])

@@ -4,6 +4,10 @@ One line puts an asyncio program on DockNet::
 
     aiodocknet.run(main())                                     # or
     asyncio.set_event_loop_policy(aiodocknet.DockNetPolicy())
+
+The loop (uvloop, the native core, DPDK's libraries) is imported when a
+loop is made, not with the package: the ``docknet`` command and the CNI
+plugin import ``aiodocknet.cli``/``aiodocknet.cni`` without it.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from __future__ import annotations
 import asyncio as _asyncio
 import sys as _sys
 import warnings as _warnings
-from typing import Any, Coroutine, TypeVar
+from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 
-from .endpoint import DockNetUnavailable, ProcessEndpoint, required
-from .loop import DockNetLoop
+if TYPE_CHECKING:
+    from .endpoint import DockNetUnavailable
+    from .loop import DockNetLoop
 
 __all__ = ["DockNetLoop", "DockNetUnavailable", "new_event_loop", "run", "run_on", "install", "DockNetPolicy"]
 
@@ -23,6 +28,8 @@ _T = TypeVar("_T")
 
 def new_event_loop() -> DockNetLoop:
     """A new DockNet event loop."""
+    from .loop import DockNetLoop
+
     return DockNetLoop()
 
 
@@ -36,6 +43,8 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, require: bo
     if _asyncio._get_running_loop() is not None:
         main.close()
         raise RuntimeError("aiodocknet.run() cannot be called from a running event loop")
+    from .endpoint import DockNetUnavailable, ProcessEndpoint, required
+
     if require:
         ProcessEndpoint.require = True
     if required():
@@ -90,6 +99,14 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module(".aiohttp", __name__)
+    if name == "DockNetLoop":
+        from .loop import DockNetLoop
+
+        return DockNetLoop
+    if name == "DockNetUnavailable":
+        from .endpoint import DockNetUnavailable
+
+        return DockNetUnavailable
     # Policies are deprecated from Python 3.14: made on demand, with the
     # warning asyncio gives.
     if name == "DockNetPolicy":

@@ -83,16 +83,6 @@ def configured_network() -> ipaddress.IPv4Network:
     return net
 
 
-def _namespace_endpoint() -> str | None:
-    """The endpoint a container runtime's plugin (docknet-cni) registered
-    this process's network namespace as: it writes the name into the
-    namespace, and the master attaches the process by its namespace alone,
-    with no DOCKNET_ENDPOINT and no secret."""
-    from .cni.nsname import read_own
-
-    return read_own()
-
-
 class ProcessEndpoint:
     _lock = threading.Lock()
     _instance: ProcessEndpoint | None = None
@@ -127,10 +117,13 @@ class ProcessEndpoint:
                 cls._disable("DOCKNET_DISABLE=1", asked=True)
                 return None
             master = default_master_path()
-            name = os.environ.get("DOCKNET_ENDPOINT") or _namespace_endpoint() \
-                or f"{socket.gethostname()}-{os.getpid()}"
+            # With no name given, the master decides: the endpoint a
+            # container runtime registered for this namespace, else an
+            # ad-hoc one under this guess.
+            given = os.environ.get("DOCKNET_ENDPOINT")
+            name = given or f"{socket.gethostname()}-{os.getpid()}"
             try:
-                stack = SlaveStack.attach(name, master)
+                stack = SlaveStack.attach(name, master, named=bool(given))
             except OSError as exc:
                 reason, fix = exc.strerror or str(exc), _fix(exc, master)
                 if required():

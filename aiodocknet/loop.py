@@ -32,6 +32,7 @@ from .native.fastchan import WakeFds
 from .poller import StackPoller
 from .transports.server import DockNetServer
 from .log import get_logger
+from .control import InvalidMessage, field_value
 from .native.stack import CONNECTED, ERROR, Event, request_attach
 from .transports.tcp import DockNetTCPTransport, _exc
 from .transports.udp import DockNetDatagramTransport
@@ -183,6 +184,15 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         self._dn_endpoint = ep
         self._dn_poller = StackPoller(self, ep.stack)
         ep.stack.extra_connections = self._dn_fc_rows
+        ep.stack.control.update(
+            {
+                "endpoint_gone": self._dn_endpoint_gone,
+                "fc_result": self._dn_fc_result,
+                "fc_offer": self._dn_fc_offer,
+                "limits": lambda msg, fds: self._dn_set_limits(msg),
+            },
+            refusers={"fc_result": self._dn_fc_result_refused, "fc_offer": self._dn_fc_offer_refused},
+        )
         if ep.limits is not None:
             self._dn_set_limits(ep.limits)
         return ep
@@ -303,6 +313,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             self._dn_poller = None
             if self._dn_endpoint is not None and self._dn_endpoint.owner is self:
                 self._dn_endpoint.owner = None
+                self._dn_endpoint.stack.control = self._dn_endpoint.stack.default_control()
         super().close()
 
     # ---- name resolution ----
@@ -565,10 +576,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         ep = self._dn_endpoint
         if ep is None or not channel_id:
             return
-        try:
-            ep.stack.send_control({"event": "fc_closed", "id": channel_id})
-        except OSError:
-            pass  # the master is gone, and its books with it
+        ep.stack.give_back(channel_id)
 
     def _dn_listen(self, port: int, on: bool) -> None:
         """Tell the master which ports our servers serve: only those get
@@ -584,29 +592,58 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
     def _dn_fc_rows(self) -> list[dict[str, Any]]:
         return [t._fc_row() for t in self._dn_poller.channels()] if self._dn_poller is not None else []
 
-    def _dn_control(self, msg: dict[str, Any], fds: list[int]) -> None:
-        """A message from the master the stack did not handle itself."""
-        event = msg.get("event")
-        if event == "endpoint_gone":
-            self._dn_wakes.forget(str(msg.get("address")))
-            if self._dn_poller is not None:
-                for t in self._dn_poller.channels():
-                    if t.peer_address == msg.get("address"):
-                        t._peer_gone()
-        elif event == "fc_result":
-            fut = self._dn_fc_pending.get(msg.get("req"))  # type: ignore[arg-type]
-            if fut is not None and not fut.done():
-                fut.set_result((msg, fds))
-                return
-            if msg.get("ok"):  # too late: the connect took the network path
-                self._dn_fc_lost(msg.get("id"), "the master's answer came too late")
-        elif event == "limits":
-            self._dn_set_limits(msg)
-        elif msg.get("op") == "fc_offer":
-            self._dn_fc_offer(msg, fds)
+    # ---- what the master sends (the stack's dispatcher calls these) ----
+
+    def _dn_endpoint_gone(self, msg: dict[str, Any], fds: list[int]) -> None:
+        """An endpoint detached: every connection to it ends, over the
+        stack and over fast channels."""
+        address = msg["address"]
+        if self._dn_endpoint is not None:
+            self._dn_endpoint.stack.reset_peer(address)
+        self._dn_wakes.forget(address)
+        if self._dn_poller is not None:
+            for t in self._dn_poller.channels():
+                if t.peer_address == address:
+                    t._peer_gone()
+
+    def _dn_fc_result(self, msg: dict[str, Any], fds: list[int]) -> None:
+        fut = self._dn_fc_pending.get(msg["req"])
+        if fut is not None and not fut.done():
+            fut.set_result((msg, fds))
             return
         for fd in fds:
             os.close(fd)
+        if msg["ok"] and "id" in msg:  # too late: the connect took the network path
+            self._dn_fc_lost(msg["id"], "the master's answer came too late")
+
+    def _dn_fc_result_refused(self, exc: InvalidMessage, msg: dict[str, Any]) -> bool:
+        """An answer to fc_connect decode refused (its descriptors already
+        closed). Fewer descriptors than a channel's, all else right, is the
+        kernel dropping them at our descriptor limit: the connect is told
+        (it gives the channel back and says so). Anything else fails the
+        connect over to the network path, and a channel it names is given
+        back."""
+        if exc.descriptors_missing:
+            self._dn_fc_result(msg, [])
+            return True
+        fut = self._dn_fc_pending.get(exc.req) if exc.req is not None else None
+        if fut is not None and not fut.done():
+            fut.set_result(({"ok": False}, []))
+        channel_id = field_value(exc.kind, msg, "id")
+        if channel_id is not None and msg.get("ok") is True:
+            self._dn_fc_closed(channel_id)
+        return False
+
+    def _dn_fc_offer_refused(self, exc: InvalidMessage, msg: dict[str, Any]) -> bool:
+        """An offer decode refused: a channel it names is given back (the
+        master resets the connector's side); with too few descriptors, all
+        else right, that is our descriptor limit, and said so."""
+        channel_id = field_value(exc.kind, msg, "id") or 0
+        if exc.descriptors_missing:
+            self._dn_fc_lost(channel_id, "an offer came without its descriptors (descriptor limit?)")
+            return True
+        self._dn_fc_closed(channel_id)
+        return False
 
     def _dn_set_limits(self, msg: dict[str, Any]) -> None:
         def bucket(bits: Any, pkts: Any) -> TokenBucket | None:
@@ -627,16 +664,11 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         came), the channel is reset: the connector sees a reset, as a TCP
         connection to a listener that closed its backlog would."""
         ep = self._dn_endpoint
-        server = self._dn_servers.get(msg.get("port"))  # type: ignore[arg-type]
-        cid = msg.get("id") if isinstance(msg.get("id"), int) else 0
+        server = self._dn_servers.get(msg["port"])
+        cid = msg["id"]
         if ep is None:
             for fd in fds:
                 os.close(fd)
-            return
-        if len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            self._dn_fc_lost(cid, "an offer came without its descriptors (descriptor limit?)")
             return
         try:
             fc = self._dn_wakes.channel(fds[0], 1, fds[1], fds[2], str(msg["peer"][0]))

@@ -7,9 +7,10 @@ nothing, it arms the doorbell and lets the loop block in epoll until the
 master rings or lwIP's next timer is due. Writes kick it back into spinning:
 an answer is likely on its way. Fast channels are polled in the same pass
 and wake the process on the same eventfd. On a host where tasks wait for
-a CPU (crowding.py) nobody spins: a core is worth more to a busy service
-than to a poller waiting for it. Nor does a poller whose last spins
-all ended in sleep (its peers answer in milliseconds).
+a CPU nobody spins: a core is worth more to a busy service than to a
+poller waiting for it. Nor does a poller whose last spins all ended in
+sleep (its peers answer in milliseconds). That decision is the one the
+master's switch thread makes: ``native/runtime/dn_spin.h``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from typing import Any, Protocol
 
 from .native._fcpath import PollerState, pump
-from .native.crowding import HostCrowding
+from .native._lib import ffi, lib
 from .native.fastchan import ChannelSet
 from .log import get_logger
 from .native.stack import ACCEPTED, Event, SlaveStack
@@ -47,14 +48,9 @@ SPIN_CHUNK_NS = 20_000
 # fast channels are busy.
 YIELD_NS_SWITCH = 2_000
 YIELD_NS_CHANNELS = 10_000
-# After this many spins in a row that ended in sleep (answers take longer
-# than SPIN: a service whose peers think for milliseconds), the poller
-# sleeps at once: its spins only took a core from the peers it waits for.
-# A doorbell that rings within SPIN of going to sleep (a spin would have
-# caught it) brings spinning back.
+# After this many spins in a row that ran out the poller sleeps at once
+# (dn_spin.h says why), as the switch thread does.
 SPIN_MISSES = int(os.environ.get("DOCKNET_SPIN_MISSES", "3"))
-# How often a spinning poller checks whether the host is crowded.
-CROWD_CHECK = 0.002
 # Runnable tasks beyond the cores before a spinning poller sleeps instead.
 # Traffic through the switch needs the master's thread too: it and two
 # pollers on two cores is still a fair fight. Fast channels alone need no
@@ -78,9 +74,10 @@ class StackPoller:
         self._channels = ChannelSet()
         self._passes = 0
         self._stack_active = 0.0
-        self._crowding = HostCrowding(CROWD_CHECK)
-        self._misses = 0  # spins in a row that ended in sleep
-        self._slept_at = 0.0
+        # Spin or sleep: the one policy (dn_spin.h), which also looks at
+        # whether the host is crowded.
+        self._spin = ffi.new("struct dn_spin *")
+        lib.dn_spin_open(self._spin, round(SPIN * 1e9), max(SPIN_MISSES, 0), 1)
         # scheduled, sleeping and active live where a fast channel's write
         # (in C) sees them: a write during a pass costs no Python call.
         self.state = PollerState(self.kick)
@@ -139,11 +136,7 @@ class StackPoller:
             self._loop.call_soon(self._poll)
 
     def _on_control(self) -> None:
-        notices = self._stack.read_control()
-        if notices is not None:
-            for msg, fds in notices:
-                self._loop._dn_control(msg, fds)  # type: ignore[attr-defined]
-        if notices is None:
+        if not self._stack.read_control():
             # The master is gone, and the switch with it: nothing on this
             # link will move again, so the connections end now.
             self._loop.remove_reader(self._control_fd)
@@ -184,7 +177,7 @@ class StackPoller:
             pass
         if self._timer is not None:
             self._timer.cancel()
-        self._crowding.close()
+        lib.dn_spin_close(self._spin)
         if self.state.sleeping:
             self._wake()
         self._handlers.clear()
@@ -204,7 +197,6 @@ class StackPoller:
             return False
         self.state.sleeping = True
         self.state.scheduled = False
-        self._slept_at = now
         if t != math.inf:
             at = self._loop.time() + t
             if self._timer is None or self._timer_at > at:
@@ -216,8 +208,8 @@ class StackPoller:
 
     def _on_doorbell(self) -> None:
         st = self.state
-        if st.sleeping and time.monotonic() - self._slept_at < SPIN:
-            self._misses = 0
+        if st.sleeping:
+            lib.dn_spin_woke(self._spin, time.monotonic_ns())
         self._wake()
         if not st.scheduled:
             st.scheduled = True
@@ -275,11 +267,10 @@ class StackPoller:
             now = time.monotonic()
         if busy:
             st.active = now
-        elif (now - st.active > SPIN or self._misses >= SPIN_MISSES
-              or self._crowding.crowded(now, CROWD_SLACK_CHANNELS if channels_only else CROWD_SLACK_SWITCH)):
+        elif verdict := lib.dn_spin_decide(self._spin, int(now * 1e9), int(st.active * 1e9),
+                                           CROWD_SLACK_CHANNELS if channels_only else CROWD_SLACK_SWITCH):
             if self._sleep(now):
-                if now - st.active > SPIN:
-                    self._misses += 1
+                lib.dn_spin_asleep(self._spin, int(now * 1e9), verdict)
                 return
         else:
             # Spinning with nothing to do: wait in C, where a look at every

@@ -15,7 +15,6 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent / "tests"))
 from kernel_paths import run_kernel_in  # noqa: E402
 from procs import stop_all  # noqa: E402
 from bench.topology import NetnsTopology  # noqa: E402

@@ -17,14 +17,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiodocknet.native.errors import check  # noqa: E402
-from aiodocknet.native._lib import ffi, lib  # noqa: E402
 from aiodocknet.native.fastchan import FastChannel, make_channel  # noqa: E402
+from bench.dnbench import ffi as loops_ffi, lib as loops  # noqa: E402
 
 
 def echo(fds: list[int], seconds: float) -> int:
     fc = FastChannel(fds[0], 1, fds[1], fds[2])
     try:
-        check(lib.dn_bench_fc_echo(fc._fc, seconds))
+        check(loops.dn_bench_fc_echo(fc._fc, seconds))
     finally:
         fc.close()
     return 0
@@ -38,9 +38,9 @@ def ping(size: int, seconds: float) -> dict[str, float]:
     for fd in child_fds:
         os.close(fd)
     fc = FastChannel(memfd, 0, efd0, efd1)
-    out = ffi.new("struct dn_bench_result *")
+    out = loops_ffi.new("struct dn_bench_result *")
     try:
-        check(lib.dn_bench_fc_ping(fc._fc, size, seconds, out))
+        check(loops.dn_bench_fc_ping(fc._fc, size, seconds, out))
     finally:
         fc.close()
         child.wait(30)

@@ -29,7 +29,8 @@ SOURCE = BENCH_DIR / "kernel_rr.c"
 BUILD_DIR = BENCH_DIR / "build"
 BINARY = BUILD_DIR / "kernel_rr"
 
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+# Run as a script (see above), the checkout is not on the path yet.
+sys.path.insert(0, str(REPO_ROOT))
 from bench.topology import NetnsTopology  # noqa: E402
 from ovs_baseline import OvsTopology  # noqa: E402
 

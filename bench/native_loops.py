@@ -1,4 +1,4 @@
-"""A slave process that runs one native benchmark loop (dn_bench.h).
+"""A slave process that runs one native benchmark loop (bench/native/dn_bench.h).
 
 ``python -m bench.native_loops serve|rr|stream --name ENDPOINT ...``
 attaches to the master in DOCKNET_MASTER and prints one JSON line: ``ready``
@@ -19,6 +19,7 @@ from aiodocknet.native.errors import check
 from aiodocknet.native._lib import ffi, lib
 from aiodocknet.native.eal import eal_memory
 from aiodocknet.native.stack import SlaveStack
+from bench.dnbench import ffi as loops_ffi, lib as loops
 
 __all__ = ["main"]
 
@@ -33,7 +34,7 @@ def _memory() -> dict[str, float]:
 
 
 def _result(res: object) -> dict[str, float]:
-    r = ffi.cast("struct dn_bench_result *", res)
+    r = loops_ffi.cast("struct dn_bench_result *", res)
     out = {
         "round_trips": int(r.round_trips),
         "bytes": int(r.bytes),
@@ -80,8 +81,8 @@ def _blast(args: argparse.Namespace) -> int:
             cfg.small = 1
             check(lib.dn_link_open(cfg, ffi.addressof(links, i)))
             ips[i] = int(ipaddress.IPv4Address(info.address))
-        res = ffi.new("struct dn_bench_result *")
-        check(lib.dn_bench_blast(links, ips, k, args.size, args.seconds, res))
+        res = loops_ffi.new("struct dn_bench_result *")
+        check(loops.dn_bench_blast(links, ips, k, args.size, args.seconds, res))
         out = {"event": "result", "mode": "blast", "endpoints": k, "size": args.size,
                "frames": int(res.round_trips), "offered": int(res.bytes),
                "links_reached": int(res.links_reached), "seconds": round(res.seconds, 4),
@@ -117,14 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         raw = st._st
         if args.mode == "serve":
             print(json.dumps({"event": "ready", "address": st.address, **_memory()}), flush=True)
-            check(lib.dn_bench_serve(raw, args.port, 3600.0, args.spin_us))
+            check(loops.dn_bench_serve(raw, args.port, 3600.0, args.spin_us))
             return 0
         ip = int(ipaddress.IPv4Address(args.target))
-        res = ffi.new("struct dn_bench_result *")
+        res = loops_ffi.new("struct dn_bench_result *")
         if args.mode == "rr":
-            check(lib.dn_bench_rr(raw, ip, args.port, args.size, args.conns, args.seconds, args.spin_us, res))
+            check(loops.dn_bench_rr(raw, ip, args.port, args.size, args.conns, args.seconds, args.spin_us, res))
         else:
-            check(lib.dn_bench_stream(raw, ip, args.port, args.size, args.seconds, args.spin_us, res))
+            check(loops.dn_bench_stream(raw, ip, args.port, args.size, args.seconds, args.spin_us, res))
         out = {"event": "result", "mode": args.mode, "size": args.size, "conns": args.conns,
                **_result(res), **_memory(), "stack": st.stats()}
         print(json.dumps(out), flush=True)

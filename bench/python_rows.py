@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
 from bench.topology import NetnsTopology  # noqa: E402
 from procs import stop_all  # noqa: E402
 

@@ -38,7 +38,6 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent / "tests"))
 from cross_host import CrossHostSession  # noqa: E402
 from procs import stop_all  # noqa: E402
 from kernel_paths import run_kernel  # noqa: E402

@@ -82,21 +82,19 @@ dn_link_close(struct dn_link *link)
 }
 
 int
-dn_link_rx(struct dn_link *link, struct dn_rxseg *segs, unsigned int max)
+dn_link_rx(struct dn_link *link, struct dn_rxseg *seg)
 {
 	struct dn_fuzzseg *s = link->pending;
 
 	if (s == NULL)
 		return 0;
-	if (max == 0)
-		return -EMSGSIZE;
 	link->pending = NULL;
 	link->segs_out++;
 	link->st.rx_frames++;
-	segs[0].seg = s;
-	segs[0].priv = s->priv;
-	segs[0].data = s->data;
-	segs[0].len = (uint16_t)s->len;
+	seg->seg = s;
+	seg->priv = s->priv;
+	seg->data = s->data;
+	seg->len = (uint16_t)s->len;
 	return 1;
 }
 

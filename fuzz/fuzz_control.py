@@ -62,6 +62,9 @@ class FakeSwitch:
     def counters(self) -> dict[str, int]:
         return {}
 
+    def uplink(self) -> dict[str, int] | None:
+        return None
+
 
 class FakeLoop:
     """The two loop calls ControlServer makes for a connection."""
@@ -87,7 +90,6 @@ def _open_fds() -> set[int]:
 def _server() -> master_control.ControlServer:
     srv = master_control.ControlServer(
         path=os.path.join(_run_dir, "master.sock"),
-        run_dir=_run_dir,
         switch=_switch,  # type: ignore[arg-type]
         addresses=AddressPool(ipaddress.ip_network("10.77.0.0/16")),
         mtu=1500,

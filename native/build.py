@@ -22,8 +22,8 @@ LWIP_SRC = Path(os.environ.get("DOCKNET_LWIP_SRC", ROOT / "build" / "lwip"))
 
 # The headers whose declarations make up the Python-visible API.
 API_HEADERS = ["runtime/dn_error.h", "runtime/dn_eal.h", "stack/dn_link.h", "stack/dn_stack.h",
-               "switch/dn_switch.h", "fastchan/dn_fastchan.h", "runtime/dn_crowding.h",
-               "../bench/native/dn_bench.h"]
+               "switch/dn_switch.h", "switch/dn_limit.h", "fastchan/dn_fastchan.h",
+               "runtime/dn_crowding.h", "runtime/dn_spin.h"]
 
 # One folder per component; headers include each other by bare name.
 COMPONENTS = ["runtime", "shm", "stack", "switch", "fastchan"]
@@ -33,6 +33,7 @@ OUR_SOURCES = [
     "native/runtime/dn_eal.c",
     "native/runtime/dn_pktpool.c",
     "native/runtime/dn_crowding.c",
+    "native/runtime/dn_spin.c",
     "native/stack/dn_link.c",
     "native/stack/dn_stack.c",
     "native/stack/dn_netif.c",
@@ -43,7 +44,6 @@ OUR_SOURCES = [
     "native/switch/dn_uplink.c",
     "native/fastchan/dn_fastchan.c",
     "lwip/dn_hooks.c",
-    "bench/native/dn_bench.c",
 ]
 
 # lwIP core: what NO_SYS=1 IPv4 TCP/UDP/ICMP/raw needs, nothing more.
@@ -70,14 +70,19 @@ def _pkg_config(*args: str) -> list[str]:
     return shlex.split(out)
 
 
-def _cdef_from_headers() -> str:
-    """The API headers, minus what cffi's parser does not take."""
+def cdef_from_headers(paths: list[Path]) -> str:
+    """The headers' declarations, minus what cffi's parser does not take:
+    comments, attributes, DN_EXPORT, preprocessor lines (but numeric DN_
+    constants) and static inline definitions (C callers' fast paths; the
+    header declares what Python calls)."""
     out = []
-    for name in API_HEADERS:
-        text = (HERE / name).read_text()
+    for path in paths:
+        text = path.read_text()
         text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
         text = re.sub(
             r"__attribute__\s*\(\((?:[^()]|\([^()]*\))*\)\)", "", text)
+        text = re.sub(r"\bDN_EXPORT\b\s*", "", text)
+        text = re.sub(r"^static inline\b.*?^}[ \t]*$", "", text, flags=re.S | re.M)
         for line in text.splitlines():
             s = line.strip()
             if s.startswith("#"):
@@ -102,7 +107,7 @@ def _lwip_sources() -> list[str]:
 
 
 ffi = FFI()
-ffi.cdef(_cdef_from_headers())
+ffi.cdef(cdef_from_headers([HERE / h for h in API_HEADERS]))
 
 _cflags = _pkg_config("--cflags")
 _libs = _pkg_config("--libs")
@@ -113,7 +118,6 @@ ffi.set_source(
     sources=OUR_SOURCES + _lwip_sources(),
     include_dirs=[
         *(str(HERE / c) for c in COMPONENTS),
-        str(ROOT / "bench" / "native"),
         str(ROOT / "lwip"),
         str(LWIP_SRC / "src" / "include"),
     ],

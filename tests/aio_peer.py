@@ -1,10 +1,11 @@
-"""The far end for the conformance suite: an asyncio process (DockNetLoop or
-plain uvloop) with one service per port.
+"""The far end for the conformance suite: an asyncio process (DockNetLoop,
+plain uvloop or asyncio's default loop) with one service per port.
 
-    python tests/aio_peer.py --kind docknet|uvloop --base PORT
+    python tests/aio_peer.py --kind docknet|uvloop|asyncio [--base PORT]
 
-Prints ``{"event": "ready", "host": ..., "base": ...}``. Services, at
-``base + n``:
+Prints ``{"event": "ready", "host": ..., "ports": {n: port}}``. Service n
+listens at ``base + n``, or on a port of the system's choosing with
+``--base 0`` (the default, so that two runs on one machine never collide):
   0 echo            every byte back; EOF -> EOF
   1 count           reads to EOF, answers {"bytes", "sha256"}, closes
   2 reset           aborts each connection as soon as it is accepted
@@ -15,6 +16,12 @@ Prints ``{"event": "ready", "host": ..., "base": ...}``. Services, at
   6 udp echo        (datagram) every datagram back to its sender
   7 tls echo        echo over TLS (with --tls-cert/--tls-key)
   8 starttls        reads "STARTTLS\n", answers "OK\n", upgrades, then echoes
+  9 dial            reads a JSON line {"host", "port", "bytes"}, connects there,
+                    waits for a line "go", sends that many bytes, then tells
+                    on this connection what happened: {"sent": n} once they
+                    are written, then
+                    {"ended": "eof" | exception name, "received": n} when the
+                    dialled connection ends; closes both
 """
 
 from __future__ import annotations
@@ -80,6 +87,27 @@ async def connect_back(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None
     w.close()
 
 
+async def dial(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    req = json.loads(await r.readline())
+    r2, w2 = await asyncio.open_connection(req["host"], req["port"])
+    received = 0
+    try:
+        await r.readline()
+        w2.write(bytes(range(256)) * (req["bytes"] // 256) + bytes(req["bytes"] % 256))
+        await w2.drain()
+        w.write(json.dumps({"sent": req["bytes"]}).encode() + b"\n")
+        await w.drain()
+        while data := await r2.read(256 * 1024):
+            received += len(data)
+        ended = "eof"
+    except ConnectionError as e:
+        ended = type(e).__name__
+    w.write(json.dumps({"ended": ended, "received": received}).encode() + b"\n")
+    await w.drain()
+    w2.close()
+    w.close()
+
+
 def starttls(ctx: ssl.SSLContext):  # type: ignore[no-untyped-def]
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         if await r.readline() != b"STARTTLS\n":
@@ -110,31 +138,39 @@ async def main(args: argparse.Namespace) -> None:
             raise SystemExit("aio_peer: DockNet is not available")
         host = ep.address
     b = args.base
-    servers = [
-        await asyncio.start_server(echo, host, b),
-        await asyncio.start_server(count, host, b + 1),
-        await asyncio.start_server(reset, host, b + 2),
-        await asyncio.start_server(lambda r, w: count(r, w, slow=True), host, b + 3),
-        await asyncio.start_server(source, host, b + 4),
-        await asyncio.start_server(connect_back, host, b + 5),
-    ]
+    ports: dict[int, int] = {}
+
+    async def serve(n: int, handler, **kw) -> None:  # type: ignore[no-untyped-def]
+        server = await asyncio.start_server(handler, host, b + n if b else 0, **kw)
+        servers.append(server)
+        ports[n] = server.sockets[0].getsockname()[1]
+
+    servers: list[asyncio.Server] = []
+    await serve(0, echo)
+    await serve(1, count)
+    await serve(2, reset)
+    await serve(3, lambda r, w: count(r, w, slow=True))
+    await serve(4, source)
+    await serve(5, connect_back)
+    await serve(9, dial)
     if args.tls_cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
-        servers.append(await asyncio.start_server(echo, host, b + 7, ssl=ctx))
-        servers.append(await asyncio.start_server(starttls(ctx), host, b + 8))
+        await serve(7, echo, ssl=ctx)
+        await serve(8, starttls(ctx))
     try:
-        await loop.create_datagram_endpoint(UdpEcho, local_addr=(host, b + 6))
+        udp, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=(host, b + 6 if b else 0))
+        ports[6] = udp.get_extra_info("sockname")[1]
     except (NotImplementedError, OSError):
         pass
-    print(json.dumps({"event": "ready", "host": host, "base": b, "pid": os.getpid()}), flush=True)
+    print(json.dumps({"event": "ready", "host": host, "ports": ports, "pid": os.getpid()}), flush=True)
     await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("--kind", choices=["docknet", "uvloop"], required=True)
-    p.add_argument("--base", type=int, required=True)
+    p.add_argument("--kind", choices=["docknet", "uvloop", "asyncio"], required=True)
+    p.add_argument("--base", type=int, default=0)
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     args = p.parse_args()
@@ -142,7 +178,9 @@ if __name__ == "__main__":
         import aiodocknet
 
         aiodocknet.run(main(args))
-    else:
+    elif args.kind == "uvloop":
         import uvloop
 
         uvloop.run(main(args))
+    else:
+        asyncio.run(main(args))

@@ -68,7 +68,6 @@ class Proc:
 
     def expect(self, event: str, timeout: float = 30) -> dict[str, Any]:
         """Wait for the next line with this event (others are kept)."""
-        assert self.popen.stdout is not None
         deadline = time.monotonic() + timeout
         while True:
             for line in self.lines:
@@ -78,19 +77,34 @@ class Proc:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"{self.name}: no {event!r} within {timeout}s; {self.stderr_tail()}")
-            # Raw reads, split here: a buffered readline() could leave a
-            # second line in its buffer where select() cannot see it.
-            r, _, _ = select.select([self.popen.stdout], [], [], left)
-            if not r:
-                continue
-            chunk = os.read(self.popen.stdout.fileno(), 65536)
-            if not chunk:
+            if self._read(left) < 0:
                 raise AssertionError(
                     f"{self.name} exited ({self.popen.wait()}) before {event!r}: {self.stderr_tail()}"
                 )
-            self._partial += chunk
-            *complete, self._partial = self._partial.split(b"\n")
-            self.lines.extend(json.loads(raw) for raw in complete if raw.strip())
+
+    def said(self, event: str) -> bool:
+        """Whether a line with this event has been printed so far (reads
+        what is waiting in the pipe first, without blocking)."""
+        while self._read(0) > 0:
+            pass
+        return any(line.get("event") == event for line in self.lines)
+
+    def _read(self, timeout: float) -> int:
+        """Take in what arrives within ``timeout``: the bytes read (0 if
+        none came), -1 at the end of the output."""
+        assert self.popen.stdout is not None
+        # Raw reads, split here: a buffered readline() could leave a
+        # second line in its buffer where select() cannot see it.
+        r, _, _ = select.select([self.popen.stdout], [], [], timeout)
+        if not r:
+            return 0
+        chunk = os.read(self.popen.stdout.fileno(), 65536)
+        if not chunk:
+            return -1
+        self._partial += chunk
+        *complete, self._partial = self._partial.split(b"\n")
+        self.lines.extend(json.loads(raw) for raw in complete if raw.strip())
+        return len(chunk)
 
     def send(self, text: str) -> None:
         """A line on the child's stdin."""
@@ -199,3 +213,16 @@ def self_signed(directory: str, name: str) -> tuple[str, str]:
         check=True, capture_output=True,
     )
     return cert, key
+
+
+def policy_drops(master: Master, name: str, at_least: int, timeout: float = 20) -> int:
+    """Wait until the master has dropped ``at_least`` frames from endpoint
+    ``name`` by policy: the positive sign that its traffic is refused."""
+    deadline = time.monotonic() + timeout
+    while True:
+        eps = {e["name"]: e for e in master.status()["endpoints"]}
+        drops = eps[name]["counters"]["drop_policy"] if name in eps else 0
+        if drops >= at_least:
+            return int(drops)
+        assert time.monotonic() < deadline, f"{name}: {drops} policy drops, wanted {at_least}"
+        time.sleep(0.05)

@@ -338,7 +338,7 @@ def _cni(args: argparse.Namespace) -> Result:
     from ..cni.install import InstallError, install
 
     try:
-        lines = list(install(args.bin_dir, args.conf_dir, args.run_dir, args.force))
+        lines = list(install(args.bin_dir, args.conf_dir, args.run_dir, args.force, args.python))
     except InstallError as exc:
         raise CliError(str(exc), 1) from None
     return Result({"installed": lines}, lines)
@@ -420,6 +420,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="where the example conflist goes (default /etc/cni/net.d)")
     cni.add_argument("--run-dir", default="/run/docknet", help="the master's run directory, for the conflist")
     cni.add_argument("--force", action="store_true", help="replace files that differ")
+    cni.add_argument("--python", default="/usr/bin/python3",
+                     help="the node's Python (3.11 or newer) that runs the plugin (default /usr/bin/python3)")
 
     det = command("detach", "unregister an endpoint (its process is cut off)", _detach)
     det.add_argument("--name", required=True)

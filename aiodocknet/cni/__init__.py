@@ -7,9 +7,8 @@ name, tenant, limits and address come from the runtime's arguments and the
 configuration); the container's processes then attach by their namespace
 alone, with no secret. Modules: ``errors`` (CNI error objects), ``config``
 (environment and configuration, checked), ``result`` (the spec's result),
-``master`` (the master's management API), ``nsname`` (the endpoint's name,
-written into its namespace), ``commands`` (ADD, DEL, CHECK, STATUS, GC,
-VERSION), ``main`` (the executable), ``install`` (``docknet cni install``).
+``master`` (the master's management API), ``commands`` (ADD, DEL, CHECK,
+STATUS, GC, VERSION), ``main`` (the executable), ``install`` (``docknet cni install``).
 """
 
 from .main import main

@@ -14,15 +14,12 @@ someone else registered.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from .. import validate
 from .config import SUPPORTED_VERSIONS, Env, NetConf
 from .errors import CHECK_FAILED, INVALID_ENV, IO_FAILURE, MASTER_REFUSED, NOT_AVAILABLE, CniError
 from .master import Master, MasterUnreachable
-from .nsname import read as read_name
-from .nsname import write as write_name
 from .result import DockNetAttachment, merge
 
 __all__ = ["add", "check", "delete", "gc", "status", "version", "endpoint_name", "SHORT_ID"]
@@ -68,8 +65,8 @@ def _ours(master: Master, env: Env, conf: NetConf) -> list[dict[str, Any]]:
     return [e for e in master.endpoints() if _same_attachment(e, env, conf)]
 
 
-def _attachment(st: dict[str, Any], address: str) -> DockNetAttachment:
-    return DockNetAttachment(address, st["subnet"], st["gateway"], int(st["mtu"]), st["control"])
+def _attachment(st: dict[str, Any], reg: dict[str, Any]) -> DockNetAttachment:
+    return DockNetAttachment(reg["ip"], reg.get("mac"), st["subnet"], st["gateway"], int(st["mtu"]), st["control"])
 
 
 def add(env: Env, conf: NetConf) -> dict[str, Any]:
@@ -98,13 +95,7 @@ def add(env: Env, conf: NetConf) -> dict[str, Any]:
             if exc.code == MASTER_REFUSED:
                 exc.details = f"endpoint {name!r}, network namespace {env.netns}: {exc.details}"
             raise
-    try:
-        write_name(env.netns, reg["name"])
-    except OSError as exc:
-        if not mine:
-            master.unregister(reg["name"])
-        raise CniError(IO_FAILURE, "cannot name the endpoint in its network namespace", str(exc)) from None
-    return merge(conf.cni_version, env.ifname, env.netns, _attachment(st, reg["ip"]), conf.prev_result, conf.dns)
+    return merge(conf.cni_version, env.ifname, env.netns, _attachment(st, reg), conf.prev_result, conf.dns)
 
 
 def delete(env: Env, conf: NetConf) -> None:
@@ -119,11 +110,6 @@ def delete(env: Env, conf: NetConf) -> None:
         return
     for view in mine:
         master.unregister(view["name"])
-    if mine and env.netns and os.path.exists(env.netns):
-        try:
-            write_name(env.netns, None)
-        except OSError as exc:
-            print(f"docknet-cni: DEL: {exc}", file=sys.stderr)
 
 
 def check(env: Env, conf: NetConf) -> None:
@@ -136,8 +122,6 @@ def check(env: Env, conf: NetConf) -> None:
     problems = []
     if view.get("netns") != env.netns:
         problems.append(f"its network namespace is {view.get('netns')}, not {env.netns}")
-    if read_name(env.netns) != view["name"]:
-        problems.append("its name is not written in the network namespace")
     bw = conf.bandwidth
     for key, want in (("egress_bits", bw.egress_rate), ("ingress_bits", bw.ingress_rate)):
         if view.get(key, 0) != want:

@@ -1,10 +1,14 @@
 """``docknet cni install``: the plugin where runtimes look for it, and an
 example network.
 
-The executable is a two-line launcher for this Python installation (the
-runtime runs it by its file name, ``type`` in the configuration); the
-network is a conflist with DockNet chained after the ``bridge`` plugin, so
-a container keeps a kernel interface for everything that is not DockNet.
+The executable (the runtime runs it by its file name, ``type`` in the
+configuration) is a zip application: the plugin's modules, which use
+Python's standard library only, behind a ``#!`` line naming the node's
+Python (``--python``, default ``/usr/bin/python3``, 3.11 or newer). A node
+needs no aiodocknet installation, no DPDK and no virtualenv for it: runtimes
+run plugins on the node, outside any container. The network is a conflist
+with DockNet chained after the ``bridge`` plugin, so a container keeps a
+kernel interface for everything that is not DockNet.
 A file that is already there with other contents is left alone unless
 ``force``: it may be an operator's.
 
@@ -15,15 +19,16 @@ any chain that adds an address after it fails CHECK there.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shlex
-import sys
 import tempfile
+import zipfile
+from pathlib import Path
 
 from ..control import DEFAULT_RUN_DIR
 
-__all__ = ["PLUGIN", "CONFLIST", "install", "launcher", "example_conflist", "InstallError"]
+__all__ = ["PLUGIN", "CONFLIST", "NODE_PYTHON", "install", "plugin_zipapp", "example_conflist", "InstallError"]
 
 PLUGIN = "docknet-cni"
 # Late in the directory's order: runtimes that take the first network as
@@ -35,10 +40,31 @@ class InstallError(Exception):
     pass
 
 
-def launcher(python: str = sys.executable) -> str:
-    # -I: neither the runtime's environment (PYTHONPATH) nor its working
-    # directory may change what the plugin imports.
-    return f"#!/bin/sh\nexec {shlex.quote(python)} -I -m aiodocknet.cni \"$@\"\n"
+NODE_PYTHON = "/usr/bin/python3"
+PACKAGE = Path(__file__).resolve().parent.parent
+# What the plugin imports (tests/test_cni.py checks the list is whole).
+PLUGIN_MODULES = ["__init__.py", "control.py", "rates.py", "validate.py", "cli/api_client.py",
+                  *(f"cni/{p.name}" for p in sorted((PACKAGE / "cni").glob("*.py")) if p.name != "install.py")]
+_MAIN = b"import sys\nfrom aiodocknet.cni.main import main\nsys.exit(main())\n"
+
+
+def plugin_zipapp(python: str = NODE_PYTHON) -> bytes:
+    """The plugin as one executable file: a #! line, then a zip of its
+    modules (as zipapp makes them; fixed timestamps, so the same package
+    gives the same bytes and a second install finds the file unchanged)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        def add(name: str, data: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+
+        add("__main__.py", _MAIN)
+        add("aiodocknet/cli/__init__.py", b"")
+        for rel in PLUGIN_MODULES:
+            add(f"aiodocknet/{rel}", (PACKAGE / rel).read_bytes())
+    return f"#!{python} -I\n".encode() + buf.getvalue()
 
 
 def example_conflist(run_dir: str = DEFAULT_RUN_DIR) -> str:
@@ -56,19 +82,24 @@ def example_conflist(run_dir: str = DEFAULT_RUN_DIR) -> str:
     return json.dumps(conf, indent=2) + "\n"
 
 
-def _write(path: str, text: str, mode: int, force: bool) -> str:
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: str, data: bytes, mode: int, force: bool) -> str:
     """'written', 'unchanged' or 'replaced'; InstallError for a different
     file without force."""
     try:
-        with open(path, encoding="utf-8") as f:
-            old: str | None = f.read()
-    except FileNotFoundError:
-        old = None
-    except (OSError, UnicodeDecodeError) as exc:
+        old = _read(path)
+    except OSError as exc:
         if not force:
-            raise InstallError(f"{path} exists and cannot be read ({exc}): --force replaces it") from None
-        old = ""
-    if old == text:
+            raise InstallError(f"{path} exists and cannot be read ({exc.strerror}): --force replaces it") from None
+        old = b""
+    if old == data:
         os.chmod(path, mode)
         return "unchanged"
     if old is not None and not force:
@@ -77,8 +108,8 @@ def _write(path: str, text: str, mode: int, force: bool) -> str:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -87,20 +118,20 @@ def _write(path: str, text: str, mode: int, force: bool) -> str:
     return "written" if old is None else "replaced"
 
 
-def install(bin_dir: str, conf_dir: str, run_dir: str = DEFAULT_RUN_DIR, force: bool = False) -> list[str]:
+def install(bin_dir: str, conf_dir: str, run_dir: str = DEFAULT_RUN_DIR, force: bool = False,
+            python: str = NODE_PYTHON) -> list[str]:
     """Lines saying what was done with each file. Both files are checked
     before either is written."""
-    plan = [(os.path.join(bin_dir, PLUGIN), launcher(), 0o755),
-            (os.path.join(conf_dir, CONFLIST), example_conflist(run_dir), 0o644)]
+    if not os.path.isabs(python):
+        raise InstallError(f"--python: {python!r} is not an absolute path (the #! line of the plugin)")
+    plan = [(os.path.join(bin_dir, PLUGIN), plugin_zipapp(python), 0o755),
+            (os.path.join(conf_dir, CONFLIST), example_conflist(run_dir).encode(), 0o644)]
     if not force:
-        for path, text, _ in plan:
+        for path, data, _ in plan:
             try:
-                with open(path, encoding="utf-8") as f:
-                    same = f.read() == text
-            except FileNotFoundError:
-                continue
-            except (OSError, UnicodeDecodeError):
-                same = False
-            if not same:
+                old = _read(path)
+            except OSError:
+                old = b""
+            if old is not None and old != data:
                 raise InstallError(f"{path} exists with other contents: --force replaces it")
-    return [f"{path}: {_write(path, text, mode, force)}" for path, text, mode in plan]
+    return [f"{path}: {_write(path, data, mode, force)}" for path, data, mode in plan]

@@ -21,8 +21,9 @@ class DockNetAttachment:
     """What the master gave: an address of its subnet, its gateway, its
     control socket (where the container's processes attach)."""
 
-    def __init__(self, address: str, subnet: str, gateway: str, mtu: int, control: str) -> None:
+    def __init__(self, address: str, mac: str | None, subnet: str, gateway: str, mtu: int, control: str) -> None:
         self.address = address
+        self.mac = mac
         self.network = ipaddress.IPv4Network(subnet)
         self.gateway = gateway
         self.mtu = mtu
@@ -44,7 +45,9 @@ def merge(cni_version: str, ifname: str, netns: str, att: DockNetAttachment, pre
     interfaces, ips, routes = _prev_lists(prev or {})
     taken = {i.get("name") for i in interfaces if isinstance(i, dict) and i.get("sandbox") == netns}
     name = ifname if ifname not in taken else CHAINED_IFNAME
-    interfaces.append({"name": name, "mtu": att.mtu, "sandbox": netns, "socketPath": att.control})
+    # Runtimes check every interface's MAC (podman refuses a result
+    # without one).
+    interfaces.append({"name": name, "mac": att.mac, "mtu": att.mtu, "sandbox": netns, "socketPath": att.control})
     ips.append({"address": f"{att.address}/{att.network.prefixlen}", "gateway": att.gateway,
                 "interface": len(interfaces) - 1})
     routes.append({"dst": str(att.network), "gw": att.gateway})

@@ -233,17 +233,7 @@ def make_app(ctl: ControlServer) -> web.Application:
 
     @routes.route("GET", "/v1/status", models.Status, "master status and switch utilisation")
     async def status(request: web.Request) -> web.Response:
-        sw = ctl.switch.counters()
-        util = sw["busy_loops"] / sw["loops"] if sw["loops"] else 0.0
-        return web.json_response({
-            "pid": os.getpid(), "subnet": str(ctl.addresses.subnet), "gateway": ctl.addresses.gateway,
-            "mtu": ctl.mtu, "control": ctl.path, "endpoints_attached": len(ctl.endpoints),
-            "endpoints_registered": len(ctl.registry.endpoints), "tenants": sorted(ctl.registry.tenants),
-            "switch": {**sw, "utilisation": round(util, 4)},
-            "range": str(ctl.addresses.range),
-            "fast_channels": ctl.broker.stats(),
-            "uplink": ctl.switch.uplink(),
-        })
+        return web.json_response(ctl.status())
 
     @routes.route("GET", "/v1/endpoints", models.EndpointList, "endpoints, registered and attached")
     async def endpoints(request: web.Request) -> web.Response:

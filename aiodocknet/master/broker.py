@@ -18,11 +18,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
+from ..log import get_logger
 from ..native.fastchan import ChannelWatch, make_region
 
-log = structlog.get_logger("docknet.broker")
+log = get_logger("aiodocknet.master")
 
 __all__ = ["Channel", "FastChannelBroker", "Refusal", "EPHEMERAL"]
 

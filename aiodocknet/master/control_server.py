@@ -2,11 +2,11 @@
 
 Each slave holds one connection for as long as it is attached; when that
 connection closes (detach, exit, SIGKILL) its endpoint, port and address are
-freed. Every message is checked against its kind (``aiodocknet.control``'s
-table) before anything acts on it: a malformed request gets one error
-reply and the connection stays usable, a malformed event is logged, and a
-connection that sends bytes that are not a JSON object is logged and
-closed. Nothing a peer sends can raise into the event loop.
+freed. Every message goes through one ``Dispatcher`` over
+``aiodocknet.control``'s table, one handler per kind: a malformed request
+gets one error reply and the connection stays usable, a malformed event is
+logged, and a connection that sends bytes that are not a JSON object is
+logged and closed. Nothing a peer sends can raise into the event loop.
 """
 
 from __future__ import annotations
@@ -19,7 +19,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..control import InvalidMessage, MessageKind, decode, recv_message, send_message
+from ..control import (
+    LIMIT_FIELDS,
+    Dispatcher,
+    InvalidMessage,
+    MessageKind,
+    kinds,
+    recv_message,
+    refusal,
+    send,
+    send_reply,
+)
 from ..log import get_logger
 from ..validate import ValidationError, endpoint_name
 from .addresses import AddressPool
@@ -33,7 +43,9 @@ __all__ = ["ControlServer", "Endpoint"]
 
 log = get_logger("aiodocknet.master")
 
-LIMIT_ATTRS = ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")
+LIMIT_ATTRS = LIMIT_FIELDS
+# What an op's handler gives back: the reply's fields and its descriptors.
+OpResult = tuple[dict[str, Any], list[int]]
 # How long a restarted master holds an endpoint's old address for it: its
 # service re-attaches within a second or two of the master being back.
 REATTACH_GRACE = 30.0
@@ -76,7 +88,6 @@ class ControlServer:
     def __init__(
         self,
         path: str,
-        run_dir: str,
         switch: Switch,
         addresses: AddressPool,
         mtu: int,
@@ -87,16 +98,23 @@ class ControlServer:
         self.path = path
         self.default_limits = default_limits or {}
         self.registry = registry or Registry()
-        self.run_dir = run_dir
         self.switch = switch
         self.addresses = addresses
         self.mtu = mtu
         self.endpoints: dict[str, Endpoint] = {}
+        # Both ways between a connection and the endpoint attached on it
+        # ("" while none is), and endpoints by address: fast-channel
+        # requests and pushes look them up, never scan.
         self._conn_endpoint: dict[socket.socket, str] = {}
+        self._endpoint_conn: dict[str, socket.socket] = {}
+        self._by_address: dict[str, Endpoint] = {}
+        self._peers: dict[socket.socket, Peer | None] = {}
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counter = 0
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # `ss` requests waiting for an answer: the connection asked, and
+        # the answer's future.
+        self._pending: dict[int, tuple[socket.socket, asyncio.Future[dict[str, Any]]]] = {}
         self.broker = FastChannelBroker()
         self.state = state
         # Addresses endpoints had under the previous master, held for them
@@ -105,12 +123,23 @@ class ControlServer:
         self._reserve_timer: asyncio.TimerHandle | None = None
         self._state_loaded = False
         self.registry.on_change = self._save_state
-        self._handlers: dict[str, Callable[[socket.socket, dict[str, Any]], tuple[dict[str, Any], list[int]]]] = {
-            "attach": self._attach,
-            "resolve": self._resolve,
-            "status": self._status,
-            "ping": lambda conn, msg: ({"pong": True}, []),
-        }
+        self._dispatcher = Dispatcher(
+            "to_master",
+            {
+                "attach": self._op(self._attach, after=self._attached),
+                "resolve": self._op(self._resolve),
+                "status": self._op(self._status),
+                "ping": self._op(lambda conn, msg: ({"pong": True}, [])),
+                "fc_connect": self._fc_connect,
+                "fc_closed": self._fc_closed,
+                "listen": self._listen,
+                "connections": self._connections_answer,
+            },
+            log,
+            refusers={name: self._refuse_invalid for name in kinds("to_master")},
+            on_unknown=self._refuse_invalid,
+            on_failure=self._failed,
+        )
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -205,9 +234,15 @@ class ControlServer:
             return
         conn.setblocking(False)
         self._conn_endpoint[conn] = ""
+        self._peers[conn] = self._read_peer(conn)
         self._loop.add_reader(conn.fileno(), self._readable, conn)
 
     def _peer(self, conn: socket.socket) -> Peer | None:
+        # Credentials are those of connect(): read once, at accept.
+        return self._peers[conn] if conn in self._peers else self._read_peer(conn)
+
+    @staticmethod
+    def _read_peer(conn: socket.socket) -> Peer | None:
         try:
             cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         except OSError:
@@ -250,81 +285,87 @@ class ControlServer:
             log.warning("bad control message, connection dropped", error=str(exc), pid=self._peer_pid(conn))
             self._drop(conn, "bad message")
             return
-        for fd in fds:  # nothing a slave sends carries descriptors
-            os.close(fd)
         if msg is None:
             self._drop(conn, "closed")
             return
-        try:
-            kind = decode(msg, "to_master")
-        except InvalidMessage as exc:
-            log.warning("invalid control message", error=str(exc), pid=self._peer_pid(conn))
-            if exc.expects_reply:
-                self._refuse(conn, exc.kind, exc.req, errno.EINVAL, str(exc))
-            return
-        try:
-            self._dispatch(conn, kind, msg)
-        except Exception as exc:
-            # As in _readable, but the peer stays: its request gets the one
-            # answer it waits for, and its endpoint (if any) is untouched.
-            log.error("control request failed", kind=kind.name, error=repr(exc), pid=self._peer_pid(conn),
-                      exc_info=True)
-            if kind.key == "op":
-                self._refuse(conn, kind, msg.get("req"), errno.EIO, f"{kind.name} failed inside the master")
+        self._dispatcher.dispatch(msg, fds, conn, pid=self._peer_pid(conn))
+
+    def _refuse_invalid(self, conn: socket.socket, exc: InvalidMessage, msg: dict[str, Any]) -> bool:
+        """The one answer to a message decode refused: a request's error."""
+        if exc.expects_reply:
+            self._refuse(conn, exc.kind, exc.req, errno.EINVAL, str(exc))
+        return False
+
+    def _failed(self, conn: socket.socket, kind: MessageKind, msg: dict[str, Any]) -> None:
+        """A handler raised (a bug of ours, not the peer's; logged by the
+        dispatcher): the peer stays, its request gets the one answer it
+        waits for, and its endpoint (if any) is untouched."""
+        if kind.key == "op" and conn in self._conn_endpoint:
+            self._refuse(conn, kind, msg.get("req"), errno.EIO, f"{kind.name} failed inside the master")
 
     def _refuse(self, conn: socket.socket, kind: MessageKind | None, req: Any, code: int, why: str) -> None:
         """The one error answer to a request: a reply, or for a request
         answered by an event (fc_connect), that event."""
-        reply: dict[str, Any] = {"ok": False, "code": errno.errorcode.get(code, "EIO"), "error": why}
-        if kind is not None and kind.reply_event is not None and isinstance(req, int):
-            reply = {"event": kind.reply_event, "req": req, "reason": why, **reply}
         try:
-            send_message(conn, reply)
+            if kind is not None and kind.reply_event is not None and req is not None:
+                send(conn, {"event": kind.reply_event, "req": req, "reason": why, **refusal(code, why)}, "to_slave")
+            else:
+                send_reply(conn, kind, refusal(code, why))
         except OSError as exc:
             log.warning("cannot reply", error=str(exc))
             self._drop(conn, "reply failed")
 
-    def _dispatch(self, conn: socket.socket, kind: MessageKind, msg: dict[str, Any]) -> None:
-        """A decoded message: each field decode() checked is as its kind
-        says, so nothing here tests types again."""
-        name = self._conn_endpoint.get(conn, "")
-        if kind.key == "event":
-            if kind.name == "fc_closed":
-                self._ring(self.broker.closed(name, msg["id"]))
-            elif kind.name == "listen":
-                if name:
-                    self.broker.listen(name, msg["port"], msg["on"])
-            elif kind.name == "connections":
-                fut = self._pending.pop(msg["req"], None)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
-            return
-        if kind.name == "fc_connect":
-            self._fc_connect(conn, msg)
-            return
-        op = kind.name
-        reply_fds: list[int] = []
-        try:
-            result, reply_fds = self._handlers[op](conn, msg)
-            reply: dict[str, Any] = {"ok": True, **result}
-        except RequestError as exc:
-            reply = {"ok": False, "code": errno.errorcode.get(exc.code, "EIO"), "error": str(exc)}
-            log.warning("request refused", op=op, error=str(exc), pid=self._peer_pid(conn))
-        try:
-            send_message(conn, reply, reply_fds)
-        except OSError as exc:
-            log.warning("cannot reply", error=str(exc))
-            self._drop(conn, "reply failed")
-            return
-        if op == "attach" and reply["ok"]:
+    def _op(self, fn: Callable[[socket.socket, dict[str, Any]], OpResult],
+            after: Callable[[socket.socket], None] | None = None) -> Callable[..., None]:
+        """The handler of an op answered by a reply: fn's result, or the
+        refusal it raises (RequestError), goes back checked against the
+        kind's reply; after runs once a yes is out."""
+
+        def handle(conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
+            kind = self._dispatcher.kinds[msg["op"]]
+            reply_fds: list[int] = []
             try:
-                self._push_limits(self._conn_endpoint[conn])
-            except Exception as exc:  # the reply is out: no second answer
-                log.error("cannot push limits", error=repr(exc), exc_info=True)
+                result, reply_fds = fn(conn, msg)
+                reply: dict[str, Any] = {"ok": True, **result}
+            except RequestError as exc:
+                reply = refusal(exc.code, str(exc))
+                log.warning("request refused", op=kind.name, error=str(exc), pid=self._peer_pid(conn))
+            try:
+                send_reply(conn, kind, reply, reply_fds)
+            except OSError as exc:
+                log.warning("cannot reply", error=str(exc))
+                self._drop(conn, "reply failed")
+                return
+            if reply["ok"] and after is not None:
+                try:
+                    after(conn)
+                except Exception as exc:  # the reply is out: no second answer
+                    log.error("after the reply", op=kind.name, error=repr(exc), exc_info=True)
+
+        return handle
+
+    # ---- events ----
+
+    def _fc_closed(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
+        self._ring(self.broker.closed(self._conn_endpoint.get(conn, ""), msg["id"]))
+
+    def _listen(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
+        name = self._conn_endpoint.get(conn, "")
+        if name:
+            self.broker.listen(name, msg["port"], msg["on"])
+
+    def _connections_answer(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
+        # Only the connection asked answers its request.
+        asked, fut = self._pending.get(msg["req"], (None, None))
+        if asked is conn and fut is not None and not fut.done():
+            fut.set_result(msg)
 
     def _drop(self, conn: socket.socket, why: str) -> None:
         assert self._loop is not None
         name = self._conn_endpoint.pop(conn, "")
+        self._peers.pop(conn, None)
+        if name:
+            self._endpoint_conn.pop(name, None)
         self._loop.remove_reader(conn.fileno())
         conn.close()
         if name:
@@ -340,6 +381,10 @@ class ControlServer:
         # Who asks is settled before anything is said about the name: a
         # process that may not have it must not learn it is in use.
         pid = self._peer_pid(conn)
+        if msg.get("named") is False:
+            owned = self.registry.owned_in(self._peer_netns(self._peer(conn)) or -1)
+            if owned is not None:
+                name = owned.name
         try:
             reg = self.registry.check_attach(name, pid, msg.get("secret"))
         except RegistryError as exc:
@@ -400,10 +445,13 @@ class ControlServer:
                 code, why = errno.EIO, f"internal error ({type(exc).__name__})"
             raise RequestError(code, f"{stage}: {why}") from None
         self.endpoints[name] = ep
+        self._by_address[address] = ep
         self._conn_endpoint[conn] = name
+        self._endpoint_conn[name] = conn
         self._save_state()
         log.info("endpoint attached", endpoint=name, address=address, slot=slot, pid=ep.pid, tenant=tenant)
         reply = {
+            "endpoint": name,
             "address": address,
             "prefix": self.addresses.subnet.prefixlen,
             "gateway": self.addresses.gateway,
@@ -411,6 +459,9 @@ class ControlServer:
             "mtu": self.mtu,
         }
         return reply, [link, wake, self.switch.wake_fd]
+
+    def _attached(self, conn: socket.socket) -> None:
+        self._push_limits(self._conn_endpoint[conn])
 
     def _undo_attach(self, name: str, address: str | None, link: int | None, wake: int | None,
                      slot: int | None) -> None:
@@ -491,17 +542,17 @@ class ControlServer:
 
     # ---- fast-channel broker ----
 
-    def _fc_connect(self, conn: socket.socket, msg: dict[str, Any]) -> None:
+    def _fc_connect(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
         """A slave is about to connect to address:port: a fast channel if
         the broker agrees (both channel ends go out at once, no round trip
         to the listener), else the reason, and the slave takes the network
         path or, for policy, reports the connection refused."""
         req, address, port = msg["req"], msg["address"], msg["port"]
         src = self.endpoints.get(self._conn_endpoint.get(conn, ""))
-        dst = next((e for e in self.endpoints.values() if e.address == address), None)
+        dst = self._by_address.get(address)
         allowed = (src is not None and dst is not None
                    and self.registry.allows(src.tenant, dst.tenant, port))
-        dst_conn = next((c for c, n in self._conn_endpoint.items() if dst is not None and n == dst.name), None)
+        dst_conn = self._endpoint_conn.get(dst.name) if dst is not None else None
         try:
             self.broker.check(True, src and src.name, dst and dst.name, port, allowed)
             if dst_conn is None:
@@ -524,8 +575,8 @@ class ControlServer:
         # channel it has.
         try:
             try:
-                send_message(dst_conn, {"op": "fc_offer", "id": ch.id, "port": port, "peer": list(ch.client_addr)},
-                             [memfd, dst.wake_fd, src.wake_fd])
+                send(dst_conn, {"op": "fc_offer", "id": ch.id, "port": port, "peer": list(ch.client_addr)},
+                     "to_slave", [memfd, dst.wake_fd, src.wake_fd])
             except OSError as exc:
                 self.broker.abandon(ch)
                 self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": str(exc)})
@@ -546,7 +597,7 @@ class ControlServer:
 
     def _fc_reply(self, conn: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> None:
         try:
-            send_message(conn, msg, fds)
+            send(conn, msg, "to_slave", fds)
         except OSError:
             pass  # the asker is gone; its EOF will detach it
 
@@ -554,33 +605,36 @@ class ControlServer:
         """Fast channels bypass the switch: the sending process enforces its
         endpoint's limits on them, so it is told what they are."""
         ep = self.endpoints.get(name)
-        conn = next((c for c, n in self._conn_endpoint.items() if n == name), None)
+        conn = self._endpoint_conn.get(name)
         if ep is None or conn is None:
             return
         try:
-            send_message(conn, {"event": "limits", **{k: ep.limits.get(k, 0) for k in LIMIT_ATTRS}})
+            send(conn, {"event": "limits", **{k: ep.limits.get(k, 0) for k in LIMIT_ATTRS}}, "to_slave")
         except OSError:
             pass
 
     async def connections(self, name: str, timeout: float = 2.0) -> dict[str, Any]:
         """Ask an endpoint's process for its connections (`docknet ss`)."""
         assert self._loop is not None
-        conn = next((c for c, n in self._conn_endpoint.items() if n == name), None)
+        conn = self._endpoint_conn.get(name)
         if conn is None:
             raise RegistryError(404, f"no endpoint {name!r} is attached")
         self._counter += 1
         req = self._counter
         fut = self._loop.create_future()
-        self._pending[req] = fut
+        self._pending[req] = (conn, fut)
         try:
-            send_message(conn, {"op": "connections", "req": req})
-            return await asyncio.wait_for(fut, timeout)
+            send(conn, {"op": "connections", "req": req}, "to_slave")
+            answer = await asyncio.wait_for(fut, timeout)
         except (OSError, asyncio.TimeoutError):
             raise RegistryError(
                 504, f"endpoint {name!r} did not answer (only processes running a DockNetLoop do)"
             ) from None
         finally:
             self._pending.pop(req, None)
+        if "error" in answer:
+            raise RegistryError(502, f"endpoint {name!r} could not answer: {answer['error']}")
+        return answer
 
     def register(self, name: str, tenant: str, netns: str, ip: str | None = None,
                  limits: dict[str, int] | None = None) -> Registration:
@@ -594,17 +648,17 @@ class ControlServer:
         if ep is not None and ep.registration is None:
             log.warning("ad-hoc endpoint evicted: its name was registered", endpoint=name, pid=ep.pid,
                         address=ep.address, netns=netns)
-            for conn, other in list(self._conn_endpoint.items()):
-                if other == name:
-                    self._drop(conn, "name registered")
+            conn = self._endpoint_conn.get(name)
+            if conn is not None:
+                self._drop(conn, "name registered")
         return reg
 
     def drop_endpoint(self, name: str) -> None:
         """Unregister, and cut the attached process off if there is one."""
         self.registry.unregister(name)
-        for conn, other in list(self._conn_endpoint.items()):
-            if other == name:
-                self._drop(conn, "unregistered")
+        conn = self._endpoint_conn.get(name)
+        if conn is not None:
+            self._drop(conn, "unregistered")
         self.release_tenants()
 
     def release_tenants(self) -> None:
@@ -626,6 +680,8 @@ class ControlServer:
         ep = self.endpoints.pop(name, None)
         if ep is None:
             return
+        if self._by_address.get(ep.address) is ep:
+            del self._by_address[ep.address]
         try:
             self.switch.remove(ep.slot)
         except OSError as exc:
@@ -640,12 +696,11 @@ class ControlServer:
         # The endpoint's peers learn now, not at their next send: their
         # stacks end every connection to it, as the kernel would on a close.
         notice = {"event": "endpoint_gone", "name": name, "address": ep.address}
-        for conn, other in list(self._conn_endpoint.items()):
-            if other:
-                try:
-                    send_message(conn, notice)
-                except OSError:
-                    pass  # that slave is going too; its own EOF will tell
+        for conn in list(self._endpoint_conn.values()):
+            try:
+                send(conn, notice, "to_slave")
+            except OSError:
+                pass  # that slave is going too; its own EOF will tell
 
     def _caller_tenants(self, conn: socket.socket) -> set[str]:
         """The tenants a control connection speaks for: its process's
@@ -685,27 +740,38 @@ class ControlServer:
                 or self._peer_netns(peer) != self.registry.master_netns):
             raise RequestError(errno.EACCES, "status is only answered to root on the master's host "
                                              "(use the management API)")
-        endpoints = []
-        for ep in self.endpoints.values():
-            try:
-                counters = self.switch.port_counters(ep.slot)
-            except OSError:
-                counters = {}
-            endpoints.append(
-                {
-                    "name": ep.name,
-                    "address": ep.address,
-                    "mac": ep.mac,
-                    "pid": ep.pid,
-                    "attached_at": ep.attached_at,
-                    "counters": counters,
-                }
-            )
-        return {
+        return self.status(per_endpoint=True), []
+
+    def status(self, *, per_endpoint: bool = False) -> dict[str, Any]:
+        """The master's status, as the control socket's status op and the
+        management API's /v1/status both give it; per_endpoint adds each
+        attached endpoint's name, address, pid and counters."""
+        sw = self.switch.counters()
+        loops = sw.get("loops", 0)
+        util = sw.get("busy_loops", 0) / loops if loops else 0.0
+        out: dict[str, Any] = {
             "pid": os.getpid(),
             "subnet": str(self.addresses.subnet),
-            "endpoints": endpoints,
+            "gateway": self.addresses.gateway,
+            "range": str(self.addresses.range),
+            "mtu": self.mtu,
+            "control": self.path,
+            "endpoints_attached": len(self.endpoints),
+            "endpoints_registered": len(self.registry.endpoints),
+            "tenants": sorted(self.registry.tenants),
             "addresses_in_use": self.addresses.in_use(),
-            "switch": self.switch.counters(),
+            "switch": {**sw, "utilisation": round(util, 4)},
             "fast_channels": self.broker.stats(),
-        }, []
+            "uplink": self.switch.uplink(),
+        }
+        if per_endpoint:
+            endpoints = []
+            for ep in self.endpoints.values():
+                try:
+                    counters = self.switch.port_counters(ep.slot)
+                except OSError:
+                    counters = {}
+                endpoints.append({"name": ep.name, "address": ep.address, "mac": ep.mac, "pid": ep.pid,
+                                  "attached_at": ep.attached_at, "counters": counters})
+            out["endpoints"] = endpoints
+        return out

@@ -135,7 +135,7 @@ async def run_master(
             classification="hardware (rte_flow)" if up["hw_classification"] else "software",
             wake="packet socket" if up["wake_fd"] >= 0 else "polls every few ms when idle",
         )
-    server = ControlServer(cfg.control_path, cfg.run_dir, switch, addresses, cfg.mtu,
+    server = ControlServer(cfg.control_path, switch, addresses, cfg.mtu,
                            default_limits=_limit_attrs(defaults or {}), state=MasterState(cfg.run_dir))
     addresses.claimed = lambda: {r.ip for r in server.registry.endpoints.values() if r.ip}
     server.broker.enabled = cfg.fast_channels

@@ -27,6 +27,7 @@ from typing import Any
 
 from .. import validate
 from ..log import get_logger
+from .switch import mac_of
 
 __all__ = ["Registration", "Registry", "RegistryError", "netns_inode"]
 
@@ -76,6 +77,8 @@ class Registration:
             "egress_pkts": self.egress_pkts,
             "ingress_pkts": self.ingress_pkts,
             "owner": self.owner,
+            # The MAC the switch gives the address (a CNI result names it).
+            "mac": mac_of(self.ip) if self.ip else None,
         }
 
 

@@ -2,64 +2,56 @@
 
 Fast channels bypass the switch, so the process enforces the limits the
 master pushes: one bucket per direction, shared by all of the endpoint's
-channels, with the switch's burst rule (10 ms of the rate, at least two
-jumbo frames) so an endpoint measures the same limit on either path.
+channels. The bucket is the switch's own token arithmetic
+(``native/switch/dn_limit.h``: the same burst rule, 10 ms of the rate and
+at least two jumbo frames), refilled from the clock instead of the
+switch's tick, so an endpoint measures the same limit on either path.
 """
 
 from __future__ import annotations
 
-import time
+from ..validate import MAX_BITS_PER_S, MAX_PKTS_PER_S
+from ._lib import ffi, lib
 
 __all__ = ["TokenBucket"]
 
-# A byte stream has no packets: count one per segment lwIP would send.
-SEGMENT = 8960
-JUMBO = 9018
+# A byte stream has no packets: one counts per segment lwIP would send.
+SEGMENT = lib.DN_LIMIT_SEGMENT
 
 
 class TokenBucket:
     def __init__(self, bits_per_s: int = 0, pkts_per_s: int = 0) -> None:
-        self.rate_bytes = bits_per_s / 8
-        self.rate_pkts = float(pkts_per_s)
-        self.burst_bytes = max(self.rate_bytes / 100, 2 * JUMBO)
-        self.burst_pkts = max(self.rate_pkts / 100, 2)
-        self.bytes = self.burst_bytes
-        self.pkts = self.burst_pkts
-        self._stamp = time.monotonic()
+        self._t = ffi.new("struct dn_tokens *")
+        # The master takes no rate outside these (validate.py); the clamp
+        # keeps the C arithmetic exact whatever arrives.
+        bits = min(max(bits_per_s, 0), MAX_BITS_PER_S)
+        pkts = min(max(pkts_per_s, 0), MAX_PKTS_PER_S)
+        lib.dn_tokens_configure(self._t, bits, pkts, 0, 0)
+        self.limited: bool = self._t.rate_bytes != 0 or self._t.rate_pkts != 0
 
     @property
-    def limited(self) -> bool:
-        return self.rate_bytes > 0 or self.rate_pkts > 0
+    def rate_bytes(self) -> int:
+        return int(self._t.rate_bytes)
 
-    def _refill(self) -> None:
-        now = time.monotonic()
-        dt, self._stamp = now - self._stamp, now
-        if self.rate_bytes:
-            self.bytes = min(self.burst_bytes, self.bytes + dt * self.rate_bytes)
-        if self.rate_pkts:
-            self.pkts = min(self.burst_pkts, self.pkts + dt * self.rate_pkts)
+    @property
+    def rate_pkts(self) -> int:
+        return int(self._t.rate_pkts)
+
+    @property
+    def burst_bytes(self) -> int:
+        return int(self._t.burst_bytes)
+
+    @property
+    def burst_pkts(self) -> int:
+        return int(self._t.burst_pkts)
 
     def allowance(self, want: int) -> int:
         """How many of want bytes may go now."""
-        self._refill()
-        n = want
-        if self.rate_bytes:
-            n = min(n, int(self.bytes))
-        if self.rate_pkts:
-            n = min(n, int(self.pkts) * SEGMENT)
-        return max(n, 0)
+        return int(lib.dn_tokens_allowance(self._t, min(want, 0xFFFFFFFF)))
 
     def spend(self, n: int) -> None:
-        if self.rate_bytes:
-            self.bytes -= n
-        if self.rate_pkts:
-            self.pkts -= -(-n // SEGMENT)
+        lib.dn_tokens_spend(self._t, n)
 
     def delay(self) -> float:
         """Seconds until a segment's worth may go again."""
-        waits = [0.0]
-        if self.rate_bytes:
-            waits.append((min(SEGMENT, self.burst_bytes) - self.bytes) / self.rate_bytes)
-        if self.rate_pkts:
-            waits.append((1 - self.pkts) / self.rate_pkts)
-        return max(max(waits), 0.0005)
+        return float(lib.dn_tokens_delay(self._t))

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import check, raise_errno
 from ._lib import ffi, lib
+from .stack import READ_MAX
 
 __all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "WakeFds", "make_channel", "make_region", "READABLE",
            "WRITABLE"]
@@ -23,7 +24,6 @@ __all__ = ["ChannelSet", "ChannelWatch", "FastChannel", "WakeFds", "make_channel
 READABLE = lib.DN_FC_READABLE
 WRITABLE = lib.DN_FC_WRITABLE
 DEFAULT_RING = 1 << 20
-READ_MAX = 256 * 1024
 _EAGAIN = -errno.EAGAIN
 
 
@@ -72,11 +72,6 @@ class _HeldFd:
         self.fd = fd
         self.users = 0
 
-    def drop(self) -> None:
-        self.users -= 1
-        if self.users == 0:
-            os.close(self.fd)
-
 
 class WakeFds:
     """The eventfds a process's fast channels ring and sleep on, kept once
@@ -100,6 +95,17 @@ class WakeFds:
         held.users += 1
         return held
 
+    def drop(self, key: str, held: _HeldFd) -> None:
+        """A channel is done with ``held``: the last one closes it, and
+        takes it out of the set, so that the next offer's copy is kept
+        instead of a descriptor number that is closed (and may by then be
+        another connection's)."""
+        held.users -= 1
+        if held.users == 0:
+            os.close(held.fd)
+            if self._held.get(key) is held:
+                del self._held[key]
+
     def forget(self, key: str) -> None:
         """That endpoint is gone: a later one at its address has another
         eventfd. Channels that still hold the old one keep it until they
@@ -115,8 +121,8 @@ class WakeFds:
         mine, theirs = self.take("self", self_efd), self.take(peer, peer_efd)
 
         def release() -> None:
-            mine.drop()
-            theirs.drop()
+            self.drop("self", mine)
+            self.drop(peer, theirs)
 
         return FastChannel(memfd, side, mine.fd, theirs.fd, release=release)
 

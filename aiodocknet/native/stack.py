@@ -19,13 +19,23 @@ import math
 import os
 import select
 import socket
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .errors import check, raise_errno
 from ._lib import ffi, lib
-from ..control import ControlError, default_master_path, recv_message, send_message
+from ..control import (
+    ControlError,
+    Dispatcher,
+    InvalidMessage,
+    MessageKind,
+    decode_reply,
+    default_master_path,
+    field_value,
+    kinds,
+    recv_message,
+    send,
+)
 from .eal import init_eal
 from ..log import get_logger
 
@@ -63,7 +73,9 @@ EVENT_NAMES = {
 }
 
 SLAVE_MEM_MB = 64
-SCRATCH = 256 * 1024
+# The most bytes one read hands a protocol (data_received), on every path:
+# lwIP's connections, UDP, and fast channels read in Python.
+READ_MAX = 256 * 1024
 _EAGAIN = -errno.EAGAIN
 # 4095 mbufs of one jumbo frame each (~9.6 KiB): ~39 MiB of the 64.
 SLAVE_MBUFS = 4095
@@ -111,18 +123,23 @@ def _ip_str(value: int) -> str:
     return str(ipaddress.IPv4Address(value))
 
 
+ATTACH: MessageKind = kinds("to_master")["attach"]
+
 # A master answers an attach in milliseconds; one that does not answer at
 # all (busy, wedged, or refusing without a word) must not hang the
 # process's first network call for ever.
 ATTACH_TIMEOUT = 10.0
 
 
-def request_attach(endpoint: str, path: str,
-                   timeout: float = ATTACH_TIMEOUT) -> tuple[socket.socket, AttachInfo, list[int]]:
+def request_attach(endpoint: str, path: str, timeout: float = ATTACH_TIMEOUT,
+                   named: bool = True) -> tuple[socket.socket, AttachInfo, list[int]]:
     """Ask the master at path for endpoint; returns the control connection
     (held for as long as the endpoint lives), what the master assigned, and
-    the link's memory, the endpoint's eventfd and the master's.
-    TimeoutError (an OSError) when the master does not answer in time."""
+    the link's memory, the endpoint's eventfd and the master's. named
+    False: endpoint is only a guess, and a namespace registered by a
+    container runtime gets the endpoint registered for it (the reply's
+    name). TimeoutError (an OSError) when the master does not answer in
+    time."""
     control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     fds: list[int] = []
     try:
@@ -135,12 +152,12 @@ def request_attach(endpoint: str, path: str,
                 f"no DockNet master at {path} (is `docknet master` running? "
                 "set DOCKNET_MASTER to its control socket)",
             ) from None
-        request = {"op": "attach", "endpoint": endpoint, "pid": os.getpid()}
+        request = {"op": "attach", "endpoint": endpoint, "named": named, "pid": os.getpid()}
         secret = os.environ.get("DOCKNET_SECRET")
         if secret:
             request["secret"] = secret
         try:
-            send_message(control, request)
+            send(control, request, "to_master")
             reply, fds = recv_message(control)
         except TimeoutError:
             raise TimeoutError(
@@ -148,14 +165,16 @@ def request_attach(endpoint: str, path: str,
             ) from None
         if reply is None:
             raise ConnectionResetError(errno.ECONNRESET, f"DockNet master at {path} closed the connection")
-        if not reply.get("ok") or len(fds) != 3:
-            if reply.get("ok"):
-                raise ControlError(errno.EPROTO, "master sent a malformed attach reply")
-            code = getattr(errno, str(reply.get("code")), errno.EPROTO)
-            raise ControlError(code, f"master refused attach: {reply.get('error')}")
+        try:
+            ok = decode_reply(ATTACH, reply, len(fds))
+        except InvalidMessage as exc:
+            raise ControlError(errno.EPROTO, f"master sent a malformed attach reply ({exc})") from None
+        if not ok:
+            code = getattr(errno, reply["code"], errno.EPROTO)
+            raise ControlError(code, f"master refused attach: {reply['error']}")
         try:
             info = AttachInfo(
-                endpoint=endpoint,
+                endpoint=reply["endpoint"],
                 address=reply["address"],
                 prefix=int(reply["prefix"]),
                 gateway=reply["gateway"],
@@ -187,11 +206,14 @@ class SlaveStack:
         # Connections the stack does not carry (the loop's fast channels),
         # for `docknet ss`.
         self.extra_connections: Callable[[], list[dict[str, Any]]] | None = None
+        # What the master sends, one handler per kind; a loop that owns
+        # this stack puts its own in for the kinds it handles.
+        self.control = self.default_control()
         self.info = info
         self._events = ffi.new("struct dn_event[]", 512)
         self._ip = ffi.new("uint32_t *")
         self._port = ffi.new("uint16_t *")
-        self._scratch = ffi.new("char[]", SCRATCH)
+        self._scratch = ffi.new("char[]", READ_MAX)
         self._closed = False
 
     # ---- attaching ----
@@ -203,10 +225,13 @@ class SlaveStack:
         master: str | None = None,
         *,
         max_conns: int = 16384,
+        named: bool = True,
     ) -> SlaveStack:
-        """Attach to the master as ``endpoint`` and bring the link up."""
+        """Attach to the master as ``endpoint`` (named False: as the
+        endpoint registered for this network namespace, if a container
+        runtime registered it) and bring the link up."""
         path = master or default_master_path()
-        control, info, fds = request_attach(endpoint, path)
+        control, info, fds = request_attach(endpoint, path, named=named)
         try:
             init_eal("slave", SLAVE_MEM_MB)
         except BaseException:
@@ -221,7 +246,7 @@ class SlaveStack:
             raise
         log.info(
             "attached",
-            endpoint=endpoint,
+            endpoint=info.endpoint,
             address=info.address,
             mac=info.mac,
             mtu=info.mtu,
@@ -365,25 +390,6 @@ class SlaveStack:
         finally:
             self.disarm()
 
-    def run_until(self, done: Any, timeout: float, spin: float = 0.0002) -> list[Event]:
-        """Poll (spinning briefly, then sleeping) until ``done(events)`` is
-        true for the events gathered so far; TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        events: list[Event] = []
-        idle_since = time.monotonic()
-        while True:
-            new = self.poll()
-            if new:
-                events.extend(new)
-                idle_since = time.monotonic()
-            if done(events):
-                return events
-            now = time.monotonic()
-            if now > deadline:
-                raise TimeoutError(f"stack events not complete after {timeout}s: {events[-8:]}")
-            if not new and now - idle_since > spin:
-                self.wait(min(0.05, deadline - now))
-
     def stats(self) -> dict[str, int]:
         s = ffi.new("struct dn_stack_stats *")
         lib.dn_stack_stats(self._st, s)
@@ -419,10 +425,10 @@ class SlaveStack:
             raise BlockingIOError(errno.EAGAIN, "nothing to read")
         return data
 
-    def recv_nowait(self, conn: int, size: int = SCRATCH) -> bytes | None:
+    def recv_nowait(self, conn: int, size: int = READ_MAX) -> bytes | None:
         """Like recv() but None when nothing is waiting: the transports'
         fast path, with no exception per empty read and no buffer per call."""
-        rc = lib.dn_recv(self._st, conn, self._scratch, min(size, SCRATCH))
+        rc = lib.dn_recv(self._st, conn, self._scratch, min(size, READ_MAX))
         if rc < 0:
             if rc == _EAGAIN:
                 return None
@@ -510,12 +516,12 @@ class SlaveStack:
         """The master connection: readable when the master has news."""
         return self._control.fileno()
 
-    def read_control(self) -> list[tuple[dict[str, Any], list[int]]] | None:
-        """Messages the master sent. Endpoint-death notices and `ss`
-        requests are handled here; the rest come back with their fds,
-        which the caller then owns. None if the master closed the
-        connection (it stopped or died)."""
-        out = []
+    def read_control(self) -> bool:
+        """Handle what the master sent (``control``, the slave's one
+        dispatcher); False if the master closed the connection (it stopped
+        or died)."""
+        received = []
+        alive = True
         self._control.setblocking(False)
         try:
             while True:
@@ -529,33 +535,85 @@ class SlaveStack:
                 except OSError:
                     # A master killed with our messages unread resets the
                     # connection rather than closing it: gone all the same.
-                    return None
+                    alive = False
+                    break
                 if msg is None:
-                    return None
-                if msg.get("event") == "endpoint_gone" and isinstance(msg.get("address"), str):
-                    self.reset_peer(msg["address"])
-                elif msg.get("op") == "connections":
-                    # The master asks on behalf of `docknet ss`.
-                    conns = self.connections()
-                    if self.extra_connections is not None:
-                        conns += self.extra_connections()
-                    try:
-                        send_message(self._control, {"event": "connections", "req": msg.get("req"),
-                                                     "total": len(conns), "conns": conns[:CONNS_REPLY_MAX]})
-                    except (OSError, ValueError):
-                        pass
-                else:
-                    out.append((msg, fds))
-                    continue
-                for fd in fds:
-                    os.close(fd)
-                out.append((msg, []))
+                    alive = False
+                    break
+                received.append((msg, fds))
         finally:
+            # Handlers answer on the connection: blocking again first.
             self._control.setblocking(True)
-        return out
+        for msg, fds in received:
+            self.control.dispatch(msg, fds, endpoint=self.info.endpoint)
+        return alive
 
-    def send_control(self, msg: dict[str, Any]) -> None:
-        send_message(self._control, msg)
+    def send_control(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        """A message to the master, checked against the table first."""
+        send(self._control, msg, "to_master", fds)
+
+    # ---- what the master sends, without a loop ----
+
+    def default_control(self) -> Dispatcher:
+        """The stack's own handling of the master's messages: dead peers'
+        connections end, `ss` is answered; fast channels (a loop's) are
+        given back, and limits (enforced by a loop on them) ignored."""
+        return Dispatcher(
+            "to_slave",
+            {
+                "endpoint_gone": self._on_endpoint_gone,
+                "connections": self._on_connections,
+                "fc_offer": self._on_fc_offer,
+                "fc_result": self._on_fc_result,
+                "limits": lambda msg, fds: None,
+            },
+            log,
+            refusers={"connections": self._connections_refused, "fc_offer": self._fc_offer_refused},
+        )
+
+    def _on_endpoint_gone(self, msg: dict[str, Any], fds: list[int]) -> None:
+        self.reset_peer(msg["address"])
+
+    def _on_connections(self, msg: dict[str, Any], fds: list[int]) -> None:
+        # The master asks on behalf of `docknet ss`.
+        conns = self.connections()
+        if self.extra_connections is not None:
+            conns += self.extra_connections()
+        self._answer_connections(msg["req"], {"total": len(conns), "conns": conns[:CONNS_REPLY_MAX]})
+
+    def _connections_refused(self, exc: InvalidMessage, msg: dict[str, Any]) -> bool:
+        if exc.req is not None:
+            self._answer_connections(exc.req, {"total": 0, "conns": [], "error": str(exc)})
+        return False
+
+    def _answer_connections(self, req: int, answer: dict[str, Any]) -> None:
+        try:
+            self.send_control({"event": "connections", "req": req, **answer})
+        except OSError:
+            pass  # the master is gone; nobody waits
+
+    def give_back(self, channel_id: int) -> None:
+        """Tell the master a fast channel of id is done with on this side
+        (it resets the other side and frees it)."""
+        try:
+            self.send_control({"event": "fc_closed", "id": channel_id})
+        except OSError:
+            pass  # the master is gone, and its books with it
+
+    def _on_fc_offer(self, msg: dict[str, Any], fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
+        self.give_back(msg["id"])
+
+    def _fc_offer_refused(self, exc: InvalidMessage, msg: dict[str, Any]) -> bool:
+        channel_id = field_value(exc.kind, msg, "id")
+        if channel_id is not None:
+            self.give_back(channel_id)
+        return False
+
+    def _on_fc_result(self, msg: dict[str, Any], fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
 
     def send_queued(self, conn: int) -> int:
         return check(lib.dn_send_queued(self._st, conn))
@@ -576,7 +634,7 @@ class SlaveStack:
         return got
 
     def recvfrom_nowait(self, conn: int, size: int = 65535) -> tuple[bytes, tuple[str, int]] | None:
-        rc = lib.dn_udp_recvfrom(self._st, conn, self._scratch, min(size, SCRATCH), self._ip, self._port)
+        rc = lib.dn_udp_recvfrom(self._st, conn, self._scratch, min(size, READ_MAX), self._ip, self._port)
         if rc < 0:
             if rc == _EAGAIN:
                 return None

@@ -16,11 +16,10 @@ import os
 import socket
 from typing import Any
 
-from ..native.stack import ERROR, PEER_CLOSED, READABLE, WRITABLE, Event, SlaveStack
+from ..native.stack import ERROR, PEER_CLOSED, READ_MAX, READABLE, WRITABLE, Event, SlaveStack
 
 __all__ = ["DockNetSocket", "DockNetTCPTransport"]
 
-READ_SIZE = 256 * 1024
 DEFAULT_HIGH = 64 * 1024
 
 
@@ -257,7 +256,7 @@ class DockNetTCPTransport(asyncio.Transport):
                         proto.buffer_updated(n)  # type: ignore[attr-defined]
                         continue
                 else:
-                    data = self._io_recv(READ_SIZE)
+                    data = self._io_recv(READ_MAX)
                     if data is None:
                         return
                     if data:

@@ -1,15 +1,17 @@
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dn_bench.h"
+#include "dn_clock.h"
 #include "dn_error.h"
 #include "dn_fastchan.h"
 #include "dn_link.h"
+#include "dn_spin.h"
 #include "dn_stack.h"
 
 #define DN_BENCH_EVENTS 256
@@ -27,64 +29,48 @@ dn_bench_on_signal(int sig)
 	dn_bench_stop = 1;
 }
 
-static uint64_t
-dn_bench_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* The idle policy every DockNet poller follows: spin while events are
- * fresh, yield the core now and then (another poller may need it to answer
- * us), and after spin_us of nothing, sleep on the doorbell. */
+/* A loop's idle state: the one policy every DockNet poller follows
+ * (dn_spin.h). The loops measure the path, not the habit: they neither
+ * learn from misses nor look at the host's load. */
 struct dn_idle {
-	uint64_t since;
-	unsigned int spins;
-	uint64_t spin_ns;
+	struct dn_spin spin;
 	uint64_t sleeps;
 };
 
 static void
-dn_idle_reset(struct dn_idle *idle)
+dn_idle_open(struct dn_idle *idle, unsigned int spin_us)
 {
-	idle->spins = 0;
+	memset(idle, 0, sizeof(*idle));
+	dn_spin_open(&idle->spin, (uint64_t)spin_us * 1000, UINT_MAX, 0);
 }
 
 static void
+dn_idle_reset(struct dn_idle *idle)
+{
+	dn_spin_work(&idle->spin);
+}
+
+/* An idle pass: spins (yielding) or sleeps on the doorbell, as the policy
+ * says. */
+static void
 dn_idle_step(struct dn_stack *st, struct dn_idle *idle, int max_ms)
 {
-	uint64_t now;
 	struct pollfd pfd;
-	int t;
+	int verdict, t;
 
-	if (idle->spins++ == 0) {
-		idle->since = dn_bench_ns();
+	verdict = dn_spin_idle(&idle->spin, 0, 0);
+	if (verdict == DN_SPIN_ON || dn_stack_arm(st))
 		return;
-	}
-	if ((idle->spins & 15) != 0) {
-		sched_yield();
-		return;
-	}
-	now = dn_bench_ns();
-	if (now - idle->since < idle->spin_ns) {
-		sched_yield();
-		return;
-	}
-	if (dn_stack_arm(st)) {
-		dn_idle_reset(idle);
-		return;
-	}
 	t = dn_stack_timeout_ms(st);
 	if (t < 0 || t > max_ms)
 		t = max_ms;
 	pfd.fd = dn_stack_fileno(st);
 	pfd.events = POLLIN;
 	idle->sleeps++;
+	dn_spin_asleep(&idle->spin, idle->spin.now, verdict);
 	poll(&pfd, 1, t);
+	dn_spin_woke(&idle->spin, dn_clock_ns());
 	dn_stack_disarm(st);
-	dn_idle_reset(idle);
 }
 
 /* ---- server ---- */
@@ -174,11 +160,12 @@ dn_bench_serve(struct dn_stack *st, uint16_t port, double max_seconds,
 {
 	struct dn_event ev[DN_BENCH_EVENTS];
 	struct dn_srv_conn *conns;
-	struct dn_idle idle = { .spin_ns = (uint64_t)spin_us * 1000 };
-	uint64_t end = dn_bench_ns() + (uint64_t)(max_seconds * 1e9);
+	struct dn_idle idle;
+	uint64_t end = dn_clock_ns() + (uint64_t)(max_seconds * 1e9);
 	char *tmp;
 	int lid, i, n;
 
+	dn_idle_open(&idle, spin_us);
 	lid = dn_listen(st, 0, port, 128);
 	if (lid < 0)
 		return lid;
@@ -192,7 +179,7 @@ dn_bench_serve(struct dn_stack *st, uint16_t port, double max_seconds,
 	dn_bench_stop = 0;
 	signal(SIGTERM, dn_bench_on_signal);
 	signal(SIGINT, dn_bench_on_signal);
-	while (!dn_bench_stop && dn_bench_ns() < end) {
+	while (!dn_bench_stop && dn_clock_ns() < end) {
 		n = dn_stack_poll(st, ev, DN_BENCH_EVENTS);
 		if (n == 0) {
 			dn_idle_step(st, &idle, 100);
@@ -244,7 +231,7 @@ dn_bench_connect(struct dn_stack *st, uint32_t ip, uint16_t port, int *ids,
 {
 	struct dn_event ev[DN_BENCH_EVENTS];
 	uint32_t connected = 0, i;
-	uint64_t deadline = dn_bench_ns() + 10000000000ull;
+	uint64_t deadline = dn_clock_ns() + 10000000000ull;
 
 	for (i = 0; i < n; i++) {
 		ids[i] = dn_connect(st, ip, port);
@@ -265,7 +252,7 @@ dn_bench_connect(struct dn_stack *st, uint32_t ip, uint16_t port, int *ids,
 					"failed: %s", strerror(ev[k].arg));
 			}
 		}
-		if (dn_bench_ns() > deadline)
+		if (dn_clock_ns() > deadline)
 			return dn_error(-ETIMEDOUT, "bench connect timed out");
 		if (m == 0)
 			dn_idle_step(st, idle, 10);
@@ -310,7 +297,7 @@ dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
 	struct dn_bench_result *out)
 {
 	struct dn_event ev[DN_BENCH_EVENTS];
-	struct dn_idle idle = { .spin_ns = (uint64_t)spin_us * 1000 };
+	struct dn_idle idle;
 	int *ids = NULL;
 	uint32_t *got = NULL, *samples = NULL, i;
 	uint64_t *sent_at = NULL, nsamples = 0, start, end, now;
@@ -319,6 +306,7 @@ dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
 	int ret = 0;
 
 	memset(out, 0, sizeof(*out));
+	dn_idle_open(&idle, spin_us);
 	if (conns == 0 || conns > DN_BENCH_MAX_CONNS || size == 0 ||
 	    size > DN_BENCH_BUF)
 		return dn_error(-EINVAL, "bench: 1..%d connections and "
@@ -343,10 +331,10 @@ dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
 	for (i = 0; i < conns; i++)
 		slot_of[ids[i]] = (int)i;
 
-	start = dn_bench_ns();
+	start = dn_clock_ns();
 	end = start + (uint64_t)(seconds * 1e9);
 	for (i = 0; i < conns; i++) {
-		sent_at[i] = dn_bench_ns();
+		sent_at[i] = dn_clock_ns();
 		if (dn_send(st, ids[i], msg, size) != (int)size) {
 			ret = dn_error(-EIO, "bench: short send");
 			goto out;
@@ -357,7 +345,7 @@ dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
 
 		if (m == 0) {
 			dn_idle_step(st, &idle, 10);
-			if (dn_bench_ns() >= end)
+			if (dn_clock_ns() >= end)
 				break;
 			continue;
 		}
@@ -386,7 +374,7 @@ dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
 				got[c] += (uint32_t)r;
 				if (got[c] < size)
 					continue;
-				now = dn_bench_ns();
+				now = dn_clock_ns();
 				if (nsamples < DN_BENCH_SAMPLES)
 					samples[nsamples] =
 						(uint32_t)(now - sent_at[c]);
@@ -401,7 +389,7 @@ dn_bench_rr(struct dn_stack *st, uint32_t ip, uint16_t port, uint32_t size,
 		if (now >= end && now != 0)
 			break;
 	}
-	now = dn_bench_ns();
+	now = dn_clock_ns();
 	out->round_trips = nsamples;
 	out->seconds = (double)(now - start) / 1e9;
 	dn_bench_latency(samples, nsamples, out);
@@ -425,7 +413,7 @@ dn_bench_stream(struct dn_stack *st, uint32_t ip, uint16_t port,
 	struct dn_bench_result *out)
 {
 	struct dn_event ev[DN_BENCH_EVENTS];
-	struct dn_idle idle = { .spin_ns = (uint64_t)spin_us * 1000 };
+	struct dn_idle idle;
 	unsigned char reply[8];
 	uint32_t have = 0, off = 0;
 	uint64_t start, end, sent = 0, count = 0;
@@ -433,6 +421,7 @@ dn_bench_stream(struct dn_stack *st, uint32_t ip, uint16_t port,
 	int id, ret, i;
 
 	memset(out, 0, sizeof(*out));
+	dn_idle_open(&idle, spin_us);
 	if (size == 0 || size > DN_BENCH_BUF)
 		return dn_error(-EINVAL, "bench: 1..%d bytes per write",
 			DN_BENCH_BUF);
@@ -443,10 +432,10 @@ dn_bench_stream(struct dn_stack *st, uint32_t ip, uint16_t port,
 	ret = dn_bench_connect(st, ip, port, &id, 1, 'S', &idle);
 	if (ret < 0)
 		goto out;
-	start = dn_bench_ns();
+	start = dn_clock_ns();
 	end = start + (uint64_t)(seconds * 1e9);
 	/* Write whenever there is room; poll in between to take ACKs. */
-	while (dn_bench_ns() < end) {
+	while (dn_clock_ns() < end) {
 		int n = dn_send(st, id, buf + off, size - off);
 		int m;
 
@@ -503,7 +492,7 @@ dn_bench_stream(struct dn_stack *st, uint32_t ip, uint16_t port,
 		goto out;
 	}
 	out->bytes = count;
-	out->seconds = (double)(dn_bench_ns() - start) / 1e9;
+	out->seconds = (double)(dn_clock_ns() - start) / 1e9;
 	out->sleeps = idle.sleeps;
 	dn_close(st, id);
 out:
@@ -548,7 +537,7 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 {
 	unsigned char (*frames)[2048];
 	unsigned char *reached;
-	struct dn_rxseg segs[8];
+	struct dn_rxseg seg;
 	uint64_t start, end, got = 0, sent = 0;
 	int i, j;
 
@@ -565,9 +554,9 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 	}
 	for (i = 0; i < k; i++)
 		dn_blast_frame(frames[i], frame_len, ips[i], ips[(i + 1) % k]);
-	start = dn_bench_ns();
+	start = dn_clock_ns();
 	end = start + (uint64_t)(seconds * 1e9);
-	while (dn_bench_ns() < end) {
+	while (dn_clock_ns() < end) {
 		for (i = 0; i < k; i++) {
 			struct dn_iov iov = { frames[i], frame_len };
 
@@ -577,15 +566,8 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 			dn_link_tx_flush(links[i]);
 		}
 		for (i = 0; i < k; i++) {
-			int n;
-
-			while ((n = dn_link_rx(links[i], segs, 8)) != 0) {
-				int s;
-
-				if (n < 0)
-					continue;
-				for (s = 0; s < n; s++)
-					dn_link_free_seg(segs[s].seg);
+			while (dn_link_rx(links[i], &seg) != 0) {
+				dn_link_free_seg(seg.seg);
 				got++;
 				reached[i] = 1;
 			}
@@ -596,7 +578,7 @@ dn_bench_blast(struct dn_link **links, const uint32_t *ips, int k,
 	free(reached);
 	out->round_trips = got;
 	out->bytes = sent;	/* frames offered */
-	out->seconds = (double)(dn_bench_ns() - start) / 1e9;
+	out->seconds = (double)(dn_clock_ns() - start) / 1e9;
 	free(frames);
 	return 0;
 }
@@ -615,11 +597,11 @@ int
 dn_bench_fc_echo(struct dn_fc *fc, double max_seconds)
 {
 	char buf[65536];
-	uint64_t end = dn_bench_ns() + (uint64_t)(max_seconds * 1e9);
+	uint64_t end = dn_clock_ns() + (uint64_t)(max_seconds * 1e9);
 	unsigned int empty = 0;
 	int n, w, off;
 
-	while (dn_bench_ns() < end) {
+	while (dn_clock_ns() < end) {
 		n = dn_fc_read(fc, buf, sizeof(buf));
 		if (n == -EAGAIN) {
 			dn_fc_idle(&empty);
@@ -653,9 +635,9 @@ dn_bench_fc_ping(struct dn_fc *fc, uint32_t size, double seconds,
 	if (samples == NULL)
 		return dn_error(-ENOMEM, "out of memory for samples");
 	memset(msg, 'p', size);
-	start = dn_bench_ns();
+	start = dn_clock_ns();
 	end = start + (uint64_t)(seconds * 1e9);
-	while ((sent = dn_bench_ns()) < end) {
+	while ((sent = dn_clock_ns()) < end) {
 		r = dn_fc_write(fc, msg, size);
 		if (r != (int)size) {
 			free(samples);
@@ -676,12 +658,12 @@ dn_bench_fc_ping(struct dn_fc *fc, uint32_t size, double seconds,
 			got += (uint32_t)r;
 		}
 		if (n < DN_BENCH_SAMPLES)
-			samples[n] = (uint32_t)(dn_bench_ns() - sent);
+			samples[n] = (uint32_t)(dn_clock_ns() - sent);
 		n++;
 	}
 	out->round_trips = n;
 	out->bytes = n * size;
-	out->seconds = (double)(dn_bench_ns() - start) / 1e9;
+	out->seconds = (double)(dn_clock_ns() - start) / 1e9;
 	dn_bench_latency(samples, n, out);
 	out->sleeps = 0;
 	free(samples);

@@ -1,11 +1,17 @@
 /*
  * Native benchmark loops over the slave stack: no Python between frames.
  *
+ * Built as their own extension, bench._dnbench (bench/native/build.py),
+ * which calls the stack in aiodocknet.native._lib: no service process
+ * loads them.
+ *
  * The same wire protocol as bench/kernel_rr.c, so either side can be
  * compared with the kernel path: a connection's first byte is 'R' (echo
  * every byte back) or 'S' (sink until EOF, then reply with the count as 8
- * bytes big-endian). The loops poll the stack, spin for spin_us after the
- * last event, then sleep on the doorbell, as the event loop does.
+ * bytes big-endian). The loops poll the stack and, when idle, follow the
+ * pollers' policy (dn_spin.h): spin for spin_us after the last event, then
+ * sleep on the doorbell; they do not learn from misses nor look at the
+ * host's load, so a run measures the path.
  */
 #ifndef DN_BENCH_H
 #define DN_BENCH_H

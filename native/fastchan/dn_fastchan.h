@@ -12,6 +12,8 @@
 #ifndef DN_FASTCHAN_H
 #define DN_FASTCHAN_H
 
+#include "dn_export.h"
+
 #include <stdint.h>
 
 struct dn_fc;
@@ -28,11 +30,11 @@ void dn_fc_close(struct dn_fc *fc);
 
 /* Bytes taken (0 when the ring is full: DN_FC_WRITABLE follows), -EPIPE
  * after shutdown, -ECONNRESET after a reset. */
-int dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len);
+DN_EXPORT int dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len);
 /* Bytes read, 0 at end of stream, -EAGAIN when empty, -ECONNRESET. */
-int dn_fc_read(struct dn_fc *fc, void *buf, uint32_t len);
+DN_EXPORT int dn_fc_read(struct dn_fc *fc, void *buf, uint32_t len);
 /* Half-close: the peer reads what is queued, then end of stream. */
-int dn_fc_shutdown(struct dn_fc *fc);
+DN_EXPORT int dn_fc_shutdown(struct dn_fc *fc);
 /* Abort: both sides see -ECONNRESET from now on. */
 void dn_fc_reset(struct dn_fc *fc);
 

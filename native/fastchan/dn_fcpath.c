@@ -22,6 +22,7 @@
 #include <structmember.h>
 #include <time.h>
 
+#include "dn_clock.h"
 #include "dn_fastchan.h"
 
 /* The largest single data_received(), as on the Python path. */
@@ -54,11 +55,7 @@ static PyTypeObject TransportCore_Type;
 static double
 dn_fcpath_monotonic(void)
 {
-	struct timespec ts;
-
-	/* The clock time.monotonic() reads. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	return dn_clock_s();
 }
 
 /* ---- PollerState ---- */

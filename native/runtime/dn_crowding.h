@@ -21,8 +21,9 @@ struct dn_crowding {
 	uint64_t checked_ns;	/* when, in the caller's clock */
 };
 
-/* Never fails: with no /proc the host never counts as crowded. aiodocknet's
- * crowding.py wraps this for the Python pollers. */
+/* Never fails: with no /proc the host never counts as crowded. Every
+ * poller asks through dn_spin.h; aiodocknet's crowding.py wraps it for
+ * tests. */
 void dn_crowding_open(struct dn_crowding *c, uint64_t interval_ns);
 void dn_crowding_close(struct dn_crowding *c);
 

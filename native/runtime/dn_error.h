@@ -9,10 +9,12 @@
 #ifndef DN_ERROR_H
 #define DN_ERROR_H
 
+#include "dn_export.h"
+
 #define DN_ERRMSG_LEN 256
 
 /* Records the reason for the calling thread and returns code (a -errno). */
-int dn_error(int code, const char *fmt, ...)
+DN_EXPORT int dn_error(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* The reason recorded by the last failing call on this thread. */

@@ -170,22 +170,20 @@ dn_link_fill(struct dn_link *link)
 }
 
 int
-dn_link_rx(struct dn_link *link, struct dn_rxseg *segs, unsigned int max)
+dn_link_rx(struct dn_link *link, struct dn_rxseg *seg)
 {
 	struct rte_mbuf *m;
 
-	if (max == 0)
-		return -EMSGSIZE;
 	if (link->rx_next == link->rx_n) {
 		dn_link_fill(link);
 		if (link->rx_n == 0)
 			return 0;
 	}
 	m = link->rx[link->rx_next++];
-	segs[0].seg = m;
-	segs[0].priv = rte_mbuf_to_priv(m);
-	segs[0].data = rte_pktmbuf_mtod(m, void *);
-	segs[0].len = m->data_len;
+	seg->seg = m;
+	seg->priv = rte_mbuf_to_priv(m);
+	seg->data = rte_pktmbuf_mtod(m, void *);
+	seg->len = m->data_len;
 	return 1;
 }
 

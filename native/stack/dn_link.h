@@ -12,6 +12,8 @@
 #ifndef DN_LINK_H
 #define DN_LINK_H
 
+#include "dn_export.h"
+
 #include <stdint.h>
 
 struct dn_link;
@@ -61,18 +63,19 @@ void dn_link_close(struct dn_link *link);
 int dn_link_remap(struct dn_link *link, int shm_fd, uint16_t mtu,
 	int wake_fd, int peer_wake_fd);
 
-/* Next received frame: fills up to max segments and returns their count,
- * 0 when nothing is waiting, or -EMSGSIZE (frame dropped) if it has more. */
-int dn_link_rx(struct dn_link *link, struct dn_rxseg *segs, unsigned int max);
-void dn_link_free_seg(void *seg);
+/* Next received frame, whole in one segment (the pool's mbufs hold a
+ * frame of the link's MTU; a larger one was dropped and counted): 1 with
+ * *seg filled, 0 when nothing is waiting. */
+DN_EXPORT int dn_link_rx(struct dn_link *link, struct dn_rxseg *seg);
+DN_EXPORT void dn_link_free_seg(void *seg);
 
 /* Copies a frame given as iov pieces onto the ring (the master sees it at
  * the next flush). -ENOBUFS when the ring is full, -ENOTCONN once the
  * master is gone. */
-int dn_link_tx(struct dn_link *link, const struct dn_iov *iov,
+DN_EXPORT int dn_link_tx(struct dn_link *link, const struct dn_iov *iov,
 	unsigned int n);
 /* Publishes what was written and rings the master if it sleeps. */
-void dn_link_tx_flush(struct dn_link *link);
+DN_EXPORT void dn_link_tx_flush(struct dn_link *link);
 
 /* The master is gone (its control connection closed): frames to it are
  * dropped from now on, so nothing waits for a ring nobody will read. */

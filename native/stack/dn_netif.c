@@ -9,8 +9,9 @@
 #include "dn_link.h"
 #include "dn_netif.h"
 
-/* Most a frame may span: 64 KiB in 2 KiB mbufs, with room to spare. */
-#define DN_MAX_SEGS 40
+/* Most pieces a pbuf chain lwIP sends may have (headers, then the data
+ * of the segments it joined), with room to spare. */
+#define DN_TX_PIECES 40
 
 struct dn_rxpbuf {
 	struct pbuf_custom pc;
@@ -31,14 +32,14 @@ dn_rxpbuf_free(struct pbuf *p)
 static err_t
 dn_netif_output(struct netif *netif, struct pbuf *p)
 {
-	struct dn_iov iov[DN_MAX_SEGS];
+	struct dn_iov iov[DN_TX_PIECES];
 	struct pbuf *q;
 	unsigned int n = 0;
 
 	for (q = p; q != NULL; q = q->next) {
 		if (q->len == 0)
 			continue;
-		if (n == DN_MAX_SEGS)
+		if (n == DN_TX_PIECES)
 			return ERR_BUF;
 		iov[n].base = q->payload;
 		iov[n].len = q->len;
@@ -68,46 +69,24 @@ dn_netif_init(struct netif *netif)
 }
 
 static struct pbuf *
-dn_netif_wrap(struct dn_rxseg *segs, int n, int copy)
+dn_netif_wrap(struct dn_rxseg *seg, int copy)
 {
-	struct pbuf *head = NULL;
-	int i;
+	struct dn_rxpbuf *rp = seg->priv;
+	struct pbuf *p;
 
 	if (copy) {
 		/* The pool is low: hold the bytes in heap memory and give the
-		 * mbufs straight back so the link keeps receiving. */
-		u16_t total = 0;
-
-		for (i = 0; i < n; i++)
-			total += segs[i].len;
-		head = pbuf_alloc(PBUF_RAW, total, PBUF_RAM);
-		if (head != NULL) {
-			u16_t off = 0;
-
-			for (i = 0; i < n; i++) {
-				pbuf_take_at(head, segs[i].data, segs[i].len,
-					off);
-				off += segs[i].len;
-			}
-		}
-		for (i = 0; i < n; i++)
-			dn_link_free_seg(segs[i].seg);
-		return head;
+		 * mbuf straight back so the link keeps receiving. */
+		p = pbuf_alloc(PBUF_RAW, seg->len, PBUF_RAM);
+		if (p != NULL)
+			pbuf_take(p, seg->data, seg->len);
+		dn_link_free_seg(seg->seg);
+		return p;
 	}
-	for (i = 0; i < n; i++) {
-		struct dn_rxpbuf *rp = segs[i].priv;
-		struct pbuf *p;
-
-		rp->pc.custom_free_function = dn_rxpbuf_free;
-		rp->seg = segs[i].seg;
-		p = pbuf_alloced_custom(PBUF_RAW, segs[i].len, PBUF_REF,
-			&rp->pc, segs[i].data, segs[i].len);
-		if (head == NULL)
-			head = p;
-		else
-			pbuf_cat(head, p);
-	}
-	return head;
+	rp->pc.custom_free_function = dn_rxpbuf_free;
+	rp->seg = seg->seg;
+	return pbuf_alloced_custom(PBUF_RAW, seg->len, PBUF_REF, &rp->pc,
+		seg->data, seg->len);
 }
 
 /* lwIP checks neither that an IPv4 frame holds an IP header before
@@ -133,31 +112,25 @@ int
 dn_netif_poll(struct netif *netif, int budget)
 {
 	struct dn_link *link = netif->state;
-	struct dn_rxseg segs[DN_MAX_SEGS];
+	struct dn_rxseg seg;
 	int done = 0;
 	int copy = -1;
 
 	while (done < budget) {
 		struct pbuf *p;
-		int n = dn_link_rx(link, segs, DN_MAX_SEGS);
 
-		if (n == 0)
+		if (dn_link_rx(link, &seg) == 0)
 			break;
 		/* Once per burst, and only when there is one: counting free
 		 * mbufs walks every lcore's cache. */
 		if (copy < 0)
 			copy = dn_link_pool_low(link);
 		done++;
-		if (n < 0)
-			continue;	/* oversized frame, already dropped */
-		if (dn_netif_runt(&segs[0])) {
-			int i;
-
-			for (i = 0; i < n; i++)
-				dn_link_free_seg(segs[i].seg);
+		if (dn_netif_runt(&seg)) {
+			dn_link_free_seg(seg.seg);
 			continue;
 		}
-		p = dn_netif_wrap(segs, n, copy);
+		p = dn_netif_wrap(&seg, copy);
 		if (p == NULL)
 			continue;
 		if (netif->input(p, netif) != ERR_OK)

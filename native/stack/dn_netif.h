@@ -1,10 +1,11 @@
 /*
- * lwIP netif over a DockNet link (see native/dn_link.h).
+ * lwIP netif over a DockNet link (dn_link.h).
  *
  * Two calls, as lwIP's own port drivers have: init when the stack opens,
- * poll from the stack's poll loop. Received frames become pbuf_custom
- * wrappers around the mbufs (no copy); sent frames are copied once into
- * mbufs and leave in bursts.
+ * poll from the stack's poll loop. A received frame becomes a pbuf_custom
+ * around its mbuf (no copy); a sent frame's pbuf chain is copied once,
+ * straight onto the link's ring, and the ring is published in bursts
+ * (dn_link_tx_flush).
  */
 #ifndef DN_NETIF_H
 #define DN_NETIF_H

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lwip/etharp.h"
@@ -28,6 +27,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "netif/ethernet.h"
 
+#include "dn_clock.h"
 #include "dn_netif.h"
 #include "dn_error.h"
 #include "dn_fastchan.h"
@@ -110,19 +110,7 @@ static int dn_lwip_ready;
 u32_t
 sys_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (u32_t)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
-static uint64_t
-dn_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return (u32_t)(dn_clock_ns() / 1000000);
 }
 
 static int
@@ -449,7 +437,7 @@ dn_ping_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
 	if (st->ping_len < DN_PING_QUEUE) {
 		r = &st->pings[(st->ping_head + st->ping_len) % DN_PING_QUEUE];
 		r->seq = lwip_ntohs(hdr.seqno);
-		r->rtt_us = (uint32_t)((dn_now_ns() - sent) / 1000);
+		r->rtt_us = (uint32_t)((dn_clock_ns() - sent) / 1000);
 		st->ping_len++;
 	}
 	pbuf_free(p);
@@ -506,7 +494,7 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 		/* lwIP draws ISNs and ephemeral ports from LWIP_RAND(): two
 		 * processes must not share a sequence. */
 		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-			seed = (uint32_t)dn_now_ns() ^ (uint32_t)getpid();
+			seed = (uint32_t)dn_clock_ns() ^ (uint32_t)getpid();
 		srandom(seed);
 		lwip_init();
 		dn_lwip_ready = 1;
@@ -675,7 +663,7 @@ int
 dn_stack_spin(struct dn_stack *st, struct dn_fc *const *fcs, int n,
 	uint32_t max_ns, uint32_t yield_ns)
 {
-	uint64_t start = dn_now_ns(), now, last_yield = start;
+	uint64_t start = dn_clock_ns(), now, last_yield = start;
 	unsigned int looks = 0;
 
 	for (;;) {
@@ -684,7 +672,7 @@ dn_stack_spin(struct dn_stack *st, struct dn_fc *const *fcs, int n,
 		/* The clock every 8 looks: a vDSO read costs more than a look. */
 		if ((++looks & 7) != 0)
 			continue;
-		now = dn_now_ns();
+		now = dn_clock_ns();
 		if (now - start >= max_ns)
 			return 0;
 		if (yield_ns != 0 && now - last_yield >= yield_ns) {
@@ -1297,7 +1285,7 @@ dn_ping(struct dn_stack *st, uint32_t ip, uint16_t seq, uint16_t size)
 	hdr->chksum = 0;
 	hdr->chksum = inet_chksum(hdr, total);
 	st->ping_sent_ns[seq % (sizeof(st->ping_sent_ns) /
-		sizeof(st->ping_sent_ns[0]))] = dn_now_ns();
+		sizeof(st->ping_sent_ns[0]))] = dn_clock_ns();
 	dn_ip_set(&addr, ip);
 	err = raw_sendto(st->ping_pcb, p, &addr);
 	pbuf_free(p);

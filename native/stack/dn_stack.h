@@ -11,6 +11,8 @@
 #ifndef DN_STACK_H
 #define DN_STACK_H
 
+#include "dn_export.h"
+
 #include <stdint.h>
 
 struct dn_stack;
@@ -75,24 +77,24 @@ int dn_stack_relink(struct dn_stack *st, const struct dn_stack_config *cfg);
 
 /* Receives, runs lwIP (input, timers), sends, and fills ev with up to max
  * events. Returns the number of events. */
-int dn_stack_poll(struct dn_stack *st, struct dn_event *ev, int max);
+DN_EXPORT int dn_stack_poll(struct dn_stack *st, struct dn_event *ev, int max);
 /* Before blocking on dn_stack_fileno(): returns 1 if work is already
  * waiting (poll again instead), 0 if the caller may sleep. */
-int dn_stack_arm(struct dn_stack *st);
+DN_EXPORT int dn_stack_arm(struct dn_stack *st);
 /* After waking (or when not sleeping after all). */
-void dn_stack_disarm(struct dn_stack *st);
-int dn_stack_fileno(const struct dn_stack *st);
+DN_EXPORT void dn_stack_disarm(struct dn_stack *st);
+DN_EXPORT int dn_stack_fileno(const struct dn_stack *st);
 /* Milliseconds until lwIP's next timer, or -1 when none is due. */
-int dn_stack_timeout_ms(struct dn_stack *st);
+DN_EXPORT int dn_stack_timeout_ms(struct dn_stack *st);
 void dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out);
 
 /* TCP */
-int dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog);
-int dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port);
-int dn_send(struct dn_stack *st, int id, const void *buf, uint32_t len);
-int dn_recv(struct dn_stack *st, int id, void *buf, uint32_t len);
-int dn_shutdown(struct dn_stack *st, int id, int how);
-int dn_close(struct dn_stack *st, int id);
+DN_EXPORT int dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog);
+DN_EXPORT int dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port);
+DN_EXPORT int dn_send(struct dn_stack *st, int id, const void *buf, uint32_t len);
+DN_EXPORT int dn_recv(struct dn_stack *st, int id, void *buf, uint32_t len);
+DN_EXPORT int dn_shutdown(struct dn_stack *st, int id, int how);
+DN_EXPORT int dn_close(struct dn_stack *st, int id);
 int dn_abort(struct dn_stack *st, int id);
 int dn_set_nodelay(struct dn_stack *st, int id, int on);
 int dn_sockname(struct dn_stack *st, int id, uint32_t *ip, uint16_t *port);

@@ -1,30 +1,119 @@
+#include <rte_mbuf.h>
+
+#include "dn_clock.h"
 #include "dn_limit.h"
 
 #define DN_JUMBO 9018
+/* A clock refill after this long fills any bucket a limit allows (the
+ * burst is 10 ms of the rate) and keeps rate * elapsed within 64 bits at
+ * the highest rate the master takes. */
+#define DN_REFILL_MAX_US 10000000ull
+
+void
+dn_tokens_configure(struct dn_tokens *t, uint64_t bits_per_s,
+	uint64_t pkts_per_s, uint64_t burst_bytes, uint64_t burst_pkts)
+{
+	t->rate_bytes = bits_per_s / 8;
+	t->rate_pkts = pkts_per_s;
+	if (burst_bytes == 0) {
+		burst_bytes = t->rate_bytes / 100;
+		if (burst_bytes < 2 * DN_JUMBO)
+			burst_bytes = 2 * DN_JUMBO;
+	}
+	if (burst_pkts == 0) {
+		burst_pkts = t->rate_pkts / 100;
+		if (burst_pkts < 2)
+			burst_pkts = 2;
+	}
+	t->burst_bytes = (int64_t)burst_bytes;
+	t->burst_pkts = (int64_t)burst_pkts;
+	t->bytes = t->burst_bytes;
+	t->pkts = t->burst_pkts;
+	t->carry_bytes = 0;
+	t->carry_pkts = 0;
+	t->stamp_ns = dn_clock_ns();
+}
+
+static void
+dn_refill_one(int64_t *tokens, uint64_t *carry, uint64_t rate,
+	int64_t burst, uint64_t elapsed_us)
+{
+	uint64_t scaled = rate * elapsed_us + *carry;
+
+	*tokens += (int64_t)(scaled / 1000000);
+	*carry = scaled % 1000000;
+	if (*tokens > burst) {
+		*tokens = burst;
+		*carry = 0;
+	}
+}
+
+void
+dn_tokens_refill(struct dn_tokens *t, uint64_t elapsed_us)
+{
+	if (t->rate_bytes)
+		dn_refill_one(&t->bytes, &t->carry_bytes, t->rate_bytes,
+			t->burst_bytes, elapsed_us);
+	if (t->rate_pkts)
+		dn_refill_one(&t->pkts, &t->carry_pkts, t->rate_pkts,
+			t->burst_pkts, elapsed_us);
+}
+
+uint32_t
+dn_tokens_allowance(struct dn_tokens *t, uint32_t want)
+{
+	uint64_t now = dn_clock_ns(), us;
+	int64_t n = want;
+
+	us = (now - t->stamp_ns) / 1000;
+	/* The sub-microsecond rest stays for the next refill. */
+	t->stamp_ns += us * 1000;
+	dn_tokens_refill(t, us < DN_REFILL_MAX_US ? us : DN_REFILL_MAX_US);
+	if (t->rate_bytes && t->bytes < n)
+		n = t->bytes;
+	if (t->rate_pkts && t->pkts * DN_LIMIT_SEGMENT < n)
+		n = t->pkts * DN_LIMIT_SEGMENT;
+	return n > 0 ? (uint32_t)n : 0;
+}
+
+void
+dn_tokens_spend(struct dn_tokens *t, uint32_t n)
+{
+	if (t->rate_bytes)
+		t->bytes -= n;
+	if (t->rate_pkts)
+		t->pkts -= (n + DN_LIMIT_SEGMENT - 1) / DN_LIMIT_SEGMENT;
+}
+
+double
+dn_tokens_delay(const struct dn_tokens *t)
+{
+	double wait = 0, w;
+
+	if (t->rate_bytes) {
+		int64_t need = t->burst_bytes < DN_LIMIT_SEGMENT ?
+			t->burst_bytes : DN_LIMIT_SEGMENT;
+
+		w = ((double)need - (double)t->bytes -
+			(double)t->carry_bytes / 1e6) / (double)t->rate_bytes;
+		if (w > wait)
+			wait = w;
+	}
+	if (t->rate_pkts) {
+		w = (1.0 - (double)t->pkts - (double)t->carry_pkts / 1e6) /
+			(double)t->rate_pkts;
+		if (w > wait)
+			wait = w;
+	}
+	return wait > 0.0005 ? wait : 0.0005;
+}
 
 void
 dn_bucket_configure(struct dn_bucket *b, uint64_t bits_per_s,
 	uint64_t pkts_per_s, uint64_t burst_bytes, uint64_t burst_pkts)
 {
-	b->rate_bytes = bits_per_s / 8;
-	b->rate_pkts = pkts_per_s;
-	if (burst_bytes == 0) {
-		burst_bytes = b->rate_bytes / 100;
-		if (burst_bytes < 2 * DN_JUMBO)
-			burst_bytes = 2 * DN_JUMBO;
-	}
-	if (burst_pkts == 0) {
-		burst_pkts = b->rate_pkts / 100;
-		if (burst_pkts < 2)
-			burst_pkts = 2;
-	}
-	b->burst_bytes = (int64_t)burst_bytes;
-	b->burst_pkts = (int64_t)burst_pkts;
-	/* A new limit starts with a full bucket, as a fresh one would. */
-	b->tokens_bytes = b->burst_bytes;
-	b->tokens_pkts = b->burst_pkts;
-	b->carry_bytes = 0;
-	b->carry_pkts = 0;
+	dn_tokens_configure(&b->tokens, bits_per_s, pkts_per_s, burst_bytes,
+		burst_pkts);
 }
 
 int
@@ -48,39 +137,11 @@ dn_bucket_dequeue(struct dn_bucket *b)
 	if (b->len == 0)
 		return NULL;
 	m = b->q[b->head];
-	if ((b->rate_bytes && b->tokens_bytes < (int64_t)m->pkt_len) ||
-	    (b->rate_pkts && b->tokens_pkts < 1))
+	if (!dn_tokens_take(&b->tokens, m->pkt_len))
 		return NULL;
-	b->tokens_bytes -= m->pkt_len;
-	b->tokens_pkts -= 1;
 	b->head = (uint16_t)((b->head + 1) % DN_LIMIT_QUEUE);
 	b->len--;
 	return m;
-}
-
-static void
-dn_refill_one(int64_t *tokens, uint64_t *carry, uint64_t rate,
-	int64_t burst, uint64_t elapsed_us)
-{
-	uint64_t scaled = rate * elapsed_us + *carry;
-
-	*tokens += (int64_t)(scaled / 1000000);
-	*carry = scaled % 1000000;
-	if (*tokens > burst) {
-		*tokens = burst;
-		*carry = 0;
-	}
-}
-
-void
-dn_bucket_refill(struct dn_bucket *b, uint64_t elapsed_us)
-{
-	if (b->rate_bytes)
-		dn_refill_one(&b->tokens_bytes, &b->carry_bytes, b->rate_bytes,
-			b->burst_bytes, elapsed_us);
-	if (b->rate_pkts)
-		dn_refill_one(&b->tokens_pkts, &b->carry_pkts, b->rate_pkts,
-			b->burst_pkts, elapsed_us);
 }
 
 void

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <rte_arp.h>
@@ -29,7 +27,7 @@
 #include <rte_udp.h>
 #include <rte_cycles.h>
 
-#include "dn_crowding.h"
+#include "dn_clock.h"
 #include "dn_doorbell.h"
 #include "dn_eal.h"
 #include "dn_error.h"
@@ -39,6 +37,7 @@
 #include "dn_pktpool.h"
 #include "dn_policy.h"
 #include "dn_ringmbuf.h"
+#include "dn_spin.h"
 #include "dn_switch.h"
 #include "dn_uplink.h"
 
@@ -52,21 +51,16 @@
 #define DN_TICK_US 1000
 /* An uplink with no wake-up descriptor is looked at this often when idle. */
 #define DN_UPLINK_NAP_MS 5
-/* After this many spins in a row that ended in sleep (the endpoints answer
- * in longer than spin_us: services that think for milliseconds), the thread
- * sleeps as soon as it is idle: its spins only took a core from the
- * processes the next frame has to come from. A doorbell within spin_us of
- * going to sleep (a spin would have caught it) brings spinning back. The
- * slave pollers do the same (aiodocknet/poller.py). */
+/* After this many spins in a row that ran out the thread sleeps as soon as
+ * it is idle (dn_spin.h). The slave pollers use the same number
+ * (aiodocknet/poller.py). */
 #define DN_SPIN_MISSES 3
-/* How often a spinning switch thread looks at the host's load, and how many
- * runnable tasks beyond the cores it allows before it sleeps instead. This
- * thread and both ends of a stream spinning on two cores, plus a passer-by,
- * is still a fair fight: a slack of 1 made a lone native stream lose up to
- * half its rate to any fourth task. More is a host where a spin delays
- * the services the frames come from (the mesh at 16 users: half the
- * master's CPU per request). */
-#define DN_CROWD_CHECK_NS 2000000ull
+/* Runnable tasks beyond the cores before a spinning switch thread sleeps
+ * instead. This thread and both ends of a stream spinning on two cores,
+ * plus a passer-by, is still a fair fight: a slack of 1 made a lone native
+ * stream lose up to half its rate to any fourth task. More is a host where
+ * a spin delays the services the frames come from (the mesh at 16 users:
+ * half the master's CPU per request). */
 #define DN_CROWD_SLACK 2
 
 struct dn_txq {
@@ -130,8 +124,7 @@ struct dn_switch {
 	unsigned int n_limited;	/* active endpoints with a limit */
 
 	/* The switch thread's own: when to stop spinning. */
-	struct dn_crowding crowding;
-	unsigned int misses;	/* spins in a row that ended in sleep */
+	struct dn_spin spin;
 
 	struct dn_switch_counters counters;
 
@@ -152,15 +145,6 @@ dn_switch_mac_of(uint32_t ip, uint8_t *mac)
 	mac[3] = (uint8_t)(ip >> 16);
 	mac[4] = (uint8_t)(ip >> 8);
 	mac[5] = (uint8_t)ip;
-}
-
-static uint64_t
-dn_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static inline int
@@ -823,75 +807,53 @@ dn_sleep(struct dn_switch *sw)
 	return 1;
 }
 
-/* Sleeps (from now, the clock at the last idle look) and learns from how
- * long it slept whether spinning pays. */
+/* Sleeps (verdict: dn_spin_idle's reason) and learns from how long it slept
+ * whether spinning pays. */
 static void
-dn_nap(struct dn_switch *sw, uint64_t now, int spun_out, uint64_t spin_ns)
+dn_nap(struct dn_switch *sw, int verdict)
 {
 	if (!dn_sleep(sw))
 		return;
-	if (dn_now_ns() - now < spin_ns)
-		sw->misses = 0;
-	else if (spun_out && sw->misses < DN_SPIN_MISSES)
-		sw->misses++;
+	dn_spin_asleep(&sw->spin, sw->spin.now, verdict);
+	dn_spin_woke(&sw->spin, dn_clock_ns());
 }
 
 static void *
 dn_switch_main(void *arg)
 {
 	struct dn_switch *sw = arg;
-	uint64_t start = dn_now_ns(), last_busy = 0, idle_since = 0, spin_ns;
-	uint64_t now = 0;
-	unsigned int idle = 0;
+	uint64_t start = dn_clock_ns(), last_busy = 0, now;
+	int verdict;
 
 	dn_eal_register_thread();
-	dn_crowding_open(&sw->crowding, DN_CROWD_CHECK_NS);
-	spin_ns = (uint64_t)sw->cfg.spin_us * 1000;
+	dn_spin_open(&sw->spin, (uint64_t)sw->cfg.spin_us * 1000,
+		DN_SPIN_MISSES, 1);
 	for (;;) {
 		if (dn_mailbox(sw))
 			break;
 		if (dn_tick(sw) + dn_poll_ports(sw) > 0) {
 			/* Back-to-back busy passes count as busy time; one
 			 * clock read per busy pass, none while idle. */
-			now = dn_now_ns();
-			if (idle == 0 && last_busy != 0)
+			now = dn_clock_ns();
+			if (sw->spin.passes == 0 && last_busy != 0)
 				sw->counters.busy_ns += now - last_busy;
 			last_busy = now;
 			sw->counters.busy_loops++;
 			sw->counters.loops++;
-			idle = 0;
+			dn_spin_work(&sw->spin);
 			continue;
 		}
 		sw->counters.loops++;
-		/* Spin (reading the clock every 16 passes) until spin_us have
-		 * passed without a frame, yielding the core on every pass: on
-		 * this kind of machine the slave we wait for may need it. */
-		if (idle++ == 0) {
-			idle_since = now = dn_now_ns();
-			/* Frames held by a limiter wake the thread every tick:
-			 * those wakes say nothing about how fast peers answer. */
-			if (sw->misses < DN_SPIN_MISSES ||
-			    sw->queued + sw->held > 0)
-				continue;
-		} else if ((idle & 15) != 0) {
-			sched_yield();
+		/* Frames held by a limiter wake the thread every tick. */
+		verdict = dn_spin_idle(&sw->spin, DN_CROWD_SLACK,
+			sw->queued + sw->held > 0);
+		if (verdict == DN_SPIN_ON)
 			continue;
-		} else {
-			now = dn_now_ns();
-			if (now - idle_since < spin_ns &&
-			    !dn_crowding_crowded(&sw->crowding, now,
-			    DN_CROWD_SLACK)) {
-				sched_yield();
-				continue;
-			}
-		}
-		dn_nap(sw, now, idle > 1 && now - idle_since >= spin_ns,
-			spin_ns);
-		idle = 0;
+		dn_nap(sw, verdict);
 		last_busy = 0;
 	}
-	dn_crowding_close(&sw->crowding);
-	sw->counters.run_ns = dn_now_ns() - start;
+	dn_spin_close(&sw->spin);
+	sw->counters.run_ns = dn_clock_ns() - start;
 	return NULL;
 }
 

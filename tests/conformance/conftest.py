@@ -1,11 +1,18 @@
-"""The conformance suite: each test runs once under plain uvloop (kernel
-loopback) and once under DockNetLoop (through a real master, the far end in
-another process). What differs between the two is only where the peer is.
+"""The conformance suite: each test runs under asyncio's default loop (the
+reference: what asyncio itself does), under plain uvloop (both on kernel
+loopback) and under DockNetLoop (through a real master, the far end in
+another process). What differs between them is only where the peer is.
+
+As in uvloop's own test base, a test fails when anything reaches the loop's
+exception handler that the test did not ask for: a callback that raised, a
+transport that reported an error nobody saw, a task destroyed while pending.
+A test that expects a report installs its own handler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import tempfile
@@ -25,13 +32,65 @@ sys.path.insert(0, str(TESTS))
 from dn_harness import Master, Proc, self_signed  # noqa: E402
 from conformance_util import Peer, loop_kind  # noqa: E402
 
-BASES = {"uvloop": 19100, "docknet": 9100}
+# The kinds of far end; the DockNet peer listens on fixed ports of its own
+# endpoint address, the kernel ones on ports the system picks.
+BASES = {"asyncio": 0, "uvloop": 0, "docknet": 9100}
+
+# What reached a loop's exception handler during the current test.
+UNEXPECTED: list[dict[str, Any]] = []
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
     if "conformance" not in str(item.path):
         return None
-    return {"uvloop": uvloop.new_event_loop, "docknet": _lwip_only, "docknet-fast": _fast}
+    return {"asyncio": _watched(asyncio.SelectorEventLoop), "uvloop": _watched(uvloop.new_event_loop),
+            "docknet": _watched(_lwip_only), "docknet-fast": _watched(_fast)}
+
+
+def _watched(factory: Callable[[], asyncio.AbstractEventLoop]) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The loop ``factory`` makes, with an exception handler that logs each
+    call as usual and keeps it for the end-of-test check."""
+
+    def make() -> asyncio.AbstractEventLoop:
+        loop = factory()
+
+        def record(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            UNEXPECTED.append(context)
+            loop.default_exception_handler(context)
+
+        loop.set_exception_handler(record)
+        return loop
+
+    make.__name__ = getattr(factory, "__name__", "loop")
+    return make
+
+
+def _unexpected_report() -> str:
+    lines = [f"{len(UNEXPECTED)} unexpected call(s) to loop.call_exception_handler():"]
+    lines += [f"  {c.get('message')!r} exception={c.get('exception')!r}" for c in UNEXPECTED]
+    UNEXPECTED.clear()
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """A report made while the test ran fails the test itself."""
+    UNEXPECTED.clear()
+    result = yield
+    if UNEXPECTED and "conformance" in str(item.path):
+        pytest.fail(_unexpected_report(), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """One made while the loop shut down (a task still pending, an error
+    raised on cancellation) fails the teardown."""
+    result = yield
+    gc.collect()
+    if UNEXPECTED and "conformance" in str(item.path):
+        pytest.fail(_unexpected_report(), pytrace=False)
+    return result
 
 
 def _lwip_only() -> asyncio.AbstractEventLoop:
@@ -93,8 +152,7 @@ def peers(session_master: Master, tls_files: tuple[str, str]) -> Iterator[dict[s
         p = Proc([sys.executable, str(TESTS / "aio_peer.py"), "--kind", kind, "--base", str(base),
                   "--tls-cert", tls_files[0], "--tls-key", tls_files[1]], env, f"aio-peer-{kind}")
         procs.append(p)
-        ready = p.expect("ready", timeout=60)
-        out[kind] = Peer(kind, ready["host"], base, p)
+        out[kind] = Peer.from_ready(kind, p.expect("ready", timeout=60), p)
     try:
         yield out
     finally:

@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,6 +25,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from dn_harness import ROOT
 from services import data, frontend, geo, profile, rate, reservation, search
 from services.mesh import DEPENDS, SERVICES
 from services.reservation import ROOM_BOOK
@@ -33,7 +33,6 @@ from services.run import make_service_app
 from services.upstreams import UpstreamError, Upstreams
 from services.workload import KINDS, LOGIN, MIX, RECOMMEND, RESERVE, SEARCH, Checker, Request, Scenario, run_load
 
-ROOT = Path(__file__).resolve().parent.parent
 DS = data.make_dataset()
 SF_LAT, SF_LON = 37.7512, -122.4467
 

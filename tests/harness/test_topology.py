@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import topology as netns_util  # noqa: E402
-from bench.topology import NetnsTopology, cleanup_stale, list_namespaces  # noqa: E402
+from bench import topology as netns_util
+from bench.topology import NetnsTopology, cleanup_stale, list_namespaces
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
