@@ -304,6 +304,8 @@ class Registration(BaseModel):
     egress_pkts: int = Field(ge=0)
     ingress_pkts: int = Field(ge=0)
     owner: dict[str, str] | None
+    mac: str | None = Field(description="the MAC the switch gives its address (null without one)",
+                            examples=["02:00:0a:4d:00:09"])
 
 
 class Registered(Registration):
@@ -326,7 +328,7 @@ class EndpointView(BaseModel):
     egress_pkts: int = Field(ge=0)
     ingress_pkts: int = Field(ge=0)
     address: str = Field(None, description="the address it is attached with")
-    mac: str = Field(None)
+    mac: str | None = Field(None, description="the MAC of its address (null for a registration without one)")
     pid: int = Field(None)
     attached_at: float = Field(None, description="seconds since the epoch")
     counters: PortCounters = Field(None)
