@@ -30,6 +30,10 @@ __all__ = [
     "MAX_BITS_PER_S",
     "MAX_NAME",
     "MAX_PKTS_PER_S",
+    "NAME_PATTERN",
+    "CONTAINER_ID_PATTERN",
+    "IFNAME_PATTERN",
+    "NETNS_PATTERN",
     "ValidationError",
     "endpoint_name",
     "host_address",
@@ -228,6 +232,15 @@ def owner(value: Any, what: str = "owner") -> dict[str, str]:
             "network": _name(value["network"], f"{what}.network"),
             "container_id": container_id(value["container_id"], f"{what}.container_id"),
             "ifname": interface_name(value["ifname"], f"{what}.ifname")}
+
+
+# The same rules as JSON Schema patterns (ECMA-262 syntax, anchored as the
+# checks above match whole values), for the management API's OpenAPI
+# document: built from the expressions the checks use, so they say the same.
+NAME_PATTERN = f"^{_NAME.pattern}$"
+CONTAINER_ID_PATTERN = f"^{_CONTAINER_ID.pattern}$"
+IFNAME_PATTERN = f"^{_IFNAME.pattern}$"
+NETNS_PATTERN = f"^(?:{_NETNS_RUN.pattern}|{_NETNS_PROC.pattern})$"
 
 
 def text(value: Any, what: str) -> str:

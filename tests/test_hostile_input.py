@@ -280,7 +280,9 @@ def test_attach_answers_bad_names_and_secrets(shared: Master) -> None:
         reply = attach_request(shared, {"op": "attach", "endpoint": "guarded", "secret": "é" * 32})
         assert not reply["ok"] and reply["code"] == "EACCES" and "secret" in reply["error"], reply
         assert reply["error"] and reg["secret"] not in reply["error"]
-        assert state(shared) == before and master_fds(shared, fds) == fds
+        # Not more than before: the count before may still hold the last
+        # API connection of state(), which the master closes when it next runs.
+        assert state(shared) == before and master_fds(shared, fds) <= fds
     finally:
         a.call("DELETE", "/v1/endpoints/guarded")
 

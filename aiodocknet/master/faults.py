@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Faults", "PPM_MAX", "parse_spec", "UPLINK_DIRECTIONS"]
+__all__ = ["FIELD_MAX", "Faults", "PPM_MAX", "check_field", "parse_spec", "UPLINK_DIRECTIONS"]
 
 PPM_MAX = 1_000_000
 U32_MAX = (1 << 32) - 1
@@ -24,6 +24,19 @@ U64_MAX = (1 << 64) - 1
 PPM_FIELDS = ("drop_ppm", "dup_ppm", "reorder_ppm", "corrupt_ppm")
 # Where uplink faults apply: frames leaving for the wire, arriving from it.
 UPLINK_DIRECTIONS = ("egress", "ingress", "both")
+# Each setting's largest value: what its field in native/dn_fault.h holds.
+FIELD_MAX = {**{k: PPM_MAX for k in PPM_FIELDS}, "drop_next": U32_MAX, "seed": U64_MAX}
+
+
+def check_field(key: str, value: Any) -> int:
+    """One setting (a key of FIELD_MAX); ValueError says what is wrong.
+    The management API's request model checks each field with this too."""
+    high = FIELD_MAX[key]
+    # bool is an int to Python, not a probability to anyone.
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
+        unit = " parts per million" if key in PPM_FIELDS else ""
+        raise ValueError(f"{key} must be a whole number from 0 to {high:,}{unit}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -44,16 +57,7 @@ class Faults:
         unknown = sorted(set(body) - set(known))
         if unknown:
             raise ValueError(f"unknown field {unknown[0]!r} (known: {', '.join(known)})")
-        values: dict[str, int] = {}
-        for key, high in [(k, PPM_MAX) for k in PPM_FIELDS] + [("drop_next", U32_MAX), ("seed", U64_MAX)]:
-            if key not in body:
-                continue
-            value = body[key]
-            # bool is an int to Python, not a probability to anyone.
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
-                unit = " parts per million" if key in PPM_FIELDS else ""
-                raise ValueError(f"{key} must be a whole number from 0 to {high:,}{unit}")
-            values[key] = value
+        values = {key: check_field(key, body[key]) for key in FIELD_MAX if key in body}
         if "seed" not in values:
             values["seed"] = int.from_bytes(os.urandom(8), "little")
         return cls(**values)
