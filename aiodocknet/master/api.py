@@ -121,14 +121,17 @@ class RouteTable:
         self.routes: list[Route] = []
         self._context = context  # for the models' checks that need the master's (ip: its range)
 
+    def _with_body(self, handler: Handler, body: type[pydantic.BaseModel]) -> Handler:
+        """handler, given the request's body once its model has checked it."""
+        async def serve(request: web.Request) -> web.StreamResponse:
+            return await handler(request, await _parse(request, body, self._context))
+        return serve  # type: ignore[return-value]
+
     def route(self, method: str, path: str, answer: Any, summary: str, *,
               body: type[pydantic.BaseModel] | None = None, status: int = 200,
               errors: dict[int, str] | None = None) -> Callable[[Handler], Handler]:
         def add(handler: Handler) -> Handler:
-            serve = handler
-            if body is not None:
-                async def serve(request: web.Request) -> web.StreamResponse:
-                    return await handler(request, await _parse(request, body, self._context))
+            serve = handler if body is None else self._with_body(handler, body)
             self.routes.append(Route(method, path, summary, answer, serve, handler.__name__, body, status,
                                      dict(errors or {})))
             return handler

@@ -235,9 +235,16 @@ def _from_struct(model: str, struct: str, doc: str, **more: Any) -> type[BaseMod
     the switch reports its counters by these structs, so the schema follows
     native/ without anyone copying field names."""
     fields: dict[str, Any] = {}
-    for name, f in ffi.typeof(struct).fields:
-        low, high = _C_RANGES[f.type.cname]
-        fields[name] = (Annotated[int, Field(ge=low, le=high)], ...)
+
+    def add(ctype: Any) -> None:
+        for name, f in ctype.fields:
+            if f.type.kind == "struct":  # embedded: its fields are the answer's (switch.py flattens them)
+                add(f.type)
+                continue
+            low, high = _C_RANGES[f.type.cname]
+            fields[name] = (Annotated[int, Field(ge=low, le=high)], ...)
+
+    add(ffi.typeof(struct))
     return create_model(model, __config__=_ANSWER, __doc__=doc, **fields, **more)
 
 
