@@ -14,6 +14,8 @@ methods included, is the same JSON object.
 from __future__ import annotations
 
 import os
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +48,36 @@ def _error(status: int, message: str) -> web.Response:
 def _shown(text: str) -> str:
     """A path as an error quotes it: a client's text, so never long."""
     return repr(text) if len(text) <= 60 else repr(text[:57]) + "..."
+
+
+def _host_admin(request: web.Request, master_netns: int) -> bool:
+    """Whether the caller is root or the master's user in the master's own
+    network namespace. api.sock sits in the run directory that containers
+    mount to reach master.sock, and a container's root is root: its
+    network namespace is what tells it apart."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return False
+    try:
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                             struct.calcsize("3i")))
+        netns = os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return False
+    return uid in (0, os.geteuid()) and netns == master_netns
+
+
+def _callers(master_netns: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def only_host_admins(request: web.Request,
+                               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if not _host_admin(request, master_netns):
+            log.warning("API request refused: caller outside the master's network namespace",
+                        method=request.method, path=request.path)
+            return _error(403, "the management API answers root on the master's host only, "
+                               "not processes in endpoints' namespaces")
+        return await handler(request)
+    return only_host_admins
 
 
 @web.middleware
@@ -388,7 +420,7 @@ def make_app(ctl: ControlServer) -> web.Application:
         return web.json_response(document)
 
     document = openapi_document(routes.routes)
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[_errors, _callers(ctl.registry.master_netns)])
     routes.add_to(app)
     return app
 
