@@ -51,6 +51,7 @@ __all__ = [
     "recv_message",
     "refusal",
     "request",
+    "request_reply",
     "send",
     "send_message",
     "send_reply",
@@ -521,7 +522,13 @@ def request(path: str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, 
         s.settimeout(timeout)
         s.connect(path)
         send_message(s, msg)
-        reply, fds = recv_message(s)
+        return request_reply(*recv_message(s), path)
+
+
+def request_reply(reply: dict[str, Any] | None, fds: list[int], path: str) -> dict[str, Any]:
+    """The answer to a one-off request: no descriptors kept (a request's
+    answer carries none the asker wants), and a closed connection is an
+    error."""
     for fd in fds:
         os.close(fd)
     if reply is None:

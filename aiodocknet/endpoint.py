@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from .control import DEFAULT_SUBNET, default_master_path, recv_message, send_message
+from .control import DEFAULT_SUBNET, default_master_path, recv_message, request_reply, send_message
 from .log import get_logger
 from .native.stack import SlaveStack
 
@@ -256,9 +256,4 @@ class ProcessEndpoint:
                 await readable
             finally:
                 loop.remove_reader(s.fileno())
-            reply, fds = recv_message(s)
-        for fd in fds:
-            os.close(fd)
-        if reply is None:
-            raise ConnectionResetError(f"master at {self.master} closed the connection")
-        return reply
+            return request_reply(*recv_message(s), self.master)

@@ -1,5 +1,5 @@
-"""HostCrowding: the look a spinning poller takes at whether tasks wait for
-a core (aiodocknet/crowding.py), against real busy processes."""
+"""native/runtime/dn_crowding.c: the look a spinning poller (dn_spin) takes
+at whether tasks wait for a core, against real busy processes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,23 @@ import subprocess
 import sys
 import time
 
-from aiodocknet.native.crowding import HostCrowding
+from aiodocknet.native._lib import ffi, lib
+
+
+class HostCrowding:
+    """dn_crowding, as dn_spin asks it."""
+
+    def __init__(self, interval: float) -> None:
+        self._c = ffi.new("struct dn_crowding *")
+        # With no /proc the host never counts as crowded.
+        lib.dn_crowding_open(self._c, int(interval * 1e9))
+        self.cpus: int = self._c.cpus
+
+    def close(self) -> None:
+        lib.dn_crowding_close(self._c)
+
+    def crowded(self, now: float, slack: int) -> bool:
+        return bool(lib.dn_crowding_crowded(self._c, int(now * 1e9), slack))
 
 
 def _seen_within(c: HostCrowding, slack: int, want: bool, seconds: float = 10.0) -> bool:

@@ -375,7 +375,8 @@ class FaultsAnswer(BaseModel):
 class Connection(BaseModel):
     """One socket, as `ss` lists it."""
     model_config = _ANSWER
-    id: int | str = Field(description="the stack's connection id, or fcN for a fast channel")
+    id: str = Field(pattern=r"^(lwip|fc)[0-9]+$", examples=["lwip3", "fc12"],
+                    description="lwipN: the slave stack's connection N (through the switch); fcN: fast channel N")
     kind: Literal["tcp-listen", "tcp", "udp", "?"]
     state: str = Field(examples=["ESTAB", "LISTEN"])
     local: str = Field(examples=["10.77.0.2:8080"])

@@ -117,10 +117,12 @@ class ControlServer:
         self._pending: dict[int, tuple[socket.socket, asyncio.Future[dict[str, Any]]]] = {}
         self.broker = FastChannelBroker()
         self.state = state
-        # Addresses endpoints had under the previous master, held for them
-        # until they re-attach or REATTACH_GRACE passes.
+        # Addresses held for endpoints that are away for a moment (their
+        # process restarting, or this master), until they re-attach or
+        # REATTACH_GRACE passes: they come back to the same address, and
+        # their names go on resolving to it meanwhile.
         self._reserved: dict[str, str] = {}
-        self._reserve_timer: asyncio.TimerHandle | None = None
+        self._reserve_timers: dict[str, asyncio.TimerHandle] = {}
         self._state_loaded = False
         self.registry.on_change = self._save_state
         self._dispatcher = Dispatcher(
@@ -176,24 +178,38 @@ class ControlServer:
         attached = saved.get("attached")
         for name, address in (attached.items() if isinstance(attached, dict) else ()):
             try:
-                self._reserved[name] = self.addresses.allocate(address)
+                self._reserve(name, self.addresses.allocate(address))
             except (ValueError, TypeError) as exc:
                 log.warning("saved address not held", endpoint=name, address=address, reason=str(exc))
         if self._reserved:
-            assert self._loop is not None
-            self._reserve_timer = self._loop.call_later(REATTACH_GRACE, self._release_reserved)
             log.info("holding addresses for endpoints of the previous master", endpoints=len(self._reserved),
                      seconds=REATTACH_GRACE)
         self._state_loaded = True
         self._save_state()
 
-    def _release_reserved(self) -> None:
-        self._reserve_timer = None
-        for name, address in self._reserved.items():
+    def _reserve(self, name: str, address: str) -> None:
+        """Holds address (already taken from the pool) for name."""
+        assert self._loop is not None
+        self._reserved[name] = address
+        old = self._reserve_timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        self._reserve_timers[name] = self._loop.call_later(REATTACH_GRACE, self._release_reserved, name)
+
+    def _take_reserved(self, name: str) -> str | None:
+        """name's held address, no longer held (the caller owns it now)."""
+        timer = self._reserve_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        return self._reserved.pop(name, None)
+
+    def _release_reserved(self, name: str) -> None:
+        self._reserve_timers.pop(name, None)
+        address = self._reserved.pop(name, None)
+        if address is not None:
             log.info("endpoint did not come back, address released", endpoint=name, address=address)
             self.addresses.release(address)
-        self._reserved.clear()
-        self._save_state()
+            self._save_state()
 
     def _save_state(self) -> None:
         # Nothing is saved before the last state is loaded: it would be
@@ -206,9 +222,9 @@ class ControlServer:
 
     def close(self) -> None:
         assert self._loop is not None
-        if self._reserve_timer is not None:
-            self._reserve_timer.cancel()
-            self._reserve_timer = None
+        for timer in self._reserve_timers.values():
+            timer.cancel()
+        self._reserve_timers.clear()
         # What was attached stays in the saved state: after a restart,
         # its services come back to their addresses.
         self.state, state = None, self.state
@@ -403,9 +419,9 @@ class ControlServer:
         stage = "cannot take an address"
         try:
             tenant_id = self.registry.tenant_id(tenant)
-            reserved = self._reserved.pop(name, None)
+            reserved = self._take_reserved(name)
             if reserved is not None and (reg is None or reg.ip in (None, reserved)):
-                address = reserved  # its address under the previous master
+                address = reserved  # its address before it went away
             else:
                 if reserved is not None:
                     self.addresses.release(reserved)
@@ -656,6 +672,10 @@ class ControlServer:
     def drop_endpoint(self, name: str) -> None:
         """Unregister, and cut the attached process off if there is one."""
         self.registry.unregister(name)
+        held = self._take_reserved(name)
+        if held is not None:
+            self.addresses.release(held)
+            self._save_state()
         conn = self._endpoint_conn.get(name)
         if conn is not None:
             self._drop(conn, "unregistered")
@@ -688,7 +708,14 @@ class ControlServer:
             log.error("cannot remove port", endpoint=name, error=str(exc))
         os.close(ep.link_fd)
         os.close(ep.wake_fd)
-        self.addresses.release(ep.address)
+        if name in self.registry.endpoints and self._loop is not None and not self._loop.is_closed():
+            # A registered endpoint's process that stopped is likely to
+            # start again: same name, same address, and callers that
+            # resolve the name meanwhile get its address (connections
+            # refused until it is back) rather than no such name.
+            self._reserve(name, ep.address)
+        else:
+            self.addresses.release(ep.address)
         self.broker.endpoint_gone(name)
         self._save_state()
         log.info("endpoint detached", endpoint=name, address=ep.address, reason=why)
@@ -724,11 +751,19 @@ class ControlServer:
     def _resolve(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         name = msg["name"]
         ep = self.endpoints.get(name)
+        if ep is not None:
+            tenant, address = ep.tenant, ep.address
+        else:
+            # Away for a moment (restarting), or registered at an address
+            # of its own: the name still stands for that address.
+            reg = self.registry.endpoints.get(name)
+            tenant = reg.tenant if reg is not None else DEFAULT_TENANT
+            address = self._reserved.get(name) or (reg.ip if reg is not None else None)
         # A name the caller's tenant may not reach is answered as one that
         # does not exist: the answer must not tell the two apart.
-        if ep is None or not any(self.registry.may_reach(t, ep.tenant) for t in self._caller_tenants(conn)):
+        if address is None or not any(self.registry.may_reach(t, tenant) for t in self._caller_tenants(conn)):
             raise RequestError(errno.ENOENT, f"no endpoint named {name!r}")
-        return {"address": ep.address}, []
+        return {"address": address}, []
 
     def _status(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         # Every name, address and pid: for the host's administrators only

@@ -3,7 +3,7 @@
 ``FastChannel`` wraps one side of a region made by :func:`make_channel`
 (native/dn_fastchan.h). The master brokers them for connections between
 endpoints on one host (``master/broker.py``) and watches them with
-``ChannelWatch``; the loop carries them as transports (``fcstream.py``).
+``ChannelWatch``; the loop carries them as transports (``transports/fastchannel.py``).
 """
 
 from __future__ import annotations

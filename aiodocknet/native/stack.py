@@ -504,7 +504,7 @@ class SlaveStack:
         for i in range(n):
             c = out[i]
             rows.append({
-                "id": c.id, "kind": kinds.get(c.kind, "?"),
+                "id": f"lwip{c.id}", "kind": kinds.get(c.kind, "?"),
                 "state": TCP_STATES.get(c.state, "CLOSED"),
                 "local": f"{_ip_str(c.local_ip or 0)}:{c.local_port}",
                 "peer": f"{_ip_str(c.remote_ip)}:{c.remote_port}" if c.kind == 2 else "*:*",

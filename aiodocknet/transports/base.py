@@ -438,25 +438,22 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
         if self._protocol_paused or len(self._buffer) <= self._high:
             return
         self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler(
-                {"message": "protocol.pause_writing() failed", "exception": exc,
-                 "transport": self, "protocol": self._protocol}
-            )
+        self._flow_control("pause_writing")
 
     def _maybe_resume_protocol(self) -> None:
         if self._protocol_paused and len(self._buffer) <= self._low:
             self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler(
-                    {"message": "protocol.resume_writing() failed", "exception": exc,
-                     "transport": self, "protocol": self._protocol}
-                )
+            self._flow_control("resume_writing")
+
+    def _flow_control(self, method: str) -> None:
+        """protocol.pause_writing() or resume_writing(): what it raises is
+        reported, as asyncio's transports do, and the transport goes on."""
+        try:
+            getattr(self._protocol, method)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {"message": f"protocol.{method}() failed", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
