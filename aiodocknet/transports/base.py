@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import warnings
 from typing import Any
 
 from ..native import _fcpath
@@ -156,11 +157,11 @@ class DockNetBaseTransport(asyncio.BaseTransport):
     def abort(self) -> None:
         self._force_close(None, reset=True)
 
-    def __del__(self, _warn: Any = None) -> None:
+    # warnings.warn bound now, as asyncio's transports do: at interpreter
+    # shutdown an import in here fails.
+    def __del__(self, _warn: Any = warnings.warn) -> None:
         if not self._state & (CLOSING | CLOSED) and self._loop is not None:
-            import warnings
-
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
 
     # ---- the protocol's first and last callbacks ----
 
