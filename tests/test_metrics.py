@@ -112,7 +112,12 @@ def test_fast_channel_bytes_are_counted_per_endpoint_and_kept_after_close(master
     want = {("m-cli", "transmit"): 11, ("m-cli", "receive"): 6, ("m-srv", "transmit"): 6, ("m-srv", "receive"): 11}
     for (ep, direction), n in want.items():
         assert sample(families, "docknet_endpoint_bytes", endpoint=ep, direction=direction, path="fast") == n
+    # One write each way: the client's "echo\nhello\n", the echo's "hello\n".
+    for (ep, direction), n in {("m-cli", "transmit"): 1, ("m-cli", "receive"): 1, ("m-srv", "transmit"): 1,
+                               ("m-srv", "receive"): 1}.items():
+        assert sample(families, "docknet_endpoint_fast_writes", endpoint=ep, direction=direction) == n
     stats = api.call("GET", "/v1/stats")["endpoints"]
+    assert (stats["m-cli"]["fast_tx_writes"], stats["m-cli"]["fast_rx_writes"]) == (1, 1)
     assert (stats["m-cli"]["fast_tx_bytes"], stats["m-cli"]["fast_rx_bytes"]) == (11, 6)
     assert (stats["m-srv"]["fast_tx_bytes"], stats["m-srv"]["fast_rx_bytes"]) == (6, 11)
     # The switch path's bytes are in the same family, from the switch's

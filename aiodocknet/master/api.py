@@ -29,6 +29,7 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from .. import validate
 from ..log import get_logger
 from . import api_models as models
+from .broker import FastTraffic
 from .control_server import ControlServer
 from .faults import Faults
 from .metrics import DockNetCollector
@@ -365,10 +366,12 @@ def make_app(ctl: ControlServer) -> web.Application:
     @routes.route("GET", "/v1/stats", models.Stats, "switch and per-endpoint counters")
     async def stats(request: web.Request) -> web.Response:
         endpoints = {}
-        fast = ctl.broker.bytes_by_endpoint()
+        fast = ctl.broker.traffic_by_endpoint()
         for n, ep in ctl.endpoints.items():
-            sent, received = fast.get(n, (0, 0))
-            endpoints[n] = {**ctl.switch.port_counters(ep.slot), "fast_tx_bytes": sent, "fast_rx_bytes": received}
+            t = fast.get(n) or FastTraffic()
+            endpoints[n] = {**ctl.switch.port_counters(ep.slot), "fast_tx_bytes": t.sent_bytes,
+                            "fast_rx_bytes": t.received_bytes, "fast_tx_writes": t.sent_writes,
+                            "fast_rx_writes": t.received_writes}
         return web.json_response({"switch": ctl.switch.counters(), "endpoints": endpoints,
                                   "fast_channels": ctl.broker.stats()})
 

@@ -396,7 +396,8 @@ class Connections(BaseModel):
 
 EndpointStats = _from_struct(
     "EndpointStats", "struct dn_port_counters", "An attached endpoint's port counters and fast-channel bytes.",
-    fast_tx_bytes=(Annotated[int, Field(ge=0)], ...), fast_rx_bytes=(Annotated[int, Field(ge=0)], ...))
+    fast_tx_bytes=(Annotated[int, Field(ge=0)], ...), fast_rx_bytes=(Annotated[int, Field(ge=0)], ...),
+    fast_tx_writes=(Annotated[int, Field(ge=0)], ...), fast_rx_writes=(Annotated[int, Field(ge=0)], ...))
 
 
 class Stats(BaseModel):

@@ -23,11 +23,36 @@ from ..native.fastchan import ChannelWatch, make_region
 
 log = get_logger("aiodocknet.master")
 
-__all__ = ["Channel", "FastChannelBroker", "Refusal", "EPHEMERAL"]
+__all__ = ["Channel", "FastChannelBroker", "FastTraffic", "Refusal", "EPHEMERAL"]
 
 # Ports fast channels give their connecting side, as Linux's default
 # ip_local_port_range gives TCP.
 EPHEMERAL = (32768, 60999)
+
+
+@dataclass
+class FastTraffic:
+    """One endpoint's fast-channel traffic: bytes, and write calls (the
+    messages its transports wrote), each way."""
+
+    sent_bytes: int = 0
+    received_bytes: int = 0
+    sent_writes: int = 0
+    received_writes: int = 0
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return self.sent_bytes, self.received_bytes, self.sent_writes, self.received_writes
+
+
+def _add_channel(into: dict[str, FastTraffic], client: str, server: str, st: dict[str, Any]) -> None:
+    """A channel's counts (side 0 the client, side 1 the server) added to
+    both endpoints' totals."""
+    for name, me in ((client, 0), (server, 1)):
+        t = into.setdefault(name, FastTraffic())
+        t.sent_bytes += st["bytes"][me]
+        t.received_bytes += st["bytes"][1 - me]
+        t.sent_writes += st["writes"][me]
+        t.received_writes += st["writes"][1 - me]
 
 
 class Refusal(Exception):
@@ -89,7 +114,7 @@ class FastChannelBroker:
         # all, and per endpoint (sent, received) while it is attached, as
         # its switch counters are.
         self.bytes_released = 0
-        self._released_by: dict[str, list[int]] = {}
+        self._released_by: dict[str, FastTraffic] = {}
 
     # ---- listeners ----
 
@@ -198,12 +223,8 @@ class FastChannelBroker:
     def _maybe_release(self, ch: Channel) -> None:
         st = ch.watch.read()
         if all(st["closed"][s] or s in ch.done for s in (0, 1)):
-            to_server, to_client = st["bytes"][0], st["bytes"][1]
-            self.bytes_released += to_server + to_client
-            for endpoint, sent, received in ((ch.client, to_server, to_client), (ch.server, to_client, to_server)):
-                totals = self._released_by.setdefault(endpoint, [0, 0])
-                totals[0] += sent
-                totals[1] += received
+            self.bytes_released += st["bytes"][0] + st["bytes"][1]
+            _add_channel(self._released_by, ch.client, ch.server, st)
             ch.watch.close()
             del self.channels[ch.id]
             ports = self._ports.get(ch.client)
@@ -234,16 +255,10 @@ class FastChannelBroker:
             "bytes": self.bytes_released + sum(v["bytes_to_server"] + v["bytes_to_client"] for v in views),
         }
 
-    def bytes_by_endpoint(self) -> dict[str, tuple[int, int]]:
-        """endpoint -> (sent, received) over fast channels, open and
-        released, in one pass over the open ones."""
-        out = {name: [sent, received] for name, (sent, received) in self._released_by.items()}
+    def traffic_by_endpoint(self) -> dict[str, FastTraffic]:
+        """endpoint -> what it sent and received over fast channels, open
+        and released, in one pass over the open ones."""
+        out = {name: FastTraffic(*t.as_tuple()) for name, t in self._released_by.items()}
         for c in self.channels.values():
-            to_server, to_client = c.watch.read()["bytes"]
-            client = out.setdefault(c.client, [0, 0])
-            client[0] += to_server
-            client[1] += to_client
-            server = out.setdefault(c.server, [0, 0])
-            server[0] += to_client
-            server[1] += to_server
-        return {name: (v[0], v[1]) for name, v in out.items()}
+            _add_channel(out, c.client, c.server, c.watch.read())
+        return out

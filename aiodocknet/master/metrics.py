@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .broker import FastTraffic
+
 if TYPE_CHECKING:
     from .control_server import ControlServer
 
@@ -87,7 +89,10 @@ class DockNetCollector(Collector):
                                       "endpoint's process.", labels=_EP)
         link_up = GaugeMetricFamily("docknet_endpoint_link_up", "Whether the endpoint's process has its link "
                                     "mapped (1) or not (0).", labels=_EP)
-        fast = ctl.broker.bytes_by_endpoint()
+        writes = CounterMetricFamily("docknet_endpoint_fast_writes", "Writes (transport.write calls that "
+                                     "moved bytes) an endpoint made, or its peers made to it, over fast channels: "
+                                     "its messages, where a stream has no frames.", labels=[*_EP, "direction"])
+        fast = ctl.broker.traffic_by_endpoint()
         for name, ep in sorted(ctl.endpoints.items()):
             try:
                 c = ctl.switch.port_counters(ep.slot)
@@ -98,9 +103,11 @@ class DockNetCollector(Collector):
             frames.add_metric([*who, "receive"], c["tx_frames"])
             octets.add_metric([*who, "transmit", "switch"], c["rx_bytes"])
             octets.add_metric([*who, "receive", "switch"], c["tx_bytes"])
-            sent, received = fast.get(name, (0, 0))
-            octets.add_metric([*who, "transmit", "fast"], sent)
-            octets.add_metric([*who, "receive", "fast"], received)
+            t = fast.get(name) or FastTraffic()
+            octets.add_metric([*who, "transmit", "fast"], t.sent_bytes)
+            octets.add_metric([*who, "receive", "fast"], t.received_bytes)
+            writes.add_metric([*who, "transmit"], t.sent_writes)
+            writes.add_metric([*who, "receive"], t.received_writes)
             for key, reason in DROP_REASONS.items():
                 dropped.add_metric([*who, reason], c[key])
             for key, (direction, _) in LIMITED.items():
@@ -110,7 +117,7 @@ class DockNetCollector(Collector):
             resets.add_metric(who, c["resets_sent"])
             wakeups.add_metric(who, c["wakeups"])
             link_up.add_metric(who, c["link_up"])
-        yield from (frames, octets, dropped, limited, faults, resets, wakeups, link_up)
+        yield from (frames, octets, writes, dropped, limited, faults, resets, wakeups, link_up)
 
         fc = ctl.broker.stats()
         yield CounterMetricFamily("docknet_fast_channels_made", "Fast channels the broker made.", value=fc["made"])

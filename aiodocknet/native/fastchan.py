@@ -221,6 +221,7 @@ class ChannelWatch:
         lib.dn_fc_watch_read(self._w, self._stats)
         st = self._stats
         return {"bytes": (int(st.bytes[0]), int(st.bytes[1])),
+                "writes": (int(st.writes[0]), int(st.writes[1])),
                 "closed": (bool(st.closed[0]), bool(st.closed[1])),
                 "eof": (bool(st.eof[0]), bool(st.eof[1])),
                 "reset": bool(st.reset), "ring_size": int(st.ring_size)}

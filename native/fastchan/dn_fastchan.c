@@ -29,6 +29,7 @@
  */
 struct dn_fc_ring {
 	_Alignas(64) _Atomic uint64_t head;	/* bytes ever written */
+	_Atomic uint64_t writes;	/* write calls that put bytes in (counted) */
 	_Alignas(64) _Atomic uint64_t tail;	/* bytes ever read */
 	_Alignas(64) _Atomic uint32_t reader_asleep;
 	_Atomic uint32_t writer_asleep;	/* the writer waits for room */
@@ -55,6 +56,7 @@ struct dn_fc {
 	char *tx_data;
 	char *rx_data;
 	uint64_t tx_head;	/* our position as writer: private */
+	uint64_t tx_writes;	/* our count of writes: private, published */
 	uint64_t rx_tail;	/* our position as reader: private */
 	uint32_t mask;
 	int side;
@@ -247,6 +249,9 @@ dn_fc_write(struct dn_fc *fc, const void *buf, uint32_t len)
 	memcpy(fc->tx_data + off, buf, first);
 	memcpy(fc->tx_data, (const char *)buf + first, len - first);
 	fc->tx_head = head + len;
+	/* A count for the master's metrics, on the line head is written to
+	 * anyway; kept privately so a peer's scribble cannot make it ours. */
+	atomic_store_explicit(&fc->tx->writes, ++fc->tx_writes, memory_order_relaxed);
 	atomic_store_explicit(&fc->tx->head, head + len, memory_order_release);
 	dn_fc_ring_peer(fc, &fc->tx->reader_asleep, fc->tx);
 	return (int)len;
@@ -476,6 +481,8 @@ dn_fc_watch_read(const struct dn_fc_watch *w, struct dn_fc_stats *out)
 
 	for (s = 0; s < 2; s++) {
 		out->bytes[s] = atomic_load_explicit(&r->ring[s].head,
+			memory_order_relaxed);
+		out->writes[s] = atomic_load_explicit(&r->ring[s].writes,
 			memory_order_relaxed);
 		out->closed[s] = atomic_load_explicit(&r->closed[s],
 			memory_order_acquire);

@@ -72,6 +72,7 @@ uint32_t dn_fc_tx_queued(const struct dn_fc *fc);
 struct dn_fc_watch;
 struct dn_fc_stats {
 	uint64_t bytes[2];	/* written by side 0 / side 1 */
+	uint64_t writes[2];	/* write calls that put bytes in, each side */
 	uint32_t closed[2];
 	uint32_t eof[2];
 	uint32_t reset;
