@@ -211,3 +211,34 @@ def test_a_stale_namespace_from_a_crash_is_replaced(master: Master) -> None:
     finally:
         if os.path.exists(f"/run/netns/{ns}"):
             subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_an_orderly_stop_logs_nothing_alarming(master: Master, tmp_path: Path) -> None:
+    """A service under `docknet run` stopped with SIGTERM, as an operator
+    stops it: neither it nor docknet logs a warning or an error (it once
+    logged "bad control message ... Connection reset by peer")."""
+    import signal
+    import time
+
+    (tmp_path / "srv.py").write_text(
+        "import asyncio, aiodocknet\n"
+        "async def main():\n"
+        "    await asyncio.start_server(lambda r, w: None, '0.0.0.0', 7600)\n"
+        "    print('ready', flush=True)\n"
+        "    await asyncio.sleep(3600)\n"
+        "aiodocknet.run(main())\n")
+    argv = [sys.executable, "-m", "aiodocknet.cli", "--api", api_of(master), "--log-format", "json",
+            "run", "--name", "calm", "--", sys.executable, str(tmp_path / "srv.py")]
+    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        time.sleep(0.2)  # serving, not starting
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [e for e in events if e.get("level") in ("warning", "error", "critical")] == [], err
+    assert "Traceback" not in err, err
+    assert [e["event"] for e in events] == ["attached"], err
