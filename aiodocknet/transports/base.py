@@ -157,6 +157,20 @@ class DockNetBaseTransport(asyncio.BaseTransport):
     def abort(self) -> None:
         self._force_close(None, reset=True)
 
+    def _call_protocol(self, method: str, *args: Any) -> None:
+        """A protocol callback whose failure is reported, as asyncio's
+        transports report it, and costs the transport nothing (flow
+        control, a datagram: the next one is served)."""
+        try:
+            getattr(self._protocol, method)(*args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {"message": f"protocol.{method}() failed", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
+
     # warnings.warn bound now, as asyncio's transports do: at interpreter
     # shutdown an import in here fails.
     def __del__(self, _warn: Any = warnings.warn) -> None:
@@ -439,22 +453,10 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
         if self._protocol_paused or len(self._buffer) <= self._high:
             return
         self._protocol_paused = True
-        self._flow_control("pause_writing")
+        self._call_protocol("pause_writing")
 
     def _maybe_resume_protocol(self) -> None:
         if self._protocol_paused and len(self._buffer) <= self._low:
             self._protocol_paused = False
-            self._flow_control("resume_writing")
+            self._call_protocol("resume_writing")
 
-    def _flow_control(self, method: str) -> None:
-        """protocol.pause_writing() or resume_writing(): what it raises is
-        reported, as asyncio's transports do, and the transport goes on."""
-        try:
-            getattr(self._protocol, method)()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler(
-                {"message": f"protocol.{method}() failed", "exception": exc,
-                 "transport": self, "protocol": self._protocol}
-            )

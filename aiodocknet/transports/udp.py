@@ -69,19 +69,5 @@ class DockNetDatagramTransport(DockNetBaseTransport, asyncio.DatagramTransport):
                 continue  # a connected socket only hears its peer
             self._call_protocol("datagram_received", data, addr)
 
-    def _call_protocol(self, method: str, *args: Any) -> None:
-        """One callback; if it raises, reported, and the endpoint stays
-        open for the next datagram (as asyncio's and uvloop's do: one bad
-        datagram is no reason to stop serving the others)."""
-        try:
-            getattr(self._protocol, method)(*args)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler(
-                {"message": f"protocol.{method}() failed", "exception": exc,
-                 "transport": self, "protocol": self._protocol}
-            )
-
     def __repr__(self) -> str:
         return f"<DockNetDatagramTransport conn={self._conn} {self._state_name()}>"
