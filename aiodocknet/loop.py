@@ -220,6 +220,31 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         hit = ep.cached(host)
         return hit if hit is not NOT_CACHED else await ep.resolve(host)
 
+    async def _dn_dns_address(self, host: Any, port: Any, family: int) -> str | None:
+        """A DockNet address the name has in DNS, for a name the master does
+        not know: in Kubernetes a headless Service over DockNet pods is
+        such a name (the cluster's DNS has it, not this master). Asked only
+        where DockNet is in use; a name with no DockNet address is looked up
+        once more by the kernel path that then takes it."""
+        if not isinstance(host, str) or host in WILDCARDS or host == "localhost":
+            return None
+        ep = self._docknet()
+        if ep is None:
+            return None
+        try:
+            ipaddress.ip_address(host)
+            return None  # a literal: _docknet_address has decided
+        except ValueError:
+            pass
+        try:
+            infos = await super().getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        except OSError:
+            return None  # the kernel path reports it, as it would have
+        for _family, _type, _proto, _name, sockaddr in infos:
+            if ep.is_docknet_ip(sockaddr[0]):
+                return str(sockaddr[0])
+        return None
+
     # ---- the master restarting ----
 
     def _dn_master_lost(self) -> None:
@@ -345,6 +370,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                                 ssl_handshake_timeout: float | None = None,
                                 ssl_shutdown_timeout: float | None = None, **kw: Any) -> Any:
         addr = None if sock is not None else await self._docknet_address(host)
+        if addr is None and sock is None:
+            addr = await self._dn_dns_address(host, port, kw.get("family") or 0)
         if addr is None:
             if sock is None:
                 self._dn_no_route(host)

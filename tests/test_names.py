@@ -86,3 +86,56 @@ def test_a_restarting_service_keeps_its_name_and_address(master: Master) -> None
     caller.send("go")
     back = caller.expect("tried", timeout=60)
     assert back["outcome"] == "connected" and back["peer"] == address, back
+
+
+DNS_CALLER = """
+import asyncio, json, sys
+import aiodocknet
+
+async def main():
+    r, w = await asyncio.wait_for(asyncio.open_connection(sys.argv[1], 7301), 20)
+    w.write(b"echo\\nhi\\n")
+    echo = (await r.readline()).decode()
+    print(json.dumps({"event": "result", "echo": echo, "peer": w.get_extra_info("peername")[0],
+                      "transport": type(w.transport).__name__}), flush=True)
+    w.close()
+
+aiodocknet.run(main(), require=True)
+"""
+
+
+def test_a_dns_name_with_a_docknet_address_goes_over_docknet(master: Master) -> None:
+    """Kubernetes' case: the cluster's DNS, not this master, knows a headless
+    Service's name, and its address is a DockNet endpoint's. Here the
+    caller's namespace has the name in its own hosts file (ip netns exec
+    mounts /etc/netns/NAME/hosts on /etc/hosts), the master has never heard
+    of it, and the connection is a fast channel to that endpoint."""
+    import subprocess
+    import uuid
+
+    srv = Proc([sys.executable, str(FC_PEER), "server", "--port", "7301"],
+               dict(master.env, DOCKNET_ENDPOINT="web-0"), "web-0")
+    master.peers.append(srv)
+    address = srv.expect("ready", timeout=60)["address"]
+    ns = f"dn-dns-{uuid.uuid4().hex[:8]}"
+    name = "web.mesh.svc.cluster.local"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    etc = Path("/etc/netns") / ns
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        etc.mkdir(parents=True)
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{address} {name}\n")
+        api = ApiClient(os.path.join(master.run_dir, "api.sock"))
+        reg = api.call("POST", "/v1/endpoints", {"name": "dns-caller", "netns": f"/run/netns/{ns}"})
+        env = dict(master.env, DOCKNET_ENDPOINT="dns-caller", DOCKNET_SECRET=reg["secret"])
+        caller = Proc(["ip", "netns", "exec", ns, sys.executable, "-c", DNS_CALLER, name], env, "dns-caller")
+        master.peers.append(caller)
+        res = caller.expect("result", timeout=60)
+        assert res["echo"] == "hi\n" and res["peer"] == address, res
+        assert res["transport"] == "FastChannelTransport", res
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        for f in etc.glob("*"):
+            f.unlink()
+        if etc.exists():
+            etc.rmdir()
