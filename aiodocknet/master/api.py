@@ -51,11 +51,14 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= 60 else repr(text[:57]) + "..."
 
 
-def _host_admin(request: web.Request, master_netns: int) -> bool:
-    """Whether the caller is root or the master's user in the master's own
-    network namespace. api.sock sits in the run directory that containers
+def _host_admin(request: web.Request, ctl: ControlServer) -> bool:
+    """Whether the caller may administer the master: root or the master's
+    user, and not in an endpoint's network namespace (unless that is the
+    master's own). api.sock sits in the run directory that containers
     mount to reach master.sock, and a container's root is root: its
-    network namespace is what tells it apart."""
+    network namespace, registered for its endpoint, is what tells it
+    apart. A master run in a namespace of its own (one host simulated per
+    namespace) is still administered from the host's."""
     sock = request.transport.get_extra_info("socket") if request.transport is not None else None
     if sock is None or sock.family != socket.AF_UNIX:
         return False
@@ -65,15 +68,19 @@ def _host_admin(request: web.Request, master_netns: int) -> bool:
         netns = os.stat(f"/proc/{pid}/ns/net").st_ino
     except OSError:
         return False
-    return uid in (0, os.geteuid()) and netns == master_netns
+    if uid not in (0, os.geteuid()):
+        return False
+    if netns == ctl.registry.master_netns:
+        return True
+    return all(r.netns_ino != netns for r in ctl.registry.endpoints.values())
 
 
-def _callers(master_netns: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _callers(ctl: ControlServer) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def only_host_admins(request: web.Request,
                                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if not _host_admin(request, master_netns):
-            log.warning("API request refused: caller outside the master's network namespace",
+        if not _host_admin(request, ctl):
+            log.warning("API request refused: the caller is an endpoint's or not root",
                         method=request.method, path=request.path)
             return _error(403, "the management API answers root on the master's host only, "
                                "not processes in endpoints' namespaces")
@@ -423,7 +430,7 @@ def make_app(ctl: ControlServer) -> web.Application:
         return web.json_response(document)
 
     document = openapi_document(routes.routes)
-    app = web.Application(middlewares=[_errors, _callers(ctl.registry.master_netns)])
+    app = web.Application(middlewares=[_errors, _callers(ctl)])
     routes.add_to(app)
     return app
 
