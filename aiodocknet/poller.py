@@ -55,9 +55,8 @@ SPIN_MISSES = int(os.environ.get("DOCKNET_SPIN_MISSES", "3"))
 # Traffic through the switch needs the master's thread too: it and two
 # pollers on two cores is still a fair fight. Fast channels alone need no
 # third party: a task waiting for a core is most likely the service this
-# poller waits for (a chain: frontend -> search -> geo). Measured on the
-# mesh with one user: 1.04-1.26x the requests/s of a slack of 1, for less
-# CPU; a two-process ping-pong loses 5-40% to the odd third task.
+# poller waits for (a chain: frontend -> search -> geo); the bench report
+# has what each slack costs and gains.
 CROWD_SLACK_SWITCH = 1
 CROWD_SLACK_CHANNELS = 0
 
