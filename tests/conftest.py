@@ -16,3 +16,13 @@ def master() -> Iterator[Master]:
         pytest.skip("needs root (DPDK, hugepages)")
     with running_master() as m:
         yield m
+
+
+@pytest.fixture
+def switch_master() -> Iterator[Master]:
+    """A master whose slaves take the network path (no fast channels)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (DPDK, hugepages)")
+    with running_master() as m:
+        m.env["DOCKNET_FAST_CHANNELS"] = "0"
+        yield m

@@ -20,19 +20,14 @@ import pytest
 
 from aiodocknet.cli.api_client import ApiClient, ApiError
 from bench.topology import NetnsTopology
-from dn_harness import PEER, ROOT, Master, Proc, control_request, running_master
+from dn_harness import PEER, ROOT, Master, Proc, control_request
 
 ONE_PERCENT = 10_000  # parts per million
 
 
 @pytest.fixture
-def master() -> Iterator[Master]:
-    """A master whose slaves take the network path (no fast channels)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (DPDK, hugepages)")
-    with running_master() as m:
-        m.env["DOCKNET_FAST_CHANNELS"] = "0"
-        yield m
+def master(switch_master: Master) -> Master:
+    return switch_master
 
 
 def api(master: Master) -> ApiClient:

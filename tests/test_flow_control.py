@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from aiodocknet.cli.api_client import ApiClient
-from dn_harness import Master, running_master, wait_for
+from dn_harness import Master, wait_for
 
 MiB = 1 << 20
 # Several times what lwIP's window and send buffer hold (lwipopts.h: 512
@@ -22,12 +21,8 @@ STREAM = 8 * MiB
 
 
 @pytest.fixture
-def master() -> Iterator[Master]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (DPDK, hugepages)")
-    with running_master() as m:
-        m.env["DOCKNET_FAST_CHANNELS"] = "0"
-        yield m
+def master(switch_master: Master) -> Master:
+    return switch_master
 
 
 def counters(api: ApiClient, name: str) -> dict[str, int]:

@@ -222,15 +222,17 @@ class ControlServer:
 
     def close(self) -> None:
         assert self._loop is not None
-        for timer in self._reserve_timers.values():
-            timer.cancel()
-        self._reserve_timers.clear()
         # What was attached stays in the saved state: after a restart,
         # its services come back to their addresses.
         self.state, state = None, self.state
         for conn in list(self._conn_endpoint):
             self._drop(conn, "master stopping")
         self.state = state
+        # After the drops: the endpoints they detach are held like any
+        # other, and nothing held may outlive the master.
+        for timer in self._reserve_timers.values():
+            timer.cancel()
+        self._reserve_timers.clear()
         if self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
