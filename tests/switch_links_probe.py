@@ -45,8 +45,8 @@ def _csum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
-def tcp_frame(src: str, dst: str, sport: int, dport: int, flags: int, payload: bytes = b"") -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, 5 << 4, flags, 65535, 0, 0) + payload
+def tcp_frame(src: str, dst: str, sport: int, dport: int, flags: int, payload: bytes = b"", ack: int = 0) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, ack, 5 << 4, flags, 65535, 0, 0) + payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0,
                      ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
     ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
@@ -268,10 +268,25 @@ def reset_and_leave(b: Bench) -> dict[str, Any]:
     b.client.recv_all()
     got = b.deliver([tcp_frame(CLIENT, SERVER, p, PORT, ACK) for p in theirs])
     assert {k: len(v) for k, v in got.items()}[1] == 5
-    # Link 1 leaves: its connections fall to the lowest link, the others'
+    # Link 1 leaves (its process died): the peers of its connections get a
+    # reset at once, at the sequence number they last acknowledged; its
+    # connections' later segments fall to the lowest link, the others'
     # stay where they were.
-    b.leave(1)
     rest = [p for p in sports if p not in victims and p not in mine]
+    b.deliver([tcp_frame(CLIENT, SERVER, p, PORT, ACK, ack=900000 + p) for p in rest])
+    b.leave(1)
+    resets = []
+    deadline = time.monotonic() + 5
+    want = sorted(p for p in rest if first[p] == 1)
+    while len(resets) < len(want) and time.monotonic() < deadline:
+        resets += b.client.recv_all()
+        time.sleep(0.001)
+    time.sleep(0.1)
+    resets += b.client.recv_all()
+    assert sorted(dport_of(f) for f in resets) == want
+    for f in resets:
+        seq = struct.unpack("!I", f[38:42])[0]
+        assert f[47] == RST and sport_of(f) == PORT and seq == 900000 + dport_of(f), f.hex()
     got = link_of(b.deliver([tcp_frame(CLIENT, SERVER, p, PORT, ACK) for p in rest]))
     assert got == {p: (0 if first[p] == 1 else first[p]) for p in rest}
     # Link 0 leaves too: the lowest link is now 2; a new process takes
@@ -339,7 +354,7 @@ def hostile(b: Bench) -> dict[str, Any]:
     for k in b.links:
         b.sw.listen(b.slot, k, PORT, True)
     # Link 5 floods its ring with garbage and with SYNs out of nobody's
-    # range (which it may record only up to half the table).
+    # range (each held in the table only until it would have been answered).
     rng = random.Random(7)
     for i in range(3000):
         try:

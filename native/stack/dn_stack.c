@@ -866,6 +866,7 @@ dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
 {
 	struct tcp_pcb *pcb;
 	ip_addr_t addr;
+	uint32_t tries;
 	err_t err;
 	int id, ret;
 
@@ -876,21 +877,33 @@ dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
 	id = dn_conn_alloc(st, DN_TCP);
 	if (id < 0)
 		return id;
-	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
-	if (pcb == NULL) {
-		dn_conn_release(st, id);
-		return dn_error(-ENOMEM, "no TCP control block left");
-	}
-	dn_tcp_attach(&st->conns[id], pcb);
-	ret = dn_bind_ephemeral(st, dn_tcp_try_port, pcb, IP4_ADDR_ANY);
-	if (ret < 0) {
+	dn_ip_set(&addr, ip);
+	/* A local port is shared by connections to different peers (as the
+	 * kernel shares them), TIME-WAIT included: SOF_REUSEADDR on every
+	 * connecting pcb, and lwIP's tcp_connect refuses a 4-tuple in use,
+	 * which moves on to the next port. */
+	for (tries = (uint32_t)st->port_hi - st->port_lo + 1u; ; tries--) {
+		pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+		if (pcb == NULL) {
+			dn_conn_release(st, id);
+			return dn_error(-ENOMEM, "no TCP control block left");
+		}
+		ip_set_option(pcb, SOF_REUSEADDR);
+		dn_tcp_attach(&st->conns[id], pcb);
+		ret = dn_bind_ephemeral(st, dn_tcp_try_port, pcb,
+			IP4_ADDR_ANY);
+		if (ret < 0) {
+			dn_tcp_detach(pcb);
+			tcp_abort(pcb);
+			dn_conn_release(st, id);
+			return ret;
+		}
+		err = tcp_connect(pcb, &addr, port, dn_tcp_connected_cb);
+		if (err != ERR_USE || tries == 1)
+			break;
 		dn_tcp_detach(pcb);
 		tcp_abort(pcb);
-		dn_conn_release(st, id);
-		return ret;
 	}
-	dn_ip_set(&addr, ip);
-	err = tcp_connect(pcb, &addr, port, dn_tcp_connected_cb);
 	if (err != ERR_OK) {
 		dn_tcp_detach(pcb);
 		tcp_abort(pcb);

@@ -100,22 +100,21 @@ dn_flow_insert(struct dn_flows *t, uint32_t rip, uint16_t rport,
 		f = spare;
 	if (f == NULL)
 		return NULL;
-	if (f->state == DN_FLOW_EMPTY || f->state == DN_FLOW_DEAD)
-		t->used++;
 	f->rip = rip;
 	f->rport = rport;
 	f->lport = lport;
 	f->link = link;
 	f->state = state;
 	f->seen = now;
+	f->ack = 0;
 	return f;
 }
 
 void
 dn_flow_remove(struct dn_flows *t, struct dn_flow *f)
 {
+	(void)t;
 	f->state = DN_FLOW_DEAD;
-	t->used--;
 }
 
 void

@@ -14,6 +14,9 @@
  * completes, so a flood of SYNs from varying ports cannot fill the table
  * for long; an established one lives until its reset, a while after its
  * FIN (the peer's TIME-WAIT), or until it has been idle a long time.
+ * When a process goes, its connections' peers get a reset from the switch
+ * at once (their next segment would find nobody): the table keeps the
+ * peer's last acknowledgment for that.
  */
 #ifndef DN_FLOW_H
 #define DN_FLOW_H
@@ -40,6 +43,9 @@ struct dn_flow {
 	uint16_t rport;
 	uint16_t lport;
 	uint32_t seen;		/* seconds (the caller's clock) */
+	/* The peer's last acknowledgment: the sequence number a reset on
+	 * the process's behalf starts at (0: none seen yet). */
+	uint32_t ack;
 	uint8_t link;
 	uint8_t state;
 	uint16_t pad;
@@ -47,7 +53,6 @@ struct dn_flow {
 
 struct dn_flows {
 	struct dn_flow e[DN_FLOW_ENTRIES];
-	unsigned int used;	/* entries neither empty nor dead */
 };
 
 /* The live entry for the key, or NULL. */

@@ -91,6 +91,7 @@ struct dn_slot_link {
 struct dn_steer {
 	struct dn_slot_link link[DN_MAX_LINKS - 1];	/* links 1 .. */
 	uint32_t live;		/* bit k: link k is polled (switch thread) */
+	uint32_t first;		/* which link a pass reads first */
 	uint64_t dropped;	/* SYNs with no room in the table */
 	struct dn_flows flows;
 };
@@ -316,6 +317,8 @@ dn_steer(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf *m)
 					f->state = DN_FLOW_OPEN;
 				f->seen = sw->now_s;
 			}
+			if (flags & RTE_TCP_ACK_FLAG)
+				f->ack = rte_be_to_cpu_32(tcp->recv_ack);
 			return k;
 		}
 		if (syn_only) {
@@ -385,12 +388,11 @@ dn_flow_egress(struct dn_switch *sw, struct dn_slot *s, unsigned int link,
 			f->seen = sw->now_s;
 		}
 	} else if ((flags & RTE_TCP_SYN_FLAG) && !(flags & RTE_TCP_ACK_FLAG) &&
-		   dn_link_of_port(lport) != (int)link &&
-		   st->flows.used < DN_FLOW_ENTRIES / 2) {
-		/* Half the table at most, so that a process opening
-		 * connections cannot crowd out the others' servers. */
+		   dn_link_of_port(lport) != (int)link) {
+		/* Held as briefly as an incoming SYN's until the peer
+		 * answers, so that SYNs to nowhere fill nothing for long. */
 		dn_flow_insert(&st->flows, rip, rport, lport, (uint8_t)link,
-			DN_FLOW_OPEN, sw->now_s, st->live);
+			DN_FLOW_SYN, sw->now_s, st->live);
 	}
 }
 
@@ -740,7 +742,10 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 		rte_pktmbuf_free(m);
 		return;
 	}
-	if (unlikely(s->steer != NULL) && m->port < DN_MAX_LINKS)
+	/* Not for a link that has left (its frames may still wait in the
+	 * limiter): a later link of the same index must start clean. */
+	if (unlikely(s->steer != NULL) && m->port < DN_MAX_LINKS &&
+	    (s->steer->live >> m->port & 1))
 		dn_flow_egress(sw, s, m->port, ip, hlen, len);
 	to = dn_slot_of(sw, rte_be_to_cpu_32(ip->dst_addr));
 	if (to != DN_NO_SLOT) {
@@ -853,15 +858,21 @@ dn_poll_ports(struct dn_switch *sw)
 	for (i = 0; i < sw->n_active; i++) {
 		uint16_t slot = sw->active_list[i];
 		struct dn_slot *s = &sw->slots[slot];
-		uint32_t live;
+		uint32_t live, r;
 
 		if (likely(s->steer == NULL)) {
 			moved += dn_poll_link(sw, slot, s, &s->l0, 0, rx);
 			continue;
 		}
+		/* From a different link each pass: under an egress limit
+		 * the first to be read would otherwise take the tokens. */
+		r = s->steer->first++ % DN_MAX_LINKS;
 		live = s->steer->live;
+		live = ((live >> r) | (live << (DN_MAX_LINKS - r))) &
+			((1u << DN_MAX_LINKS) - 1);
 		while (live != 0) {
-			unsigned int k = (unsigned int)__builtin_ctz(live);
+			unsigned int k = ((unsigned int)__builtin_ctz(live) + r) %
+				DN_MAX_LINKS;
 
 			live &= live - 1;
 			moved += dn_poll_link(sw, slot, s, dn_link_of(s, k),
@@ -989,21 +1000,85 @@ dn_drain_departing(struct dn_switch *sw, uint16_t slot, unsigned int link)
 		dn_flush(sw);
 }
 
+/* The reset the process of link would have sent for connection f had its
+ * stack not gone with it; from the endpoint, as if it sent it. */
+static void
+dn_reset_flow(struct dn_switch *sw, uint16_t slot, unsigned int link,
+	const struct dn_flow *f)
+{
+	struct dn_slot *s = &sw->slots[slot];
+	struct rte_mbuf *m = rte_pktmbuf_alloc(sw->pool);
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+	struct rte_tcp_hdr *tcp;
+	uint16_t len = sizeof(*eth) + sizeof(*ip) + sizeof(*tcp);
+
+	if (m == NULL || (eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m,
+	    len)) == NULL) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memset(eth, 0, len);
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	tcp = (struct rte_tcp_hdr *)(ip + 1);
+	dn_switch_mac_of(f->rip, eth->dst_addr.addr_bytes);
+	dn_switch_mac_of(s->ip, eth->src_addr.addr_bytes);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16(sizeof(*ip) + sizeof(*tcp));
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_TCP;
+	ip->src_addr = rte_cpu_to_be_32(s->ip);
+	ip->dst_addr = rte_cpu_to_be_32(f->rip);
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	tcp->src_port = rte_cpu_to_be_16(f->lport);
+	tcp->dst_port = rte_cpu_to_be_16(f->rport);
+	/* At the peer's last acknowledgment: in its window (RFC 793); if it
+	 * has moved on, the peer's challenge ACK (RFC 5961) finds no
+	 * connection here and gets the exact reset from the lowest link. */
+	tcp->sent_seq = rte_cpu_to_be_32(f->ack);
+	tcp->data_off = (sizeof(*tcp) / 4) << 4;
+	tcp->tcp_flags = RTE_TCP_RST_FLAG;
+	tcp->cksum = rte_ipv4_udptcp_cksum(ip, tcp);
+	m->port = (uint16_t)link;
+	s->c.resets_sent++;
+	dn_handle_frame(sw, slot, m);
+}
+
 /* A link stops being polled: what it sent is delivered, what waits for
- * it is dropped, its connections are forgotten. */
+ * it is dropped, its connections are reset and forgotten. */
 static void
 dn_link_stop(struct dn_switch *sw, uint16_t slot, unsigned int link)
 {
 	struct dn_slot *s = &sw->slots[slot];
 	struct dn_slot_link *l = dn_link_of(s, link);
+	unsigned int i, n = 0;
 
 	dn_drain_departing(sw, slot, link);
 	rte_pktmbuf_free_bulk(l->txq.m, l->txq.n);
 	l->txq.n = 0;
-	if (s->steer != NULL) {
-		s->steer->live &= ~(1u << link);
-		dn_flow_forget_link(&s->steer->flows, (uint8_t)link);
+	if (s->steer == NULL)
+		return;
+	for (i = 0; i < DN_FLOW_ENTRIES; i++) {
+		const struct dn_flow *f = &s->steer->flows.e[i];
+
+		if (f->link != link || (f->state != DN_FLOW_OPEN &&
+		    f->state != DN_FLOW_CLOSING) || f->ack == 0)
+			continue;
+		dn_reset_flow(sw, slot, link, f);
+		/* Each peer's queue holds a burst. */
+		if (++n % (DN_BURST / 2) == 0) {
+			dn_flush(sw);
+			if (sw->uplink != NULL)
+				dn_uplink_flush(sw->uplink);
+		}
 	}
+	if (sw->n_dirty > 0)
+		dn_flush(sw);
+	if (sw->uplink != NULL)
+		dn_uplink_flush(sw->uplink);
+	s->steer->live &= ~(1u << link);
+	dn_flow_forget_link(&s->steer->flows, (uint8_t)link);
 }
 
 static int
