@@ -437,7 +437,11 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         # Taken now (the handshake hands this same one to connection_made):
         # a connection lost right after the handshake leaves none to take.
         app = app_transport(tls)
-        transport = make_transport(tls)
+        try:
+            transport = make_transport(tls)
+        except BaseException:
+            app.close()  # it never had a connection (no unclosed-transport warning)
+            raise
         try:
             await waiter
         except BaseException:
