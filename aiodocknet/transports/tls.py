@@ -11,8 +11,7 @@ have. It is a buffered protocol without being an ``asyncio.BufferedProtocol``
 ``is_buffered_protocol`` rather than ``isinstance``.
 
 asyncio's pure-Python ``SSLProtocol`` remains for a loop that is not
-uvloop's and for a uvloop that has no ``SSLProtocol`` to give; the choice
-is made once, at import.
+uvloop's and for a uvloop that has no ``SSLProtocol`` to give.
 """
 
 from __future__ import annotations
@@ -26,15 +25,13 @@ import uvloop
 
 from ..log import get_logger
 
-__all__ = ["COMPILED_TLS", "app_transport", "is_buffered_protocol", "tls_protocol"]
+__all__ = ["app_transport", "is_buffered_protocol", "tls_protocol"]
 
 try:
     from uvloop.loop import SSLProtocol as _UVSSLProtocol
 except ImportError:  # a uvloop build without it: asyncio's protocol for all
     _UVSSLProtocol = None
 
-# Whether DockNet's TLS is uvloop's compiled protocol (the bench reports it).
-COMPILED_TLS = _UVSSLProtocol is not None
 log = get_logger("aiodocknet.tls")
 _BUFFERED: tuple[type, ...] = (asyncio.BufferedProtocol,) + ((_UVSSLProtocol,) if _UVSSLProtocol else ())
 
