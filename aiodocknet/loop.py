@@ -36,7 +36,7 @@ from .control import InvalidMessage, field_value
 from .native.stack import EV_CONNECTED, EV_ERROR, Event, request_attach
 from .transports.base import DockNetStreamTransport
 from .transports.tcp import DockNetTCPTransport, _exc
-from .transports.tls import tls_protocol
+from .transports.tls import app_transport, tls_protocol
 from .transports.udp import DockNetDatagramTransport
 
 # Connections to endpoints of our own master go over fast channels unless
@@ -434,13 +434,20 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             server_hostname = host if isinstance(host, str) else ""
         tls, waiter = tls_protocol(self, protocol, ctx, server_side=False, server_hostname=server_hostname or None,
                                    handshake_timeout=ssl_handshake_timeout, shutdown_timeout=ssl_shutdown_timeout)
-        transport = make_transport(tls)
+        # Taken now (the handshake hands this same one to connection_made):
+        # a connection lost right after the handshake leaves none to take.
+        app = app_transport(tls)
+        try:
+            transport = make_transport(tls)
+        except BaseException:
+            app.close()  # it never had a connection (no unclosed-transport warning)
+            raise
         try:
             await waiter
         except BaseException:
             transport.close()
             raise
-        return tls._app_transport, protocol
+        return app, protocol
 
     async def create_server(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
                             host: Any = None, port: Any = None, *, sock: Any = None,
@@ -492,14 +499,16 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         transport.set_protocol(tls)
         made = self.call_soon(tls.connection_made, transport)
         resumed = self.call_soon(transport.resume_reading)
+        app = app_transport(tls)
         try:
             await waiter
         except BaseException:
-            transport.close()
+            app.close()  # marks it closed (no unclosed-transport warning)
+            transport.close()  # before connection_made ran, app.close() cannot
             made.cancel()
             resumed.cancel()
             raise
-        return tls._app_transport
+        return app
 
     # ---- UDP ----
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import resource
+import ssl
 import time
 
 from aiohttp import ClientSession, web
@@ -41,7 +42,11 @@ async def serve(args: argparse.Namespace) -> None:
     app.router.add_get("/item/{n}", item)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, args.port).start()
+    tls = None
+    if args.tls_cert:  # HTTPS (the TLS rows, bench/tls_rows.py)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    await web.TCPSite(runner, host, args.port, ssl_context=tls).start()
     print(json.dumps({"event": "ready", "host": host}), flush=True)
     await asyncio.Event().wait()
 
@@ -56,6 +61,11 @@ async def client(args: argparse.Namespace) -> None:
 
     samples: list[float] = []
     counting = False
+    # HTTPS: the chain is verified; the name is not (the kernel rows dial an address).
+    tls: ssl.SSLContext | bool = True
+    if args.tls_ca:
+        tls = ssl.create_default_context(cafile=args.tls_ca)
+        tls.check_hostname = False
     errors = 0
 
     async def worker(session: ClientSession, k: int, end: float) -> None:
@@ -65,7 +75,7 @@ async def client(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             if t0 >= end:
                 return
-            async with session.get(f"{args.url}/item/{i}") as r:
+            async with session.get(f"{args.url}/item/{i}", ssl=tls) as r:
                 body = await r.json()
             if body.get("id") != i % 1000:
                 errors += 1
@@ -97,6 +107,9 @@ def main() -> None:
     p.add_argument("--url")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--conns", type=int, default=16)
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (and --tls-key)")
+    p.add_argument("--tls-key")
+    p.add_argument("--tls-ca", help="the client's CA file for an https:// URL")
     args = p.parse_args()
     import aiodocknet
 

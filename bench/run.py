@@ -16,7 +16,7 @@ Workloads: 64-byte request/response (1 and 32 connections) and 64 KiB
 streaming. Also measured: the memory of a slave and of the master (RSS,
 DPDK heap, hugepages in use), the Python paths (bench/python_rows.py) with
 their ping-pong sweeps over connections and message sizes
-(bench/sweep_rows.py), the switch's forwarding rate, two hosts and the
+(bench/sweep_rows.py), the same over TLS (bench/tls_rows.py), the switch's forwarding rate, two hosts and the
 mesh, with a profile of its busiest service (bench/mesh_profile.py). Writes
 bench/report/REPORT.md, results.json and the PNG plots of bench/plots.py.
 """
@@ -46,6 +46,7 @@ import mesh_rows  # noqa: E402
 import plots  # noqa: E402
 import python_rows  # noqa: E402
 import sweep_rows  # noqa: E402
+import tls_rows  # noqa: E402
 from python_rows import PingPong  # noqa: E402
 
 from aiodocknet.control import request  # noqa: E402
@@ -412,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"repeats of the mesh rows (default {MESH_REPEATS}: the noisiest rows, "
                          "each service's CPU per request moving by 30%% between runs a minute apart)")
     ap.add_argument("--spin-us", type=int, default=int(os.environ.get("DOCKNET_SPIN_US", "100")))
-    ap.add_argument("--only", choices=[w[0] for w in WORKLOADS] + ["python"], action="append",
-                    help="only these native workloads, or 'python': the Python rows with the sweeps")
+    ap.add_argument("--only", choices=[w[0] for w in WORKLOADS] + ["python", "tls"], action="append",
+                    help="only these native workloads, or 'python': the Python rows with the sweeps, "
+                         "or 'tls': the TLS rows")
     ap.add_argument("--report-dir", type=Path, default=REPORT,
                     help="where REPORT.md, results.json and the plots go (default: bench/report)")
     ap.add_argument("--quick", action="store_true",
@@ -434,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     memory: dict[str, Any] = {}
     py_rows: list[dict[str, Any]] = []
+    tls: list[dict[str, Any]] = []
     blast: list[dict[str, Any]] = []
     try:
         for name, mode, size, conns in WORKLOADS:
@@ -450,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name:10} {system:8} #{rep + 1}: {v:,.1f} {unit}", flush=True)
         if python:
             py_rows = python_rows.measure_all(session, args.repeats, args.seconds, pingpong=pingpong_points(args))
+        if everything or "tls" in args.only:
+            tls = tls_rows.measure_all(session, args.repeats, args.seconds)
         if everything or results:
             memory = session.memory(extra_endpoints=10)
         if everything:
@@ -475,13 +480,14 @@ def main(argv: list[str] | None = None) -> int:
     profile = mesh_profile.measure() if everything else {}
     table = summarise(results)
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    text = (report(table, memory, args) + python_report(py_rows, args.report_dir) + mesh_rows.report(mesh)
+    text = (report(table, memory, args) + python_report(py_rows, args.report_dir) + tls_rows.report(tls)
+            + mesh_rows.report(mesh)
             + mesh_profile.report(profile)
             + blast_report(blast) + xhost_report(xhost))
     (args.report_dir / "REPORT.md").write_text(text)
     (args.report_dir / "results.json").write_text(json.dumps(
         {"table": table, "memory": memory, "raw": results, "cross_host": xhost, "switch": blast,
-         "python": py_rows, "mesh": mesh, "mesh_profile": profile}, indent=1))
+         "python": py_rows, "tls": tls, "mesh": mesh, "mesh_profile": profile}, indent=1))
     print()
     print(text)
     return 0

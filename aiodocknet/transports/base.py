@@ -27,6 +27,7 @@ from typing import Any
 from ..native import _fcpath
 from ..native.stack import READ_MAX
 from .sockets import DockNetSocket
+from .tls import is_buffered_protocol
 
 __all__ = ["DockNetBaseTransport", "DockNetStreamTransport", "TransportState"]
 
@@ -134,7 +135,7 @@ class DockNetBaseTransport(asyncio.BaseTransport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
-        if isinstance(protocol, asyncio.BufferedProtocol):
+        if is_buffered_protocol(protocol):  # uvloop's TLS protocol too
             self._state |= BUFFERED
         else:
             self._state &= ~BUFFERED
@@ -338,7 +339,8 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
                         self._read_pending = True
                     return
                 else:
-                    buf = proto.get_buffer(-1)  # type: ignore[attr-defined]
+                    # A size, not -1: uvloop's TLS protocol takes a size_t.
+                    buf = proto.get_buffer(READ_MAX)  # type: ignore[attr-defined]
                     if not len(buf):
                         raise RuntimeError("get_buffer() returned an empty buffer")
                     n = self._io_recv_into(buf)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..native._fcpath import TransportCore
 from ..native.fastchan import FC_READABLE, FC_WRITABLE, FastChannel
-from .base import CLOSED, CLOSING, EGRESS_LIMIT, INGRESS_LIMIT, READ_HELD, DockNetStreamTransport
+from .base import BUFFERED, CLOSED, CLOSING, EGRESS_LIMIT, INGRESS_LIMIT, READ_HELD, DockNetStreamTransport
 from .sockets import DockNetSocket
 
 __all__ = ["FastChannelTransport"]
@@ -81,7 +81,11 @@ class FastChannelTransport(DockNetStreamTransport):
 
     def _protocol_changed(self) -> None:
         # Bound once per protocol (the fast path calls it per message).
-        self._core.reader = getattr(self._protocol, "data_received", None)
+        proto = self._protocol
+        self._core.reader = getattr(proto, "data_received", None)
+        # A buffered one (TLS's) gets its bytes from the ring into its buffer.
+        buffered = self._state & BUFFERED
+        self._core.buffered = (proto.get_buffer, proto.buffer_updated) if buffered else None  # type: ignore[attr-defined]
 
     def _set_limits(self, egress: Any, ingress: Any) -> None:
         """The endpoint's buckets (None: no limit), pushed by the master."""

@@ -9,14 +9,17 @@
  * Python ping-pong. Here the common case makes one call into Python per
  * message: the protocol's data_received(). The bytes object is filled
  * from the ring directly, and a write that fits goes straight onto the
- * ring. Anything out of the ordinary goes back to the Python transport, which
- * stays the one place that knows the asyncio contract: end of stream, reset,
- * a paused reader, a full ring, rate limits, buffered protocols, errors.
+ * ring. A buffered protocol (TLS's: uvloop's SSLProtocol is one) gets the
+ * bytes read from the ring straight into the buffer it gives, for two calls
+ * into it per message. Anything out of the ordinary goes back to the Python
+ * transport, which stays the one place that knows the asyncio contract: end
+ * of stream, reset, a paused reader, a full ring, rate limits, errors.
  *
  * Which way each message may go follows from the transport's state, a set
  * of DN_TS_* bits that lives here (the Python transport reads and writes
  * it as `state`, through this object): there is no second copy to keep in
- * step. `reader` is the protocol's data_received, taken once per protocol.
+ * step. `reader` is the protocol's data_received, or `get_buffer` and
+ * `buffer_updated` a buffered protocol's, taken once per protocol.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,10 +46,9 @@
 #define DN_TS_EGRESS_LIMIT	0x200	/* every write is counted (a limit) */
 
 /* Bits that send a read through the Python transport (STARTED must be
- * set, the others clear). */
+ * set, the others clear; BUFFERED only says which way the bytes go). */
 #define DN_TS_READ_MASK (DN_TS_STARTED | DN_TS_READ_PAUSED | DN_TS_READ_HELD | \
-	DN_TS_PEER_EOF | DN_TS_CLOSING | DN_TS_CLOSED | DN_TS_BUFFERED | \
-	DN_TS_INGRESS_LIMIT)
+	DN_TS_PEER_EOF | DN_TS_CLOSING | DN_TS_CLOSED | DN_TS_INGRESS_LIMIT)
 /* Any of these sends a write through the Python transport. */
 #define DN_TS_WRITE_SLOW (DN_TS_WRITE_EOF | DN_TS_CLOSING | DN_TS_CLOSED | \
 	DN_TS_EGRESS_LIMIT)
@@ -71,6 +73,8 @@ typedef struct {
 	PyObject *transport;
 	PyObject *buffer;	/* the transport's write buffer (a bytearray) */
 	PyObject *reader;	/* the protocol's data_received, or NULL */
+	PyObject *get_buffer;	/* a buffered protocol's, or NULL */
+	PyObject *buffer_updated;	/* set with get_buffer */
 	PollerState *poller;
 	unsigned int state;	/* DN_TS_* */
 } TransportCore;
@@ -78,8 +82,11 @@ typedef struct {
 static inline int
 dn_fcpath_fast_read(const TransportCore *self)
 {
-	return (self->state & DN_TS_READ_MASK) == DN_TS_STARTED &&
-		self->reader != NULL;
+	if ((self->state & DN_TS_READ_MASK) != DN_TS_STARTED)
+		return 0;
+	if (self->state & DN_TS_BUFFERED)
+		return self->get_buffer != NULL && self->buffer_updated != NULL;
+	return self->reader != NULL;
 }
 
 static PyTypeObject PollerState_Type;
@@ -203,6 +210,8 @@ TransportCore_traverse(TransportCore *self, visitproc visit, void *arg)
 	Py_VISIT(self->transport);
 	Py_VISIT(self->buffer);
 	Py_VISIT(self->reader);
+	Py_VISIT(self->get_buffer);
+	Py_VISIT(self->buffer_updated);
 	Py_VISIT(self->poller);
 	return 0;
 }
@@ -213,6 +222,8 @@ TransportCore_clear(TransportCore *self)
 	Py_CLEAR(self->transport);
 	Py_CLEAR(self->buffer);
 	Py_CLEAR(self->reader);
+	Py_CLEAR(self->get_buffer);
+	Py_CLEAR(self->buffer_updated);
 	Py_CLEAR(self->poller);
 	return 0;
 }
@@ -298,6 +309,64 @@ dn_fcpath_contain(TransportCore *self, const char *message)
 	return 0;
 }
 
+/* Reads up to avail bytes into the buffer a buffered protocol gives and
+ * tells it how many. Returns the bytes given (0: the ring said otherwise,
+ * the Python path is to look), or -1 with the protocol's exception set. */
+static Py_ssize_t
+dn_fcpath_deliver_buffered(TransportCore *self, uint32_t avail)
+{
+	PyObject *get_buffer = self->get_buffer;
+	PyObject *updated = self->buffer_updated;
+	PyObject *hint, *buf, *nbytes, *res;
+	Py_buffer view;
+	Py_ssize_t n;
+	int r;
+
+	/* The protocol may change underneath (set_protocol from a callback). */
+	Py_INCREF(get_buffer);
+	Py_INCREF(updated);
+	n = -1;
+	hint = PyLong_FromUnsignedLong(avail);
+	if (hint == NULL)
+		goto out;
+	buf = PyObject_CallOneArg(get_buffer, hint);
+	Py_DECREF(hint);
+	if (buf == NULL)
+		goto out;
+	r = PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE);
+	Py_DECREF(buf);
+	if (r < 0)
+		goto out;
+	if (view.len == 0) {
+		PyBuffer_Release(&view);
+		PyErr_SetString(PyExc_RuntimeError,
+			"get_buffer() returned an empty buffer");
+		goto out;
+	}
+	n = view.len < (Py_ssize_t)avail ? view.len : (Py_ssize_t)avail;
+	r = self->fc != NULL ? dn_fc_read(self->fc, view.buf, (uint32_t)n) : -1;
+	PyBuffer_Release(&view);
+	if (r != (int)n) {
+		n = 0;	/* a reset came in between */
+		goto out;
+	}
+	nbytes = PyLong_FromSsize_t(n);
+	if (nbytes == NULL) {
+		n = -1;
+		goto out;
+	}
+	res = PyObject_CallOneArg(updated, nbytes);
+	Py_DECREF(nbytes);
+	if (res == NULL)
+		n = -1;
+	else
+		Py_DECREF(res);
+out:
+	Py_DECREF(get_buffer);
+	Py_DECREF(updated);
+	return n;
+}
+
 /* Reads what is waiting into bytes objects for the protocol. Returns 0,
  * or -1 with SystemExit or KeyboardInterrupt set. */
 static int
@@ -324,6 +393,24 @@ dn_fcpath_deliver(TransportCore *self)
 		}
 		if (avail > DN_FCPATH_READ_MAX)
 			avail = DN_FCPATH_READ_MAX;
+		if (self->state & DN_TS_BUFFERED) {
+			Py_ssize_t n = dn_fcpath_deliver_buffered(self, avail);
+
+			if (n < 0) {
+				res = NULL;
+				break;
+			}
+			if (n == 0) {
+				/* A reset came in between: as below. */
+				res = PyObject_CallMethod(self->transport,
+					"_fc_ready", "i", DN_FC_READABLE);
+				break;
+			}
+			if (n == (Py_ssize_t)avail && avail < DN_FCPATH_READ_MAX)
+				return 0;
+			first = 0;	/* a smaller buffer, or more waiting */
+			continue;
+		}
 		bytes = PyBytes_FromStringAndSize(NULL, avail);
 		if (bytes == NULL)
 			return -1;
@@ -362,6 +449,8 @@ TransportCore_detach(TransportCore *self, PyObject *unused)
 	/* Before the channel is unmapped: nothing here may touch it again. */
 	self->fc = NULL;
 	Py_CLEAR(self->reader);
+	Py_CLEAR(self->get_buffer);
+	Py_CLEAR(self->buffer_updated);
 	Py_CLEAR(self->buffer);
 	Py_RETURN_NONE;
 }
@@ -385,6 +474,41 @@ TransportCore_set_reader(TransportCore *self, PyObject *value, void *closure)
 	}
 	Py_INCREF(value);
 	Py_XSETREF(self->reader, value);
+	return 0;
+}
+
+static PyObject *
+TransportCore_get_buffered(TransportCore *self, void *closure)
+{
+	if (self->get_buffer == NULL || self->buffer_updated == NULL)
+		Py_RETURN_NONE;
+	return PyTuple_Pack(2, self->get_buffer, self->buffer_updated);
+}
+
+static int
+TransportCore_set_buffered(TransportCore *self, PyObject *value,
+    void *closure)
+{
+	PyObject *get_buffer, *updated;
+
+	if (value == NULL || value == Py_None || self->fc == NULL) {
+		Py_CLEAR(self->get_buffer);
+		Py_CLEAR(self->buffer_updated);
+		return 0;
+	}
+	if (!PyTuple_Check(value) || PyTuple_GET_SIZE(value) != 2 ||
+	    !PyCallable_Check(PyTuple_GET_ITEM(value, 0)) ||
+	    !PyCallable_Check(PyTuple_GET_ITEM(value, 1))) {
+		PyErr_SetString(PyExc_TypeError, "buffered must be None or "
+			"(get_buffer, buffer_updated)");
+		return -1;
+	}
+	get_buffer = PyTuple_GET_ITEM(value, 0);
+	updated = PyTuple_GET_ITEM(value, 1);
+	Py_INCREF(get_buffer);
+	Py_INCREF(updated);
+	Py_XSETREF(self->get_buffer, get_buffer);
+	Py_XSETREF(self->buffer_updated, updated);
 	return 0;
 }
 
@@ -455,6 +579,10 @@ static PyGetSetDef TransportCore_getset[] = {
 	 (setter)TransportCore_set_reader,
 	 "data_received of the protocol while bytes may go straight to it, "
 	 "else None", NULL},
+	{"buffered", (getter)TransportCore_get_buffered,
+	 (setter)TransportCore_set_buffered,
+	 "(get_buffer, buffer_updated) of a buffered protocol while bytes may "
+	 "go straight into its buffer, else None", NULL},
 	{"state", (getter)TransportCore_get_state,
 	 (setter)TransportCore_set_state,
 	 "the transport's state (DN_TS_* bits, TransportState in Python)",
