@@ -182,6 +182,12 @@ def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
         if args.shut_first:
             r.close(c)
             return
+        if args.close_on_eof:
+            # Everything was echoed as it came: answer the FIN and let the
+            # connection's place go, as a server that closes does.
+            r.flush(c)
+            r.close(c)
+            return
         if args.sink:
             r.write(c, json.dumps({"bytes": c.rx_bytes, "sha256": c.rx.hexdigest()}).encode())
         c.out_done = True
@@ -447,15 +453,82 @@ def client_stream_until_error(st: SlaveStack, args: argparse.Namespace) -> None:
 
 def client_connect(st: SlaveStack, args: argparse.Namespace) -> None:
     r = Reactor(st)
-    c = connect(r, args.target, args.port)
+    start = time.monotonic()
+    c = connect(r, args.target, args.port, min(args.timeout, 60))
     if c.error:
-        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)))
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)),
+            seconds=round(time.monotonic() - start, 3))
         return
     say(event="connected")
     r.on_error = lambda c: None
     # Wait for whatever the server does (reset, data, close).
     r.run(lambda: bool(c.error) or c.eof, args.timeout)
     say(event="error" if c.error else "eof", errno=errno.errorcode.get(c.error, ""))
+
+
+def client_send_on_cue(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Connect, then on a line on stdin send args.bytes and wait until the
+    connection fails (or the peer closes); report how, and how long after
+    the send."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    if c.error:
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)), seconds=0)
+        sys.exit(1)
+    say(event="connected")
+    r.run(stdin_ready, args.timeout)
+    sys.stdin.readline()
+    start = time.monotonic()
+    r.on_error = lambda c: None
+    r.write(c, os.urandom(args.bytes))
+    r.run(lambda: bool(c.error) or c.eof, args.timeout)
+    say(event="error" if c.error else "eof", errno=errno.errorcode.get(c.error, ""),
+        seconds=round(time.monotonic() - start, 3), unsent=len(c.out))
+
+
+def client_on_cue(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Connections opened, used and closed as lines on stdin say, one
+    answer a line: ``open N`` (each attempt's outcome and the slowest),
+    ``echo`` (a message on each open connection, all answered?),
+    ``close`` (the oldest open one, gracefully), ``exit``."""
+    r = Reactor(st)
+    r.on_error = lambda c: None
+    open_conns: list[Conn] = []
+    while True:
+        r.run(stdin_ready, args.timeout)
+        cmd = sys.stdin.readline().split()
+        if not cmd or cmd[0] == "exit":
+            return
+        if cmd[0] == "open":
+            start = time.monotonic()
+            fresh: list[Conn] = []
+            outcomes: dict[str, int] = {}
+            for _ in range(int(cmd[1])):
+                c = Conn(st.connect(args.target, args.port))
+                r.conns[c.cid] = c
+                fresh.append(c)
+            r.run(lambda: all(c.connected or c.error for c in fresh), args.timeout)
+            seconds = time.monotonic() - start
+            for c in fresh:
+                key = "connected" if c.connected and not c.error else errno.errorcode.get(c.error, "pending")
+                outcomes[key] = outcomes.get(key, 0) + 1
+                if key == "connected":
+                    open_conns.append(c)
+                else:
+                    r.close(c)
+            say(event="opened", outcomes=outcomes, seconds=round(seconds, 3))
+        elif cmd[0] == "echo":
+            for i, c in enumerate(open_conns):
+                c.keep, c.received = True, bytearray()
+                r.write(c, b"ping %d" % i)
+            want = {c.cid: b"ping %d" % i for i, c in enumerate(open_conns)}
+            r.run(lambda: all(c.received == want[c.cid] or c.error or c.eof for c in open_conns), 10)
+            say(event="echoed", ok=sum(c.received == want[c.cid] for c in open_conns), of=len(open_conns),
+                errors=sorted({errno.errorcode.get(c.error, "") for c in open_conns if c.error}))
+        elif cmd[0] == "close":
+            c = open_conns.pop(0)
+            r.close(c)
+            say(event="closed", open=len(open_conns))
 
 
 def client_hold(st: SlaveStack, args: argparse.Namespace) -> None:
@@ -597,6 +670,8 @@ ROLES = {
     "after-server-fin": client_after_server_fin,
     "connect": client_connect,
     "hold": client_hold,
+    "send-on-cue": client_send_on_cue,
+    "on-cue": client_on_cue,
     "half-close-client": client_half_close,
     "udp-client": client_udp,
     "udp-trickle": udp_trickle,
@@ -625,9 +700,11 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--shut-first", action="store_true")
     p.add_argument("--linger", action="store_true", help="stay attached until a line on stdin")
+    p.add_argument("--max-conns", type=int, default=16384, help="the stack's connection table")
+    p.add_argument("--close-on-eof", action="store_true", help="echo-server: close once the peer has")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-    with SlaveStack.attach(args.name) as st:
+    with SlaveStack.attach(args.name, max_conns=args.max_conns) as st:
         ROLES[args.role](st, args)
 
 
