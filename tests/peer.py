@@ -654,6 +654,56 @@ def bad_frames(st: SlaveStack, args: argparse.Namespace) -> None:
     r.run()  # stay attached: the test reads this endpoint's counters
 
 
+# Options of the SYNs raw-syns sends, by name (tests/test_tcp_options.py).
+SYN_OPTIONS = {
+    "mss_wscale": b"\x02\x04\x05\xb4\x01\x03\x03\x07",
+    "nops_then_eol": b"\x01\x01\x01\x00",
+    "mss_kind_last": b"\x01\x01\x01\x02",
+    "unknown_kind_last": b"\x02\x04\x05\xb4\x01\x01\x01\x22",
+    "length_zero": b"\x22\x00\x01\x01",
+    "length_one": b"\x01\x01\x22\x01",
+    "length_past_end": b"\x02\x04\x05\xb4\x22\x08\x00\x00",
+    "mss_length_past_end": b"\x01\x01\x02\x04\x05\xb4\x01\x02",
+}
+
+
+def raw_syns(st: SlaveStack, args: argparse.Namespace) -> None:
+    """One SYN to args.target:args.port per named option list (args.cases,
+    comma-separated, from SYN_OPTIONS), written as a raw frame past this
+    process's lwIP; counts the frames that come back in the next 0.5 s
+    (the SYN-ACK, which this stack then resets: it holds no connection)."""
+    import ipaddress
+    import struct
+
+    def csum(data: bytes) -> int:
+        if len(data) % 2:
+            data += b"\0"
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+
+    me = ipaddress.IPv4Address(st.address).packed
+    dst = ipaddress.IPv4Address(args.target).packed
+    results: dict[str, int] = {}
+    for i, name in enumerate(args.cases.split(",")):
+        opts = SYN_OPTIONS[name]
+        sport = 41000 + i
+        hdr = struct.pack("!HHIIBBHHH", sport, args.port, 1000 * (i + 1), 0, (20 + len(opts)) // 4 << 4, 0x02,
+                          65535, 0, 0) + opts
+        seg = hdr[:16] + struct.pack("!H", csum(me + dst + struct.pack("!BBH", 0, 6, len(hdr)) + hdr)) + hdr[18:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), i, 0, 64, 6, 0, me, dst)
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        before = st.stats()["rx_frames"]
+        st.send_frame(b"\x02\x00" + dst + b"\x02\x00" + me + b"\x08\x00" + ip + seg)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            st.poll()
+            st.wait(max(deadline - time.monotonic(), 0.0))
+        results[name] = st.stats()["rx_frames"] - before
+    say(event="done", answers=results)
+
+
 def idle(st: SlaveStack, args: argparse.Namespace) -> None:
     r = Reactor(st)
     say(event="ready", address=st.address)
@@ -678,6 +728,7 @@ ROLES = {
     "ping": client_ping,
     "idle": idle,
     "bad-frames": bad_frames,
+    "raw-syns": raw_syns,
 }
 
 
@@ -700,6 +751,7 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--shut-first", action="store_true")
     p.add_argument("--linger", action="store_true", help="stay attached until a line on stdin")
+    p.add_argument("--cases", default="", help="raw-syns: names from SYN_OPTIONS, comma-separated")
     p.add_argument("--max-conns", type=int, default=16384, help="the stack's connection table")
     p.add_argument("--close-on-eof", action="store_true", help="echo-server: close once the peer has")
     args = p.parse_args()
