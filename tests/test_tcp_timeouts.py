@@ -8,7 +8,9 @@ giving up takes seconds, not lwIP's default minutes."""
 
 from __future__ import annotations
 
+import errno
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from dn_harness import PEER, Master, Proc
 from test_faults import injected, set_faults
 
 DROP_ALL = 1_000_000
+AIO_CLIENT = Path(__file__).resolve().parent / "aio_timeout_client.py"
 
 
 @pytest.fixture
@@ -64,6 +67,30 @@ def test_unanswered_syn_times_out_after_the_syn_retransmissions(master: Master) 
     assert res["errno"] == "ETIMEDOUT", res
     assert 2.0 <= res["seconds"] < 10, res
     assert injected(master, "srv")["fault_dropped"] == 2, injected(master, "srv")
+
+
+def test_an_asyncio_application_sees_timeouterror(master: Master) -> None:
+    """Tried: the same two silences under a DockNetLoop application
+    (asyncio streams over the switch): the read after unacknowledged data
+    and the connect that gets no SYN-ACK both raise TimeoutError with
+    errno ETIMEDOUT, as they would over the kernel."""
+    srv = master.peer("echo-server", "srv")
+    addr = srv.expect("ready")["address"]
+    env = dict(master.env, DOCKNET_TCP_RETRIES="2", DOCKNET_TCP_SYN_RETRIES="1")
+    cli = Proc([sys.executable, str(AIO_CLIENT), addr, "7000", "send"], dict(env, DOCKNET_ENDPOINT="aio"), "aio")
+    master.peers.append(cli)
+    assert cli.expect("connected", timeout=60)["transport"] == "DockNetTCPTransport"
+    set_faults(master, "srv", drop_ppm=DROP_ALL, seed=3)
+    cli.send("go")
+    res = cli.expect("error", timeout=60)
+    assert res["type"] == "TimeoutError" and res["errno"] == errno.ETIMEDOUT, res
+    assert res["seconds"] < 20, res
+    syn = Proc([sys.executable, str(AIO_CLIENT), addr, "7000", "connect"], dict(env, DOCKNET_ENDPOINT="aio2"),
+               "aio2")
+    master.peers.append(syn)
+    res = syn.expect("error", timeout=60)
+    assert res["type"] == "TimeoutError" and res["errno"] == errno.ETIMEDOUT, res
+    assert res["seconds"] < 10, res
 
 
 @pytest.mark.parametrize("value", ["0", "13", "two", "-1"])
