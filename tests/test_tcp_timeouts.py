@@ -58,7 +58,7 @@ def test_unanswered_syn_times_out_after_the_syn_retransmissions(master: Master) 
     connects. One SYN retransmission allowed: the connect fails with
     ETIMEDOUT (not ECONNREFUSED, not a hang) after the SYN and its one
     retransmission went out; with lwIP's default of 6 it would take
-    about 21 s."""
+    about 18 s."""
     srv = master.peer("echo-server", "srv")
     addr = srv.expect("ready")["address"]
     set_faults(master, "srv", drop_ppm=DROP_ALL, seed=2)
