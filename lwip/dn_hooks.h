@@ -4,16 +4,31 @@
 #ifndef DN_HOOKS_H
 #define DN_HOOKS_H
 
+#include "lwip/arch.h"
 #include "lwip/err.h"
 
 struct pbuf;
 struct tcp_hdr;
 struct tcp_pcb;
 
-/* LWIP_HOOK_TCP_INPACKET_PCB: a SYN to a listener when no control block
- * is left gets a reset (ECONNREFUSED at the client, as from the kernel)
- * instead of being dropped to time out there. Anything else: ERR_OK. */
-err_t dn_tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr,
-	struct pbuf *p);
+/* LWIP_HOOK_TCP_INPACKET_PCB, called by tcp_input() for every segment
+ * that found a control block (listener, connection or TIME-WAIT) before
+ * lwIP looks at its options or state. Anything else than ERR_OK drops
+ * the segment.
+ *
+ * - A segment whose options are malformed is dropped: lwIP 2.1.3's
+ *   tcp_parseopt() reads an option's length byte even when the kind is
+ *   the options' last byte, one past the header.
+ * - A SYN to a listener gets a reset (ECONNREFUSED at the client, as from
+ *   the kernel) when no control block is left or the stack's connection
+ *   table has no place for it, instead of being dropped to time out there
+ *   or accepted only to be reset. */
+err_t dn_tcp_inpacket(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
+	u16_t opt1len, const u8_t *opt2, struct pbuf *p);
+
+/* From dn_stack.c: 0 when the stack's connection table cannot take one
+ * more accepted connection (places already promised to handshakes under
+ * way counted), else 1. */
+int dn_stack_accept_room(void);
 
 #endif /* DN_HOOKS_H */

@@ -89,6 +89,17 @@
 #define TCP_QUEUE_OOSEQ                 1
 #define TCP_LISTEN_BACKLOG              0
 #define LWIP_TCP_KEEPALIVE              1
+/* Retransmissions before a connection (a SYN) is given up with ETIMEDOUT,
+ * like the kernel's tcp_retries2 and tcp_syn_retries: variables rather than
+ * constants, so that a process can choose them when its stack opens
+ * (DOCKNET_TCP_RETRIES, DOCKNET_TCP_SYN_RETRIES; dn_stack.c). Defined in
+ * dn_hooks.c with lwIP's defaults. lwIP's backoff table bounds both to 12;
+ * init.c's compile-time check of that bound sees these names as 0, and
+ * dn_stack.c checks the values instead. */
+extern unsigned char dn_tcp_maxrtx;
+extern unsigned char dn_tcp_synmaxrtx;
+#define TCP_MAXRTX                      dn_tcp_maxrtx
+#define TCP_SYNMAXRTX                   dn_tcp_synmaxrtx
 #define LWIP_TCP_TIMESTAMPS             0
 #define TCP_TTL                         64
 /* RX pbufs are custom pbufs over mbufs, not PBUF_POOL, so the check that the
@@ -117,6 +128,6 @@
 
 #define LWIP_HOOK_FILENAME              "dn_hooks.h"
 #define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
-	dn_tcp_inpacket((pcb), (hdr), (p))
+	dn_tcp_inpacket((pcb), (hdr), (optlen), (opt1len), (opt2), (p))
 
 #endif /* DN_LWIPOPTS_H */

@@ -21,6 +21,11 @@ where the test must act in between.
           connect          one connection attempt; reports the outcome
           twice            one echo, then on "go" one more connection
                            attempt; reports its outcome and how long it took
+          limited K        one echo, then its own descriptor limit set to
+                           what it has open (setrlimit) and K echo
+                           connections, one after another; reports each
+                           one's transport and outcome, then waits for a
+                           line on stdin
 """
 
 from __future__ import annotations
@@ -214,6 +219,37 @@ async def client(args: argparse.Namespace) -> None:
             return
         say("result", outcome="connected", seconds=time.monotonic() - t0)
         w.close()
+    elif args.mode == "limited":
+        import resource
+
+        r, w = await asyncio.open_connection(host, port)
+        w.write(b"echo\nfirst\n")
+        first = (await r.readline()).decode()
+        # Attached, and holding the server's eventfds: from here on no
+        # descriptor can arrive, only what needs none can work.
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))
+        outcomes: dict[str, int] = {}
+        t0 = time.monotonic()
+        held = []
+        for i in range(int(args.rest[0])):
+            try:
+                r2, w2 = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+                w2.write(b"echo\nmessage %d\n" % i)
+                ok = await asyncio.wait_for(r2.readline(), 10) == b"message %d\n" % i
+                key = f"{transport_name(w2)}:{'echoed' if ok else 'wrong'}"
+                held.append(w2)
+            except (OSError, asyncio.TimeoutError) as exc:
+                key = type(exc).__name__
+            outcomes[key] = outcomes.get(key, 0) + 1
+        seconds = time.monotonic() - t0
+        first_transport = transport_name(w)
+        for w2 in [w, *held]:
+            w2.close()
+        say("result", first=first, first_transport=first_transport, outcomes=outcomes, seconds=seconds)
+        # Alive while the test looks at the master's channels.
+        stdin = await stdin_reader()
+        await stdin.readline()
     elif args.mode == "connect":
         t0 = time.monotonic()
         try:
@@ -241,7 +277,7 @@ def main() -> None:
     c = sub.add_parser("client")
     c.add_argument("--host", required=True)
     c.add_argument("--port", type=int, required=True)
-    c.add_argument("mode", choices=["duplex", "many", "stream", "connect", "twice"])
+    c.add_argument("mode", choices=["duplex", "many", "stream", "connect", "twice", "limited"])
     c.add_argument("rest", nargs="*")
     args = p.parse_args()
     aiodocknet.run(serve(args) if args.role == "server" else client(args))

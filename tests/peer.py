@@ -182,6 +182,12 @@ def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
         if args.shut_first:
             r.close(c)
             return
+        if args.close_on_eof:
+            # Everything was echoed as it came: answer the FIN and let the
+            # connection's place go, as a server that closes does.
+            r.flush(c)
+            r.close(c)
+            return
         if args.sink:
             r.write(c, json.dumps({"bytes": c.rx_bytes, "sha256": c.rx.hexdigest()}).encode())
         c.out_done = True
@@ -447,15 +453,82 @@ def client_stream_until_error(st: SlaveStack, args: argparse.Namespace) -> None:
 
 def client_connect(st: SlaveStack, args: argparse.Namespace) -> None:
     r = Reactor(st)
-    c = connect(r, args.target, args.port)
+    start = time.monotonic()
+    c = connect(r, args.target, args.port, min(args.timeout, 60))
     if c.error:
-        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)))
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)),
+            seconds=round(time.monotonic() - start, 3))
         return
     say(event="connected")
     r.on_error = lambda c: None
     # Wait for whatever the server does (reset, data, close).
     r.run(lambda: bool(c.error) or c.eof, args.timeout)
     say(event="error" if c.error else "eof", errno=errno.errorcode.get(c.error, ""))
+
+
+def client_send_on_cue(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Connect, then on a line on stdin send args.bytes and wait until the
+    connection fails (or the peer closes); report how, and how long after
+    the send."""
+    r = Reactor(st)
+    c = connect(r, args.target, args.port)
+    if c.error:
+        say(event="error", errno=errno.errorcode.get(c.error, str(c.error)), seconds=0)
+        sys.exit(1)
+    say(event="connected")
+    r.run(stdin_ready, args.timeout)
+    sys.stdin.readline()
+    start = time.monotonic()
+    r.on_error = lambda c: None
+    r.write(c, os.urandom(args.bytes))
+    r.run(lambda: bool(c.error) or c.eof, args.timeout)
+    say(event="error" if c.error else "eof", errno=errno.errorcode.get(c.error, ""),
+        seconds=round(time.monotonic() - start, 3), unsent=len(c.out))
+
+
+def client_on_cue(st: SlaveStack, args: argparse.Namespace) -> None:
+    """Connections opened, used and closed as lines on stdin say, one
+    answer a line: ``open N`` (each attempt's outcome and the slowest),
+    ``echo`` (a message on each open connection, all answered?),
+    ``close`` (the oldest open one, gracefully), ``exit``."""
+    r = Reactor(st)
+    r.on_error = lambda c: None
+    open_conns: list[Conn] = []
+    while True:
+        r.run(stdin_ready, args.timeout)
+        cmd = sys.stdin.readline().split()
+        if not cmd or cmd[0] == "exit":
+            return
+        if cmd[0] == "open":
+            start = time.monotonic()
+            fresh: list[Conn] = []
+            outcomes: dict[str, int] = {}
+            for _ in range(int(cmd[1])):
+                c = Conn(st.connect(args.target, args.port))
+                r.conns[c.cid] = c
+                fresh.append(c)
+            r.run(lambda: all(c.connected or c.error for c in fresh), args.timeout)
+            seconds = time.monotonic() - start
+            for c in fresh:
+                key = "connected" if c.connected and not c.error else errno.errorcode.get(c.error, "pending")
+                outcomes[key] = outcomes.get(key, 0) + 1
+                if key == "connected":
+                    open_conns.append(c)
+                else:
+                    r.close(c)
+            say(event="opened", outcomes=outcomes, seconds=round(seconds, 3))
+        elif cmd[0] == "echo":
+            for i, c in enumerate(open_conns):
+                c.keep, c.received = True, bytearray()
+                r.write(c, b"ping %d" % i)
+            want = {c.cid: b"ping %d" % i for i, c in enumerate(open_conns)}
+            r.run(lambda: all(c.received == want[c.cid] or c.error or c.eof for c in open_conns), 10)
+            say(event="echoed", ok=sum(c.received == want[c.cid] for c in open_conns), of=len(open_conns),
+                errors=sorted({errno.errorcode.get(c.error, "") for c in open_conns if c.error}))
+        elif cmd[0] == "close":
+            c = open_conns.pop(0)
+            r.close(c)
+            say(event="closed", open=len(open_conns))
 
 
 def client_hold(st: SlaveStack, args: argparse.Namespace) -> None:
@@ -627,6 +700,56 @@ def bad_frames(st: SlaveStack, args: argparse.Namespace) -> None:
     r.run()  # stay attached: the test reads this endpoint's counters
 
 
+# Options of the SYNs raw-syns sends, by name (tests/test_tcp_options.py).
+SYN_OPTIONS = {
+    "mss_wscale": b"\x02\x04\x05\xb4\x01\x03\x03\x07",
+    "nops_then_eol": b"\x01\x01\x01\x00",
+    "mss_kind_last": b"\x01\x01\x01\x02",
+    "unknown_kind_last": b"\x02\x04\x05\xb4\x01\x01\x01\x22",
+    "length_zero": b"\x22\x00\x01\x01",
+    "length_one": b"\x01\x01\x22\x01",
+    "length_past_end": b"\x02\x04\x05\xb4\x22\x08\x00\x00",
+    "mss_length_past_end": b"\x01\x01\x02\x04\x05\xb4\x01\x02",
+}
+
+
+def raw_syns(st: SlaveStack, args: argparse.Namespace) -> None:
+    """One SYN to args.target:args.port per named option list (args.cases,
+    comma-separated, from SYN_OPTIONS), written as a raw frame past this
+    process's lwIP; counts the frames that come back in the next 0.5 s
+    (the SYN-ACK, which this stack then resets: it holds no connection)."""
+    import ipaddress
+    import struct
+
+    def csum(data: bytes) -> int:
+        if len(data) % 2:
+            data += b"\0"
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+
+    me = ipaddress.IPv4Address(st.address).packed
+    dst = ipaddress.IPv4Address(args.target).packed
+    results: dict[str, int] = {}
+    for i, name in enumerate(args.cases.split(",")):
+        opts = SYN_OPTIONS[name]
+        sport = 41000 + i
+        hdr = struct.pack("!HHIIBBHHH", sport, args.port, 1000 * (i + 1), 0, (20 + len(opts)) // 4 << 4, 0x02,
+                          65535, 0, 0) + opts
+        seg = hdr[:16] + struct.pack("!H", csum(me + dst + struct.pack("!BBH", 0, 6, len(hdr)) + hdr)) + hdr[18:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), i, 0, 64, 6, 0, me, dst)
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        before = st.stats()["rx_frames"]
+        st.send_frame(b"\x02\x00" + dst + b"\x02\x00" + me + b"\x08\x00" + ip + seg)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            st.poll()
+            st.wait(max(deadline - time.monotonic(), 0.0))
+        results[name] = st.stats()["rx_frames"] - before
+    say(event="done", answers=results)
+
+
 def idle(st: SlaveStack, args: argparse.Namespace) -> None:
     r = Reactor(st)
     say(event="ready", address=st.address)
@@ -643,6 +766,8 @@ ROLES = {
     "after-server-fin": client_after_server_fin,
     "connect": client_connect,
     "hold": client_hold,
+    "send-on-cue": client_send_on_cue,
+    "on-cue": client_on_cue,
     "half-close-client": client_half_close,
     "udp-client": client_udp,
     "port-range": client_port_range,
@@ -650,6 +775,7 @@ ROLES = {
     "ping": client_ping,
     "idle": idle,
     "bad-frames": bad_frames,
+    "raw-syns": raw_syns,
 }
 
 
@@ -673,9 +799,12 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--shut-first", action="store_true")
     p.add_argument("--linger", action="store_true", help="stay attached until a line on stdin")
+    p.add_argument("--cases", default="", help="raw-syns: names from SYN_OPTIONS, comma-separated")
+    p.add_argument("--max-conns", type=int, default=16384, help="the stack's connection table")
+    p.add_argument("--close-on-eof", action="store_true", help="echo-server: close once the peer has")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-    with SlaveStack.attach(args.name) as st:
+    with SlaveStack.attach(args.name, max_conns=args.max_conns) as st:
         ROLES[args.role](st, args)
 
 

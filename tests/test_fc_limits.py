@@ -101,3 +101,46 @@ def test_idle_fast_connections_cost_little_memory(master: Master) -> None:
     assert held["rss_kb"] - base <= 32 * n, f"client: {(held['rss_kb'] - base) / n:.1f} KiB a connection"
     c.send("go")
     assert c.expect("result", timeout=120)["echoed"] == n
+
+
+def test_a_client_at_its_descriptor_limit_takes_the_switch(master: Master) -> None:
+    """Tried: a client sets its own descriptor limit to what it has open
+    (setrlimit, after a first fast connection) and opens 20 connections
+    one after another. No channel's descriptors can reach it: each
+    connection must take the switch path (lwIP needs no descriptor) and
+    echo, none may hang or fail; the master must free every channel it
+    made for them, and the client say why, not once a connection."""
+    srv = fc_proc(master, "lim-server", "server", "--port", "7502")
+    ready = srv.expect("ready", timeout=60)
+    c = fc_proc(master, "lim-client", "client", "--host", ready["address"], "--port", "7502", "limited", "20")
+    res = c.expect("result", timeout=120)
+    assert res["first"] == "first\n" and res["first_transport"] == "FastChannelTransport", res
+    assert res["outcomes"] == {"DockNetTCPTransport:echoed": 20}, res
+    assert res["seconds"] < 10, res
+    # Freed while the client is still there: given back, not left to its exit.
+    assert wait_for(lambda: master.status()["fast_channels"]["open"] == 0, 10), master.status()["fast_channels"]
+    c.send("go")
+    assert c.wait(30) == 0
+    warnings = c.stderr_tail().count("fast channel not usable")
+    assert 1 <= warnings <= 2, c.stderr_tail()
+
+
+def test_many_offers_at_a_full_server_end_promptly(master: Master) -> None:
+    """Tried: the server's descriptor limit set to what it has open, then
+    20 connections from a client, one after another. Each connect returns
+    at once; each connection then ends with a reset within seconds (the
+    offer's descriptors never reached the server), none hangs; the master
+    frees all 20 channels; the server says why a few times, not 20."""
+    srv = fc_proc(master, "full-server2", "server", "--port", "7503")
+    ready = srv.expect("ready", timeout=60)
+    n = fds_of(srv.pid)
+    resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (n, resource.prlimit(srv.pid, resource.RLIMIT_NOFILE)[1]))
+    for i in range(20):
+        c = fc_proc(master, f"full-client-{i}", "client", "--host", ready["address"], "--port", "7503", "connect")
+        res = c.expect("result", timeout=60)
+        assert res["outcome"] == "lost" and res["error"] == "ConnectionResetError", res
+        assert res["seconds"] < 5, res
+        assert c.wait(30) == 0
+    assert wait_for(lambda: master.status()["fast_channels"]["open"] == 0, 10), master.status()["fast_channels"]
+    warnings = srv.stderr_tail().count("fast channel not usable")
+    assert 1 <= warnings <= 3, srv.stderr_tail()

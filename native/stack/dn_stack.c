@@ -31,12 +31,16 @@
 #include "dn_netif.h"
 #include "dn_error.h"
 #include "dn_fastchan.h"
+#include "dn_hooks.h"
 #include "dn_link.h"
 #include "dn_stack.h"
 
 #define DN_RX_BUDGET 256
 #define DN_UDP_QUEUE 256
 #define DN_PING_QUEUE 64
+/* Below this many free places in the connection table, a SYN to a
+ * listener counts the handshakes already under way (dn_stack_accept_room). */
+#define DN_ACCEPT_COUNT_BELOW 64
 /* Report "writable" again once this much send buffer is free. */
 #define DN_WRITABLE_MARK (TCP_SND_BUF / 4)
 
@@ -238,6 +242,29 @@ static inline int
 dn_conn_id(struct dn_stack *st, struct dn_conn *c)
 {
 	return (int)(c - st->conns);
+}
+
+int
+dn_stack_accept_room(void)
+{
+	struct dn_stack *st = dn_the_stack;
+	struct tcp_pcb *pcb;
+	uint32_t room, pending = 0;
+
+	if (st == NULL)
+		return 1;
+	room = st->max_conns - st->open;
+	if (room >= DN_ACCEPT_COUNT_BELOW)
+		return 1;
+	/* Each handshake under way takes a place when it completes: near
+	 * the limit, a SYN that would find none is refused now rather than
+	 * reset after the client believes it is connected. Further from it,
+	 * more handshakes at once than places left end that way. */
+	for (pcb = tcp_active_pcbs; pcb != NULL && pending < room;
+	     pcb = pcb->next)
+		if (pcb->state == SYN_RCVD)
+			pending++;
+	return pending < room;
 }
 
 /* ---- lwIP callbacks ---- */
@@ -452,6 +479,27 @@ dn_ping_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
 
 /* ---- life cycle ---- */
 
+/* DOCKNET_TCP_RETRIES, DOCKNET_TCP_SYN_RETRIES: the kernel's tcp_retries2
+ * and tcp_syn_retries for this process (lwipopts.h). Unset: lwIP's. */
+static int
+dn_env_retries(const char *name, unsigned char *out)
+{
+	const char *s = getenv(name);
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	/* 0 would end every connection at lwIP's next timer. */
+	if (errno != 0 || *end != '\0' || v < 1 || v > 12)
+		return dn_error(-EINVAL, "%s=%s: want a number of "
+			"retransmissions from 1 to 12", name, s);
+	*out = (unsigned char)v;
+	return 0;
+}
+
 int
 dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 {
@@ -474,6 +522,12 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 	if (cfg->max_conns == 0 || cfg->mtu < 576)
 		return dn_error(-EINVAL, "bad stack configuration (max_conns "
 			"%u, mtu %u)", cfg->max_conns, cfg->mtu);
+	ret = dn_env_retries("DOCKNET_TCP_RETRIES", &dn_tcp_maxrtx);
+	if (ret == 0)
+		ret = dn_env_retries("DOCKNET_TCP_SYN_RETRIES",
+			&dn_tcp_synmaxrtx);
+	if (ret < 0)
+		return ret;
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return dn_error(-ENOMEM, "out of memory for the stack");

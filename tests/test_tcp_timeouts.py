@@ -1,0 +1,103 @@
+"""Connections whose peer vanishes without a word (every frame towards it
+dropped by the switch's fault injection) end as the kernel ends them:
+ETIMEDOUT (TimeoutError) once the retransmissions are spent, for data
+that is never acknowledged and for a SYN that is never answered. The
+limits are the process's (DOCKNET_TCP_RETRIES, DOCKNET_TCP_SYN_RETRIES,
+like tcp_retries2 and tcp_syn_retries); the tests lower them so that
+giving up takes seconds, not lwIP's default minutes."""
+
+from __future__ import annotations
+
+import errno
+import sys
+from pathlib import Path
+
+import pytest
+
+from dn_harness import PEER, Master, Proc
+from test_faults import injected, set_faults
+
+DROP_ALL = 1_000_000
+AIO_CLIENT = Path(__file__).resolve().parent / "aio_timeout_client.py"
+
+
+@pytest.fixture
+def master(switch_master: Master) -> Master:
+    return switch_master
+
+
+def peer(master: Master, role: str, name: str, *args: str, **env: str) -> Proc:
+    p = Proc([sys.executable, str(PEER), role, "--name", name, *args], dict(master.env, **env), name)
+    master.peers.append(p)
+    return p
+
+
+def test_unacknowledged_data_times_out_after_the_retransmissions(master: Master) -> None:
+    """Tried: the connection is up, then everything towards the server is
+    lost and the client sends 64 KiB. With 2 retransmissions allowed the
+    client must give up with ETIMEDOUT within seconds, having sent the
+    first copies and both retransmissions into the void; nothing from
+    the server (no reset) may end it otherwise."""
+    srv = master.peer("echo-server", "srv")
+    addr = srv.expect("ready")["address"]
+    cli = peer(master, "send-on-cue", "cli", "--target", addr, "--bytes", "65536", "--timeout", "60",
+               DOCKNET_TCP_RETRIES="2")
+    cli.expect("connected")
+    set_faults(master, "srv", drop_ppm=DROP_ALL, seed=1)
+    cli.send("send")
+    res = cli.expect("error", timeout=60)
+    assert res["errno"] == "ETIMEDOUT", res
+    # The first retransmission waits one RTO (at least lwIP's 500 ms
+    # tick), the second two: giving up at once would be no retransmission.
+    assert 1.0 <= res["seconds"] < 20, res
+    assert injected(master, "srv")["fault_dropped"] >= 3, injected(master, "srv")
+
+
+def test_unanswered_syn_times_out_after_the_syn_retransmissions(master: Master) -> None:
+    """Tried: everything towards the server is lost before the client
+    connects. One SYN retransmission allowed: the connect fails with
+    ETIMEDOUT (not ECONNREFUSED, not a hang) after the SYN and its one
+    retransmission went out; with lwIP's default of 6 it would take
+    about 18 s."""
+    srv = master.peer("echo-server", "srv")
+    addr = srv.expect("ready")["address"]
+    set_faults(master, "srv", drop_ppm=DROP_ALL, seed=2)
+    cli = peer(master, "connect", "cli", "--target", addr, "--timeout", "30", DOCKNET_TCP_SYN_RETRIES="1")
+    res = cli.expect("error", timeout=40)
+    assert res["errno"] == "ETIMEDOUT", res
+    assert 2.0 <= res["seconds"] < 10, res
+    assert injected(master, "srv")["fault_dropped"] == 2, injected(master, "srv")
+
+
+def test_an_asyncio_application_sees_timeouterror(master: Master) -> None:
+    """Tried: the same two silences under a DockNetLoop application
+    (asyncio streams over the switch): the read after unacknowledged data
+    and the connect that gets no SYN-ACK both raise TimeoutError with
+    errno ETIMEDOUT, as they would over the kernel."""
+    srv = master.peer("echo-server", "srv")
+    addr = srv.expect("ready")["address"]
+    env = dict(master.env, DOCKNET_TCP_RETRIES="2", DOCKNET_TCP_SYN_RETRIES="1")
+    cli = Proc([sys.executable, str(AIO_CLIENT), addr, "7000", "send"], dict(env, DOCKNET_ENDPOINT="aio"), "aio")
+    master.peers.append(cli)
+    assert cli.expect("connected", timeout=60)["transport"] == "DockNetTCPTransport"
+    set_faults(master, "srv", drop_ppm=DROP_ALL, seed=3)
+    cli.send("go")
+    res = cli.expect("error", timeout=60)
+    assert res["type"] == "TimeoutError" and res["errno"] == errno.ETIMEDOUT, res
+    assert res["seconds"] < 20, res
+    syn = Proc([sys.executable, str(AIO_CLIENT), addr, "7000", "connect"], dict(env, DOCKNET_ENDPOINT="aio2"),
+               "aio2")
+    master.peers.append(syn)
+    res = syn.expect("error", timeout=60)
+    assert res["type"] == "TimeoutError" and res["errno"] == errno.ETIMEDOUT, res
+    assert res["seconds"] < 10, res
+
+
+@pytest.mark.parametrize("value", ["0", "13", "two", "-1"])
+def test_a_bad_retransmission_limit_stops_the_attach_with_one_line(master: Master, value: str) -> None:
+    """Tried: limits lwIP cannot take (0 would end every connection at its
+    first timer, above 12 runs off its backoff table) and text. The
+    process must not attach with some other limit: it stops and says why."""
+    p = peer(master, "idle", "bad", DOCKNET_TCP_RETRIES=value)
+    assert p.wait(60) != 0
+    assert f"DOCKNET_TCP_RETRIES={value}" in p.stderr_tail(), p.stderr_tail()
