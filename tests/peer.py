@@ -267,6 +267,8 @@ def client_echo(st: SlaveStack, args: argparse.Namespace) -> None:
         sys.exit(1)
     say(event="connected", count=len(conns), sockname=st.sockname(conns[0].cid),
         peername=st.peername(conns[0].cid))
+    if args.cue:
+        sys.stdin.readline()
     sent = {}
     start = time.monotonic()
     for c in conns:
@@ -301,6 +303,8 @@ def client_echo(st: SlaveStack, args: argparse.Namespace) -> None:
         # Our side is shut for writing; the peer's FIN must still arrive.
         r.run(lambda: all(c.eof or c.error for c in conns), 30)
         say(event="eof", all=all(c.eof for c in conns))
+    if args.linger:
+        r.run(stdin_ready, args.timeout)  # the test reads our counters first
     for c in conns:
         r.close(c)
     sys.exit(0 if not bad else 1)
@@ -673,6 +677,7 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--shut-first", action="store_true")
     p.add_argument("--linger", action="store_true", help="stay attached until a line on stdin")
+    p.add_argument("--cue", action="store_true", help="echo-client: send only after a line on stdin")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     with SlaveStack.attach(args.name) as st:
