@@ -200,7 +200,8 @@ ATTACH_FDS = 3
 # and of the other side.
 CHANNEL_FDS = 3
 
-LIMIT_FIELDS = ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts")
+LIMIT_FIELDS = ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts", "egress_burst_bits",
+                "ingress_burst_bits")
 
 MESSAGES: tuple[MessageKind, ...] = (
     # From slaves and tools to the master.

@@ -682,14 +682,14 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         return False
 
     def _dn_set_limits(self, msg: dict[str, Any]) -> None:
-        def bucket(bits: Any, pkts: Any) -> TokenBucket | None:
-            b = TokenBucket(int(bits or 0), int(pkts or 0))
+        def bucket(bits: Any, pkts: Any, burst_bits: Any) -> TokenBucket | None:
+            b = TokenBucket(int(bits or 0), int(pkts or 0), int(burst_bits or 0) // 8)
             return b if b.limited else None
 
         if self._dn_endpoint is not None:
             self._dn_endpoint.limits = msg  # for the next loop to own the endpoint
-        self._dn_egress = bucket(msg.get("egress_bits"), msg.get("egress_pkts"))
-        self._dn_ingress = bucket(msg.get("ingress_bits"), msg.get("ingress_pkts"))
+        self._dn_egress = bucket(msg.get("egress_bits"), msg.get("egress_pkts"), msg.get("egress_burst_bits"))
+        self._dn_ingress = bucket(msg.get("ingress_bits"), msg.get("ingress_pkts"), msg.get("ingress_burst_bits"))
         if self._dn_poller is not None:
             for t in self._dn_poller.channels():
                 t._set_limits(self._dn_egress, self._dn_ingress)

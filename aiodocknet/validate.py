@@ -65,9 +65,14 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAX_BITS_PER_S = 10**12
 MAX_PKTS_PER_S = 10**9
 
-# API and TOML keys of the four limits, and the attribute each is kept as.
+# API and TOML keys of the limits, and the attribute each is kept as. A
+# burst is how many bits may pass at once above the rate (the CNI bandwidth
+# capability's ingressBurst/egressBurst); 0 picks 10 ms of the rate, and
+# the switch takes at least two jumbo frames (native/switch/dn_limit.c).
 LIMIT_KEYS = {"egress": "egress_bits", "ingress": "ingress_bits",
-              "egress_pps": "egress_pkts", "ingress_pps": "ingress_pkts"}
+              "egress_pps": "egress_pkts", "ingress_pps": "ingress_pkts",
+              "egress_burst": "egress_burst_bits", "ingress_burst": "ingress_burst_bits"}
+
 
 # ioctl(NS_GET_NSTYPE) on a namespace file answers its CLONE_NEW* flag.
 _NS_GET_NSTYPE = 0xB703
@@ -119,7 +124,7 @@ def port(value: Any, what: str = "port") -> int:
 
 def limit(key: str, value: Any, what: str | None = None) -> int:
     """One of the LIMIT_KEYS: a whole number or text such as "100mbit" or
-    "20kpps"; 0 or "unlimited" for no limit."""
+    "20kpps"; 0 or "unlimited" for no limit (for a burst: the default)."""
     what = what or key
     if key not in LIMIT_KEYS:
         raise ValidationError(f"{what}: unknown limit (known: {', '.join(LIMIT_KEYS)})")

@@ -273,6 +273,8 @@ def client_echo(st: SlaveStack, args: argparse.Namespace) -> None:
         sys.exit(1)
     say(event="connected", count=len(conns), sockname=st.sockname(conns[0].cid),
         peername=st.peername(conns[0].cid))
+    if args.cue:
+        sys.stdin.readline()
     sent = {}
     start = time.monotonic()
     for c in conns:
@@ -307,6 +309,8 @@ def client_echo(st: SlaveStack, args: argparse.Namespace) -> None:
         # Our side is shut for writing; the peer's FIN must still arrive.
         r.run(lambda: all(c.eof or c.error for c in conns), 30)
         say(event="eof", all=all(c.eof for c in conns))
+    if args.linger:
+        r.run(stdin_ready, args.timeout)  # the test reads our counters first
     for c in conns:
         r.close(c)
     sys.exit(0 if not bad else 1)
@@ -802,6 +806,7 @@ def main() -> None:
     p.add_argument("--cases", default="", help="raw-syns: names from SYN_OPTIONS, comma-separated")
     p.add_argument("--max-conns", type=int, default=16384, help="the stack's connection table")
     p.add_argument("--close-on-eof", action="store_true", help="echo-server: close once the peer has")
+    p.add_argument("--cue", action="store_true", help="echo-client: send only after a line on stdin")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     with SlaveStack.attach(args.name, max_conns=args.max_conns) as st:

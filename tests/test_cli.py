@@ -146,7 +146,12 @@ def test_every_change_confirms_in_one_line(master: Master) -> None:
     assert shown.returncode == 0 and shown.stdout == lim.stdout, shown
     shown_json = json.loads(docknet("limit", "svc", "--json", api=api).stdout)
     assert shown_json == {"name": "svc", "egress_bits": 1_500_000_000, "ingress_bits": 0, "egress_pkts": 0,
-                          "ingress_pkts": 20_000}
+                          "ingress_pkts": 20_000, "egress_burst_bits": 0, "ingress_burst_bits": 0}
+    burst = docknet("limit", "svc", "--egress-burst", "2mbit", api=api)
+    assert burst.stdout.splitlines() == ["svc: egress 1.5gbit, ingress unlimited, egress unlimited, ingress 20kpps, "
+                                         "egress burst 2,000,000 bits"], burst
+    bad = docknet("limit", "svc", "--ingress-burst", "-1", api=api)
+    assert bad.returncode != 0 and "--ingress-burst" in bad.stderr, bad
 
     ps = docknet("ps", api=api).stdout.splitlines()
     row = next(line for line in ps if line.startswith("svc "))

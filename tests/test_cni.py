@@ -216,6 +216,7 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
     assert view["netns"] == ns and view["ip"] == str(address.ip) and view["state"] == "registered"
     assert view["owner"] == {"runtime": "cni", "network": "dn-test", "container_id": "c0ffee01", "ifname": "eth0"}
     assert view["egress_bits"] == 100_000_000 and view["ingress_bits"] == 50_000_000
+    assert view["egress_burst_bits"] == 200_000 and view["ingress_burst_bits"] == 100_000
     # docknet ps shows whose it is.
     ps = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "--api", os.path.join(master.run_dir, "api.sock"),
                          "--json", "ps"], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -219,14 +219,19 @@ def _policy(args: argparse.Namespace) -> Result:
 
 
 def _limits_line(name: str, now: dict[str, Any]) -> str:
-    return (f"{name}: egress {_fmt_rate(now.get('egress_bits', 0))}, ingress {_fmt_rate(now.get('ingress_bits', 0))}, "
+    line = (f"{name}: egress {_fmt_rate(now.get('egress_bits', 0))}, ingress {_fmt_rate(now.get('ingress_bits', 0))}, "
             f"egress {_fmt_pkts(now.get('egress_pkts', 0))}, ingress {_fmt_pkts(now.get('ingress_pkts', 0))}")
+    bursts = [f"{d} burst {now[f'{d}_burst_bits']:,} bits" for d in ("egress", "ingress")
+              if now.get(f"{d}_burst_bits")]
+    return ", ".join([line, *bursts])
 
 
 def _limit(args: argparse.Namespace) -> Result:
     path = f"/v1/endpoints/{_name_arg(args)}"
     flags = (("egress", args.egress, "--egress"), ("ingress", args.ingress, "--ingress"),
-             ("egress_pps", args.egress_pps, "--egress-pps"), ("ingress_pps", args.ingress_pps, "--ingress-pps"))
+             ("egress_pps", args.egress_pps, "--egress-pps"), ("ingress_pps", args.ingress_pps, "--ingress-pps"),
+             ("egress_burst", args.egress_burst, "--egress-burst"),
+             ("ingress_burst", args.ingress_burst, "--ingress-burst"))
     body = {k: validate.limit(k, v, flag) for k, v, flag in flags if v is not None}
     if not body:
         ep = _client(args).call("GET", path)
@@ -400,6 +405,9 @@ def _parser() -> argparse.ArgumentParser:
     lim.add_argument("--ingress")
     lim.add_argument("--egress-pps", help="packets/s, e.g. 20kpps")
     lim.add_argument("--ingress-pps")
+    lim.add_argument("--egress-burst", help="bits that may pass at once above the rate, e.g. 1mbit; "
+                                            "0: 10 ms of the rate")
+    lim.add_argument("--ingress-burst")
 
     for name, func, helptext in (("run", _run, "run a command as an endpoint in its own namespace"),
                                  ("attach", _attach, "register an existing namespace as an endpoint")):

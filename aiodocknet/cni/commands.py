@@ -89,6 +89,12 @@ def add(env: Env, conf: NetConf) -> dict[str, Any]:
             body["egress"] = conf.bandwidth.egress_rate
         if conf.bandwidth.ingress_rate:
             body["ingress"] = conf.bandwidth.ingress_rate
+        # A burst without its rate limits nothing: the master keeps it
+        # only with one.
+        if conf.bandwidth.egress_rate and conf.bandwidth.egress_burst:
+            body["egress_burst"] = conf.bandwidth.egress_burst
+        if conf.bandwidth.ingress_rate and conf.bandwidth.ingress_burst:
+            body["ingress_burst"] = conf.bandwidth.ingress_burst
         try:
             reg = master.register(body)
         except CniError as exc:
@@ -123,7 +129,9 @@ def check(env: Env, conf: NetConf) -> None:
     if view.get("netns") != env.netns:
         problems.append(f"its network namespace is {view.get('netns')}, not {env.netns}")
     bw = conf.bandwidth
-    for key, want in (("egress_bits", bw.egress_rate), ("ingress_bits", bw.ingress_rate)):
+    for key, want in (("egress_bits", bw.egress_rate), ("ingress_bits", bw.ingress_rate),
+                      ("egress_burst_bits", bw.egress_burst if bw.egress_rate else 0),
+                      ("ingress_burst_bits", bw.ingress_burst if bw.ingress_rate else 0)):
         if view.get(key, 0) != want:
             problems.append(f"{key} is {view.get(key, 0)}, not {want}")
     prev_ips = [ip.get("address", "").split("/")[0] for ip in (conf.prev_result or {}).get("ips", [])

@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from .. import validate
+from ..control import LIMIT_FIELDS
 from ..log import get_logger
 from . import api_models as models
 from .broker import FastTraffic
@@ -262,8 +263,7 @@ def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
         view.update({"address": ep.address, "mac": ep.mac, "pid": ep.pid, "tenant": ep.tenant,
                      "attached_at": ep.attached_at})
         if reg is None:
-            view.update({k: ep.limits.get(k, 0) for k in ("egress_bits", "ingress_bits", "egress_pkts",
-                                                          "ingress_pkts")})
+            view.update({k: ep.limits.get(k, 0) for k in LIMIT_FIELDS})
         try:
             view["counters"] = ctl.switch.port_counters(ep.slot)
         except OSError:

@@ -101,7 +101,8 @@ HostAddress = Annotated[str | None, PlainValidator(_host_address),
 def _limit(key: str) -> Any:
     pkts = key.endswith("_pps")
     high = validate.MAX_PKTS_PER_S if pkts else validate.MAX_BITS_PER_S
-    examples: list[Any] = ["20kpps", 0] if pkts else ["100mbit", "1.5gbit", 0]
+    examples: list[Any] = (["20kpps", 0] if pkts else ["1mbit", 0] if key.endswith("_burst")
+                           else ["100mbit", "1.5gbit", 0])
     return Annotated[int, PlainValidator(lambda value: validate.limit(key, value)),
                      WithJsonSchema(_rate_schema(high, PKTS_PATTERN if pkts else BITS_PATTERN, examples))]
 
@@ -116,13 +117,18 @@ _BODY = ConfigDict(extra="forbid", frozen=True)
 
 # ---- request bodies ----
 
-Egress, Ingress, EgressPps, IngressPps = (_limit(k) for k in ("egress", "ingress", "egress_pps", "ingress_pps"))
+Egress, Ingress, EgressPps, IngressPps, EgressBurst, IngressBurst = (
+    _limit(k) for k in ("egress", "ingress", "egress_pps", "ingress_pps", "egress_burst", "ingress_burst"))
 _LIMIT_DOC = {"egress": "bits/s the endpoint may send", "ingress": "bits/s it may receive",
-              "egress_pps": "packets/s it may send", "ingress_pps": "packets/s it may receive"}
+              "egress_pps": "packets/s it may send", "ingress_pps": "packets/s it may receive",
+              "egress_burst": "bits it may send at once above its egress rate",
+              "ingress_burst": "bits it may receive at once above its ingress rate"}
 
 
 def _limit_field(key: str) -> Any:
-    return Field(None, description=f"{_LIMIT_DOC[key]}; 0 or \"unlimited\" for none")
+    none = ("0 for 10 ms of the rate; the switch takes at least two jumbo frames" if key.endswith("_burst")
+            else "0 or \"unlimited\" for none")
+    return Field(None, description=f"{_LIMIT_DOC[key]}; {none}")
 
 
 def _limits_of(body: BaseModel) -> dict[str, int]:
@@ -145,6 +151,8 @@ class RegisterBody(BaseModel):
     ingress: Ingress = _limit_field("ingress")
     egress_pps: EgressPps = _limit_field("egress_pps")
     ingress_pps: IngressPps = _limit_field("ingress_pps")
+    egress_burst: EgressBurst = _limit_field("egress_burst")
+    ingress_burst: IngressBurst = _limit_field("ingress_burst")
 
     def limits(self) -> dict[str, int]:
         return _limits_of(self)
@@ -158,6 +166,8 @@ class LimitBody(BaseModel):
     ingress: Ingress = _limit_field("ingress")
     egress_pps: EgressPps = _limit_field("egress_pps")
     ingress_pps: IngressPps = _limit_field("ingress_pps")
+    egress_burst: EgressBurst = _limit_field("egress_burst")
+    ingress_burst: IngressBurst = _limit_field("ingress_burst")
 
     @model_validator(mode="after")
     def _one_at_least(self) -> LimitBody:
@@ -310,6 +320,8 @@ class Registration(BaseModel):
     ingress_bits: int = Field(ge=0)
     egress_pkts: int = Field(ge=0)
     ingress_pkts: int = Field(ge=0)
+    egress_burst_bits: int = Field(0, ge=0)
+    ingress_burst_bits: int = Field(0, ge=0)
     owner: dict[str, str] | None
     mac: str | None = Field(description="the MAC the switch gives its address (null without one)",
                             examples=["02:00:0a:4d:00:09"])
@@ -334,6 +346,8 @@ class EndpointView(BaseModel):
     ingress_bits: int = Field(ge=0)
     egress_pkts: int = Field(ge=0)
     ingress_pkts: int = Field(ge=0)
+    egress_burst_bits: int = Field(0, ge=0)
+    ingress_burst_bits: int = Field(0, ge=0)
     address: str = Field(None, description="the address it is attached with")
     mac: str | None = Field(None, description="the MAC of its address (null for a registration without one)")
     pid: int = Field(None)
@@ -353,6 +367,8 @@ class Limits(BaseModel):
     ingress_bits: int = Field(ge=0)
     egress_pkts: int = Field(ge=0)
     ingress_pkts: int = Field(ge=0)
+    egress_burst_bits: int = Field(0, ge=0)
+    ingress_burst_bits: int = Field(0, ge=0)
 
 
 class FaultSettings(BaseModel):

@@ -496,8 +496,9 @@ class ControlServer:
             self.addresses.release(address)
 
     def _apply_limits(self, slot: int, lim: dict[str, int]) -> None:
-        self.switch.set_limit(slot, "egress", lim.get("egress_bits", 0), lim.get("egress_pkts", 0))
-        self.switch.set_limit(slot, "ingress", lim.get("ingress_bits", 0), lim.get("ingress_pkts", 0))
+        for d in ("egress", "ingress"):
+            self.switch.set_limit(slot, d, lim.get(f"{d}_bits", 0), lim.get(f"{d}_pkts", 0),
+                                  lim.get(f"{d}_burst_bits", 0) // 8)
 
     # ---- for the management API ----
 

@@ -9,6 +9,7 @@ import os
 import signal
 from dataclasses import dataclass
 
+from .. import validate
 from ..control import DEFAULT_RUN_DIR
 from ..native.eal import eal_memory, init_eal
 from ..log import get_logger
@@ -61,9 +62,7 @@ class MasterConfig:
 
 
 def _limit_attrs(defaults: dict[str, int]) -> dict[str, int]:
-    names = {"egress": "egress_bits", "ingress": "ingress_bits", "egress_pps": "egress_pkts",
-             "ingress_pps": "ingress_pkts"}
-    return {names[k]: v for k, v in defaults.items()}
+    return {validate.LIMIT_KEYS[k]: v for k, v in defaults.items()}
 
 
 def _clamp_to_uplink(uplink: str, mtu: int) -> int:

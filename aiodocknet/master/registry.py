@@ -61,6 +61,8 @@ class Registration:
     ingress_bits: int = 0
     egress_pkts: int = 0
     ingress_pkts: int = 0
+    egress_burst_bits: int = 0
+    ingress_burst_bits: int = 0
     created: float = field(default_factory=time.time)
     # The container it was registered for (validate.owner), None for
     # `docknet run/attach`.
@@ -76,6 +78,8 @@ class Registration:
             "ingress_bits": self.ingress_bits,
             "egress_pkts": self.egress_pkts,
             "ingress_pkts": self.ingress_pkts,
+            "egress_burst_bits": self.egress_burst_bits,
+            "ingress_burst_bits": self.ingress_burst_bits,
             "owner": self.owner,
             # The MAC the switch gives the address (a CNI result names it).
             "mac": mac_of(self.ip) if self.ip else None,

@@ -92,9 +92,11 @@ class Switch:
         check(lib.dn_switch_link_ports(link, lo, hi))
         return int(lo[0]), int(hi[0])
 
-    def set_limit(self, slot: int, direction: str, bits: int, pkts: int = 0) -> None:
+    def set_limit(self, slot: int, direction: str, bits: int, pkts: int = 0, burst_bytes: int = 0) -> None:
+        """bits/s and packets/s (0: none) and the bytes that may pass at
+        once (0: 10 ms of the rate)."""
         d = lib.DN_EGRESS if direction == "egress" else lib.DN_INGRESS
-        check(lib.dn_switch_set_limit(self._sw, slot, d, bits, pkts, 0, 0))
+        check(lib.dn_switch_set_limit(self._sw, slot, d, bits, pkts, burst_bytes, 0))
 
     def set_policy(self, source: int, dest: int, port: int, allow: bool) -> None:
         check(lib.dn_switch_set_policy(self._sw, source, dest, port, int(allow)))

@@ -20,13 +20,14 @@ SEGMENT = lib.DN_LIMIT_SEGMENT
 
 
 class TokenBucket:
-    def __init__(self, bits_per_s: int = 0, pkts_per_s: int = 0) -> None:
+    def __init__(self, bits_per_s: int = 0, pkts_per_s: int = 0, burst_bytes: int = 0) -> None:
         self._t = ffi.new("struct dn_tokens *")
         # The master takes no rate outside these (validate.py); the clamp
         # keeps the C arithmetic exact whatever arrives.
         bits = min(max(bits_per_s, 0), MAX_BITS_PER_S)
         pkts = min(max(pkts_per_s, 0), MAX_PKTS_PER_S)
-        lib.dn_tokens_configure(self._t, bits, pkts, 0, 0)
+        burst = min(max(burst_bytes, 0), MAX_BITS_PER_S // 8)
+        lib.dn_tokens_configure(self._t, bits, pkts, burst, 0)
         self.limited: bool = self._t.rate_bytes != 0 or self._t.rate_pkts != 0
 
     @property

@@ -15,11 +15,13 @@ dn_tokens_configure(struct dn_tokens *t, uint64_t bits_per_s,
 {
 	t->rate_bytes = bits_per_s / 8;
 	t->rate_pkts = pkts_per_s;
-	if (burst_bytes == 0) {
+	if (burst_bytes == 0)
 		burst_bytes = t->rate_bytes / 100;
-		if (burst_bytes < 2 * DN_JUMBO)
-			burst_bytes = 2 * DN_JUMBO;
-	}
+	/* Smaller, a jumbo frame could never pass. */
+	if (burst_bytes < 2 * DN_JUMBO)
+		burst_bytes = 2 * DN_JUMBO;
+	if (burst_bytes > INT64_MAX / 2)
+		burst_bytes = INT64_MAX / 2;
 	if (burst_pkts == 0) {
 		burst_pkts = t->rate_pkts / 100;
 		if (burst_pkts < 2)
