@@ -212,9 +212,15 @@ MESSAGES: tuple[MessageKind, ...] = (
         Field("named", bool, required=False),
         Field("secret", str, required=False, max_len=256),
         Field("pid", int, required=False, lo=1, hi=2**31 - 1),
+    # An endpoint may have several processes, each with its own link in
+    # the endpoint's switch slot: link is this one's (0: the first), ports
+    # the ephemeral ports its connections must use (the switch carries
+    # what comes back for them to this link); no ports: any.
     ), reply=(
         Field("endpoint", str, max_len=NAME_MAX), _ipv4("address"), Field("prefix", int, lo=0, hi=32), _ipv4("gateway"),
         Field("mac", str, max_len=len("ff:ff:ff:ff:ff:ff")), Field("mtu", int, lo=68, hi=65535),
+        Field("link", int, required=False, lo=0, hi=65535),
+        Field("ports", list, required=False, items=(_port("lo"), _port("hi"))),
     ), reply_fds=ATTACH_FDS),
     MessageKind("resolve", "op", "to_master", (Field("name", str, max_len=NAME_MAX),),
                 reply=(_ipv4("address"),)),
@@ -225,7 +231,9 @@ MESSAGES: tuple[MessageKind, ...] = (
     MessageKind("fc_connect", "op", "to_master", (_req(), _ipv4("address"), _port()),
                 reply_event="fc_result"),
     MessageKind("fc_closed", "event", "to_master", (_channel_id(),)),
-    MessageKind("listen", "event", "to_master", (_port(), Field("on", bool))),
+    # fast false: the process takes no fast channels (the switch still
+    # spreads connections to the port over the processes listening).
+    MessageKind("listen", "event", "to_master", (_port(), Field("on", bool), Field("fast", bool, required=False))),
     MessageKind("connections", "event", "to_master", (
         _req(), Field("total", int, lo=0, hi=INT64_MAX), Field("conns", list),
         Field("error", str, required=False),

@@ -607,12 +607,15 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
 
     def _dn_listen(self, port: int, on: bool) -> None:
         """Tell the master which ports our servers serve: only those get
-        fast channels (others, e.g. a native listener, the network path)."""
+        fast channels (others, e.g. a native listener, the network path),
+        and, when the endpoint has several processes, the switch spreads
+        new connections to a port over the processes listening on it, so
+        it is told also with fast channels off."""
         ep = self._dn_endpoint
-        if ep is None or not self._dn_fast_channels:
+        if ep is None:
             return
         try:
-            ep.stack.send_control({"event": "listen", "port": port, "on": on})
+            ep.stack.send_control({"event": "listen", "port": port, "on": on, "fast": self._dn_fast_channels})
         except OSError:
             pass
 

@@ -167,6 +167,13 @@ def _ps(args: argparse.Namespace) -> Result:
                      f"{e.get('pid') or '-':>7} {_fmt_rate(e.get('egress_bits', 0)):>10} "
                      f"{_fmt_rate(e.get('ingress_bits', 0)):>10} {_fmt_pkts(e.get('egress_pkts', 0)):>10} "
                      f"{_fmt_pkts(e.get('ingress_pkts', 0)):>11} {_owner(e)}")
+        members = e.get("members") or []
+        if len(members) > 1:
+            # Several processes share the endpoint: one line each, under it.
+            for m in members:
+                ports = ",".join(str(p) for p in m["listening"]) or "-"
+                lines.append(f"  {'process':22} {'link ' + str(m['link']):12} {'listening ' + ports:26} "
+                             f"{m['pid'] or '-':>7}")
     return Result(eps, lines)
 
 
