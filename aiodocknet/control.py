@@ -238,15 +238,19 @@ MESSAGES: tuple[MessageKind, ...] = (
         _req(), Field("total", int, lo=0, hi=INT64_MAX), Field("conns", list),
         Field("error", str, required=False),
     )),
-    # From the master to a slave.
+    # From the master to a slave. peer_member: which process of the peer
+    # endpoint holds the other side (an endpoint may have several, each
+    # with its own eventfd): the key a process keeps that eventfd under.
     MessageKind("fc_offer", "op", "to_slave", (
         _channel_id(), _port(), Field("peer", list, items=(_ipv4("address"), _port())),
+        Field("peer_member", int, required=False, lo=1, hi=INT64_MAX),
     ), fds=CHANNEL_FDS),
     MessageKind("connections", "op", "to_slave", (_req(),), reply_event="connections"),
     MessageKind("fc_result", "event", "to_slave", (
         _req(), Field("ok", bool), Field("id", int, required=False, lo=1, hi=INT64_MAX),
         Field("local_port", int, required=False, lo=1, hi=65535),
         Field("reason", str, required=False), Field("refuse", bool, required=False),
+        Field("peer_member", int, required=False, lo=1, hi=INT64_MAX),
     ), fds=CHANNEL_FDS, fds_if="ok", required_if=("id", "local_port")),
     MessageKind("limits", "event", "to_slave", tuple(Field(k, int, lo=0, hi=UINT64_MAX) for k in LIMIT_FIELDS)),
     MessageKind("endpoint_gone", "event", "to_slave", (Field("name", str, max_len=NAME_MAX), _ipv4("address"))),

@@ -145,6 +145,14 @@ class _GuardProtocol(asyncio.DatagramProtocol):
         self.app.resume_writing()
 
 
+def _wake_key(address: str, msg: dict[str, Any]) -> str:
+    """What a channel's peer eventfd is kept under: the peer process (an
+    endpoint may have several, each with its own eventfd) when the master
+    names it, else its endpoint's address."""
+    member = msg.get("peer_member")
+    return f"{address}#{member}" if isinstance(member, int) else address
+
+
 class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
@@ -580,7 +588,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                                              f"{msg.get('reason', 'not allowed')}")
             return None
         try:
-            fc = self._dn_wakes.channel(fds[0], 0, fds[1], fds[2], addr)
+            fc = self._dn_wakes.channel(fds[0], 0, fds[1], fds[2], _wake_key(addr, msg))
         except OSError as exc:
             self._dn_fc_lost(msg.get("id"), str(exc))
             return None
@@ -701,7 +709,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                 os.close(fd)
             return
         try:
-            fc = self._dn_wakes.channel(fds[0], 1, fds[1], fds[2], str(msg["peer"][0]))
+            fc = self._dn_wakes.channel(fds[0], 1, fds[1], fds[2], _wake_key(str(msg["peer"][0]), msg))
         except OSError as exc:
             self._dn_fc_lost(cid, str(exc))
             return

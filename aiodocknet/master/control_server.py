@@ -714,14 +714,16 @@ class ControlServer:
         # channel it has.
         try:
             try:
-                send(server.conn, {"op": "fc_offer", "id": ch.id, "port": port, "peer": list(ch.client_addr)},
+                send(server.conn, {"op": "fc_offer", "id": ch.id, "port": port, "peer": list(ch.client_addr),
+                                   "peer_member": asker.id},
                      "to_slave", [memfd, server.wake_fd, asker.wake_fd])
             except OSError as exc:
                 self.broker.abandon(ch)
                 self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": str(exc)})
                 return
             self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": True, "id": ch.id,
-                                  "local_port": ch.client_addr[1]}, [memfd, asker.wake_fd, server.wake_fd])
+                                  "local_port": ch.client_addr[1], "peer_member": server.id},
+                           [memfd, asker.wake_fd, server.wake_fd])
         finally:
             os.close(memfd)
 
