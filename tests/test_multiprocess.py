@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -183,3 +184,47 @@ def test_ad_hoc_host_endpoint_stays_one_process(master: Master) -> None:
     assert reply["ok"] is False and reply["code"] == "EADDRINUSE", reply
     assert "'solo' is already attached" in reply["error"]
     assert len(members(master, "solo")) == 1
+
+
+def test_workers_rejoin_a_restarted_master() -> None:
+    """The master is killed (-9) under two workers of one endpoint and
+    started again on the same run directory: each worker re-attaches on its
+    own, the first takes the endpoint's address back and the second joins
+    it, and the load is spread over both again."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (DPDK, hugepages, ip netns)")
+    with tempfile.TemporaryDirectory(prefix="dn-mp-restart-") as run_dir:
+        name = f"dn-mp-{uuid.uuid4().hex[:8]}"
+        ns = create_netns(name)
+        master = Master(run_dir)
+        procs: list[Proc] = []
+        try:
+            reg = api(master).call("POST", "/v1/endpoints", {"name": "web", "netns": ns})
+            load, load_ip = start_load(master)
+            workers = start_workers(master, ns, reg["secret"], load_ip, 2)
+            procs = [load, *workers]
+            assert wait_for(lambda: listening_everywhere(master, 2))
+            address = {e["name"]: e for e in master.status()["endpoints"]}["web"]["address"]
+
+            master.proc.kill(signal.SIGKILL)
+            master.proc.wait(10)
+            master.proc.stop()
+            master = Master(run_dir)
+            assert wait_for(lambda: listening_everywhere(master, 2)
+                            and "load" in {e["name"] for e in master.status()["endpoints"]}, timeout=20), \
+                master.status()["endpoints"]
+            eps = {e["name"]: e for e in master.status()["endpoints"]}
+            assert eps["web"]["address"] == address
+            assert {m["pid"] for m in eps["web"]["members"]} == {w.pid for w in workers}
+
+            load.send("go 400 400 http://web:8080/pid")
+            res = load.expect("result", timeout=120)
+            assert res["failures"] == [], res["failures"][:10]
+            assert set(res["answered"]) == {w.pid for w in workers}, Counter(res["answered"])
+        finally:
+            for p in procs:
+                p.stop()
+            master.peers.clear()
+            if master.proc.popen.poll() is None:
+                master.stop()
+            delete_netns(name)

@@ -197,9 +197,13 @@ def _stats(args: argparse.Namespace) -> Result:
 
 def _ss(args: argparse.Namespace) -> Result:
     ans = _client(args).call("GET", f"/v1/endpoints/{_name_arg(args)}/connections")
-    lines = [f"{'State':12} {'Recv-Q':>8} {'Send-Q':>8} {'Local Address:Port':24} {'Peer Address:Port':24} Path"]
+    # An endpoint of several processes: each row says whose it is.
+    several = any(c.get("pid") for c in ans["connections"])
+    lines = [f"{'State':12} {'Recv-Q':>8} {'Send-Q':>8} {'Local Address:Port':24} {'Peer Address:Port':24} Path"
+             + ("   Process" if several else "")]
     for c in ans["connections"]:
-        lines.append(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {c['local']:24} {c['peer']:24} {c['path']}")
+        lines.append(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {c['local']:24} {c['peer']:24} {c['path']}"
+                     + (f" {c.get('pid') or '-':>9}" if several else ""))
     if ans["total"] > len(ans["connections"]):
         lines.append(f"... {ans['total'] - len(ans['connections'])} more")
     return Result(ans, lines)
