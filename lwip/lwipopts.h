@@ -34,6 +34,11 @@
 #define IP_REASSEMBLY                   0
 #define IP_FRAG                         0
 #define LWIP_SINGLE_NETIF               1
+/* Connections to different peers share local ports, TIME-WAIT included,
+ * as on the kernel (dn_stack.c sets SOF_REUSEADDR on connecting pcbs):
+ * with a process's own range of ports (several per endpoint) TIME-WAIT
+ * alone would otherwise cap how fast it can open connections. */
+#define SO_REUSE                        1
 #define LWIP_HAVE_LOOPIF                0
 /* A service may connect to its own DockNet address. */
 #define LWIP_NETIF_LOOPBACK             1

@@ -41,6 +41,7 @@ OUR_SOURCES = [
     "native/switch/dn_limit.c",
     "native/switch/dn_fault.c",
     "native/switch/dn_policy.c",
+    "native/switch/dn_flow.c",
     "native/switch/dn_uplink.c",
     "native/fastchan/dn_fastchan.c",
     "lwip/dn_hooks.c",

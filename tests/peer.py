@@ -483,6 +483,52 @@ def client_hold(st: SlaveStack, args: argparse.Namespace) -> None:
     r.run()
 
 
+def client_port_range(st: SlaveStack, args: argparse.Namespace) -> None:
+    """With args.count ephemeral ports (from 33000): that many connections
+    to --target, closed from this side (TIME-WAIT here); then as many to
+    --target2, which may reuse those ports (another peer, another 4-tuple);
+    then one more to each, which must fail at once. Then UDP from the
+    range."""
+    lo, hi = 33000, 33000 + args.count - 1
+    st.set_port_range(lo, hi)
+    r = Reactor(st)
+    r.on_error = lambda c: None
+
+    def open_all(target: str) -> list[Conn]:
+        conns = []
+        for _ in range(args.count):
+            try:
+                c = Conn(st.connect(target, args.port))
+            except OSError as exc:
+                say(event="error", errno=errno.errorcode.get(exc.errno or 0, str(exc)))
+                return conns
+            r.conns[c.cid] = c
+            conns.append(c)
+        r.run(lambda: all(c.connected or c.error for c in conns), args.timeout)
+        return conns
+
+    def one_more(target: str) -> str:
+        try:
+            st.abort(st.connect(target, args.port))
+        except OSError as exc:
+            return errno.errorcode.get(exc.errno or 0, str(exc))
+        return ""
+
+    first = open_all(args.target)
+    first_ports = sorted(st.sockname(c.cid)[1] for c in first if c.connected)
+    for c in first:
+        st.close_conn(c.cid)
+    # The servers' FINs (echo servers close when we do): TIME-WAIT here.
+    until = time.monotonic() + 0.5
+    r.run(lambda: time.monotonic() > until, 5)
+    second = open_all(args.target2)
+    second_ports = sorted(st.sockname(c.cid)[1] for c in second if c.connected)
+    u = st.udp_bind()
+    say(event="done", lo=lo, hi=hi, first=first_ports, second=second_ports,
+        refused_again=one_more(args.target), refused_full=one_more(args.target2), udp_port=st.sockname(u)[1])
+    r.run()
+
+
 def client_udp(st: SlaveStack, args: argparse.Namespace) -> None:
     """Datagrams of 1 B to 8000 B (jumbo frames), numbered, echoed back."""
     r = Reactor(st)
@@ -599,6 +645,7 @@ ROLES = {
     "hold": client_hold,
     "half-close-client": client_half_close,
     "udp-client": client_udp,
+    "port-range": client_port_range,
     "udp-trickle": udp_trickle,
     "ping": client_ping,
     "idle": idle,
@@ -611,6 +658,7 @@ def main() -> None:
     p.add_argument("role", choices=sorted(ROLES))
     p.add_argument("--name", required=True)
     p.add_argument("--target")
+    p.add_argument("--target2")
     p.add_argument("--port", type=int, default=7000)
     p.add_argument("--bytes", type=int, default=1 << 20)
     p.add_argument("--conns", type=int, default=1)

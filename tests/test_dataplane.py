@@ -260,3 +260,22 @@ def test_runs_without_hugepages(tmp_path, monkeypatch) -> None:
     for p in (m.proc, *m.peers):
         text = p.stderr_text
         assert text.count("running DPDK with --no-huge") == 1, (p.name, text[-500:])
+
+
+def test_ephemeral_ports_come_from_the_process_range_and_are_shared(master: Master) -> None:
+    """A process given 8 ephemeral ports (each process of an endpoint with
+    several gets its own range) opens 8 connections to one server and
+    closes them (TIME-WAIT on its side); 8 to another server then reuse
+    those same ports, as on the kernel (another peer, another 4-tuple).
+    One more to either fails at once instead of hanging: to the first,
+    every 4-tuple is in TIME-WAIT; to the second, in use. UDP takes its
+    port from the range too."""
+    a = start_server(master, "srv-a")
+    b = start_server(master, "srv-b")
+    cli = master.peer("port-range", "cli", "--target", a, "--target2", b, "--count", "8")
+    done = cli.expect("done")
+    span = list(range(done["lo"], done["hi"] + 1))
+    assert done["first"] == span and done["second"] == span, done
+    assert done["refused_again"] in ("EADDRINUSE", "EADDRNOTAVAIL"), done
+    assert done["refused_full"] in ("EADDRINUSE", "EADDRNOTAVAIL"), done
+    assert done["lo"] <= done["udp_port"] <= done["hi"], done

@@ -70,6 +70,28 @@ class Switch:
         ep.tenant = tenant
         return check(lib.dn_switch_add(self._sw, ep))
 
+    def join(self, slot: int, link_fd: int, slave_wake_fd: int) -> int:
+        """Another process of the endpoint in slot: a link of its own in
+        the (empty) memfd link_fd; returns the link's index."""
+        return check(lib.dn_switch_join(self._sw, slot, link_fd, slave_wake_fd))
+
+    def leave(self, slot: int, link: int) -> None:
+        """That process is gone: its link and connections go, the endpoint
+        stays (remove() takes the last link with the endpoint)."""
+        check(lib.dn_switch_leave(self._sw, slot, link))
+
+    def listen(self, slot: int, link: int, port: int, on: bool) -> None:
+        """The link's process listens on port, or no longer does: new
+        connections to a port are spread over the links listening on it."""
+        check(lib.dn_switch_listen(self._sw, slot, link, port, int(on)))
+
+    def link_ports(self, slot: int, link: int) -> tuple[int, int]:
+        """The ephemeral ports (first, last) the link's stack picks from;
+        the same for a link index whatever the slot."""
+        lo, hi = ffi.new("uint16_t *"), ffi.new("uint16_t *")
+        check(lib.dn_switch_link_ports(link, lo, hi))
+        return int(lo[0]), int(hi[0])
+
     def set_limit(self, slot: int, direction: str, bits: int, pkts: int = 0) -> None:
         d = lib.DN_EGRESS if direction == "egress" else lib.DN_INGRESS
         check(lib.dn_switch_set_limit(self._sw, slot, d, bits, pkts, 0, 0))

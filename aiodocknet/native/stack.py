@@ -408,6 +408,12 @@ class SlaveStack:
     def listen(self, port: int, host: str | None = None, backlog: int = 128) -> int:
         return check(lib.dn_listen(self._st, _ip(host), port, backlog))
 
+    def set_port_range(self, lo: int, hi: int) -> None:
+        """The ephemeral ports this process's connections and unbound UDP
+        endpoints take (the master gives each process of an endpoint its
+        own range)."""
+        check(lib.dn_stack_set_port_range(self._st, lo, hi))
+
     def connect(self, host: str, port: int) -> int:
         """Start connecting; EV_CONNECTED or EV_ERROR follows as an event."""
         return check(lib.dn_connect(self._st, _ip(host), port))

@@ -101,6 +101,12 @@ struct dn_stack {
 	struct dn_ping_reply pings[DN_PING_QUEUE];
 	unsigned int ping_head;
 	unsigned int ping_len;
+	/* The ephemeral ports this process picks from: its own range when
+	 * the endpoint has several processes (dn_switch_link_ports), so that
+	 * the switch knows whose the replies are. */
+	uint16_t port_lo;
+	uint16_t port_hi;
+	uint16_t port_next;
 };
 
 /* lwIP keeps its state in globals, so there can be one stack a process. */
@@ -499,6 +505,7 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 		lwip_init();
 		dn_lwip_ready = 1;
 	}
+	dn_stack_set_port_range(st, DN_STACK_PORT_LO, 65535);
 	ip4_addr_set_u32(&ip, lwip_htonl(cfg->ip));
 	ip4_addr_set_u32(&mask, lwip_htonl(cfg->netmask));
 	ip4_addr_set_u32(&gw, lwip_htonl(cfg->gateway));
@@ -800,12 +807,68 @@ dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog)
 }
 
 int
+dn_stack_set_port_range(struct dn_stack *st, uint16_t lo, uint16_t hi)
+{
+	if (lo == 0 || hi < lo)
+		return dn_error(-EINVAL, "bad ephemeral port range %u..%u", lo,
+			hi);
+	st->port_lo = lo;
+	st->port_hi = hi;
+	/* Where in the range to start is as random as lwIP's own start. */
+	st->port_next = (uint16_t)(lo + (uint32_t)random() % (hi - lo + 1u));
+	return 0;
+}
+
+static err_t
+dn_tcp_try_port(void *pcb, const ip_addr_t *addr, uint16_t port)
+{
+	return tcp_bind(pcb, addr, port);
+}
+
+static err_t
+dn_udp_try_port(void *pcb, const ip_addr_t *addr, uint16_t port)
+{
+	return udp_bind(pcb, addr, port);
+}
+
+/* Binds pcb to a free port of the stack's range. lwIP's own choice cannot
+ * follow a range given at run time (its cursor is a static, put in range
+ * once by tcp_init; a process may get another range when it re-attaches),
+ * so the stack picks the port itself. */
+static int
+dn_bind_ephemeral(struct dn_stack *st,
+	err_t (*bind)(void *, const ip_addr_t *, uint16_t), void *pcb,
+	const ip_addr_t *addr)
+{
+	uint32_t n = (uint32_t)st->port_hi - st->port_lo + 1u, i;
+
+	if (st->port_next < st->port_lo || st->port_next > st->port_hi)
+		st->port_next = st->port_lo;
+	for (i = 0; i < n; i++) {
+		uint16_t port = st->port_next;
+		err_t err;
+
+		st->port_next = port == st->port_hi ? st->port_lo :
+			(uint16_t)(port + 1);
+		err = bind(pcb, addr, port);
+		if (err == ERR_OK)
+			return 0;
+		if (err != ERR_USE)
+			return dn_error(-dn_err_to_errno(err), "cannot bind "
+				"local port %u", port);
+	}
+	return dn_error(-EADDRNOTAVAIL, "all %u local ports of this process "
+		"(%u..%u) are in use", n, st->port_lo, st->port_hi);
+}
+
+int
 dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
 {
 	struct tcp_pcb *pcb;
 	ip_addr_t addr;
+	uint32_t tries;
 	err_t err;
-	int id;
+	int id, ret;
 
 	/* No master, no switch: fail now rather than after SYN retries. */
 	if (dn_link_is_down(st->link))
@@ -814,14 +877,33 @@ dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
 	id = dn_conn_alloc(st, DN_TCP);
 	if (id < 0)
 		return id;
-	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
-	if (pcb == NULL) {
-		dn_conn_release(st, id);
-		return dn_error(-ENOMEM, "no TCP control block left");
-	}
-	dn_tcp_attach(&st->conns[id], pcb);
 	dn_ip_set(&addr, ip);
-	err = tcp_connect(pcb, &addr, port, dn_tcp_connected_cb);
+	/* A local port is shared by connections to different peers (as the
+	 * kernel shares them), TIME-WAIT included: SOF_REUSEADDR on every
+	 * connecting pcb, and lwIP's tcp_connect refuses a 4-tuple in use,
+	 * which moves on to the next port. */
+	for (tries = (uint32_t)st->port_hi - st->port_lo + 1u; ; tries--) {
+		pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+		if (pcb == NULL) {
+			dn_conn_release(st, id);
+			return dn_error(-ENOMEM, "no TCP control block left");
+		}
+		ip_set_option(pcb, SOF_REUSEADDR);
+		dn_tcp_attach(&st->conns[id], pcb);
+		ret = dn_bind_ephemeral(st, dn_tcp_try_port, pcb,
+			IP4_ADDR_ANY);
+		if (ret < 0) {
+			dn_tcp_detach(pcb);
+			tcp_abort(pcb);
+			dn_conn_release(st, id);
+			return ret;
+		}
+		err = tcp_connect(pcb, &addr, port, dn_tcp_connected_cb);
+		if (err != ERR_USE || tries == 1)
+			break;
+		dn_tcp_detach(pcb);
+		tcp_abort(pcb);
+	}
 	if (err != ERR_OK) {
 		dn_tcp_detach(pcb);
 		tcp_abort(pcb);
@@ -1178,7 +1260,7 @@ dn_udp_bind(struct dn_stack *st, uint32_t ip, uint16_t port)
 	struct udp_pcb *pcb;
 	ip_addr_t addr;
 	err_t err;
-	int id;
+	int id, ret;
 
 	id = dn_conn_alloc(st, DN_UDP);
 	if (id < 0)
@@ -1192,7 +1274,17 @@ dn_udp_bind(struct dn_stack *st, uint32_t ip, uint16_t port)
 		return dn_error(-ENOMEM, "no UDP control block left");
 	}
 	dn_ip_set(&addr, ip);
-	err = udp_bind(pcb, &addr, port);
+	if (port == 0) {
+		ret = dn_bind_ephemeral(st, dn_udp_try_port, pcb, &addr);
+		if (ret < 0) {
+			udp_remove(pcb);
+			dn_conn_release(st, id);
+			return ret;
+		}
+		err = ERR_OK;
+	} else {
+		err = udp_bind(pcb, &addr, port);
+	}
 	if (err != ERR_OK) {
 		udp_remove(pcb);
 		dn_conn_release(st, id);

@@ -91,6 +91,10 @@ void dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out);
 /* TCP */
 DN_EXPORT int dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog);
 DN_EXPORT int dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port);
+/* The ephemeral ports connect and an unbound UDP endpoint pick from
+ * (DN_STACK_PORT_LO .. 65535 unless set: the switch's link 0 range). */
+#define DN_STACK_PORT_LO 49152
+int dn_stack_set_port_range(struct dn_stack *st, uint16_t lo, uint16_t hi);
 DN_EXPORT int dn_send(struct dn_stack *st, int id, const void *buf, uint32_t len);
 DN_EXPORT int dn_recv(struct dn_stack *st, int id, void *buf, uint32_t len);
 DN_EXPORT int dn_shutdown(struct dn_stack *st, int id, int how);

@@ -32,6 +32,7 @@
 #include "dn_eal.h"
 #include "dn_error.h"
 #include "dn_fault.h"
+#include "dn_flow.h"
 #include "dn_limit.h"
 #include "dn_linkmem.h"
 #include "dn_pktpool.h"
@@ -68,16 +69,42 @@ struct dn_txq {
 	uint16_t n;
 };
 
-struct dn_slot {
-	int in_use;		/* owned by the control side */
-	int active;		/* owned by the switch thread */
-	uint32_t ip;
+/* One process's share of a port: the rings it shares with the switch. */
+struct dn_slot_link {
 	struct dn_linkmem mem;	/* mapped while in_use */
 	struct dn_doorbell *bell;
 	struct dn_fr from_slave;
 	struct dn_fr to_slave;
 	int slave_wake_fd;
+	uint8_t in_use;		/* owned by the control side */
 	struct dn_txq txq;
+	/* Ports its process listens on (a bit each), NULL until it listens
+	 * on one; installed and read by the switch thread. */
+	uint64_t *listen;
+};
+
+#define DN_LISTEN_WORDS (65536 / 64)
+
+/* What a port has once a second process joins it (dn_switch_join): the
+ * other links and which connection is whose. Allocated at the first join,
+ * kept until the port goes. */
+struct dn_steer {
+	struct dn_slot_link link[DN_MAX_LINKS - 1];	/* links 1 .. */
+	uint32_t live;		/* bit k: link k is polled (switch thread) */
+	uint32_t first;		/* which link a pass reads first */
+	uint64_t dropped;	/* SYNs with no room in the table */
+	struct dn_flows flows;
+};
+
+struct dn_slot {
+	int in_use;		/* owned by the control side */
+	int active;		/* owned by the switch thread */
+	uint32_t ip;
+	/* Link 0: the one the port was made with; with no other, the whole
+	 * data path touches only this. */
+	struct dn_slot_link l0;
+	struct dn_steer *steer;	/* NULL until a second link joins */
+	unsigned int n_links;	/* links in use (control side) */
 	uint8_t dirty;
 	/* The slot's fault injection is on (sw->faults[slot]). In the byte
 	 * before tenant that alignment leaves free, next to what every frame
@@ -125,6 +152,9 @@ struct dn_switch {
 
 	/* The switch thread's own: when to stop spinning. */
 	struct dn_spin spin;
+	/* Seconds, for the flow tables' ages: set on busy passes and after
+	 * sleeps, never read per frame. */
+	uint32_t now_s;
 
 	struct dn_switch_counters counters;
 
@@ -169,21 +199,252 @@ dn_slot_of(const struct dn_switch *sw, uint32_t ip)
 
 /* ---- frame handling (switch thread) ---- */
 
+static inline struct dn_slot_link *
+dn_link_of(struct dn_slot *s, unsigned int k)
+{
+	return k == 0 ? &s->l0 : &s->steer->link[k - 1];
+}
+
+static inline int
+dn_lowest_link(uint32_t live)
+{
+	return live != 0 ? __builtin_ctz(live) : -1;
+}
+
+int
+dn_switch_link_ports(int link, uint16_t *lo, uint16_t *hi)
+{
+	if (link < 0 || link >= DN_MAX_LINKS)
+		return dn_error(-EINVAL, "link %d out of range (0..%d)", link,
+			DN_MAX_LINKS - 1);
+	if (link == 0) {
+		*lo = DN_LINK0_PORT_LO;
+		*hi = 65535;
+	} else {
+		*lo = (uint16_t)(DN_LINK_PORT_BASE + (link - 1) *
+			DN_LINK_PORTS);
+		*hi = (uint16_t)(*lo + DN_LINK_PORTS - 1);
+	}
+	return 0;
+}
+
+/* The link whose ephemeral range holds port, or -1. */
+static inline int
+dn_link_of_port(uint16_t port)
+{
+	if (port >= DN_LINK0_PORT_LO)
+		return 0;
+	if (port >= DN_LINK_PORT_BASE && port < DN_LINK_PORT_BASE +
+	    (DN_MAX_LINKS - 1) * DN_LINK_PORTS)
+		return 1 + (port - DN_LINK_PORT_BASE) / DN_LINK_PORTS;
+	return -1;
+}
+
+static inline int
+dn_listens(const struct dn_slot_link *l, uint16_t port)
+{
+	return l->listen != NULL && (l->listen[port / 64] >> (port % 64) & 1);
+}
+
+/* A new connection to port: one of the links listening on it, chosen by
+ * the connection's hash so that they share them evenly; -1 if none. */
+static int
+dn_pick_listener(struct dn_slot *s, uint16_t port, uint32_t spread)
+{
+	uint8_t cand[DN_MAX_LINKS];
+	unsigned int n = 0;
+	uint32_t live = s->steer->live;
+
+	while (live != 0) {
+		unsigned int k = (unsigned int)__builtin_ctz(live);
+
+		live &= live - 1;
+		if (dn_listens(dn_link_of(s, k), port))
+			cand[n++] = (uint8_t)k;
+	}
+	return n == 0 ? -1 : cand[spread % n];
+}
+
+/* Which link of a port with several a frame for it goes to, or -1 to drop
+ * it (see dn_switch.h). Frames the switch made for the port's own sender
+ * (ARP replies) carry the asker's link in m->port. */
+static int __attribute__((noinline))
+dn_steer(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf *m)
+{
+	struct dn_steer *st = s->steer;
+	uint32_t len = rte_pktmbuf_data_len(m);
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv4_hdr *ip;
+	uint16_t hlen, lport, rport;
+	uint32_t rip;
+	int k;
+
+	if (len < sizeof(*eth) + sizeof(*ip) ||
+	    eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+		if (m->port < DN_MAX_LINKS && (st->live >> m->port & 1))
+			return m->port;
+		return dn_lowest_link(st->live);
+	}
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	hlen = (uint16_t)((ip->version_ihl & 0xf) * 4);
+	if (ip->next_proto_id == IPPROTO_TCP &&
+	    len >= sizeof(*eth) + hlen + sizeof(struct rte_tcp_hdr)) {
+		struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)((char *)ip +
+			hlen);
+		uint8_t flags = tcp->tcp_flags;
+		int syn_only = (flags & RTE_TCP_SYN_FLAG) &&
+			!(flags & RTE_TCP_ACK_FLAG);
+		struct dn_flow *f;
+
+		rip = rte_be_to_cpu_32(ip->src_addr);
+		rport = rte_be_to_cpu_16(tcp->src_port);
+		lport = rte_be_to_cpu_16(tcp->dst_port);
+		f = dn_flow_find(&st->flows, rip, rport, lport);
+		/* A SYN on a closing connection's ports is a new connection
+		 * (the peer reuses them after its TIME-WAIT). */
+		if (f != NULL && (st->live >> f->link & 1) &&
+		    !(syn_only && f->state == DN_FLOW_CLOSING)) {
+			k = f->link;
+			if (flags & RTE_TCP_RST_FLAG) {
+				dn_flow_remove(&st->flows, f);
+			} else if (flags & RTE_TCP_FIN_FLAG) {
+				if (f->state != DN_FLOW_CLOSING) {
+					f->state = DN_FLOW_CLOSING;
+					f->seen = sw->now_s;
+				}
+			} else if (f->state != DN_FLOW_CLOSING) {
+				if (!syn_only)
+					f->state = DN_FLOW_OPEN;
+				f->seen = sw->now_s;
+			}
+			if (flags & RTE_TCP_ACK_FLAG)
+				f->ack = rte_be_to_cpu_32(tcp->recv_ack);
+			return k;
+		}
+		if (syn_only) {
+			k = dn_pick_listener(s, lport, dn_flow_spread(rip,
+				rport, lport));
+			if (k >= 0) {
+				if (dn_flow_insert(&st->flows, rip, rport,
+				    lport, (uint8_t)k, DN_FLOW_SYN, sw->now_s,
+				    st->live) == NULL) {
+					/* As a full SYN queue: the client
+					 * tries again. */
+					st->dropped++;
+					return -1;
+				}
+				return k;
+			}
+		}
+	} else if (ip->next_proto_id == IPPROTO_UDP &&
+		   len >= sizeof(*eth) + hlen + sizeof(struct rte_udp_hdr)) {
+		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)((char *)ip +
+			hlen);
+
+		lport = rte_be_to_cpu_16(udp->dst_port);
+	} else {
+		return dn_lowest_link(st->live);
+	}
+	/* Replies to a connection a process opened: its own ports. */
+	k = dn_link_of_port(lport);
+	if (k >= 0 && (st->live >> k & 1))
+		return k;
+	/* Nobody's: the lowest link's stack answers as a host would (a
+	 * reset for TCP). */
+	return dn_lowest_link(st->live);
+}
+
+/* What a link of a port with several sends tells the table: connections
+ * it opens (outside its own range, which steers by itself), and the end
+ * of its connections. A link changes only its own entries. */
+static void __attribute__((noinline))
+dn_flow_egress(struct dn_switch *sw, struct dn_slot *s, unsigned int link,
+	struct rte_ipv4_hdr *ip, uint16_t hlen, uint32_t len)
+{
+	struct dn_steer *st = s->steer;
+	struct rte_tcp_hdr *tcp;
+	struct dn_flow *f;
+	uint32_t rip;
+	uint16_t rport, lport;
+	uint8_t flags;
+
+	if (ip->next_proto_id != IPPROTO_TCP ||
+	    len < sizeof(struct rte_ether_hdr) + hlen + sizeof(*tcp))
+		return;
+	tcp = (struct rte_tcp_hdr *)((char *)ip + hlen);
+	flags = tcp->tcp_flags;
+	rip = rte_be_to_cpu_32(ip->dst_addr);
+	rport = rte_be_to_cpu_16(tcp->dst_port);
+	lport = rte_be_to_cpu_16(tcp->src_port);
+	f = dn_flow_find(&st->flows, rip, rport, lport);
+	if (f != NULL && f->link != link && (st->live >> f->link & 1))
+		return;	/* another process's connection */
+	if (flags & RTE_TCP_RST_FLAG) {
+		if (f != NULL)
+			dn_flow_remove(&st->flows, f);
+	} else if (flags & RTE_TCP_FIN_FLAG) {
+		if (f != NULL && f->state != DN_FLOW_CLOSING) {
+			f->state = DN_FLOW_CLOSING;
+			f->seen = sw->now_s;
+		}
+	} else if ((flags & RTE_TCP_SYN_FLAG) && !(flags & RTE_TCP_ACK_FLAG) &&
+		   dn_link_of_port(lport) != (int)link) {
+		/* Held as briefly as an incoming SYN's until the peer
+		 * answers, so that SYNs to nowhere fill nothing for long. */
+		dn_flow_insert(&st->flows, rip, rport, lport, (uint8_t)link,
+			DN_FLOW_SYN, sw->now_s, st->live);
+	}
+}
+
 static void
 dn_txq_put(struct dn_switch *sw, uint16_t slot, struct rte_mbuf *m)
 {
 	struct dn_slot *s = &sw->slots[slot];
+	struct dn_slot_link *l = &s->l0;
 
-	if (s->txq.n == DN_BURST) {
+	if (unlikely(s->steer != NULL)) {
+		int k = dn_steer(sw, s, m);
+
+		if (k < 0) {
+			rte_pktmbuf_free(m);
+			return;
+		}
+		l = dn_link_of(s, (unsigned int)k);
+	}
+	if (l->txq.n == DN_BURST) {
 		s->c.drop_ring_full++;
 		rte_pktmbuf_free(m);
 		return;
 	}
-	s->txq.m[s->txq.n++] = m;
+	l->txq.m[l->txq.n++] = m;
 	if (!s->dirty) {
 		s->dirty = 1;
 		sw->dirty_list[sw->n_dirty++] = slot;
 	}
+}
+
+static void
+dn_link_flush(struct dn_slot *s, struct dn_slot_link *l)
+{
+	uint16_t k;
+
+	for (k = 0; k < l->txq.n; k++) {
+		if (dn_fr_put_mbuf(&l->to_slave, l->txq.m[k]) == 0) {
+			s->c.tx_frames++;
+			s->c.tx_bytes += l->txq.m[k]->pkt_len;
+		} else {
+			/* The slave's ring is full: it is not keeping up.
+			 * Holding frames would stall everyone else; TCP
+			 * recovers what is dropped here. */
+			s->c.drop_ring_full++;
+		}
+	}
+	rte_pktmbuf_free_bulk(l->txq.m, l->txq.n);
+	l->txq.n = 0;
+	if (dn_fr_publish(&l->to_slave) &&
+	    dn_doorbell_ring(&l->bell->slave_asleep,
+	    &l->bell->slave_wakeups, l->slave_wake_fd) > 0)
+		s->c.wakeups++;
 }
 
 static void
@@ -193,26 +454,23 @@ dn_flush(struct dn_switch *sw)
 
 	for (i = 0; i < sw->n_dirty; i++) {
 		struct dn_slot *s = &sw->slots[sw->dirty_list[i]];
-		uint16_t k;
 
-		for (k = 0; k < s->txq.n; k++) {
-			if (dn_fr_put_mbuf(&s->to_slave, s->txq.m[k]) == 0) {
-				s->c.tx_frames++;
-				s->c.tx_bytes += s->txq.m[k]->pkt_len;
-			} else {
-				/* The slave's ring is full: it is not keeping
-				 * up. Holding frames would stall everyone
-				 * else; TCP recovers what is dropped here. */
-				s->c.drop_ring_full++;
+		s->dirty = 0;
+		if (likely(s->steer == NULL)) {
+			dn_link_flush(s, &s->l0);
+		} else {
+			uint32_t live = s->steer->live;
+
+			while (live != 0) {
+				unsigned int k = (unsigned int)
+					__builtin_ctz(live);
+				struct dn_slot_link *l = dn_link_of(s, k);
+
+				live &= live - 1;
+				if (l->txq.n > 0)
+					dn_link_flush(s, l);
 			}
 		}
-		rte_pktmbuf_free_bulk(s->txq.m, s->txq.n);
-		s->txq.n = 0;
-		s->dirty = 0;
-		if (dn_fr_publish(&s->to_slave) &&
-		    dn_doorbell_ring(&s->bell->slave_asleep,
-		    &s->bell->slave_wakeups, s->slave_wake_fd) > 0)
-			s->c.wakeups++;
 	}
 	sw->n_dirty = 0;
 }
@@ -484,6 +742,11 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 		rte_pktmbuf_free(m);
 		return;
 	}
+	/* Not for a link that has left (its frames may still wait in the
+	 * limiter): a later link of the same index must start clean. */
+	if (unlikely(s->steer != NULL) && m->port < DN_MAX_LINKS &&
+	    (s->steer->live >> m->port & 1))
+		dn_flow_egress(sw, s, m->port, ip, hlen, len);
 	to = dn_slot_of(sw, rte_be_to_cpu_32(ip->dst_addr));
 	if (to != DN_NO_SLOT) {
 		if (sw->slots[to].tenant != s->tenant &&
@@ -542,12 +805,48 @@ dn_poll_uplink(struct dn_switch *sw)
 
 /* A slave's frames, as mbufs. What a slave writes into its own ring that
  * makes no sense costs its own frames only. */
+/* Each frame keeps the link it came from in m->port (replies the switch
+ * makes go back to it; the egress limiter's queue keeps it too). */
 static uint16_t
-dn_ring_rx(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf **rx,
-	uint16_t max)
+dn_ring_rx(struct dn_switch *sw, struct dn_slot *s, struct dn_slot_link *l,
+	uint16_t link, struct rte_mbuf **rx, uint16_t max)
 {
-	return dn_fr_get_mbufs(&s->from_slave, sw->pool, s->from_slave.max_frame,
+	uint16_t n, k;
+
+	n = dn_fr_get_mbufs(&l->from_slave, sw->pool, l->from_slave.max_frame,
 		rx, max, &s->c.drop_malformed, &s->c.drop_malformed);
+	for (k = 0; k < n; k++)
+		rx[k]->port = link;
+	return n;
+}
+
+static unsigned int
+dn_poll_link(struct dn_switch *sw, uint16_t slot, struct dn_slot *s,
+	struct dn_slot_link *l, uint16_t link, struct rte_mbuf **rx)
+{
+	uint16_t n, k;
+
+	if (!dn_bucket_limited(&s->egress)) {
+		n = dn_ring_rx(sw, s, l, link, rx, DN_BURST);
+		for (k = 0; k < n; k++)
+			dn_handle_frame(sw, slot, rx[k]);
+		return n;
+	}
+	/* A limited endpoint: read only what its queue can hold, so the ring
+	 * is the rest of the queue and the slave feels the back-pressure. */
+	if (s->egress.len > DN_LIMIT_QUEUE - DN_BURST)
+		return 0;
+	n = dn_ring_rx(sw, s, l, link, rx, DN_BURST);
+	for (k = 0; k < n; k++) {
+		if (dn_bucket_take(&s->egress, rx[k]->pkt_len)) {
+			dn_handle_frame(sw, slot, rx[k]);
+		} else {
+			dn_bucket_enqueue(&s->egress, rx[k]);
+			s->c.egress_delayed++;
+			sw->queued++;
+		}
+	}
+	return n;
 }
 
 static unsigned int
@@ -559,31 +858,26 @@ dn_poll_ports(struct dn_switch *sw)
 	for (i = 0; i < sw->n_active; i++) {
 		uint16_t slot = sw->active_list[i];
 		struct dn_slot *s = &sw->slots[slot];
-		uint16_t n, k;
+		uint32_t live, r;
 
-		if (!dn_bucket_limited(&s->egress)) {
-			n = dn_ring_rx(sw, s, rx, DN_BURST);
-			for (k = 0; k < n; k++)
-				dn_handle_frame(sw, slot, rx[k]);
-			moved += n;
+		if (likely(s->steer == NULL)) {
+			moved += dn_poll_link(sw, slot, s, &s->l0, 0, rx);
 			continue;
 		}
-		/* A limited endpoint: read only what its queue can hold, so
-		 * the ring is the rest of the queue and the slave feels the
-		 * back-pressure. */
-		if (s->egress.len > DN_LIMIT_QUEUE - DN_BURST)
-			continue;
-		n = dn_ring_rx(sw, s, rx, DN_BURST);
-		for (k = 0; k < n; k++) {
-			if (dn_bucket_take(&s->egress, rx[k]->pkt_len)) {
-				dn_handle_frame(sw, slot, rx[k]);
-			} else {
-				dn_bucket_enqueue(&s->egress, rx[k]);
-				s->c.egress_delayed++;
-				sw->queued++;
-			}
+		/* From a different link each pass: under an egress limit
+		 * the first to be read would otherwise take the tokens. */
+		r = s->steer->first++ % DN_MAX_LINKS;
+		live = s->steer->live;
+		live = ((live >> r) | (live << (DN_MAX_LINKS - r))) &
+			((1u << DN_MAX_LINKS) - 1);
+		while (live != 0) {
+			unsigned int k = ((unsigned int)__builtin_ctz(live) + r) %
+				DN_MAX_LINKS;
+
+			live &= live - 1;
+			moved += dn_poll_link(sw, slot, s, dn_link_of(s, k),
+				(uint16_t)k, rx);
 		}
-		moved += n;
 	}
 	if (sw->uplink != NULL)
 		moved += dn_poll_uplink(sw);
@@ -686,22 +980,105 @@ dn_tick(struct dn_switch *sw)
  * endpoint's backlog is dropped with its queue (it would leave at once,
  * past its rate). */
 static void
-dn_drain_departing(struct dn_switch *sw, uint16_t slot)
+dn_drain_departing(struct dn_switch *sw, uint16_t slot, unsigned int link)
 {
 	struct dn_slot *s = &sw->slots[slot];
+	struct dn_slot_link *l = dn_link_of(s, link);
 	struct rte_mbuf *rx[DN_BURST];
 	unsigned int left = DN_LINK_RING_SIZE / RTE_ETHER_MIN_LEN;
 	uint16_t n, k;
 
 	if (dn_bucket_limited(&s->egress))
 		return;
-	while (left > 0 && (n = dn_ring_rx(sw, s, rx, DN_BURST)) > 0) {
+	while (left > 0 &&
+	    (n = dn_ring_rx(sw, s, l, (uint16_t)link, rx, DN_BURST)) > 0) {
 		for (k = 0; k < n; k++)
 			dn_handle_frame(sw, slot, rx[k]);
 		left = left > n ? left - n : 0;
 	}
 	if (sw->n_dirty > 0)
 		dn_flush(sw);
+}
+
+/* The reset the process of link would have sent for connection f had its
+ * stack not gone with it; from the endpoint, as if it sent it. */
+static void
+dn_reset_flow(struct dn_switch *sw, uint16_t slot, unsigned int link,
+	const struct dn_flow *f)
+{
+	struct dn_slot *s = &sw->slots[slot];
+	struct rte_mbuf *m = rte_pktmbuf_alloc(sw->pool);
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+	struct rte_tcp_hdr *tcp;
+	uint16_t len = sizeof(*eth) + sizeof(*ip) + sizeof(*tcp);
+
+	if (m == NULL || (eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m,
+	    len)) == NULL) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memset(eth, 0, len);
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	tcp = (struct rte_tcp_hdr *)(ip + 1);
+	dn_switch_mac_of(f->rip, eth->dst_addr.addr_bytes);
+	dn_switch_mac_of(s->ip, eth->src_addr.addr_bytes);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16(sizeof(*ip) + sizeof(*tcp));
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_TCP;
+	ip->src_addr = rte_cpu_to_be_32(s->ip);
+	ip->dst_addr = rte_cpu_to_be_32(f->rip);
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	tcp->src_port = rte_cpu_to_be_16(f->lport);
+	tcp->dst_port = rte_cpu_to_be_16(f->rport);
+	/* At the peer's last acknowledgment: in its window (RFC 793); if it
+	 * has moved on, the peer's challenge ACK (RFC 5961) finds no
+	 * connection here and gets the exact reset from the lowest link. */
+	tcp->sent_seq = rte_cpu_to_be_32(f->ack);
+	tcp->data_off = (sizeof(*tcp) / 4) << 4;
+	tcp->tcp_flags = RTE_TCP_RST_FLAG;
+	tcp->cksum = rte_ipv4_udptcp_cksum(ip, tcp);
+	m->port = (uint16_t)link;
+	s->c.resets_sent++;
+	dn_handle_frame(sw, slot, m);
+}
+
+/* A link stops being polled: what it sent is delivered, what waits for
+ * it is dropped, its connections are reset and forgotten. */
+static void
+dn_link_stop(struct dn_switch *sw, uint16_t slot, unsigned int link)
+{
+	struct dn_slot *s = &sw->slots[slot];
+	struct dn_slot_link *l = dn_link_of(s, link);
+	unsigned int i, n = 0;
+
+	dn_drain_departing(sw, slot, link);
+	rte_pktmbuf_free_bulk(l->txq.m, l->txq.n);
+	l->txq.n = 0;
+	if (s->steer == NULL)
+		return;
+	for (i = 0; i < DN_FLOW_ENTRIES; i++) {
+		const struct dn_flow *f = &s->steer->flows.e[i];
+
+		if (f->link != link || (f->state != DN_FLOW_OPEN &&
+		    f->state != DN_FLOW_CLOSING) || f->ack == 0)
+			continue;
+		dn_reset_flow(sw, slot, link, f);
+		/* Each peer's queue holds a burst. */
+		if (++n % (DN_BURST / 2) == 0) {
+			dn_flush(sw);
+			if (sw->uplink != NULL)
+				dn_uplink_flush(sw->uplink);
+		}
+	}
+	if (sw->n_dirty > 0)
+		dn_flush(sw);
+	if (sw->uplink != NULL)
+		dn_uplink_flush(sw->uplink);
+	s->steer->live &= ~(1u << link);
+	dn_flow_forget_link(&s->steer->flows, (uint8_t)link);
 }
 
 static int
@@ -723,7 +1100,14 @@ dn_mailbox(struct dn_switch *sw)
 		struct dn_slot *s = &sw->slots[sw->mb_slot];
 		unsigned int i;
 
-		dn_drain_departing(sw, (uint16_t)sw->mb_slot);
+		if (s->steer == NULL) {
+			dn_link_stop(sw, (uint16_t)sw->mb_slot, 0);
+		} else {
+			while (s->steer->live != 0)
+				dn_link_stop(sw, (uint16_t)sw->mb_slot,
+					(unsigned int)__builtin_ctz(
+					s->steer->live));
+		}
 		s->active = 0;
 		sw->host_slot[s->ip & ~sw->cfg.netmask] = DN_NO_SLOT;
 		for (i = 0; i < sw->n_active; i++) {
@@ -733,8 +1117,6 @@ dn_mailbox(struct dn_switch *sw)
 				break;
 			}
 		}
-		rte_pktmbuf_free_bulk(s->txq.m, s->txq.n);
-		s->txq.n = 0;
 		if (sw->faults[sw->mb_slot].held != NULL) {
 			rte_pktmbuf_free(dn_fault_release(
 				&sw->faults[sw->mb_slot]));
@@ -765,13 +1147,20 @@ dn_announce_all(struct dn_switch *sw, int asleep)
 	unsigned int i;
 
 	for (i = 0; i < sw->n_active; i++) {
-		struct dn_doorbell *b = sw->slots[sw->active_list[i]].bell;
+		struct dn_slot *s = &sw->slots[sw->active_list[i]];
+		uint32_t live = s->steer != NULL ? s->steer->live : 1;
 
-		if (asleep)
-			atomic_store_explicit(&b->master_asleep, 1,
-				memory_order_relaxed);
-		else
-			dn_doorbell_cancel(&b->master_asleep);
+		while (live != 0) {
+			unsigned int k = (unsigned int)__builtin_ctz(live);
+			struct dn_doorbell *b = dn_link_of(s, k)->bell;
+
+			live &= live - 1;
+			if (asleep)
+				atomic_store_explicit(&b->master_asleep, 1,
+					memory_order_relaxed);
+			else
+				dn_doorbell_cancel(&b->master_asleep);
+		}
 	}
 	atomic_thread_fence(memory_order_seq_cst);
 }
@@ -812,10 +1201,14 @@ dn_sleep(struct dn_switch *sw)
 static void
 dn_nap(struct dn_switch *sw, int verdict)
 {
+	uint64_t now;
+
 	if (!dn_sleep(sw))
 		return;
 	dn_spin_asleep(&sw->spin, sw->spin.now, verdict);
-	dn_spin_woke(&sw->spin, dn_clock_ns());
+	now = dn_clock_ns();
+	sw->now_s = (uint32_t)(now / 1000000000u);
+	dn_spin_woke(&sw->spin, now);
 }
 
 static void *
@@ -835,6 +1228,7 @@ dn_switch_main(void *arg)
 			/* Back-to-back busy passes count as busy time; one
 			 * clock read per busy pass, none while idle. */
 			now = dn_clock_ns();
+			sw->now_s = (uint32_t)(now / 1000000000u);
 			if (sw->spin.passes == 0 && last_busy != 0)
 				sw->counters.busy_ns += now - last_busy;
 			last_busy = now;
@@ -1022,7 +1416,7 @@ fail:
 
 /* Sizes, maps and initialises an endpoint's link memory (a fresh memfd). */
 static int
-dn_slot_map(struct dn_switch *sw, struct dn_slot *s, int fd)
+dn_link_map(struct dn_switch *sw, struct dn_slot_link *s, int fd)
 {
 	size_t size = dn_linkmem_size(DN_LINK_RING_SIZE);
 	uint32_t max_frame = dn_frame_room(sw->cfg.mtu);
@@ -1084,16 +1478,18 @@ dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 	/* A new endpoint starts with a clean link (the thread leaves an
 	 * inactive slot's faults alone). */
 	memset(&sw->faults[slot], 0, sizeof(sw->faults[0]));
-	ret = dn_slot_map(sw, s, ep->shm_fd);
+	ret = dn_link_map(sw, &s->l0, ep->shm_fd);
 	if (ret < 0)
 		goto out;
-	s->slave_wake_fd = ep->slave_wake_fd;
+	s->l0.slave_wake_fd = ep->slave_wake_fd;
+	s->l0.in_use = 1;
+	s->n_links = 1;
 	s->ip = ep->ip;
 	s->tenant = ep->tenant;
 	s->in_use = 1;
 	ret = dn_mailbox_send(sw, DN_MAILBOX_ADD, slot);
 	if (ret < 0) {
-		munmap(s->mem.bell, s->mem.size);
+		munmap(s->l0.mem.bell, s->l0.mem.size);
 		s->in_use = 0;
 		goto out;
 	}
@@ -1121,10 +1517,217 @@ dn_switch_remove(struct dn_switch *sw, int slot)
 	 * own business). */
 	ret = dn_mailbox_send(sw, DN_MAILBOX_REMOVE, slot);
 	if (ret == 0) {
-		munmap(s->mem.bell, s->mem.size);
+		unsigned int k;
+
+		for (k = 0; k < DN_MAX_LINKS; k++) {
+			struct dn_slot_link *l;
+
+			if (k > 0 && s->steer == NULL)
+				break;
+			l = dn_link_of(s, k);
+			if (l->in_use)
+				munmap(l->mem.bell, l->mem.size);
+			free(l->listen);
+			l->listen = NULL;
+			l->in_use = 0;
+		}
+		free(s->steer);
+		s->steer = NULL;
+		s->n_links = 0;
 		s->in_use = 0;
 	}
 	pthread_mutex_unlock(&sw->lock);
+	return ret;
+}
+
+struct dn_link_req {
+	int slot;
+	unsigned int link;
+	struct dn_steer *steer;	/* join: the port's first extra link */
+	uint64_t *listen;	/* listen: a bitmap for the link's first */
+	uint16_t port;
+	int on;
+};
+
+static void
+dn_apply_join(struct dn_switch *sw, void *arg)
+{
+	struct dn_link_req *r = arg;
+	struct dn_slot *s = &sw->slots[r->slot];
+
+	if (s->steer == NULL) {
+		s->steer = r->steer;
+		s->steer->live = 1;	/* link 0, until now the only one */
+	}
+	s->steer->live |= 1u << r->link;
+}
+
+static void
+dn_apply_leave(struct dn_switch *sw, void *arg)
+{
+	struct dn_link_req *r = arg;
+	struct dn_slot *s = &sw->slots[r->slot];
+
+	dn_link_stop(sw, (uint16_t)r->slot, r->link);
+	/* Handed back to the control side, which frees it. */
+	r->listen = dn_link_of(s, r->link)->listen;
+	dn_link_of(s, r->link)->listen = NULL;
+}
+
+static void
+dn_apply_listen(struct dn_switch *sw, void *arg)
+{
+	struct dn_link_req *r = arg;
+	struct dn_slot_link *l = dn_link_of(&sw->slots[r->slot], r->link);
+
+	if (l->listen == NULL) {
+		l->listen = r->listen;
+		r->listen = NULL;	/* taken */
+	}
+	if (r->on)
+		l->listen[r->port / 64] |= 1ull << (r->port % 64);
+	else
+		l->listen[r->port / 64] &= ~(1ull << (r->port % 64));
+}
+
+/* A slot and link in use, under sw->lock; -ENOENT otherwise. */
+static int
+dn_link_check(struct dn_switch *sw, int slot, int link)
+{
+	struct dn_slot *s;
+
+	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
+	    !sw->slots[slot].in_use)
+		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
+	if (link < 0 || link >= DN_MAX_LINKS)
+		return dn_error(-EINVAL, "link %d out of range (0..%d)", link,
+			DN_MAX_LINKS - 1);
+	s = &sw->slots[slot];
+	if ((link > 0 && s->steer == NULL) || !dn_link_of(s,
+	    (unsigned int)link)->in_use)
+		return dn_error(-ENOENT, "endpoint in slot %d has no link %d",
+			slot, link);
+	return 0;
+}
+
+int
+dn_switch_join(struct dn_switch *sw, int slot, int shm_fd, int slave_wake_fd)
+{
+	struct dn_link_req r = { slot, 0, NULL, NULL, 0, 0 };
+	struct dn_steer *fresh = NULL;
+	struct dn_slot_link *l;
+	struct dn_slot *s;
+	unsigned int k;
+	int ret;
+
+	pthread_mutex_lock(&sw->lock);
+	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
+	    !sw->slots[slot].in_use) {
+		ret = dn_error(-ENOENT, "no endpoint in slot %d", slot);
+		goto out;
+	}
+	s = &sw->slots[slot];
+	if (s->steer == NULL) {
+		fresh = calloc(1, sizeof(*fresh));
+		if (fresh == NULL) {
+			ret = dn_error(-ENOMEM, "out of memory for a second "
+				"link");
+			goto out;
+		}
+	}
+	for (k = 0; k < DN_MAX_LINKS; k++) {
+		if (k == 0 ? !s->l0.in_use :
+		    !(fresh != NULL ? &fresh->link[k - 1] :
+		    &s->steer->link[k - 1])->in_use)
+			break;
+	}
+	if (k == DN_MAX_LINKS) {
+		ret = dn_error(-ENOSPC, "endpoint in slot %d has all %d links "
+			"in use", slot, DN_MAX_LINKS);
+		goto out;
+	}
+	l = k == 0 ? &s->l0 : fresh != NULL ? &fresh->link[k - 1] :
+		&s->steer->link[k - 1];
+	memset(l, 0, sizeof(*l));
+	ret = dn_link_map(sw, l, shm_fd);
+	if (ret < 0)
+		goto out;
+	l->slave_wake_fd = slave_wake_fd;
+	l->in_use = 1;
+	r.link = k;
+	r.steer = fresh;
+	ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot, dn_apply_join, &r);
+	if (ret < 0) {
+		munmap(l->mem.bell, l->mem.size);
+		l->in_use = 0;
+		goto out;
+	}
+	fresh = NULL;	/* the port's now */
+	s->n_links++;
+	ret = (int)k;
+out:
+	pthread_mutex_unlock(&sw->lock);
+	free(fresh);
+	return ret;
+}
+
+int
+dn_switch_leave(struct dn_switch *sw, int slot, int link)
+{
+	struct dn_link_req r = { slot, (unsigned int)link, NULL, NULL, 0, 0 };
+	struct dn_slot_link *l;
+	int ret;
+
+	pthread_mutex_lock(&sw->lock);
+	ret = dn_link_check(sw, slot, link);
+	if (ret < 0)
+		goto out;
+	if (sw->slots[slot].n_links == 1) {
+		ret = dn_error(-EBUSY, "link %d is the last of the endpoint in "
+			"slot %d: remove the endpoint", link, slot);
+		goto out;
+	}
+	ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot, dn_apply_leave, &r);
+	if (ret < 0)
+		goto out;
+	l = dn_link_of(&sw->slots[slot], (unsigned int)link);
+	munmap(l->mem.bell, l->mem.size);
+	l->in_use = 0;
+	sw->slots[slot].n_links--;
+	free(r.listen);
+out:
+	pthread_mutex_unlock(&sw->lock);
+	return ret;
+}
+
+int
+dn_switch_listen(struct dn_switch *sw, int slot, int link, int port, int on)
+{
+	struct dn_link_req r = { slot, (unsigned int)link, NULL, NULL, 0,
+		on != 0 };
+	int ret;
+
+	if (port < 1 || port > 65535)
+		return dn_error(-EINVAL, "port %d out of range (1..65535)",
+			port);
+	r.port = (uint16_t)port;
+	pthread_mutex_lock(&sw->lock);
+	ret = dn_link_check(sw, slot, link);
+	if (ret < 0)
+		goto out;
+	if (dn_link_of(&sw->slots[slot], (unsigned int)link)->listen == NULL) {
+		if (!on)
+			goto out;	/* nothing to take back */
+		r.listen = calloc(DN_LISTEN_WORDS, sizeof(uint64_t));
+		if (r.listen == NULL) {
+			ret = dn_error(-ENOMEM, "out of memory for listeners");
+			goto out;
+		}
+	}
+	ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot, dn_apply_listen, &r);
+out:
+	pthread_mutex_unlock(&sw->lock);
+	free(r.listen);	/* unless the thread took it */
 	return ret;
 }
 
@@ -1132,19 +1735,34 @@ int
 dn_switch_port_counters(struct dn_switch *sw, int slot,
 	struct dn_port_counters *out)
 {
+	struct dn_slot *s;
+	unsigned int k;
+
 	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
 	    !sw->slots[slot].in_use)
 		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
 	/* Counters are written by the switch thread alone; a torn read of a
 	 * 64-bit counter cannot happen on the platforms DPDK supports. */
-	*out = sw->slots[slot].c;
+	s = &sw->slots[slot];
+	*out = s->c;
 	out->fault_dropped = sw->faults[slot].c.dropped;
 	out->fault_duplicated = sw->faults[slot].c.duplicated;
 	out->fault_reordered = sw->faults[slot].c.reordered;
 	out->fault_corrupted = sw->faults[slot].c.corrupted;
-	out->link_up = atomic_load_explicit(
-		&sw->slots[slot].mem.rings->slave_attached,
-		memory_order_acquire) != 0;
+	out->links = sw->slots[slot].n_links;
+	out->link_up = 0;
+	for (k = 0; k < DN_MAX_LINKS; k++) {
+		struct dn_slot_link *l;
+
+		if (k > 0 && s->steer == NULL)
+			break;
+		l = dn_link_of(s, k);
+		if (l->in_use && atomic_load_explicit(
+		    &l->mem.rings->slave_attached, memory_order_acquire) != 0)
+			out->link_up = 1;
+	}
+	if (s->steer != NULL)
+		out->steer_dropped = s->steer->dropped;
 	return 0;
 }
 

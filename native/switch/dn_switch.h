@@ -63,7 +63,9 @@ struct dn_port_counters {
 	uint64_t fault_duplicated;
 	uint64_t fault_reordered;
 	uint64_t fault_corrupted;
-	int link_up;			/* the slave has the link mapped */
+	uint64_t steer_dropped;	/* SYNs with no room in the flow table */
+	unsigned int links;		/* processes attached (dn_switch_join) */
+	int link_up;			/* a slave has its link mapped */
 };
 
 struct dn_switch_counters {
@@ -85,6 +87,41 @@ void dn_switch_destroy(struct dn_switch *sw);
  * (>= 0) used by the calls below. */
 int dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep);
 int dn_switch_remove(struct dn_switch *sw, int slot);
+
+/*
+ * Several processes per endpoint. Each process of an endpoint has a link of
+ * its own in the endpoint's slot; the address, tenant, limits, faults and
+ * counters stay the slot's. With several links the switch sends each frame
+ * for the endpoint to one of them: a segment of a known connection to the
+ * process that has it; a new connection (SYN) to one of the processes
+ * listening on its port, spread by a hash of its addresses (as
+ * SO_REUSEPORT spreads them), remembered in a per-slot table (dn_flow.h; a
+ * SYN with no room in it is dropped, as by a full SYN queue); a reply to a
+ * connection a process opened by the local port, each link having its own
+ * range of ephemeral ports (dn_switch_link_ports); anything else to the
+ * lowest link, whose stack answers an unknown segment with a reset.
+ */
+#define DN_MAX_LINKS 16
+#define DN_LINK0_PORT_LO 49152	/* link 0: 49152 .. 65535 (lwIP's) */
+#define DN_LINK_PORT_BASE 32768	/* link k >= 1: 1024 ports each from here */
+#define DN_LINK_PORTS 1024
+
+/* Adds a link for another process of the endpoint in slot, set up in
+ * shm_fd (an empty memfd) as dn_switch_add does. Returns the link's index
+ * (0 .. DN_MAX_LINKS - 1; 0 only when the first link left), -ENOENT for no
+ * endpoint in slot, -ENOSPC when all links are in use. */
+int dn_switch_join(struct dn_switch *sw, int slot, int shm_fd,
+	int slave_wake_fd);
+/* Takes a link away: what it sent is delivered, what waits for it dropped,
+ * its connections and listeners forgotten. -EBUSY for the endpoint's last
+ * link (dn_switch_remove removes the endpoint), -ENOENT for no such link. */
+int dn_switch_leave(struct dn_switch *sw, int slot, int link);
+/* The link's process listens on port (on = 1), or stopped (on = 0). */
+int dn_switch_listen(struct dn_switch *sw, int slot, int link, int port,
+	int on);
+/* The ephemeral ports a link's stack picks from, so that the replies to
+ * the connections it opens come back to it. -EINVAL out of range. */
+int dn_switch_link_ports(int link, uint16_t *lo, uint16_t *hi);
 int dn_switch_port_counters(struct dn_switch *sw, int slot,
 	struct dn_port_counters *out);
 void dn_switch_counters(struct dn_switch *sw, struct dn_switch_counters *out);
