@@ -13,7 +13,7 @@ The load process is an endpoint of its own with an aiohttp echo server
 URL`` line on stdin sends N requests to URL from 32 tasks, each on a
 connection of its own that it replaces every 10 requests (so the master
 and the switch spread a thousand connections), prints ``progress`` once K
-are answered, and ``result`` at the end: the pid that answered each
+are answered (K 0: never), and ``result`` at the end: the pid that answered each
 request, and for each failed attempt the pid its connection had been
 answered by (null: none yet). A failed request is tried again on a new
 connection until it is answered (at most five times).
@@ -165,7 +165,7 @@ async def run_load(url: str, n: int, report_at: int) -> dict[str, Any]:
                         await session.close()
                         session = None
                 done += 1
-                if not reported and done >= report_at:
+                if not reported and 0 < report_at <= done:
                     reported = True
                     emit("progress", done=done)
         finally:

@@ -697,7 +697,7 @@ class ControlServer:
             self.broker.check(True, src and src.name, dst and dst.name, port, allowed, server is not None)
             assert asker is not None and src is not None and dst is not None and server is not None
             ch, memfd = self.broker.open(src.name, src.address, dst.name, dst.address, port,
-                                         client_member=asker.id, server_member=server.id, ports=asker.ports)
+                                         client_member=asker.id, server_member=server.id)
         except Refusal as why:
             if why.refuse:
                 log.info("connection refused by policy", source=src and src.name, dest=dst and dst.name,
