@@ -160,6 +160,15 @@ def test_hostile_second_attach_changes_nothing(master: Master, netns: str) -> No
     workers = start_workers(master, netns, reg["secret"], load_ip, 2)
     assert wait_for(lambda: listening_everywhere(master, 2))
     before = members(master, "web")
+    # The API and `docknet ps` show the endpoint once, with its processes.
+    view = api(master).call("GET", "/v1/endpoints/web")
+    assert [m["pid"] for m in view["members"]] == [w.pid for w in workers]
+    assert all(m["listening"] == [8080] and m["ports"] for m in view["members"])
+    ps = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "--api", os.path.join(master.run_dir, "api.sock"),
+                         "ps"], capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+    assert sum(line.startswith("web ") for line in ps) == 1, ps
+    procs = [line for line in ps if line.strip().startswith("process")]
+    assert len(procs) == 2 and all(str(w.pid) in "".join(procs) for w in workers), ps
     status_before = {e["name"]: e["address"] for e in master.status()["endpoints"]}
 
     code = ("import json, sys; from aiodocknet.control import request; "
