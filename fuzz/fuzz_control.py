@@ -117,7 +117,7 @@ def test_one_input(data: bytes) -> None:
     peer, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.setblocking(False)
     peer.setblocking(False)
-    srv._conn_endpoint[conn] = ""
+    srv._conns[conn] = None
     try:
         for msg, with_fds in _messages(data):
             if conn.fileno() < 0:
@@ -142,7 +142,7 @@ def test_one_input(data: bytes) -> None:
             except (BlockingIOError, InterruptedError):
                 pass
     finally:
-        for c in list(srv._conn_endpoint):
+        for c in list(srv._conns):
             srv._drop(c, "fuzz input done")
         if conn.fileno() >= 0:
             conn.close()
