@@ -56,6 +56,13 @@ class FakeSwitch:
     def remove(self, slot: int) -> None:
         pass
 
+    def listen(self, slot: int, link: int, port: int, on: bool) -> None:
+        if not 0 < port < 65536:
+            raise ValueError("the switch takes a port number")
+
+    def link_ports(self, slot: int, link: int) -> tuple[int, int]:
+        return 32768 + 1024 * link, 32768 + 1024 * link + 1023
+
     def port_counters(self, slot: int) -> dict[str, int]:
         return {}
 
