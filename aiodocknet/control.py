@@ -213,9 +213,15 @@ MESSAGES: tuple[MessageKind, ...] = (
         Field("named", bool, required=False),
         Field("secret", str, required=False, max_len=256),
         Field("pid", int, required=False, lo=1, hi=2**31 - 1),
+    # An endpoint may have several processes, each with its own link in
+    # the endpoint's switch slot: link is this one's (0: the first), ports
+    # the ephemeral ports its connections must use (the switch carries
+    # what comes back for them to this link); no ports: any.
     ), reply=(
         Field("endpoint", str, max_len=NAME_MAX), _ipv4("address"), Field("prefix", int, lo=0, hi=32), _ipv4("gateway"),
         Field("mac", str, max_len=len("ff:ff:ff:ff:ff:ff")), Field("mtu", int, lo=68, hi=65535),
+        Field("link", int, required=False, lo=0, hi=65535),
+        Field("ports", list, required=False, items=(_port("lo"), _port("hi"))),
     ), reply_fds=ATTACH_FDS),
     MessageKind("resolve", "op", "to_master", (Field("name", str, max_len=NAME_MAX),),
                 reply=(_ipv4("address"),)),
@@ -226,20 +232,26 @@ MESSAGES: tuple[MessageKind, ...] = (
     MessageKind("fc_connect", "op", "to_master", (_req(), _ipv4("address"), _port()),
                 reply_event="fc_result"),
     MessageKind("fc_closed", "event", "to_master", (_channel_id(),)),
-    MessageKind("listen", "event", "to_master", (_port(), Field("on", bool))),
+    # fast false: the process takes no fast channels (the switch still
+    # spreads connections to the port over the processes listening).
+    MessageKind("listen", "event", "to_master", (_port(), Field("on", bool), Field("fast", bool, required=False))),
     MessageKind("connections", "event", "to_master", (
         _req(), Field("total", int, lo=0, hi=INT64_MAX), Field("conns", list),
         Field("error", str, required=False),
     )),
-    # From the master to a slave.
+    # From the master to a slave. peer_member: which process of the peer
+    # endpoint holds the other side (an endpoint may have several, each
+    # with its own eventfd): the key a process keeps that eventfd under.
     MessageKind("fc_offer", "op", "to_slave", (
         _channel_id(), _port(), Field("peer", list, items=(_ipv4("address"), _port())),
+        Field("peer_member", int, required=False, lo=1, hi=INT64_MAX),
     ), fds=CHANNEL_FDS),
     MessageKind("connections", "op", "to_slave", (_req(),), reply_event="connections"),
     MessageKind("fc_result", "event", "to_slave", (
         _req(), Field("ok", bool), Field("id", int, required=False, lo=1, hi=INT64_MAX),
         Field("local_port", int, required=False, lo=1, hi=65535),
         Field("reason", str, required=False), Field("refuse", bool, required=False),
+        Field("peer_member", int, required=False, lo=1, hi=INT64_MAX),
     ), fds=CHANNEL_FDS, fds_if="ok", required_if=("id", "local_port")),
     MessageKind("limits", "event", "to_slave", tuple(Field(k, int, lo=0, hi=UINT64_MAX) for k in LIMIT_FIELDS)),
     MessageKind("endpoint_gone", "event", "to_slave", (Field("name", str, max_len=NAME_MAX), _ipv4("address"))),

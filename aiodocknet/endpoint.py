@@ -108,6 +108,7 @@ class ProcessEndpoint:
     def __init__(self, stack: SlaveStack, master: str) -> None:
         self.stack = stack
         self.master = master
+        self.apply_port_range()
         self.network = ipaddress.IPv4Network(f"{stack.address}/{stack.info.prefix}", strict=False)
         ProcessEndpoint._last_network = self.network
         self.address = stack.address
@@ -187,9 +188,21 @@ class ProcessEndpoint:
                 ProcessEndpoint._instance = None
                 self.stack.close()
 
+    def apply_port_range(self) -> None:
+        """The ephemeral ports this process's connections and datagrams
+        must come from. An endpoint may have several processes, one link
+        each: the switch carries what comes back for a port to the link
+        whose range holds it, so this is set before any connect. No range
+        in the attach reply: the endpoint's only process, any port."""
+        ports = getattr(self.stack.info, "ports", None)
+        if ports:
+            self.stack.set_port_range(*ports)
+
     def relinked(self) -> None:
         """The stack moved to a master that came back: its address may be
-        new, and names found before may have moved."""
+        new, names found before may have moved, and it may be one process
+        of several now, with another port range."""
+        self.apply_port_range()
         self.address = self.stack.address
         self.network = ipaddress.IPv4Network(f"{self.stack.address}/{self.stack.info.prefix}", strict=False)
         self._names.clear()

@@ -145,6 +145,14 @@ class _GuardProtocol(asyncio.DatagramProtocol):
         self.app.resume_writing()
 
 
+def _wake_key(address: str, msg: dict[str, Any]) -> str:
+    """What a channel's peer eventfd is kept under: the peer process (an
+    endpoint may have several, each with its own eventfd) when the master
+    names it, else its endpoint's address."""
+    member = msg.get("peer_member")
+    return f"{address}#{member}" if isinstance(member, int) else address
+
+
 class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
@@ -589,7 +597,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                                              f"{msg.get('reason', 'not allowed')}")
             return None
         try:
-            fc = self._dn_wakes.channel(fds[0], 0, fds[1], fds[2], addr)
+            fc = self._dn_wakes.channel(fds[0], 0, fds[1], fds[2], _wake_key(addr, msg))
         except OSError as exc:
             self._dn_fc_lost(msg.get("id"), str(exc))
             return None
@@ -616,12 +624,15 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
 
     def _dn_listen(self, port: int, on: bool) -> None:
         """Tell the master which ports our servers serve: only those get
-        fast channels (others, e.g. a native listener, the network path)."""
+        fast channels (others, e.g. a native listener, the network path),
+        and, when the endpoint has several processes, the switch spreads
+        new connections to a port over the processes listening on it, so
+        it is told also with fast channels off."""
         ep = self._dn_endpoint
-        if ep is None or not self._dn_fast_channels:
+        if ep is None:
             return
         try:
-            ep.stack.send_control({"event": "listen", "port": port, "on": on})
+            ep.stack.send_control({"event": "listen", "port": port, "on": on, "fast": self._dn_fast_channels})
         except OSError:
             pass
 
@@ -707,7 +718,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                 os.close(fd)
             return
         try:
-            fc = self._dn_wakes.channel(fds[0], 1, fds[1], fds[2], str(msg["peer"][0]))
+            fc = self._dn_wakes.channel(fds[0], 1, fds[1], fds[2], _wake_key(str(msg["peer"][0]), msg))
         except OSError as exc:
             self._dn_fc_lost(cid, str(exc))
             return

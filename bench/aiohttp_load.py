@@ -1,6 +1,6 @@
 """aiohttp requests/s: a small JSON API and a closed-loop load client.
 
-    python bench/aiohttp_load.py serve --loop docknet|uvloop|asyncio --host H --port P
+    python bench/aiohttp_load.py serve --loop docknet|uvloop|asyncio --host H --port P [--reuse-port]
     python bench/aiohttp_load.py client --loop ... --url URL --conns N --seconds S
 
 The server answers GET /item/{n} with a ~300-byte JSON body built from a dict
@@ -8,6 +8,8 @@ look-up (the kind of handler a microservice has). The client keeps N
 requests in flight over keep-alive connections for S seconds and prints one
 JSON line: requests/s, p50/p99 latency, and its own CPU seconds. The same
 program runs on DockNetLoop and on uvloop or asyncio over kernel namespaces.
+With --reuse-port several servers share the port, as a pre-fork server's
+workers do (on DockNet: the processes of one endpoint).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.tls_cert:  # HTTPS (the TLS rows, bench/tls_rows.py)
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
-    await web.TCPSite(runner, host, args.port, ssl_context=tls).start()
+    await web.TCPSite(runner, host, args.port, ssl_context=tls, reuse_port=args.reuse_port or None).start()
     print(json.dumps({"event": "ready", "host": host}), flush=True)
     await asyncio.Event().wait()
 
@@ -110,6 +112,7 @@ def main() -> None:
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (and --tls-key)")
     p.add_argument("--tls-key")
     p.add_argument("--tls-ca", help="the client's CA file for an https:// URL")
+    p.add_argument("--reuse-port", action="store_true")
     args = p.parse_args()
     import aiodocknet
 

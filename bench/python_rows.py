@@ -12,7 +12,9 @@ Workloads: 64-byte asyncio Protocol ping-pong with 1 and 32 connections
 (bench/py_pingpong.py), aiohttp GET requests/s at equal concurrency with
 the CPU each request costs (bench/aiohttp_load.py), and the native (C)
 ping-pong over a fast channel, the floor the Python rows run on
-(bench/fc_native.py). Further ping-pong points (the sweeps of
+(bench/fc_native.py), and the aiohttp server as 1 and as 2 processes
+(``reuse_port``) on one endpoint against uvloop with the same workers on
+the bridge. Further ping-pong points (the sweeps of
 bench/sweep_rows.py) are measured here too, interleaved the same way.
 """
 
@@ -35,6 +37,10 @@ from procs import stop_all  # noqa: E402
 PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge", "asyncio-bridge"]
 PINGPONG_CONNS = [1, 32]
 AIOHTTP_CONNS = 16
+# aiohttp server processes sharing one endpoint (or, on the bridge, one
+# namespace's port with SO_REUSEPORT).
+WORKERS = [1, 2]
+WORKER_PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge"]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -117,6 +123,87 @@ class DockNetPythonServers:
         return out
 
 
+def _ready(p: subprocess.Popen[str], what: str) -> None:
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{what} failed: {p.stderr.read()[-1500:] if p.stderr else ''}")
+    json.loads(line)
+
+
+def docknet_workers_run(session: Any, path: str, workers: int, seconds: float) -> dict[str, Any]:
+    """aiohttp with the server as `workers` processes of one endpoint (a
+    namespace registered with the bench master), the client on an endpoint
+    of its own."""
+    from aiodocknet.cli.api_client import ApiClient
+    from aiodocknet.cli.netns import create_netns, delete_netns
+
+    session.clients += 1
+    ns_name, name = f"dnb-w{os.getpid()}-{session.clients}", f"web-workers{session.clients}"
+    api = ApiClient(os.path.join(session.dir.name, "api.sock"))
+    ns = create_netns(ns_name)
+    fast = "1" if path == "docknet-fast" else "0"
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        secret = api.call("POST", "/v1/endpoints", {"name": name, "netns": ns})["secret"]
+        for _ in range(workers):
+            servers.append(session._spawn(
+                ["ip", "netns", "exec", ns_name, sys.executable, str(BENCH / "aiohttp_load.py"), "serve",
+                 "--loop", "docknet", "--reuse-port"],
+                {"DOCKNET_ENDPOINT": name, "DOCKNET_SECRET": secret, "DOCKNET_REQUIRE": "1",
+                 "DOCKNET_FAST_CHANNELS": fast}))
+        for p in servers:
+            _ready(p, "aiohttp worker")
+        cpu0 = [proc_cpu(p.pid) for p in servers]
+        res = subprocess.run([sys.executable, str(BENCH / "aiohttp_load.py"), "client", "--loop", "docknet",
+                              "--url", f"http://{name}:8080", "--seconds", str(seconds),
+                              "--conns", str(AIOHTTP_CONNS)],
+                             env=dict(session.env, DOCKNET_ENDPOINT=f"py-client{session.clients}",
+                                      DOCKNET_FAST_CHANNELS=fast),
+                             capture_output=True, text=True, timeout=seconds + 60)
+        server_cpu = sum(proc_cpu(p.pid) - c for p, c in zip(servers, cpu0))
+    finally:
+        stop_all(servers)
+        try:
+            api.call("DELETE", f"/v1/endpoints/{name}")
+        finally:
+            delete_netns(ns_name)
+    out = _last_json(res, "aiohttp load (workers)")
+    out["server_cpu_s"] = round(server_cpu, 3)
+    return out
+
+
+def kernel_workers_run(workers: int, seconds: float) -> dict[str, Any]:
+    """The same on uvloop: `workers` servers on one port (SO_REUSEPORT) in
+    one namespace, the client in another, a Linux bridge between."""
+    with NetnsTopology(2, mode="bridge") as topo:
+        servers = [subprocess.Popen(topo.exec_argv(0, [sys.executable, str(BENCH / "aiohttp_load.py"), "serve",
+                                                       "--loop", "uvloop", "--host", topo.addr(0), "--reuse-port"]),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for _ in range(workers)]
+        try:
+            for p in servers:
+                _ready(p, "aiohttp worker (uvloop)")
+            cpu0 = [proc_cpu(p.pid) for p in servers]
+            res = subprocess.run(topo.exec_argv(1, [sys.executable, str(BENCH / "aiohttp_load.py"), "client",
+                                                    "--loop", "uvloop", "--seconds", str(seconds),
+                                                    "--url", f"http://{topo.addr(0)}:8080",
+                                                    "--conns", str(AIOHTTP_CONNS)]),
+                                 capture_output=True, text=True, timeout=seconds + 60)
+            server_cpu = sum(proc_cpu(p.pid) - c for p, c in zip(servers, cpu0))
+        finally:
+            stop_all(servers)
+    out = _last_json(res, "aiohttp load (uvloop workers)")
+    out["server_cpu_s"] = round(server_cpu, 3)
+    return out
+
+
+def workers_on(session: Any, path: str, workers: int, seconds: float) -> dict[str, Any]:
+    if path.startswith("docknet"):
+        return docknet_workers_run(session, path, workers, seconds)
+    return kernel_workers_run(workers, seconds)
+
+
 def kernel_run(loop: str, kind: str, seconds: float, conns: int, size: int = 64) -> dict[str, Any]:
     """One measurement between two fresh namespaces on a Linux bridge."""
     script = "py_pingpong.py" if kind == "pingpong" else "aiohttp_load.py"
@@ -153,8 +240,9 @@ def fc_native(seconds: float) -> dict[str, Any]:
 def measure_all(session: Any, repeats: int, seconds: float, paths: list[str] | None = None,
                 pingpong: list[PingPong] | None = None, others: bool = True) -> list[dict[str, Any]]:
     """Every ping-pong point (default: the headline rows) on every path,
-    interleaved per point and repeat; with ``others``, aiohttp and the
-    native floor after them in each repeat."""
+    interleaved per point and repeat; with ``others``, aiohttp (one server
+    process, then server workers), and the native floor after them in
+    each repeat."""
     servers = DockNetPythonServers(session)
     rows: list[dict[str, Any]] = []
     since = time.monotonic()
@@ -195,6 +283,12 @@ def _measure(servers: DockNetPythonServers, add: Any, repeats: int, seconds: flo
             else:
                 r = kernel_run(path.split("-")[0], "aiohttp", seconds, AIOHTTP_CONNS)
             add(r, "aiohttp", path, rep)
+        for workers in WORKERS:
+            for path in WORKER_PATHS:
+                if path in paths:
+                    r = workers_on(servers.session, path, workers, seconds)
+                    r["workers"] = workers
+                    add(r, f"aiohttp workers x{workers}", path, rep)
         add(fc_native(seconds), "native fc", "docknet-fast", rep)
 
 
@@ -248,6 +342,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         out += ["", f"The kernel path's share of a request's CPU, estimated as what the fast channel saves: "
                     f"{saved:.0f} µs of {cpu_per_req['uvloop-bridge']:.0f} µs "
                     f"({saved / cpu_per_req['uvloop-bridge']:.0%}); the rest is aiohttp and the handler."]
+    out += workers_report(rows)
     native = [r for r in rows if r["workload"] == "native fc"]
     if native:
         med, lo, hi = _med(native, "rt_per_s")
@@ -255,3 +350,28 @@ def report(rows: list[dict[str, Any]]) -> str:
                 f"{med:,.0f} round trips/s [{lo:,.0f}–{hi:,.0f}], p50 "
                 f"{statistics.median(r['p50_us'] for r in native):.2f} µs (both ends spinning)."]
     return "\n".join(out) + "\n\n"
+
+
+def workers_report(rows: list[dict[str, Any]]) -> list[str]:
+    """The aiohttp server as 1 and 2 processes: on one DockNet endpoint
+    (the master spreads connections over them), on the bridge with
+    SO_REUSEPORT."""
+    sel = {(w, p): [r for r in rows if r["workload"] == f"aiohttp workers x{w}" and r["path"] == p]
+           for w in WORKERS for p in WORKER_PATHS}
+    meds = {k: _med(rs, "req_per_s") for k, rs in sel.items() if rs}
+    if not meds:
+        return []
+    out = ["", f"### aiohttp server workers, {AIOHTTP_CONNS} requests in flight (bench/aiohttp_load.py --reuse-port)",
+           "", "The server as 1 and as 2 processes: on DockNet the processes of one endpoint (one address, "
+           "a link each; connections spread over them), on the bridge uvloop workers sharing the port with "
+           "SO_REUSEPORT. One client process. CPU is the client's and every worker's.", "",
+           "| path | workers | requests/s | p50 | CPU µs/request | vs uvloop-bridge, same workers |",
+           "|---|---|---|---|---|---|"]
+    for (w, p), (med, lo, hi) in meds.items():
+        rs = sel[(w, p)]
+        p50 = statistics.median(r["p50_us"] for r in rs)
+        cpu = statistics.median((r["client_cpu_s"] + r["server_cpu_s"]) / r["requests"] * 1e6 for r in rs)
+        base = meds.get((w, "uvloop-bridge"))
+        ratio = f"{med / base[0]:.2f}x" if base else "—"
+        out.append(f"| {p} | {w} | {med:,.0f} [{lo:,.0f}–{hi:,.0f}] | {p50:.0f} µs | {cpu:.0f} | {ratio} |")
+    return out

@@ -56,6 +56,13 @@ class FakeSwitch:
     def remove(self, slot: int) -> None:
         pass
 
+    def listen(self, slot: int, link: int, port: int, on: bool) -> None:
+        if not 0 < port < 65536:
+            raise ValueError("the switch takes a port number")
+
+    def link_ports(self, slot: int, link: int) -> tuple[int, int]:
+        return 32768 + 1024 * link, 32768 + 1024 * link + 1023
+
     def port_counters(self, slot: int) -> dict[str, int]:
         return {}
 
@@ -117,7 +124,7 @@ def test_one_input(data: bytes) -> None:
     peer, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.setblocking(False)
     peer.setblocking(False)
-    srv._conn_endpoint[conn] = ""
+    srv._conns[conn] = None
     try:
         for msg, with_fds in _messages(data):
             if conn.fileno() < 0:
@@ -142,7 +149,7 @@ def test_one_input(data: bytes) -> None:
             except (BlockingIOError, InterruptedError):
                 pass
     finally:
-        for c in list(srv._conn_endpoint):
+        for c in list(srv._conns):
             srv._drop(c, "fuzz input done")
         if conn.fileno() >= 0:
             conn.close()

@@ -167,6 +167,13 @@ def _ps(args: argparse.Namespace) -> Result:
                      f"{e.get('pid') or '-':>7} {_fmt_rate(e.get('egress_bits', 0)):>10} "
                      f"{_fmt_rate(e.get('ingress_bits', 0)):>10} {_fmt_pkts(e.get('egress_pkts', 0)):>10} "
                      f"{_fmt_pkts(e.get('ingress_pkts', 0)):>11} {_owner(e)}")
+        members = e.get("members") or []
+        if len(members) > 1:
+            # Several processes share the endpoint: one line each, under it.
+            for m in members:
+                ports = ",".join(str(p) for p in m["listening"]) or "-"
+                lines.append(f"  {'process':22} {'link ' + str(m['link']):12} {'listening ' + ports:26} "
+                             f"{m['pid'] or '-':>7}")
     return Result(eps, lines)
 
 
@@ -190,9 +197,13 @@ def _stats(args: argparse.Namespace) -> Result:
 
 def _ss(args: argparse.Namespace) -> Result:
     ans = _client(args).call("GET", f"/v1/endpoints/{_name_arg(args)}/connections")
-    lines = [f"{'State':12} {'Recv-Q':>8} {'Send-Q':>8} {'Local Address:Port':24} {'Peer Address:Port':24} Path"]
+    # An endpoint of several processes: each row says whose it is.
+    several = any(c.get("pid") for c in ans["connections"])
+    lines = [f"{'State':12} {'Recv-Q':>8} {'Send-Q':>8} {'Local Address:Port':24} {'Peer Address:Port':24} Path"
+             + ("   Process" if several else "")]
     for c in ans["connections"]:
-        lines.append(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {c['local']:24} {c['peer']:24} {c['path']}")
+        lines.append(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {c['local']:24} {c['peer']:24} {c['path']}"
+                     + (f" {c.get('pid') or '-':>9}" if several else ""))
     if ans["total"] > len(ans["connections"]):
         lines.append(f"... {ans['total'] - len(ans['connections'])} more")
     return Result(ans, lines)

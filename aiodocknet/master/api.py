@@ -261,7 +261,7 @@ def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
         view.update(reg.public())
     if ep is not None:
         view.update({"address": ep.address, "mac": ep.mac, "pid": ep.pid, "tenant": ep.tenant,
-                     "attached_at": ep.attached_at})
+                     "attached_at": ep.attached_at, "members": [m.public() for m in ep.members]})
         if reg is None:
             view.update({k: ep.limits.get(k, 0) for k in LIMIT_FIELDS})
         try:

@@ -332,6 +332,18 @@ class Registered(Registration):
     secret: str = Field(description="DOCKNET_SECRET for the process that attaches under this name")
 
 
+class Member(BaseModel):
+    """One process attached to an endpoint (pre-fork workers, a sidecar:
+    several may share an endpoint's address, each with its own link)."""
+    model_config = _ANSWER
+    pid: int | None
+    link: int = Field(ge=0, description="its link in the endpoint's switch slot (0: the first)")
+    ports: list[int] | None = Field(description="the ephemeral ports its link's connections use [low, high]; "
+                                                "null: the endpoint's only link, any")
+    listening: list[int] = Field(description="ports its servers listen on")
+    attached_at: float = Field(description="seconds since the epoch")
+
+
 class EndpointView(BaseModel):
     """An endpoint: registered (by the API), attached (a live process), or
     both; the fields of a state it is not in are absent."""
@@ -350,9 +362,10 @@ class EndpointView(BaseModel):
     ingress_burst_bits: int = Field(0, ge=0)
     address: str = Field(None, description="the address it is attached with")
     mac: str | None = Field(None, description="the MAC of its address (null for a registration without one)")
-    pid: int = Field(None)
+    pid: int = Field(None, description="its first process's")
     attached_at: float = Field(None, description="seconds since the epoch")
     counters: PortCounters = Field(None)
+    members: list[Member] = Field(None, description="its processes, in attach order")
 
 
 class EndpointList(RootModel[list[EndpointView]]):
@@ -400,6 +413,7 @@ class Connection(BaseModel):
     recv_q: int = Field(ge=0)
     send_q: int = Field(ge=0)
     path: Literal["switch", "fast"]
+    pid: int | None = Field(None, description="the process holding it, when the endpoint has several")
 
 
 class Connections(BaseModel):

@@ -3,7 +3,11 @@
 A slave about to connect to address:port asks; when the address is an
 endpoint of this master whose DockNetLoop listens on that port and policy
 allows the pair, the broker makes a channel (native/dn_fastchan.h) and the
-control server hands its descriptors to both processes. The broker keeps a
+control server hands its descriptors to both processes. An endpoint may
+have several processes (members, numbered by the control server for the
+master's life): listeners and channel sides are theirs, a connection goes
+to one of the members listening on its port in turn, as SO_REUSEPORT
+spreads them, and a member that goes takes only its own channels. The broker keeps a
 read-only view of every channel it made, for the byte counts in the API,
 and lets go of it (so the memory is freed) once both sides have closed or
 died.
@@ -73,13 +77,19 @@ class Channel:
     client_addr: tuple[str, int]
     server_addr: tuple[str, int]
     watch: ChannelWatch
+    # The processes holding each side (member ids of the control server).
+    client_member: int = 0
+    server_member: int = 0
     opened_at: float = field(default_factory=time.time)
     # Sides known to be done although their flag is not set: a process
     # that died, or a notice that arrived before the flag was visible.
     done: set[int] = field(default_factory=set)
 
-    def side_of(self, endpoint: str) -> int | None:
-        return 0 if endpoint == self.client else 1 if endpoint == self.server else None
+    def side_of(self, member: int) -> int | None:
+        return 0 if member == self.client_member else 1 if member == self.server_member else None
+
+    def member_of(self, side: int) -> int:
+        return self.client_member if side == 0 else self.server_member
 
     def view(self) -> dict[str, Any]:
         st = self.watch.read()
@@ -101,9 +111,12 @@ class FastChannelBroker:
         self.enabled = enabled
         self.ring_size = ring_size
         self.channels: dict[int, Channel] = {}
-        # endpoint -> ports its DockNetLoop serves (a count per port: a
+        # member -> ports its DockNetLoop serves (a count per port: a
         # wildcard server and an address-bound one may share a number)
-        self.listening: dict[str, dict[int, int]] = {}
+        self.listening: dict[int, dict[int, int]] = {}
+        # (endpoint, port) -> how many connections went there: the next
+        # one goes to the next member listening.
+        self._turn: dict[tuple[str, int], int] = {}
         self._ids = 0
         # endpoint -> the connecting ports its open channels have
         self._ports: dict[str, set[int]] = {}
@@ -118,22 +131,37 @@ class FastChannelBroker:
 
     # ---- listeners ----
 
-    def listen(self, endpoint: str, port: int, on: bool) -> None:
-        ports = self.listening.setdefault(endpoint, {})
+    def listen(self, member: int, port: int, on: bool) -> None:
+        ports = self.listening.setdefault(member, {})
         if on:
             ports[port] = ports.get(port, 0) + 1
         elif ports.get(port, 0) > 1:
             ports[port] -= 1
         else:
             ports.pop(port, None)
+            if not ports:
+                del self.listening[member]
 
-    def is_listening(self, endpoint: str, port: int) -> bool:
-        return port in self.listening.get(endpoint, {})
+    def is_listening(self, member: int, port: int) -> bool:
+        return port in self.listening.get(member, {})
+
+    def pick(self, endpoint: str, members: list[int], port: int) -> int | None:
+        """The member of endpoint (its members in attach order) that gets
+        the next connection to port: those listening, in turn; None when
+        none listens."""
+        serving = [m for m in members if self.is_listening(m, port)]
+        if not serving:
+            return None
+        turn = self._turn.get((endpoint, port), 0)
+        self._turn[(endpoint, port)] = turn + 1
+        return serving[turn % len(serving)]
 
     # ---- making channels ----
 
-    def check(self, enabled_here: bool, src: str | None, dst: str | None, port: Any, allowed: bool) -> None:
-        """Raises Refusal unless a channel from src to dst:port may be made."""
+    def check(self, enabled_here: bool, src: str | None, dst: str | None, port: Any, allowed: bool,
+              serving: bool) -> None:
+        """Raises Refusal unless a channel from src to dst:port may be made
+        (serving: a member of dst listens on port)."""
         if not self.enabled or not enabled_here:
             raise Refusal("fast channels are off")
         if src is None or dst is None or not isinstance(port, int) or not 0 < port < 65536:
@@ -141,12 +169,17 @@ class FastChannelBroker:
         if not allowed:
             self.refused += 1
             raise Refusal("policy does not allow this connection", refuse=True)
-        if not self.is_listening(dst, port):
+        if not serving:
             raise Refusal("no DockNetLoop listens there")
 
-    def open(self, src: str, src_address: str, dst: str, dst_address: str, port: int) -> tuple[Channel, int]:
+    def open(self, src: str, src_address: str, dst: str, dst_address: str, port: int, *,
+             client_member: int = 0, server_member: int = 0,
+             ports: tuple[int, int] | None = None) -> tuple[Channel, int]:
         """A new channel and its region (a memfd), which the caller sends to
-        both sides with their endpoints' eventfds and then closes."""
+        both sides with their members' eventfds and then closes. ports: the
+        connecting member's ephemeral range, when its link has one of its
+        own (the channel's port is then one the switch would carry to that
+        process too)."""
         memfd = make_region(self.ring_size)
         try:
             watch = ChannelWatch(memfd)
@@ -154,21 +187,22 @@ class FastChannelBroker:
             os.close(memfd)
             raise
         try:
-            local_port = self._ephemeral(src)
+            local_port = self._ephemeral(src, ports or EPHEMERAL)
         except OSError:
             watch.close()
             os.close(memfd)
             raise
         self._ids += 1
-        ch = Channel(self._ids, src, dst, (src_address, local_port), (dst_address, port), watch)
+        ch = Channel(self._ids, src, dst, (src_address, local_port), (dst_address, port), watch,
+                     client_member, server_member)
         self.channels[ch.id] = ch
         self.made += 1
         return ch, memfd
 
-    def _ephemeral(self, endpoint: str) -> int:
+    def _ephemeral(self, endpoint: str, ports: tuple[int, int]) -> int:
         used = self._ports.setdefault(endpoint, set())
-        low, high = EPHEMERAL
-        if len(used) > high - low:
+        low, high = ports
+        if sum(1 for p in used if low <= p <= high) > high - low:
             raise OSError(errno.EADDRNOTAVAIL, f"endpoint {endpoint!r} has no fast-channel port left")
         while True:
             port = low + secrets.randbelow(high - low + 1)
@@ -178,42 +212,55 @@ class FastChannelBroker:
 
     # ---- letting go ----
 
-    def closed(self, endpoint: str, channel_id: Any) -> str | None:
-        """endpoint says it has closed its side of channel_id. A side that
+    def closed(self, member: int, channel_id: Any) -> int | None:
+        """member says it has closed its side of channel_id. A side that
         never opened the channel (its descriptors did not reach it, it
         could not map it) leaves the other waiting on a stream nobody
         serves: the channel is reset and released now, and the other
-        side's endpoint is returned for the caller to ring."""
+        side's member is returned for the caller to ring."""
         ch = self.channels.get(channel_id) if isinstance(channel_id, int) else None
         if ch is None:
             return None
-        side = ch.side_of(endpoint)
+        side = ch.side_of(member)
         if side is None:
             return None  # not its channel: ignore rather than trust it
         ch.done.add(side)
         st = ch.watch.read()
         other = 1 - side
         if not st["closed"][side] and not (st["closed"][other] or other in ch.done):
-            log.info("fast channel reset: one side never opened it", channel=ch.id, side=endpoint)
+            log.info("fast channel reset: one side never opened it", channel=ch.id,
+                     side=ch.client if side == 0 else ch.server)
             ch.watch.reset()
             ch.done.add(other)
             self._maybe_release(ch)
-            return ch.client if other == 0 else ch.server
+            return ch.member_of(other)
         self._maybe_release(ch)
         return None
 
-    def endpoint_gone(self, endpoint: str) -> None:
-        """Its channels are released now: their other sides hear of it from
-        the master's endpoint_gone notice, and the reset keeps them from
-        waiting for bytes that cannot come."""
-        self.listening.pop(endpoint, None)
+    def member_gone(self, member: int) -> list[int]:
+        """A process of an endpoint went: its channels are reset and
+        released now, so their other sides stop waiting for bytes that
+        cannot come; returns those sides' members for the caller to ring
+        (the reset is seen when they wake). Its endpoint's other members
+        and their channels are untouched."""
+        self.listening.pop(member, None)
+        peers = []
         for ch in list(self.channels.values()):
-            side = ch.side_of(endpoint)
+            side = ch.side_of(member)
             if side is not None:
+                if not ch.watch.read()["closed"][1 - side]:
+                    peers.append(ch.member_of(1 - side))
                 ch.watch.reset()
                 ch.done.update((0, 1))
                 self._maybe_release(ch)
+        return peers
+
+    def endpoint_gone(self, endpoint: str) -> None:
+        """Its last member has gone (member_gone first): what is kept for
+        the endpoint goes too."""
         self._released_by.pop(endpoint, None)
+        for key in [k for k in self._turn if k[0] == endpoint]:
+            del self._turn[key]
 
     def abandon(self, ch: Channel) -> None:
         """A channel that never reached both sides."""

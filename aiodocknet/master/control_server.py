@@ -1,8 +1,12 @@
 """The master's control socket: attach, detach, resolve, status.
 
 Each slave holds one connection for as long as it is attached; when that
-connection closes (detach, exit, SIGKILL) its endpoint, port and address are
-freed. Every message goes through one ``Dispatcher`` over
+connection closes (detach, exit, SIGKILL) its link is freed, and with the
+endpoint's last process its endpoint, port and address. An endpoint of its
+own namespace (registered, or a container's) may be attached by several
+processes of that namespace (pre-fork workers, a sidecar): each is a
+member with its own link in the endpoint's switch slot, sharing the
+address. Every message goes through one ``Dispatcher`` over
 ``aiodocknet.control``'s table, one handler per kind: a malformed request
 gets one error reply and the connection stays usable, a malformed event is
 logged, and a connection that sends bytes that are not a JSON object is
@@ -52,14 +56,36 @@ REATTACH_GRACE = 30.0
 
 
 @dataclass
+class Member:
+    """One process attached to an endpoint: its control connection and its
+    link in the endpoint's switch slot."""
+
+    id: int  # unique for the master's life: the broker's key
+    endpoint: str
+    conn: socket.socket
+    pid: int | None
+    link: int  # 0: the link the slot was made with
+    link_fd: int
+    wake_fd: int
+    # The link's own ephemeral ports (connections it opens), None when the
+    # switch gives it none (the endpoint's only link).
+    ports: tuple[int, int] | None = None
+    # Ports its servers listen on, a count per port (wildcard and
+    # address-bound servers may share one).
+    listening: dict[int, int] = field(default_factory=dict)
+    attached_at: float = field(default_factory=time.time)
+
+    def public(self) -> dict[str, Any]:
+        return {"pid": self.pid, "link": self.link, "ports": list(self.ports) if self.ports else None,
+                "listening": sorted(self.listening), "attached_at": self.attached_at}
+
+
+@dataclass
 class Endpoint:
     name: str
     address: str
     mac: str
     slot: int
-    pid: int | None
-    link_fd: int
-    wake_fd: int
     tenant: str = "default"
     registration: Registration | None = None
     # In force now, on the switch and pushed to the process (fast channels).
@@ -67,6 +93,13 @@ class Endpoint:
     attached_at: float = field(default_factory=time.time)
     # Fault injection on its link (tests), None when off.
     faults: Faults | None = None
+    # Its processes, in attach order; the endpoint exists while it has one.
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        """The first member's process (the one an ad-hoc endpoint has)."""
+        return self.members[0].pid if self.members else None
 
 
 @dataclass(frozen=True)
@@ -102,12 +135,13 @@ class ControlServer:
         self.addresses = addresses
         self.mtu = mtu
         self.endpoints: dict[str, Endpoint] = {}
-        # Both ways between a connection and the endpoint attached on it
-        # ("" while none is), and endpoints by address: fast-channel
-        # requests and pushes look them up, never scan.
-        self._conn_endpoint: dict[socket.socket, str] = {}
-        self._endpoint_conn: dict[str, socket.socket] = {}
+        # Each connection's member (None while nothing is attached on it;
+        # the member names its endpoint), and endpoints by address:
+        # fast-channel requests and pushes look them up, never scan.
+        self._conns: dict[socket.socket, Member | None] = {}
         self._by_address: dict[str, Endpoint] = {}
+        self._members = 0
+        self._by_member: dict[int, Member] = {}
         self._peers: dict[socket.socket, Peer | None] = {}
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -225,7 +259,7 @@ class ControlServer:
         # What was attached stays in the saved state: after a restart,
         # its services come back to their addresses.
         self.state, state = None, self.state
-        for conn in list(self._conn_endpoint):
+        for conn in list(self._conns):
             self._drop(conn, "master stopping")
         self.state = state
         # After the drops: the endpoints they detach are held like any
@@ -251,7 +285,7 @@ class ControlServer:
         except (BlockingIOError, InterruptedError):
             return
         conn.setblocking(False)
-        self._conn_endpoint[conn] = ""
+        self._conns[conn] = None
         self._peers[conn] = self._read_peer(conn)
         self._loop.add_reader(conn.fileno(), self._readable, conn)
 
@@ -291,7 +325,7 @@ class ControlServer:
             # after it the connection's state is unknown, so it ends.
             log.error("control message handling failed", error=repr(exc), pid=self._peer_pid(conn),
                       exc_info=True)
-            if conn in self._conn_endpoint:
+            if conn in self._conns:
                 self._drop(conn, "internal error")
 
     def _serve(self, conn: socket.socket) -> None:
@@ -318,7 +352,7 @@ class ControlServer:
         """A handler raised (a bug of ours, not the peer's; logged by the
         dispatcher): the peer stays, its request gets the one answer it
         waits for, and its endpoint (if any) is untouched."""
-        if kind.key == "op" and conn in self._conn_endpoint:
+        if kind.key == "op" and conn in self._conns:
             self._refuse(conn, kind, msg.get("req"), errno.EIO, f"{kind.name} failed inside the master")
 
     def _refuse(self, conn: socket.socket, kind: MessageKind | None, req: Any, code: int, why: str) -> None:
@@ -365,12 +399,41 @@ class ControlServer:
     # ---- events ----
 
     def _fc_closed(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
-        self._ring(self.broker.closed(self._conn_endpoint.get(conn, ""), msg["id"]))
+        member = self._conns.get(conn)
+        if member is not None:
+            self._ring(self.broker.closed(member.id, msg["id"]))
 
     def _listen(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
-        name = self._conn_endpoint.get(conn, "")
-        if name:
-            self.broker.listen(name, msg["port"], msg["on"])
+        """A server of the member's opened or closed: the switch spreads
+        new connections to the port among the links listening on it, and
+        the broker offers fast channels to those that take them (a process
+        with fast channels off says so)."""
+        member = self._conns.get(conn)
+        if member is None:
+            return
+        port, on = msg["port"], msg["on"]
+        if msg.get("fast", True):
+            self.broker.listen(member.id, port, on)
+        count = member.listening.get(port, 0)
+        if not on and count == 0:
+            return  # it never said it listened there
+        member.listening[port] = count + (1 if on else -1)
+        if member.listening[port] == 0:
+            del member.listening[port]
+        # The switch hears of the first server on the port and of the last.
+        if count == (0 if on else 1):
+            self._switch_listen(member, port, on)
+
+    def _switch_listen(self, member: Member, port: int, on: bool) -> None:
+        ep = self.endpoints.get(member.endpoint)
+        listen = getattr(self.switch, "listen", None)
+        if ep is None or listen is None:
+            return
+        try:
+            listen(ep.slot, member.link, port, on)
+        except OSError as exc:
+            log.warning("switch did not take a listener", endpoint=ep.name, pid=member.pid, link=member.link,
+                        port=port, on=on, error=str(exc))
 
     def _connections_answer(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
         # Only the connection asked answers its request.
@@ -380,14 +443,12 @@ class ControlServer:
 
     def _drop(self, conn: socket.socket, why: str) -> None:
         assert self._loop is not None
-        name = self._conn_endpoint.pop(conn, "")
+        member = self._conns.pop(conn, None)
         self._peers.pop(conn, None)
-        if name:
-            self._endpoint_conn.pop(name, None)
         self._loop.remove_reader(conn.fileno())
         conn.close()
-        if name:
-            self._detach(name, why)
+        if member is not None:
+            self._leave(member, why)
 
     # ---- requests ----
 
@@ -408,10 +469,15 @@ class ControlServer:
         except RegistryError as exc:
             log.warning("attach refused", endpoint=name, pid=pid, reason=str(exc))
             raise RequestError(errno.EACCES, str(exc)) from None
-        if self._conn_endpoint.get(conn):
+        if self._conns.get(conn) is not None:
             raise RequestError(errno.EISCONN, "this connection is already attached")
-        if name in self.endpoints:
-            raise RequestError(errno.EADDRINUSE, f"endpoint {name!r} is already attached")
+        joined = self.endpoints.get(name)
+        if joined is not None:
+            # An ad-hoc host endpoint has no namespace of its own (any host
+            # process could claim to be another process of it): one process.
+            if reg is None:
+                raise RequestError(errno.EADDRINUSE, f"endpoint {name!r} is already attached")
+            return self._join(conn, joined, pid)
         tenant = reg.tenant if reg is not None else "default"
         # Whatever fails below, the asker gets a reply and everything taken
         # so far is given back: an exception out of here would leave the
@@ -445,13 +511,11 @@ class ControlServer:
                 address=address,
                 mac=mac_of(address),
                 slot=slot,
-                pid=pid,
-                link_fd=link,
-                wake_fd=wake,
                 tenant=tenant,
                 registration=reg,
                 limits=limits,
             )
+            member = self._new_member(conn, ep, pid, 0, link, wake)
         except Exception as exc:
             self._undo_attach(name, address, link, wake, slot)
             if isinstance(exc, (ValueError, RegistryError)) and slot is None:
@@ -464,22 +528,75 @@ class ControlServer:
             raise RequestError(code, f"{stage}: {why}") from None
         self.endpoints[name] = ep
         self._by_address[address] = ep
-        self._conn_endpoint[conn] = name
-        self._endpoint_conn[name] = conn
+        ep.members.append(member)
+        self._conns[conn] = member
+        self._by_member[member.id] = member
         self._save_state()
-        log.info("endpoint attached", endpoint=name, address=address, slot=slot, pid=ep.pid, tenant=tenant)
-        reply = {
-            "endpoint": name,
-            "address": address,
+        log.info("endpoint attached", endpoint=name, address=address, slot=slot, pid=pid, tenant=tenant)
+        return self._attach_reply(ep, member)
+
+    def _new_member(self, conn: socket.socket, ep: Endpoint, pid: int | None, link: int, link_fd: int,
+                    wake_fd: int) -> Member:
+        ports = None
+        link_ports = getattr(self.switch, "link_ports", None)
+        if link_ports is not None:
+            ports = link_ports(ep.slot, link)
+        self._members += 1
+        return Member(self._members, ep.name, conn, pid, link, link_fd, wake_fd, ports)
+
+    def _attach_reply(self, ep: Endpoint, member: Member) -> OpResult:
+        reply: dict[str, Any] = {
+            "endpoint": ep.name,
+            "address": ep.address,
             "prefix": self.addresses.subnet.prefixlen,
             "gateway": self.addresses.gateway,
             "mac": ep.mac,
             "mtu": self.mtu,
+            "link": member.link,
         }
-        return reply, [link, wake, self.switch.wake_fd]
+        if member.ports is not None:
+            reply["ports"] = list(member.ports)
+        return reply, [member.link_fd, member.wake_fd, self.switch.wake_fd]
+
+    def _join(self, conn: socket.socket, ep: Endpoint, pid: int | None) -> OpResult:
+        """Another process of an attached endpoint's namespace (it passed the
+        same check as the first): a link of its own in the endpoint's slot,
+        the same address."""
+        if getattr(self.switch, "join", None) is None:
+            raise RequestError(errno.EADDRINUSE, f"endpoint {ep.name!r} is already attached "
+                                                 "(this master's switch has one link per endpoint)")
+        link_fd = wake = link = None
+        try:
+            link_fd = os.memfd_create(f"docknet-link-{ep.name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            link = self.switch.join(ep.slot, link_fd, wake)
+            member = self._new_member(conn, ep, pid, link, link_fd, wake)
+        except Exception as exc:
+            if link is not None:
+                try:
+                    self.switch.leave(ep.slot, link)
+                except OSError as err:
+                    log.error("cannot take a link back", endpoint=ep.name, link=link, error=str(err))
+            for fd in (wake, link_fd):
+                if fd is not None:
+                    os.close(fd)
+            if isinstance(exc, OSError):
+                code, why = exc.errno or errno.EIO, exc.strerror or str(exc)
+            else:
+                log.exception("join failed", endpoint=ep.name, pid=pid)
+                code, why = errno.EIO, f"internal error ({type(exc).__name__})"
+            raise RequestError(code, f"cannot join endpoint {ep.name!r}: {why}") from None
+        ep.members.append(member)
+        self._conns[conn] = member
+        self._by_member[member.id] = member
+        log.info("endpoint joined", endpoint=ep.name, address=ep.address, slot=ep.slot, link=link, pid=pid,
+                 members=len(ep.members), ports=member.ports)
+        return self._attach_reply(ep, member)
 
     def _attached(self, conn: socket.socket) -> None:
-        self._push_limits(self._conn_endpoint[conn])
+        member = self._conns.get(conn)
+        if member is not None:
+            self._push_limits(member.endpoint, member)
 
     def _undo_attach(self, name: str, address: str | None, link: int | None, wake: int | None,
                      slot: int | None) -> None:
@@ -567,17 +684,21 @@ class ControlServer:
         to the listener), else the reason, and the slave takes the network
         path or, for policy, reports the connection refused."""
         req, address, port = msg["req"], msg["address"], msg["port"]
-        src = self.endpoints.get(self._conn_endpoint.get(conn, ""))
+        asker = self._conns.get(conn)
+        src = self.endpoints.get(asker.endpoint) if asker is not None else None
         dst = self._by_address.get(address)
         allowed = (src is not None and dst is not None
                    and self.registry.allows(src.tenant, dst.tenant, port))
-        dst_conn = self._endpoint_conn.get(dst.name) if dst is not None else None
+        # The member of the endpoint whose turn it is, of those listening.
+        server = None
+        if allowed and dst is not None and isinstance(port, int):
+            chosen = self.broker.pick(dst.name, [m.id for m in dst.members], port)
+            server = next((m for m in dst.members if m.id == chosen), None)
         try:
-            self.broker.check(True, src and src.name, dst and dst.name, port, allowed)
-            if dst_conn is None:
-                raise Refusal("the endpoint is leaving")
-            assert src is not None and dst is not None
-            ch, memfd = self.broker.open(src.name, src.address, dst.name, dst.address, port)
+            self.broker.check(True, src and src.name, dst and dst.name, port, allowed, server is not None)
+            assert asker is not None and src is not None and dst is not None and server is not None
+            ch, memfd = self.broker.open(src.name, src.address, dst.name, dst.address, port,
+                                         client_member=asker.id, server_member=server.id)
         except Refusal as why:
             if why.refuse:
                 log.info("connection refused by policy", source=src and src.name, dest=dst and dst.name,
@@ -589,28 +710,30 @@ class ControlServer:
             log.warning("cannot make a fast channel", error=str(exc))
             self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": str(exc)})
             return
-        # Each side sleeps on its endpoint's own eventfd (the one the switch
+        # Each side sleeps on its link's own eventfd (the one the switch
         # rings): one descriptor wakes a process for its stack and every
         # channel it has.
         try:
             try:
-                send(dst_conn, {"op": "fc_offer", "id": ch.id, "port": port, "peer": list(ch.client_addr)},
-                     "to_slave", [memfd, dst.wake_fd, src.wake_fd])
+                send(server.conn, {"op": "fc_offer", "id": ch.id, "port": port, "peer": list(ch.client_addr),
+                                   "peer_member": asker.id},
+                     "to_slave", [memfd, server.wake_fd, asker.wake_fd])
             except OSError as exc:
                 self.broker.abandon(ch)
                 self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": str(exc)})
                 return
             self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": True, "id": ch.id,
-                                  "local_port": ch.client_addr[1]}, [memfd, src.wake_fd, dst.wake_fd])
+                                  "local_port": ch.client_addr[1], "peer_member": server.id},
+                           [memfd, asker.wake_fd, server.wake_fd])
         finally:
             os.close(memfd)
 
-    def _ring(self, name: str | None) -> None:
-        """Wake an endpoint's process (a channel of its was reset)."""
-        ep = self.endpoints.get(name) if name else None
-        if ep is not None:
+    def _ring(self, member_id: int | None) -> None:
+        """Wake a member's process (a channel of its was reset)."""
+        member = self._by_member.get(member_id) if member_id else None
+        if member is not None:
             try:
-                os.eventfd_write(ep.wake_fd, 1)
+                os.eventfd_write(member.wake_fd, 1)
             except BlockingIOError:
                 pass  # saturated: it is being woken anyway
 
@@ -620,24 +743,40 @@ class ControlServer:
         except OSError:
             pass  # the asker is gone; its EOF will detach it
 
-    def _push_limits(self, name: str) -> None:
+    def _push_limits(self, name: str, only: Member | None = None) -> None:
         """Fast channels bypass the switch: the sending process enforces its
-        endpoint's limits on them, so it is told what they are."""
+        endpoint's limits on them, so it is told what they are (each of
+        several processes the whole limit: the switch's bucket, shared,
+        holds the endpoint to it on the network path)."""
         ep = self.endpoints.get(name)
-        conn = self._endpoint_conn.get(name)
-        if ep is None or conn is None:
+        if ep is None:
             return
-        try:
-            send(conn, {"event": "limits", **{k: ep.limits.get(k, 0) for k in LIMIT_ATTRS}}, "to_slave")
-        except OSError:
-            pass
+        notice = {"event": "limits", **{k: ep.limits.get(k, 0) for k in LIMIT_ATTRS}}
+        for member in [only] if only is not None else ep.members:
+            try:
+                send(member.conn, notice, "to_slave")
+            except OSError:
+                pass
 
     async def connections(self, name: str, timeout: float = 2.0) -> dict[str, Any]:
-        """Ask an endpoint's process for its connections (`docknet ss`)."""
-        assert self._loop is not None
-        conn = self._endpoint_conn.get(name)
-        if conn is None:
+        """Ask an endpoint's processes for their connections (`docknet
+        ss`); with several, each row says whose it is (pid)."""
+        ep = self.endpoints.get(name)
+        if ep is None or not ep.members:
             raise RegistryError(404, f"no endpoint {name!r} is attached")
+        if len(ep.members) == 1:
+            return await self._member_connections(name, ep.members[0], timeout)
+        answers = await asyncio.gather(*(self._member_connections(name, m, timeout) for m in ep.members))
+        out: dict[str, Any] = {"total": 0, "conns": []}
+        for member, answer in zip(ep.members, answers):
+            out["total"] += answer.get("total", 0)
+            out["conns"].extend({**row, "pid": member.pid} if isinstance(row, dict) else row
+                                for row in answer.get("conns", []))
+        return out
+
+    async def _member_connections(self, name: str, member: Member, timeout: float) -> dict[str, Any]:
+        assert self._loop is not None
+        conn = member.conn
         self._counter += 1
         req = self._counter
         fut = self._loop.create_future()
@@ -667,9 +806,8 @@ class ControlServer:
         if ep is not None and ep.registration is None:
             log.warning("ad-hoc endpoint evicted: its name was registered", endpoint=name, pid=ep.pid,
                         address=ep.address, netns=netns)
-            conn = self._endpoint_conn.get(name)
-            if conn is not None:
-                self._drop(conn, "name registered")
+            for member in list(ep.members):
+                self._drop(member.conn, "name registered")
         return reg
 
     def drop_endpoint(self, name: str) -> None:
@@ -679,9 +817,9 @@ class ControlServer:
         if held is not None:
             self.addresses.release(held)
             self._save_state()
-        conn = self._endpoint_conn.get(name)
-        if conn is not None:
-            self._drop(conn, "unregistered")
+        ep = self.endpoints.get(name)
+        for member in list(ep.members if ep is not None else ()):
+            self._drop(member.conn, "unregistered")
         self.release_tenants()
 
     def release_tenants(self) -> None:
@@ -699,6 +837,32 @@ class ControlServer:
         if gone:
             self._save_state()
 
+    def _leave(self, member: Member, why: str) -> None:
+        """A member's process went (its connection closed): only its link
+        and channels go, unless it was the endpoint's last."""
+        self._by_member.pop(member.id, None)
+        ep = self.endpoints.get(member.endpoint)
+        if ep is not None and member in ep.members:
+            ep.members.remove(member)
+        for peer in self.broker.member_gone(member.id):
+            self._ring(peer)
+        if ep is None or not ep.members:
+            os.close(member.link_fd)
+            os.close(member.wake_fd)
+            self._detach(member.endpoint, why)
+            return
+        try:
+            self.switch.leave(ep.slot, member.link)
+        except OSError as exc:
+            log.error("cannot remove a link", endpoint=ep.name, link=member.link, error=str(exc))
+        os.close(member.link_fd)
+        os.close(member.wake_fd)
+        # Its switch-path connections end at their peers' next segment
+        # (the switch answers it with a reset): the address stays, so no
+        # endpoint_gone.
+        log.info("endpoint member left", endpoint=ep.name, pid=member.pid, link=member.link,
+                 members=len(ep.members), reason=why)
+
     def _detach(self, name: str, why: str) -> None:
         ep = self.endpoints.pop(name, None)
         if ep is None:
@@ -709,8 +873,6 @@ class ControlServer:
             self.switch.remove(ep.slot)
         except OSError as exc:
             log.error("cannot remove port", endpoint=name, error=str(exc))
-        os.close(ep.link_fd)
-        os.close(ep.wake_fd)
         if name in self.registry.endpoints and self._loop is not None and not self._loop.is_closed():
             # A registered endpoint's process that stopped is likely to
             # start again: same name, same address, and callers that
@@ -726,7 +888,7 @@ class ControlServer:
         # The endpoint's peers learn now, not at their next send: their
         # stacks end every connection to it, as the kernel would on a close.
         notice = {"event": "endpoint_gone", "name": name, "address": ep.address}
-        for conn in list(self._endpoint_conn.values()):
+        for conn in [m.conn for other in self.endpoints.values() for m in other.members]:
             try:
                 send(conn, notice, "to_slave")
             except OSError:
@@ -740,7 +902,7 @@ class ControlServer:
         peer = self._peer(conn)
         if peer is None:
             return set()
-        own = {ep.tenant for ep in self.endpoints.values() if ep.pid == peer.pid}
+        own = {ep.tenant for ep in self.endpoints.values() if any(m.pid == peer.pid for m in ep.members)}
         if own:
             return own
         ino = self._peer_netns(peer)
@@ -810,6 +972,7 @@ class ControlServer:
                 except OSError:
                     counters = {}
                 endpoints.append({"name": ep.name, "address": ep.address, "mac": ep.mac, "pid": ep.pid,
-                                  "attached_at": ep.attached_at, "counters": counters})
+                                  "attached_at": ep.attached_at, "counters": counters,
+                                  "members": [m.public() for m in ep.members]})
             out["endpoints"] = endpoints
         return out

@@ -89,6 +89,8 @@ class DockNetCollector(Collector):
                                       "endpoint's process.", labels=_EP)
         link_up = GaugeMetricFamily("docknet_endpoint_link_up", "Whether the endpoint's process has its link "
                                     "mapped (1) or not (0).", labels=_EP)
+        processes = GaugeMetricFamily("docknet_endpoint_processes", "Processes attached to the endpoint (each "
+                                      "with its own link, sharing its address).", labels=_EP)
         writes = CounterMetricFamily("docknet_endpoint_fast_writes", "Writes (transport.write calls that "
                                      "moved bytes) an endpoint made, or its peers made to it, over fast channels: "
                                      "its messages, where a stream has no frames.", labels=[*_EP, "direction"])
@@ -117,7 +119,8 @@ class DockNetCollector(Collector):
             resets.add_metric(who, c["resets_sent"])
             wakeups.add_metric(who, c["wakeups"])
             link_up.add_metric(who, c["link_up"])
-        yield from (frames, octets, writes, dropped, limited, faults, resets, wakeups, link_up)
+            processes.add_metric(who, len(ep.members))
+        yield from (frames, octets, writes, dropped, limited, faults, resets, wakeups, link_up, processes)
 
         fc = ctl.broker.stats()
         yield CounterMetricFamily("docknet_fast_channels_made", "Fast channels the broker made.", value=fc["made"])

@@ -111,6 +111,9 @@ class AttachInfo(NamedTuple):
     gateway: str
     mac: str
     mtu: int
+    # This process's ephemeral ports when its endpoint may have several
+    # processes (the attach reply's "ports"); None: any.
+    ports: tuple[int, int] | None = None
 
 
 def _ip(host: str | None) -> int:
@@ -180,6 +183,7 @@ def request_attach(endpoint: str, path: str, timeout: float = ATTACH_TIMEOUT,
                 gateway=reply["gateway"],
                 mac=reply["mac"],
                 mtu=int(reply["mtu"]),
+                ports=(int(reply["ports"][0]), int(reply["ports"][1])) if "ports" in reply else None,
             )
         except (KeyError, TypeError, ValueError):
             raise ControlError(errno.EPROTO, "master sent a malformed attach reply") from None
