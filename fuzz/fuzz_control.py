@@ -40,14 +40,15 @@ class FakeSwitch:
 
     def __init__(self) -> None:
         self.slots = 0
+        self.links = 0
         self.wake_fd = os.eventfd(0, os.EFD_CLOEXEC)
 
     def add(self, *, ip: str, link_fd: int, slave_wake_fd: int, tenant: int = 0) -> int:
         self.slots += 1
         return self.slots
 
-    def set_limit(self, slot: int, direction: str, bits: int, pkts: int = 0) -> None:
-        if bits < 0 or pkts < 0 or bits >= 2**64 or pkts >= 2**64:
+    def set_limit(self, slot: int, direction: str, bits: int, pkts: int = 0, burst_bytes: int = 0) -> None:
+        if min(bits, pkts, burst_bytes) < 0 or max(bits, pkts, burst_bytes) >= 2**64:
             raise OverflowError("limit does not fit the switch's uint64")
 
     def set_policy(self, source: int, dest: int, port: int, allow: bool) -> None:
@@ -56,12 +57,19 @@ class FakeSwitch:
     def remove(self, slot: int) -> None:
         pass
 
+    def join(self, slot: int, link_fd: int, slave_wake_fd: int) -> int:
+        self.links += 1
+        return self.links
+
+    def leave(self, slot: int, link: int) -> None:
+        pass
+
     def listen(self, slot: int, link: int, port: int, on: bool) -> None:
         if not 0 < port < 65536:
             raise ValueError("the switch takes a port number")
 
     def link_ports(self, slot: int, link: int) -> tuple[int, int]:
-        return 32768 + 1024 * link, 32768 + 1024 * link + 1023
+        return (49152, 65535) if link == 0 else (32768 + 1024 * (link - 1), 32768 + 1024 * link - 1)
 
     def port_counters(self, slot: int) -> dict[str, int]:
         return {}

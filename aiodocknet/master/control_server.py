@@ -67,8 +67,8 @@ class Member:
     link: int  # 0: the link the slot was made with
     link_fd: int
     wake_fd: int
-    # The link's own ephemeral ports (connections it opens), None when the
-    # switch gives it none (the endpoint's only link).
+    # The link's own ephemeral ports (connections it opens through the
+    # switch; dn_switch_link_ports).
     ports: tuple[int, int] | None = None
     # Ports its servers listen on, a count per port (wildcard and
     # address-bound servers may share one).
@@ -426,11 +426,10 @@ class ControlServer:
 
     def _switch_listen(self, member: Member, port: int, on: bool) -> None:
         ep = self.endpoints.get(member.endpoint)
-        listen = getattr(self.switch, "listen", None)
-        if ep is None or listen is None:
+        if ep is None:
             return
         try:
-            listen(ep.slot, member.link, port, on)
+            self.switch.listen(ep.slot, member.link, port, on)
         except OSError as exc:
             log.warning("switch did not take a listener", endpoint=ep.name, pid=member.pid, link=member.link,
                         port=port, on=on, error=str(exc))
@@ -537,10 +536,7 @@ class ControlServer:
 
     def _new_member(self, conn: socket.socket, ep: Endpoint, pid: int | None, link: int, link_fd: int,
                     wake_fd: int) -> Member:
-        ports = None
-        link_ports = getattr(self.switch, "link_ports", None)
-        if link_ports is not None:
-            ports = link_ports(ep.slot, link)
+        ports = self.switch.link_ports(ep.slot, link)
         self._members += 1
         return Member(self._members, ep.name, conn, pid, link, link_fd, wake_fd, ports)
 
@@ -562,9 +558,6 @@ class ControlServer:
         """Another process of an attached endpoint's namespace (it passed the
         same check as the first): a link of its own in the endpoint's slot,
         the same address."""
-        if getattr(self.switch, "join", None) is None:
-            raise RequestError(errno.EADDRINUSE, f"endpoint {ep.name!r} is already attached "
-                                                 "(this master's switch has one link per endpoint)")
         link_fd = wake = link = None
         try:
             link_fd = os.memfd_create(f"docknet-link-{ep.name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
