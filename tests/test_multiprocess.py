@@ -242,3 +242,28 @@ def test_workers_rejoin_a_restarted_master() -> None:
             if master.proc.popen.poll() is None:
                 master.stop()
             delete_netns(name)
+
+
+def test_fast_channel_limits_are_shared_among_the_processes(master: Master, netns: str) -> None:
+    """Fast channels bypass the switch, so each process enforces its share
+    of the endpoint's limits: with a worker attached and the endpoint
+    limited to 10 Mbit/s egress, a second process of the namespace is told
+    half (and N processes together cannot send N times the limit)."""
+    reg = api(master).call("POST", "/v1/endpoints", {"name": "web", "netns": netns, "egress": "10mbit",
+                                                     "egress_burst": "2mbit"})
+    load, load_ip = start_load(master)
+    start_workers(master, netns, reg["secret"], load_ip, 1)
+    code = ("import json, os, sys, socket; from aiodocknet.control import send, recv_message; "
+            f"s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect({master.path!r}); "
+            "send(s, json.loads(sys.argv[1]), 'to_master'); reply, fds = recv_message(s); "
+            "[os.close(fd) for fd in fds]; notice, _ = recv_message(s); "
+            "print(json.dumps({'reply': reply, 'notice': notice}))")
+    msg = json.dumps({"op": "attach", "endpoint": "web", "secret": reg["secret"]})
+    res = subprocess.run(["ip", "netns", "exec", os.path.basename(netns), sys.executable, "-c", code, msg],
+                         capture_output=True, text=True, timeout=30, cwd=Path(__file__).parent.parent)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["reply"]["ok"], out
+    assert out["notice"]["event"] == "limits", out
+    assert out["notice"]["egress_bits"] == 5_000_000 and out["notice"]["egress_burst_bits"] == 1_000_000, out
+    assert out["notice"]["ingress_bits"] == 0, out

@@ -589,7 +589,7 @@ class ControlServer:
     def _attached(self, conn: socket.socket) -> None:
         member = self._conns.get(conn)
         if member is not None:
-            self._push_limits(member.endpoint, member)
+            self._push_limits(member.endpoint)  # every member's share moved
 
     def _undo_attach(self, name: str, address: str | None, link: int | None, wake: int | None,
                      slot: int | None) -> None:
@@ -736,16 +736,20 @@ class ControlServer:
         except OSError:
             pass  # the asker is gone; its EOF will detach it
 
-    def _push_limits(self, name: str, only: Member | None = None) -> None:
+    def _push_limits(self, name: str) -> None:
         """Fast channels bypass the switch: the sending process enforces its
-        endpoint's limits on them, so it is told what they are (each of
-        several processes the whole limit: the switch's bucket, shared,
-        holds the endpoint to it on the network path)."""
+        endpoint's limits on them, so it is told what they are. Of several
+        processes, each gets an equal share (the switch's bucket, one for
+        the endpoint, holds them together on the network path; shares are
+        what keeps N processes from sending N times the limit over fast
+        channels), told again whenever one comes or goes."""
         ep = self.endpoints.get(name)
-        if ep is None:
+        if ep is None or not ep.members:
             return
-        notice = {"event": "limits", **{k: ep.limits.get(k, 0) for k in LIMIT_ATTRS}}
-        for member in [only] if only is not None else ep.members:
+        n = len(ep.members)
+        # A share of a limit is never 0, which would mean none.
+        notice = {"event": "limits", **{k: -(-ep.limits.get(k, 0) // n) for k in LIMIT_ATTRS}}
+        for member in ep.members:
             try:
                 send(member.conn, notice, "to_slave")
             except OSError:
@@ -850,9 +854,9 @@ class ControlServer:
             log.error("cannot remove a link", endpoint=ep.name, link=member.link, error=str(exc))
         os.close(member.link_fd)
         os.close(member.wake_fd)
-        # Its switch-path connections end at their peers' next segment
-        # (the switch answers it with a reset): the address stays, so no
-        # endpoint_gone.
+        # The switch has reset its connections' peers; the address stays,
+        # so no endpoint_gone. The others' shares of the limits grow.
+        self._push_limits(ep.name)
         log.info("endpoint member left", endpoint=ep.name, pid=member.pid, link=member.link,
                  members=len(ep.members), reason=why)
 
