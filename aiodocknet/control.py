@@ -253,7 +253,9 @@ MESSAGES: tuple[MessageKind, ...] = (
         Field("reason", str, required=False), Field("refuse", bool, required=False),
         Field("peer_member", int, required=False, lo=1, hi=INT64_MAX),
     ), fds=CHANNEL_FDS, fds_if="ok", required_if=("id", "local_port")),
-    MessageKind("limits", "event", "to_slave", tuple(Field(k, int, lo=0, hi=UINT64_MAX) for k in LIMIT_FIELDS)),
+    # Bursts came later: a master that sends none means the default.
+    MessageKind("limits", "event", "to_slave", tuple(Field(k, int, required="burst" not in k, lo=0, hi=UINT64_MAX)
+                                                     for k in LIMIT_FIELDS)),
     MessageKind("endpoint_gone", "event", "to_slave", (Field("name", str, max_len=NAME_MAX), _ipv4("address"))),
 )
 
