@@ -722,30 +722,14 @@ def raw_syns(st: SlaveStack, args: argparse.Namespace) -> None:
     comma-separated, from SYN_OPTIONS), written as a raw frame past this
     process's lwIP; counts the frames that come back in the next 0.5 s
     (the SYN-ACK, which this stack then resets: it holds no connection)."""
-    import ipaddress
-    import struct
+    import frames
 
-    def csum(data: bytes) -> int:
-        if len(data) % 2:
-            data += b"\0"
-        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
-        return ~total & 0xFFFF
-
-    me = ipaddress.IPv4Address(st.address).packed
-    dst = ipaddress.IPv4Address(args.target).packed
     results: dict[str, int] = {}
     for i, name in enumerate(args.cases.split(",")):
-        opts = SYN_OPTIONS[name]
-        sport = 41000 + i
-        hdr = struct.pack("!HHIIBBHHH", sport, args.port, 1000 * (i + 1), 0, (20 + len(opts)) // 4 << 4, 0x02,
-                          65535, 0, 0) + opts
-        seg = hdr[:16] + struct.pack("!H", csum(me + dst + struct.pack("!BBH", 0, 6, len(hdr)) + hdr)) + hdr[18:]
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), i, 0, 64, 6, 0, me, dst)
-        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        packet = frames.tcp(st.address, args.target, 41000 + i, args.port, frames.SYN, seq=1000 * (i + 1),
+                            options=SYN_OPTIONS[name], ident=i)
         before = st.stats()["rx_frames"]
-        st.send_frame(b"\x02\x00" + dst + b"\x02\x00" + me + b"\x08\x00" + ip + seg)
+        st.send_frame(frames.ethernet(st.address, args.target, packet))
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             st.poll()

@@ -19,52 +19,32 @@ import sys
 import time
 from typing import Any
 
-from aiodocknet.master.switch import Switch, mac_of
+import frames
+from aiodocknet.master.switch import Switch
 from aiodocknet.native._lib import ffi, lib
 from aiodocknet.native.eal import init_eal
 from aiodocknet.native.errors import check
+from frames import ACK, RST, SYN
 
 SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
 SERVER = "10.77.0.10"
 CLIENT = "10.77.0.20"
 PORT = 8080
 
-SYN, RST, ACK, FIN = 0x02, 0x04, 0x10, 0x01
-
-
-def _mac(ip: str) -> bytes:
-    return bytes(int(b, 16) for b in mac_of(ip).split(":"))
-
-
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def tcp_frame(src: str, dst: str, sport: int, dport: int, flags: int, payload: bytes = b"", ack: int = 0) -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, ack, 5 << 4, flags, 65535, 0, 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0,
-                     ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
-    return _mac(dst) + _mac(src) + b"\x08\x00" + ip + tcp
+    return frames.ethernet(src, dst, frames.tcp(src, dst, sport, dport, flags, ack=ack, payload=payload))
 
 
 def udp_frame(src: str, dst: str, sport: int, dport: int) -> bytes:
-    udp = struct.pack("!HHHH", sport, dport, 8 + 4, 0) + b"ping"
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                     ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
-    return _mac(dst) + _mac(src) + b"\x08\x00" + ip + udp
+    return frames.ethernet(src, dst, frames.udp(src, dst, sport, dport, b"ping"))
 
 
 def arp_request(src: str, target: str) -> bytes:
-    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, _mac(src), ipaddress.IPv4Address(src).packed,
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, frames.mac_of(src), ipaddress.IPv4Address(src).packed,
                       b"\0" * 6, ipaddress.IPv4Address(target).packed)
-    return b"\xff" * 6 + _mac(src) + b"\x08\x06" + arp
+    return b"\xff" * 6 + frames.mac_of(src) + b"\x08\x06" + arp
 
 
 class Link:
@@ -252,22 +232,23 @@ def reset_and_leave(b: Bench) -> dict[str, Any]:
     assert {k: len(v) for k, v in got.items()}[2] == 10
     got = b.deliver([tcp_frame(CLIENT, SERVER, p, PORT, ACK) for p in victims])
     assert {k: len(v) for k, v in got.items()}[0] == 10
-    # A reset sent by the process that has the connection ends it too.
-    mine = [p for p in sports if first[p] == 3][:5]
-    for p in mine:
-        b.links[3].send(tcp_frame(SERVER, CLIENT, PORT, p, RST | ACK))
-    time.sleep(0.2)
-    b.client.recv_all()
-    got = b.deliver([tcp_frame(CLIENT, SERVER, p, PORT, ACK) for p in mine])
-    assert {k: len(v) for k, v in got.items()}[0] == 5
+    def link_3_resets(owner: int) -> dict[int, int]:
+        """Link 3 resets 5 connections of owner's; where their next
+        segments go."""
+        ports = [p for p in sports if first[p] == owner][:5]
+        for p in ports:
+            b.links[3].send(tcp_frame(SERVER, CLIENT, PORT, p, RST | ACK))
+        time.sleep(0.2)
+        b.client.recv_all()
+        got = b.deliver([tcp_frame(CLIENT, SERVER, p, PORT, ACK) for p in ports])
+        mine.extend(ports if owner == 3 else [])
+        return {k: len(v) for k, v in got.items()}
+
+    mine: list[int] = []
+    # A reset sent by the process that has the connection ends it too ...
+    assert link_3_resets(3)[0] == 5
     # ... but not a reset by another process of the endpoint.
-    theirs = [p for p in sports if first[p] == 1][:5]
-    for p in theirs:
-        b.links[3].send(tcp_frame(SERVER, CLIENT, PORT, p, RST | ACK))
-    time.sleep(0.2)
-    b.client.recv_all()
-    got = b.deliver([tcp_frame(CLIENT, SERVER, p, PORT, ACK) for p in theirs])
-    assert {k: len(v) for k, v in got.items()}[1] == 5
+    assert link_3_resets(1)[1] == 5
     # Link 1 leaves (its process died): the peers of its connections get a
     # reset at once, at the sequence number they last acknowledged; its
     # connections' later segments fall to the lowest link, the others'
