@@ -1738,9 +1738,13 @@ dn_switch_port_counters(struct dn_switch *sw, int slot,
 	struct dn_slot *s;
 	unsigned int k;
 
+	/* The links and their memory stay while the lock is held. */
+	pthread_mutex_lock(&sw->lock);
 	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
-	    !sw->slots[slot].in_use)
+	    !sw->slots[slot].in_use) {
+		pthread_mutex_unlock(&sw->lock);
 		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
+	}
 	/* Counters are written by the switch thread alone; a torn read of a
 	 * 64-bit counter cannot happen on the platforms DPDK supports. */
 	s = &sw->slots[slot];
@@ -1763,6 +1767,7 @@ dn_switch_port_counters(struct dn_switch *sw, int slot,
 	}
 	if (s->steer != NULL)
 		out->steer_dropped = s->steer->dropped;
+	pthread_mutex_unlock(&sw->lock);
 	return 0;
 }
 
