@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-plane", action="store_true")
     p.add_argument("--seconds", type=float)
     p.add_argument("--users", type=int, default=16)
+    p.add_argument("--rounds", type=int)
     args = p.parse_args(argv)
     if args.data_plane:
         return run_demo(args.seconds or 3.0)
-    return run_mesh_demo(args.seconds or 15.0, args.users)
+    return run_mesh_demo(args.seconds, args.users, rounds=args.rounds)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     argv = ["--data-plane"] if args.data_plane else ["--users", str(args.users)]
+    if args.rounds and not args.data_plane:
+        argv += ["--rounds", str(args.rounds)]
     if args.seconds:
         argv += ["--seconds", str(args.seconds)]
     return _from_checkout("demo", "bench.demo", argv)
@@ -390,8 +392,10 @@ def _parser() -> argparse.ArgumentParser:
                         "corrupt_ppm=N,seed=N[,direction=egress|ingress|both] (parts per million)")
 
     d = command("demo", "the sample service mesh on DockNet and on the kernel, side by side", _demo)
-    d.add_argument("--seconds", type=float, help="load per path (default 15; 3 with --data-plane)")
+    d.add_argument("--seconds", type=float, help="load per path and round (default 6; 3 with --data-plane)")
     d.add_argument("--users", type=int, default=16, help="concurrent users driving the mesh (default 16)")
+    d.add_argument("--rounds", type=int,
+                   help="rounds of every path in turn (default: 5, fewer if five would pass five minutes)")
     d.add_argument("--data-plane", action="store_true",
                    help="instead: the bare data plane (native loops through the switch)")
 
