@@ -189,6 +189,14 @@ dn_in_range(const struct dn_switch *sw, uint32_t ip)
 	return (ip & sw->cfg.range_mask) == sw->cfg.range;
 }
 
+/* A slot number from a caller: in range and holding an endpoint. */
+static inline int
+dn_slot_in_use(const struct dn_switch *sw, int slot)
+{
+	return slot >= 0 && (unsigned int)slot < sw->cfg.max_endpoints &&
+		sw->slots[slot].in_use;
+}
+
 static inline uint16_t
 dn_slot_of(const struct dn_switch *sw, uint32_t ip)
 {
@@ -1506,8 +1514,7 @@ dn_switch_remove(struct dn_switch *sw, int slot)
 	int ret;
 
 	pthread_mutex_lock(&sw->lock);
-	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
-	    !sw->slots[slot].in_use) {
+	if (!dn_slot_in_use(sw, slot)) {
 		pthread_mutex_unlock(&sw->lock);
 		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
 	}
@@ -1596,8 +1603,7 @@ dn_link_check(struct dn_switch *sw, int slot, int link)
 {
 	struct dn_slot *s;
 
-	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
-	    !sw->slots[slot].in_use)
+	if (!dn_slot_in_use(sw, slot))
 		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
 	if (link < 0 || link >= DN_MAX_LINKS)
 		return dn_error(-EINVAL, "link %d out of range (0..%d)", link,
@@ -1621,8 +1627,7 @@ dn_switch_join(struct dn_switch *sw, int slot, int shm_fd, int slave_wake_fd)
 	int ret;
 
 	pthread_mutex_lock(&sw->lock);
-	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
-	    !sw->slots[slot].in_use) {
+	if (!dn_slot_in_use(sw, slot)) {
 		ret = dn_error(-ENOENT, "no endpoint in slot %d", slot);
 		goto out;
 	}
@@ -1740,8 +1745,7 @@ dn_switch_port_counters(struct dn_switch *sw, int slot,
 
 	/* The links and their memory stay while the lock is held. */
 	pthread_mutex_lock(&sw->lock);
-	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
-	    !sw->slots[slot].in_use) {
+	if (!dn_slot_in_use(sw, slot)) {
 		pthread_mutex_unlock(&sw->lock);
 		return dn_error(-ENOENT, "no endpoint in slot %d", slot);
 	}
@@ -1835,8 +1839,7 @@ dn_slot_call(struct dn_switch *sw, int slot,
 	int ret;
 
 	pthread_mutex_lock(&sw->lock);
-	if (slot < 0 || (unsigned int)slot >= sw->cfg.max_endpoints ||
-	    !sw->slots[slot].in_use)
+	if (!dn_slot_in_use(sw, slot))
 		ret = dn_error(-ENOENT, "no endpoint in slot %d", slot);
 	else
 		ret = dn_mailbox_call(sw, DN_MAILBOX_CALL, slot, fn, arg);
