@@ -113,6 +113,10 @@ dn_fz_open(void)
 		.ip = DN_FZ_IP,
 		.netmask = DN_FZ_MASK,
 		.gateway = DN_FZ_GW,
+		/* fd77:d0c::2, so IPv6 frames to the stack reach ND, ICMPv6
+		 * and the transports as IPv4 ones do. */
+		.ip6 = { 0xfd, 0x77, 0x0d, 0x0c, [15] = 0x02 },
+		.prefix6_len = 64,
 		.mac = { 0x02, 0x00, 0x0a, 0x4d, 0x00, 0x02 },
 		.mtu = DN_FZ_MTU,
 		.n_mbufs = 256,

@@ -70,6 +70,30 @@ def rec(frame: bytes, flags: int = 0, delay: int = 0, op: int = OP_NONE, arg: in
     return struct.pack("<HBBB", len(frame), flags, delay, op | arg << 3) + frame
 
 
+STACK_IP6 = bytes([0xFD, 0x77, 0x0D, 0x0C]) + bytes(11) + b"\x02"
+PEER_IP6 = bytes([0xFD, 0x77, 0x0D, 0x0C]) + bytes(11) + b"\x03"
+
+
+def ipv6(nh: int, payload: bytes, dst: bytes = STACK_IP6) -> bytes:
+    """With the upper layer's checksum filled when nh is ICMPv6 (which
+    the stack checks; TCP and UDP it does not on the link)."""
+    if nh == 58:
+        pseudo = PEER_IP6 + dst + struct.pack("!IxxxB", len(payload), nh)
+        payload = payload[:2] + struct.pack("!H", csum(pseudo + payload)) + payload[4:]
+    return struct.pack("!IHBB", 6 << 28, len(payload), nh, 255) + PEER_IP6 + dst + payload
+
+
+def eth6(payload: bytes, dst: bytes = STACK_MAC) -> bytes:
+    return eth(payload, 0x86DD, dst)
+
+
+def neighbour_solicitation() -> bytes:
+    # To the stack's solicited-node group, with the source's link-layer address.
+    group = bytes([0xFF, 0x02]) + bytes(9) + b"\x01\xff" + STACK_IP6[13:]
+    ns = struct.pack("!BBHI", 135, 0, 0, 0) + STACK_IP6 + bytes([1, 1]) + PEER_MAC
+    return eth6(ipv6(58, ns, group), b"\x33\x33\xff" + STACK_IP6[13:])
+
+
 MSS_WS = b"\x02\x04\x05\xb4\x01\x03\x03\x07"  # MSS 1460, NOP, window scale 7
 
 
@@ -89,6 +113,15 @@ def stack_seeds() -> dict[str, bytes]:
                         + rec(fin, FOLLOW, 20) + rec(ack, FOLLOW, 240)),
         "udp": rec(eth(udp(5353, UDP_PORT, b"query")), 0, 0, OP_SENDTO, 4) + rec(eth(udp(5353, 9, b"x")), 0, 3),
         "icmp": rec(icmp_echo(7, 1, b"ping" * 8), 0, 0, OP_MISC, 8),
+        "ip6-nd": rec(neighbour_solicitation()),
+        "ip6-echo": rec(eth6(ipv6(58, struct.pack("!BBHHH", 128, 0, 0, 7, 1) + b"ping" * 8))),
+        # No IPv6 listener yet: the stack resets; then one behind a
+        # hop-by-hop header (padding only), and a truncated header.
+        "ip6-tcp": (rec(eth6(ipv6(6, struct.pack("!HHIIBBHHH", 40000, TCP_PORT, 1000, 0, 5 << 4, SYN, 65535, 0, 0))))
+                    + rec(eth6(ipv6(0, bytes([6, 0, 1, 4, 0, 0, 0, 0])
+                                    + struct.pack("!HHIIBBHHH", 40001, TCP_PORT, 1, 0, 5 << 4, SYN, 65535, 0, 0))))
+                    + rec(eth6(ipv6(6, b""))[:40])),
+        "ip6-udp": rec(eth6(ipv6(17, struct.pack("!HHHH", 5353, UDP_PORT, 13, 0) + b"query"))),
     }
 
 

@@ -19,8 +19,35 @@
 #define LWIP_TIMERS                     1
 
 #define LWIP_IPV4                       1
-/* Structure is ready for IPv6 (ip_addr_t everywhere); off until it is used. */
-#define LWIP_IPV6                       0
+/* Dual stack. The master assigns every address and the switch answers
+ * neighbour solicitations for the whole prefix (IPV6.md): nothing on the
+ * link routes, advertises or listens to multicast groups, so lwIP's
+ * autoconfiguration, router solicitation, duplicate address detection and
+ * MLD are off, and an address is set PREFERRED at once. Fragments are
+ * dropped as for IPv4 (the MSS follows the link MTU). */
+#define LWIP_IPV6                       1
+#define LWIP_ICMP6                      1
+#define LWIP_IPV6_MLD                   0
+#define LWIP_IPV6_AUTOCONFIG            0
+#define LWIP_IPV6_ADDRESS_LIFETIMES     0
+#define LWIP_IPV6_SEND_ROUTER_SOLICIT   0
+#define LWIP_IPV6_DUP_DETECT_ATTEMPTS   0
+#define LWIP_IPV6_DHCP6                 0
+#define LWIP_IPV6_FRAG                  0
+#define LWIP_IPV6_REASS                 0
+#define LWIP_IPV6_FORWARD               0
+#define LWIP_IPV6_NUM_ADDRESSES         3
+#define LWIP_ND6_ALLOW_RA_UPDATES       0
+/* Frames waiting for a neighbour, as many as ARP's below. nd6.c walks
+ * its neighbour and destination caches with a signed byte (a larger cache
+ * loops forever in nd6_tmr()). */
+#define LWIP_ND6_QUEUEING               1
+#define MEMP_NUM_ND6_QUEUE              1024
+#define LWIP_ND6_NUM_NEIGHBORS          64
+#define LWIP_ND6_NUM_DESTINATIONS       64
+#if LWIP_ND6_NUM_NEIGHBORS > 127 || LWIP_ND6_NUM_DESTINATIONS > 127
+#error "nd6.c indexes its caches with s8_t"
+#endif
 #define LWIP_ARP                        1
 #define LWIP_ETHERNET                   1
 #define LWIP_ICMP                       1

@@ -54,6 +54,8 @@ LWIP_CORE = [
     "tcp_out.c", "timeouts.c", "udp.c",
     "ipv4/etharp.c", "ipv4/icmp.c", "ipv4/ip4.c", "ipv4/ip4_addr.c",
     "ipv4/ip4_frag.c",
+    "ipv6/ethip6.c", "ipv6/icmp6.c", "ipv6/inet6.c", "ipv6/ip6.c",
+    "ipv6/ip6_addr.c", "ipv6/ip6_frag.c", "ipv6/nd6.c",
 ]
 
 

@@ -1,7 +1,9 @@
 #include <string.h>
 
 #include "lwip/etharp.h"
+#include "lwip/ethip6.h"
 #include "lwip/ip.h"
+#include "lwip/prot/ip6.h"
 #include "lwip/pbuf.h"
 #include "lwip/snmp.h"
 #include "netif/ethernet.h"
@@ -56,15 +58,18 @@ dn_netif_init(struct netif *netif)
 	netif->name[0] = 'd';
 	netif->name[1] = 'n';
 	netif->output = etharp_output;
+	netif->output_ip6 = ethip6_output;
 	netif->linkoutput = dn_netif_output;
 	netif->hwaddr_len = ETH_HWADDR_LEN;
 	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP |
 		NETIF_FLAG_ETHERNET | NETIF_FLAG_LINK_UP;
 	/* frames on the link rings cannot be corrupted between processes: no TCP/UDP
-	 * checksums on this link. IP and ICMP keep theirs (cheap, and a ping
-	 * from a kernel host through an uplink expects them). */
+	 * checksums on this link. IP, ICMP and ICMPv6 keep theirs (cheap, and
+	 * a ping or neighbour solicitation from a kernel host through an
+	 * uplink expects them). */
 	NETIF_SET_CHECKSUM_CTRL(netif, NETIF_CHECKSUM_GEN_IP |
-		NETIF_CHECKSUM_GEN_ICMP | NETIF_CHECKSUM_CHECK_ICMP);
+		NETIF_CHECKSUM_GEN_ICMP | NETIF_CHECKSUM_CHECK_ICMP |
+		NETIF_CHECKSUM_GEN_ICMP6 | NETIF_CHECKSUM_CHECK_ICMP6);
 	return ERR_OK;
 }
 
@@ -89,8 +94,8 @@ dn_netif_wrap(struct dn_rxseg *seg, int copy)
 		seg->data, seg->len);
 }
 
-/* lwIP checks neither that an IPv4 frame holds an IP header before
- * ip4_input() reads its length field, nor that an ARP frame holds the
+/* lwIP checks neither that an IPv4 (or IPv6) frame holds an IP header
+ * before ip4_input() reads its length field, nor that an ARP frame holds the
  * whole ARP message before etharp_input() reads its addresses, so a frame
  * shorter than its headers would be read past its end (a hostile endpoint
  * can send one: the switch forwards frames of any length). */
@@ -105,6 +110,9 @@ dn_netif_runt(const struct dn_rxseg *seg)
 		return seg->len < SIZEOF_ETH_HDR + IP_HLEN;
 	if (f[12] == 0x08 && f[13] == 0x06)
 		return seg->len < SIZEOF_ETH_HDR + SIZEOF_ETHARP_HDR;
+	/* ip6_input() reads the version before it checks the length. */
+	if (f[12] == 0x86 && f[13] == 0xdd)
+		return seg->len < SIZEOF_ETH_HDR + IP6_HLEN;
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 
 #include "lwip/etharp.h"
 #include "lwip/init.h"
+#include "lwip/nd6.h"
 #include "lwip/ip4_frag.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
@@ -500,6 +501,45 @@ dn_env_retries(const char *name, unsigned char *out)
 	return 0;
 }
 
+/* What the master gives must be an endpoint's address, checked before
+ * the stack changes anything. */
+static int
+dn_stack_check_ip6(const struct dn_stack_config *cfg)
+{
+	ip6_addr_t a;
+
+	if (cfg->prefix6_len == 0)
+		return 0;
+	if (cfg->prefix6_len < 64 || cfg->prefix6_len > 96)
+		return dn_error(-EINVAL, "bad IPv6 prefix length %u "
+			"(64..96, or 0 for none)", cfg->prefix6_len);
+	memcpy(&a.addr, cfg->ip6, sizeof(a.addr));
+	ip6_addr_clear_zone(&a);
+	if (ip6_addr_isany(&a) || ip6_addr_ismulticast(&a) ||
+	    ip6_addr_isloopback(&a) || ip6_addr_islinklocal(&a))
+		return dn_error(-EINVAL, "the master's IPv6 address is not "
+			"an endpoint's");
+	return 0;
+}
+
+/* The master assigns the address and the switch answers neighbour
+ * solicitations for the prefix, so it is usable at once (no DAD). The
+ * address sits in slot 0, which lwIP's neighbour solicitations take as
+ * their source. */
+static void
+dn_stack_set_ip6(struct dn_stack *st, const struct dn_stack_config *cfg)
+{
+	ip6_addr_t a;
+
+	netif_ip6_addr_set_state(&st->netif, 0, IP6_ADDR_INVALID);
+	if (cfg->prefix6_len == 0)
+		return;
+	memcpy(&a.addr, cfg->ip6, sizeof(a.addr));
+	ip6_addr_clear_zone(&a);
+	netif_ip6_addr_set(&st->netif, 0, &a);
+	netif_ip6_addr_set_state(&st->netif, 0, IP6_ADDR_PREFERRED);
+}
+
 int
 dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 {
@@ -522,6 +562,9 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 	if (cfg->max_conns == 0 || cfg->mtu < 576)
 		return dn_error(-EINVAL, "bad stack configuration (max_conns "
 			"%u, mtu %u)", cfg->max_conns, cfg->mtu);
+	ret = dn_stack_check_ip6(cfg);
+	if (ret < 0)
+		return ret;
 	ret = dn_env_retries("DOCKNET_TCP_RETRIES", &dn_tcp_maxrtx);
 	if (ret == 0)
 		ret = dn_env_retries("DOCKNET_TCP_SYN_RETRIES",
@@ -572,6 +615,7 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 		goto fail;
 	}
 	st->netif.mtu = cfg->mtu;
+	dn_stack_set_ip6(st, cfg);
 	if (cfg->checksums)
 		NETIF_SET_CHECKSUM_CTRL(&st->netif, NETIF_CHECKSUM_ENABLE_ALL);
 	netif_set_default(&st->netif);
@@ -603,18 +647,23 @@ dn_stack_relink(struct dn_stack *st, const struct dn_stack_config *cfg)
 	if (cfg->mtu != st->netif.mtu)
 		return dn_error(-EINVAL, "the master's MTU changed (%u, was %u): "
 			"the stack cannot move to it", cfg->mtu, st->netif.mtu);
+	ret = dn_stack_check_ip6(cfg);
+	if (ret < 0)
+		return ret;
 	ret = dn_link_remap(st->link, cfg->link_fd, cfg->mtu, cfg->wake_fd,
 		cfg->master_wake_fd);
 	if (ret < 0)
 		return ret;
 	/* Neighbours' hardware addresses come from the new switch. */
 	etharp_cleanup_netif(&st->netif);
+	nd6_cleanup_netif(&st->netif);
 	ip4_addr_set_u32(&ip, lwip_htonl(cfg->ip));
 	ip4_addr_set_u32(&mask, lwip_htonl(cfg->netmask));
 	ip4_addr_set_u32(&gw, lwip_htonl(cfg->gateway));
 	/* A new address moves listeners to it; connections were already
 	 * ended when the old master went. */
 	netif_set_addr(&st->netif, &ip, &mask, &gw);
+	dn_stack_set_ip6(st, cfg);
 	memcpy(st->netif.hwaddr, cfg->mac, 6);
 	return 0;
 }
@@ -1239,8 +1288,8 @@ dn_reset_peer(struct dn_stack *st, uint32_t ip)
 		struct tcp_pcb *pcb = c->pcb.tcp;
 
 		if (c->kind != DN_TCP || pcb == NULL ||
-		    (ip != 0 &&
-		     ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) != want))
+		    (ip != 0 && (!IP_IS_V4(&pcb->remote_ip) ||
+		     ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) != want)))
 			continue;
 		dn_tcp_detach(pcb);
 		/* No RST: nobody is there to receive it. */
@@ -1276,6 +1325,10 @@ dn_names(struct dn_stack *st, int id, int peer, uint32_t *ip, uint16_t *port)
 		*port = peer ? c->pcb.tcp->remote_port :
 			c->pcb.tcp->local_port;
 	}
+	/* ip_addr_t is a union of both families: this call gives IPv4. */
+	if (!IP_IS_V4(a))
+		return dn_error(-EAFNOSUPPORT, "connection %d is not IPv4",
+			id);
 	*ip = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(a)));
 	if (*ip == 0 && !peer)
 		*ip = lwip_ntohl(ip4_addr_get_u32(netif_ip4_addr(&st->netif)));

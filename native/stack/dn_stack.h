@@ -21,6 +21,10 @@ struct dn_stack_config {
 	uint32_t ip;
 	uint32_t netmask;
 	uint32_t gateway;
+	/* The endpoint's IPv6 address, network order, on the netif with
+	 * the on-link prefix's length; prefix6_len 0: IPv4 only. */
+	uint8_t ip6[16];
+	uint8_t prefix6_len;
 	uint8_t mac[6];
 	uint16_t mtu;
 	unsigned int n_mbufs;
