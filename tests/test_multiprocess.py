@@ -32,7 +32,7 @@ from dn_harness import Master, Proc, control_request, running_master, wait_for
 MP_PEER = Path(__file__).resolve().parent / "mp_peer.py"
 
 WORKERS = 4
-REQUESTS = 10_000
+REQUESTS = 4_000
 
 
 def api(master: Master) -> ApiClient:
@@ -96,9 +96,9 @@ def listening_everywhere(master: Master, n: int) -> bool:
 
 
 def test_workers_share_an_endpoint_and_the_load(path_master: Master, netns: str) -> None:
-    """Four workers on one endpoint: one address, four links; 10,000
-    requests (a thousand connections) all answered, each worker at least
-    10% of them. Then one worker is killed mid-load: only requests on its
+    """Four workers on one endpoint: one address, four links; 4,000
+    requests (400 connections) all answered, each worker at least 10% of
+    them. Then one worker is killed mid-load: only requests on its
     own connections fail, each is answered when tried again, the others
     go on serving, and the endpoint keeps its address with three members."""
     master = path_master
