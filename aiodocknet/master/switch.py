@@ -33,7 +33,11 @@ class Switch:
         spin_us: int,
         local_range: ipaddress.IPv4Network | None = None,
         uplink: str | None = None,
+        prefix6: ipaddress.IPv6Network | None = None,
     ) -> None:
+        """prefix6: the IPv6 prefix (length 64..96, low 32 bits zero) whose
+        low 32 bits carry each endpoint's IPv4 host part (IPV6.md); None
+        turns IPv6 off (IPv6 frames are then dropped as malformed)."""
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         cfg = ffi.new("struct dn_switch_config *")
         cfg.subnet = int(subnet.network_address)
@@ -47,6 +51,9 @@ class Switch:
         if local_range is not None:
             cfg.range = int(local_range.network_address)
             cfg.range_mask = int(local_range.netmask)
+        if prefix6 is not None:
+            cfg.prefix6 = list(prefix6.network_address.packed)
+            cfg.prefix6_len = prefix6.prefixlen
         keep = ffi.new("char[]", uplink.encode()) if uplink else ffi.NULL
         cfg.uplink = keep
         for arg in (uplink or "").split(",")[1:]:

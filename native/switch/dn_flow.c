@@ -13,30 +13,34 @@ dn_flow_mix(uint32_t a, uint32_t b, uint32_t seed)
 	return (uint32_t)(h >> 32);
 }
 
+/* An IPv6 key hashes apart from its twin's IPv4 one: the seed differs. */
 static inline uint32_t
-dn_flow_hash(uint32_t rip, uint16_t rport, uint16_t lport)
+dn_flow_hash(uint32_t rip, uint16_t rport, uint16_t lport, uint8_t v6)
 {
-	return dn_flow_mix(rip, (uint32_t)rport << 16 | lport, 0);
+	return dn_flow_mix(rip, (uint32_t)rport << 16 | lport,
+		v6 ? 0x2545f491u : 0);
 }
 
 uint32_t
-dn_flow_spread(uint32_t rip, uint16_t rport, uint16_t lport)
+dn_flow_spread(uint32_t rip, uint16_t rport, uint16_t lport, uint8_t v6)
 {
-	return dn_flow_mix(rip, (uint32_t)rport << 16 | lport, 0x5bd1e995u);
+	return dn_flow_mix(rip, (uint32_t)rport << 16 | lport,
+		v6 ? 0x68e31da4u : 0x5bd1e995u);
 }
 
 static inline int
 dn_flow_match(const struct dn_flow *f, uint32_t rip, uint16_t rport,
-	uint16_t lport)
+	uint16_t lport, uint8_t v6)
 {
-	return f->rip == rip && f->rport == rport && f->lport == lport;
+	return f->rip == rip && f->rport == rport && f->lport == lport &&
+		f->v6 == v6;
 }
 
 struct dn_flow *
 dn_flow_find(struct dn_flows *t, uint32_t rip, uint16_t rport,
-	uint16_t lport)
+	uint16_t lport, uint8_t v6)
 {
-	uint32_t h = dn_flow_hash(rip, rport, lport);
+	uint32_t h = dn_flow_hash(rip, rport, lport, v6);
 	unsigned int i;
 
 	for (i = 0; i < DN_FLOW_PROBES; i++) {
@@ -45,7 +49,7 @@ dn_flow_find(struct dn_flows *t, uint32_t rip, uint16_t rport,
 		if (f->state == DN_FLOW_EMPTY)
 			return NULL;
 		if (f->state != DN_FLOW_DEAD && dn_flow_match(f, rip, rport,
-		    lport))
+		    lport, v6))
 			return f;
 	}
 	return NULL;
@@ -78,17 +82,17 @@ dn_flow_expired(const struct dn_flow *f, uint32_t now, uint32_t live_links)
 
 struct dn_flow *
 dn_flow_insert(struct dn_flows *t, uint32_t rip, uint16_t rport,
-	uint16_t lport, uint8_t link, uint8_t state, uint32_t now,
+	uint16_t lport, uint8_t v6, uint8_t link, uint8_t state, uint32_t now,
 	uint32_t live_links)
 {
-	uint32_t h = dn_flow_hash(rip, rport, lport);
+	uint32_t h = dn_flow_hash(rip, rport, lport, v6);
 	struct dn_flow *spare = NULL, *f = NULL;
 	unsigned int i;
 
 	for (i = 0; i < DN_FLOW_PROBES; i++) {
 		f = &t->e[(h + i) & (DN_FLOW_ENTRIES - 1)];
 		if (f->state != DN_FLOW_EMPTY && f->state != DN_FLOW_DEAD &&
-		    dn_flow_match(f, rip, rport, lport))
+		    dn_flow_match(f, rip, rport, lport, v6))
 			break;	/* the key's own entry: replaced */
 		if (spare == NULL && dn_flow_expired(f, now, live_links))
 			spare = f;
@@ -103,6 +107,7 @@ dn_flow_insert(struct dn_flows *t, uint32_t rip, uint16_t rport,
 	f->rip = rip;
 	f->rport = rport;
 	f->lport = lport;
+	f->v6 = v6;
 	f->link = link;
 	f->state = state;
 	f->seen = now;

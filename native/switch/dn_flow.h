@@ -5,8 +5,9 @@
  * would be answered with a reset.
  *
  * One table per endpoint that has had more than one link, keyed by the
- * remote address and port and the local port (the local address is the
- * endpoint's). Open addressing with a bounded probe; entries are never
+ * remote address and port, the local port and the family (the local
+ * address is the endpoint's; an IPv6 remote is kept as its IPv4 twin,
+ * dn_addr6.h, so the family tells the two connections apart). Open addressing with a bounded probe; entries are never
  * moved, and expired ones are reused in place, so a lookup stops at the
  * first empty entry. The switch thread alone reads and writes it.
  *
@@ -48,7 +49,8 @@ struct dn_flow {
 	uint32_t ack;
 	uint8_t link;
 	uint8_t state;
-	uint16_t pad;
+	uint8_t v6;		/* 1: an IPv6 connection (rip is the twin) */
+	uint8_t pad;
 };
 
 struct dn_flows {
@@ -57,15 +59,15 @@ struct dn_flows {
 
 /* The live entry for the key, or NULL. */
 struct dn_flow *dn_flow_find(struct dn_flows *t, uint32_t rip,
-	uint16_t rport, uint16_t lport);
+	uint16_t rport, uint16_t lport, uint8_t v6);
 
 /* Records the key as belonging to link (state DN_FLOW_SYN or
  * DN_FLOW_OPEN), replacing an entry of the key or reusing an expired one.
  * live_links: bit k set for each link that exists (entries of others are
  * expired). NULL when the probe found no room. */
 struct dn_flow *dn_flow_insert(struct dn_flows *t, uint32_t rip,
-	uint16_t rport, uint16_t lport, uint8_t link, uint8_t state,
-	uint32_t now, uint32_t live_links);
+	uint16_t rport, uint16_t lport, uint8_t v6, uint8_t link,
+	uint8_t state, uint32_t now, uint32_t live_links);
 
 void dn_flow_remove(struct dn_flows *t, struct dn_flow *f);
 
@@ -74,6 +76,7 @@ void dn_flow_forget_link(struct dn_flows *t, uint8_t link);
 
 /* A hash of the key independent of the table's, for choosing among
  * listeners. */
-uint32_t dn_flow_spread(uint32_t rip, uint16_t rport, uint16_t lport);
+uint32_t dn_flow_spread(uint32_t rip, uint16_t rport, uint16_t lport,
+	uint8_t v6);
 
 #endif /* DN_FLOW_H */

@@ -27,6 +27,7 @@
 #include <rte_udp.h>
 #include <rte_cycles.h>
 
+#include "dn_addr6.h"
 #include "dn_clock.h"
 #include "dn_doorbell.h"
 #include "dn_eal.h"
@@ -128,6 +129,7 @@ struct dn_switch {
 	uint16_t *dirty_list;
 	unsigned int n_dirty;
 	struct rte_ether_addr gw_mac;
+	struct dn_prefix6 p6;	/* len 0: IPv6 frames are malformed */
 
 	pthread_t thread;
 	int thread_started;
@@ -273,6 +275,63 @@ dn_pick_listener(struct dn_slot *s, uint16_t port, uint32_t spread)
 	return n == 0 ? -1 : cand[spread % n];
 }
 
+/* What steering, the flow table and the policy read of a frame, whatever
+ * its family. */
+struct dn_pkt {
+	uint8_t proto;
+	uint8_t v6;
+	uint32_t src;		/* IPv4, or the IPv6 address's twin; host order */
+	uint32_t dst;
+	const uint8_t *l4;
+	uint32_t l4_len;	/* bytes of it in the frame */
+};
+
+/* A frame the switch forwards (checked on its way in, dn_handle_frame, or
+ * from the uplink) read for steering; -1 for anything not IPv4 or IPv6
+ * and for the neighbour discovery the switch itself answers with. */
+static int
+dn_parse(const struct dn_switch *sw, const struct rte_mbuf *m,
+	struct dn_pkt *p)
+{
+	uint32_t len = rte_pktmbuf_data_len(m);
+	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m,
+		const struct rte_ether_hdr *);
+	const uint32_t eh = sizeof(*eth);
+
+	if (len >= eh + sizeof(struct rte_ipv4_hdr) &&
+	    eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+		const struct rte_ipv4_hdr *ip = (const void *)(eth + 1);
+		uint32_t hlen = (uint32_t)(ip->version_ihl & 0xf) * 4;
+
+		p->proto = ip->next_proto_id;
+		p->v6 = 0;
+		p->src = rte_be_to_cpu_32(ip->src_addr);
+		p->dst = rte_be_to_cpu_32(ip->dst_addr);
+		p->l4 = (const uint8_t *)ip + hlen;
+		p->l4_len = len >= eh + hlen ? len - eh - hlen : 0;
+		return 0;
+	}
+	if (len >= eh + DN_IP6_HLEN &&
+	    eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		const struct rte_ipv6_hdr *ip = (const void *)(eth + 1);
+		uint32_t plen = rte_be_to_cpu_16(ip->payload_len);
+
+		p->proto = ip->proto;
+		p->v6 = 1;
+		p->src = p->dst = 0;
+		dn_twin_of(&sw->p6, ip->src_addr, &p->src);
+		dn_twin_of(&sw->p6, ip->dst_addr, &p->dst);
+		p->l4 = (const uint8_t *)(ip + 1);
+		p->l4_len = plen < len - eh - DN_IP6_HLEN ? plen :
+			len - eh - DN_IP6_HLEN;
+		if (p->proto == IPPROTO_ICMPV6 && p->l4_len >= 1 &&
+		    p->l4[0] >= DN_ICMP6_RS && p->l4[0] <= DN_ICMP6_REDIRECT)
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
 /* Which link of a port with several a frame for it goes to, or -1 to drop
  * it (see dn_switch.h). Frames the switch made for the port's own sender
  * (ARP replies) carry the asker's link in m->port. */
@@ -280,34 +339,27 @@ static int __attribute__((noinline))
 dn_steer(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf *m)
 {
 	struct dn_steer *st = s->steer;
-	uint32_t len = rte_pktmbuf_data_len(m);
-	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	struct rte_ipv4_hdr *ip;
-	uint16_t hlen, lport, rport;
+	struct dn_pkt p;
+	uint16_t lport, rport;
 	uint32_t rip;
 	int k;
 
-	if (len < sizeof(*eth) + sizeof(*ip) ||
-	    eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+	if (dn_parse(sw, m, &p) < 0) {
 		if (m->port < DN_MAX_LINKS && (st->live >> m->port & 1))
 			return m->port;
 		return dn_lowest_link(st->live);
 	}
-	ip = (struct rte_ipv4_hdr *)(eth + 1);
-	hlen = (uint16_t)((ip->version_ihl & 0xf) * 4);
-	if (ip->next_proto_id == IPPROTO_TCP &&
-	    len >= sizeof(*eth) + hlen + sizeof(struct rte_tcp_hdr)) {
-		struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)((char *)ip +
-			hlen);
+	if (p.proto == IPPROTO_TCP && p.l4_len >= sizeof(struct rte_tcp_hdr)) {
+		const struct rte_tcp_hdr *tcp = (const void *)p.l4;
 		uint8_t flags = tcp->tcp_flags;
 		int syn_only = (flags & RTE_TCP_SYN_FLAG) &&
 			!(flags & RTE_TCP_ACK_FLAG);
 		struct dn_flow *f;
 
-		rip = rte_be_to_cpu_32(ip->src_addr);
+		rip = p.src;
 		rport = rte_be_to_cpu_16(tcp->src_port);
 		lport = rte_be_to_cpu_16(tcp->dst_port);
-		f = dn_flow_find(&st->flows, rip, rport, lport);
+		f = dn_flow_find(&st->flows, rip, rport, lport, p.v6);
 		/* A SYN on a closing connection's ports is a new connection
 		 * (the peer reuses them after its TIME-WAIT). */
 		if (f != NULL && (st->live >> f->link & 1) &&
@@ -331,10 +383,11 @@ dn_steer(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf *m)
 		}
 		if (syn_only) {
 			k = dn_pick_listener(s, lport, dn_flow_spread(rip,
-				rport, lport));
+				rport, lport, p.v6));
 			if (k >= 0) {
 				if (dn_flow_insert(&st->flows, rip, rport,
-				    lport, (uint8_t)k, DN_FLOW_SYN, sw->now_s,
+				    lport, p.v6, (uint8_t)k, DN_FLOW_SYN,
+				    sw->now_s,
 				    st->live) == NULL) {
 					/* As a full SYN queue: the client
 					 * tries again. */
@@ -344,10 +397,9 @@ dn_steer(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf *m)
 				return k;
 			}
 		}
-	} else if (ip->next_proto_id == IPPROTO_UDP &&
-		   len >= sizeof(*eth) + hlen + sizeof(struct rte_udp_hdr)) {
-		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)((char *)ip +
-			hlen);
+	} else if (p.proto == IPPROTO_UDP &&
+		   p.l4_len >= sizeof(struct rte_udp_hdr)) {
+		const struct rte_udp_hdr *udp = (const void *)p.l4;
 
 		lport = rte_be_to_cpu_16(udp->dst_port);
 	} else {
@@ -367,24 +419,23 @@ dn_steer(struct dn_switch *sw, struct dn_slot *s, struct rte_mbuf *m)
  * of its connections. A link changes only its own entries. */
 static void __attribute__((noinline))
 dn_flow_egress(struct dn_switch *sw, struct dn_slot *s, unsigned int link,
-	struct rte_ipv4_hdr *ip, uint16_t hlen, uint32_t len)
+	const struct dn_pkt *p)
 {
 	struct dn_steer *st = s->steer;
-	struct rte_tcp_hdr *tcp;
+	const struct rte_tcp_hdr *tcp;
 	struct dn_flow *f;
 	uint32_t rip;
 	uint16_t rport, lport;
 	uint8_t flags;
 
-	if (ip->next_proto_id != IPPROTO_TCP ||
-	    len < sizeof(struct rte_ether_hdr) + hlen + sizeof(*tcp))
+	if (p->proto != IPPROTO_TCP || p->l4_len < sizeof(*tcp))
 		return;
-	tcp = (struct rte_tcp_hdr *)((char *)ip + hlen);
+	tcp = (const struct rte_tcp_hdr *)p->l4;
 	flags = tcp->tcp_flags;
-	rip = rte_be_to_cpu_32(ip->dst_addr);
+	rip = p->dst;
 	rport = rte_be_to_cpu_16(tcp->dst_port);
 	lport = rte_be_to_cpu_16(tcp->src_port);
-	f = dn_flow_find(&st->flows, rip, rport, lport);
+	f = dn_flow_find(&st->flows, rip, rport, lport, p->v6);
 	if (f != NULL && f->link != link && (st->live >> f->link & 1))
 		return;	/* another process's connection */
 	if (flags & RTE_TCP_RST_FLAG) {
@@ -399,8 +450,8 @@ dn_flow_egress(struct dn_switch *sw, struct dn_slot *s, unsigned int link,
 		   dn_link_of_port(lport) != (int)link) {
 		/* Held as briefly as an incoming SYN's until the peer
 		 * answers, so that SYNs to nowhere fill nothing for long. */
-		dn_flow_insert(&st->flows, rip, rport, lport, (uint8_t)link,
-			DN_FLOW_SYN, sw->now_s, st->live);
+		dn_flow_insert(&st->flows, rip, rport, lport, p->v6,
+			(uint8_t)link, DN_FLOW_SYN, sw->now_s, st->live);
 	}
 }
 
@@ -570,26 +621,17 @@ dn_handle_arp(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 	dn_enqueue(sw, from, m);
 }
 
-/* A TCP segment for an address with no endpoint gets the reset that a host
- * with no such connection would send (RFC 793 "reset generation"). */
-static void
-dn_send_reset(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
-	struct rte_ipv4_hdr *ip, struct rte_tcp_hdr *tcp, uint16_t ip_len)
+/* Turns segment tcp (seg_len bytes of data) into the reset that a host
+ * with no such connection would send (RFC 793 "reset generation"), ports
+ * swapped, header 20 bytes; -1 for a reset, which gets none. */
+static int
+dn_tcp_to_reset(struct rte_tcp_hdr *tcp, uint32_t seg_len)
 {
-	struct dn_slot *s = &sw->slots[from];
-	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	uint16_t hlen = (uint16_t)((ip->version_ihl & 0xf) * 4);
-	uint16_t thlen = (uint16_t)((tcp->data_off >> 4) * 4);
-	uint32_t seg_len = ip_len - hlen - thlen;
 	uint8_t flags = tcp->tcp_flags;
-	struct rte_ether_addr tmp;
-	rte_be32_t a;
 	rte_be16_t p;
 
-	if (flags & RTE_TCP_RST_FLAG) {
-		rte_pktmbuf_free(m);
-		return;
-	}
+	if (flags & RTE_TCP_RST_FLAG)
+		return -1;
 	if (flags & RTE_TCP_SYN_FLAG)
 		seg_len++;
 	if (flags & RTE_TCP_FIN_FLAG)
@@ -610,6 +652,25 @@ dn_send_reset(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
 	tcp->data_off = (sizeof(*tcp) / 4) << 4;
 	tcp->rx_win = 0;
 	tcp->tcp_urp = 0;
+	return 0;
+}
+
+/* A TCP segment for an address with no endpoint gets a reset. */
+static void
+dn_send_reset(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
+	struct rte_ipv4_hdr *ip, struct rte_tcp_hdr *tcp, uint16_t ip_len)
+{
+	struct dn_slot *s = &sw->slots[from];
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint16_t hlen = (uint16_t)((ip->version_ihl & 0xf) * 4);
+	uint16_t thlen = (uint16_t)((tcp->data_off >> 4) * 4);
+	struct rte_ether_addr tmp;
+	rte_be32_t a;
+
+	if (dn_tcp_to_reset(tcp, ip_len - hlen - thlen) < 0) {
+		rte_pktmbuf_free(m);
+		return;
+	}
 	a = ip->src_addr;
 	ip->src_addr = ip->dst_addr;
 	ip->dst_addr = a;
@@ -634,49 +695,136 @@ dn_send_reset(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
 	dn_enqueue(sw, from, m);
 }
 
+/* The same for IPv6 (the header is the fixed one: dn_handle_ip6 let no
+ * extension header through). */
+static void
+dn_send_reset6(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
+	struct rte_ipv6_hdr *ip, struct rte_tcp_hdr *tcp)
+{
+	struct dn_slot *s = &sw->slots[from];
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint32_t plen = rte_be_to_cpu_16(ip->payload_len);
+	uint32_t thlen = (uint32_t)(tcp->data_off >> 4) * 4;
+	struct rte_ether_addr tmp;
+	uint8_t a[16];
+
+	if (dn_tcp_to_reset(tcp, plen - thlen) < 0) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memcpy(a, ip->src_addr, 16);
+	memcpy(ip->src_addr, ip->dst_addr, 16);
+	memcpy(ip->dst_addr, a, 16);
+	ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+	ip->payload_len = rte_cpu_to_be_16(sizeof(*tcp));
+	ip->hop_limits = 64;
+	rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_pkt_len(m) -
+		(sizeof(*eth) + DN_IP6_HLEN + sizeof(*tcp))));
+	tcp->cksum = 0;
+	tcp->cksum = rte_ipv6_udptcp_cksum(ip, tcp);
+	tmp = eth->src_addr;
+	eth->src_addr = eth->dst_addr;
+	eth->dst_addr = tmp;
+	s->c.resets_sent++;
+	dn_enqueue(sw, from, m);
+}
+
+/* Proxy neighbour discovery, as dn_handle_arp: every address of the prefix
+ * has the MAC of its IPv4 twin, so a solicitation (to the target's
+ * solicited-node group, or to the target itself when a stack checks that
+ * its neighbour is still there) is answered at once, in place, with the
+ * advertisement the target would send. The asker's own address was checked
+ * (dn_handle_ip6); RFC 4861 7.1.1's checks of the message decide the rest. */
+static void
+dn_handle_ns(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
+	struct rte_ipv6_hdr *ip, uint32_t plen)
+{
+	struct dn_slot *s = &sw->slots[from];
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	const struct dn_nd_msg *ns = (const struct dn_nd_msg *)(ip + 1);
+	uint8_t target[16], asker[16], asker_mac[6], mac[6];
+	uint32_t len = rte_pktmbuf_data_len(m), tip;
+
+	if (plen < sizeof(*ns) || ns->code != 0 ||
+	    ip->hop_limits != DN_ND_HOPLIM ||
+	    !dn_twin_of(&sw->p6, ns->target, &tip) ||
+	    (!dn_addr6_is_solicited(ip->dst_addr, ns->target) &&
+	    memcmp(ip->dst_addr, ns->target, 16) != 0)) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memcpy(target, ns->target, 16);
+	memcpy(asker, ip->src_addr, 16);
+	memcpy(asker_mac, eth->src_addr.addr_bytes, 6);
+	if (len < DN_ND_FRAME_LEN) {
+		if (rte_pktmbuf_append(m, (uint16_t)(DN_ND_FRAME_LEN - len)) ==
+		    NULL) {
+			rte_pktmbuf_free(m);
+			return;
+		}
+	} else {
+		rte_pktmbuf_trim(m, (uint16_t)(len - DN_ND_FRAME_LEN));
+	}
+	dn_switch_mac_of(tip, mac);
+	dn_nd_write(eth, asker_mac, mac, target, asker, DN_ICMP6_NA,
+		DN_NA_SOLICITED | DN_NA_OVERRIDE, target, mac);
+	s->c.nd_replies++;
+	dn_enqueue(sw, from, m);
+}
+
 static int
 dn_policy_check(struct dn_switch *sw, uint16_t from, uint16_t to,
-	struct rte_mbuf *m, struct rte_ipv4_hdr *ip, uint16_t hlen, uint32_t len)
+	const struct dn_pkt *p)
 {
 	uint16_t sport = 0, dport = 0;
 	int syn_only = 0;
 
-	(void)m;
-	if ((ip->next_proto_id == IPPROTO_TCP &&
-	     len >= sizeof(struct rte_ether_hdr) + hlen +
-	     sizeof(struct rte_tcp_hdr)) ||
-	    (ip->next_proto_id == IPPROTO_UDP &&
-	     len >= sizeof(struct rte_ether_hdr) + hlen +
-	     sizeof(struct rte_udp_hdr))) {
+	if ((p->proto == IPPROTO_TCP &&
+	     p->l4_len >= sizeof(struct rte_tcp_hdr)) ||
+	    (p->proto == IPPROTO_UDP &&
+	     p->l4_len >= sizeof(struct rte_udp_hdr))) {
 		/* Both headers start with the two ports. */
-		struct rte_udp_hdr *l4 =
-			(struct rte_udp_hdr *)((char *)ip + hlen);
+		const struct rte_udp_hdr *l4 = (const void *)p->l4;
 
 		sport = rte_be_to_cpu_16(l4->src_port);
 		dport = rte_be_to_cpu_16(l4->dst_port);
-		if (ip->next_proto_id == IPPROTO_TCP) {
-			uint8_t f = ((struct rte_tcp_hdr *)l4)->tcp_flags;
+		if (p->proto == IPPROTO_TCP) {
+			uint8_t f = ((const struct rte_tcp_hdr *)l4)->tcp_flags;
 
 			syn_only = (f & RTE_TCP_SYN_FLAG) &&
 				!(f & RTE_TCP_ACK_FLAG);
 		}
-	} else if (ip->next_proto_id == IPPROTO_TCP ||
-		   ip->next_proto_id == IPPROTO_UDP) {
+	} else if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
 		return 0;	/* truncated: no ports to judge by */
 	}
-	return dn_policy_allows(sw->policy, from, to, ip->next_proto_id,
+	/* ICMPv6 is judged as ICMP: by tenant, not by port. */
+	return dn_policy_allows(sw->policy, from, to,
+		p->proto == IPPROTO_ICMPV6 ? IPPROTO_ICMP : p->proto,
 		sport, dport, syn_only);
 }
 
 /* A frame from another host to this host's endpoint it is addressed to
- * (the uplink checked it is IPv4 and long enough). */
+ * (the uplink checked it is IPv4 or IPv6 and long enough). */
 static void
 dn_uplink_deliver(struct dn_switch *sw, struct rte_mbuf *m)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
-	uint32_t dst = rte_be_to_cpu_32(ip->dst_addr);
-	uint16_t slot = dn_slot_of(sw, dst);
+	uint32_t dst = 0;
+	uint16_t slot;
+
+	if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(eth + 1);
+
+		if (!dn_twin_of(&sw->p6, ip6->dst_addr, &dst)) {
+			rte_pktmbuf_free(m);
+			return;
+		}
+	} else {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+
+		dst = rte_be_to_cpu_32(ip->dst_addr);
+	}
+	slot = dn_slot_of(sw, dst);
 
 	if (slot == DN_NO_SLOT) {
 		rte_pktmbuf_free(m);
@@ -688,16 +836,19 @@ dn_uplink_deliver(struct dn_switch *sw, struct rte_mbuf *m)
 	dn_enqueue(sw, slot, m);
 }
 
-/* Towards the wire (not yet rewritten: the destination is in the IPv4
+/* Towards the wire (not yet rewritten: the destination is in the IP
  * header, which dn_handle_frame checked) or from it. */
 static void
 dn_uplink_out(struct dn_switch *sw, int dir, struct rte_mbuf *m)
 {
 	if (dir == DN_EGRESS) {
-		struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m,
-			struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+		struct dn_pkt p;
 
-		dn_uplink_send(sw->uplink, m, rte_be_to_cpu_32(ip->dst_addr));
+		dn_parse(sw, m, &p);
+		if (p.v6)
+			dn_uplink_send6(sw->uplink, m, p.dst);
+		else
+			dn_uplink_send(sw->uplink, m, p.dst);
 	} else {
 		dn_uplink_deliver(sw, m);
 	}
@@ -718,6 +869,134 @@ dn_fault_uplink(struct dn_switch *sw, int dir, struct rte_mbuf *m)
 		dn_uplink_out(sw, dir, out[k]);
 }
 
+/* A checked frame from the endpoint in slot from, by destination: to this
+ * host's endpoint, to another host's through the uplink, or a reset (TCP)
+ * or a drop for an address of this host's range with nobody there. */
+static void
+dn_forward(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m,
+	const struct dn_pkt *p, void *ip, uint16_t ip_len)
+{
+	struct dn_slot *s = &sw->slots[from];
+	uint16_t to = dn_slot_of(sw, p->dst);
+
+	/* Not for a link that has left (its frames may still wait in the
+	 * limiter): a later link of the same index must start clean. */
+	if (unlikely(s->steer != NULL) && m->port < DN_MAX_LINKS &&
+	    (s->steer->live >> m->port & 1))
+		dn_flow_egress(sw, s, m->port, p);
+	if (to != DN_NO_SLOT) {
+		if (sw->slots[to].tenant != s->tenant &&
+		    !dn_policy_check(sw, s->tenant, sw->slots[to].tenant, p)) {
+			s->c.drop_policy++;
+			rte_pktmbuf_free(m);
+			return;
+		}
+		dn_enqueue(sw, to, m);
+		return;
+	}
+	if (sw->uplink != NULL && dn_in_subnet(sw, p->dst) &&
+	    !dn_in_range(sw, p->dst)) {
+		/* Another host's endpoint. */
+		if (unlikely(sw->up_faulty[DN_EGRESS]))
+			dn_fault_uplink(sw, DN_EGRESS, m);
+		else if (p->v6)
+			dn_uplink_send6(sw->uplink, m, p->dst);
+		else
+			dn_uplink_send(sw->uplink, m, p->dst);
+		return;
+	}
+	s->c.drop_no_route++;
+	if (p->proto == IPPROTO_TCP && p->l4_len >= sizeof(struct rte_tcp_hdr) &&
+	    dn_in_subnet(sw, p->dst)) {
+		struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)(uintptr_t)p->l4;
+
+		if (p->v6)
+			dn_send_reset6(sw, from, m, ip, tcp);
+		else
+			dn_send_reset(sw, from, m, ip, tcp, ip_len);
+		return;
+	}
+	rte_pktmbuf_free(m);
+}
+
+/* An IPv6 frame from an endpoint. What the endpoint wrote is read as
+ * hostile: the payload length must fit the frame, the next header must be
+ * TCP, UDP or ICMPv6 with its header whole (extension headers are dropped:
+ * the stacks send none, and walking a chain of them is where parsers go
+ * wrong), the source the endpoint's own address. */
+static void
+dn_handle_ip6(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
+{
+	struct dn_slot *s = &sw->slots[from];
+	const uint32_t eh = sizeof(struct rte_ether_hdr);
+	uint32_t len = rte_pktmbuf_data_len(m), plen;
+	struct rte_ipv6_hdr *ip;
+	struct dn_pkt p;
+
+	if (sw->p6.len == 0 || len < eh + DN_IP6_HLEN)
+		goto malformed;
+	ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *, eh);
+	plen = rte_be_to_cpu_16(ip->payload_len);
+	if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6 ||
+	    plen > len - eh - DN_IP6_HLEN)
+		goto malformed;
+	p.proto = ip->proto;
+	p.v6 = 1;
+	p.l4 = (const uint8_t *)(ip + 1);
+	p.l4_len = plen;
+	switch (p.proto) {
+	case IPPROTO_TCP: {
+		const struct rte_tcp_hdr *tcp = (const void *)p.l4;
+		uint32_t thlen;
+
+		if (plen < sizeof(*tcp))
+			goto malformed;
+		thlen = (uint32_t)(tcp->data_off >> 4) * 4;
+		if (thlen < sizeof(*tcp) || thlen > plen)
+			goto malformed;
+		break;
+	}
+	case IPPROTO_UDP:
+		if (plen < sizeof(struct rte_udp_hdr))
+			goto malformed;
+		break;
+	case IPPROTO_ICMPV6:
+		if (plen < 4)
+			goto malformed;
+		break;
+	default:
+		goto malformed;
+	}
+	if (!dn_twin_of(&sw->p6, ip->src_addr, &p.src) || p.src != s->ip) {
+		s->c.drop_spoofed++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (p.proto == IPPROTO_ICMPV6 && p.l4[0] >= DN_ICMP6_RS &&
+	    p.l4[0] <= DN_ICMP6_REDIRECT) {
+		/* The switch is every endpoint's neighbour and no router:
+		 * solicitations are answered, the rest of neighbour
+		 * discovery needs nothing. */
+		if (p.l4[0] == DN_ICMP6_NS)
+			dn_handle_ns(sw, from, m, ip, plen);
+		else
+			rte_pktmbuf_free(m);
+		return;
+	}
+	if (!dn_twin_of(&sw->p6, ip->dst_addr, &p.dst)) {
+		/* Multicast, or an address no endpoint can have. */
+		s->c.drop_no_route++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	dn_forward(sw, from, m, &p, ip, 0);
+	return;
+
+malformed:
+	s->c.drop_malformed++;
+	rte_pktmbuf_free(m);
+}
+
 static void
 dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 {
@@ -725,7 +1004,8 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 	struct rte_ether_hdr *eth;
 	struct rte_ipv4_hdr *ip;
 	uint32_t len = rte_pktmbuf_data_len(m);
-	uint16_t to, ip_len, hlen;
+	uint16_t ip_len, hlen;
+	struct dn_pkt p;
 
 	s->c.rx_frames++;
 	s->c.rx_bytes += m->pkt_len;
@@ -734,6 +1014,10 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
 		dn_handle_arp(sw, from, m);
+		return;
+	}
+	if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		dn_handle_ip6(sw, from, m);
 		return;
 	}
 	if (eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
@@ -750,43 +1034,13 @@ dn_handle_frame(struct dn_switch *sw, uint16_t from, struct rte_mbuf *m)
 		rte_pktmbuf_free(m);
 		return;
 	}
-	/* Not for a link that has left (its frames may still wait in the
-	 * limiter): a later link of the same index must start clean. */
-	if (unlikely(s->steer != NULL) && m->port < DN_MAX_LINKS &&
-	    (s->steer->live >> m->port & 1))
-		dn_flow_egress(sw, s, m->port, ip, hlen, len);
-	to = dn_slot_of(sw, rte_be_to_cpu_32(ip->dst_addr));
-	if (to != DN_NO_SLOT) {
-		if (sw->slots[to].tenant != s->tenant &&
-		    !dn_policy_check(sw, s->tenant, sw->slots[to].tenant, m,
-		    ip, hlen, len)) {
-			s->c.drop_policy++;
-			rte_pktmbuf_free(m);
-			return;
-		}
-		dn_enqueue(sw, to, m);
-		return;
-	}
-	if (sw->uplink != NULL && dn_in_subnet(sw, rte_be_to_cpu_32(ip->dst_addr)) &&
-	    !dn_in_range(sw, rte_be_to_cpu_32(ip->dst_addr))) {
-		/* Another host's endpoint. */
-		if (unlikely(sw->up_faulty[DN_EGRESS]))
-			dn_fault_uplink(sw, DN_EGRESS, m);
-		else
-			dn_uplink_send(sw->uplink, m,
-				rte_be_to_cpu_32(ip->dst_addr));
-		return;
-	}
-	if (ip->next_proto_id == IPPROTO_TCP &&
-	    len >= sizeof(*eth) + hlen + sizeof(struct rte_tcp_hdr) &&
-	    dn_in_subnet(sw, rte_be_to_cpu_32(ip->dst_addr))) {
-		s->c.drop_no_route++;
-		dn_send_reset(sw, from, m, ip,
-			(struct rte_tcp_hdr *)((char *)ip + hlen), ip_len);
-		return;
-	}
-	s->c.drop_no_route++;
-	rte_pktmbuf_free(m);
+	p.proto = ip->next_proto_id;
+	p.v6 = 0;
+	p.src = s->ip;
+	p.dst = rte_be_to_cpu_32(ip->dst_addr);
+	p.l4 = (const uint8_t *)ip + hlen;
+	p.l4_len = len - sizeof(*eth) - hlen;
+	dn_forward(sw, from, m, &p, ip, ip_len);
 	return;
 
 malformed:
@@ -1008,6 +1262,45 @@ dn_drain_departing(struct dn_switch *sw, uint16_t slot, unsigned int link)
 		dn_flush(sw);
 }
 
+/* dn_reset_flow's reset for an IPv6 connection, in m. */
+static void
+dn_reset_flow6(struct dn_switch *sw, uint16_t slot, unsigned int link,
+	const struct dn_flow *f, struct rte_mbuf *m)
+{
+	struct dn_slot *s = &sw->slots[slot];
+	struct rte_ether_hdr *eth;
+	struct rte_ipv6_hdr *ip;
+	struct rte_tcp_hdr *tcp;
+	uint16_t len = sizeof(*eth) + DN_IP6_HLEN + sizeof(*tcp);
+
+	if (m == NULL || (eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m,
+	    len)) == NULL) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memset(eth, 0, len);
+	ip = (struct rte_ipv6_hdr *)(eth + 1);
+	tcp = (struct rte_tcp_hdr *)(ip + 1);
+	dn_switch_mac_of(f->rip, eth->dst_addr.addr_bytes);
+	dn_switch_mac_of(s->ip, eth->src_addr.addr_bytes);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+	ip->payload_len = rte_cpu_to_be_16(sizeof(*tcp));
+	ip->proto = IPPROTO_TCP;
+	ip->hop_limits = 64;
+	dn_addr6_of(&sw->p6, s->ip, ip->src_addr);
+	dn_addr6_of(&sw->p6, f->rip, ip->dst_addr);
+	tcp->src_port = rte_cpu_to_be_16(f->lport);
+	tcp->dst_port = rte_cpu_to_be_16(f->rport);
+	tcp->sent_seq = rte_cpu_to_be_32(f->ack);
+	tcp->data_off = (sizeof(*tcp) / 4) << 4;
+	tcp->tcp_flags = RTE_TCP_RST_FLAG;
+	tcp->cksum = rte_ipv6_udptcp_cksum(ip, tcp);
+	m->port = (uint16_t)link;
+	s->c.resets_sent++;
+	dn_handle_frame(sw, slot, m);
+}
+
 /* The reset the process of link would have sent for connection f had its
  * stack not gone with it; from the endpoint, as if it sent it. */
 static void
@@ -1021,6 +1314,10 @@ dn_reset_flow(struct dn_switch *sw, uint16_t slot, unsigned int link,
 	struct rte_tcp_hdr *tcp;
 	uint16_t len = sizeof(*eth) + sizeof(*ip) + sizeof(*tcp);
 
+	if (f->v6) {
+		dn_reset_flow6(sw, slot, link, f, m);
+		return;
+	}
 	if (m == NULL || (eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m,
 	    len)) == NULL) {
 		rte_pktmbuf_free(m);
@@ -1334,6 +1631,11 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	    ~cfg->netmask >= (1u << 24))
 		return dn_error(-EINVAL, "bad switch configuration (subnet, "
 			"netmask /8 or longer, max endpoints < 65535)");
+	if (dn_prefix6_check(cfg->prefix6, cfg->prefix6_len) < 0)
+		return dn_error(-EINVAL, "bad IPv6 prefix (length %u): the "
+			"length must be 64..96 (or 0 with all zero: no IPv6) "
+			"and every bit past it zero, the low 32 bits included",
+			cfg->prefix6_len);
 	ret = dn_eal_register_thread();
 	if (ret < 0)
 		return ret;
@@ -1346,6 +1648,10 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 		sw->cfg.range_mask = cfg->netmask;
 	}
 	sw->cfg.uplink = NULL;	/* the caller's string is not kept */
+	memcpy(sw->p6.addr, cfg->prefix6, 16);
+	sw->p6.len = cfg->prefix6_len;
+	sw->p6.subnet = cfg->subnet;
+	sw->p6.netmask = cfg->netmask;
 	sw->epfd = -1;
 	sw->ctl_fd = -1;
 	sw->hosts = ~cfg->netmask + 1;
@@ -1393,8 +1699,8 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 	if (cfg->uplink != NULL && cfg->uplink[0] != '\0') {
 		ret = dn_uplink_open(cfg->uplink, sw->pool, cfg->mtu,
 			cfg->uplink_frame ? cfg->uplink_frame :
-			dn_frame_room(cfg->mtu), cfg->gateway, cfg->subnet, cfg->netmask, dn_is_local, sw,
-			&sw->uplink);
+			dn_frame_room(cfg->mtu), cfg->gateway, cfg->subnet,
+			cfg->netmask, &sw->p6, dn_is_local, sw, &sw->uplink);
 		if (ret < 0)
 			goto fail;
 		if (dn_uplink_wake_fd(sw->uplink) >= 0) {

@@ -1,14 +1,19 @@
 /*
  * The master's data plane: one link per endpoint (two frame rings in memory
  * the master shares with the endpoint's process, dn_linkmem.h) and a switch
- * thread that forwards frames between them by destination IPv4 address.
+ * thread that forwards frames between them by destination IPv4 or IPv6
+ * address.
  *
- * The switch answers ARP for the whole subnet itself (endpoint MACs are
- * derived from their addresses), drops frames whose source is not the
+ * The switch answers ARP for the whole subnet and IPv6 neighbour
+ * solicitations for the whole prefix itself (endpoint MACs are derived
+ * from their IPv4 addresses), drops frames whose source is not the
  * sending endpoint's own address, and answers TCP segments for addresses
  * with no endpoint with a reset, so a peer of a process that died learns it
  * at once. Classification is in software; the table is indexed by the host
- * part of the address. Endpoints are added and removed while it runs.
+ * part of the address, which an IPv6 address of the prefix carries in its
+ * low 32 bits. IPv6 frames carry TCP, UDP or ICMPv6 right after the fixed
+ * header: extension headers are dropped as malformed (the stacks send
+ * none). Endpoints are added and removed while it runs.
  */
 #ifndef DN_SWITCH_H
 #define DN_SWITCH_H
@@ -31,6 +36,11 @@ struct dn_switch_config {
 	 * hosts, behind the uplink. */
 	uint32_t range;
 	uint32_t range_mask;
+	/* IPv6 (IPV6.md "Addressing"): an endpoint's IPv6 address is its IPv4
+	 * host part in the low 32 bits of this prefix. All zero with length
+	 * 0: no IPv6. Length 64..96, bits past the length zero. */
+	uint8_t prefix6[16];	/* network order */
+	uint8_t prefix6_len;
 	const char *uplink;	/* DPDK device and arguments, or NULL */
 	uint16_t uplink_frame;	/* bytes of one received uplink frame */
 };
@@ -57,6 +67,7 @@ struct dn_port_counters {
 	uint64_t ingress_dropped;	/* the ingress queue was full */
 	uint64_t resets_sent;		/* on behalf of absent endpoints */
 	uint64_t arp_replies;
+	uint64_t nd_replies;		/* neighbour advertisements (IPv6) */
 	uint64_t wakeups;		/* doorbells rung to the slave */
 	/* Injected on the way to the endpoint (dn_switch_set_faults). */
 	uint64_t fault_dropped;
@@ -145,6 +156,8 @@ struct dn_uplink_counters {
 	uint64_t tx_frames;
 	uint64_t arp_requests_sent;
 	uint64_t arp_replies_sent;
+	uint64_t nd_solicits_sent;	/* IPv6 neighbour discovery */
+	uint64_t nd_adverts_sent;
 	uint64_t unresolved_dropped;
 	uint64_t drop_other;
 	int hw_classification;	/* 1: rte_flow steering available */

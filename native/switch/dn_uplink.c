@@ -27,13 +27,17 @@
 #define DN_BURST 32
 #define DN_UPLINK_MBUFS 2047
 
+/* A neighbour, IPv4 or IPv6 (by its IPv4 twin): a host may answer for one
+ * family and not the other. */
 struct dn_arp_entry {
 	uint32_t ip;		/* 0: empty */
+	uint8_t v6;
 	struct rte_ether_addr mac;
 };
 
 struct dn_held {
 	uint32_t ip;
+	uint8_t v6;
 	struct rte_mbuf *m;
 };
 
@@ -47,6 +51,8 @@ struct dn_uplink {
 	uint32_t my_ip;
 	uint32_t subnet;
 	uint32_t netmask;
+	struct dn_prefix6 p6;
+	uint8_t my_ip6[16];
 	dn_uplink_is_local_fn is_local;
 	void *ctx;
 	struct dn_arp_entry arp[DN_ARP_SLOTS];
@@ -61,20 +67,20 @@ struct dn_uplink {
 /* ---- ARP table ---- */
 
 static unsigned int
-dn_arp_hash(uint32_t ip)
+dn_arp_hash(uint32_t ip, uint8_t v6)
 {
-	return (ip * 2654435761u) & (DN_ARP_SLOTS - 1);
+	return ((ip ^ v6) * 2654435761u) & (DN_ARP_SLOTS - 1);
 }
 
 static struct dn_arp_entry *
-dn_arp_find(struct dn_uplink *u, uint32_t ip)
+dn_arp_find(struct dn_uplink *u, uint32_t ip, uint8_t v6)
 {
-	unsigned int i, h = dn_arp_hash(ip);
+	unsigned int i, h = dn_arp_hash(ip, v6);
 
 	for (i = 0; i < DN_ARP_SLOTS; i++) {
 		struct dn_arp_entry *e = &u->arp[(h + i) & (DN_ARP_SLOTS - 1)];
 
-		if (e->ip == ip)
+		if (e->ip == ip && e->v6 == v6)
 			return e;
 		if (e->ip == 0)
 			return NULL;
@@ -83,25 +89,27 @@ dn_arp_find(struct dn_uplink *u, uint32_t ip)
 }
 
 static void
-dn_flush_held(struct dn_uplink *u, uint32_t ip);
+dn_flush_held(struct dn_uplink *u, uint32_t ip, uint8_t v6);
 
 static void
-dn_arp_learn(struct dn_uplink *u, uint32_t ip, const struct rte_ether_addr *mac)
+dn_arp_learn(struct dn_uplink *u, uint32_t ip, uint8_t v6,
+	const struct rte_ether_addr *mac)
 {
-	unsigned int i, h = dn_arp_hash(ip);
+	unsigned int i, h = dn_arp_hash(ip, v6);
 
 	if (ip == 0 || (ip & u->netmask) != u->subnet || u->is_local(u->ctx, ip))
 		return;
 	for (i = 0; i < DN_ARP_SLOTS; i++) {
 		struct dn_arp_entry *e = &u->arp[(h + i) & (DN_ARP_SLOTS - 1)];
 
-		if (e->ip == ip || e->ip == 0) {
+		if ((e->ip == ip && e->v6 == v6) || e->ip == 0) {
 			int fresh = e->ip == 0;
 
 			e->ip = ip;
+			e->v6 = v6;
 			e->mac = *mac;
 			if (fresh)
-				dn_flush_held(u, ip);
+				dn_flush_held(u, ip, v6);
 			return;
 		}
 	}
@@ -177,8 +185,75 @@ dn_arp_send(struct dn_uplink *u, uint16_t op, uint32_t tip,
 	dn_queue(u, m);
 }
 
+/* Neighbour discovery on the wire: an NS for the address whose twin is
+ * twin from our own (to its solicited-node group), or an NA for a local
+ * target to the asker. */
+static void
+dn_nd_send(struct dn_uplink *u, uint8_t type, const uint8_t *target,
+	const uint8_t *to, const struct rte_ether_addr *to_mac)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(u->pool);
+	struct rte_ether_hdr *eth;
+	uint8_t dst[16], dst_mac[6];
+
+	if (m == NULL)
+		return;
+	eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, DN_ND_FRAME_LEN);
+	if (eth == NULL) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (type == DN_ICMP6_NS) {
+		static const uint8_t sol[13] = { 0xff, 0x02, 0, 0, 0, 0, 0, 0,
+			0, 0, 0, 1, 0xff };
+
+		memcpy(dst, sol, 13);
+		memcpy(dst + 13, target + 13, 3);
+		dst_mac[0] = 0x33;
+		dst_mac[1] = 0x33;
+		memcpy(dst_mac + 2, dst + 12, 4);
+		dn_nd_write(eth, dst_mac, u->mac.addr_bytes, u->my_ip6, dst,
+			DN_ICMP6_NS, 0, target, u->mac.addr_bytes);
+		u->c.nd_solicits_sent++;
+	} else {
+		dn_nd_write(eth, to_mac->addr_bytes, u->mac.addr_bytes, target,
+			to, DN_ICMP6_NA, DN_NA_SOLICITED | DN_NA_OVERRIDE,
+			target, u->mac.addr_bytes);
+		u->c.nd_adverts_sent++;
+	}
+	dn_queue(u, m);
+}
+
 /* internal links carry TCP and UDP without checksums; a host on the wire
- * needs them. */
+ * needs them. IPv6 has no header checksum, and its UDP checksum is not
+ * optional; ICMPv6's is recomputed too (what the switch passes on is the
+ * endpoint's, and a wrong one is dropped by the receiver). */
+static void
+dn_fill_checksums6(struct rte_mbuf *m)
+{
+	struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m,
+		struct rte_ipv6_hdr *, sizeof(struct rte_ether_hdr));
+	void *l4 = ip + 1;
+
+	/* The switch checked the payload length against the frame. */
+	if (ip->proto == IPPROTO_TCP) {
+		struct rte_tcp_hdr *t = l4;
+
+		t->cksum = 0;
+		t->cksum = rte_ipv6_udptcp_cksum(ip, t);
+	} else if (ip->proto == IPPROTO_UDP) {
+		struct rte_udp_hdr *uh = l4;
+
+		uh->dgram_cksum = 0;
+		uh->dgram_cksum = rte_ipv6_udptcp_cksum(ip, uh);
+	} else if (ip->proto == IPPROTO_ICMPV6) {
+		struct dn_nd_msg *ic = l4;	/* the checksum's place */
+
+		ic->cksum = 0;
+		ic->cksum = rte_ipv6_udptcp_cksum(ip, ic);
+	}
+}
+
 static void
 dn_fill_checksums(struct rte_mbuf *m)
 {
@@ -189,6 +264,11 @@ dn_fill_checksums(struct rte_mbuf *m)
 
 	if (m->nb_segs != 1)
 		return;	/* frames are single-segment on our links */
+	if (rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->ether_type ==
+	    rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		dn_fill_checksums6(m);
+		return;
+	}
 	if (ip->next_proto_id == IPPROTO_TCP) {
 		struct rte_tcp_hdr *t = l4;
 
@@ -214,13 +294,13 @@ dn_emit(struct dn_uplink *u, struct rte_mbuf *m, const struct rte_ether_addr *to
 }
 
 static void
-dn_flush_held(struct dn_uplink *u, uint32_t ip)
+dn_flush_held(struct dn_uplink *u, uint32_t ip, uint8_t v6)
 {
-	struct dn_arp_entry *e = dn_arp_find(u, ip);
+	struct dn_arp_entry *e = dn_arp_find(u, ip, v6);
 	unsigned int i = 0;
 
 	while (e != NULL && i < u->n_held) {
-		if (u->held[i].ip == ip) {
+		if (u->held[i].ip == ip && u->held[i].v6 == v6) {
 			dn_emit(u, u->held[i].m, &e->mac);
 			u->held[i] = u->held[--u->n_held];
 		} else {
@@ -229,10 +309,11 @@ dn_flush_held(struct dn_uplink *u, uint32_t ip)
 	}
 }
 
-void
-dn_uplink_send(struct dn_uplink *u, struct rte_mbuf *m, uint32_t dst_ip)
+static void
+dn_send_to(struct dn_uplink *u, struct rte_mbuf *m, uint32_t dst_ip,
+	uint8_t v6)
 {
-	struct dn_arp_entry *e = dn_arp_find(u, dst_ip);
+	struct dn_arp_entry *e = dn_arp_find(u, dst_ip, v6);
 	unsigned int i;
 	int asked = 0;
 
@@ -241,16 +322,36 @@ dn_uplink_send(struct dn_uplink *u, struct rte_mbuf *m, uint32_t dst_ip)
 		return;
 	}
 	for (i = 0; i < u->n_held; i++)
-		if (u->held[i].ip == dst_ip)
+		if (u->held[i].ip == dst_ip && u->held[i].v6 == v6)
 			asked = 1;
 	if (u->n_held == DN_HOLD) {
 		u->c.unresolved_dropped++;
 		rte_pktmbuf_free(m);
 	} else {
-		u->held[u->n_held++] = (struct dn_held){ dst_ip, m };
+		u->held[u->n_held++] = (struct dn_held){ dst_ip, v6, m };
 	}
-	if (!asked)
+	if (asked)
+		return;
+	if (v6) {
+		uint8_t target[16];
+
+		dn_addr6_of(&u->p6, dst_ip, target);
+		dn_nd_send(u, DN_ICMP6_NS, target, NULL, NULL);
+	} else {
 		dn_arp_send(u, RTE_ARP_OP_REQUEST, dst_ip, NULL, u->my_ip);
+	}
+}
+
+void
+dn_uplink_send(struct dn_uplink *u, struct rte_mbuf *m, uint32_t dst_ip)
+{
+	dn_send_to(u, m, dst_ip, 0);
+}
+
+void
+dn_uplink_send6(struct dn_uplink *u, struct rte_mbuf *m, uint32_t dst_twin)
+{
+	dn_send_to(u, m, dst_twin, 1);
 }
 
 /* ---- receiving ---- */
@@ -268,11 +369,94 @@ dn_arp_input(struct dn_uplink *u, struct rte_mbuf *m)
 	}
 	sip = rte_be_to_cpu_32(arp->arp_data.arp_sip);
 	tip = rte_be_to_cpu_32(arp->arp_data.arp_tip);
-	dn_arp_learn(u, sip, &arp->arp_data.arp_sha);
+	dn_arp_learn(u, sip, 0, &arp->arp_data.arp_sha);
 	if (arp->arp_opcode == rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) &&
 	    (tip == u->my_ip || u->is_local(u->ctx, tip)))
 		dn_arp_send(u, RTE_ARP_OP_REPLY, sip, &arp->arp_data.arp_sha,
 			tip);
+}
+
+/* Whether the address whose twin is ip is ours to answer for. */
+static int
+dn_answers_for(struct dn_uplink *u, uint32_t ip)
+{
+	return ip == u->my_ip || u->is_local(u->ctx, ip);
+}
+
+/* Neighbour discovery from the wire: solicitations for this host's
+ * addresses are answered, advertisements (and the solicitations' source
+ * link-layer options) learnt. The RFC 4861 7.1 checks a host makes. */
+static void
+dn_nd_input(struct dn_uplink *u, struct rte_mbuf *m, struct rte_ipv6_hdr *ip,
+	uint32_t plen)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	const struct dn_nd_msg *nd = (const struct dn_nd_msg *)(ip + 1);
+	const uint8_t *opts = (const uint8_t *)(nd + 1);
+	const uint8_t *ll;
+	struct rte_ether_addr mac;
+	uint32_t tip, sip;
+
+	if (plen < sizeof(*nd) || nd->code != 0 ||
+	    ip->hop_limits != DN_ND_HOPLIM ||
+	    !dn_twin_of(&u->p6, nd->target, &tip)) {
+		u->c.drop_other++;
+		return;
+	}
+	if (nd->type == DN_ICMP6_NS) {
+		/* Duplicate address detection (from ::) for one of ours
+		 * would be a conflict an answer cannot settle; not ours:
+		 * another host's business. */
+		if (dn_addr6_is_unspecified(ip->src_addr) ||
+		    !dn_answers_for(u, tip))
+			return;
+		ll = dn_nd_find_ll(opts, plen - sizeof(*nd), DN_ND_OPT_SLLA);
+		memcpy(&mac, ll != NULL ? ll : eth->src_addr.addr_bytes, 6);
+		if (dn_twin_of(&u->p6, ip->src_addr, &sip))
+			dn_arp_learn(u, sip, 1, &mac);
+		dn_nd_send(u, DN_ICMP6_NA, nd->target, ip->src_addr, &mac);
+	} else {
+		ll = dn_nd_find_ll(opts, plen - sizeof(*nd), DN_ND_OPT_TLLA);
+		memcpy(&mac, ll != NULL ? ll : eth->src_addr.addr_bytes, 6);
+		dn_arp_learn(u, tip, 1, &mac);
+	}
+}
+
+/* An IPv6 frame from the wire: 1 if it is for one of this host's
+ * endpoints (passed on), 0 if it was handled or dropped here. */
+static int
+dn_ip6_input(struct dn_uplink *u, struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
+	uint32_t len = rte_pktmbuf_data_len(m), plen, sip, dip;
+	const uint8_t *l4 = (const uint8_t *)(ip + 1);
+
+	if (u->p6.len == 0 || len < sizeof(*eth) + DN_IP6_HLEN) {
+		u->c.drop_other++;
+		return 0;
+	}
+	plen = rte_be_to_cpu_16(ip->payload_len);
+	if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6 ||
+	    plen > len - sizeof(*eth) - DN_IP6_HLEN) {
+		u->c.drop_other++;
+		return 0;
+	}
+	if (ip->proto == IPPROTO_ICMPV6 && plen >= 1 &&
+	    (l4[0] == DN_ICMP6_NS || l4[0] == DN_ICMP6_NA)) {
+		dn_nd_input(u, m, ip, plen);
+		return 0;
+	}
+	if (!dn_twin_of(&u->p6, ip->dst_addr, &dip) ||
+	    !u->is_local(u->ctx, dip))
+		return 0;	/* not for this host (the segment is shared) */
+	if (!dn_twin_of(&u->p6, ip->src_addr, &sip)) {
+		/* A source with no twin: no reply could find it. */
+		u->c.drop_other++;
+		return 0;
+	}
+	dn_arp_learn(u, sip, 1, &eth->src_addr);
+	return 1;
 }
 
 uint16_t
@@ -306,6 +490,13 @@ dn_uplink_rx(struct dn_uplink *u, struct rte_mbuf **pkts, uint16_t n)
 			rte_pktmbuf_free(m);
 			continue;
 		}
+		if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+			if (dn_ip6_input(u, m))
+				pkts[out++] = m;
+			else
+				rte_pktmbuf_free(m);
+			continue;
+		}
 		ip = (struct rte_ipv4_hdr *)(eth + 1);
 		if (eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
 		    !u->is_local(u->ctx, rte_be_to_cpu_32(ip->dst_addr))) {
@@ -313,7 +504,8 @@ dn_uplink_rx(struct dn_uplink *u, struct rte_mbuf **pkts, uint16_t n)
 			rte_pktmbuf_free(m);
 			continue;
 		}
-		dn_arp_learn(u, rte_be_to_cpu_32(ip->src_addr), &eth->src_addr);
+		dn_arp_learn(u, rte_be_to_cpu_32(ip->src_addr), 0,
+			&eth->src_addr);
 		pkts[out++] = m;
 	}
 	dn_uplink_flush(u);
@@ -383,7 +575,8 @@ dn_wake_socket(const char *devargs)
 int
 dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	uint16_t frame_room, uint32_t my_ip, uint32_t subnet, uint32_t netmask,
-	dn_uplink_is_local_fn is_local, void *ctx, struct dn_uplink **out)
+	const struct dn_prefix6 *p6, dn_uplink_is_local_fn is_local, void *ctx,
+	struct dn_uplink **out)
 {
 	struct rte_eth_conf conf;
 	struct rte_eth_dev_info info;
@@ -404,6 +597,8 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	u->my_ip = my_ip;
 	u->subnet = subnet;
 	u->netmask = netmask;
+	u->p6 = *p6;
+	dn_addr6_of(p6, my_ip, u->my_ip6);
 	u->is_local = is_local;
 	u->ctx = ctx;
 	u->wake_fd = -1;

@@ -2,12 +2,15 @@
  * The master's uplink: one DPDK port (net_af_packet, net_af_xdp, net_tap,
  * net_memif or a NIC) to the network the other hosts are on.
  *
- * All hosts' endpoints share one IPv4 subnet on that segment, each master
- * handing out its own range. The uplink answers ARP for this host's
- * endpoints with its own MAC, learns the MACs of other hosts' addresses
- * from ARP and from the frames it receives, holds a few frames while it
- * asks, and fills in the TCP/UDP checksums that the internal links leave
- * empty. DPDK-only header.
+ * All hosts' endpoints share one IPv4 subnet (and one IPv6 prefix) on that
+ * segment, each master handing out its own range. The uplink answers ARP
+ * and IPv6 neighbour solicitations for this host's endpoints with its own
+ * MAC, learns the MACs of other hosts' addresses from ARP, from neighbour
+ * advertisements and from the frames it receives, holds a few frames while
+ * it asks, and fills in the TCP/UDP (and ICMPv6) checksums that the
+ * internal links leave empty. IPv6 neighbours are kept by their IPv4 twin
+ * (dn_addr6.h): an IPv6 source of the prefix with none is dropped, since
+ * no reply could reach it. DPDK-only header.
  */
 #ifndef DN_UPLINK_H
 #define DN_UPLINK_H
@@ -16,6 +19,7 @@
 
 #include <rte_mbuf.h>
 
+#include "dn_addr6.h"
 #include "dn_switch.h"	/* struct dn_uplink_counters */
 
 struct dn_uplink;
@@ -26,18 +30,25 @@ typedef int (*dn_uplink_is_local_fn)(void *ctx, uint32_t ip);
 /* frame_room: bytes a received frame may take in one mbuf (the device's
  * frame size, e.g. net_af_packet's framesz). */
 int dn_uplink_open(const char *devargs, struct rte_mempool *pool,
-	uint16_t mtu, uint16_t frame_room, uint32_t my_ip, uint32_t subnet, uint32_t netmask,
+	uint16_t mtu, uint16_t frame_room, uint32_t my_ip, uint32_t subnet,
+	uint32_t netmask, const struct dn_prefix6 *p6,
 	dn_uplink_is_local_fn is_local, void *ctx, struct dn_uplink **out);
 void dn_uplink_close(struct dn_uplink *u);
 
 /* A frame for dst_ip on another host: rewritten, checksummed, queued (or
  * held until ARP answers, or dropped and counted). */
 void dn_uplink_send(struct dn_uplink *u, struct rte_mbuf *m, uint32_t dst_ip);
+/* The same for an IPv6 frame to the address whose IPv4 twin is dst_twin
+ * (held until neighbour discovery answers). */
+void dn_uplink_send6(struct dn_uplink *u, struct rte_mbuf *m,
+	uint32_t dst_twin);
 /* Sends what is queued. */
 void dn_uplink_flush(struct dn_uplink *u);
 
-/* Receives a burst; ARP is handled here. Returns the IPv4 frames for this
- * host's endpoints, Ethernet header still to be rewritten by the caller. */
+/* Receives a burst; ARP and neighbour discovery are handled here. Returns
+ * the IPv4 and IPv6 frames for this host's endpoints (an IPv6 one with its
+ * payload length checked against the frame), Ethernet header still to be
+ * rewritten by the caller. */
 uint16_t dn_uplink_rx(struct dn_uplink *u, struct rte_mbuf **pkts, uint16_t n);
 
 /* A descriptor that becomes readable when frames arrive (for the switch's
