@@ -19,6 +19,7 @@ import ipaddress
 import json
 import random
 import struct
+import subprocess
 import sys
 import time
 import traceback
@@ -495,7 +496,84 @@ CHECKS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "steering": steering}
 
 
+# ---- the uplink (run inside a namespace whose veth0 leads to a kernel) ----
+
+LOCAL_RANGE = ipaddress.IPv4Network("10.77.1.0/24")
+ENDPOINT = "10.77.1.5"
+KERNEL = "10.77.200.1"  # the twin of the kernel namespace's IPv6 address
+
+
+def uplink(kernel_ns: str) -> dict[str, Any]:
+    """An endpoint and a kernel neighbour over net_af_packet: the uplink
+    asks for the kernel's address and answers for the endpoint's, fills in
+    the checksums the endpoint left empty (the kernel answers only what
+    checks), and carries a kernel `ping -6` to the endpoint, answered here
+    as the endpoint's stack would."""
+    sw = Switch(SUBNET, GATEWAY, mtu=1500, n_mbufs=8191, max_endpoints=4, spin_us=0, local_range=LOCAL_RANGE,
+                uplink="net_af_packet0,iface=veth0", prefix6=PREFIX)
+    fd, wake = new_fds()
+    slot = sw.add(ip=ENDPOINT, link_fd=fd, slave_wake_fd=wake)
+    link = Link(sw, "p6-up", fd, wake)
+    me, kernel = v6(ENDPOINT), v6(KERNEL)
+    out: dict[str, Any] = {}
+
+    def expect(pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for f in link.recv_all():
+                if f[12:14] == b"\x86\xdd":
+                    p = parse6(f)
+                    if pred(p):
+                        return p
+            time.sleep(0.001)
+        raise AssertionError(f"nothing came: {sw.uplink()}")
+
+    try:
+        # Checksums left empty, as the internal links leave them: what the
+        # kernel answers, it found valid.
+        link.send(eth6(ENDPOINT, KERNEL, frames.echo6(me, kernel, 77, 1, b"x" * 56, checksum_ok=False)))
+        echo = expect(lambda p: p["nh"] == 58 and p["type"] == 129)
+        assert echo["checksum_ok"] and echo["src"] == kernel and echo["dst"] == me, echo
+        link.send(eth6(ENDPOINT, KERNEL, frames.tcp6(me, kernel, 45000, 9, SYN, checksum_ok=False)))
+        rst = expect(lambda p: p["nh"] == 6)
+        assert rst["checksum_ok"] and rst["flags"] & RST and rst["dport"] == 45000, rst
+        link.send(eth6(ENDPOINT, KERNEL, frames.udp6(me, kernel, 45001, 9, b"u", checksum_ok=False)))
+        unreach = expect(lambda p: p["nh"] == 58 and p["type"] == 1)
+        assert unreach["checksum_ok"] and unreach["code"] == 4, unreach
+        out["from_endpoint"] = {"echo": True, "tcp_reset": True, "udp_unreachable": True}
+        # The kernel pings the endpoint.
+        ping = subprocess.Popen(["ip", "netns", "exec", kernel_ns, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2",
+                                 me], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        answered = 0
+        while ping.poll() is None:
+            for f in link.recv_all():
+                if f[12:14] != b"\x86\xdd":
+                    continue
+                p = parse6(f)
+                if p["nh"] == 58 and p["type"] == 128 and p["dst"] == me:
+                    assert p["checksum_ok"], p
+                    body = f[54 + 4:54 + p["plen"]]
+                    link.send(eth6(ENDPOINT, KERNEL, frames.icmp6(me, p["src"], 129, 0, body)))
+                    answered += 1
+            time.sleep(0.001)
+        text = ping.stdout.read() if ping.stdout else ""
+        assert ping.returncode == 0 and " 0% packet loss" in text, text
+        up = sw.uplink() or {}
+        assert up["nd_solicits_sent"] >= 1 and up["nd_adverts_sent"] >= 1, up
+        assert sw.port_counters(slot)["drop_malformed"] == 0
+        out.update(ping_answered=answered, ping=text.strip().splitlines()[-2:],
+                   uplink={k: v for k, v in up.items() if v and k != "wake_fd"})
+    finally:
+        link.close()
+        sw.close()
+    return out
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["uplink"]:
+        init_eal("probe6up", 256)
+        print(json.dumps(uplink(sys.argv[2])), flush=True)
+        return 0
     init_eal("probe6", 256)
     b = Bench()
     results: dict[str, Any] = {}
