@@ -468,6 +468,47 @@ def steering(b: Bench) -> dict[str, Any]:
             "resets6": len(r6)}
 
 
+def lwip_neighbour(b: Bench) -> dict[str, Any]:
+    """A real lwIP stack (the endpoints' own) behind the switch answers an
+    IPv6 echo: to send its reply it solicits the asker's address, and takes
+    the switch's advertisement."""
+    ip = "10.77.0.50"
+    fd, wake = new_fds()
+    slot = b.sw.add(ip=ip, link_fd=fd, slave_wake_fd=wake)
+    cfg = ffi.new("struct dn_stack_config *")
+    cfg.ip = int(ipaddress.IPv4Address(ip))
+    cfg.netmask = int(SUBNET.netmask)
+    cfg.gateway = int(ipaddress.IPv4Address(GATEWAY))
+    cfg.ip6 = list(ipaddress.IPv6Address(v6(ip)).packed)
+    cfg.prefix6_len = PREFIX.prefixlen
+    cfg.mac = list(frames.mac_of(ip))
+    cfg.mtu, cfg.n_mbufs, cfg.max_conns = 1500, 2047, 4
+    cfg.link_fd, cfg.wake_fd, cfg.master_wake_fd = fd, wake, b.sw.wake_fd
+    out = ffi.new("struct dn_stack **")
+    ret = lib.dn_stack_open(cfg, out)
+    assert ret == 0, ffi.string(lib.dn_last_error()).decode()
+    st, ev = out[0], ffi.new("struct dn_event[16]")
+    a = b.ip("a")
+    try:
+        b.send("a", eth6(a, ip, frames.echo6(v6(a), v6(ip), 99, 1, b"lwip")))
+        deadline, reply = time.monotonic() + 5, None
+        while reply is None and time.monotonic() < deadline:
+            lib.dn_stack_poll(st, ev, 16)
+            for f in b.link["a"].recv_all():
+                p = parse6(f)
+                if p["nh"] == 58 and p["type"] == 129:
+                    reply = p
+            time.sleep(0.001)
+        assert reply is not None, b.sw.port_counters(slot)
+        assert reply["checksum_ok"] and reply["src"] == v6(ip) and reply["dst"] == v6(a), reply
+        c = b.sw.port_counters(slot)
+        assert c["nd_replies"] >= 1 and c["drop_malformed"] == 0 and c["drop_spoofed"] == 0, c
+        return {"nd_replies": c["nd_replies"]}
+    finally:
+        lib.dn_stack_close(st)
+        b.sw.remove(slot)
+
+
 def config(b: Bench) -> dict[str, Any]:
     """Prefixes the switch refuses at create (EINVAL, with a message)."""
     refused = {}
@@ -493,7 +534,7 @@ CHECKS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "config": config, "forwarding": forwarding, "spoofed": spoofed, "next_header": next_header,
     "lying_lengths": lying_lengths, "neighbour_solicitation": neighbour_solicitation,
     "reset_for_absent": reset_for_absent, "policy": policy, "rate_limit": rate_limit, "faults": faults,
-    "steering": steering}
+    "steering": steering, "lwip_neighbour": lwip_neighbour}
 
 
 # ---- the uplink (run inside a namespace whose veth0 leads to a kernel) ----

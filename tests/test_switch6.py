@@ -27,7 +27,7 @@ import pytest
 
 PROBE = Path(__file__).with_name("switch6_probe.py")
 CHECKS = ["config", "forwarding", "spoofed", "next_header", "lying_lengths", "neighbour_solicitation",
-          "reset_for_absent", "policy", "rate_limit", "faults", "steering"]
+          "reset_for_absent", "policy", "rate_limit", "faults", "steering", "lwip_neighbour"]
 
 
 @pytest.fixture(scope="module")
