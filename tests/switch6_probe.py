@@ -544,6 +544,47 @@ ENDPOINT = "10.77.1.5"
 KERNEL = "10.77.200.1"  # the twin of the kernel namespace's IPv6 address
 
 
+# Raw frames onto the kernel namespace's veth0, as a hostile host on the
+# segment would write them (argv: hex frames).
+WIRE_SENDER = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("veth0", 0))
+for h in sys.argv[1:]:
+    s.send(bytes.fromhex(h))
+"""
+
+
+def wire_hostile(kernel_ns: str, me: str, kernel: str) -> list[bytes]:
+    """IPv6 from the wire that the uplink must drop without answering:
+    lengths that lie, a version that is not 6, neighbour discovery that
+    fails RFC 4861's checks, duplicate address detection for an endpoint's
+    address, a source no reply could reach."""
+    mac = b"\x02\xee\0\0\0\x01"
+    gw = b"\xff" * 6  # the uplink is promiscuous
+    good = frames.echo6(kernel, me, 5, 5)
+    ns_ok = frames.ns(kernel, me, mac)
+    out = [gw + mac + b"\x86\xdd" + good[:45],                                  # cut in the header
+           gw + mac + b"\x86\xdd" + frames.ipv6(kernel, me, 58, good[40:], payload_len=200),
+           gw + mac + b"\x86\xdd" + b"\x45" + good[1:],                        # version 4
+           gw + mac + b"\x86\xdd" + ns_ok[:4] + struct.pack("!H", 20) + ns_ok[6:60],  # NS cut
+           gw + mac + b"\x86\xdd" + frames.ns(kernel, me, mac, hop_limit=64),  # forwarded NS
+           gw + mac + b"\x86\xdd" + frames.echo6("fd77:d0c::1:0:c801", me, 5, 6),  # no twin
+           ]
+    bad_sum = bytearray(ns_ok)
+    bad_sum[42] ^= 1
+    out.append(gw + mac + b"\x86\xdd" + bytes(bad_sum))                     # NS with a wrong checksum
+    # Duplicate address detection (no source, no option) for the
+    # endpoint's address: a conflict no answer settles, so none, and no
+    # count either.
+    out.append(gw + mac + b"\x86\xdd" + frames.icmp6("::", frames.solicited_node(me), frames.ICMP6_NS, 0,
+                                                      b"\0" * 4 + ipaddress.IPv6Address(me).packed,
+                                                      hop_limit=255))
+    subprocess.run(["ip", "netns", "exec", kernel_ns, sys.executable, "-c", WIRE_SENDER, *(f.hex() for f in out)],
+                   check=True, timeout=30)
+    return out
+
+
 def uplink(kernel_ns: str) -> dict[str, Any]:
     """An endpoint and a kernel neighbour over net_af_packet: the uplink
     asks for the kernel's address and answers for the endpoint's, fills in
@@ -599,6 +640,19 @@ def uplink(kernel_ns: str) -> dict[str, Any]:
             time.sleep(0.001)
         text = ping.stdout.read() if ping.stdout else ""
         assert ping.returncode == 0 and " 0% packet loss" in text, text
+        # Hostile frames from the wire: dropped and counted, none answered,
+        # none reaching the endpoint; the path still works after.
+        before = sw.uplink() or {}
+        link.recv_all()
+        sent = wire_hostile(kernel_ns, me, kernel)
+        link.send(eth6(ENDPOINT, KERNEL, frames.echo6(me, kernel, 77, 2, checksum_ok=False)))
+        echo = expect(lambda p: p["nh"] == 58 and p["type"] == 129 and p["dst"] == me)
+        got = [f for f in link.recv_all() if f[12:14] == b"\x86\xdd"]
+        after = sw.uplink() or {}
+        assert got == [] and echo["checksum_ok"], got
+        assert after["drop_other"] - before["drop_other"] >= len(sent) - 1, (before, after)
+        assert after["nd_adverts_sent"] == before["nd_adverts_sent"], (before, after)
+        out["wire_hostile"] = {"sent": len(sent), "drop_other": after["drop_other"] - before["drop_other"]}
         up = sw.uplink() or {}
         assert up["nd_solicits_sent"] >= 1 and up["nd_adverts_sent"] >= 1, up
         assert sw.port_counters(slot)["drop_malformed"] == 0

@@ -397,8 +397,11 @@ dn_nd_input(struct dn_uplink *u, struct rte_mbuf *m, struct rte_ipv6_hdr *ip,
 	struct rte_ether_addr mac;
 	uint32_t tip, sip;
 
+	/* Any host on the segment may write these: the checksum too (over
+	 * the payload length, which dn_ip6_input held to the frame). */
 	if (plen < sizeof(*nd) || nd->code != 0 ||
 	    ip->hop_limits != DN_ND_HOPLIM ||
+	    __rte_ipv6_udptcp_cksum(ip, nd) != 0xffff ||
 	    !dn_twin_of(&u->p6, nd->target, &tip)) {
 		u->c.drop_other++;
 		return;
