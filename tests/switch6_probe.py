@@ -69,7 +69,7 @@ def parse6(frame: bytes) -> dict[str, Any]:
     elif nh == 17:
         out.update(sport=struct.unpack("!H", payload[:2])[0], dport=struct.unpack("!H", payload[2:4])[0])
     elif nh == 58:
-        out.update(type=payload[0], code=payload[1])
+        out.update(type=payload[0], code=payload[1], tail=payload[4:8].hex())
         if payload[0] in (135, 136):
             out.update(flags=payload[4], target=str(ipaddress.IPv6Address(payload[8:24])))
             opts, i = {}, 24
@@ -653,6 +653,20 @@ def uplink(kernel_ns: str) -> dict[str, Any]:
         assert after["drop_other"] - before["drop_other"] >= len(sent) - 1, (before, after)
         assert after["nd_adverts_sent"] == before["nd_adverts_sent"], (before, after)
         out["wire_hostile"] = {"sent": len(sent), "drop_other": after["drop_other"] - before["drop_other"]}
+        # Uplink faults take IPv6 as IPv4: the next frame out is lost, then
+        # the next one in.
+        from aiodocknet.master.faults import Faults
+        for direction, seqs in (("egress", (3, 4)), ("ingress", (5, 6))):
+            sw.set_uplink_faults(direction, Faults(drop_next=1, seed=1))
+            for seq in seqs:
+                link.send(eth6(ENDPOINT, KERNEL, frames.echo6(me, kernel, 77, seq, checksum_ok=False)))
+            echo = expect(lambda p: p["nh"] == 58 and p["type"] == 129)
+            seq_seen = struct.unpack("!H", bytes.fromhex(echo["tail"])[2:4])[0]
+            assert seq_seen == seqs[1], (direction, seq_seen)
+            sw.set_uplink_faults(direction, None)
+        up = sw.uplink() or {}
+        assert up["tx_fault_dropped"] == 1 and up["rx_fault_dropped"] == 1, up
+        out["uplink_faults"] = {"tx_dropped": 1, "rx_dropped": 1}
         up = sw.uplink() or {}
         assert up["nd_solicits_sent"] >= 1 and up["nd_adverts_sent"] >= 1, up
         assert sw.port_counters(slot)["drop_malformed"] == 0

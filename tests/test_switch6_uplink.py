@@ -39,4 +39,5 @@ def test_kernel_neighbour_over_ipv6() -> None:
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["from_endpoint"] == {"echo": True, "tcp_reset": True, "udp_unreachable": True}
     assert out["ping_answered"] >= 3
+    assert out["uplink_faults"] == {"tx_dropped": 1, "rx_dropped": 1}
     assert out["uplink"]["nd_solicits_sent"] >= 1 and out["uplink"]["nd_adverts_sent"] >= 1
