@@ -653,11 +653,12 @@ def uplink(kernel_ns: str) -> dict[str, Any]:
         assert after["drop_other"] - before["drop_other"] >= len(sent) - 1, (before, after)
         assert after["nd_adverts_sent"] == before["nd_adverts_sent"], (before, after)
         out["wire_hostile"] = {"sent": len(sent), "drop_other": after["drop_other"] - before["drop_other"]}
-        # Uplink faults take IPv6 as IPv4: the next frame out is lost, then
-        # the next one in.
+        # Uplink faults take IPv6 as IPv4: the next frame out is lost and
+        # every later one doubled (so the faults stay on and each frame
+        # leaves through the fault path), then the same coming in.
         from aiodocknet.master.faults import Faults
         for direction, seqs in (("egress", (3, 4)), ("ingress", (5, 6))):
-            sw.set_uplink_faults(direction, Faults(drop_next=1, seed=1))
+            sw.set_uplink_faults(direction, Faults(dup_ppm=1_000_000, drop_next=1, seed=1))
             for seq in seqs:
                 link.send(eth6(ENDPOINT, KERNEL, frames.echo6(me, kernel, 77, seq, checksum_ok=False)))
             echo = expect(lambda p: p["nh"] == 58 and p["type"] == 129)
@@ -666,6 +667,7 @@ def uplink(kernel_ns: str) -> dict[str, Any]:
             sw.set_uplink_faults(direction, None)
         up = sw.uplink() or {}
         assert up["tx_fault_dropped"] == 1 and up["rx_fault_dropped"] == 1, up
+        assert up["tx_fault_duplicated"] >= 1 and up["rx_fault_duplicated"] >= 1, up
         out["uplink_faults"] = {"tx_dropped": 1, "rx_dropped": 1}
         up = sw.uplink() or {}
         assert up["nd_solicits_sent"] >= 1 and up["nd_adverts_sent"] >= 1, up
