@@ -192,62 +192,95 @@ def udp_pair(st: SlaveStack, run: Run, host: str, bind_any: str, port: int) -> d
     return res
 
 
+def guarded(out: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
+    """out[name] = fn(), or what it raised: one part failing leaves the
+    others to be checked (the tests read the parts they need)."""
+    try:
+        out[name] = fn()
+    except Exception as exc:  # noqa: BLE001 - reported to the test as it is
+        out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def dual(st: SlaveStack) -> dict[str, Any]:
     run = Run(st)
     a4, a6 = st.address, st.address6
     assert a6 is not None
     out: dict[str, Any] = {"address": a4, "address6": a6, "info": st.info._asdict()}
-    # One port, a listener per family (IPV6_V6ONLY, as asyncio sets it).
-    l6 = st.listen(7000, "::")
-    l4 = st.listen(7000)
-    out["listeners"] = {"l6": l6, "l4": l4, "family_l6": int(st.family(l6)), "family_l4": int(st.family(l4)),
-                        "l6_sockname": list(st.sockname(l6))}
-    out["listen_rows"] = [r for r in st.connections() if r["kind"] == "tcp-listen"]
-    out["tcp6"] = tcp_echo(st, run, a6, 7000, MIB)
-    out["tcp4"] = tcp_echo(st, run, a4, 7000, 64 << 10)
-    # A listener on the stack's own IPv6 address rather than ::.
-    l6b = st.listen(7001, a6)
-    out["tcp6_bound"] = tcp_echo(st, run, a6, 7001, 4096)
-    out["tcp6_bound"]["l6b"] = l6b
-    out["udp6"] = udp_pair(st, run, a6, "::", 5300)
-    out["udp4"] = udp_pair(st, run, a4, "0.0.0.0", 5300)
-    # Across families: refused, nothing sent.
-    out["udp6_to_v4"] = errno_of(lambda: st.sendto(out["udp6"]["cli"], b"x", (a4, 5300)))
-    out["udp4_to_v6"] = errno_of(lambda: st.sendto(out["udp4"]["cli"], b"x", (a6, 5300)))
-    out["v4_names_of_v6"] = errno_of(lambda: lib.dn_sockname(st._st, l6, st._ip, st._port))
-    # A port of the other family stays free: nothing listens on 7002 for IPv6.
-    refused = st.connect(a6, 7002)
-    errs: list[int] = []
-    run.until(lambda: bool(errs), on=lambda ev: errs.append(ev.arg) if ev.kind == EV_ERROR and ev.conn == refused
-              else None)
-    out["refused"] = errno.errorcode.get(errs[0], str(errs[0]))
-    st.close_conn(refused)
-    # ICMPv6 echo to itself.
-    pings: list[int] = []
-    st.ping(a6, 77, 100)
-    run.until(lambda: bool(pings), on=lambda ev: pings.append(ev.conn) if ev.kind == EV_PING_REPLY else None)
-    out["ping6_seq"] = pings[0]
-    # The IPv6 peer dies: its connections end, the IPv4 one stays.
-    c6 = st.connect(a6, 7000)
-    c4 = st.connect(a4, 7000)
-    accepted: list[int] = []
-    connected: set[int] = set()
 
-    def on(ev: Event) -> None:
-        if ev.kind == EV_ACCEPTED:
-            accepted.append(ev.conn)
-        elif ev.kind == EV_CONNECTED:
-            connected.add(ev.conn)
+    def listeners() -> dict[str, Any]:
+        # One port, a listener per family (IPV6_V6ONLY, as asyncio sets it).
+        l6 = st.listen(7000, "::")
+        l4 = st.listen(7000)
+        out["listen_rows"] = [r for r in st.connections() if r["kind"] == "tcp-listen"]
+        return {"l6": l6, "l4": l4, "family_l6": int(st.family(l6)), "family_l4": int(st.family(l4)),
+                "l6_sockname": list(st.sockname(l6))}
 
-    run.until(lambda: len(accepted) == 2 and {c6, c4} <= connected, on=on)
-    out["reset6"] = st.reset_peer(a6)
-    errors: dict[int, int] = {}
-    run.until(lambda: c6 in errors, on=lambda ev: errors.__setitem__(ev.conn, ev.arg) if ev.kind == EV_ERROR else None)
-    out["reset_errors"] = {str(k): errno.errorcode.get(v, str(v)) for k, v in errors.items()}
-    out["c6"], out["c4"] = c6, c4
-    out["c4_still"] = st.send(c4, b"still here")
-    out["bad_host"] = errno_of(lambda: st.connect("fd77:d0c::zz", 80))
-    out["multicast"] = errno_of(lambda: st.connect("ff02::1", 80))
+    guarded(out, "listeners", listeners)
+    guarded(out, "tcp6", lambda: tcp_echo(st, run, a6, 7000, MIB))
+    guarded(out, "tcp4", lambda: tcp_echo(st, run, a4, 7000, 64 << 10))
+
+    def bound() -> dict[str, Any]:
+        # A listener on the stack's own IPv6 address rather than ::.
+        l6b = st.listen(7001, a6)
+        return {**tcp_echo(st, run, a6, 7001, 4096), "l6b": l6b}
+
+    guarded(out, "tcp6_bound", bound)
+    guarded(out, "udp6", lambda: udp_pair(st, run, a6, "::", 5300))
+    guarded(out, "udp4", lambda: udp_pair(st, run, a4, "0.0.0.0", 5300))
+
+    def mismatch() -> dict[str, Any]:
+        # Across families: refused, nothing sent.
+        u6, u4 = st.udp_bind(0, "::"), st.udp_bind(0)
+        l6 = st.listen(7003, "::")
+        return {"udp6_to_v4": errno_of(lambda: st.sendto(u6, b"x", (a4, 5300))),
+                "udp4_to_v6": errno_of(lambda: st.sendto(u4, b"x", (a6, 5300))),
+                "v4_names_of_v6": errno_of(lambda: lib.dn_sockname(st._st, l6, st._ip, st._port)),
+                "multicast": errno_of(lambda: st.connect("ff02::1", 80)),
+                "bad_host": errno_of(lambda: st.connect("fd77:d0c::zz", 80))}
+
+    guarded(out, "mismatch", mismatch)
+
+    def refused() -> str:
+        # Nothing listens on 7002 for IPv6: the stack's own reset.
+        c = st.connect(a6, 7002)
+        errs: list[int] = []
+        run.until(lambda: bool(errs), on=lambda ev: errs.append(ev.arg) if ev.kind == EV_ERROR and ev.conn == c
+                  else None)
+        st.close_conn(c)
+        return errno.errorcode.get(errs[0], str(errs[0]))
+
+    guarded(out, "refused", refused)
+
+    def ping6() -> int:
+        pings: list[int] = []
+        st.ping(a6, 77, 100)
+        run.until(lambda: bool(pings), on=lambda ev: pings.append(ev.conn) if ev.kind == EV_PING_REPLY else None)
+        return pings[0]
+
+    guarded(out, "ping6_seq", ping6)
+
+    def reset() -> dict[str, Any]:
+        # The IPv6 peer dies: its connections end, the IPv4 one stays.
+        c6 = st.connect(a6, 7000)
+        c4 = st.connect(a4, 7000)
+        accepted: list[int] = []
+        connected: set[int] = set()
+
+        def on(ev: Event) -> None:
+            if ev.kind == EV_ACCEPTED:
+                accepted.append(ev.conn)
+            elif ev.kind == EV_CONNECTED:
+                connected.add(ev.conn)
+
+        run.until(lambda: len(accepted) == 2 and {c6, c4} <= connected, on=on)
+        n = st.reset_peer(a6)
+        errors: dict[int, int] = {}
+        run.until(lambda: c6 in errors,
+                  on=lambda ev: errors.__setitem__(ev.conn, ev.arg) if ev.kind == EV_ERROR else None)
+        return {"n": n, "errors": {str(k): errno.errorcode.get(v, str(v)) for k, v in errors.items()},
+                "c6": c6, "c4": c4, "c4_still": st.send(c4, b"still here")}
+
+    guarded(out, "reset6", reset)
     out["stats"] = st.stats()
     return out
 

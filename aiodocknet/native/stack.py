@@ -238,15 +238,18 @@ def request_attach(endpoint: str, path: str, timeout: float = ATTACH_TIMEOUT,
 
 def _attach_ip6(reply: dict[str, Any]) -> dict[str, Any]:
     """The attach reply's IPv6 fields, checked as the stack will take
-    them (ValueError if not): all three or none."""
+    them (ValueError if not): the address comes with its prefix length;
+    the gateway is informational (the stack derives its own, by the same
+    rule as the master)."""
     if "address6" not in reply:
         return {}
     address6 = ipaddress.IPv6Address(reply["address6"])
-    gateway6 = ipaddress.IPv6Address(reply["gateway6"])
+    gateway6 = reply.get("gateway6")
     prefix6 = int(reply["prefix6"])
     if not 64 <= prefix6 <= 96:
         raise ValueError(f"IPv6 prefix length {prefix6}")
-    return {"address6": str(address6), "prefix6": prefix6, "gateway6": str(gateway6)}
+    return {"address6": str(address6), "prefix6": prefix6,
+            "gateway6": None if gateway6 is None else str(ipaddress.IPv6Address(gateway6))}
 
 
 class SlaveStack:
