@@ -7,7 +7,9 @@ with what it saw. With ``dual`` the stack has the endpoint's IPv6 address
 IPV6.md derives from the IPv4 address) and talks to itself over lwIP's
 loopback: TCP and UDP over IPv6 and IPv4 on the same stack, ICMPv6 echo,
 and the IPv6 reset of a dead peer. With ``v4only`` it has no IPv6 address
-and tries every IPv6 call.
+and tries every IPv6 call. ``server`` and ``client --target ADDRESS6``
+attach as a service does (IPv6 only if the master gives it) and talk
+through the switch: JSON lines with an "event" each.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -36,6 +39,7 @@ from aiodocknet.native.stack import (  # noqa: E402
     EV_PEER_CLOSED,
     EV_PING_REPLY,
     EV_READABLE,
+    EV_WRITABLE,
     SLAVE_MEM_MB,
     AttachInfo,
     Event,
@@ -305,11 +309,115 @@ def v4only(st: SlaveStack) -> dict[str, Any]:
     return out
 
 
+def say(**kw: Any) -> None:
+    print(json.dumps(kw), flush=True)
+
+
+def server(st: SlaveStack) -> None:
+    """Echoes TCP on [::]:7000 and UDP on [::]:5300 until SIGTERM."""
+    say(event="ready", address=st.address, address6=st.address6)
+    if st.address6 is None:
+        return
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    st.listen(7000, "::")
+    udp = st.udp_bind(5300, "::")
+    pending: dict[int, bytearray] = {}
+    eof: set[int] = set()
+
+    def flush(c: int) -> None:
+        out = pending.get(c)
+        if out:
+            n = st.send_nowait(c, out)
+            del out[:n]
+        if c in eof and not out:
+            st.shutdown(c, socket.SHUT_WR)
+            eof.discard(c)
+
+    def on(ev: Event) -> None:
+        if ev.kind == EV_ACCEPTED:
+            pending[ev.conn] = bytearray()
+            say(event="accepted", peername=list(st.peername(ev.conn)), sockname=list(st.sockname(ev.conn)),
+                family=int(st.family(ev.conn)))
+        elif ev.kind == EV_READABLE and ev.conn == udp:
+            while (msg := st.recvfrom_nowait(udp)) is not None:
+                st.sendto(udp, msg[0], msg[1])
+                say(event="udp", source=list(msg[1]))
+        elif ev.kind in (EV_READABLE, EV_PEER_CLOSED) and ev.conn in pending:
+            while (data := st.recv_nowait(ev.conn)) is not None:
+                if data == b"":
+                    eof.add(ev.conn)
+                    break
+                pending[ev.conn] += data
+            flush(ev.conn)
+        elif ev.kind == EV_WRITABLE and ev.conn in pending:
+            flush(ev.conn)
+        elif ev.kind == EV_ERROR and ev.conn in pending:
+            del pending[ev.conn]
+            st.close_conn(ev.conn)
+
+    try:
+        Run(st).until(lambda: bool(stop), timeout=600, on=on)
+    except TimeoutError:
+        pass
+
+
+def client(st: SlaveStack, target: str) -> None:
+    """1 MiB to target's echo server over IPv6 and back, and a datagram."""
+    run = Run(st)
+    payload = os.urandom(MIB)
+    c = st.connect(target, 7000)
+    state: dict[str, Any] = {"connected": False, "sent": 0, "rx": hashlib.sha256(), "n": 0, "eof": False,
+                             "error": 0}
+
+    def pump() -> None:
+        if state["connected"] and state["sent"] < MIB:
+            state["sent"] += st.send_nowait(c, memoryview(payload)[state["sent"]:])
+            if state["sent"] == MIB:
+                st.shutdown(c, socket.SHUT_WR)
+
+    def on(ev: Event) -> None:
+        if ev.conn != c:
+            return
+        if ev.kind == EV_CONNECTED:
+            state["connected"] = True
+            say(event="connected", sockname=list(st.sockname(c)), peername=list(st.peername(c)))
+        elif ev.kind in (EV_READABLE, EV_PEER_CLOSED):
+            while (data := st.recv_nowait(c)) is not None:
+                if data == b"":
+                    state["eof"] = True
+                    break
+                state["rx"].update(data)
+                state["n"] += len(data)
+        elif ev.kind == EV_ERROR:
+            state["error"] = ev.arg
+        pump()
+
+    run.until(lambda: state["eof"] or bool(state["error"]), timeout=60, on=on)
+    u = st.udp_bind(0, "::")
+    st.sendto(u, b"datagram", (target, 5300))
+    got: list[Any] = []
+    run.until(lambda: bool(got), on=lambda ev: got.append(st.recvfrom_nowait(u)) if ev.kind == EV_READABLE
+              and ev.conn == u else None)
+    say(event="done", sent_sha256=hashlib.sha256(payload).hexdigest(), recv_sha256=state["rx"].hexdigest(),
+        recv=state["n"], error=errno.errorcode.get(state["error"], "") if state["error"] else "",
+        udp=[got[0][0].decode(), list(got[0][1])] if got[0] else None, udp_sockname=list(st.sockname(u)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["dual", "v4only"])
+    ap.add_argument("mode", choices=["dual", "v4only", "server", "client"])
     ap.add_argument("--name", required=True)
+    ap.add_argument("--target")
     args = ap.parse_args()
+    if args.mode in ("server", "client"):
+        # As a service attaches: the master's own IPv6 address, if any.
+        st = SlaveStack.attach(args.name, max_conns=256)
+        try:
+            server(st) if args.mode == "server" else client(st, args.target)
+        finally:
+            st.close()
+        return
     st = open_stack(args.name, args.mode == "dual")
     try:
         out = dual(st) if args.mode == "dual" else v4only(st)

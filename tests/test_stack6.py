@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from dn_harness import running_master
+from dn_harness import Master, Proc, running_master
 
 PEER = Path(__file__).resolve().parent / "stack6_peer.py"
 
@@ -32,17 +32,22 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (DPDK, hug
 
 
 @pytest.fixture(scope="module")
-def runs() -> Iterator[dict[str, dict[str, Any]]]:
+def master6() -> Iterator[Master]:
     with running_master() as m:
-        procs = {mode: subprocess.Popen([sys.executable, str(PEER), mode, "--name", f"s6-{mode}"], env=m.env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for mode in ("dual", "v4only")}
-        out = {}
-        for mode, p in procs.items():
-            stdout, stderr = p.communicate(timeout=120)
-            assert p.returncode == 0, f"{mode}: {stderr[-3000:]}"
-            out[mode] = json.loads(stdout.strip().splitlines()[-1])
-        yield out
+        yield m
+
+
+@pytest.fixture(scope="module")
+def runs(master6: Master) -> dict[str, dict[str, Any]]:
+    procs = {mode: subprocess.Popen([sys.executable, str(PEER), mode, "--name", f"s6-{mode}"], env=master6.env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for mode in ("dual", "v4only")}
+    out = {}
+    for mode, p in procs.items():
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, f"{mode}: {stderr[-3000:]}"
+        out[mode] = json.loads(stdout.strip().splitlines()[-1])
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +168,31 @@ def test_a_v4_only_stack_refuses_every_v6_call(runs: dict[str, dict[str, Any]]) 
     assert v4["ip6"] == ["none", str(-errno.EAFNOSUPPORT)]
     t = v4["tcp4"]
     assert t["cli_sha256"] == t["srv_sha256"] == t["sent_sha256"]
+
+
+def test_two_stacks_over_the_switch(master6: Master) -> None:
+    """Two processes, each a stack with the address the master gave it:
+    neighbour discovery through the switch, then a MiB of TCP echo and a
+    datagram over IPv6. Needs a master that gives IPv6 addresses (its
+    status names a subnet6) and a switch that carries IPv6."""
+    m = master6
+    if not m.status().get("subnet6"):
+        pytest.skip("this master gives no IPv6 addresses (no subnet6 in its status)")
+    srv = Proc([sys.executable, str(PEER), "server", "--name", "srv6"], m.env, "srv6")
+    m.peers.append(srv)
+    ready = srv.expect("ready")
+    a6 = ready["address6"]
+    assert a6 is not None
+    cli = Proc([sys.executable, str(PEER), "client", "--name", "cli6", "--target", a6], m.env, "cli6")
+    m.peers.append(cli)
+    connected = cli.expect("connected", timeout=30)
+    assert connected["peername"] == [a6, 7000]
+    accepted = srv.expect("accepted")
+    assert accepted["family"] == socket.AF_INET6
+    assert accepted["peername"] == connected["sockname"]
+    done = cli.expect("done", timeout=60)
+    assert done["error"] == ""
+    assert done["recv"] == 1 << 20 and done["recv_sha256"] == done["sent_sha256"]
+    assert done["udp"] == ["datagram", [a6, 5300]]
+    assert srv.expect("udp")["source"] == done["udp_sockname"]
+    assert cli.wait() == 0
