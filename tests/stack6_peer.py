@@ -199,10 +199,12 @@ def udp_pair(st: SlaveStack, run: Run, host: str, bind_any: str, port: int) -> d
 def guarded(out: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
     """out[name] = fn(), or what it raised: one part failing leaves the
     others to be checked (the tests read the parts they need)."""
+    t0 = time.monotonic()
     try:
         out[name] = fn()
     except Exception as exc:  # noqa: BLE001 - reported to the test as it is
         out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    out.setdefault("seconds", {})[name] = round(time.monotonic() - t0, 3)
 
 
 def dual(st: SlaveStack) -> dict[str, Any]:
@@ -285,6 +287,20 @@ def dual(st: SlaveStack) -> dict[str, Any]:
                 "c6": c6, "c4": c4, "c4_still": st.send(c4, b"still here")}
 
     guarded(out, "reset6", reset)
+
+    def off_prefix() -> dict[str, Any]:
+        # Off the prefix the first hop is the gateway: the stack asks the
+        # link for the gateway's MAC (a neighbour solicitation, the only
+        # frame this makes). With no route it would send nothing.
+        before = st.stats()["tx_frames"]
+        c = st.connect("2001:db8::7", 80)
+        run.until(lambda: st.stats()["tx_frames"] > before, timeout=5)
+        state = [r["state"] for r in st.connections() if r["id"] == f"lwip{c}"]
+        st.abort(c)
+        st.close_conn(c)
+        return {"frames": st.stats()["tx_frames"] - before, "state": state}
+
+    guarded(out, "off_prefix", off_prefix)
     out["stats"] = st.stats()
     return out
 

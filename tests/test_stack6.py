@@ -153,6 +153,12 @@ def test_reset_peer6_ends_only_the_v6_connections(dual: dict[str, Any]) -> None:
     assert r["c4_still"] == len(b"still here")
 
 
+def test_off_prefix_goes_to_the_gateway(dual: dict[str, Any]) -> None:
+    off = dual["off_prefix"]
+    assert off.get("frames", 0) >= 1, off
+    assert off["state"] == ["SYN-SENT"]
+
+
 def test_loopback_traffic_stays_off_the_link(dual: dict[str, Any]) -> None:
     # A MiB and more went through the stack, a frame or two to the switch.
     assert dual["stats"]["tx_frames"] < 10
