@@ -39,9 +39,14 @@ def master6() -> Iterator[Master]:
 
 @pytest.fixture(scope="module")
 def runs(master6: Master) -> dict[str, dict[str, Any]]:
-    procs = {mode: subprocess.Popen([sys.executable, str(PEER), mode, "--name", f"s6-{mode}"], env=master6.env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for mode in ("dual", "v4only")}
+    # "checked": the dual run again on a link with TCP, UDP and ICMPv6
+    # checksums made and checked (the links the switch is told to damage):
+    # lwIP's loopback checks them as the link's input would.
+    env = {"dual": master6.env, "v4only": master6.env, "checked": {**master6.env, "DOCKNET_LINK_CHECKSUMS": "1"}}
+    procs = {run: subprocess.Popen([sys.executable, str(PEER), "dual" if run == "checked" else run,
+                                    "--name", f"s6-{run}"], env=env[run],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for run in env}
     out = {}
     for mode, p in procs.items():
         stdout, stderr = p.communicate(timeout=120)
@@ -202,3 +207,12 @@ def test_two_stacks_over_the_switch(master6: Master) -> None:
     assert done["udp"] == ["datagram", [a6, 5300]]
     assert srv.expect("udp")["source"] == done["udp_sockname"]
     assert cli.wait() == 0
+
+
+def test_v6_with_checksums_made_and_checked(runs: dict[str, dict[str, Any]]) -> None:
+    checked = runs["checked"]
+    t = checked["tcp6"]
+    assert t["errors"] == [] and t["cli_sha256"] == t["srv_sha256"] == t["sent_sha256"]
+    assert checked["udp6"]["cli_got"] == ["pong", [checked["address6"], 5300]]
+    assert checked["ping6_seq"] == 77
+    assert checked["tcp4"]["cli_sha256"] == checked["tcp4"]["sent_sha256"]
