@@ -113,17 +113,20 @@ def neighbour_advertisement() -> bytes:
     return eth6(ipv6(58, na))
 
 
-def router_advertisement() -> bytes:
+def router_advertisement(hop_by_hop: bool = False) -> bytes:
     # From a link-local source (as RFC 4861 wants) with an on-link,
     # autonomous prefix: what the stack must not learn from another tenant.
+    # hop_by_hop: behind a hop-by-hop header (padding only), where a look
+    # at the IPv6 header's next header alone does not see ICMPv6.
     ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + bytes([1, 1]) + PEER_MAC
     prefix = struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + bytes([0x20, 0x01, 0x0D, 0xB8]) + bytes(12)
     body = ra + prefix
     src = bytes([0xFE, 0x80]) + bytes(13) + b"\x03"
     pseudo = src + b"\xff\x02" + bytes(13) + b"\x01" + struct.pack("!IxxxB", len(body), 58)
     body = body[:2] + struct.pack("!H", csum(pseudo + body)) + body[4:]
-    hdr = struct.pack("!IHBB", 6 << 28, len(body), 58, 255) + src + b"\xff\x02" + bytes(13) + b"\x01"
-    return eth6(hdr + body, b"\x33\x33\x00\x00\x00\x01")
+    ext, nh = (bytes([58, 0, 1, 4, 0, 0, 0, 0]), 0) if hop_by_hop else (b"", 58)
+    hdr = struct.pack("!IHBB", 6 << 28, len(ext) + len(body), nh, 255) + src + b"\xff\x02" + bytes(13) + b"\x01"
+    return eth6(hdr + ext + body, b"\x33\x33\x00\x00\x00\x01")
 
 
 def redirect() -> bytes:

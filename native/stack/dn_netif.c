@@ -3,6 +3,7 @@
 #include "lwip/etharp.h"
 #include "lwip/ethip6.h"
 #include "lwip/ip.h"
+#include "lwip/prot/icmp6.h"
 #include "lwip/prot/ip6.h"
 #include "lwip/pbuf.h"
 #include "lwip/snmp.h"
@@ -94,15 +95,24 @@ dn_netif_wrap(struct dn_rxseg *seg, int copy)
 		seg->data, seg->len);
 }
 
-/* IPv6 extension headers as ip6_input() walks them (lwIP 2.1.3), which
- * reads each header's first two bytes (next header, length) before it
- * checks that they are in the packet, and the length byte of an option
- * whose type is a header's last byte, one past the header: a header chain
- * that ends early is read past the frame's end. Such a packet is dropped
- * here; whatever ip6_input() itself checks is left to it. f is the IPv6
- * header, len what the frame holds of the packet. */
+/* IPv6 packets lwIP must not see, found by walking the extension headers
+ * as ip6_input() (lwIP 2.1.3) does:
+ *
+ * - a header chain that ends early, or an option whose length byte lies
+ *   past its header: ip6_input() reads each header's first two bytes
+ *   (next header, length) before it checks that they are in the packet,
+ *   and the length byte of an option whose type is a header's last byte,
+ *   so it would read past the frame's end;
+ * - router solicitations, advertisements and redirects: nothing on DockNet
+ *   routes (IPV6.md), so one can only come from another tenant, and lwIP
+ *   would take it to install a default router, an on-link prefix or a new
+ *   first hop for a destination. They are found behind any extension
+ *   headers, where lwIP's ICMPv6 input also finds them.
+ *
+ * What ip6_input() checks itself is left to it. f is the IPv6 header, len
+ * what the frame holds of the packet. */
 static int
-dn_netif_ip6_chain_bad(const uint8_t *f, uint32_t len)
+dn_netif_ip6_drop(const uint8_t *f, uint32_t len)
 {
 	uint32_t plen = (uint32_t)f[4] << 8 | f[5];
 	uint32_t off = IP6_HLEN, end, hlen, i;
@@ -120,6 +130,11 @@ dn_netif_ip6_chain_bad(const uint8_t *f, uint32_t len)
 		case IP6_NEXTH_ROUTING:
 		case IP6_NEXTH_FRAGMENT:
 			break;
+		case IP6_NEXTH_ICMP6:
+			if (off >= end)
+				return 0;
+			return f[off] == ICMP6_TYPE_RS || f[off] == ICMP6_TYPE_RA ||
+				f[off] == ICMP6_TYPE_RD;
 		default:
 			return 0;
 		}
@@ -165,7 +180,7 @@ dn_netif_runt(const struct dn_rxseg *seg)
 	/* ip6_input() reads the version before it checks the length. */
 	if (f[12] == 0x86 && f[13] == 0xdd)
 		return seg->len < SIZEOF_ETH_HDR + IP6_HLEN ||
-			dn_netif_ip6_chain_bad(f + SIZEOF_ETH_HDR,
+			dn_netif_ip6_drop(f + SIZEOF_ETH_HDR,
 				seg->len - SIZEOF_ETH_HDR);
 	return 0;
 }

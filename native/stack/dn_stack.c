@@ -509,11 +509,8 @@ dn_ping_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
 /* raw_input() hands IPv6 packets with the IPv6 header and the extension
  * headers ip6_input() has walked in front (their length is
  * ip_current_header_tot_len()), and before icmp6_input() answers
- * neighbour solicitations and echo requests: all but our replies go on,
- * except what only a router sends or asks for. Nothing on DockNet routes
- * (IPV6.md): a router advertisement or a redirect can only come from
- * another tenant, and lwIP would take it to install a default router, an
- * on-link prefix, or a new first hop for a destination. */
+ * neighbour solicitations and echo requests: all but our replies go on.
+ * (Router messages never get this far: dn_netif.c drops them.) */
 static u8_t
 dn_ping6_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
 	const ip_addr_t *addr)
@@ -524,13 +521,6 @@ dn_ping6_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
 
 	(void)pcb;
 	(void)addr;
-	if (pbuf_copy_partial(p, &hdr, 1, hlen) != 1)
-		return 0;
-	if (hdr.type == ICMP6_TYPE_RS || hdr.type == ICMP6_TYPE_RA ||
-	    hdr.type == ICMP6_TYPE_RD) {
-		pbuf_free(p);
-		return 1;
-	}
 	if (pbuf_copy_partial(p, &hdr, sizeof(hdr), hlen) != sizeof(hdr))
 		return 0;
 	if (hdr.type != ICMP6_TYPE_EREP || hdr.id != lwip_htons(st->ping_ident))
