@@ -14,12 +14,14 @@
  *
  * and a missing tail is taken as zeros, so every input means something.
  * The stack listens on TCP DN_FZ_TCP_PORT and has a UDP socket on
- * DN_FZ_UDP_PORT, and the application reads what arrives (unless told to
- * stop), so TCP's state machines, the receive window and the stack's event
- * queue are all reached. DN_FZ_FOLLOW makes a TCP frame answer the last
- * segment the stack sent (ports, addresses, sequence and acknowledgement
- * numbers): a mutator cannot guess an initial sequence number, a peer
- * always knows it.
+ * DN_FZ_UDP_PORT, each in both families (fd77:d0c::2 beside 10.77.0.2),
+ * and the application reads what arrives (unless told to stop), so TCP's
+ * state machines, the receive window and the stack's event queue are all
+ * reached, and IPv6's header chain, neighbour discovery and ICMPv6 too.
+ * DN_FZ_FOLLOW makes a TCP frame (IPv4, or IPv6 with TCP the first next
+ * header) answer the last segment the stack sent in the frame's family
+ * (ports, addresses, sequence and acknowledgement numbers): a mutator
+ * cannot guess an initial sequence number, a peer always knows it.
  *
  * Each input gets a fresh stack (dn_stack_open/dn_stack_close), so an input
  * replays alone as it ran in the fuzzer, apart from lwIP's own globals
@@ -36,6 +38,7 @@
 #include "lwip/timeouts.h"
 #include "lwip/udp.h"
 #include "lwip/priv/tcp_priv.h"
+#include "lwip/priv/nd6_priv.h"
 
 #include "dn_error.h"
 #include "dn_fuzzlink.h"
@@ -44,6 +47,9 @@
 #define DN_FZ_IP 0x0a4d0002u		/* 10.77.0.2, the stack */
 #define DN_FZ_PEER 0x0a4d0003u		/* 10.77.0.3, the fuzzer's side */
 #define DN_FZ_GW 0x0a4d0001u
+/* fd77:d0c::3, the fuzzer's side in IPv6 (the stack is ::2). */
+static const uint8_t dn_fz_peer6[16] = { 0xfd, 0x77, 0x0d, 0x0c, [15] = 0x03 };
+static const uint8_t dn_fz_any6[16];
 #define DN_FZ_MASK 0xffff0000u
 #define DN_FZ_MTU 1500
 #define DN_FZ_TCP_PORT 80
@@ -63,11 +69,13 @@ enum dn_fz_op {
 	DN_FZ_SEND,		/* arg: how much */
 	DN_FZ_SHUTDOWN,		/* arg: how */
 	DN_FZ_CLOSE,
-	DN_FZ_ABORT,		/* odd arg: the peer's endpoint is gone */
-	DN_FZ_SENDTO,		/* arg: port and size */
-	DN_FZ_CONNECT,		/* arg: port */
+	DN_FZ_ABORT,		/* odd arg: the peer's endpoint is gone
+				 * (arg & 4: its IPv6 address) */
+	DN_FZ_SENDTO,		/* arg: port and size (arg & 16: IPv6) */
+	DN_FZ_CONNECT,		/* arg: port (arg & 16: IPv6) */
 	DN_FZ_MISC,		/* arg bits: stop/resume reading, keepalive,
-				 * nodelay, ping */
+				 * nodelay, ping (IPv6 with 16), list the
+				 * connections and their names */
 };
 
 /* Harness state, for one input at a time. */
@@ -76,6 +84,8 @@ struct dn_fz {
 	struct dn_link *link;
 	int listen_id;
 	int udp_id;
+	int listen6_id;
+	int udp6_id;
 	int cur;		/* the connection actions apply to */
 	int paused;		/* the application stopped reading */
 	uint8_t buf[65536];
@@ -138,7 +148,10 @@ dn_fz_open(void)
 	dn_fz.link = dn_fuzzlink_current();
 	dn_fz.listen_id = dn_listen(dn_fz.st, DN_FZ_IP, DN_FZ_TCP_PORT, 4);
 	dn_fz.udp_id = dn_udp_bind(dn_fz.st, DN_FZ_IP, DN_FZ_UDP_PORT);
-	if (dn_fz.listen_id < 0 || dn_fz.udp_id < 0) {
+	dn_fz.listen6_id = dn_listen6(dn_fz.st, dn_fz_any6, DN_FZ_TCP_PORT, 4);
+	dn_fz.udp6_id = dn_udp_bind6(dn_fz.st, dn_fz_any6, DN_FZ_UDP_PORT);
+	if (dn_fz.listen_id < 0 || dn_fz.udp_id < 0 || dn_fz.listen6_id < 0 ||
+	    dn_fz.udp6_id < 0) {
 		fprintf(stderr, "listen/bind: %s\n", dn_last_error());
 		abort();
 	}
@@ -152,11 +165,18 @@ static void
 dn_fz_drain(int id)
 {
 	uint32_t ip;
+	uint8_t ip6[16];
 	uint16_t port;
 
 	if (id == dn_fz.udp_id) {
 		while (dn_udp_recvfrom(dn_fz.st, id, dn_fz.buf,
 		    sizeof(dn_fz.buf), &ip, &port) >= 0)
+			;
+		return;
+	}
+	if (id == dn_fz.udp6_id) {
+		while (dn_udp_recvfrom6(dn_fz.st, id, dn_fz.buf,
+		    sizeof(dn_fz.buf), ip6, &port) >= 0)
 			;
 		return;
 	}
@@ -233,12 +253,20 @@ dn_fz_put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-/* Offset of the TCP header in an Ethernet/IPv4/TCP frame, or 0. */
+/* Offset of the TCP header in an Ethernet/IPv4/TCP or Ethernet/IPv6/TCP
+ * frame (*family 4 or 6), or 0; *ip_len is the IP packet's length. */
 static uint32_t
-dn_fz_tcp_off(const uint8_t *f, uint32_t len, uint32_t *ip_len)
+dn_fz_tcp_off(const uint8_t *f, uint32_t len, uint32_t *ip_len, int *family)
 {
 	uint32_t ihl;
 
+	if (len >= 14 + 40 + 20 && f[12] == 0x86 && f[13] == 0xdd &&
+	    f[14 + 6] == 6) {
+		*family = 6;
+		*ip_len = 40 + ((uint32_t)f[18] << 8 | f[19]);
+		return 14 + 40;
+	}
+	*family = 4;
 	if (len < 14 + 20 || f[12] != 0x08 || f[13] != 0x00 ||
 	    f[14 + 9] != 6)
 		return 0;
@@ -255,10 +283,13 @@ dn_fz_follow(uint8_t *f, uint32_t len)
 {
 	const uint8_t *tx;
 	uint32_t tx_len, to, fo, tx_ip_len, ip_len, hl, seg, ack;
+	int tx_family, family;
 
 	tx = dn_fuzzlink_last_tx(dn_fz.link, &tx_len);
-	if (tx == NULL || (to = dn_fz_tcp_off(tx, tx_len, &tx_ip_len)) == 0 ||
-	    (fo = dn_fz_tcp_off(f, len, &ip_len)) == 0)
+	if (tx == NULL ||
+	    (to = dn_fz_tcp_off(tx, tx_len, &tx_ip_len, &tx_family)) == 0 ||
+	    (fo = dn_fz_tcp_off(f, len, &ip_len, &family)) == 0 ||
+	    family != tx_family)
 		return;
 	hl = (tx[to + 12] >> 4) * 4u;
 	seg = tx_ip_len > to - 14 + hl ? tx_ip_len - (to - 14) - hl : 0;
@@ -269,8 +300,13 @@ dn_fz_follow(uint8_t *f, uint32_t len)
 		ack++;
 	memcpy(f + 0, tx + 6, 6);		/* MACs swapped */
 	memcpy(f + 6, tx + 0, 6);
-	memcpy(f + 14 + 12, tx + 14 + 16, 4);	/* IPs swapped */
-	memcpy(f + 14 + 16, tx + 14 + 12, 4);
+	if (family == 6) {			/* IPs swapped */
+		memcpy(f + 14 + 8, tx + 14 + 24, 16);
+		memcpy(f + 14 + 24, tx + 14 + 8, 16);
+	} else {
+		memcpy(f + 14 + 12, tx + 14 + 16, 4);
+		memcpy(f + 14 + 16, tx + 14 + 12, 4);
+	}
 	memcpy(f + fo, tx + to + 2, 2);		/* ports swapped */
 	memcpy(f + fo + 2, tx + to, 2);
 	if (tx[to + 13] & 0x10)			/* their ACK is our seq */
@@ -304,18 +340,29 @@ dn_fz_act(uint8_t a)
 		}
 		break;
 	case DN_FZ_ABORT:
-		if (arg & 1)
+		if ((arg & 5) == 5)
+			dn_reset_peer6(dn_fz.st, dn_fz_peer6);
+		else if (arg & 1)
 			dn_reset_peer(dn_fz.st, (arg & 2) ? 0 : DN_FZ_PEER);
 		else if (id >= 0)
 			dn_abort(dn_fz.st, id);
 		break;
 	case DN_FZ_SENDTO:
 		memset(dn_fz.buf, 'u', sizeof(dn_fz.buf));
-		dn_udp_sendto(dn_fz.st, dn_fz.udp_id, dn_fz.buf, arg * 47u,
-			DN_FZ_PEER, (uint16_t)(1000 + arg));
+		if (arg & 16)
+			dn_udp_sendto6(dn_fz.st, dn_fz.udp6_id, dn_fz.buf,
+				arg * 47u, dn_fz_peer6, (uint16_t)(1000 + arg));
+		else
+			dn_udp_sendto(dn_fz.st, dn_fz.udp_id, dn_fz.buf,
+				arg * 47u, DN_FZ_PEER, (uint16_t)(1000 + arg));
 		break;
 	case DN_FZ_CONNECT:
-		id = dn_connect(dn_fz.st, DN_FZ_PEER, (uint16_t)(8000 + arg));
+		if (arg & 16)
+			id = dn_connect6(dn_fz.st, dn_fz_peer6,
+				(uint16_t)(8000 + (arg & 15)));
+		else
+			id = dn_connect(dn_fz.st, DN_FZ_PEER,
+				(uint16_t)(8000 + arg));
 		if (id >= 0)
 			dn_fz.cur = id;
 		break;
@@ -326,13 +373,26 @@ dn_fz_act(uint8_t a)
 			dn_set_keepalive(dn_fz.st, id, 1);
 		if ((arg & 4) && id >= 0)
 			dn_set_nodelay(dn_fz.st, id, 1);
-		if (arg & 8)
+		if ((arg & 24) == 24)
+			dn_ping6(dn_fz.st, dn_fz_peer6, (uint16_t)arg,
+				(uint16_t)(arg * 16));
+		else if (arg & 8)
 			dn_ping(dn_fz.st, DN_FZ_PEER, (uint16_t)arg,
 				(uint16_t)(arg * 16));
 		if (arg & 16) {
 			struct dn_conn_info ci[DN_FZ_MAX_CONNS];
+			uint8_t ip6[16];
+			uint32_t ip;
+			uint16_t port;
 
 			dn_stack_conns(dn_fz.st, ci, DN_FZ_MAX_CONNS);
+			if (id >= 0 && dn_conn_family(dn_fz.st, id) == 6) {
+				dn_names6(dn_fz.st, id, 0, ip6, &port);
+				dn_names6(dn_fz.st, id, 1, ip6, &port);
+			} else if (id >= 0) {
+				dn_sockname(dn_fz.st, id, &ip, &port);
+				dn_peername(dn_fz.st, id, &ip, &port);
+			}
 		}
 		break;
 	}
@@ -362,6 +422,28 @@ dn_fz_check_closed(void)
 			left);
 		abort();
 	}
+}
+
+/* What only a router can teach lwIP (a default router, an on-link prefix)
+ * must never be learnt from the link: nothing there routes, and anything
+ * that claims to is another tenant (dn_stack.c drops router messages). */
+static void
+dn_fz_check_no_router(void)
+{
+	int i;
+
+	for (i = 0; i < LWIP_ND6_NUM_ROUTERS; i++)
+		if (default_router_list[i].neighbor_entry != NULL) {
+			fprintf(stderr, "fuzz_stack: a frame installed an "
+				"IPv6 default router\n");
+			abort();
+		}
+	for (i = 0; i < LWIP_ND6_NUM_PREFIXES; i++)
+		if (prefix_list[i].netif != NULL) {
+			fprintf(stderr, "fuzz_stack: a frame installed an "
+				"IPv6 on-link prefix\n");
+			abort();
+		}
 }
 
 int
@@ -408,6 +490,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		dn_fz_act(action);
 	}
+	dn_fz_check_no_router();
 	dn_stack_close(dn_fz.st);
 	dn_fz_check_closed();
 	return 0;

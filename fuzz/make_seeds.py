@@ -97,6 +97,50 @@ def neighbour_solicitation() -> bytes:
 MSS_WS = b"\x02\x04\x05\xb4\x01\x03\x03\x07"  # MSS 1460, NOP, window scale 7
 
 
+def tcp6_seg(sport: int, dport: int, seq: int, ack: int, flags: int, data: bytes = b"", opts: bytes = b"") -> bytes:
+    off = (20 + len(opts)) // 4
+    return struct.pack("!HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, 65535, 0, 0) + opts + data
+
+
+def tcp6(*args: object, **kw: object) -> bytes:
+    return eth6(ipv6(6, tcp6_seg(*args, **kw)))  # type: ignore[arg-type]
+
+
+def neighbour_advertisement() -> bytes:
+    # Solicited, override, with the target's link-layer address: the
+    # answer to the stack's solicitation for the peer.
+    na = struct.pack("!BBHI", 136, 0, 0, 0x60000000) + PEER_IP6 + bytes([2, 1]) + PEER_MAC
+    return eth6(ipv6(58, na))
+
+
+def router_advertisement(hop_by_hop: bool = False) -> bytes:
+    # From a link-local source (as RFC 4861 wants) with an on-link,
+    # autonomous prefix: what the stack must not learn from another tenant.
+    # hop_by_hop: behind a hop-by-hop header (padding only), where a look
+    # at the IPv6 header's next header alone does not see ICMPv6.
+    ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + bytes([1, 1]) + PEER_MAC
+    prefix = struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + bytes([0x20, 0x01, 0x0D, 0xB8]) + bytes(12)
+    body = ra + prefix
+    src = bytes([0xFE, 0x80]) + bytes(13) + b"\x03"
+    pseudo = src + b"\xff\x02" + bytes(13) + b"\x01" + struct.pack("!IxxxB", len(body), 58)
+    body = body[:2] + struct.pack("!H", csum(pseudo + body)) + body[4:]
+    ext, nh = (bytes([58, 0, 1, 4, 0, 0, 0, 0]), 0) if hop_by_hop else (b"", 58)
+    hdr = struct.pack("!IHBB", 6 << 28, len(ext) + len(body), nh, 255) + src + b"\xff\x02" + bytes(13) + b"\x01"
+    return eth6(hdr + ext + body, b"\x33\x33\x00\x00\x00\x01")
+
+
+def redirect() -> bytes:
+    # "For the peer, go through fd77:d0c::9": a first hop of the sender's choosing.
+    other = PEER_IP6[:15] + b"\x09"
+    rd = struct.pack("!BBHI", 137, 0, 0, 0) + other + PEER_IP6 + bytes([2, 1]) + b"\x02\x00\x0a\x4d\x00\x09"
+    return eth6(ipv6(58, rd))
+
+
+def ipv6_runt(payload_len: int, nh: int, payload: bytes) -> bytes:
+    """An IPv6 header whose payload length says what the frame does not hold."""
+    return eth6(struct.pack("!IHBB", 6 << 28, payload_len, nh, 64) + PEER_IP6 + STACK_IP6 + payload)
+
+
 def stack_seeds() -> dict[str, bytes]:
     syn = eth(tcp(40000, TCP_PORT, 1000, 0, SYN, opts=MSS_WS))
     ack = eth(tcp(0, 0, 0, 0, ACK))
@@ -121,7 +165,47 @@ def stack_seeds() -> dict[str, bytes]:
                     + rec(eth6(ipv6(0, bytes([6, 0, 1, 4, 0, 0, 0, 0])
                                     + struct.pack("!HHIIBBHHH", 40001, TCP_PORT, 1, 0, 5 << 4, SYN, 65535, 0, 0))))
                     + rec(eth6(ipv6(6, b""))[:40])),
-        "ip6-udp": rec(eth6(ipv6(17, struct.pack("!HHHH", 5353, UDP_PORT, 13, 0) + b"query"))),
+        "ip6-udp": rec(eth6(ipv6(17, struct.pack("!HHHH", 5353, UDP_PORT, 13, 0) + b"query")))
+        + rec(b"", 0, 0, OP_SENDTO, 16 | 4),
+        # The peer's solicitation teaches the stack its MAC; then a whole
+        # exchange with the IPv6 listener.
+        "ip6-tcp-exchange": (rec(neighbour_solicitation())
+                             + rec(tcp6(40000, TCP_PORT, 1000, 0, SYN, opts=MSS_WS))
+                             + rec(tcp6(0, 0, 0, 0, ACK), FOLLOW, 0, OP_MISC, 16)
+                             + rec(tcp6(0, 0, 0, 0, ACK | PSH, b"GET / HTTP/1.0\r\n\r\n"), FOLLOW, 5, OP_SEND, 3)
+                             + rec(tcp6(0, 0, 0, 0, ACK), FOLLOW, 30)
+                             + rec(tcp6(0, 0, 0, 0, ACK | FIN), FOLLOW, 2, OP_CLOSE)
+                             + rec(tcp6(0, 0, 0, 0, ACK), FOLLOW, 200)),
+        # Out: the stack solicits the peer, the advertisement releases the
+        # queued SYN, then the handshake and a half-close; the peer dies.
+        "ip6-connect": (rec(b"", 0, 0, OP_CONNECT, 16) + rec(neighbour_advertisement(), 0, 1)
+                        + rec(tcp6(8000, 0, 5000, 0, SYN | ACK, opts=MSS_WS), FOLLOW, 1)
+                        + rec(tcp6(0, 0, 0, 0, ACK | PSH, b"hello"), FOLLOW, 1, OP_SHUTDOWN, 1)
+                        + rec(tcp6(0, 0, 0, 0, ACK | FIN), FOLLOW, 20, OP_ABORT, 5)
+                        + rec(b"", 0, 0, OP_MISC, 24)),
+        # Extension headers before TCP and UDP: hop-by-hop with an unknown
+        # option that asks for an ICMPv6 error, destination options, a
+        # routing header, a fragment header (reassembly is off), no next
+        # header; then options running past their header.
+        "ip6-ext-headers": (rec(eth6(ipv6(0, bytes([60, 0, 0x81, 2, 0, 0, 1, 0]) + bytes([6, 0, 1, 4, 0, 0, 0, 0])
+                                          + tcp6_seg(40002, TCP_PORT, 1, 0, SYN))))
+                            + rec(eth6(ipv6(43, bytes([17, 2, 0, 1, 0, 0, 0, 0]) + STACK_IP6
+                                            + struct.pack("!HHHH", 5353, UDP_PORT, 9, 0) + b"x")))
+                            + rec(eth6(ipv6(44, bytes([17, 0, 0, 1, 0, 0, 0, 7])
+                                            + struct.pack("!HHHH", 5353, UDP_PORT, 9, 0) + b"y")))
+                            + rec(eth6(ipv6(59, b"nothing follows")))
+                            + rec(eth6(ipv6(0, bytes([6, 200, 1, 250]) + bytes(4))))),
+        # Shorter than they say: the IPv6 payload, an ICMPv6 header, a
+        # solicitation without its target, TCP and UDP headers cut short.
+        "ip6-runts": (rec(ipv6_runt(1000, 6, tcp6_seg(40003, TCP_PORT, 1, 0, SYN)[:8]))
+                      + rec(ipv6_runt(2, 58, b"\x87"))
+                      + rec(ipv6_runt(8, 58, struct.pack("!BBHI", 135, 0, 0, 0)))
+                      + rec(ipv6_runt(10, 6, tcp6_seg(40004, TCP_PORT, 1, 0, SYN)[:10]))
+                      + rec(ipv6_runt(4, 17, b"\x14\xe9\x00\x35"))
+                      + rec(ipv6_runt(0, 0, b""))),
+        # What only routers send: the stack takes none of it.
+        "ip6-router": (rec(router_advertisement()) + rec(redirect()) + rec(b"", 0, 0, OP_CONNECT, 16)
+                       + rec(b"", 0, 50, OP_MISC, 24)),
     }
 
 

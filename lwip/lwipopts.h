@@ -156,5 +156,8 @@ extern unsigned char dn_tcp_synmaxrtx;
 #define LWIP_HOOK_FILENAME              "dn_hooks.h"
 #define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
 	dn_tcp_inpacket((pcb), (hdr), (optlen), (opt1len), (opt2), (p))
+/* IPv6 destinations off the prefix go to the gateway the configuration
+ * gives (dn_hooks.h): no router is ever learnt from the link. */
+#define LWIP_HOOK_ND6_GET_GW(netif, dest) dn_nd6_gateway((netif), (dest))
 
 #endif /* DN_LWIPOPTS_H */

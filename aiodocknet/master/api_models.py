@@ -414,6 +414,8 @@ class Connection(BaseModel):
     send_q: int = Field(ge=0)
     path: Literal["switch", "fast"]
     pid: int | None = Field(None, description="the process holding it, when the endpoint has several")
+    family: Literal[4, 6] | None = Field(None, description="IP version of the addresses (IPv6 ones in brackets, "
+                                                           "as ss writes them)")
 
 
 class Connections(BaseModel):

@@ -77,6 +77,7 @@ SLAVE_MEM_MB = 64
 # lwIP's connections, UDP, and fast channels read in Python.
 READ_MAX = 256 * 1024
 _EAGAIN = -errno.EAGAIN
+_EAFNOSUPPORT = -errno.EAFNOSUPPORT
 # 4095 mbufs of one jumbo frame each (~9.6 KiB): ~39 MiB of the 64.
 SLAVE_MBUFS = 4095
 
@@ -114,6 +115,12 @@ class AttachInfo(NamedTuple):
     # This process's ephemeral ports when its endpoint may have several
     # processes (the attach reply's "ports"); None: any.
     ports: tuple[int, int] | None = None
+    # The endpoint's IPv6 address, on-link prefix length and gateway
+    # (IPV6.md); None: the endpoint is IPv4 only (a master with IPv6 off,
+    # or one from before IPv6).
+    address6: str | None = None
+    prefix6: int | None = None
+    gateway6: str | None = None
 
 
 def _ip(host: str | None) -> int:
@@ -124,6 +131,36 @@ def _ip(host: str | None) -> int:
 
 def _ip_str(value: int) -> str:
     return str(ipaddress.IPv4Address(value))
+
+
+_ANY6 = bytes(16)
+
+
+def _addr(host: str) -> tuple[int, int | bytes]:
+    """A destination literal of either family: (4, host-order int) or
+    (6, 16 bytes). An IPv4-mapped IPv6 address is the IPv4 one (the
+    stack has no IPv4-over-IPv6 sockets to carry it)."""
+    a = ipaddress.ip_address(host)
+    if a.version == 6:
+        mapped = a.ipv4_mapped  # type: ignore[union-attr]
+        if mapped is None:
+            return 6, a.packed
+        a = mapped
+    return 4, int(a)
+
+
+def _local(host: str | None) -> tuple[int, int | bytes]:
+    """A local address to bind: None, "" and "0.0.0.0" are any IPv4
+    address (as before IPv6), "::" any IPv6 one."""
+    if host is None or host in ("", "0.0.0.0"):
+        return 4, 0
+    if host == "::":
+        return 6, _ANY6
+    return _addr(host)
+
+
+def _ip6_str(buf: Any) -> str:
+    return str(ipaddress.IPv6Address(bytes(ffi.buffer(buf, 16))))
 
 
 ATTACH: MessageKind = kinds("to_master")["attach"]
@@ -184,6 +221,7 @@ def request_attach(endpoint: str, path: str, timeout: float = ATTACH_TIMEOUT,
                 mac=reply["mac"],
                 mtu=int(reply["mtu"]),
                 ports=(int(reply["ports"][0]), int(reply["ports"][1])) if "ports" in reply else None,
+                **_attach_ip6(reply),
             )
         except (KeyError, TypeError, ValueError):
             raise ControlError(errno.EPROTO, "master sent a malformed attach reply") from None
@@ -198,8 +236,28 @@ def request_attach(endpoint: str, path: str, timeout: float = ATTACH_TIMEOUT,
     return control, info, fds
 
 
+def _attach_ip6(reply: dict[str, Any]) -> dict[str, Any]:
+    """The attach reply's IPv6 fields, checked as the stack will take
+    them (ValueError if not): the address comes with its prefix length;
+    the gateway is informational (the stack derives its own, by the same
+    rule as the master)."""
+    if "address6" not in reply:
+        return {}
+    address6 = ipaddress.IPv6Address(reply["address6"])
+    gateway6 = reply.get("gateway6")
+    prefix6 = int(reply["prefix6"])
+    if not 64 <= prefix6 <= 96:
+        raise ValueError(f"IPv6 prefix length {prefix6}")
+    return {"address6": str(address6), "prefix6": prefix6,
+            "gateway6": None if gateway6 is None else str(ipaddress.IPv6Address(gateway6))}
+
+
 class SlaveStack:
-    """One DockNet endpoint of this process. Use :meth:`attach`."""
+    """One DockNet endpoint of this process. Use :meth:`attach`.
+
+    Addresses are strings of either family: calls that take one dispatch
+    on it (an IPv6 literal to the stack's IPv6 calls), and a connection's
+    names are in its own family (:meth:`family`)."""
 
     def __init__(
         self, stack: Any, fds: tuple[int, int], control: socket.socket, info: AttachInfo
@@ -216,6 +274,7 @@ class SlaveStack:
         self.info = info
         self._events = ffi.new("struct dn_event[]", 512)
         self._ip = ffi.new("uint32_t *")
+        self._ip6 = ffi.new("uint8_t[16]")
         self._port = ffi.new("uint16_t *")
         self._scratch = ffi.new("char[]", READ_MAX)
         self._closed = False
@@ -252,6 +311,7 @@ class SlaveStack:
             "attached",
             endpoint=info.endpoint,
             address=info.address,
+            address6=info.address6,
             mac=info.mac,
             mtu=info.mtu,
             master=path,
@@ -266,6 +326,11 @@ class SlaveStack:
         cfg.ip = _ip(info.address)
         cfg.netmask = int(net.netmask)
         cfg.gateway = _ip(info.gateway)
+        if info.address6 is not None and info.prefix6 is not None:
+            # The gateway's IPv6 address the stack derives from the
+            # prefix and gateway's host part, as the master does.
+            cfg.ip6 = ipaddress.IPv6Address(info.address6).packed
+            cfg.prefix6_len = info.prefix6
         cfg.mac = bytes(int(b, 16) for b in info.mac.split(":"))
         cfg.mtu = info.mtu
         cfg.n_mbufs = SLAVE_MBUFS
@@ -314,7 +379,7 @@ class SlaveStack:
         self._fds = (wake, master_wake)
         self._control = control
         self.info = info
-        log.info("re-attached", endpoint=info.endpoint, address=info.address)
+        log.info("re-attached", endpoint=info.endpoint, address=info.address, address6=info.address6)
 
     def close(self) -> None:
         """Abort every connection, take the link down and detach."""
@@ -336,6 +401,16 @@ class SlaveStack:
     @property
     def address(self) -> str:
         return self.info.address
+
+    @property
+    def address6(self) -> str | None:
+        """The endpoint's IPv6 address; None when it is IPv4 only."""
+        return self.info.address6
+
+    def family(self, conn: int) -> socket.AddressFamily:
+        """socket.AF_INET or socket.AF_INET6: the connection's family,
+        fixed when it was made (an accepted one has its listener's)."""
+        return socket.AF_INET6 if check(lib.dn_conn_family(self._st, conn)) == 6 else socket.AF_INET
 
     # ---- polling ----
 
@@ -410,7 +485,12 @@ class SlaveStack:
     # ---- TCP ----
 
     def listen(self, port: int, host: str | None = None, backlog: int = 128) -> int:
-        return check(lib.dn_listen(self._st, _ip(host), port, backlog))
+        """A listener on host (None, "" or "0.0.0.0": any IPv4 address;
+        "::": any IPv6 address) for one family: listen twice for both."""
+        fam, addr = _local(host)
+        if fam == 6:
+            return check(lib.dn_listen6(self._st, ffi.from_buffer("uint8_t[]", addr), port, backlog))
+        return check(lib.dn_listen(self._st, addr, port, backlog))
 
     def set_port_range(self, lo: int, hi: int) -> None:
         """The ephemeral ports this process's connections and unbound UDP
@@ -420,7 +500,10 @@ class SlaveStack:
 
     def connect(self, host: str, port: int) -> int:
         """Start connecting; EV_CONNECTED or EV_ERROR follows as an event."""
-        return check(lib.dn_connect(self._st, _ip(host), port))
+        fam, addr = _addr(host)
+        if fam == 6:
+            return check(lib.dn_connect6(self._st, ffi.from_buffer("uint8_t[]", addr), port))
+        return check(lib.dn_connect(self._st, addr, port))
 
     def send(self, conn: int, data: bytes | bytearray | memoryview) -> int:
         """Bytes taken (maybe fewer than given); BlockingIOError when the
@@ -484,13 +567,23 @@ class SlaveStack:
     def set_nodelay(self, conn: int, on: bool) -> None:
         check(lib.dn_set_nodelay(self._st, conn, int(on)))
 
+    def _names(self, conn: int, peer: bool) -> tuple[str, int]:
+        # The IPv4 call first (it refuses an IPv6 connection without
+        # touching anything): IPv4 costs what it did before IPv6.
+        rc = (lib.dn_peername if peer else lib.dn_sockname)(self._st, conn, self._ip, self._port)
+        if rc >= 0:
+            return _ip_str(self._ip[0]), int(self._port[0])
+        if rc != _EAFNOSUPPORT:
+            raise_errno(rc)
+        check(lib.dn_names6(self._st, conn, int(peer), self._ip6, self._port))
+        return _ip6_str(self._ip6), int(self._port[0])
+
     def sockname(self, conn: int) -> tuple[str, int]:
-        check(lib.dn_sockname(self._st, conn, self._ip, self._port))
-        return _ip_str(self._ip[0]), int(self._port[0])
+        """(host, port) in the connection's family."""
+        return self._names(conn, False)
 
     def peername(self, conn: int) -> tuple[str, int]:
-        check(lib.dn_peername(self._st, conn, self._ip, self._port))
-        return _ip_str(self._ip[0]), int(self._port[0])
+        return self._names(conn, True)
 
     def set_keepalive(self, conn: int, on: bool) -> None:
         check(lib.dn_set_keepalive(self._st, conn, int(on)))
@@ -501,8 +594,12 @@ class SlaveStack:
         check(lib.dn_set_keepalive_times(self._st, conn, round(idle * 1000), round(interval * 1000), count))
 
     def reset_peer(self, address: str) -> int:
-        """End every connection to a dead endpoint with ECONNRESET."""
-        return check(lib.dn_reset_peer(self._st, _ip(address)))
+        """End every connection to a dead endpoint (its IPv4 or its IPv6
+        address) with ECONNRESET; "0.0.0.0" ends them all."""
+        fam, addr = _addr(address)
+        if fam == 6:
+            return check(lib.dn_reset_peer6(self._st, ffi.from_buffer("uint8_t[]", addr)))
+        return check(lib.dn_reset_peer(self._st, addr))
 
     def connections(self) -> list[dict[str, Any]]:
         """This endpoint's connections, as `ss` lists sockets."""
@@ -513,11 +610,17 @@ class SlaveStack:
         rows = []
         for i in range(n):
             c = out[i]
+            if c.family == 6:
+                # As ss writes them: brackets around an IPv6 address.
+                local = f"[{_ip6_str(c.local_ip6)}]:{c.local_port}"
+                peer = f"[{_ip6_str(c.remote_ip6)}]:{c.remote_port}"
+            else:
+                local = f"{_ip_str(c.local_ip or 0)}:{c.local_port}"
+                peer = f"{_ip_str(c.remote_ip)}:{c.remote_port}"
             rows.append({
-                "id": f"lwip{c.id}", "kind": kinds.get(c.kind, "?"),
+                "id": f"lwip{c.id}", "kind": kinds.get(c.kind, "?"), "family": 6 if c.family == 6 else 4,
                 "state": TCP_STATES.get(c.state, "CLOSED"),
-                "local": f"{_ip_str(c.local_ip or 0)}:{c.local_port}",
-                "peer": f"{_ip_str(c.remote_ip)}:{c.remote_port}" if c.kind == 2 else "*:*",
+                "local": local, "peer": peer if c.kind == 2 else "*:*",
                 "recv_q": c.recv_queued, "send_q": c.send_queued, "path": "switch",
             })
         return rows
@@ -583,6 +686,8 @@ class SlaveStack:
 
     def _on_endpoint_gone(self, msg: dict[str, Any], fds: list[int]) -> None:
         self.reset_peer(msg["address"])
+        if msg.get("address6") and self.address6 is not None:
+            self.reset_peer(msg["address6"])
 
     def _on_connections(self, msg: dict[str, Any], fds: list[int]) -> None:
         # The master asks on behalf of `docknet ss`.
@@ -631,11 +736,19 @@ class SlaveStack:
     # ---- UDP and ICMP ----
 
     def udp_bind(self, port: int = 0, host: str | None = None) -> int:
-        return check(lib.dn_udp_bind(self._st, _ip(host), port))
+        """A UDP endpoint of host's family (as listen() reads host)."""
+        fam, addr = _local(host)
+        if fam == 6:
+            return check(lib.dn_udp_bind6(self._st, ffi.from_buffer("uint8_t[]", addr), port))
+        return check(lib.dn_udp_bind(self._st, addr, port))
 
     def sendto(self, conn: int, data: bytes, addr: tuple[str, int]) -> int:
+        """To addr of the endpoint's family (EAFNOSUPPORT if not)."""
         buf = ffi.from_buffer(data)
-        return check(lib.dn_udp_sendto(self._st, conn, buf, len(buf), _ip(addr[0]), addr[1]))
+        fam, ip = _addr(addr[0])
+        if fam == 6:
+            return check(lib.dn_udp_sendto6(self._st, conn, buf, len(buf), ffi.from_buffer("uint8_t[]", ip), addr[1]))
+        return check(lib.dn_udp_sendto(self._st, conn, buf, len(buf), ip, addr[1]))
 
     def recvfrom(self, conn: int, size: int = 65535) -> tuple[bytes, tuple[str, int]]:
         got = self.recvfrom_nowait(conn, size)
@@ -645,11 +758,17 @@ class SlaveStack:
 
     def recvfrom_nowait(self, conn: int, size: int = 65535) -> tuple[bytes, tuple[str, int]] | None:
         rc = lib.dn_udp_recvfrom(self._st, conn, self._scratch, min(size, READ_MAX), self._ip, self._port)
-        if rc < 0:
-            if rc == _EAGAIN:
-                return None
+        if rc >= 0:
+            return ffi.buffer(self._scratch, rc)[:], (_ip_str(self._ip[0]), int(self._port[0]))
+        if rc == _EAGAIN:
+            return None
+        if rc != _EAFNOSUPPORT:
             raise_errno(rc)
-        return ffi.buffer(self._scratch, rc)[:], (_ip_str(self._ip[0]), int(self._port[0]))
+        # An IPv6 endpoint (the IPv4 call leaves its datagram queued).
+        rc = lib.dn_udp_recvfrom6(self._st, conn, self._scratch, min(size, READ_MAX), self._ip6, self._port)
+        if rc < 0:
+            raise_errno(rc)
+        return ffi.buffer(self._scratch, rc)[:], (_ip6_str(self._ip6), int(self._port[0]))
 
     def send_frame(self, frame: bytes) -> int:
         """Put a raw Ethernet frame on the link, bypassing lwIP."""
@@ -657,5 +776,9 @@ class SlaveStack:
         return check(lib.dn_send_frame(self._st, buf, len(buf)))
 
     def ping(self, host: str, seq: int, size: int = 56) -> None:
-        """Send an ICMP echo request; EV_PING_REPLY follows."""
-        check(lib.dn_ping(self._st, _ip(host), seq, size))
+        """Send an ICMP (or ICMPv6) echo request; EV_PING_REPLY follows."""
+        fam, addr = _addr(host)
+        if fam == 6:
+            check(lib.dn_ping6(self._st, ffi.from_buffer("uint8_t[]", addr), seq, size))
+        else:
+            check(lib.dn_ping(self._st, addr, seq, size))

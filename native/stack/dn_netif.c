@@ -3,6 +3,7 @@
 #include "lwip/etharp.h"
 #include "lwip/ethip6.h"
 #include "lwip/ip.h"
+#include "lwip/prot/icmp6.h"
 #include "lwip/prot/ip6.h"
 #include "lwip/pbuf.h"
 #include "lwip/snmp.h"
@@ -94,6 +95,72 @@ dn_netif_wrap(struct dn_rxseg *seg, int copy)
 		seg->data, seg->len);
 }
 
+/* IPv6 packets lwIP must not see, found by walking the extension headers
+ * as ip6_input() (lwIP 2.1.3) does:
+ *
+ * - a header chain that ends early, or an option whose length byte lies
+ *   past its header: ip6_input() reads each header's first two bytes
+ *   (next header, length) before it checks that they are in the packet,
+ *   and the length byte of an option whose type is a header's last byte,
+ *   so it would read past the frame's end;
+ * - router solicitations, advertisements and redirects: nothing on DockNet
+ *   routes (IPV6.md), so one can only come from another tenant, and lwIP
+ *   would take it to install a default router, an on-link prefix or a new
+ *   first hop for a destination. They are found behind any extension
+ *   headers, where lwIP's ICMPv6 input also finds them.
+ *
+ * What ip6_input() checks itself is left to it. f is the IPv6 header, len
+ * what the frame holds of the packet. */
+static int
+dn_netif_ip6_drop(const uint8_t *f, uint32_t len)
+{
+	uint32_t plen = (uint32_t)f[4] << 8 | f[5];
+	uint32_t off = IP6_HLEN, end, hlen, i;
+	uint8_t nh = f[6];
+
+	/* ip6_input() drops a packet longer than its frame and cuts the
+	 * frame's padding off. */
+	if (IP6_HLEN + plen > len)
+		return 0;
+	end = IP6_HLEN + plen;
+	for (;;) {
+		switch (nh) {
+		case IP6_NEXTH_HOPBYHOP:
+		case IP6_NEXTH_DESTOPTS:
+		case IP6_NEXTH_ROUTING:
+		case IP6_NEXTH_FRAGMENT:
+			break;
+		case IP6_NEXTH_ICMP6:
+			if (off >= end)
+				return 0;
+			return f[off] == ICMP6_TYPE_RS || f[off] == ICMP6_TYPE_RA ||
+				f[off] == ICMP6_TYPE_RD;
+		default:
+			return 0;
+		}
+		if (off + 8 > end)
+			return 1;
+		hlen = nh == IP6_NEXTH_FRAGMENT ? 8 : 8u * (1u + f[off + 1]);
+		if (off + hlen > end)
+			return 0;	/* ip6_input() checks that */
+		if (nh == IP6_NEXTH_HOPBYHOP || nh == IP6_NEXTH_DESTOPTS) {
+			/* Options after the two header bytes: Pad1 is one
+			 * byte, the others have a length byte. */
+			for (i = 2; i < hlen; ) {
+				if (f[off + i] == IP6_PAD1_OPTION) {
+					i++;
+					continue;
+				}
+				if (i + 1 >= hlen)
+					return 1;
+				i += 2u + f[off + i + 1];
+			}
+		}
+		nh = f[off];
+		off += hlen;
+	}
+}
+
 /* lwIP checks neither that an IPv4 (or IPv6) frame holds an IP header
  * before ip4_input() reads its length field, nor that an ARP frame holds the
  * whole ARP message before etharp_input() reads its addresses, so a frame
@@ -112,7 +179,9 @@ dn_netif_runt(const struct dn_rxseg *seg)
 		return seg->len < SIZEOF_ETH_HDR + SIZEOF_ETHARP_HDR;
 	/* ip6_input() reads the version before it checks the length. */
 	if (f[12] == 0x86 && f[13] == 0xdd)
-		return seg->len < SIZEOF_ETH_HDR + IP6_HLEN;
+		return seg->len < SIZEOF_ETH_HDR + IP6_HLEN ||
+			dn_netif_ip6_drop(f + SIZEOF_ETH_HDR,
+				seg->len - SIZEOF_ETH_HDR);
 	return 0;
 }
 

@@ -20,6 +20,8 @@
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
 #include "lwip/prot/icmp.h"
+#include "lwip/prot/icmp6.h"
+#include "lwip/ip6_addr.h"
 #include "lwip/raw.h"
 #include "lwip/tcp.h"
 #include "lwip/inet_chksum.h"
@@ -69,6 +71,7 @@ struct dn_conn {
 	uint8_t want_writable;
 	uint8_t eof;		/* FIN received */
 	uint8_t wr_closed;	/* we shut down writing */
+	uint8_t family;		/* 4 or 6, for the connection's life */
 	uint16_t events;	/* DN_BIT(DN_EV_*) not yet reported */
 	int32_t err;		/* errno once the pcb is gone */
 	int32_t listener;	/* for accepted connections */
@@ -101,6 +104,11 @@ struct dn_stack {
 	uint32_t evq_len;
 	u32_t last_timers;
 	struct raw_pcb *ping_pcb;
+	struct raw_pcb *ping6_pcb;
+	/* 0: IPv4 only (every IPv6 call refused). */
+	uint8_t prefix6_len;
+	/* Where destinations off the prefix go; zero: nowhere. */
+	ip6_addr_t gw6;
 	uint16_t ping_ident;
 	uint64_t ping_sent_ns[65536 / 64];	/* by seq % size */
 	struct dn_ping_reply pings[DN_PING_QUEUE];
@@ -175,6 +183,7 @@ dn_conn_alloc(struct dn_stack *st, enum dn_kind kind)
 	memset(c, 0, sizeof(*c));
 	c->queued = queued;
 	c->kind = kind;
+	c->family = 4;
 	c->listener = -1;
 	st->open++;
 	return id;
@@ -243,6 +252,17 @@ static inline int
 dn_conn_id(struct dn_stack *st, struct dn_conn *c)
 {
 	return (int)(c - st->conns);
+}
+
+const struct ip6_addr *
+dn_nd6_gateway(struct netif *netif, const struct ip6_addr *dest)
+{
+	struct dn_stack *st = dn_the_stack;
+
+	(void)dest;
+	if (st == NULL || netif != &st->netif || ip6_addr_isany(&st->gw6))
+		return NULL;
+	return &st->gw6;
 }
 
 int
@@ -335,6 +355,7 @@ dn_tcp_accept_cb(void *arg, struct tcp_pcb *newpcb, err_t err)
 		return ERR_ABRT;
 	}
 	st->conns[id].connected = 1;
+	st->conns[id].family = l->family;
 	st->conns[id].listener = dn_conn_id(st, l);
 	dn_tcp_attach(&st->conns[id], newpcb);
 	dn_notify(st, id, DN_EV_ACCEPTED);
@@ -450,6 +471,22 @@ dn_udp_recv_cb(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	dn_notify(st, dn_conn_id(st, c), DN_EV_READABLE);
 }
 
+static void
+dn_ping_record(struct dn_stack *st, uint16_t seq)
+{
+	uint64_t sent;
+	struct dn_ping_reply *r;
+
+	sent = st->ping_sent_ns[seq %
+		(sizeof(st->ping_sent_ns) / sizeof(st->ping_sent_ns[0]))];
+	if (st->ping_len < DN_PING_QUEUE) {
+		r = &st->pings[(st->ping_head + st->ping_len) % DN_PING_QUEUE];
+		r->seq = seq;
+		r->rtt_us = (uint32_t)((dn_clock_ns() - sent) / 1000);
+		st->ping_len++;
+	}
+}
+
 static u8_t
 dn_ping_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
 	const ip_addr_t *addr)
@@ -457,8 +494,6 @@ dn_ping_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
 	struct dn_stack *st = arg;
 	struct icmp_echo_hdr hdr;
 	u16_t hlen = IPH_HL_BYTES((struct ip_hdr *)p->payload);
-	uint64_t sent;
-	struct dn_ping_reply *r;
 
 	(void)pcb;
 	(void)addr;
@@ -466,14 +501,31 @@ dn_ping_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
 		return 0;
 	if (hdr.type != ICMP_ER || hdr.id != lwip_htons(st->ping_ident))
 		return 0;	/* not ours: lwIP's ICMP handles it */
-	sent = st->ping_sent_ns[lwip_ntohs(hdr.seqno) %
-		(sizeof(st->ping_sent_ns) / sizeof(st->ping_sent_ns[0]))];
-	if (st->ping_len < DN_PING_QUEUE) {
-		r = &st->pings[(st->ping_head + st->ping_len) % DN_PING_QUEUE];
-		r->seq = lwip_ntohs(hdr.seqno);
-		r->rtt_us = (uint32_t)((dn_clock_ns() - sent) / 1000);
-		st->ping_len++;
-	}
+	dn_ping_record(st, lwip_ntohs(hdr.seqno));
+	pbuf_free(p);
+	return 1;
+}
+
+/* raw_input() hands IPv6 packets with the IPv6 header and the extension
+ * headers ip6_input() has walked in front (their length is
+ * ip_current_header_tot_len()), and before icmp6_input() answers
+ * neighbour solicitations and echo requests: all but our replies go on.
+ * (Router messages never get this far: dn_netif.c drops them.) */
+static u8_t
+dn_ping6_recv_cb(void *arg, struct raw_pcb *pcb, struct pbuf *p,
+	const ip_addr_t *addr)
+{
+	struct dn_stack *st = arg;
+	struct icmp6_echo_hdr hdr;
+	u16_t hlen = (u16_t)ip_current_header_tot_len();
+
+	(void)pcb;
+	(void)addr;
+	if (pbuf_copy_partial(p, &hdr, sizeof(hdr), hlen) != sizeof(hdr))
+		return 0;
+	if (hdr.type != ICMP6_TYPE_EREP || hdr.id != lwip_htons(st->ping_ident))
+		return 0;
+	dn_ping_record(st, lwip_ntohs(hdr.seqno));
 	pbuf_free(p);
 	return 1;
 }
@@ -529,11 +581,33 @@ dn_stack_check_ip6(const struct dn_stack_config *cfg)
 static void
 dn_stack_set_ip6(struct dn_stack *st, const struct dn_stack_config *cfg)
 {
+	uint32_t host = cfg->gateway & ~cfg->netmask;
+	uint8_t gw[16];
 	ip6_addr_t a;
+	int i;
 
 	netif_ip6_addr_set_state(&st->netif, 0, IP6_ADDR_INVALID);
+	st->prefix6_len = cfg->prefix6_len;
+	ip6_addr_set_zero(&st->gw6);
 	if (cfg->prefix6_len == 0)
 		return;
+	/* The gateway's IPv6 address by the master's rule (IPV6.md): the
+	 * prefix, then the IPv4 gateway's host part in the low 32 bits. */
+	memcpy(gw, cfg->ip6, sizeof(gw));
+	for (i = 0; i < 16; i++) {
+		int keep = cfg->prefix6_len - i * 8;
+
+		if (keep <= 0)
+			gw[i] = 0;
+		else if (keep < 8)
+			gw[i] &= (uint8_t)(0xff << (8 - keep));
+	}
+	for (i = 0; i < 4; i++)
+		gw[12 + i] |= (uint8_t)(host >> (24 - 8 * i));
+	if (host != 0) {
+		memcpy(&st->gw6.addr, gw, sizeof(st->gw6.addr));
+		ip6_addr_clear_zone(&st->gw6);
+	}
 	memcpy(&a.addr, cfg->ip6, sizeof(a.addr));
 	ip6_addr_clear_zone(&a);
 	netif_ip6_addr_set(&st->netif, 0, &a);
@@ -625,6 +699,14 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 	st->ping_pcb = raw_new(IP_PROTO_ICMP);
 	if (st->ping_pcb != NULL)
 		raw_recv(st->ping_pcb, dn_ping_recv_cb, st);
+	st->ping6_pcb = raw_new_ip_type(IPADDR_TYPE_V6, IP6_NEXTH_ICMP6);
+	if (st->ping6_pcb != NULL) {
+		/* ICMPv6's checksum covers a pseudo-header lwIP fills in
+		 * when it sends (RFC 3542's IPV6_CHECKSUM). */
+		st->ping6_pcb->chksum_reqd = 1;
+		st->ping6_pcb->chksum_offset = 2;
+		raw_recv(st->ping6_pcb, dn_ping6_recv_cb, st);
+	}
 	st->ping_ident = (uint16_t)(random() & 0xffff);
 	st->last_timers = sys_now();
 	dn_the_stack = st;
@@ -683,6 +765,8 @@ dn_stack_close(struct dn_stack *st)
 	}
 	if (st->ping_pcb != NULL)
 		raw_remove(st->ping_pcb);
+	if (st->ping6_pcb != NULL)
+		raw_remove(st->ping6_pcb);
 	/* lwIP's TIME-WAIT pcbs still point at the netif's address. */
 	while (tcp_tw_pcbs != NULL)
 		tcp_abort(tcp_tw_pcbs);
@@ -761,7 +845,8 @@ dn_stack_has_work(struct dn_stack *st, struct dn_fc *const *fcs, int n)
 {
 	int i;
 
-	if (st->evq_len > 0 || st->ping_len > 0 || dn_link_rx_pending(st->link))
+	if (st->evq_len > 0 || st->ping_len > 0 || dn_link_rx_pending(st->link) ||
+	    st->netif.loop_first != NULL)
 		return 1;
 	for (i = 0; i < n; i++)
 		if (dn_fc_ready(fcs[i]))
@@ -795,7 +880,9 @@ dn_stack_spin(struct dn_stack *st, struct dn_fc *const *fcs, int n,
 int
 dn_stack_arm(struct dn_stack *st)
 {
-	if (st->evq_len > 0 || st->ping_len > 0)
+	/* Packets to the stack's own addresses wait on the netif's loopback
+	 * queue for the next poll, which no doorbell announces. */
+	if (st->evq_len > 0 || st->ping_len > 0 || st->netif.loop_first != NULL)
 		return 1;
 	return dn_link_arm(st->link);
 }
@@ -867,11 +954,55 @@ dn_ip_set(ip_addr_t *a, uint32_t ip)
 	ip_addr_set_ip4_u32(a, lwip_htonl(ip));
 }
 
-int
-dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog)
+static void
+dn_ip6_set(ip_addr_t *a, const uint8_t *ip6)
+{
+	ip_addr_set_zero_ip6(a);
+	memcpy(ip_2_ip6(a)->addr, ip6, 16);
+	ip6_addr_clear_zone(ip_2_ip6(a));
+}
+
+static u8_t
+dn_ip_type(int family)
+{
+	return family == 6 ? IPADDR_TYPE_V6 : IPADDR_TYPE_V4;
+}
+
+/* Every IPv6 call starts here. */
+static int
+dn_v6_ok(struct dn_stack *st)
+{
+	if (st->prefix6_len == 0)
+		return dn_error(-EAFNOSUPPORT, "this endpoint has no IPv6 "
+			"address (its master gave it IPv4 only)");
+	return 0;
+}
+
+/* An address for a message, in its family's notation (a static buffer:
+ * one use per message). */
+static const char *
+dn_ip_str(const ip_addr_t *a)
+{
+	static char buf[IP6ADDR_STRLEN_MAX];
+
+	return ipaddr_ntoa_r(a, buf, sizeof(buf)) != NULL ? buf : "?";
+}
+
+/* The connection's family must be want's. */
+static int
+dn_family_ok(const struct dn_conn *c, int id, int want)
+{
+	if (c->family != want)
+		return dn_error(-EAFNOSUPPORT, "connection %d is IPv%d, not "
+			"IPv%d", id, c->family, want);
+	return 0;
+}
+
+static int
+dn_listen_at(struct dn_stack *st, const ip_addr_t *addr, int family,
+	uint16_t port, int backlog)
 {
 	struct tcp_pcb *pcb, *lpcb;
-	ip_addr_t addr;
 	err_t err;
 	u8_t bl = backlog <= 0 ? 1 : (backlog > 255 ? 255 : (u8_t)backlog);
 	int id;
@@ -879,7 +1010,10 @@ dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog)
 	id = dn_conn_alloc(st, DN_TCP_LISTEN);
 	if (id < 0)
 		return id;
-	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	st->conns[id].family = (uint8_t)family;
+	/* One family a pcb: lwIP lets an IPv4 and an IPv6 listener hold the
+	 * same port (its bind compares versions), as IPV6_V6ONLY does. */
+	pcb = tcp_new_ip_type(dn_ip_type(family));
 	if (pcb == NULL) {
 		dn_conn_release(st, id);
 		return dn_error(-ENOMEM, "no TCP control block left");
@@ -887,8 +1021,7 @@ dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog)
 	/* Servers set SO_REUSEADDR (asyncio does): a restart must not wait
 	 * for TIME-WAIT to pass. */
 	ip_set_option(pcb, SOF_REUSEADDR);
-	dn_ip_set(&addr, ip);
-	err = tcp_bind(pcb, &addr, port);
+	err = tcp_bind(pcb, addr, port);
 	if (err != ERR_OK) {
 		tcp_close(pcb);
 		dn_conn_release(st, id);
@@ -907,6 +1040,28 @@ dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog)
 	tcp_arg(lpcb, &st->conns[id]);
 	tcp_accept(lpcb, dn_tcp_accept_cb);
 	return id;
+}
+
+int
+dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog)
+{
+	ip_addr_t addr;
+
+	dn_ip_set(&addr, ip);
+	return dn_listen_at(st, &addr, 4, port, backlog);
+}
+
+int
+dn_listen6(struct dn_stack *st, const uint8_t *ip6, uint16_t port,
+	int backlog)
+{
+	ip_addr_t addr;
+	int ret = dn_v6_ok(st);
+
+	if (ret < 0)
+		return ret;
+	dn_ip6_set(&addr, ip6);
+	return dn_listen_at(st, &addr, 6, port, backlog);
 }
 
 int
@@ -964,11 +1119,11 @@ dn_bind_ephemeral(struct dn_stack *st,
 		"(%u..%u) are in use", n, st->port_lo, st->port_hi);
 }
 
-int
-dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
+static int
+dn_connect_to(struct dn_stack *st, const ip_addr_t *addr, int family,
+	uint16_t port)
 {
 	struct tcp_pcb *pcb;
-	ip_addr_t addr;
 	uint32_t tries;
 	err_t err;
 	int id, ret;
@@ -977,16 +1132,19 @@ dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
 	if (dn_link_is_down(st->link))
 		return dn_error(-EHOSTUNREACH, "the DockNet master is gone "
 			"(waiting for it to come back)");
+	if (family == 6 && (ip_addr_isany(addr) || ip_addr_ismulticast(addr)))
+		return dn_error(-EADDRNOTAVAIL, "cannot connect to %s",
+			dn_ip_str(addr));
 	id = dn_conn_alloc(st, DN_TCP);
 	if (id < 0)
 		return id;
-	dn_ip_set(&addr, ip);
+	st->conns[id].family = (uint8_t)family;
 	/* A local port is shared by connections to different peers (as the
 	 * kernel shares them), TIME-WAIT included: SOF_REUSEADDR on every
 	 * connecting pcb, and lwIP's tcp_connect refuses a 4-tuple in use,
 	 * which moves on to the next port. */
 	for (tries = (uint32_t)st->port_hi - st->port_lo + 1u; ; tries--) {
-		pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+		pcb = tcp_new_ip_type(dn_ip_type(family));
 		if (pcb == NULL) {
 			dn_conn_release(st, id);
 			return dn_error(-ENOMEM, "no TCP control block left");
@@ -994,14 +1152,14 @@ dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
 		ip_set_option(pcb, SOF_REUSEADDR);
 		dn_tcp_attach(&st->conns[id], pcb);
 		ret = dn_bind_ephemeral(st, dn_tcp_try_port, pcb,
-			IP4_ADDR_ANY);
+			family == 6 ? IP6_ADDR_ANY : IP4_ADDR_ANY);
 		if (ret < 0) {
 			dn_tcp_detach(pcb);
 			tcp_abort(pcb);
 			dn_conn_release(st, id);
 			return ret;
 		}
-		err = tcp_connect(pcb, &addr, port, dn_tcp_connected_cb);
+		err = tcp_connect(pcb, addr, port, dn_tcp_connected_cb);
 		if (err != ERR_USE || tries == 1)
 			break;
 		dn_tcp_detach(pcb);
@@ -1012,11 +1170,31 @@ dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
 		tcp_abort(pcb);
 		dn_conn_release(st, id);
 		return dn_error(-dn_err_to_errno(err), "cannot connect to "
-			"%u.%u.%u.%u:%u", ip >> 24, (ip >> 16) & 255,
-			(ip >> 8) & 255, ip & 255, port);
+			"%s port %u", dn_ip_str(addr), port);
 	}
 	dn_link_tx_flush(st->link);
 	return id;
+}
+
+int
+dn_connect(struct dn_stack *st, uint32_t ip, uint16_t port)
+{
+	ip_addr_t addr;
+
+	dn_ip_set(&addr, ip);
+	return dn_connect_to(st, &addr, 4, port);
+}
+
+int
+dn_connect6(struct dn_stack *st, const uint8_t *ip6, uint16_t port)
+{
+	ip_addr_t addr;
+	int ret = dn_v6_ok(st);
+
+	if (ret < 0)
+		return ret;
+	dn_ip6_set(&addr, ip6);
+	return dn_connect_to(st, &addr, 6, port);
 }
 
 static struct dn_conn *
@@ -1274,22 +1452,19 @@ dn_set_keepalive_times(struct dn_stack *st, int id, uint32_t idle_ms,
 	return 0;
 }
 
-int
-dn_reset_peer(struct dn_stack *st, uint32_t ip)
+/* want NULL: every connection. */
+static int
+dn_reset_matching(struct dn_stack *st, const ip_addr_t *want)
 {
-	uint32_t i, want = lwip_htonl(ip);
+	uint32_t i;
 	int n = 0;
-
-	if (ip == 0)
-		dn_link_set_down(st->link);
 
 	for (i = 0; i < st->max_conns; i++) {
 		struct dn_conn *c = &st->conns[i];
 		struct tcp_pcb *pcb = c->pcb.tcp;
 
 		if (c->kind != DN_TCP || pcb == NULL ||
-		    (ip != 0 && (!IP_IS_V4(&pcb->remote_ip) ||
-		     ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) != want)))
+		    (want != NULL && !ip_addr_cmp(&pcb->remote_ip, want)))
 			continue;
 		dn_tcp_detach(pcb);
 		/* No RST: nobody is there to receive it. */
@@ -1303,8 +1478,37 @@ dn_reset_peer(struct dn_stack *st, uint32_t ip)
 	return n;
 }
 
+int
+dn_reset_peer(struct dn_stack *st, uint32_t ip)
+{
+	ip_addr_t want;
+
+	if (ip == 0) {
+		dn_link_set_down(st->link);
+		return dn_reset_matching(st, NULL);
+	}
+	dn_ip_set(&want, ip);
+	return dn_reset_matching(st, &want);
+}
+
+int
+dn_reset_peer6(struct dn_stack *st, const uint8_t *ip6)
+{
+	ip_addr_t want;
+	int ret = dn_v6_ok(st);
+
+	if (ret < 0)
+		return ret;
+	dn_ip6_set(&want, ip6);
+	if (ip_addr_isany(&want))
+		return dn_error(-EINVAL, "no endpoint has the IPv6 address :: "
+			"(dn_reset_peer with 0 ends every connection)");
+	return dn_reset_matching(st, &want);
+}
+
 static int
-dn_names(struct dn_stack *st, int id, int peer, uint32_t *ip, uint16_t *port)
+dn_names_addr(struct dn_stack *st, int id, int peer, const ip_addr_t **ap,
+	uint16_t *port)
 {
 	struct dn_conn *c = dn_conn_get(st, id);
 	const ip_addr_t *a;
@@ -1325,6 +1529,18 @@ dn_names(struct dn_stack *st, int id, int peer, uint32_t *ip, uint16_t *port)
 		*port = peer ? c->pcb.tcp->remote_port :
 			c->pcb.tcp->local_port;
 	}
+	*ap = a;
+	return 0;
+}
+
+static int
+dn_names(struct dn_stack *st, int id, int peer, uint32_t *ip, uint16_t *port)
+{
+	const ip_addr_t *a;
+	int ret = dn_names_addr(st, id, peer, &a, port);
+
+	if (ret < 0)
+		return ret;
 	/* ip_addr_t is a union of both families: this call gives IPv4. */
 	if (!IP_IS_V4(a))
 		return dn_error(-EAFNOSUPPORT, "connection %d is not IPv4",
@@ -1332,6 +1548,46 @@ dn_names(struct dn_stack *st, int id, int peer, uint32_t *ip, uint16_t *port)
 	*ip = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(a)));
 	if (*ip == 0 && !peer)
 		*ip = lwip_ntohl(ip4_addr_get_u32(netif_ip4_addr(&st->netif)));
+	return 0;
+}
+
+int
+dn_names6(struct dn_stack *st, int id, int peer, uint8_t *ip6,
+	uint16_t *port)
+{
+	const ip_addr_t *a;
+	int ret = dn_names_addr(st, id, peer, &a, port);
+
+	if (ret < 0)
+		return ret;
+	if (!IP_IS_V6(a))
+		return dn_error(-EAFNOSUPPORT, "connection %d is not IPv6",
+			id);
+	/* Bound to :: the connection still has one address: the stack's. */
+	if (ip6_addr_isany(ip_2_ip6(a)) && !peer)
+		a = &st->netif.ip6_addr[0];
+	memcpy(ip6, ip_2_ip6(a)->addr, 16);
+	return 0;
+}
+
+int
+dn_conn_family(struct dn_stack *st, int id)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+
+	if (c == NULL)
+		return dn_error(-EBADF, "no connection with id %d", id);
+	return c->family;
+}
+
+int
+dn_stack_ip6(struct dn_stack *st, uint8_t *ip6)
+{
+	int ret = dn_v6_ok(st);
+
+	if (ret < 0)
+		return ret;
+	memcpy(ip6, netif_ip6_addr(&st->netif, 0)->addr, 16);
 	return 0;
 }
 
@@ -1361,28 +1617,30 @@ dn_send_queued(struct dn_stack *st, int id)
 
 /* ---- UDP ---- */
 
-int
-dn_udp_bind(struct dn_stack *st, uint32_t ip, uint16_t port)
+static int
+dn_udp_bind_at(struct dn_stack *st, const ip_addr_t *addr, int family,
+	uint16_t port)
 {
 	struct udp_pcb *pcb;
-	ip_addr_t addr;
 	err_t err;
 	int id, ret;
 
 	id = dn_conn_alloc(st, DN_UDP);
 	if (id < 0)
 		return id;
+	st->conns[id].family = (uint8_t)family;
 	st->conns[id].udpq = calloc(1, sizeof(struct dn_udpq));
-	pcb = udp_new_ip_type(IPADDR_TYPE_V4);
+	/* One family a pcb, so that a datagram's source is always of the
+	 * endpoint's family. */
+	pcb = udp_new_ip_type(dn_ip_type(family));
 	if (pcb == NULL || st->conns[id].udpq == NULL) {
 		if (pcb != NULL)
 			udp_remove(pcb);
 		dn_conn_release(st, id);
 		return dn_error(-ENOMEM, "no UDP control block left");
 	}
-	dn_ip_set(&addr, ip);
 	if (port == 0) {
-		ret = dn_bind_ephemeral(st, dn_udp_try_port, pcb, &addr);
+		ret = dn_bind_ephemeral(st, dn_udp_try_port, pcb, addr);
 		if (ret < 0) {
 			udp_remove(pcb);
 			dn_conn_release(st, id);
@@ -1390,7 +1648,7 @@ dn_udp_bind(struct dn_stack *st, uint32_t ip, uint16_t port)
 		}
 		err = ERR_OK;
 	} else {
-		err = udp_bind(pcb, &addr, port);
+		err = udp_bind(pcb, addr, port);
 	}
 	if (err != ERR_OK) {
 		udp_remove(pcb);
@@ -1404,38 +1662,88 @@ dn_udp_bind(struct dn_stack *st, uint32_t ip, uint16_t port)
 }
 
 int
-dn_udp_sendto(struct dn_stack *st, int id, const void *buf, uint32_t len,
-	uint32_t ip, uint16_t port)
+dn_udp_bind(struct dn_stack *st, uint32_t ip, uint16_t port)
+{
+	ip_addr_t addr;
+
+	dn_ip_set(&addr, ip);
+	return dn_udp_bind_at(st, &addr, 4, port);
+}
+
+int
+dn_udp_bind6(struct dn_stack *st, const uint8_t *ip6, uint16_t port)
+{
+	ip_addr_t addr;
+	int ret = dn_v6_ok(st);
+
+	if (ret < 0)
+		return ret;
+	dn_ip6_set(&addr, ip6);
+	return dn_udp_bind_at(st, &addr, 6, port);
+}
+
+static int
+dn_udp_sendto_addr(struct dn_stack *st, int id, const void *buf,
+	uint32_t len, const ip_addr_t *addr, int family, uint16_t port)
 {
 	struct dn_conn *c = dn_conn_get(st, id);
-	ip_addr_t addr;
+	/* IPv4 and UDP headers, or IPv6's (no options either way). */
+	uint32_t hdrs = family == 6 ? 48 : 28;
 	struct pbuf *p;
 	err_t err;
+	int ret;
 
 	if (c == NULL || c->kind != DN_UDP)
 		return dn_error(-EBADF, "no UDP endpoint with id %d", id);
+	ret = dn_family_ok(c, id, family);
+	if (ret < 0)
+		return ret;
 	if (dn_link_is_down(st->link))
 		return dn_error(-EHOSTUNREACH, "the DockNet master is gone "
 			"(waiting for it to come back)");
-	if (len > (uint32_t)st->netif.mtu - 28)
+	if (len > (uint32_t)st->netif.mtu - hdrs)
 		return dn_error(-EMSGSIZE, "datagram of %u bytes exceeds the "
 			"link MTU %u less headers", len, st->netif.mtu);
 	p = pbuf_alloc(PBUF_TRANSPORT, (u16_t)len, PBUF_RAM);
 	if (p == NULL)
 		return dn_error(-ENOBUFS, "no buffer for a datagram");
 	memcpy(p->payload, buf, len);
-	dn_ip_set(&addr, ip);
-	err = udp_sendto(c->pcb.udp, p, &addr, port);
+	err = udp_sendto(c->pcb.udp, p, addr, port);
 	pbuf_free(p);
 	if (err != ERR_OK)
-		return dn_error(-dn_err_to_errno(err), "UDP send failed");
+		return dn_error(-dn_err_to_errno(err), "UDP send to %s "
+			"failed", dn_ip_str(addr));
 	dn_link_tx_flush(st->link);
 	return (int)len;
 }
 
 int
-dn_udp_recvfrom(struct dn_stack *st, int id, void *buf, uint32_t len,
-	uint32_t *ip, uint16_t *port)
+dn_udp_sendto(struct dn_stack *st, int id, const void *buf, uint32_t len,
+	uint32_t ip, uint16_t port)
+{
+	ip_addr_t addr;
+
+	dn_ip_set(&addr, ip);
+	return dn_udp_sendto_addr(st, id, buf, len, &addr, 4, port);
+}
+
+int
+dn_udp_sendto6(struct dn_stack *st, int id, const void *buf, uint32_t len,
+	const uint8_t *ip6, uint16_t port)
+{
+	ip_addr_t addr;
+	int ret = dn_v6_ok(st);
+
+	if (ret < 0)
+		return ret;
+	dn_ip6_set(&addr, ip6);
+	return dn_udp_sendto_addr(st, id, buf, len, &addr, 6, port);
+}
+
+/* The next datagram of family's endpoint id, its source in *from. */
+static int
+dn_udp_recv_addr(struct dn_stack *st, int id, void *buf, uint32_t len,
+	int family, ip_addr_t *from, uint16_t *port)
 {
 	struct dn_conn *c = dn_conn_get(st, id);
 	struct dn_udpq *q;
@@ -1448,14 +1756,43 @@ dn_udp_recvfrom(struct dn_stack *st, int id, void *buf, uint32_t len,
 	if (q->len == 0)
 		return dn_error(-EAGAIN, "no datagram waiting on %d", id);
 	d = &q->q[q->head];
+	/* The pcb takes one family, so this is the endpoint's; checked
+	 * before the datagram is taken, so the other call still gets it. */
+	if ((family == 6) != (IP_IS_V6(&d->addr) != 0))
+		return dn_error(-EAFNOSUPPORT, "UDP endpoint %d is IPv%d, not "
+			"IPv%d", id, c->family, family);
 	/* Like recvfrom(): a short buffer truncates the datagram. */
 	n = pbuf_copy_partial(d->p, buf,
 		(u16_t)(len < d->p->tot_len ? len : d->p->tot_len), 0);
-	*ip = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&d->addr)));
+	ip_addr_copy(*from, d->addr);
 	*port = d->port;
 	pbuf_free(d->p);
 	q->head = (q->head + 1) % DN_UDP_QUEUE;
 	q->len--;
+	return n;
+}
+
+int
+dn_udp_recvfrom(struct dn_stack *st, int id, void *buf, uint32_t len,
+	uint32_t *ip, uint16_t *port)
+{
+	ip_addr_t from;
+	int n = dn_udp_recv_addr(st, id, buf, len, 4, &from, port);
+
+	if (n >= 0)
+		*ip = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&from)));
+	return n;
+}
+
+int
+dn_udp_recvfrom6(struct dn_stack *st, int id, void *buf, uint32_t len,
+	uint8_t *ip6, uint16_t *port)
+{
+	ip_addr_t from;
+	int n = dn_udp_recv_addr(st, id, buf, len, 6, &from, port);
+
+	if (n >= 0)
+		memcpy(ip6, ip_2_ip6(&from)->addr, 16);
 	return n;
 }
 
@@ -1495,6 +1832,47 @@ dn_ping(struct dn_stack *st, uint32_t ip, uint16_t seq, uint16_t size)
 }
 
 int
+dn_ping6(struct dn_stack *st, const uint8_t *ip6, uint16_t seq, uint16_t size)
+{
+	struct icmp6_echo_hdr *hdr;
+	ip_addr_t addr;
+	struct pbuf *p;
+	err_t err;
+	u16_t total = (u16_t)(sizeof(*hdr) + size);
+	int ret = dn_v6_ok(st);
+
+	if (ret < 0)
+		return ret;
+	if (st->ping6_pcb == NULL)
+		return dn_error(-ENOMEM, "no raw control block for ICMPv6");
+	if ((uint32_t)size + sizeof(*hdr) + IP6_HLEN > st->netif.mtu)
+		return dn_error(-EMSGSIZE, "echo request of %u bytes exceeds "
+			"the link MTU %u", size, st->netif.mtu);
+	dn_ip6_set(&addr, ip6);
+	if (ip_addr_isany(&addr))
+		return dn_error(-EADDRNOTAVAIL, "cannot ping ::");
+	p = pbuf_alloc(PBUF_IP, total, PBUF_RAM);
+	if (p == NULL)
+		return dn_error(-ENOBUFS, "no buffer for an echo request");
+	hdr = p->payload;
+	hdr->type = ICMP6_TYPE_EREQ;
+	hdr->code = 0;
+	hdr->chksum = 0;	/* raw_sendto fills it (chksum_reqd) */
+	hdr->id = lwip_htons(st->ping_ident);
+	hdr->seqno = lwip_htons(seq);
+	memset((char *)p->payload + sizeof(*hdr), 0xa5, size);
+	st->ping_sent_ns[seq % (sizeof(st->ping_sent_ns) /
+		sizeof(st->ping_sent_ns[0]))] = dn_clock_ns();
+	err = raw_sendto(st->ping6_pcb, p, &addr);
+	pbuf_free(p);
+	if (err != ERR_OK)
+		return dn_error(-dn_err_to_errno(err), "echo request to %s "
+			"failed", dn_ip_str(&addr));
+	dn_link_tx_flush(st->link);
+	return 0;
+}
+
+int
 dn_send_frame(struct dn_stack *st, const void *frame, uint32_t len)
 {
 	struct dn_iov iov = { frame, len };
@@ -1508,6 +1886,18 @@ dn_send_frame(struct dn_stack *st, const void *frame, uint32_t len)
 		return dn_error(ret, "no buffer for the frame");
 	dn_link_tx_flush(st->link);
 	return (int)len;
+}
+
+static void
+dn_conn_info_ip(struct dn_conn_info *o, int remote, const ip_addr_t *a)
+{
+	if (IP_IS_V6(a)) {
+		memcpy(remote ? o->remote_ip6 : o->local_ip6,
+			ip_2_ip6(a)->addr, 16);
+		return;
+	}
+	*(remote ? &o->remote_ip : &o->local_ip) =
+		lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(a)));
 }
 
 int
@@ -1527,20 +1917,18 @@ dn_stack_conns(struct dn_stack *st, struct dn_conn_info *out, int max)
 		o->id = (int32_t)i;
 		o->kind = c->kind;
 		o->state = -1;
+		o->family = c->family;
 		if (c->kind == DN_UDP && c->pcb.udp != NULL) {
-			o->local_ip = lwip_ntohl(ip4_addr_get_u32(
-				ip_2_ip4(&c->pcb.udp->local_ip)));
+			dn_conn_info_ip(o, 0, &c->pcb.udp->local_ip);
 			o->local_port = c->pcb.udp->local_port;
 		} else if (c->kind != DN_UDP && c->pcb.tcp != NULL) {
 			struct tcp_pcb *pcb = c->pcb.tcp;
 
 			o->state = pcb->state;
-			o->local_ip = lwip_ntohl(ip4_addr_get_u32(
-				ip_2_ip4(&pcb->local_ip)));
+			dn_conn_info_ip(o, 0, &pcb->local_ip);
 			o->local_port = pcb->local_port;
 			if (c->kind == DN_TCP) {
-				o->remote_ip = lwip_ntohl(ip4_addr_get_u32(
-					ip_2_ip4(&pcb->remote_ip)));
+				dn_conn_info_ip(o, 1, &pcb->remote_ip);
 				o->remote_port = pcb->remote_port;
 				o->send_queued = TCP_SND_BUF - pcb->snd_buf;
 			}

@@ -6,7 +6,15 @@
  * thread that polls it: every call must come from that thread. Connection
  * ids are small integers, valid from the call or event that created them
  * until dn_close(). Calls return >= 0 on success or a negative errno, with
- * the reason in dn_last_error(). Addresses and ports are in host byte order.
+ * the reason in dn_last_error(). IPv4 addresses and ports are in host byte
+ * order; IPv6 addresses are 16 bytes in network order (the *6 calls).
+ *
+ * Every connection has one family, fixed when it is made (an accepted one
+ * takes its listener's): the IPv4 calls refuse an IPv6 connection and the
+ * *6 calls an IPv4 one with EAFNOSUPPORT, so a caller that does not keep
+ * the family can try one call and then the other. On a stack opened with
+ * prefix6_len 0 (an IPv4-only endpoint) every *6 call fails with
+ * EAFNOSUPPORT.
  */
 #ifndef DN_STACK_H
 #define DN_STACK_H
@@ -22,7 +30,10 @@ struct dn_stack_config {
 	uint32_t netmask;
 	uint32_t gateway;
 	/* The endpoint's IPv6 address, network order, on the netif with
-	 * the on-link prefix's length; prefix6_len 0: IPv4 only. */
+	 * the on-link prefix's length; prefix6_len 0: IPv4 only. The IPv6
+	 * gateway, where destinations off the prefix go, is derived as the
+	 * master derives it: the prefix with gateway's host part (gateway &
+	 * ~netmask) in the low 32 bits. */
 	uint8_t ip6[16];
 	uint8_t prefix6_len;
 	uint8_t mac[6];
@@ -111,12 +122,17 @@ struct dn_conn_info {
 	int32_t id;
 	int32_t kind;		/* 1 TCP listener, 2 TCP, 3 UDP */
 	int32_t state;		/* lwIP's enum tcp_state (-1: closed, error) */
-	uint32_t local_ip;
+	uint32_t local_ip;	/* IPv4 rows; 0 in IPv6 rows */
 	uint16_t local_port;
 	uint32_t remote_ip;
 	uint16_t remote_port;
 	uint32_t recv_queued;	/* received, not yet read */
 	uint32_t send_queued;	/* in lwIP, not yet acknowledged */
+	/* After the IPv4 fields, so that a reader of those finds them where
+	 * they were: the row's family, and its addresses when it is 6. */
+	int32_t family;		/* 4 or 6 */
+	uint8_t local_ip6[16];	/* network order; zero in IPv4 rows */
+	uint8_t remote_ip6[16];
 };
 
 /* Fills out with up to max open connections (like `ss`); returns how many. */
@@ -171,5 +187,35 @@ int dn_send_frame(struct dn_stack *st, const void *frame, uint32_t len);
 
 /* ICMP echo request; the reply comes as DN_EV_PING_REPLY. */
 int dn_ping(struct dn_stack *st, uint32_t ip, uint16_t seq, uint16_t size);
+
+/* IPv6: the IPv4 calls above for the connection's other family, with
+ * the same errors, plus EAFNOSUPPORT on an IPv4-only stack or connection.
+ * A listener or UDP endpoint on :: (all zero) takes IPv6 only, and may
+ * share its port with an IPv4 one. */
+int dn_listen6(struct dn_stack *st, const uint8_t *ip6,
+	uint16_t port, int backlog);
+int dn_connect6(struct dn_stack *st, const uint8_t *ip6,
+	uint16_t port);
+int dn_udp_bind6(struct dn_stack *st, const uint8_t *ip6, uint16_t port);
+int dn_udp_sendto6(struct dn_stack *st, int id, const void *buf,
+	uint32_t len, const uint8_t *ip6, uint16_t port);
+/* The datagram's source in ip6 and port. */
+int dn_udp_recvfrom6(struct dn_stack *st, int id, void *buf, uint32_t len,
+	uint8_t *ip6, uint16_t *port);
+/* The local (peer 0) or remote (peer 1) address of an IPv6 connection. */
+int dn_names6(struct dn_stack *st, int id, int peer, uint8_t *ip6,
+	uint16_t *port);
+/* 4 or 6, for any connection id that is valid (closed ones too). */
+int dn_conn_family(struct dn_stack *st, int id);
+/* dn_reset_peer for an endpoint's IPv6 address (not 0: dn_reset_peer(st,
+ * 0) ends every connection of both families). */
+int dn_reset_peer6(struct dn_stack *st, const uint8_t *ip6);
+/* ICMPv6 echo request; the reply comes as DN_EV_PING_REPLY as for IPv4
+ * (one sequence space for both). */
+int dn_ping6(struct dn_stack *st, const uint8_t *ip6, uint16_t seq,
+	uint16_t size);
+/* The stack's IPv6 address (16 bytes): 0, or EAFNOSUPPORT when it has
+ * none. */
+int dn_stack_ip6(struct dn_stack *st, uint8_t *ip6);
 
 #endif /* DN_STACK_H */
