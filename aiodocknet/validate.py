@@ -38,6 +38,7 @@ __all__ = [
     "endpoint_name",
     "host_address",
     "ipv4_network",
+    "ipv6_prefix",
     "limit",
     "netns_path",
     "owner",
@@ -153,6 +154,34 @@ def ipv4_network(value: Any, what: str) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(value)
     except ValueError as exc:
         raise ValidationError(f"{what}: {exc}") from None
+
+
+def ipv6_prefix(value: Any, what: str) -> ipaddress.IPv6Network | None:
+    """The master's IPv6 prefix, or None for "none" (IPv4 only). An
+    endpoint's IPv6 address is its IPv4 host part in the prefix's low 32
+    bits, so those bits must be free: a prefix of 64 to 96 bits."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what}: must be a string such as 'fd77:d0c::/64', or 'none'")
+    if value.strip().lower() == "none":
+        return None
+    if len(value) > 64:
+        raise ValidationError(f"{what}: {_shown(value)} is not an IPv6 prefix")
+    if "%" in value:
+        raise ValidationError(f"{what}: {_shown(value)} has a scope (zone id); a prefix has none")
+    try:
+        net = ipaddress.IPv6Network(value, strict=False)
+    except ValueError:
+        raise ValidationError(f"{what}: {_shown(value)} is not an IPv6 prefix such as 'fd77:d0c::/64'") from None
+    if "/" not in value:
+        raise ValidationError(f"{what}: {_shown(value)} needs a prefix length, e.g. 'fd77:d0c::/64'")
+    if not 64 <= net.prefixlen <= 96:
+        raise ValidationError(f"{what}: prefix length /{net.prefixlen} is not from /64 to /96 (the low 32 bits "
+                              "carry each endpoint's IPv4 host part)")
+    # With /96 at most, the low 32 bits lie after the prefix: zero here.
+    if ipaddress.IPv6Interface(value).ip != net.network_address:
+        raise ValidationError(f"{what}: {_shown(value)} has bits set after the prefix length "
+                              f"(the prefix is {net}; the low 32 bits must be zero)")
+    return net
 
 
 def host_address(value: Any, rng: ipaddress.IPv4Network, gateway: str, what: str = "ip") -> str:

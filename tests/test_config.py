@@ -25,6 +25,9 @@ def test_check_config_explains_errors_with_the_line() -> None:
     ok = check('subnet = "10.80.0.0/16"\nrange = "10.80.3.0/24"\n[defaults]\negress = "200mbit"\n'
                '[[policy]]\nfrom = "web"\nto = "db"\nport = 5432\n')
     assert ok.returncode == 0 and "configuration is valid" in ok.stderr
+    assert '"subnet6": "fd77:d0c::/64"' in ok.stdout  # the default
+    off = check('subnet6 = "none"\n')
+    assert off.returncode == 0 and '"subnet6": null' in off.stdout, off
     cases = {
         'subnet = "10.77.0.0/16"\nmtu = 100000\n': ":2: mtu: must be a whole number from 576 to 9000",
         'subnet = "10.77.0.0/33"\n': ":1: subnet:",
@@ -36,6 +39,7 @@ def test_check_config_explains_errors_with_the_line() -> None:
         'fast_channels = "yes"\n': ":1: fast_channels: must be true or false",
         'mtu = 9000\nfast_channel_ring = "3MiB"\n': ":2: fast_channel_ring: 3145728 bytes is not a power of two",
         'fast_channel_ring = "huge"\n': ":1: fast_channel_ring: not a size",
+        'mtu = 9000\nsubnet6 = "fd77:d0c::/100"\n': ":2: subnet6: prefix length /100 is not from /64 to /96",
     }
     for text, expected in cases.items():
         res = check(text)

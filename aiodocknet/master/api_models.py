@@ -298,6 +298,11 @@ class Status(BaseModel):
     subnet: str = Field(examples=["10.77.0.0/16"])
     gateway: str = Field(examples=["10.77.0.1"])
     range: str = Field(description="the addresses this master hands out", examples=["10.77.0.0/16"])
+    subnet6: str = Field(None, description="the endpoints' IPv6 prefix (each one's IPv6 address is its IPv4 "
+                                           "host part in the low 32 bits); absent: IPv4 only",
+                         examples=["fd77:d0c::/64"])
+    gateway6: str = Field(None, description="the gateway's IPv6 address; absent: IPv4 only",
+                          examples=["fd77:d0c::1"])
     mtu: int
     control: str = Field(description="the control socket's path")
     endpoints_attached: int = Field(ge=0)
@@ -361,6 +366,8 @@ class EndpointView(BaseModel):
     egress_burst_bits: int = Field(0, ge=0)
     ingress_burst_bits: int = Field(0, ge=0)
     address: str = Field(None, description="the address it is attached with")
+    address6: str = Field(None, description="its IPv6 address (absent when the master has no subnet6)",
+                          examples=["fd77:d0c::9"])
     mac: str | None = Field(None, description="the MAC of its address (null for a registration without one)")
     pid: int = Field(None, description="its first process's")
     attached_at: float = Field(None, description="seconds since the epoch")
