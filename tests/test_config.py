@@ -57,10 +57,13 @@ def test_master_runs_with_a_config_file(tmp_path) -> None:
         api = ApiClient(os.path.join(m.run_dir, "api.sock"))
         st = api.call("GET", "/v1/status")
         assert st["range"] == "10.77.5.0/24" and st["gateway"] == "10.77.5.1"
+        # The host's share of the IPv6 prefix is the same host parts.
+        assert st["subnet6"] == "fd77:d0c::/64" and st["gateway6"] == "fd77:d0c::501"
         assert st["fast_channels"]["ring_size"] == 256 * 1024
         assert api.call("GET", "/v1/policy") == [{"from": "web", "to": "db", "port": 5432}]
         addr = m.peer("idle", "svc").expect("ready")["address"]
         assert addr.startswith("10.77.5.")
+        assert api.call("GET", "/v1/endpoints/svc")["address6"] == f"fd77:d0c::5{int(addr.split('.')[3]):02x}"
         assert api.call("GET", "/v1/endpoints/svc")["egress_bits"] == 300_000_000
     finally:
         assert m.stop() == 0
