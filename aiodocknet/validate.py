@@ -184,11 +184,27 @@ def ipv6_prefix(value: Any, what: str) -> ipaddress.IPv6Network | None:
     return net
 
 
-def host_address(value: Any, rng: ipaddress.IPv4Network, gateway: str, what: str = "ip") -> str:
+def host_address(value: Any, rng: ipaddress.IPv4Network, gateway: str, what: str = "ip",
+                 twins: tuple[ipaddress.IPv4Network, ipaddress.IPv6Network] | None = None) -> str:
     """An address an endpoint may ask for: inside this master's range and
-    neither its network, broadcast nor gateway address."""
+    neither its network, broadcast nor gateway address. twins: the master's
+    subnet and IPv6 prefix, when it has one: an IPv6 address there asks for
+    its IPv4 twin (the one kept)."""
     if not isinstance(value, str):
         raise ValidationError(f"{what}: must be a string such as '10.77.0.9'")
+    if ":" in value and twins is not None:
+        from .master.addresses import address4_of
+
+        try:
+            if "%" in value or len(value) > 45:
+                raise ValueError
+            twin = address4_of(ipaddress.IPv6Address(value), *twins)
+        except ValueError:
+            raise ValidationError(f"{what}: {_shown(value)} is not an IPv4 or IPv6 address") from None
+        if twin is None:
+            raise ValidationError(f"{what}: {_shown(value)} is no endpoint address of this master's prefix "
+                                  f"{twins[1]}")
+        value = twin
     try:
         ip = ipaddress.IPv4Address(value)
     except ValueError:

@@ -312,3 +312,36 @@ def test_ss_brackets_ipv6_addresses() -> None:
     assert _hostport("[fd77:d0c::5]:8080") == "[fd77:d0c::5]:8080"
     assert _hostport("10.77.0.5:8080") == "10.77.0.5:8080"
     assert _hostport("*:*") == "*:*"
+
+
+def test_registering_by_the_ipv6_twin(dual: Master, v4only: Master) -> None:
+    """A registration may ask for its address by its IPv6 twin: the master
+    keeps the IPv4 address and answers both; an IPv6 address that is no
+    twin, or any on an IPv4-only master, is refused and nothing is kept."""
+    from aiodocknet.cli.api_client import ApiError
+
+    netns = f"/proc/{os.getpid()}/ns/net"
+    api = ApiClient(os.path.join(dual.run_dir, "api.sock"))
+    reg = api.call("POST", "/v1/endpoints", {"name": "six-reg", "netns": netns, "ip": "fd77:d0c::77"})
+    try:
+        assert reg["ip"] == "10.77.0.119", reg
+        c = Raw(dual.path)
+        assert c.ask({"op": "resolve", "name": "six-reg"}) == {"ok": True, "address": "10.77.0.119",
+                                                               "address6": "fd77:d0c::77"}
+        c.close()
+        before = api.call("GET", "/v1/endpoints")
+        for ip, why in (("fd00::78", "is no endpoint address of this master's prefix fd77:d0c::/64"),
+                        ("fd77:d0c::1:0:78", "is no endpoint address"),
+                        ("fd77:d0c::78%eth0", "is not an IPv4 or IPv6 address"),
+                        ("fd77:d0c::1", "is the network, broadcast or gateway address"),
+                        ("fd77:d0c::77", "already registered")):
+            with pytest.raises(ApiError) as exc:
+                api.call("POST", "/v1/endpoints", {"name": "six-reg2", "netns": netns, "ip": ip})
+            assert exc.value.status in (400, 409) and why in exc.value.message, (ip, exc.value.message)
+        assert api.call("GET", "/v1/endpoints") == before
+    finally:
+        api.call("DELETE", "/v1/endpoints/six-reg")
+    api4 = ApiClient(os.path.join(v4only.run_dir, "api.sock"))
+    with pytest.raises(ApiError) as exc:
+        api4.call("POST", "/v1/endpoints", {"name": "four-reg", "netns": netns, "ip": "fd77:d0c::77"})
+    assert exc.value.status == 400 and "is not an IPv4 address" in exc.value.message, exc.value.message

@@ -167,7 +167,8 @@ def _ps(args: argparse.Namespace) -> Result:
              f"{'INGRESS':>10} {'EGRESS PPS':>10} {'INGRESS PPS':>11} OWNER"]
     for e in eps:
         lines.append(f"{e['name']:24} {e.get('tenant', 'default'):12} {e.get('address', '-'):15} "
-                     f"{e.get('address6', '-'):20} {e['state']:10} {e.get('pid') or '-':>7} {_fmt_rate(e.get('egress_bits', 0)):>10} "
+                     f"{e.get('address6', '-'):20} {e['state']:10} {e.get('pid') or '-':>7} "
+                     f"{_fmt_rate(e.get('egress_bits', 0)):>10} "
                      f"{_fmt_rate(e.get('ingress_bits', 0)):>10} {_fmt_pkts(e.get('egress_pkts', 0)):>10} "
                      f"{_fmt_pkts(e.get('ingress_pkts', 0)):>11} {_owner(e)}")
         members = e.get("members") or []
@@ -415,7 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     b = command("bench", "the benchmark suite (`make bench`); --quick: a first look in two minutes", _bench)
     b.add_argument("--quick", action="store_true")
 
-    command("ps", "endpoints: tenant, address, state, limits", _ps)
+    command("ps", "endpoints: tenant, addresses, state, limits", _ps)
     command("stats", "per-endpoint counters and switch utilisation", _stats)
 
     ss = command("ss", "an endpoint's connections (its process must run a DockNetLoop)", _ss)
@@ -443,7 +444,7 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--name", required=True)
         r.add_argument("--tenant", default="default")
         r.add_argument("--rate", help="egress limit, e.g. 100mbit")
-        r.add_argument("--ip", help="ask for this address")
+        r.add_argument("--ip", help="ask for this address (or its IPv6 twin)")
         if name == "run":
             r.add_argument("cmd", nargs=argparse.REMAINDER)
         else:

@@ -274,7 +274,9 @@ def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
 
 
 def make_app(ctl: ControlServer) -> web.Application:
-    routes = RouteTable({"range": ctl.addresses.range, "gateway": ctl.addresses.gateway})
+    pool = ctl.addresses
+    routes = RouteTable({"range": pool.range, "gateway": pool.gateway,
+                         "twins": (pool.subnet, pool.prefix6) if pool.prefix6 is not None else None})
 
     @routes.route("GET", "/v1/status", models.Status, "master status and switch utilisation")
     async def status(request: web.Request) -> web.Response:

@@ -91,11 +91,13 @@ def _host_address(value: Any, info: ValidationInfo) -> str | None:
     if value is None:
         return None
     ctx = info.context or {}
-    return validate.host_address(value, ctx["range"], ctx["gateway"])
+    return validate.host_address(value, ctx["range"], ctx["gateway"], twins=ctx.get("twins"))
 
 
+# An IPv6 address (of the master's prefix) asks for its IPv4 twin.
 HostAddress = Annotated[str | None, PlainValidator(_host_address),
-                        WithJsonSchema({"type": ["string", "null"], "format": "ipv4", "examples": ["10.77.0.9"]})]
+                        WithJsonSchema({"type": ["string", "null"], "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+                                        "examples": ["10.77.0.9", "fd77:d0c::9"]})]
 
 
 def _limit(key: str) -> Any:
@@ -144,7 +146,8 @@ class RegisterBody(BaseModel):
     name: EndpointName = Field(description="the endpoint's name")
     netns: NetnsPath = Field(description="its network namespace: /run/netns/NAME or /proc/PID/ns/net")
     tenant: TenantName = Field("default", description="the tenant it belongs to")
-    ip: HostAddress = Field(None, description="an address in the master's range (default: the next free one)")
+    ip: HostAddress = Field(None, description="an address in the master's range, or its IPv6 twin (default: the "
+                                              "next free one)")
     owner: Owner = Field(None, description="the container it is for (the CNI plugin): attached by its "
                                            "namespace alone, one per namespace, its address claimed now")
     egress: Egress = _limit_field("egress")

@@ -200,7 +200,8 @@ def parse_ring_size(value: Any) -> int:
 
 def describe(fc: FileConfig) -> dict[str, Any]:
     m = fc.master
-    return {"subnet": m.subnet, "subnet6": m.subnet6, "range": m.range, "mtu": m.mtu, "run_dir": m.run_dir, "uplink": m.uplink,
+    return {"subnet": m.subnet, "subnet6": m.subnet6, "range": m.range, "mtu": m.mtu, "run_dir": m.run_dir,
+            "uplink": m.uplink,
             "fast_channels": m.fast_channels, "fast_channel_ring": m.fast_channel_ring,
             "uplink_faults": None if m.uplink_faults is None else
             {"direction": m.uplink_faults[0], **m.uplink_faults[1].public()},
