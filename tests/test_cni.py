@@ -256,6 +256,24 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
     error("CHECK", {**conf, "prevResult": result}, 101, **env)
 
 
+def test_ipv4_only_master_gives_one_family(netns: Namespaces) -> None:
+    """A master with subnet6 none: the result is as before IPv6, one
+    address and one route, and CHECK passes with them."""
+    from dn_harness import running_master
+
+    with running_master("dn-cni4-", ["--subnet6", "none"]) as master:
+        ns = netns()
+        conf = netconf(master)
+        env = {"cid": "four01", "netns": ns, "ifname": "eth0"}
+        result = ok("ADD", conf, **env)
+        check_result(result, "1.0.0")
+        assert [ipaddress.ip_interface(i["address"]).version for i in result["ips"]] == [4], result
+        assert result["routes"] == [{"dst": str(SUBNET), "gw": "10.77.0.1"}], result
+        assert ok("CHECK", {**conf, "prevResult": result}, **env) is None
+        assert ok("DEL", {**conf, "prevResult": result}, **env) is None
+        assert endpoint(master, "four01") is None
+
+
 def test_address_is_the_endpoints_for_its_life(master: Master, netns: Namespaces) -> None:
     ns = netns()
     conf = netconf(master)
