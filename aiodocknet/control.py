@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import errno
+import ipaddress
 import json
 import os
 import socket
@@ -31,6 +32,7 @@ __all__ = [
     "CHANNEL_FDS",
     "DEFAULT_RUN_DIR",
     "DEFAULT_SUBNET",
+    "DEFAULT_SUBNET6",
     "ERROR_REPLY",
     "LIMIT_FIELDS",
     "MAX_MESSAGE",
@@ -62,6 +64,11 @@ DEFAULT_RUN_DIR = "/run/docknet"
 # reach a master still knows these addresses are DockNet's (DOCKNET_SUBNET
 # names another).
 DEFAULT_SUBNET = "10.77.0.0/16"
+# Its IPv6 prefix: an endpoint's IPv6 address is its IPv4 host part in the
+# prefix's low 32 bits (master/addresses.py).
+DEFAULT_SUBNET6 = ipaddress.IPv6Network("fd77:d0c::/64")
+# The longest IPv6 literal (an IPv4-embedded form written out in full).
+IPV6_MAX = 45
 MAX_MESSAGE = 64 * 1024
 MAX_FDS = 8
 
@@ -116,6 +123,9 @@ class Field:
     max_len: int | None = None
     # A list of exactly these, in this order (an address and a port).
     items: tuple[Field, ...] | None = None
+    # An address literal of that family ("ipv6", or "ip": either): never
+    # a name, a scope (zone id) or a prefix.
+    literal: Literal["ipv6", "ip"] | None = None
 
     def problem(self, value: Any) -> str | None:
         """Why value cannot be this field, or None if it can."""
@@ -138,7 +148,24 @@ class Field:
                     return f"{self.name!r}: {why}"
         if isinstance(value, str) and "\x00" in value:
             return f"{self.name!r} contains a NUL character"
+        if self.literal is not None:
+            return _literal_problem(self.name, self.literal, value)
         return None
+
+
+def _literal_problem(name: str, family: str, value: str) -> str | None:
+    # ipaddress takes "fe80::1%eth0" as an IPv6Address: a scope means an
+    # interface of the sender's, which no DockNet address has.
+    want = "an IPv6 address" if family == "ipv6" else "an IPv4 or IPv6 address"
+    if "%" in value:
+        return f"{name!r} must be {want} without a scope (zone id)"
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return f"{name!r} must be {want}"
+    if family == "ipv6" and ip.version != 6:
+        return f"{name!r} must be {want}, not IPv{ip.version}"
+    return None
 
 
 _TYPE_NAMES = {str: "string", bool: "boolean (true or false)", list: "list", dict: "object"}
@@ -190,6 +217,15 @@ def _ipv4(name: str) -> Field:
     return Field(name, str, max_len=len("255.255.255.255"))
 
 
+def _ipv6(name: str, required: bool = True) -> Field:
+    return Field(name, str, required=required, max_len=IPV6_MAX, literal="ipv6")
+
+
+def _ip(name: str) -> Field:
+    """An address of either family (as a client dialled it)."""
+    return Field(name, str, max_len=IPV6_MAX, literal="ip")
+
+
 # Name-like strings: a DNS name is at most 253 characters; endpoint names
 # are held to their pattern by whoever uses them.
 NAME_MAX = 253
@@ -222,14 +258,20 @@ MESSAGES: tuple[MessageKind, ...] = (
         Field("mac", str, max_len=len("ff:ff:ff:ff:ff:ff")), Field("mtu", int, lo=68, hi=65535),
         Field("link", int, required=False, lo=0, hi=65535),
         Field("ports", list, required=False, items=(_port("lo"), _port("hi"))),
+        # The endpoint's IPv6 address, its prefix and gateway: absent, the
+        # endpoint is IPv4 only (subnet6 none, or an older master).
+        _ipv6("address6", required=False), Field("prefix6", int, required=False, lo=64, hi=96),
+        _ipv6("gateway6", required=False),
     ), reply_fds=ATTACH_FDS),
     MessageKind("resolve", "op", "to_master", (Field("name", str, max_len=NAME_MAX),),
-                reply=(_ipv4("address"),)),
+                reply=(_ipv4("address"), _ipv6("address6", required=False))),
     MessageKind("status", "op", "to_master", reply=(
         Field("pid", int, lo=1, hi=2**31 - 1), Field("subnet", str), Field("endpoints", list),
+        Field("subnet6", str, required=False, max_len=IPV6_MAX + 4),
     )),
     MessageKind("ping", "op", "to_master", reply=(Field("pong", bool),)),
-    MessageKind("fc_connect", "op", "to_master", (_req(), _ipv4("address"), _port()),
+    # address: the destination as the client dialled it, either family.
+    MessageKind("fc_connect", "op", "to_master", (_req(), _ip("address"), _port()),
                 reply_event="fc_result"),
     MessageKind("fc_closed", "event", "to_master", (_channel_id(),)),
     # fast false: the process takes no fast channels (the switch still
@@ -243,7 +285,7 @@ MESSAGES: tuple[MessageKind, ...] = (
     # endpoint holds the other side (an endpoint may have several, each
     # with its own eventfd): the key a process keeps that eventfd under.
     MessageKind("fc_offer", "op", "to_slave", (
-        _channel_id(), _port(), Field("peer", list, items=(_ipv4("address"), _port())),
+        _channel_id(), _port(), Field("peer", list, items=(_ip("address"), _port())),
         Field("peer_member", int, required=False, lo=1, hi=INT64_MAX),
     ), fds=CHANNEL_FDS),
     MessageKind("connections", "op", "to_slave", (_req(),), reply_event="connections"),
@@ -256,7 +298,8 @@ MESSAGES: tuple[MessageKind, ...] = (
     # Bursts came later: a master that sends none means the default.
     MessageKind("limits", "event", "to_slave", tuple(Field(k, int, required="burst" not in k, lo=0, hi=UINT64_MAX)
                                                      for k in LIMIT_FIELDS)),
-    MessageKind("endpoint_gone", "event", "to_slave", (Field("name", str, max_len=NAME_MAX), _ipv4("address"))),
+    MessageKind("endpoint_gone", "event", "to_slave", (Field("name", str, max_len=NAME_MAX), _ipv4("address"),
+                                                       _ipv6("address6", required=False))),
 )
 
 # What every refusal says: an errno name and a sentence.

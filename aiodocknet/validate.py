@@ -38,6 +38,7 @@ __all__ = [
     "endpoint_name",
     "host_address",
     "ipv4_network",
+    "ipv6_prefix",
     "limit",
     "netns_path",
     "owner",
@@ -155,11 +156,55 @@ def ipv4_network(value: Any, what: str) -> ipaddress.IPv4Network:
         raise ValidationError(f"{what}: {exc}") from None
 
 
-def host_address(value: Any, rng: ipaddress.IPv4Network, gateway: str, what: str = "ip") -> str:
+def ipv6_prefix(value: Any, what: str) -> ipaddress.IPv6Network | None:
+    """The master's IPv6 prefix, or None for "none" (IPv4 only). An
+    endpoint's IPv6 address is its IPv4 host part in the prefix's low 32
+    bits, so those bits must be free: a prefix of 64 to 96 bits."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what}: must be a string such as 'fd77:d0c::/64', or 'none'")
+    if value.strip().lower() == "none":
+        return None
+    if len(value) > 64:
+        raise ValidationError(f"{what}: {_shown(value)} is not an IPv6 prefix")
+    if "%" in value:
+        raise ValidationError(f"{what}: {_shown(value)} has a scope (zone id); a prefix has none")
+    try:
+        net = ipaddress.IPv6Network(value, strict=False)
+    except ValueError:
+        raise ValidationError(f"{what}: {_shown(value)} is not an IPv6 prefix such as 'fd77:d0c::/64'") from None
+    if "/" not in value:
+        raise ValidationError(f"{what}: {_shown(value)} needs a prefix length, e.g. 'fd77:d0c::/64'")
+    if not 64 <= net.prefixlen <= 96:
+        raise ValidationError(f"{what}: prefix length /{net.prefixlen} is not from /64 to /96 (the low 32 bits "
+                              "carry each endpoint's IPv4 host part)")
+    # With /96 at most, the low 32 bits lie after the prefix: zero here.
+    if ipaddress.IPv6Interface(value).ip != net.network_address:
+        raise ValidationError(f"{what}: {_shown(value)} has bits set after the prefix length "
+                              f"(the prefix is {net}; the low 32 bits must be zero)")
+    return net
+
+
+def host_address(value: Any, rng: ipaddress.IPv4Network, gateway: str, what: str = "ip",
+                 twins: tuple[ipaddress.IPv4Network, ipaddress.IPv6Network] | None = None) -> str:
     """An address an endpoint may ask for: inside this master's range and
-    neither its network, broadcast nor gateway address."""
+    neither its network, broadcast nor gateway address. twins: the master's
+    subnet and IPv6 prefix, when it has one: an IPv6 address there asks for
+    its IPv4 twin (the one kept)."""
     if not isinstance(value, str):
         raise ValidationError(f"{what}: must be a string such as '10.77.0.9'")
+    if ":" in value and twins is not None:
+        from .master.addresses import address4_of
+
+        try:
+            if "%" in value or len(value) > 45:
+                raise ValueError
+            twin = address4_of(ipaddress.IPv6Address(value), *twins)
+        except ValueError:
+            raise ValidationError(f"{what}: {_shown(value)} is not an IPv4 or IPv6 address") from None
+        if twin is None:
+            raise ValidationError(f"{what}: {_shown(value)} is no endpoint address of this master's prefix "
+                                  f"{twins[1]}")
+        value = twin
     try:
         ip = ipaddress.IPv4Address(value)
     except ValueError:

@@ -106,7 +106,9 @@ def _server() -> master_control.ControlServer:
     srv = master_control.ControlServer(
         path=os.path.join(_run_dir, "master.sock"),
         switch=_switch,  # type: ignore[arg-type]
-        addresses=AddressPool(ipaddress.ip_network("10.77.0.0/16")),
+        # With the default IPv6 prefix: fc_connect's IPv6 lookups and the
+        # replies' IPv6 fields are on the paths the inputs reach.
+        addresses=AddressPool(ipaddress.ip_network("10.77.0.0/16"), prefix6=control.DEFAULT_SUBNET6),
         mtu=1500,
     )
     srv._loop = FakeLoop()  # type: ignore[assignment]

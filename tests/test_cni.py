@@ -28,6 +28,7 @@ from dn_harness import ROOT, Master, Proc, wait_for
 PLUGIN = os.path.join(os.path.dirname(sys.executable), "docknet-cni")
 CNI_PATH = "/usr/lib/cni"
 SUBNET = ipaddress.IPv4Network("10.77.0.0/16")
+SUBNET6 = ipaddress.IPv6Network("fd77:d0c::/64")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, DPDK)")
 
@@ -210,6 +211,14 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
     assert itf == {"name": "eth0", "mac": mac, "mtu": 9000, "sandbox": ns, "socketPath": master.path}
     assert address.network == SUBNET and ip["gateway"] == "10.77.0.1"
     assert {"dst": str(SUBNET), "gw": "10.77.0.1"} in result["routes"]
+    # One address per family on DockNet's interface (the master's default
+    # prefix), the IPv6 one the IPv4 one's twin, and a route per family.
+    assert [ipaddress.ip_interface(i["address"]).version for i in result["ips"] if i["interface"] == index] == [4, 6]
+    ip6 = next(i for i in result["ips"] if i["interface"] == index and ":" in i["address"])
+    address6 = ipaddress.ip_interface(ip6["address"])
+    assert address6.network == SUBNET6 and ip6["gateway"] == "fd77:d0c::1"
+    assert int(address6.ip) & 0xFFFFFFFF == int(address.ip) & int(SUBNET.hostmask)
+    assert {"dst": str(SUBNET6), "gw": "fd77:d0c::1"} in result["routes"]
 
     view = endpoint(master, "shop")
     assert view is not None
@@ -226,6 +235,16 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
     assert table[0].split()[-1] == "OWNER" and table[1].split()[-1] == "cni:c0ffee01", table
 
     assert ok("CHECK", {**conf, "prevResult": result}, **env) is None
+    # CHECK checks both families: a prevResult without the IPv6 address,
+    # or with another, fails and names it; one written another way passes.
+    v4_only = {**result, "ips": [i for i in result["ips"] if i is not ip6]}
+    out = error("CHECK", {**conf, "prevResult": v4_only}, 101, **env)
+    assert f"its address {address6.ip} is not in prevResult" in out["details"], out
+    other = {**result, "ips": [i if i is not ip6 else {**i, "address": "fd77:d0c::ffff/64"} for i in result["ips"]]}
+    error("CHECK", {**conf, "prevResult": other}, 101, **env)
+    exploded = {**result, "ips": [i if i is not ip6 else {**i, "address": f"{address6.ip.exploded}/64"}
+                                  for i in result["ips"]]}
+    assert ok("CHECK", {**conf, "prevResult": exploded}, **env) is None
 
     assert ok("DEL", {**conf, "prevResult": result}, **env) is None
     assert endpoint(master, "shop") is None
@@ -235,6 +254,24 @@ def test_add_check_del_standalone(master: Master, netns: Namespaces) -> None:
     # CHECK now reports the endpoint missing (a runtime must not ask, but
     # the answer must be an error object, not a pass).
     error("CHECK", {**conf, "prevResult": result}, 101, **env)
+
+
+def test_ipv4_only_master_gives_one_family(netns: Namespaces) -> None:
+    """A master with subnet6 none: the result is as before IPv6, one
+    address and one route, and CHECK passes with them."""
+    from dn_harness import running_master
+
+    with running_master("dn-cni4-", ["--subnet6", "none"]) as master:
+        ns = netns()
+        conf = netconf(master)
+        env = {"cid": "four01", "netns": ns, "ifname": "eth0"}
+        result = ok("ADD", conf, **env)
+        check_result(result, "1.0.0")
+        assert [ipaddress.ip_interface(i["address"]).version for i in result["ips"]] == [4], result
+        assert result["routes"] == [{"dst": str(SUBNET), "gw": "10.77.0.1"}], result
+        assert ok("CHECK", {**conf, "prevResult": result}, **env) is None
+        assert ok("DEL", {**conf, "prevResult": result}, **env) is None
+        assert endpoint(master, "four01") is None
 
 
 def test_address_is_the_endpoints_for_its_life(master: Master, netns: Namespaces) -> None:
@@ -597,6 +634,8 @@ def test_container_process_attaches_by_its_namespace_alone(master: Master, netns
     assert ready["address"] == docknet_part(server_result)[2]["address"].split("/")[0]
     view = endpoint(master, "websrv")
     assert view["state"] == "attached" and view["pid"] == server.pid
+    # The master's IPv6 address for the attached endpoint is the one ADD gave.
+    assert view["address6"] + "/64" in [i["address"] for i in server_result["ips"]]
 
     client = in_netns(master, ns_client, CLIENT, "websrv")
     answer = client.expect("result", timeout=60)

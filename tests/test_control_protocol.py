@@ -87,6 +87,15 @@ def bad_values(f: Field) -> Iterator[tuple[str, Any]]:
         yield from [("int", 1), ("true", True), ("NUL inside", "a\x00b")]
         if f.max_len is not None:
             yield "too long", "x" * (f.max_len + 1)
+        if f.literal is not None:
+            # Address fields take literals only: never a name, a prefix, a
+            # scope (ipaddress itself takes "fe80::1%eth0"), or the
+            # other family where one is named.
+            yield from [("a name", "example.com"), ("a prefix", "fd77:d0c::/64"),
+                        ("a scope (zone id)", "fe80::1%eth0"), ("a scoped IPv4", "10.77.0.5%lo"),
+                        ("an IPv6 literal padded to the limit", " " * ((f.max_len or 45) - 3) + "::1")]
+            if f.literal == "ipv6":
+                yield "IPv4 in an IPv6 field", "10.77.0.5"
     elif f.type is bool:
         yield from [("1", 1), ("0", 0), ("string", "true")]
     elif f.type is list:
@@ -95,6 +104,9 @@ def bad_values(f: Field) -> Iterator[tuple[str, Any]]:
             yield "one item short", ["10.77.0.1"]
             yield "an item of the wrong type", ["10.77.0.1", "port"]
             yield "an item out of range", ["10.77.0.1", 0]
+            if any(i.literal for i in f.items):
+                yield "a scoped address", ["fe80::1%eth0", 40000]
+                yield "a name for an address", ["example.com", 40000]
     yield from (c for c in common if not isinstance(c[1], f.type))
 
 

@@ -59,6 +59,16 @@ class Conn:
         self.sock.close()
 
 
+def twin(address: str) -> str:
+    """address's IPv6 twin under the master's default prefix."""
+    import ipaddress
+
+    from aiodocknet.control import DEFAULT_SUBNET, DEFAULT_SUBNET6
+    from aiodocknet.master.addresses import address6_of
+
+    return address6_of(address, ipaddress.IPv4Network(DEFAULT_SUBNET), DEFAULT_SUBNET6)
+
+
 def warnings(master: Master, text: str) -> int:
     master.proc.stderr_tail()  # reads the whole log into stderr_text
     return master.proc.stderr_text.count(text)
@@ -180,9 +190,12 @@ def test_resolve_answers_only_reachable_names(master: Master, netns) -> None:
     missing = ask_from(ns_b, master, {"op": "resolve", "name": "no-such"})
     assert hidden["code"] == missing["code"] == "ENOENT"
     assert hidden["error"].replace("svc-a", "X") == missing["error"].replace("no-such", "X")
-    assert ask_from(ns_b, master, {"op": "resolve", "name": "svc-b"}) == {"ok": True, "address": addr_b}
+    # Each name with its IPv6 twin (the master's default prefix).
+    assert ask_from(ns_b, master, {"op": "resolve", "name": "svc-b"}) == {"ok": True, "address": addr_b,
+                                                                          "address6": twin(addr_b)}
     api(master).call("POST", "/v1/policy", {"from": "b", "to": "a", "port": 80})
-    assert ask_from(ns_b, master, {"op": "resolve", "name": "svc-a"}) == {"ok": True, "address": addr_a}
+    assert ask_from(ns_b, master, {"op": "resolve", "name": "svc-a"}) == {"ok": True, "address": addr_a,
+                                                                          "address6": twin(addr_a)}
     assert ask_from(ns_a, master, {"op": "resolve", "name": "svc-b"})["code"] == "ENOENT"
 
 

@@ -95,6 +95,12 @@ def test_every_family_is_named_and_described_as_prometheus_asks(master: Master) 
     paths = {(s.labels["direction"], s.labels["path"]) for s in families["docknet_endpoint_bytes"].samples
              if s.labels["endpoint"] == "m-web"}
     assert paths == {(d, p) for d in ("transmit", "receive") for p in ("switch", "fast")}
+    # Both addresses, on the one info series per endpoint (not on traffic).
+    row = next(e for e in master.status()["endpoints"] if e["name"] == "m-web")
+    assert row["address6"].startswith("fd77:d0c::")
+    assert sample(families, "docknet_endpoint_info", endpoint="m-web", address=row["address"],
+                  address6=row["address6"]) == 1
+    assert "address6" not in families["docknet_endpoint_bytes"].samples[0].labels
 
 
 def test_fast_channel_bytes_are_counted_per_endpoint_and_kept_after_close(master: Master) -> None:

@@ -56,6 +56,15 @@ def server(master: Master, secret: str) -> Proc:
     return p
 
 
+def twin(address: str) -> str:
+    import ipaddress
+
+    from aiodocknet.control import DEFAULT_SUBNET, DEFAULT_SUBNET6
+    from aiodocknet.master.addresses import address6_of
+
+    return address6_of(address, ipaddress.IPv4Network(DEFAULT_SUBNET), DEFAULT_SUBNET6)
+
+
 def test_a_restarting_service_keeps_its_name_and_address(master: Master) -> None:
     api = ApiClient(os.path.join(master.run_dir, "api.sock"))
     reg = api.call("POST", "/v1/endpoints", {"name": "svc", "netns": f"/proc/{os.getpid()}/ns/net"})
@@ -71,7 +80,9 @@ def test_a_restarting_service_keeps_its_name_and_address(master: Master) -> None
     first.kill(signal.SIGKILL)
     assert wait_for(lambda: api.call("GET", "/v1/endpoints/svc")["state"] == "registered", 10)
     # The master answers the name with the address the service comes back to.
-    assert request(master.path, {"op": "resolve", "name": "svc"}) == {"ok": True, "address": address}
+    # (and its IPv6 twin, the default prefix's).
+    assert request(master.path, {"op": "resolve", "name": "svc"}) == {
+        "ok": True, "address": address, "address6": twin(address)}
     # What the caller had cached from before is stale by now: it asks again.
     time.sleep(RESOLVE_TTL + 0.2)
     caller.send("go")

@@ -247,7 +247,8 @@ def _verdicts(model: Any, base: dict[str, Any], key: str, values: list[Any]) -> 
 
     schema = jsonschema.Draft202012Validator(model.model_json_schema(schema_generator=_Schemas),
                                              format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-    context = {"range": ipaddress.IPv4Network("10.77.0.0/16"), "gateway": "10.77.0.1"}
+    context = {"range": ipaddress.IPv4Network("10.77.0.0/16"), "gateway": "10.77.0.1",
+               "twins": (ipaddress.IPv4Network("10.77.0.0/16"), ipaddress.IPv6Network("fd77:d0c::/64"))}
     out = []
     for value in values:
         body = {**base, key: value}
@@ -284,7 +285,8 @@ OWNERS = [OWNER, {**OWNER, "extra": "x"}, {k: v for k, v in OWNER.items() if k !
     ("RegisterBody", {"name": "x", "netns": HOST_NETNS}, "owner", OWNERS),
     ("RegisterBody", {"name": "x"}, "netns", [HOST_NETNS, "/proc/self/ns/net", "/run/netns/../x", "/etc/passwd",
                                              "/proc/0/ns/net", "/proc/1/ns/mnt", "", 5]),
-    ("RegisterBody", {"name": "x", "netns": HOST_NETNS}, "ip", ["10.77.0.9", None, "10.77.0.300", "x", 5]),
+    ("RegisterBody", {"name": "x", "netns": HOST_NETNS}, "ip", ["10.77.0.9", None, "10.77.0.300", "x", 5,
+                                                                         "fd77:d0c::9", "fd77:d0c::9%eth0", "::g"]),
     ("LimitBody", {}, "egress", RATES),
     ("LimitBody", {}, "ingress", RATES),
     ("LimitBody", {}, "egress_pps", PKT_RATES),

@@ -283,6 +283,12 @@ def test_docknet_network_from_a_conflist(master: Master, podman: PodmanRuntime) 
     out = podman.wait_for_output(server, '"ready"', timeout=60)
     ready = json.loads(next(line for line in out.splitlines() if '"ready"' in line))
     assert ready["loop"] == "DockNetLoop"
+    # Podman took the result's IPv6 address (the DockNet one's twin) too.
+    settings = podman.inspect(server)["NetworkSettings"]["Networks"][net]
+    assert settings["IPAddress"] == ready["address"] and settings["Gateway"] == "10.77.0.1", settings
+    twin = api.call("GET", f"/v1/endpoints/{server}")
+    assert settings["GlobalIPv6Address"] == twin["address6"] and settings["GlobalIPv6PrefixLen"] == 64, settings
+    assert settings["IPv6Gateway"] == "fd77:d0c::1", settings
 
     out = podman.run(f"cli-{podman.tag}", [sys.executable, "-c", DOCKNET_CLIENT, f"http://{server}:{ready['port']}/info"],
                      net, mounts=run_dir, detach=False).stdout

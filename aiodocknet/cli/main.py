@@ -58,6 +58,7 @@ def _master(args: argparse.Namespace) -> int | Result:
         sw, fc = st["switch"], st["fast_channels"]
         return Result(st, [
             f"master pid {st['pid']}  subnet {st['subnet']}  gateway {st['gateway']}  mtu {st['mtu']}",
+            f"subnet6 {st['subnet6']}  gateway6 {st['gateway6']}" if st.get("subnet6") else "subnet6 none (IPv4 only)",
             f"endpoints: {st['endpoints_attached']} attached, {st['endpoints_registered']} registered; "
             f"tenants: {', '.join(st['tenants'])}",
             f"switch: {sw['loops']:,} loops, {sw['sleeps']:,} sleeps, utilisation {sw['utilisation']:.1%}, "
@@ -74,7 +75,7 @@ def _master(args: argparse.Namespace) -> int | Result:
         raise CliError(str(exc)) from None
     # Flags are checked as the file's keys are, by the same code; subnet
     # first, and a range from the file again against a subnet from a flag.
-    given = [k for k in ("subnet", "range", "run_dir", "mtu", "spin_us", "uplink", "fast_channels",
+    given = [k for k in ("subnet", "subnet6", "range", "run_dir", "mtu", "spin_us", "uplink", "fast_channels",
                          "fast_channel_ring") if getattr(args, k) is not None]
     flags = {k: (getattr(args, k), "--" + k.replace("_", "-")) for k in given}
     if "subnet" in given and "range" not in given and fc.master.range is not None:
@@ -162,11 +163,12 @@ def _owner(e: dict[str, Any]) -> str:
 
 def _ps(args: argparse.Namespace) -> Result:
     eps = _client(args).call("GET", "/v1/endpoints")
-    lines = [f"{'NAME':24} {'TENANT':12} {'ADDRESS':15} {'STATE':10} {'PID':>7} {'EGRESS':>10} {'INGRESS':>10} "
-             f"{'EGRESS PPS':>10} {'INGRESS PPS':>11} OWNER"]
+    lines = [f"{'NAME':24} {'TENANT':12} {'ADDRESS':15} {'ADDRESS6':20} {'STATE':10} {'PID':>7} {'EGRESS':>10} "
+             f"{'INGRESS':>10} {'EGRESS PPS':>10} {'INGRESS PPS':>11} OWNER"]
     for e in eps:
-        lines.append(f"{e['name']:24} {e.get('tenant', 'default'):12} {e.get('address', '-'):15} {e['state']:10} "
-                     f"{e.get('pid') or '-':>7} {_fmt_rate(e.get('egress_bits', 0)):>10} "
+        lines.append(f"{e['name']:24} {e.get('tenant', 'default'):12} {e.get('address', '-'):15} "
+                     f"{e.get('address6', '-'):20} {e['state']:10} {e.get('pid') or '-':>7} "
+                     f"{_fmt_rate(e.get('egress_bits', 0)):>10} "
                      f"{_fmt_rate(e.get('ingress_bits', 0)):>10} {_fmt_pkts(e.get('egress_pkts', 0)):>10} "
                      f"{_fmt_pkts(e.get('ingress_pkts', 0)):>11} {_owner(e)}")
         members = e.get("members") or []
@@ -197,6 +199,15 @@ def _stats(args: argparse.Namespace) -> Result:
     return Result(st, lines)
 
 
+def _hostport(text: str) -> str:
+    """An address and port as `ss` writes them: an IPv6 address in
+    brackets, so its colons are not read as the port's."""
+    host, sep, port = text.rpartition(":")
+    if sep and ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return text
+
+
 def _ss(args: argparse.Namespace) -> Result:
     ans = _client(args).call("GET", f"/v1/endpoints/{_name_arg(args)}/connections")
     # An endpoint of several processes: each row says whose it is.
@@ -204,7 +215,8 @@ def _ss(args: argparse.Namespace) -> Result:
     lines = [f"{'State':12} {'Recv-Q':>8} {'Send-Q':>8} {'Local Address:Port':24} {'Peer Address:Port':24} Path"
              + ("   Process" if several else "")]
     for c in ans["connections"]:
-        lines.append(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {c['local']:24} {c['peer']:24} {c['path']}"
+        lines.append(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {_hostport(c['local']):24} "
+                     f"{_hostport(c['peer']):24} {c['path']}"
                      + (f" {c.get('pid') or '-':>9}" if several else ""))
     if ans["total"] > len(ans["connections"]):
         lines.append(f"... {ans['total'] - len(ans['connections'])} more")
@@ -380,6 +392,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--run-dir", default=os.environ.get("DOCKNET_RUN_DIR"),
                    help="directory for the control and API sockets (default /run/docknet)")
     m.add_argument("--subnet", help="endpoint address range (default 10.77.0.0/16)")
+    m.add_argument("--subnet6", help="endpoints' IPv6 prefix, /64 to /96 (default fd77:d0c::/64); "
+                                     "none: IPv4 only")
     m.add_argument("--mtu", type=int, help="MTU of the internal links to endpoints (default 9000)")
     m.add_argument("--spin-us", type=int, help="busy-poll time before sleeping (default 200)")
     m.add_argument("--range", help="this host's share of the subnet when hosts share it, e.g. 10.77.1.0/24")
@@ -402,7 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     b = command("bench", "the benchmark suite (`make bench`); --quick: a first look in two minutes", _bench)
     b.add_argument("--quick", action="store_true")
 
-    command("ps", "endpoints: tenant, address, state, limits", _ps)
+    command("ps", "endpoints: tenant, addresses, state, limits", _ps)
     command("stats", "per-endpoint counters and switch utilisation", _stats)
 
     ss = command("ss", "an endpoint's connections (its process must run a DockNetLoop)", _ss)
@@ -430,7 +444,7 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--name", required=True)
         r.add_argument("--tenant", default="default")
         r.add_argument("--rate", help="egress limit, e.g. 100mbit")
-        r.add_argument("--ip", help="ask for this address")
+        r.add_argument("--ip", help="ask for this address (or its IPv6 twin)")
         if name == "run":
             r.add_argument("cmd", nargs=argparse.REMAINDER)
         else:

@@ -13,6 +13,7 @@ someone else registered.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
 
@@ -66,7 +67,8 @@ def _ours(master: Master, env: Env, conf: NetConf) -> list[dict[str, Any]]:
 
 
 def _attachment(st: dict[str, Any], reg: dict[str, Any]) -> DockNetAttachment:
-    return DockNetAttachment(reg["ip"], reg.get("mac"), st["subnet"], st["gateway"], int(st["mtu"]), st["control"])
+    return DockNetAttachment(reg["ip"], reg.get("mac"), st["subnet"], st["gateway"], int(st["mtu"]), st["control"],
+                             st.get("subnet6"), st.get("gateway6"))
 
 
 def add(env: Env, conf: NetConf) -> dict[str, Any]:
@@ -118,6 +120,15 @@ def delete(env: Env, conf: NetConf) -> None:
         master.unregister(view["name"])
 
 
+def _address_of(cidr: Any) -> str | None:
+    """An ips[] entry's address as the master writes it (a runtime may
+    write an IPv6 address another way); None if it is none."""
+    try:
+        return str(ipaddress.ip_interface(cidr).ip) if isinstance(cidr, str) else None
+    except ValueError:
+        return None
+
+
 def check(env: Env, conf: NetConf) -> None:
     master = Master(conf.api_path)
     mine = _ours(master, env, conf)
@@ -134,10 +145,16 @@ def check(env: Env, conf: NetConf) -> None:
                       ("ingress_burst_bits", bw.ingress_burst if bw.ingress_rate else 0)):
         if view.get(key, 0) != want:
             problems.append(f"{key} is {view.get(key, 0)}, not {want}")
-    prev_ips = [ip.get("address", "").split("/")[0] for ip in (conf.prev_result or {}).get("ips", [])
-                if isinstance(ip, dict)]
-    if conf.prev_result is not None and view.get("ip") not in prev_ips:
-        problems.append(f"its address {view.get('ip')} is not in prevResult")
+    prev_ips = {_address_of(ip.get("address")) for ip in (conf.prev_result or {}).get("ips", [])
+                if isinstance(ip, dict)}
+    if conf.prev_result is not None:
+        # Both families: the master's IPv6 prefix gives the address's twin.
+        wanted = [view.get("ip")]
+        if view.get("ip"):
+            wanted = _attachment(master.status(), view).addresses()
+        for address in wanted:
+            if address not in prev_ips:
+                problems.append(f"its address {address} is not in prevResult")
     if problems:
         raise CniError(CHECK_FAILED, f"endpoint {view['name']!r} is not as ADD left it", "; ".join(problems))
 

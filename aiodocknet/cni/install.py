@@ -44,6 +44,7 @@ NODE_PYTHON = "/usr/bin/python3"
 PACKAGE = Path(__file__).resolve().parent.parent
 # What the plugin imports (tests/test_cni.py checks the list is whole).
 PLUGIN_MODULES = ["__init__.py", "control.py", "rates.py", "validate.py", "cli/api_client.py",
+                  "master/__init__.py", "master/addresses.py",
                   *(f"cni/{p.name}" for p in sorted((PACKAGE / "cni").glob("*.py")) if p.name != "install.py")]
 _MAIN = b"import sys\nfrom aiodocknet.cni.main import main\nsys.exit(main())\n"
 

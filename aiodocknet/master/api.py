@@ -262,6 +262,8 @@ def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
     if ep is not None:
         view.update({"address": ep.address, "mac": ep.mac, "pid": ep.pid, "tenant": ep.tenant,
                      "attached_at": ep.attached_at, "members": [m.public() for m in ep.members]})
+        if ep.address6 is not None:
+            view["address6"] = ep.address6
         if reg is None:
             view.update({k: ep.limits.get(k, 0) for k in LIMIT_FIELDS})
         try:
@@ -272,7 +274,9 @@ def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
 
 
 def make_app(ctl: ControlServer) -> web.Application:
-    routes = RouteTable({"range": ctl.addresses.range, "gateway": ctl.addresses.gateway})
+    pool = ctl.addresses
+    routes = RouteTable({"range": pool.range, "gateway": pool.gateway,
+                         "twins": (pool.subnet, pool.prefix6) if pool.prefix6 is not None else None})
 
     @routes.route("GET", "/v1/status", models.Status, "master status and switch utilisation")
     async def status(request: web.Request) -> web.Response:

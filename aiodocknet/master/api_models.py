@@ -91,11 +91,13 @@ def _host_address(value: Any, info: ValidationInfo) -> str | None:
     if value is None:
         return None
     ctx = info.context or {}
-    return validate.host_address(value, ctx["range"], ctx["gateway"])
+    return validate.host_address(value, ctx["range"], ctx["gateway"], twins=ctx.get("twins"))
 
 
+# An IPv6 address (of the master's prefix) asks for its IPv4 twin.
 HostAddress = Annotated[str | None, PlainValidator(_host_address),
-                        WithJsonSchema({"type": ["string", "null"], "format": "ipv4", "examples": ["10.77.0.9"]})]
+                        WithJsonSchema({"type": ["string", "null"], "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+                                        "examples": ["10.77.0.9", "fd77:d0c::9"]})]
 
 
 def _limit(key: str) -> Any:
@@ -144,7 +146,8 @@ class RegisterBody(BaseModel):
     name: EndpointName = Field(description="the endpoint's name")
     netns: NetnsPath = Field(description="its network namespace: /run/netns/NAME or /proc/PID/ns/net")
     tenant: TenantName = Field("default", description="the tenant it belongs to")
-    ip: HostAddress = Field(None, description="an address in the master's range (default: the next free one)")
+    ip: HostAddress = Field(None, description="an address in the master's range, or its IPv6 twin (default: the "
+                                              "next free one)")
     owner: Owner = Field(None, description="the container it is for (the CNI plugin): attached by its "
                                            "namespace alone, one per namespace, its address claimed now")
     egress: Egress = _limit_field("egress")
@@ -298,6 +301,11 @@ class Status(BaseModel):
     subnet: str = Field(examples=["10.77.0.0/16"])
     gateway: str = Field(examples=["10.77.0.1"])
     range: str = Field(description="the addresses this master hands out", examples=["10.77.0.0/16"])
+    subnet6: str = Field(None, description="the endpoints' IPv6 prefix (each one's IPv6 address is its IPv4 "
+                                           "host part in the low 32 bits); absent: IPv4 only",
+                         examples=["fd77:d0c::/64"])
+    gateway6: str = Field(None, description="the gateway's IPv6 address; absent: IPv4 only",
+                          examples=["fd77:d0c::1"])
     mtu: int
     control: str = Field(description="the control socket's path")
     endpoints_attached: int = Field(ge=0)
@@ -361,6 +369,8 @@ class EndpointView(BaseModel):
     egress_burst_bits: int = Field(0, ge=0)
     ingress_burst_bits: int = Field(0, ge=0)
     address: str = Field(None, description="the address it is attached with")
+    address6: str = Field(None, description="its IPv6 address (absent when the master has no subnet6)",
+                          examples=["fd77:d0c::9"])
     mac: str | None = Field(None, description="the MAC of its address (null for a registration without one)")
     pid: int = Field(None, description="its first process's")
     attached_at: float = Field(None, description="seconds since the epoch")

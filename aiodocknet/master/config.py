@@ -4,6 +4,7 @@ Every key is also a ``docknet master`` flag; flags given on the command
 line win. Example::
 
     subnet = "10.77.0.0/16"
+    subnet6 = "fd77:d0c::/64"       # endpoints' IPv6 prefix; "none": IPv4 only
     range = "10.77.1.0/24"          # this host's share, when hosts share it
     mtu = 9000
     run_dir = "/run/docknet"
@@ -40,7 +41,7 @@ from .registry import DEFAULT_TENANT, MAX_TENANTS
 
 __all__ = ["ConfigError", "FileConfig", "check_setting", "load_config"]
 
-TOP_KEYS = {"subnet", "range", "mtu", "run_dir", "uplink", "spin_us", "max_endpoints", "defaults", "policy",
+TOP_KEYS = {"subnet", "subnet6", "range", "mtu", "run_dir", "uplink", "spin_us", "max_endpoints", "defaults", "policy",
             "fast_channels", "fast_channel_ring", "uplink_faults"}
 DEFAULT_KEYS = validate.LIMIT_KEYS
 # Whole-number settings and their bounds (the switch's uint16 MTU, its
@@ -71,6 +72,9 @@ def check_setting(cfg: MasterConfig, key: str, value: Any, what: str | None = No
     what = what or key
     if key == "subnet":
         validate.ipv4_network(value, what)
+    elif key == "subnet6":
+        prefix6 = validate.ipv6_prefix(value, what)
+        value = str(prefix6) if prefix6 is not None else None
     elif key == "range":
         rng = validate.ipv4_network(value, what)
         if not rng.subnet_of(ipaddress.IPv4Network(cfg.subnet)):
@@ -121,7 +125,7 @@ def load_config(path: str, base: MasterConfig | None = None) -> FileConfig:
         return ConfigError(f"{path}:{line}: {exc}" if line else f"{path}: {exc}")
 
     # subnet before range: a range is checked against the subnet.
-    for key in ("subnet", "range", "run_dir", "uplink", *WHOLE_KEYS, "fast_channels", "fast_channel_ring"):
+    for key in ("subnet", "subnet6", "range", "run_dir", "uplink", *WHOLE_KEYS, "fast_channels", "fast_channel_ring"):
         if key in data:
             try:
                 check_setting(cfg, key, data[key])
@@ -196,7 +200,8 @@ def parse_ring_size(value: Any) -> int:
 
 def describe(fc: FileConfig) -> dict[str, Any]:
     m = fc.master
-    return {"subnet": m.subnet, "range": m.range, "mtu": m.mtu, "run_dir": m.run_dir, "uplink": m.uplink,
+    return {"subnet": m.subnet, "subnet6": m.subnet6, "range": m.range, "mtu": m.mtu, "run_dir": m.run_dir,
+            "uplink": m.uplink,
             "fast_channels": m.fast_channels, "fast_channel_ring": m.fast_channel_ring,
             "uplink_faults": None if m.uplink_faults is None else
             {"direction": m.uplink_faults[0], **m.uplink_faults[1].public()},

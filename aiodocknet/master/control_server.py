@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import os
 import socket
 import time
@@ -95,6 +96,9 @@ class Endpoint:
     faults: Faults | None = None
     # Its processes, in attach order; the endpoint exists while it has one.
     members: list[Member] = field(default_factory=list)
+    # Its IPv6 address (the IPv4 one's twin); None: the master has no
+    # IPv6 prefix.
+    address6: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -513,6 +517,7 @@ class ControlServer:
                 tenant=tenant,
                 registration=reg,
                 limits=limits,
+                address6=self.addresses.address6(address),
             )
             member = self._new_member(conn, ep, pid, 0, link, wake)
         except Exception as exc:
@@ -552,6 +557,10 @@ class ControlServer:
         }
         if member.ports is not None:
             reply["ports"] = list(member.ports)
+        if ep.address6 is not None and self.addresses.prefix6 is not None:
+            # Without these the slave is IPv4 only, as with an older master.
+            reply.update(address6=ep.address6, prefix6=self.addresses.prefix6.prefixlen,
+                         gateway6=self.addresses.gateway6)
         return reply, [member.link_fd, member.wake_fd, self.switch.wake_fd]
 
     def _join(self, conn: socket.socket, ep: Endpoint, pid: int | None) -> OpResult:
@@ -676,7 +685,16 @@ class ControlServer:
         the broker agrees (both channel ends go out at once, no round trip
         to the listener), else the reason, and the slave takes the network
         path or, for policy, reports the connection refused."""
-        req, address, port = msg["req"], msg["address"], msg["port"]
+        req, dialled, port = msg["req"], ipaddress.ip_address(msg["address"]), msg["port"]
+        # An IPv6 destination is its IPv4 twin's endpoint; the channel's
+        # ends are named in the family the client dialled (its peername).
+        v6 = dialled.version == 6
+        address = self.addresses.address4(str(dialled)) if v6 else str(dialled)
+        if address is None:
+            why = (f"{dialled} is not an endpoint address of this master's prefix {self.addresses.prefix6}"
+                   if self.addresses.prefix6 is not None else "this master has no IPv6 prefix")
+            self._fc_reply(conn, {"event": "fc_result", "req": req, "ok": False, "reason": why})
+            return
         asker = self._conns.get(conn)
         src = self.endpoints.get(asker.endpoint) if asker is not None else None
         dst = self._by_address.get(address)
@@ -690,7 +708,9 @@ class ControlServer:
         try:
             self.broker.check(True, src and src.name, dst and dst.name, port, allowed, server is not None)
             assert asker is not None and src is not None and dst is not None and server is not None
-            ch, memfd = self.broker.open(src.name, src.address, dst.name, dst.address, port,
+            src_address, dst_address = (src.address6, dst.address6) if v6 else (src.address, dst.address)
+            assert src_address is not None and dst_address is not None
+            ch, memfd = self.broker.open(src.name, src_address, dst.name, dst_address, port,
                                          client_member=asker.id, server_member=server.id)
         except Refusal as why:
             if why.refuse:
@@ -885,6 +905,8 @@ class ControlServer:
         # The endpoint's peers learn now, not at their next send: their
         # stacks end every connection to it, as the kernel would on a close.
         notice = {"event": "endpoint_gone", "name": name, "address": ep.address}
+        if ep.address6 is not None:
+            notice["address6"] = ep.address6
         for conn in [m.conn for other in self.endpoints.values() for m in other.members]:
             try:
                 send(conn, notice, "to_slave")
@@ -925,7 +947,8 @@ class ControlServer:
         # does not exist: the answer must not tell the two apart.
         if address is None or not any(self.registry.may_reach(t, tenant) for t in self._caller_tenants(conn)):
             raise RequestError(errno.ENOENT, f"no endpoint named {name!r}")
-        return {"address": address}, []
+        address6 = self.addresses.address6(address)
+        return ({"address": address} if address6 is None else {"address": address, "address6": address6}), []
 
     def _status(self, conn: socket.socket, msg: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         # Every name, address and pid: for the host's administrators only
@@ -951,6 +974,8 @@ class ControlServer:
             "subnet": str(self.addresses.subnet),
             "gateway": self.addresses.gateway,
             "range": str(self.addresses.range),
+            **({} if self.addresses.prefix6 is None else {
+                "subnet6": str(self.addresses.prefix6), "gateway6": self.addresses.gateway6}),
             "mtu": self.mtu,
             "control": self.path,
             "endpoints_attached": len(self.endpoints),
@@ -968,8 +993,11 @@ class ControlServer:
                     counters = self.switch.port_counters(ep.slot)
                 except OSError:
                     counters = {}
-                endpoints.append({"name": ep.name, "address": ep.address, "mac": ep.mac, "pid": ep.pid,
-                                  "attached_at": ep.attached_at, "counters": counters,
-                                  "members": [m.public() for m in ep.members]})
+                row = {"name": ep.name, "address": ep.address, "mac": ep.mac, "pid": ep.pid,
+                       "attached_at": ep.attached_at, "counters": counters,
+                       "members": [m.public() for m in ep.members]}
+                if ep.address6 is not None:
+                    row["address6"] = ep.address6
+                endpoints.append(row)
             out["endpoints"] = endpoints
         return out

@@ -10,7 +10,7 @@ import signal
 from dataclasses import dataclass
 
 from .. import validate
-from ..control import DEFAULT_RUN_DIR
+from ..control import DEFAULT_RUN_DIR, DEFAULT_SUBNET6
 from ..native.eal import eal_memory, init_eal
 from ..log import get_logger
 from .addresses import AddressPool
@@ -29,6 +29,9 @@ log = get_logger("aiodocknet.master")
 class MasterConfig:
     run_dir: str = DEFAULT_RUN_DIR
     subnet: str = "10.77.0.0/16"
+    # The endpoints' IPv6 prefix (each one's address: its IPv4 host part
+    # in the low 32 bits); None: IPv4 only.
+    subnet6: str | None = str(DEFAULT_SUBNET6)
     # Links to endpoints are internal: jumbo frames cut the per-segment cost.
     mtu: int = 9000
     max_endpoints: int = 1024
@@ -105,7 +108,8 @@ async def run_master(
         cfg.uplink = _size_af_packet(cfg.uplink, cfg.mtu)
     subnet = ipaddress.IPv4Network(cfg.subnet)
     local_range = ipaddress.IPv4Network(cfg.range) if cfg.range else None
-    addresses = AddressPool(subnet, local_range)
+    prefix6 = ipaddress.IPv6Network(cfg.subnet6) if cfg.subnet6 else None
+    addresses = AddressPool(subnet, local_range, prefix6)
     os.makedirs(cfg.run_dir, mode=0o755, exist_ok=True)
     init_eal("master", cfg.mem_mb)
     switch = Switch(
@@ -117,6 +121,7 @@ async def run_master(
         spin_us=cfg.spin_us,
         local_range=local_range,
         uplink=cfg.uplink,
+        prefix6=prefix6,
     )
     up = switch.uplink()
     if cfg.uplink_faults is not None:
@@ -157,6 +162,7 @@ async def run_master(
         log.info(
             "master running",
             subnet=str(subnet),
+            subnet6=str(prefix6) if prefix6 else "none",
             range=str(addresses.range),
             gateway=addresses.gateway,
             mtu=cfg.mtu,

@@ -9,6 +9,12 @@ it went through the switch or over fast channels, and its drops are
 endpoint's point of view (``transmit``: it sent them). prometheus_client
 writes the exposition format, HELP and TYPE lines and escapes label values
 (endpoint and tenant names are the users').
+
+Addresses are no label of the traffic families: an endpoint is its name,
+and a label that changes when an endpoint comes back at another address
+would start new series. ``docknet_endpoint_info`` (always 1) carries each
+attached endpoint's ``address`` and ``address6`` ("" without IPv6), one
+series per endpoint, for joining on ``endpoint``.
 """
 
 from __future__ import annotations
@@ -94,6 +100,8 @@ class DockNetCollector(Collector):
         writes = CounterMetricFamily("docknet_endpoint_fast_writes", "Writes (transport.write calls that "
                                      "moved bytes) an endpoint made, or its peers made to it, over fast channels: "
                                      "its messages, where a stream has no frames.", labels=[*_EP, "direction"])
+        info = GaugeMetricFamily("docknet_endpoint_info", "An attached endpoint's addresses (always 1; address6 "
+                                 "is empty without IPv6).", labels=[*_EP, "address", "address6"])
         fast = ctl.broker.traffic_by_endpoint()
         for name, ep in sorted(ctl.endpoints.items()):
             try:
@@ -101,6 +109,7 @@ class DockNetCollector(Collector):
             except OSError:
                 continue  # detaching right now
             who = [name, ep.tenant]
+            info.add_metric([*who, ep.address, ep.address6 or ""], 1)
             frames.add_metric([*who, "transmit"], c["rx_frames"])
             frames.add_metric([*who, "receive"], c["tx_frames"])
             octets.add_metric([*who, "transmit", "switch"], c["rx_bytes"])
@@ -120,7 +129,7 @@ class DockNetCollector(Collector):
             wakeups.add_metric(who, c["wakeups"])
             link_up.add_metric(who, c["link_up"])
             processes.add_metric(who, len(ep.members))
-        yield from (frames, octets, writes, dropped, limited, faults, resets, wakeups, link_up, processes)
+        yield from (info, frames, octets, writes, dropped, limited, faults, resets, wakeups, link_up, processes)
 
         fc = ctl.broker.stats()
         yield CounterMetricFamily("docknet_fast_channels_made", "Fast channels the broker made.", value=fc["made"])
