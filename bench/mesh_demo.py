@@ -170,6 +170,15 @@ def docknet_master(run_dir: str) -> Iterator[dict[str, str]]:
         group.stop()
 
 
+def start_ready(group: ProcessGroup, argvs: list[list[str]], env: dict[str, str], timeout: float = 60) -> list[int]:
+    """Starts every process at once and waits until each has printed its
+    "ready" (its handlers in, its port bound): the services of a mesh
+    reach their upstreams only when a request comes, so none waits for
+    another to start. The pids each reports, in argvs' order."""
+    procs = [group.start(argv, env) for argv in argvs]
+    return [int(read_event(p, "ready", timeout).get("pid", p.pid)) for p in procs]
+
+
 @contextmanager
 def mesh_on(path: MeshPath, master_env: dict[str, str] | None) -> Iterator[tuple[list[str], list[int]]]:
     """The mesh running on path: (the load generator's argv prefix, the
@@ -187,12 +196,10 @@ def mesh_on(path: MeshPath, master_env: dict[str, str] | None) -> Iterator[tuple
             with NetnsTopology(len(names) + 1, mode="bridge", prefix=prefix) as topo:
                 ups = [f"{n}=http://{topo.addr(i)}:{PORT}" for i, n in enumerate(names)]
                 upstream_args = [a for u in ups for a in ("--upstream", u)]
-                pids = []
-                for i, name in enumerate(names):
-                    p = group.start(topo.exec_argv(i, [py, "-m", "services.run", name, "--loop", path.loop,
-                                                       "--host", topo.addr(i), "--port", str(PORT),
-                                                       *upstream_args]), dict(os.environ))
-                    pids.append(int(read_event(p, "ready", 60).get("pid", p.pid)))
+                pids = start_ready(group, [topo.exec_argv(i, [py, "-m", "services.run", name, "--loop", path.loop,
+                                                              "--host", topo.addr(i), "--port", str(PORT),
+                                                              *upstream_args]) for i, name in enumerate(names)],
+                                   dict(os.environ))
                 loadgen = topo.exec_argv(len(names), [py, "-m", "services.loadgen", "--loop", path.loop,
                                                       "--url", f"http://{topo.addr(names.index('frontend'))}:{PORT}"])
                 yield loadgen, pids
@@ -201,12 +208,9 @@ def mesh_on(path: MeshPath, master_env: dict[str, str] | None) -> Iterator[tuple
             assert master_env is not None
             env = dict(master_env, DOCKNET_FAST_CHANNELS="1" if path.fast else "0")
             api = os.path.join(os.path.dirname(env["DOCKNET_MASTER"]), "api.sock")
-            pids = []
-            for name in names:
-                p = group.start([py, "-m", "aiodocknet.cli", "--log-level", "warning", "--api", api, "run",
-                                 "--name", name, "--", py, "-m", "services.run", name, "--loop", "docknet",
-                                 "--port", str(PORT)], env)
-                pids.append(int(read_event(p, "ready", 60).get("pid", p.pid)))
+            pids = start_ready(group, [[py, "-m", "aiodocknet.cli", "--log-level", "warning", "--api", api, "run",
+                                        "--name", name, "--", py, "-m", "services.run", name, "--loop", "docknet",
+                                        "--port", str(PORT)] for name in names], env)
             # The master's switch is part of this path's cost: counted too.
             pids.append(int(request(env["DOCKNET_MASTER"], {"op": "status"})["pid"]))
             loadgen = [py, "-m", "aiodocknet.cli", "--log-level", "warning", "--api", api, "run", "--name",

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -28,6 +29,18 @@ ONE_PERCENT = 10_000  # parts per million
 @pytest.fixture
 def master(switch_master: Master) -> Master:
     return switch_master
+
+
+def quick_peer(master: Master, role: str, name: str, *args: str) -> Proc:
+    """A peer whose first retransmission timeout is the kernel's 1 s
+    (DOCKNET_TCP_RTO_MS) instead of lwIP's 3 s: what a lost segment costs
+    before round trips are measured, and about what the timeouts measured
+    on an idle switch settle at (their variance starts there). Two of
+    lwIP's 500 ms ticks: a retransmission never goes out at once."""
+    p = Proc([sys.executable, str(PEER), role, "--name", name, *args], dict(master.env, DOCKNET_TCP_RTO_MS="1000"),
+             name)
+    master.peers.append(p)
+    return p
 
 
 def api(master: Master) -> ApiClient:
@@ -152,9 +165,9 @@ def test_lost_fins_are_retransmitted(master: Master) -> None:
     (the next frame towards the server) and the next two frames towards
     the client (the server's ACK of the FIN and its own FIN, or the FIN's
     first copies): both ends retransmit and both see the other's FIN."""
-    srv = master.peer("echo-server", "srv")
+    srv = quick_peer(master, "echo-server", "srv")
     addr = srv.expect("ready")["address"]
-    cli = master.peer("close-on-cue", "cli", "--target", addr, "--bytes", "65536", "--timeout", "60")
+    cli = quick_peer(master, "close-on-cue", "cli", "--target", addr, "--bytes", "65536", "--timeout", "60")
     assert cli.expect("idle")["intact"]
     set_faults(master, "srv", drop_next=1)
     set_faults(master, "cli", drop_next=2)
@@ -178,7 +191,7 @@ def test_lost_syn_then_reset_from_closed_port(master: Master) -> None:
     srv = master.peer("echo-server", "srv")
     addr = srv.expect("ready")["address"]
     set_faults(master, "srv", drop_next=1)
-    cli = master.peer("connect", "cli", "--target", addr, "--port", "7999", "--timeout", "30")
+    cli = quick_peer(master, "connect", "cli", "--target", addr, "--port", "7999", "--timeout", "30")
     assert cli.expect("error", timeout=40)["errno"] == "ECONNREFUSED"
     assert injected(master, "srv")["fault_dropped"] == 1
 
@@ -340,17 +353,12 @@ def test_uplink_faults_configuration_is_checked() -> None:
             return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=30)
 
     uplink = 'uplink = "net_af_packet0,iface=veth0"\n'
-    ok = master_check(toml=uplink + "[uplink_faults]\ndrop_ppm = 10000\nreorder_ppm = 5000\nseed = 3\n"
-                      'direction = "ingress"\n')
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["uplink_faults"] == {"direction": "ingress", "drop_ppm": 10000, "dup_ppm": 0,
-                                                      "reorder_ppm": 5000, "corrupt_ppm": 0, "drop_next": 0,
-                                                      "seed": 3}
-    flag = master_check("--uplink", "net_af_packet0,iface=veth0", "--uplink-faults", "dup_ppm=20000,seed=0x10")
-    assert flag.returncode == 0, flag.stderr
-    assert json.loads(flag.stdout)["uplink_faults"]["dup_ppm"] == 20000
-    assert json.loads(flag.stdout)["uplink_faults"]["seed"] == 16
-    for args, toml, expected in (
+    good: list[tuple[tuple[str, ...], str | None]] = [
+        ((), uplink + "[uplink_faults]\ndrop_ppm = 10000\nreorder_ppm = 5000\nseed = 3\n"
+         'direction = "ingress"\n'),
+        (("--uplink", "net_af_packet0,iface=veth0", "--uplink-faults", "dup_ppm=20000,seed=0x10"), None),
+    ]
+    bad: list[tuple[tuple[str, ...], str | None, str]] = [
         ((), uplink + "[uplink_faults]\ndrop_ppm = 2000000\n", "uplink_faults: drop_ppm must be a whole number"),
         ((), uplink + '[uplink_faults]\ndirection = "sideways"\n', "uplink_faults.direction: must be one of"),
         ((), uplink + "[uplink_faults]\nloss = 1\n", "unknown field 'loss'"),
@@ -358,6 +366,18 @@ def test_uplink_faults_configuration_is_checked() -> None:
         (("--uplink", "net_af_packet0,iface=veth0", "--uplink-faults", "drop_ppm=lots"), None,
          "--uplink-faults: drop_ppm must be a whole number"),
         (("--uplink", "net_af_packet0,iface=veth0", "--uplink-faults", "drop_ppm"), None, "is not key=value"),
-    ):
-        res = master_check(*args, toml=toml)
+    ]
+    # Each check its own process, all at once: they share nothing, and a
+    # process's start-up is most of each one's time.
+    with ThreadPoolExecutor(len(good) + len(bad)) as pool:
+        runs = list(pool.map(lambda case: master_check(*case[0], toml=case[1]), [*good, *bad]))
+    ok, flag = runs[:len(good)]
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["uplink_faults"] == {"direction": "ingress", "drop_ppm": 10000, "dup_ppm": 0,
+                                                      "reorder_ppm": 5000, "corrupt_ppm": 0, "drop_next": 0,
+                                                      "seed": 3}
+    assert flag.returncode == 0, flag.stderr
+    assert json.loads(flag.stdout)["uplink_faults"]["dup_ppm"] == 20000
+    assert json.loads(flag.stdout)["uplink_faults"]["seed"] == 16
+    for (args, toml, expected), res in zip(bad, runs[len(good):]):
         assert res.returncode == 2 and expected in res.stderr, (args, toml, res.stderr)

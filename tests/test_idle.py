@@ -30,7 +30,7 @@ def cpu_share(pid: int, seconds: float) -> float:
 def test_idle_master_and_two_slaves_use_under_2_percent_cpu(master: Master) -> None:
     """A master and two attached slaves holding an open TCP connection,
     after some traffic, then nothing: together under 2% of one CPU over
-    10 s (from /proc, not timed)."""
+    5 s (from /proc, not timed; 2% is 10 of its 10 ms ticks there)."""
     srv = master.peer("echo-server", "srv")
     addr = srv.expect("ready")["address"]
     cli = master.peer("connect", "cli", "--target", addr, "--timeout", "100")
@@ -42,7 +42,7 @@ def test_idle_master_and_two_slaves_use_under_2_percent_cpu(master: Master) -> N
     pids = [master.pid, srv.pid, cli.pid]
     before = [cpu_seconds(p) for p in pids]
     t0 = time.monotonic()
-    time.sleep(10)
+    time.sleep(5)
     elapsed = time.monotonic() - t0
     used = [cpu_seconds(p) - b for p, b in zip(pids, before)]
     share = sum(used) / elapsed

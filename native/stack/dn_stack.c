@@ -294,6 +294,7 @@ static err_t dn_tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
 	err_t err);
 static err_t dn_tcp_sent_cb(void *arg, struct tcp_pcb *pcb, u16_t len);
 static void dn_tcp_err_cb(void *arg, err_t err);
+static void dn_tcp_set_rto(struct tcp_pcb *pcb);
 
 static void
 dn_tcp_attach(struct dn_conn *c, struct tcp_pcb *pcb)
@@ -305,6 +306,7 @@ dn_tcp_attach(struct dn_conn *c, struct tcp_pcb *pcb)
 	tcp_err(pcb, dn_tcp_err_cb);
 	/* asyncio sets TCP_NODELAY on every TCP transport; do the same. */
 	tcp_nagle_disable(pcb);
+	dn_tcp_set_rto(pcb);
 }
 
 static void
@@ -553,6 +555,41 @@ dn_env_retries(const char *name, unsigned char *out)
 	return 0;
 }
 
+/* DOCKNET_TCP_RTO_MS: the retransmission timeout of a connection before
+ * any round trip was measured, which lwIP fixes at 3 s in tcp_alloc()
+ * (the kernel's is 1 s). lwIP derives every later timeout from sv, so sv
+ * starts there too: the first timeout and its backoff follow it until
+ * measured round trips take over. 0: lwIP's. */
+static s16_t dn_tcp_rto_ticks;
+
+static int
+dn_env_rto(const char *name, s16_t *out)
+{
+	const char *s = getenv(name);
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	/* From the kernel's floor for any timeout (TCP_RTO_MIN), counted in
+	 * lwIP's slow ticks, rounded up; above a minute a lost SYN would
+	 * wait longer than any caller does. */
+	if (errno != 0 || *end != '\0' || v < 200 || v > 60000)
+		return dn_error(-EINVAL, "%s=%s: want milliseconds from 200 "
+			"to 60000", name, s);
+	*out = (s16_t)((v + TCP_SLOW_INTERVAL - 1) / TCP_SLOW_INTERVAL);
+	return 0;
+}
+
+static void
+dn_tcp_set_rto(struct tcp_pcb *pcb)
+{
+	if (dn_tcp_rto_ticks != 0)
+		pcb->rto = pcb->sv = dn_tcp_rto_ticks;
+}
+
 /* What the master gives must be an endpoint's address, checked before
  * the stack changes anything. */
 static int
@@ -643,6 +680,8 @@ dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out)
 	if (ret == 0)
 		ret = dn_env_retries("DOCKNET_TCP_SYN_RETRIES",
 			&dn_tcp_synmaxrtx);
+	if (ret == 0)
+		ret = dn_env_rto("DOCKNET_TCP_RTO_MS", &dn_tcp_rto_ticks);
 	if (ret < 0)
 		return ret;
 	st = calloc(1, sizeof(*st));
