@@ -340,15 +340,17 @@ def server(st: SlaveStack) -> None:
     udp = st.udp_bind(5300, "::")
     pending: dict[int, bytearray] = {}
     eof: set[int] = set()
+    shut: set[int] = set()
 
     def flush(c: int) -> None:
         out = pending.get(c)
         if out:
             n = st.send_nowait(c, out)
             del out[:n]
-        if c in eof and not out:
+        # Once: an end of stream is read again on every later event.
+        if c in eof and not out and c not in shut:
             st.shutdown(c, socket.SHUT_WR)
-            eof.discard(c)
+            shut.add(c)
 
     def on(ev: Event) -> None:
         if ev.kind == EV_ACCEPTED:
