@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import time
 
 
@@ -61,7 +62,8 @@ async def serve(args: argparse.Namespace) -> None:
         ep = loop._docknet()  # type: ignore[attr-defined]
         if ep is None:
             raise SystemExit("py_pingpong: DockNet is not available")
-        host = ep.address
+        # Both of the endpoint's addresses: the IPv6 rows dial the other.
+        host = [ep.address] + ([ep.address6] if ep.address6 else [])
     server = await loop.create_server(Echo, host, args.port)
     print(json.dumps({"event": "ready", "host": host}), flush=True)
     async with server:
@@ -74,7 +76,8 @@ async def client(args: argparse.Namespace) -> None:
     pingers = []
     for _ in range(args.conns):
         done: asyncio.Future[None] = loop.create_future()
-        _, p = await loop.create_connection(lambda d=done: Pinger(end, d, args.size), args.host, args.port)
+        _, p = await loop.create_connection(lambda d=done: Pinger(end, d, args.size), args.host, args.port,
+                                            family=socket.AF_INET6 if args.family == 6 else 0)
         pingers.append(p)
     await asyncio.sleep(0.3)  # warm-up, not counted
     start = time.perf_counter()
@@ -105,6 +108,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--conns", type=int, default=1)
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--family", type=int, choices=[0, 6], default=0, help="6: dial the host's IPv6 address")
     args = p.parse_args()
     import aiodocknet
 

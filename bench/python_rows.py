@@ -35,6 +35,8 @@ from bench.topology import NetnsTopology  # noqa: E402
 from procs import stop_all  # noqa: E402
 
 PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge", "asyncio-bridge"]
+# The headline ping-pong also over the endpoints' IPv6 addresses, beside IPv4.
+V6_PATHS = ["docknet-fast-v6", "docknet-switch-v6"]
 PINGPONG_CONNS = [1, 32]
 AIOHTTP_CONNS = 16
 # aiohttp server processes sharing one endpoint (or, on the bridge, one
@@ -102,12 +104,12 @@ class DockNetPythonServers:
     def _client_env(self, path: str) -> dict[str, str]:
         self.session.clients += 1
         return dict(self.session.env, DOCKNET_ENDPOINT=f"py-client{self.session.clients}",
-                    DOCKNET_FAST_CHANNELS="1" if path == "docknet-fast" else "0")
+                    DOCKNET_FAST_CHANNELS="1" if path.startswith("docknet-fast") else "0")
 
     def pingpong_run(self, path: str, point: PingPong) -> dict[str, Any]:
         res = subprocess.run([sys.executable, str(BENCH / "py_pingpong.py"), "client", "--loop", "docknet",
                               "--host", "py-server", "--seconds", str(point.seconds), "--conns", str(point.conns),
-                              "--size", str(point.size)],
+                              "--size", str(point.size), "--family", "6" if path.endswith("-v6") else "0"],
                              env=self._client_env(path), capture_output=True, text=True,
                              timeout=point.seconds + 60)
         return _last_json(res, "python ping-pong")
@@ -271,9 +273,10 @@ def pingpong_on(servers: DockNetPythonServers, path: str, point: PingPong) -> di
 
 def _measure(servers: DockNetPythonServers, add: Any, repeats: int, seconds: float, paths: list[str],
              points: list[PingPong], others: bool) -> None:
+    v6 = [p for p in V6_PATHS if p.removesuffix("-v6") in paths]
     for rep in range(repeats):
         for point in points:
-            for path in paths:
+            for path in paths + (v6 if point.size == 64 else []):
                 add(pingpong_on(servers, path, point), point.workload, path, rep)
         if not others:
             continue
@@ -310,7 +313,7 @@ def report(rows: list[dict[str, Any]]) -> str:
            "asyncio between two namespaces on a Linux bridge. Interleaved, medians [min–max].", ""]
     for conns in PINGPONG_CONNS:
         name = f"pingpong x{conns}"
-        sel = {p: [r for r in rows if r["workload"] == name and r["path"] == p] for p in PATHS}
+        sel = {p: [r for r in rows if r["workload"] == name and r["path"] == p] for p in PATHS + V6_PATHS}
         meds = {p: _med(rs, "rt_per_s") for p, rs in sel.items() if rs}
         if not meds:
             continue
@@ -320,6 +323,11 @@ def report(rows: list[dict[str, Any]]) -> str:
             p50 = statistics.median(r["p50_us"] for r in sel[p])
             ratios = [f"{med / meds[b][0]:.2f}x" if b in meds else "—" for b in ("uvloop-bridge", "asyncio-bridge")]
             out.append(f"| {p} | {med:,.0f} [{lo:,.0f}–{hi:,.0f}] | {p50:.1f} µs | {ratios[0]} | {ratios[1]} |")
+        v6 = [f"{p.removesuffix('-v6')} {meds[p][0] / meds[p.removesuffix('-v6')][0]:.2f}x"
+              for p in V6_PATHS if p in meds and p.removesuffix("-v6") in meds]
+        if v6:
+            out += ["", "IPv6 (the `-v6` rows: the same endpoints dialled by their IPv6 addresses) against IPv4: "
+                    + ", ".join(v6) + "."]
         out.append("")
     sel = {p: [r for r in rows if r["workload"] == "aiohttp" and r["path"] == p] for p in PATHS}
     meds = {p: _med(rs, "req_per_s") for p, rs in sel.items() if rs}
