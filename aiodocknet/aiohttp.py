@@ -53,7 +53,8 @@ class DockNetConnector(TCPConnector):
         route = getattr(self._loop, "_docknet_address", None)
         if route is None:
             return None
-        addr: str | None = await route(host.rstrip("."))
+        # TCPConnector(family=AF_INET6) asks for a name's IPv6 address.
+        addr: str | None = await route(host.rstrip("."), getattr(self, "_family", 0) or 0)
         return addr
 
     async def _create_direct_connection(

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from .control import DEFAULT_SUBNET, default_master_path, recv_message, request_reply, send_message
+from .control import DEFAULT_SUBNET, DEFAULT_SUBNET6, default_master_path, recv_message, request_reply, send_message
 from .log import get_logger
 from .native.stack import SlaveStack
 
@@ -46,8 +46,12 @@ class _NotCached:
 
 NOT_CACHED: Any = _NotCached()
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# What the master says a name is: its IPv4 address and its IPv6 one (None
+# for a master or endpoint without IPv6); both None: not a DockNet name.
+Addresses = tuple[str | None, str | None]
 
-_configured: tuple[str | None, ipaddress.IPv4Network] | None = None
+_configured: dict[str, tuple[str | None, Network | None]] = {}
 
 
 class DockNetUnavailable(OSError):
@@ -76,22 +80,52 @@ def _fix(exc: OSError, master: str) -> str:
     return "see the master's log and `docknet ps`"
 
 
+def pick(addresses: Addresses, family: int = 0) -> str | None:
+    """The address of a name to dial for a family (0: IPv4 if it has one,
+    as RFC 6724 orders IPv4 before a unique local IPv6 address)."""
+    v4, v6 = addresses
+    if family == socket.AF_INET:
+        return v4
+    if family == socket.AF_INET6:
+        return v6
+    return v4 or v6
+
+
+def _configured_net(variable: str, default: Any, kind: type[Network]) -> Network | None:
+    """A DockNet network as configured for this process (the variable, else
+    the master's default), parsed once per value: datagram sends ask for
+    every datagram. "none" (IPv6 only): this process takes no IPv6 prefix
+    as DockNet's."""
+    value = os.environ.get(variable)
+    hit = _configured.get(variable)
+    if hit is not None and hit[0] == value:
+        return hit[1]
+    net: Network | None = kind(default)
+    if value == "none" and kind is ipaddress.IPv6Network:
+        net = None
+    elif value:
+        try:
+            net = kind(value, strict=False)
+        except ValueError:
+            log.warning(f"{variable} is not an IPv{kind(default).version} network, using the default",
+                        value=value, default=str(default))
+    _configured[variable] = (value, net)
+    return net
+
+
 def configured_network() -> ipaddress.IPv4Network:
     """The DockNet subnet as configured for this process (DOCKNET_SUBNET,
-    else the master's default), for when no master says which it is.
-    Parsed once per value: datagram sends ask for every datagram."""
-    global _configured
-    value = os.environ.get("DOCKNET_SUBNET")
-    if _configured is not None and _configured[0] == value:
-        return _configured[1]
-    net = ipaddress.IPv4Network(DEFAULT_SUBNET)
-    if value:
-        try:
-            net = ipaddress.IPv4Network(value, strict=False)
-        except ValueError:
-            log.warning("DOCKNET_SUBNET is not an IPv4 network, using the default", value=value,
-                        default=DEFAULT_SUBNET)
-    _configured = (value, net)
+    else the master's default), for when no master says which it is."""
+    net = _configured_net("DOCKNET_SUBNET", DEFAULT_SUBNET, ipaddress.IPv4Network)
+    assert isinstance(net, ipaddress.IPv4Network)
+    return net
+
+
+def configured_network6() -> ipaddress.IPv6Network | None:
+    """The DockNet IPv6 prefix as configured for this process
+    (DOCKNET_SUBNET6, else the master's default; "none": none)."""
+    net = _configured_net("DOCKNET_SUBNET6", DEFAULT_SUBNET6, ipaddress.IPv6Network)
+    assert net is None or isinstance(net, ipaddress.IPv6Network)
     return net
 
 
@@ -101,24 +135,42 @@ class ProcessEndpoint:
     _disabled: str | None = None
     # Set by aiodocknet.run(require=True), as DOCKNET_REQUIRE=1 does.
     require = False
-    # The subnet the last master this process attached to gave it: still
+    # The networks the last master this process attached to gave it: still
     # DockNet's after that master is gone.
-    _last_network: ipaddress.IPv4Network | None = None
+    _last_networks: list[Network] = []
 
     def __init__(self, stack: SlaveStack, master: str) -> None:
         self.stack = stack
         self.master = master
-        self.apply_port_range()
-        self.network = ipaddress.IPv4Network(f"{stack.address}/{stack.info.prefix}", strict=False)
-        ProcessEndpoint._last_network = self.network
-        self.address = stack.address
         self.owner: object | None = None
         # The last limits the master pushed (for fast channels), kept here
         # because loops come and go while the endpoint stays.
         self.limits: dict[str, Any] | None = None
-        self._names: dict[str, tuple[float, str | None]] = {}
+        self._names: dict[str, tuple[float, Addresses]] = {}
         # Names being asked for: callers of one name share one question.
-        self._asking: dict[str, asyncio.Task[str | None]] = {}
+        self._asking: dict[str, asyncio.Task[Addresses]] = {}
+        self._take_addresses()
+
+    def _take_addresses(self) -> None:
+        """The addresses and networks the master gave the stack."""
+        self.apply_port_range()
+        info = self.stack.info
+        self.address = self.stack.address
+        self.network = ipaddress.IPv4Network(f"{self.address}/{info.prefix}", strict=False)
+        # None: the master gives this endpoint no IPv6 (an older master, or
+        # subnet6 = none); IPv6 addresses then take the kernel's path.
+        self.address6: str | None = getattr(info, "address6", None)
+        prefix6 = getattr(info, "prefix6", None)
+        self.network6 = (ipaddress.IPv6Network(f"{self.address6}/{prefix6}", strict=False)
+                         if self.address6 and prefix6 else None)
+        nets: list[Network] = [self.network]
+        if self.network6 is not None:
+            nets.append(self.network6)
+        ProcessEndpoint._last_networks = nets
+
+    def local_address(self, peer: str) -> str:
+        """This endpoint's address in the family of a peer's."""
+        return self.address6 if ":" in peer and self.address6 else self.address
 
     @classmethod
     def get(cls) -> ProcessEndpoint | None:
@@ -151,19 +203,22 @@ class ProcessEndpoint:
             return cls._instance
 
     @classmethod
-    def networks(cls) -> list[ipaddress.IPv4Network]:
-        """The subnets whose addresses are DockNet's: the attached one's;
-        with no endpoint, the last one a master gave and the configured
-        one. Empty when DockNet is switched off (DOCKNET_DISABLE=1): the
-        operator asked for the kernel's network only."""
+    def networks(cls) -> list[Network]:
+        """The networks whose addresses are DockNet's: the attached
+        endpoint's (its IPv4 subnet and IPv6 prefix); with no endpoint, the
+        last ones a master gave and the configured ones. Empty when DockNet
+        is switched off (DOCKNET_DISABLE=1): the operator asked for the
+        kernel's network only."""
         if os.environ.get("DOCKNET_DISABLE") == "1":
             return []
         ep = cls._instance
         if ep is not None:
-            return [ep.network]
-        known = [configured_network()]
-        if cls._last_network is not None and cls._last_network not in known:
-            known.append(cls._last_network)
+            return [ep.network] if ep.network6 is None else [ep.network, ep.network6]
+        known: list[Network] = [configured_network()]
+        net6 = configured_network6()
+        if net6 is not None:
+            known.append(net6)
+        known.extend(n for n in cls._last_networks if n not in known)
         return known
 
     @classmethod
@@ -200,31 +255,33 @@ class ProcessEndpoint:
 
     def relinked(self) -> None:
         """The stack moved to a master that came back: its address may be
-        new, names found before may have moved, and it may be one process
-        of several now, with another port range."""
-        self.apply_port_range()
-        self.address = self.stack.address
-        self.network = ipaddress.IPv4Network(f"{self.stack.address}/{self.stack.info.prefix}", strict=False)
+        new (in either family, or it may have gained or lost IPv6), names
+        found before may have moved, and it may be one process of several
+        now, with another port range."""
+        self._take_addresses()
         self._names.clear()
 
     def is_docknet_ip(self, host: str) -> bool:
         try:
-            return ipaddress.IPv4Address(host) in self.network
+            ip = ipaddress.ip_address(host)
         except ValueError:
             return False
+        if ip.version == 4:
+            return ip in self.network
+        return self.network6 is not None and ip in self.network6
 
-    def cached(self, name: str) -> str | None:
-        """What the master last said about name (an address, or None for
-        not one of its services) while that is fresh; else NOT_CACHED."""
+    def cached(self, name: str) -> Addresses:
+        """What the master last said about name (its addresses; both None
+        for not one of its services) while that is fresh; else NOT_CACHED."""
         hit = self._names.get(name)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         return NOT_CACHED  # type: ignore[no-any-return]
 
-    async def resolve(self, name: str) -> str | None:
-        """The address of a service registered with the master, or None.
-        Asked on the running loop, never blocking it: a master slow to
-        answer delays only the callers of this name."""
+    async def resolve(self, name: str) -> Addresses:
+        """The addresses of a service registered with the master (both None
+        if it is not one). Asked on the running loop, never blocking it: a
+        master slow to answer delays only the callers of this name."""
         hit = self.cached(name)
         if hit is not NOT_CACHED:
             return hit
@@ -236,24 +293,27 @@ class ProcessEndpoint:
         # Shielded: a caller that gives up does not cancel the others' question.
         return await asyncio.shield(task)
 
-    def _asked(self, task: asyncio.Task[str | None]) -> None:
+    def _asked(self, task: asyncio.Task[Addresses]) -> None:
         for name, t in list(self._asking.items()):
             if t is task:
                 del self._asking[name]
 
-    async def _ask(self, name: str) -> str | None:
+    async def _ask(self, name: str) -> Addresses:
         loop = asyncio.get_running_loop()
         asked = time.monotonic()
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT):
                 reply = await self._request(loop, {"op": "resolve", "name": name})
         except (OSError, ValueError, TimeoutError):
-            return None  # not cached: the next caller asks again
+            return None, None  # not cached: the next caller asks again
         addr = reply.get("address") if reply.get("ok") else None
-        if not isinstance(addr, str):
-            addr = None
-        self._names[name] = (asked + (RESOLVE_TTL if addr else RESOLVE_MISS_TTL), addr)
-        return addr
+        addr6 = reply.get("address6") if reply.get("ok") else None
+        # The reply was validated by the protocol; an IPv6 address is used
+        # only where this endpoint has IPv6 to reach it with.
+        found = (addr if isinstance(addr, str) else None,
+                 addr6 if isinstance(addr6, str) and self.network6 is not None else None)
+        self._names[name] = (asked + (RESOLVE_TTL if found != (None, None) else RESOLVE_MISS_TTL), found)
+        return found
 
     async def _request(self, loop: asyncio.AbstractEventLoop, msg: dict[str, Any]) -> dict[str, Any]:
         """One request to the master on a fresh non-blocking connection."""

@@ -1,8 +1,8 @@
 """``DockNetLoop``: uvloop, with DockNet addresses routed through the slave
 stack.
 
-An address of the DockNet subnet, or a service name the master knows, goes
-through DockNet; everything else (other addresses, unix sockets, pipes,
+An address of the DockNet subnet or IPv6 prefix, or a service name the
+master knows, goes through DockNet; everything else (other addresses, unix sockets, pipes,
 subprocesses, signals, DNS) is uvloop's. A wildcard bind listens on the
 DockNet endpoint and on the kernel. The endpoint is attached on the first
 call that could use it; with no master, the loop is plain uvloop, except
@@ -27,7 +27,7 @@ from typing import Any
 import uvloop
 
 from .native.bucket import TokenBucket
-from .endpoint import NOT_CACHED, ProcessEndpoint
+from .endpoint import NOT_CACHED, ProcessEndpoint, pick
 from .native.fastchan import WakeFds
 from .poller import StackPoller
 from .transports.server import DockNetServer
@@ -145,6 +145,17 @@ class _GuardProtocol(asyncio.DatagramProtocol):
         self.app.resume_writing()
 
 
+def _wildcard_hosts(ep: ProcessEndpoint, hosts: list[Any]) -> list[str | None]:
+    """Where a wildcard server listens on the slave stack: IPv4's wildcard
+    (None) and, where the endpoint has IPv6, IPv6's. "::" listens on DockNet
+    IPv4 too, as it did before DockNet had IPv6 (the kernel's listener for
+    it is IPv6 only, as asyncio makes it); "0.0.0.0" only on IPv4."""
+    listen: list[str | None] = [None]
+    if ep.address6 is not None and any(h in (None, "", "::") for h in hosts):
+        listen.append("::")
+    return listen
+
+
 def _wake_key(address: str, msg: dict[str, Any]) -> str:
     """What a channel's peer eventfd is kept under: the peer process (an
     endpoint may have several, each with its own eventfd) when the master
@@ -207,26 +218,42 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             self._dn_set_limits(ep.limits)
         return ep
 
-    async def _docknet_address(self, host: Any) -> str | None:
-        """The DockNet address host stands for, if any. A name is the
+    async def _docknet_address(self, host: Any, family: int = 0) -> str | None:
+        """The DockNet address host stands for, if any (for a name, the one
+        of the family asked for; family 0 prefers IPv4). A name is the
         master's to resolve; a cached answer costs no await."""
+        addresses = await self._docknet_addresses(host, family)
+        return None if addresses is None else pick(addresses, family)
+
+    async def _docknet_addresses(self, host: Any, family: int = 0) -> tuple[str | None, str | None] | None:
+        """The DockNet addresses (IPv4, IPv6) host stands for, None if it is
+        no DockNet address or name. A literal comes back in its canonical
+        form: the master and the stack compare IPv6 addresses as strings."""
         if not isinstance(host, str) or host in WILDCARDS:
             return None
         try:
-            ipaddress.ip_address(host)
-            literal = True
+            ip = ipaddress.ip_address(host)
         except ValueError:
-            literal = False
-        if literal:
+            ip = None
+        if ip is not None:
+            if family not in (0, socket.AF_INET if ip.version == 4 else socket.AF_INET6):
+                return None
+            # A scoped IPv6 address is a link's, never an endpoint's.
+            if ip.version == 6 and ip.scope_id:  # type: ignore[union-attr]
+                return None
             ep = self._docknet()
-            return host if ep is not None and ep.is_docknet_ip(host) else None
+            if ep is None or not ep.is_docknet_ip(host):
+                return None
+            return (host, None) if ip.version == 4 else (None, str(ip))
         if host == "localhost" or "." in host and host.endswith((".local", ".localhost")):
             return None
         ep = self._docknet()
         if ep is None:
             return None
         hit = ep.cached(host)
-        return hit if hit is not NOT_CACHED else await ep.resolve(host)
+        if hit is NOT_CACHED:
+            hit = await ep.resolve(host)
+        return None if pick(hit, family) is None else hit
 
     async def _dn_dns_address(self, host: Any, port: Any, family: int) -> str | None:
         """A DockNet address the name has in DNS, for a name the master does
@@ -250,7 +277,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             return None  # the kernel path reports it, as it would have
         for _family, _type, _proto, _name, sockaddr in infos:
             if ep.is_docknet_ip(sockaddr[0]):
-                return str(sockaddr[0])
+                return str(ipaddress.ip_address(sockaddr[0]))
         return None
 
     # ---- the master restarting ----
@@ -321,8 +348,6 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             ip = ipaddress.ip_address(host)
         except ValueError:
             return  # a name: DockNet's names are resolved by the master only
-        if ip.version != 4:
-            return
         if self._dn_poller is not None and not self._dn_poller.master_lost:
             return
         self._dn_never_kernel(host, ip)
@@ -335,7 +360,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                 ip = ipaddress.ip_address(host)
             except ValueError:
                 return
-        if ip.version == 4 and any(ip in net for net in ProcessEndpoint.networks()):
+        if any(ip in net for net in ProcessEndpoint.networks()):
             raise OSError(errno.EHOSTUNREACH,
                           f"{host} is a DockNet address and no DockNet master carries it "
                           "(it is never sent by the kernel's routes)")
@@ -359,13 +384,24 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
 
     async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0, type: int = 0,
                           proto: int = 0, flags: int = 0) -> list[Any]:
-        addr = await self._docknet_address(host.decode() if isinstance(host, bytes) else host)
-        if addr is not None and family in (0, socket.AF_UNSPEC, socket.AF_INET):
+        found = None
+        if family in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
+            found = await self._docknet_addresses(host.decode() if isinstance(host, bytes) else host, family)
+        if found is not None:
             p = int(port) if port not in (None, "") else 0
             types = [type] if type else [socket.SOCK_STREAM, socket.SOCK_DGRAM]
+            v4, v6 = found
+            sockaddrs: list[tuple[int, tuple[Any, ...]]] = []
+            # IPv4 first, as RFC 6724 orders it before a unique local
+            # IPv6 address (and as glibc answers for such a name).
+            if v4 is not None and family != socket.AF_INET6:
+                sockaddrs.append((socket.AF_INET, (v4, p)))
+            if v6 is not None and family != socket.AF_INET:
+                sockaddrs.append((socket.AF_INET6, (v6, p, 0, 0)))
             return [
-                (socket.AF_INET, t, proto or (socket.IPPROTO_TCP if t == socket.SOCK_STREAM else socket.IPPROTO_UDP),
-                 "", (addr, p))
+                (fam, t, proto or (socket.IPPROTO_TCP if t == socket.SOCK_STREAM else socket.IPPROTO_UDP),
+                 "", sockaddr)
+                for fam, sockaddr in sockaddrs
                 for t in types
             ]
         return await super().getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
@@ -377,7 +413,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                                 sock: Any = None, server_hostname: str | None = None,
                                 ssl_handshake_timeout: float | None = None,
                                 ssl_shutdown_timeout: float | None = None, **kw: Any) -> Any:
-        addr = None if sock is not None else await self._docknet_address(host)
+        addr = None if sock is not None else await self._docknet_address(host, kw.get("family") or 0)
         if addr is None and sock is None:
             addr = await self._dn_dns_address(host, port, kw.get("family") or 0)
         if addr is None:
@@ -396,7 +432,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         poller = self._dn_poller
         assert ep is not None and poller is not None
         self._dn_no_route(addr)
-        if self._dn_fast_channels and addr != ep.address:
+        if self._dn_fast_channels and addr not in (ep.address, ep.address6):
             made = await self._dn_fc_connect(addr, int(port))
             if made is not None:
                 from .transports.fastchannel import FastChannelTransport
@@ -463,18 +499,24 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                             ssl_handshake_timeout: float | None = None,
                             ssl_shutdown_timeout: float | None = None,
                             start_serving: bool = True, **kw: Any) -> Any:
-        hosts = host if isinstance(host, (list, tuple)) else [host]
+        hosts = list(host) if isinstance(host, (list, tuple)) else [host]
         wildcard = sock is None and any(h in WILDCARDS for h in hosts)
-        dn_host = None
-        if sock is None and not wildcard and len(hosts) == 1:
-            dn_host = await self._docknet_address(hosts[0])
-        ep = self._docknet() if (wildcard or dn_host is not None) else None
+        # Each host of a list is DockNet's or the kernel's (aiohttp's
+        # run_app binds a list); the DockNet ones are listened on by the
+        # slave stack, the rest by uvloop, under one server.
+        dn_hosts: list[str] = []
+        kernel_hosts = hosts
+        if sock is None and not wildcard:
+            found = [await self._docknet_address(h, kw.get("family") or 0) for h in hosts]
+            dn_hosts = list(dict.fromkeys(a for a in found if a is not None))
+            kernel_hosts = [h for h, a in zip(hosts, found) if a is None]
+        ep = self._docknet() if (wildcard or dn_hosts) else None
         kernel = None
-        if ep is None or wildcard:
+        if ep is None or wildcard or kernel_hosts:
             kernel = await super().create_server(
-                protocol_factory, host, port, sock=sock, backlog=backlog, ssl=ssl,
-                ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-                start_serving=start_serving, **kw,
+                protocol_factory, host if ep is None or wildcard else kernel_hosts, port, sock=sock,
+                backlog=backlog, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout, start_serving=start_serving, **kw,
             )
             if ep is None:
                 return kernel
@@ -482,8 +524,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         port = int(port or 0)
         if port == 0 and kernel is not None:
             port = kernel.sockets[0].getsockname()[1]  # the same number on both
-        server = DockNetServer(self, ep, protocol_factory, dn_host or "", port, backlog, ssl,
-                               ssl_handshake_timeout, ssl_shutdown_timeout, kernel)
+        server = DockNetServer(self, ep, protocol_factory, dn_hosts or _wildcard_hosts(ep, hosts), port, backlog,
+                               ssl, ssl_handshake_timeout, ssl_shutdown_timeout, kernel)
         server._listen()
         if start_serving:
             await server.start_serving()
@@ -524,11 +566,12 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
                                        local_addr: Any = None, remote_addr: Any = None, *,
                                        sock: Any = None, **kw: Any) -> Any:
         local = remote = None
+        family = kw.get("family") or 0
         if sock is None:
             if local_addr is not None and not isinstance(local_addr, str):
-                local = await self._docknet_address(local_addr[0])
+                local = await self._docknet_address(local_addr[0], family)
             if remote_addr is not None:
-                remote = await self._docknet_address(remote_addr[0])
+                remote = await self._docknet_address(remote_addr[0], family)
         wildcard_local = local_addr is None or local_addr[0] in WILDCARDS
         if remote_addr is not None and sock is None:
             self._dn_no_route(remote if remote is not None else remote_addr[0])
@@ -550,7 +593,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         ep, poller = self._dn_endpoint, self._dn_poller
         assert ep is not None and poller is not None
         port = int(local_addr[1]) if local_addr is not None else 0
-        conn = ep.stack.udp_bind(port, local)
+        # A wildcard bind takes the family of the peer it is connected to.
+        conn = ep.stack.udp_bind(port, local if local is not None else "::" if remote and ":" in remote else None)
         protocol = protocol_factory()
         peer = (remote, int(remote_addr[1])) if remote is not None else None
         transport = DockNetDatagramTransport(self, poller, ep.stack, conn, protocol, peer)  # type: ignore[arg-type]
@@ -560,7 +604,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
     # ---- sockets the application made ----
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
-        if sock.family == socket.AF_INET and isinstance(address, tuple):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
             self._dn_no_route(address[0])
         return await super().sock_connect(sock, address)
 
@@ -601,7 +645,7 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         except OSError as exc:
             self._dn_fc_lost(msg.get("id"), str(exc))
             return None
-        local = (ep.address, int(msg["local_port"]))
+        local = (ep.local_address(addr), int(msg["local_port"]))
         return fc, local, (addr, port), int(msg["id"])
 
     def _dn_fc_lost(self, channel_id: Any, why: str) -> None:
@@ -644,13 +688,16 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
     def _dn_endpoint_gone(self, msg: dict[str, Any], fds: list[int]) -> None:
         """An endpoint detached: every connection to it ends, over the
         stack and over fast channels."""
-        address = msg["address"]
-        if self._dn_endpoint is not None:
-            self._dn_endpoint.stack.reset_peer(address)
-        self._dn_wakes.forget(address)
+        addresses = {msg["address"]}
+        if isinstance(msg.get("address6"), str):
+            addresses.add(msg["address6"])
+        for address in addresses:
+            if self._dn_endpoint is not None and (":" not in address or self._dn_endpoint.address6):
+                self._dn_endpoint.stack.reset_peer(address)
+            self._dn_wakes.forget(address)
         if self._dn_poller is not None:
             for t in self._dn_poller.channels():
-                if t.peer_address == address:
+                if t.peer_address in addresses:
                     t._peer_gone()
 
     def _dn_fc_result(self, msg: dict[str, Any], fds: list[int]) -> None:
@@ -728,4 +775,4 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             self._dn_fc_closed(cid)
             return
         peer = (str(msg["peer"][0]), int(msg["peer"][1]))
-        server._accept_channel(fc, (ep.address, int(msg["port"])), peer, cid)
+        server._accept_channel(fc, (ep.local_address(peer[0]), int(msg["port"])), peer, cid)

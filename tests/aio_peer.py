@@ -3,8 +3,11 @@ plain uvloop or asyncio's default loop) with one service per port.
 
     python tests/aio_peer.py --kind docknet|uvloop|asyncio [--base PORT]
 
-Prints ``{"event": "ready", "host": ..., "ports": {n: port}}``. Service n
-listens at ``base + n``, or on a port of the system's choosing with
+Prints ``{"event": "ready", "host": ..., "ports": {n: port}, "host6": ...,
+"ports6": {n: port}}``: each service listens on IPv4 and on IPv6 (``::1``
+for the kernel's loops, the endpoint's IPv6 address under DockNet; no
+"host6" if the endpoint has none). Service n listens at ``base + n``
+(IPv6: ``base + 100 + n``), or on a port of the system's choosing with
 ``--base 0`` (the default, so that two runs on one machine never collide):
   0 echo            every byte back; EOF -> EOF
   1 count           reads to EOF, answers {"bytes", "sha256"}, closes
@@ -34,6 +37,7 @@ import json
 import os
 import ssl
 import sys
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -136,13 +140,25 @@ class UdpEcho(asyncio.DatagramProtocol):
 
 async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    host = "127.0.0.1"
+    host, host6 = "127.0.0.1", "::1"
     if args.kind == "docknet":
         ep = loop._docknet()  # type: ignore[attr-defined]
         if ep is None:
             raise SystemExit("aio_peer: DockNet is not available")
-        host = ep.address
-    b = args.base
+        host, host6 = ep.address, ep.address6
+    servers: list[Any] = []
+    ready: dict[str, Any] = {"event": "ready", "pid": os.getpid()}
+    ready["host"], ready["ports"] = host, await services(loop, args, host, args.base, servers)
+    if host6 is not None:
+        ready["host6"], ready["ports6"] = host6, await services(loop, args, host6, args.base + 100 if args.base else 0,
+                                                                servers)
+    print(json.dumps(ready), flush=True)
+    await asyncio.Event().wait()
+
+
+async def services(loop: asyncio.AbstractEventLoop, args: argparse.Namespace, host: str, b: int,
+                   servers: list[Any]) -> dict[int, int]:
+    """Every service on host: their ports."""
     ports: dict[int, int] = {}
 
     async def serve(n: int, handler, **kw) -> None:  # type: ignore[no-untyped-def]
@@ -150,7 +166,6 @@ async def main(args: argparse.Namespace) -> None:
         servers.append(server)
         ports[n] = server.sockets[0].getsockname()[1]
 
-    servers: list[asyncio.Server] = []
     await serve(0, echo)
     await serve(1, count)
     await serve(2, reset)
@@ -165,11 +180,11 @@ async def main(args: argparse.Namespace) -> None:
         await serve(8, starttls(ctx))
     try:
         udp, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=(host, b + 6 if b else 0))
+        servers.append(udp)
         ports[6] = udp.get_extra_info("sockname")[1]
     except (NotImplementedError, OSError):
         pass
-    print(json.dumps({"event": "ready", "host": host, "ports": ports, "pid": os.getpid()}), flush=True)
-    await asyncio.Event().wait()
+    return ports
 
 
 if __name__ == "__main__":

@@ -145,10 +145,12 @@ def serve_run_app() -> None:
     kport = kernel.getsockname()[1]
 
     def ready(_banner: str) -> None:
-        emit("ready", style="run_app", address=ep.address, port=DN_PORT, kernel_port=kport,
+        emit("ready", style="run_app", address=ep.address, address6=ep.address6, port=DN_PORT, kernel_port=kport,
              loop=type(asyncio.get_running_loop()).__name__)
 
-    web.run_app(make_app(), host=ep.address, port=DN_PORT, sock=kernel, print=ready,
+    # Both DockNet addresses, as run_app binds a list of hosts.
+    hosts = [ep.address] + ([ep.address6] if ep.address6 else [])
+    web.run_app(make_app(), host=hosts, port=DN_PORT, sock=kernel, print=ready,
                 loop=aiodocknet.new_event_loop(), access_log=None)
 
 
@@ -158,6 +160,8 @@ async def serve_runner(args: argparse.Namespace) -> None:
     runner = web.AppRunner(make_app(), access_log=None)
     await runner.setup()
     sites = [web.TCPSite(runner, ep.address, DN_PORT), web.TCPSite(runner, "127.0.0.1", 0)]
+    if ep.address6:
+        sites.append(web.TCPSite(runner, ep.address6, DN_PORT))
     if args.tls_cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
@@ -167,7 +171,7 @@ async def serve_runner(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     kport = sites[1].port
-    emit("ready", style="runner", address=ep.address, port=DN_PORT, kernel_port=kport,
+    emit("ready", style="runner", address=ep.address, address6=ep.address6, port=DN_PORT, kernel_port=kport,
          tls_port=TLS_PORT if args.tls_cert else None, addresses=[list(a) for a in runner.addresses],
          loop=type(loop).__name__)
     await stop.wait()
@@ -208,7 +212,7 @@ async def client(args: argparse.Namespace) -> None:
     by_name = f"http://{args.name}:{args.port}"
     by_ip = f"http://{args.ip}:{args.port}"
     kernel = f"http://127.0.0.1:{args.kernel_port}"
-    out: dict[str, Any] = {"address": ep.address}
+    out: dict[str, Any] = {"address": ep.address, "address6": ep.address6}
     connector = RecordingConnector()
     connector.opened = []
     async with ClientSession(connector=connector) as s:
@@ -280,8 +284,26 @@ async def client(args: argparse.Namespace) -> None:
                     out["tls_ip_unverified"] = "no error"
             except Exception as exc:  # the certificate names the service, not its address
                 out["tls_ip_unverified"] = type(exc).__name__
+        if args.ip6:
+            await over_ipv6(s, args, out)
     out["opened"] = connector.opened
     emit("result", **out)
+
+
+async def over_ipv6(s: ClientSession, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """The same service on its IPv6 address: a literal in brackets, and its
+    name with a connector asking for IPv6."""
+    by_ip6 = f"http://[{args.ip6}]:{args.port}"
+    async with s.get(f"{by_ip6}/info") as r:
+        r.raise_for_status()
+        out["info_ip6"] = await r.json()
+    up = payload(3, BIG)
+    async with s.post(f"{by_ip6}/upload", data=chunks(up)) as r:
+        out["upload6"] = await r.json()
+    out["upload6_expected"] = hashlib.sha256(up).hexdigest()
+    async with ClientSession(connector=DockNetConnector(family=socket.AF_INET6)) as s6:
+        async with s6.get(f"http://{args.name}:{args.port}/info") as r:
+            out["info_name6"] = await r.json()
 
 
 def main() -> None:
@@ -294,6 +316,7 @@ def main() -> None:
     cli = sub.add_parser("client")
     cli.add_argument("--name", required=True)
     cli.add_argument("--ip", required=True)
+    cli.add_argument("--ip6")
     cli.add_argument("--port", type=int, required=True)
     cli.add_argument("--kernel-port", type=int, required=True)
     cli.add_argument("--tls-port", type=int)

@@ -47,7 +47,7 @@ async def try_all(address: str) -> None:
                   lambda: loop.create_connection(asyncio.Protocol, address, 443))
     await attempt("datagram remote_addr", address,
                   lambda: loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=(address, 53)))
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
     s.setblocking(False)
     try:
         await attempt("sock_connect", address, lambda: loop.sock_connect(s, (address, 80)))
@@ -69,7 +69,7 @@ async def unconnected_sendto(address: str) -> None:
     """A datagram from a socket bound to the wildcard, with no remote: the
     refusal comes to the protocol, as the kernel's errors for datagrams do."""
     transport, protocol = await asyncio.get_running_loop().create_datagram_endpoint(
-        Errors, local_addr=("0.0.0.0", 0))
+        Errors, local_addr=("::" if ":" in address else "0.0.0.0", 0))
     try:
         transport.sendto(b"x", (address, 9))
         raise await asyncio.wait_for(protocol.error, 2)

@@ -159,6 +159,8 @@ class Reactor:
 def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
     r = Reactor(st)
     st.listen(args.port)
+    if args.ipv6:
+        st.listen(args.port, "::")
 
     def on_accept(c: Conn) -> None:
         if args.abort_on_accept:
@@ -200,7 +202,7 @@ def serve_echo(st: SlaveStack, args: argparse.Namespace) -> None:
 
     r.on_accept, r.on_data, r.on_eof, r.on_error = on_accept, on_data, on_eof, on_error
     udp = st.udp_bind(args.port)
-    say(event="ready", address=st.address, port=args.port)
+    say(event="ready", address=st.address, address6=st.address6, port=args.port)
 
     sunk = 0
 
@@ -782,6 +784,7 @@ def main() -> None:
     p.add_argument("--half-close", action="store_true")
     p.add_argument("--sink", action="store_true")
     p.add_argument("--abort-on-accept", action="store_true")
+    p.add_argument("--ipv6", action="store_true", help="echo-server: listen on the endpoint's IPv6 address too")
     p.add_argument("--hold-reads", action="store_true", help="echo-server: read nothing until a line on stdin")
     # No line per failed connection: thousands would fill a pipe nobody reads.
     p.add_argument("--quiet", action="store_true")

@@ -91,6 +91,8 @@ def run_client(master: Master, style: str, ready: dict[str, Any], cafile: str, p
             "--kernel-port", str(ready["kernel_port"])]
     if ready.get("tls_port"):
         args += ["--tls-port", str(ready["tls_port"]), "--cafile", cafile]
+    if ready.get("address6"):
+        args += ["--ip6", ready["address6"]]
     env = dict(master.env, DOCKNET_ENDPOINT=f"aiohttp-client-{style.replace('_', '')}",
                DOCKNET_FAST_CHANNELS="1" if path == "fast" else "0")
     p = Proc([sys.executable, str(PEER), "client", *args], env, f"client-{style}")
@@ -142,6 +144,8 @@ def test_aiohttp_over_docknet(dn_master: Master, servers: dict[str, dict[str, An
     for c in opened:
         if "127.0.0.1" in c["url"]:
             assert c["transport"] == "TCPTransport" and c["socket"] == "PseudoSocket", c
+        elif "[" in c["url"]:  # over IPv6, checked below
+            assert c["socket"] == sock and ":" in c["sockname"][0] and ":" in c["peer"][0], c
         else:
             assert c["socket"] == sock, c
             assert c["sockname"][0] == client_addr and c["peer"][0] == addr, c
@@ -165,6 +169,17 @@ def test_aiohttp_over_docknet(dn_master: Master, servers: dict[str, dict[str, An
     assert res["ws_close_result"] is True and res["ws_close_code"] == 1000
     assert res["ws_stats"]["ws_closes"] == [1000], res["ws_stats"]
     assert res["ws_stats"]["ws_transports"] == [transport]
+
+    # Over IPv6: the same path, by literal and by name with family=AF_INET6.
+    addr6, client6 = ready["address6"], res["address6"]
+    assert addr6 and client6 and addr6 != client6, (addr6, client6)
+    for key in ("info_ip6", "info_name6"):
+        info = res[key]
+        assert info["transport"] == transport and info["socket"] == sock, (key, info)
+        assert info["peer"][0] == client6 and info["sockname"] == [addr6, ready["port"], 0, 0], (key, info)
+    up6 = res["upload6"]
+    assert up6["bytes"] == BIG and up6["sha256"] == res["upload6_expected"], up6
+    assert up6["conn"]["transport"] == transport and up6["conn"]["peer"][0] == client6, up6
 
     if style == "runner":
         for key in ("tls_name", "tls_ip_server_hostname"):

@@ -133,15 +133,21 @@ def test_ss_lists_an_endpoints_connections(master: Master) -> None:
     svc = Proc([sys.executable, os.path.join(ROOT, "tests", "aio_peer.py"), "--kind", "docknet", "--base", "9700"],
                env, "svc")
     master.peers.append(svc)
-    addr = svc.expect("ready", timeout=60)["host"]
+    ready = svc.expect("ready", timeout=60)
+    addr, addr6 = ready["host"], ready["host6"]
     cli_peer = master.peer("connect", "cli", "--target", addr, "--port", "9700", "--timeout", "60")
     cli_peer.expect("connected")
+    # One over IPv6 too (the peer's IPv6 services are at 9800 + n).
+    cli6 = master.peer("connect", "cli6", "--target", addr6, "--port", "9800", "--timeout", "60")
+    cli6.expect("connected")
     out = cli(master, "ss", "svc").stdout
-    assert "LISTEN" in out and f"{addr}:9700" in out
-    estab = [line for line in out.splitlines() if line.startswith("ESTAB")]
-    assert len(estab) == 1 and f"{addr}:9700" in estab[0], out
+    assert "LISTEN" in out and f"{addr}:9700" in out and f"[{addr6}]:9800" in out
+    estab = sorted(line for line in out.splitlines() if line.startswith("ESTAB"))
+    assert len(estab) == 2 and any(f"{addr}:9700" in line for line in estab), out
+    assert any(f"[{addr6}]:9800" in line for line in estab), out
     data = json.loads(cli(master, "--json", "ss", "svc").stdout)
-    assert data["total"] >= 7 and any(c["kind"] == "udp" for c in data["connections"])
+    assert data["total"] >= 14 and any(c["kind"] == "udp" for c in data["connections"])
+    assert {c["family"] for c in data["connections"] if c["kind"] == "tcp"} == {4, 6}, data
     bad = cli(master, "ss", "cli", check=False)
     assert bad.returncode == 1 and "did not answer" in bad.stderr
     bad = cli(master, "ss", "ghost", check=False)

@@ -141,15 +141,18 @@ def check_attempts(lines: list[dict[str, object]], addresses: list[str]) -> None
 
 def test_no_master_fails_fast_and_sends_nothing(routed: RoutedNamespace, tmp_path: Path) -> None:
     """No master at DOCKNET_MASTER: every connect and send to an address of
-    the default subnet, and of the one DOCKNET_SUBNET names, fails at once
-    with EHOSTUNREACH, and the peer namespace receives nothing."""
+    the default subnet and IPv6 prefix, and of the ones DOCKNET_SUBNET and
+    DOCKNET_SUBNET6 name, fails at once with EHOSTUNREACH (the kernel's own
+    refusal in this namespace without IPv6 would be another errno), and the
+    peer namespace receives nothing."""
     env = dict(os.environ, DOCKNET_MASTER=str(tmp_path / "no-master.sock"))
-    for name in ("DOCKNET_DISABLE", "DOCKNET_SUBNET"):
+    for name in ("DOCKNET_DISABLE", "DOCKNET_SUBNET", "DOCKNET_SUBNET6"):
         env.pop(name, None)
     before = routed.received()
-    for subnet, addresses in [(None, ["10.77.0.9", "10.77.255.254"]), ("10.99.0.0/16", ["10.99.3.4"])]:
+    for subnet, addresses in [(None, ["10.77.0.9", "10.77.255.254", "fd77:d0c::9"]),
+                              (("10.99.0.0/16", "fd99::/64"), ["10.99.3.4", "fd99::3:4"])]:
         if subnet is not None:
-            env["DOCKNET_SUBNET"] = subnet
+            env["DOCKNET_SUBNET"], env["DOCKNET_SUBNET6"] = subnet
         res = routed.run(sys.executable, str(CLIENT), *addresses, env=env)
         assert res.returncode == 0, res.stderr
         lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
@@ -167,7 +170,7 @@ def test_master_gone_fails_fast_and_sends_nothing(routed: RoutedNamespace) -> No
         env = dict(m.env, DOCKNET_ENDPOINT="stranded", DOCKNET_SECRET=reg["secret"])
         env.pop("DOCKNET_SUBNET", None)
         client = Proc(["ip", "netns", "exec", routed.client, sys.executable, str(CLIENT), "--attach",
-                       "10.77.0.9", "10.77.0.200"], env, "stranded")
+                       "10.77.0.9", "10.77.0.200", "fd77:d0c::9"], env, "stranded")
         m.peers.append(client)
         client.expect("attached", timeout=60)
         m.proc.kill()
@@ -175,7 +178,7 @@ def test_master_gone_fails_fast_and_sends_nothing(routed: RoutedNamespace) -> No
         before = routed.received()
         client.send("go")
         client.expect("done", timeout=60)
-        check_attempts(client.lines, ["10.77.0.9", "10.77.0.200"])
+        check_attempts(client.lines, ["10.77.0.9", "10.77.0.200", "fd77:d0c::9"])
         assert routed.received_before_marker() == before
 
 

@@ -22,6 +22,8 @@ from bench.topology import NetnsTopology
 HERE = os.path.dirname(os.path.abspath(__file__))
 RANGES = ("10.77.1.0/24", "10.77.2.0/24")
 CLIENT_ADDR = "10.77.200.1/16"
+# The kernel client's IPv6 twin: its IPv4 host part in the default prefix.
+CLIENT_ADDR6 = "fd77:d0c::c801/64"
 
 
 class Hosts:
@@ -66,6 +68,9 @@ def hosts() -> Iterator[Hosts]:
         pytest.skip("needs root (network namespaces)")
     with NetnsTopology(3, mode="bridge", mtu=9000) as topo:
         subprocess.run(["ip", "-n", topo.namespaces[2], "addr", "add", CLIENT_ADDR, "dev", "veth0"], check=True)
+        # No duplicate address detection: the address is usable at once.
+        subprocess.run(["ip", "-n", topo.namespaces[2], "addr", "add", CLIENT_ADDR6, "dev", "veth0", "nodad"],
+                       check=True)
         h = Hosts(topo)
         try:
             yield h
@@ -74,8 +79,9 @@ def hosts() -> Iterator[Hosts]:
 
 
 def test_tcp_between_endpoints_on_two_hosts(hosts: Hosts) -> None:
-    srv = hosts.run(0, [sys.executable, str(PEER), "echo-server", "--name", "a-srv"], "a-srv")
-    addr = srv.expect("ready", timeout=60)["address"]
+    srv = hosts.run(0, [sys.executable, str(PEER), "echo-server", "--name", "a-srv", "--ipv6"], "a-srv")
+    ready = srv.expect("ready", timeout=60)
+    addr = ready["address"]
     assert addr.startswith("10.77.1.")
     cli = hosts.run(1, [sys.executable, str(PEER), "echo-client", "--name", "b-cli", "--target", addr,
                         "--bytes", str(32 << 20), "--half-close", "--timeout", "60"], "b-cli")
@@ -83,6 +89,16 @@ def test_tcp_between_endpoints_on_two_hosts(hosts: Hosts) -> None:
     done = cli.expect("done", timeout=90)
     assert done["ok"] and done["recv_sha256"] == done["sent_sha256"], done
     assert srv.expect("eof")["sha256"] == done["sent_sha256"]
+    # The same over IPv6: the uplinks find each other's endpoints by
+    # neighbour discovery, and the bytes come back intact.
+    addr6 = ready["address6"]
+    assert addr6 and addr6.startswith("fd77:d0c::"), ready
+    cli6 = hosts.run(1, [sys.executable, str(PEER), "echo-client", "--name", "b-cli6", "--target", addr6,
+                         "--bytes", str(8 << 20), "--half-close", "--timeout", "60"], "b-cli6")
+    assert cli6.expect("connected", timeout=30)["sockname"][0].startswith("fd77:d0c::"), cli6.lines
+    done6 = cli6.expect("done", timeout=90)
+    assert done6["ok"] and done6["recv_sha256"] == done6["sent_sha256"], done6
+    assert srv.expect("eof")["sha256"] == done6["sent_sha256"]
     for i in (0, 1):
         up = hosts.status(i)["uplink"]
         assert up["tx_frames"] > 1000 and up["rx_frames"] > 1000
@@ -105,3 +121,15 @@ def test_kernel_client_reaches_docknet_service(hosts: Hosts) -> None:
     info = json.loads(curl.stdout)
     assert info["transport"] == "DockNetTCPTransport"
     assert info["peer"][0] == CLIENT_ADDR.split("/")[0]
+    # And over IPv6 (the runner serves its IPv6 address too).
+    addr6 = ready["address6"]
+    ping6 = subprocess.run(hosts.topo.exec_argv(2, ["ping", "-6", "-c", "3", "-W", "2", addr6]),
+                           capture_output=True, text=True, timeout=30)
+    assert ping6.returncode == 0 and " 0% packet loss" in ping6.stdout, ping6.stdout + ping6.stderr
+    curl6 = subprocess.run(hosts.topo.exec_argv(2, ["curl", "-6", "-sS", "--max-time", "10",
+                                                    f"http://[{addr6}]:{port}/info"]),
+                           capture_output=True, text=True, timeout=30)
+    assert curl6.returncode == 0, curl6.stderr
+    info6 = json.loads(curl6.stdout)
+    assert info6["transport"] == "DockNetTCPTransport"
+    assert info6["peer"][0] == CLIENT_ADDR6.split("/")[0] and info6["sockname"] == [addr6, port, 0, 0], info6

@@ -206,8 +206,10 @@ class FastChannelTransport(DockNetStreamTransport):
         """This connection as `docknet ss` lists it."""
         rq, sq = self._fc.queued() if not self._state & CLOSED else (0, 0)
         (la, lp), (pa, pp) = self._fc_names
+        v6 = ":" in la
         return {"id": f"fc{self._channel_id}", "kind": "tcp", "state": "CLOSING" if self._state & CLOSING else "ESTAB",
-                "local": f"{la}:{lp}", "peer": f"{pa}:{pp}", "recv_q": rq, "send_q": sq + len(self._buffer),
+                "family": 6 if v6 else 4, "local": f"[{la}]:{lp}" if v6 else f"{la}:{lp}",
+                "peer": f"[{pa}]:{pp}" if v6 else f"{pa}:{pp}", "recv_q": rq, "send_q": sq + len(self._buffer),
                 "path": "fast"}
 
     def _peer_gone(self) -> None:

@@ -23,7 +23,7 @@ class DockNetServer(asyncio.AbstractServer):
         loop: Any,
         endpoint: Any,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
-        host: str,
+        hosts: list[str | None],
         port: int,
         backlog: int,
         ssl: ssl_mod.SSLContext | None,
@@ -34,15 +34,17 @@ class DockNetServer(asyncio.AbstractServer):
         self._loop = loop
         self._endpoint = endpoint
         self._factory = protocol_factory
-        self._host = host
+        # Where to listen on the slave stack: None is IPv4's wildcard, "::"
+        # IPv6's (lwIP lets one port have a listener of each family).
+        self._hosts = hosts
         self._port = port
         self._backlog = backlog
         self._ssl = ssl
         self._ssl_handshake_timeout = ssl_handshake_timeout
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._kernel = kernel
-        self._listener: int | None = None
-        self._listen_sock: DockNetSocket | None = None
+        self._listeners: list[int] = []
+        self._listen_socks: list[DockNetSocket] = []
         self._serving = False
         self._closed = False
         self._transports: set[DockNetStreamTransport] = set()
@@ -53,14 +55,25 @@ class DockNetServer(asyncio.AbstractServer):
 
     def _listen(self) -> None:
         stack = self._endpoint.stack
-        self._listener = stack.listen(self._port, None if self._host in ("", "0.0.0.0") else self._host,
-                                      self._backlog)
-        self._listen_sock = DockNetSocket.lwip_stream(stack, self._listener, listening=True)
-        if self._port == 0:
-            self._port = stack.sockname(self._listener)[1]
-        self._loop._dn_poller.register(self._listener, self)
+        try:
+            for host in self._hosts:
+                listener = stack.listen(self._port, host, self._backlog)
+                self._listeners.append(listener)
+                self._listen_socks.append(DockNetSocket.lwip_stream(stack, listener, listening=True))
+                self._loop._dn_poller.register(listener, self)
+                if self._port == 0:  # the other family's listener takes the same one
+                    self._port = stack.sockname(listener)[1]
+        except BaseException:
+            self._unlisten()
+            raise
         self._loop._dn_servers[self._port] = self
         self._loop._dn_listen(self._port, True)
+
+    def _unlisten(self) -> None:
+        for listener in self._listeners:
+            self._loop._dn_poller.release(listener)
+        self._listeners.clear()
+        self._listen_socks.clear()
 
     def _new_protocol(self) -> asyncio.BaseProtocol:
         """The protocol for a new connection: the application's, behind
@@ -132,9 +145,7 @@ class DockNetServer(asyncio.AbstractServer):
 
     @property
     def sockets(self) -> tuple[Any, ...]:
-        socks: list[Any] = []
-        if self._listen_sock is not None:
-            socks.append(self._listen_sock)
+        socks: list[Any] = list(self._listen_socks)
         if self._kernel is not None:
             socks.extend(self._kernel.sockets)  # type: ignore[attr-defined]
         return tuple(socks)
@@ -151,7 +162,7 @@ class DockNetServer(asyncio.AbstractServer):
         if self._serving:
             return
         self._serving = True
-        if self._listener is None:
+        if not self._listeners:
             self._listen()
         if self._kernel is not None:
             await self._kernel.start_serving()
@@ -179,9 +190,8 @@ class DockNetServer(asyncio.AbstractServer):
             return
         self._closed = True
         self._serving = False
-        if self._listener is not None:
-            self._loop._dn_poller.release(self._listener)
-            self._listener = None
+        if self._listeners:
+            self._unlisten()
             if self._loop._dn_servers.get(self._port) is self:
                 del self._loop._dn_servers[self._port]
                 self._loop._dn_listen(self._port, False)

@@ -14,16 +14,21 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Address", "DockNetSocket"]
+__all__ = ["Address", "DockNetSocket", "socket_address"]
 
+# (host, port) as the slave stack and the master give names; the socket API
+# hands an IPv6 one out as asyncio's (host, port, flowinfo, scope_id).
 Address = tuple[str, int]
 # (level, option, value) -> None: applies an option to the connection.
 Tuner = Callable[[int, int, int], None]
 
 
-class DockNetSocket:
-    family = socket.AF_INET
+def socket_address(addr: Address) -> tuple[Any, ...]:
+    """A (host, port) name as a kernel socket of its family gives it."""
+    return (addr[0], addr[1], 0, 0) if ":" in addr[0] else addr
 
+
+class DockNetSocket:
     def __init__(
         self,
         kind: int,
@@ -35,7 +40,8 @@ class DockNetSocket:
         self.type = kind
         self.proto = socket.IPPROTO_TCP if kind == socket.SOCK_STREAM else socket.IPPROTO_UDP
         self._names_of = names
-        self._names: tuple[Address, Address | None] | None = None
+        self._names: tuple[tuple[Any, ...], tuple[Any, ...] | None] | None = None
+        self._family: int | None = None
         self._tune = tune
         self._opts: dict[tuple[int, int], int] = dict(options or {})
         self._label = label
@@ -82,18 +88,27 @@ class DockNetSocket:
 
     # ---- the socket API ----
 
-    def _cached_names(self) -> tuple[Address, Address | None]:
+    def _cached_names(self) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
         if self._names is None:
-            self._names = self._names_of()
+            local, peer = self._names_of()
+            self._names = socket_address(local), None if peer is None else socket_address(peer)
         return self._names
+
+    @property
+    def family(self) -> int:
+        """AF_INET6 for a connection of the endpoint's IPv6 address, as the
+        kernel's socket would say; asked of the names once."""
+        if self._family is None:
+            self._family = socket.AF_INET6 if len(self._cached_names()[0]) == 4 else socket.AF_INET
+        return self._family
 
     def fileno(self) -> int:
         return -1
 
-    def getsockname(self) -> Address:
+    def getsockname(self) -> tuple[Any, ...]:
         return self._cached_names()[0]
 
-    def getpeername(self) -> Address:
+    def getpeername(self) -> tuple[Any, ...]:
         peer = self._cached_names()[1]
         if peer is None:
             raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")

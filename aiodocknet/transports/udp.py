@@ -7,7 +7,7 @@ from typing import Any
 
 from ..native.stack import EV_READABLE, Event, SlaveStack
 from .base import CLOSING, DockNetBaseTransport
-from .sockets import Address, DockNetSocket
+from .sockets import Address, DockNetSocket, socket_address
 
 __all__ = ["DockNetDatagramTransport"]
 
@@ -40,8 +40,8 @@ class DockNetDatagramTransport(DockNetBaseTransport, asyncio.DatagramTransport):
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
         if self._remote is not None:
-            if addr not in (None, self._remote):
-                raise ValueError(f"Invalid address: must be None or {self._remote}")
+            if addr is not None and (not isinstance(addr, tuple) or addr[:2] != self._remote):
+                raise ValueError(f"Invalid address: must be None or {socket_address(self._remote)}")
             addr = self._remote
         if addr is None:
             raise ValueError("no address given and the transport is not connected")
@@ -67,7 +67,7 @@ class DockNetDatagramTransport(DockNetBaseTransport, asyncio.DatagramTransport):
             data, addr = got
             if self._remote is not None and addr != self._remote:
                 continue  # a connected socket only hears its peer
-            self._call_protocol("datagram_received", data, addr)
+            self._call_protocol("datagram_received", data, socket_address(addr))
 
     def __repr__(self) -> str:
         return f"<DockNetDatagramTransport conn={self._conn} {self._state_name()}>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +22,22 @@ class Peer:
     host: str
     ports: dict[int, int]
     proc: Proc
+    family: int = socket.AF_INET
 
     @classmethod
-    def from_ready(cls, kind: str, ready: dict[str, Any], proc: Proc) -> Peer:
-        return cls(kind, ready["host"], {int(n): p for n, p in ready["ports"].items()}, proc)
+    def from_ready(cls, kind: str, ready: dict[str, Any], proc: Proc, family: int = 4) -> Peer:
+        """The peer's services on one family's address (4 or 6)."""
+        key = "" if family == 4 else "6"
+        assert f"host{key}" in ready, f"the {kind} peer has no IPv{family} address: {ready}"
+        return cls(kind, ready[f"host{key}"], {int(n): p for n, p in ready[f"ports{key}"].items()}, proc,
+                   socket.AF_INET if family == 4 else socket.AF_INET6)
 
     def port(self, service: int) -> int:
         return self.ports[service]
+
+    def sockaddr(self, service: int) -> tuple[Any, ...]:
+        """A service's address as a socket of its family names it."""
+        return (self.host, self.port(service)) + ((0, 0) if self.family == socket.AF_INET6 else ())
 
 
 def loop_kind() -> str:

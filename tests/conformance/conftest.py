@@ -40,6 +40,22 @@ BASES = {"asyncio": 0, "uvloop": 0, "docknet": 9100}
 UNEXPECTED: list[dict[str, Any]] = []
 
 
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "ipv6: run the test on IPv6 addresses too (family 6)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ipv6 runs against its peer's IPv4 and IPv6 addresses
+    (the kernel's loops on ::1, DockNet on the endpoint's IPv6 address)."""
+    if "family" in metafunc.fixturenames and metafunc.definition.get_closest_marker("ipv6"):
+        metafunc.parametrize("family", [4, 6], ids=["v4", "v6"])
+
+
+@pytest.fixture
+def family() -> int:
+    return 4
+
+
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
     if "conformance" not in str(item.path):
         return None
@@ -144,32 +160,43 @@ def session_master() -> Iterator[Master]:
 
 
 @pytest.fixture(scope="session")
-def peers(session_master: Master, tls_files: tuple[str, str]) -> Iterator[dict[str, Peer]]:
-    out: dict[str, Peer] = {}
+def peer_ready(session_master: Master, tls_files: tuple[str, str]) -> Iterator[dict[str, tuple[dict[str, Any], Proc]]]:
+    """One peer process of each kind, serving on IPv4 and IPv6: what each
+    said when ready."""
+    out: dict[str, tuple[dict[str, Any], Proc]] = {}
     procs = []
-    for kind, base in BASES.items():
-        env = dict(session_master.env, DOCKNET_ENDPOINT=f"aiopeer-{kind}")
-        p = Proc([sys.executable, str(TESTS / "aio_peer.py"), "--kind", kind, "--base", str(base),
-                  "--tls-cert", tls_files[0], "--tls-key", tls_files[1]], env, f"aio-peer-{kind}")
-        procs.append(p)
-        out[kind] = Peer.from_ready(kind, p.expect("ready", timeout=60), p)
     try:
+        for kind, base in BASES.items():
+            env = dict(session_master.env, DOCKNET_ENDPOINT=f"aiopeer-{kind}")
+            p = Proc([sys.executable, str(TESTS / "aio_peer.py"), "--kind", kind, "--base", str(base),
+                      "--tls-cert", tls_files[0], "--tls-key", tls_files[1]], env, f"aio-peer-{kind}")
+            procs.append(p)
+            out[kind] = (p.expect("ready", timeout=60), p)
         yield out
     finally:
         for p in procs:
             p.stop()
 
 
-@pytest_asyncio.fixture
-async def peer(peers: dict[str, Peer]) -> Peer:
-    return peers[loop_kind()]
+@pytest.fixture(scope="session")
+def peers(peer_ready: dict[str, tuple[dict[str, Any], Proc]]) -> dict[str, Peer]:
+    return {kind: Peer.from_ready(kind, ready, p) for kind, (ready, p) in peer_ready.items()}
 
 
 @pytest_asyncio.fixture
-async def local_host(session_master: Master) -> str:
+async def peer(peer_ready: dict[str, tuple[dict[str, Any], Proc]], family: int) -> Peer:
+    kind = loop_kind()
+    ready, p = peer_ready[kind]
+    return Peer.from_ready(kind, ready, p, family)
+
+
+@pytest_asyncio.fixture
+async def local_host(session_master: Master, family: int) -> str:
     """Where this test process's own servers listen."""
     if loop_kind() == "docknet":
         ep = asyncio.get_running_loop()._docknet()  # type: ignore[attr-defined]
         assert ep is not None, "DockNet did not attach in the test process"
-        return str(ep.address)
-    return "127.0.0.1"
+        host = ep.address if family == 4 else ep.address6
+        assert host is not None, "the test process's endpoint has no IPv6 address"
+        return str(host)
+    return "127.0.0.1" if family == 4 else "::1"

@@ -70,15 +70,17 @@ class Recorder(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
+@pytest.mark.ipv6
 async def test_stream_echo_and_names(peer: Peer) -> None:
     r, w = await asyncio.open_connection(peer.host, peer.port(ECHO))
     expect_transport(w)
     peername = w.get_extra_info("peername")
     sockname = w.get_extra_info("sockname")
-    assert peername == (peer.host, peer.port(ECHO))
+    assert peername == peer.sockaddr(ECHO)
     assert isinstance(sockname[1], int) and sockname[1] > 0
+    assert len(sockname) == len(peername)
     sock = w.get_extra_info("socket")
-    assert sock.family == socket.AF_INET
+    assert sock.family == peer.family
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     assert sock.getpeername() == peername
@@ -90,6 +92,7 @@ async def test_stream_echo_and_names(peer: Peer) -> None:
     await w.wait_closed()
 
 
+@pytest.mark.ipv6
 async def test_protocol_callback_order_on_peer_close(peer: Peer) -> None:
     """The peer answers and closes: made, data, eof, lost(None)."""
     loop = asyncio.get_running_loop()
@@ -101,6 +104,7 @@ async def test_protocol_callback_order_on_peer_close(peer: Peer) -> None:
     assert json_line(bytes(p.data))["bytes"] == 5
 
 
+@pytest.mark.ipv6
 async def test_half_close_keeps_receiving(peer: Peer) -> None:
     """write_eof() ends our side; the answer still arrives afterwards."""
     r, w = await asyncio.open_connection(peer.host, peer.port(COUNT))
@@ -215,6 +219,7 @@ async def dial(peer: Peer, host: str, port: int, nbytes: int) -> AsyncIterator[D
         w.close()
 
 
+@pytest.mark.ipv6
 async def test_abort_by_peer_is_connection_reset(peer: Peer) -> None:
     loop = asyncio.get_running_loop()
     t, p = await loop.create_connection(Recorder, peer.host, peer.port(RESET))
@@ -227,6 +232,7 @@ async def test_abort_by_peer_is_connection_reset(peer: Peer) -> None:
     assert t.is_closing()
 
 
+@pytest.mark.ipv6
 async def test_abort_resets_peer(peer: Peer, local_host: str) -> None:
     """Our abort() on a connection the peer made: the peer's pending read
     fails with a reset under DockNet (lwIP aborts with RST); the kernel
@@ -321,11 +327,12 @@ async def test_write_eof_twice(peer: Peer) -> None:
     assert bytes(p.data) == b"abc" and p.calls == ["made", "data", "eof", "lost"]
 
 
+@pytest.mark.ipv6
 async def test_connection_refused(peer: Peer) -> None:
     """A port nobody listens on: on the DockNet peer's endpoint one its
     services do not use; on the kernel one a socket of ours holds bound
     without listening."""
-    with socket.socket() as held:
+    with socket.socket(peer.family) as held:
         if peer.kind == "docknet":
             port = peer.port(ECHO) + 90
         else:
@@ -335,6 +342,7 @@ async def test_connection_refused(peer: Peer) -> None:
             await asyncio.open_connection(peer.host, port)
 
 
+@pytest.mark.ipv6
 async def test_flow_control_slow_reader(peer: Peer) -> None:
     """Writing to a reader that takes 16 KiB every 10 ms: the writer is
     paused and resumed, and every byte arrives."""
@@ -561,6 +569,7 @@ async def test_1000_concurrent_stream_connections(peer: Peer) -> None:
     assert all(results)
 
 
+@pytest.mark.ipv6
 async def test_server_api_and_connect_back(peer: Peer, local_host: str) -> None:
     """A server here; the peer connects back to it through its own loop."""
     loop = asyncio.get_running_loop()
@@ -599,6 +608,7 @@ async def test_server_start_serving_later_and_close(local_host: str) -> None:
     assert not server.is_serving()
 
 
+@pytest.mark.ipv6
 async def test_tls_round_trip(peer: Peer, tls_files: tuple[str, str]) -> None:
     ctx = ssl.create_default_context(cafile=tls_files[0])
     r, w = await asyncio.open_connection(peer.host, peer.port(TLS), ssl=ctx, server_hostname="peer.test")
@@ -679,9 +689,11 @@ async def test_peer_process_killed(peers: dict[str, Peer], session_master: Any, 
         victim.stop()
 
 
-async def test_wildcard_server_listens_on_both(peer: Peer, local_host: str) -> None:
-    """A wildcard bind serves the kernel (127.0.0.1) and, under DockNetLoop,
-    the DockNet endpoint too, on one port number; serve_forever ends with a
+@pytest.mark.ipv6
+async def test_wildcard_server_listens_on_both(peer: Peer, local_host: str, family: int) -> None:
+    """A wildcard bind serves the kernel (127.0.0.1 and ::1) and, under
+    DockNetLoop, the DockNet endpoint too (its IPv4 and IPv6 addresses, both
+    on the kernel's IPv4 port number); serve_forever ends with a
     cancellation that closes the server."""
     loop = asyncio.get_running_loop()
 
@@ -693,10 +705,12 @@ async def test_wildcard_server_listens_on_both(peer: Peer, local_host: str) -> N
     server = await asyncio.start_server(handle, None, 0)
     names = {s.getsockname()[0]: s.getsockname()[1] for s in server.sockets}
     port = names["0.0.0.0"]
-    assert "0.0.0.0" in names
+    # The kernel's IPv6 listener: with port 0 its own number, as asyncio
+    # and uvloop bind each family of a wildcard.
+    kernel = (("127.0.0.1", port) if family == 4 else ("::1", names["::"]))
     task = loop.create_task(server.serve_forever())
     await asyncio.sleep(0)
-    r, w = await asyncio.open_connection("127.0.0.1", port)
+    r, w = await asyncio.open_connection(*kernel)
     w.write(b"kernel")
     w.write_eof()
     assert (await r.read(-1)).endswith(b" kernel")
@@ -713,19 +727,31 @@ async def test_wildcard_server_listens_on_both(peer: Peer, local_host: str) -> N
     assert not server.is_serving()
 
 
-async def test_getaddrinfo_resolves_service_names(peer: Peer) -> None:
+async def test_getaddrinfo_resolves_service_names(peer: Peer, peer_ready: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     if loop_kind() != "docknet":
         pytest.skip("service names are DockNet's")
-    infos = await loop.getaddrinfo("aiopeer-docknet", 8080, type=socket.SOCK_STREAM)
-    assert infos == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (peer.host, 8080))]
-    r, w = await asyncio.open_connection("aiopeer-docknet", peer.port(ECHO))
-    expect_transport(w)
-    w.write(b"by name")
-    assert await r.readexactly(7) == b"by name"
-    w.close()
+    peer6 = Peer.from_ready("docknet", *peer_ready["docknet"], family=6)
+    v4 = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (peer.host, 8080))
+    v6 = (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (peer6.host, 8080, 0, 0))
+    # IPv4 first (RFC 6724 puts it before a unique local IPv6 address).
+    assert await loop.getaddrinfo("aiopeer-docknet", 8080, type=socket.SOCK_STREAM) == [v4, v6]
+    assert await loop.getaddrinfo("aiopeer-docknet", 8080, type=socket.SOCK_STREAM, family=socket.AF_INET) == [v4]
+    assert await loop.getaddrinfo("aiopeer-docknet", 8080, type=socket.SOCK_STREAM, family=socket.AF_INET6) == [v6]
+    # A literal is itself, in its family only.
+    assert await loop.getaddrinfo(peer6.host, 8080, type=socket.SOCK_STREAM) == [v6]
+    with pytest.raises(socket.gaierror):  # as the kernel's resolver answers
+        await loop.getaddrinfo(peer6.host, 8080, type=socket.SOCK_STREAM, family=socket.AF_INET)
+    for fam, p in ((0, peer), (socket.AF_INET6, peer6)):
+        r, w = await asyncio.open_connection("aiopeer-docknet", p.port(ECHO), family=fam)
+        expect_transport(w)
+        assert w.get_extra_info("peername")[0] == p.host
+        w.write(b"by name")
+        assert await r.readexactly(7) == b"by name"
+        w.close()
 
 
+@pytest.mark.ipv6
 async def test_connections_between_endpoints_use_fast_channels(peer: Peer, session_master: Any) -> None:
     """Under DockNetLoop, a connection to an endpoint of the same master is
     carried by a fast channel (the master's API counts it); with fast

@@ -34,11 +34,12 @@ class Collect(asyncio.DatagramProtocol):
         self.lost.set_result(exc)
 
 
+@pytest.mark.ipv6
 async def test_udp_echo_connected_and_unconnected(peer: Peer, local_host: str) -> None:
     loop = asyncio.get_running_loop()
     t, p = await loop.create_datagram_endpoint(Collect, remote_addr=(peer.host, peer.port(UDP)))
     assert p.made
-    assert t.get_extra_info("peername") == (peer.host, peer.port(UDP))
+    assert t.get_extra_info("peername") == peer.sockaddr(UDP)
     if loop_kind() == "docknet":
         assert type(t).__name__ == "DockNetDatagramTransport"
     sent = {}
@@ -52,7 +53,7 @@ async def test_udp_echo_connected_and_unconnected(peer: Peer, local_host: str) -
             break
         await asyncio.sleep(0.01)
     assert p.got == sent
-    assert p.addr == (peer.host, peer.port(UDP))
+    assert p.addr == peer.sockaddr(UDP)
     t.close()
     assert await asyncio.wait_for(p.lost, 5) is None
 
@@ -67,6 +68,7 @@ async def test_udp_echo_connected_and_unconnected(peer: Peer, local_host: str) -
     t2.close()
 
 
+@pytest.mark.ipv6
 async def test_datagram_received_error_is_reported_and_the_rest_arrive(peer: Peer,
                                                                       request: pytest.FixtureRequest) -> None:
     """The protocol raises on the first datagram: the loop's exception
