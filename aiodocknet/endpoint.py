@@ -107,8 +107,8 @@ def _configured_net(variable: str, default: Any, kind: type[Network]) -> Network
         try:
             net = kind(value, strict=False)
         except ValueError:
-            log.warning(f"{variable} is not an IPv{kind(default).version} network, using the default",
-                        value=value, default=str(default))
+            log.warning("not a network of its family, using the default", variable=variable, value=value,
+                        default=str(default))
     _configured[variable] = (value, net)
     return net
 

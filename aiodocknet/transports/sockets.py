@@ -99,7 +99,11 @@ class DockNetSocket:
         """AF_INET6 for a connection of the endpoint's IPv6 address, as the
         kernel's socket would say; asked of the names once."""
         if self._family is None:
-            self._family = socket.AF_INET6 if len(self._cached_names()[0]) == 4 else socket.AF_INET
+            try:
+                local = self._cached_names()[0]
+            except OSError:
+                return socket.AF_INET  # closed before anyone asked: no names left to tell
+            self._family = socket.AF_INET6 if len(local) == 4 else socket.AF_INET
         return self._family
 
     def fileno(self) -> int:
