@@ -34,6 +34,9 @@ def xfail_on(request: pytest.FixtureRequest, kind: str, reason: str) -> None:
     if loop_kind() == kind:
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
+# Every test with a peer runs on its IPv4 and IPv6 addresses (conftest.py).
+pytestmark = pytest.mark.ipv6
+
 
 class Recorder(asyncio.Protocol):
     """Records callbacks in order, as asyncio documents them."""
@@ -70,7 +73,6 @@ class Recorder(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
-@pytest.mark.ipv6
 async def test_stream_echo_and_names(peer: Peer) -> None:
     r, w = await asyncio.open_connection(peer.host, peer.port(ECHO))
     expect_transport(w)
@@ -92,7 +94,6 @@ async def test_stream_echo_and_names(peer: Peer) -> None:
     await w.wait_closed()
 
 
-@pytest.mark.ipv6
 async def test_protocol_callback_order_on_peer_close(peer: Peer) -> None:
     """The peer answers and closes: made, data, eof, lost(None)."""
     loop = asyncio.get_running_loop()
@@ -104,7 +105,6 @@ async def test_protocol_callback_order_on_peer_close(peer: Peer) -> None:
     assert json_line(bytes(p.data))["bytes"] == 5
 
 
-@pytest.mark.ipv6
 async def test_half_close_keeps_receiving(peer: Peer) -> None:
     """write_eof() ends our side; the answer still arrives afterwards."""
     r, w = await asyncio.open_connection(peer.host, peer.port(COUNT))
@@ -219,7 +219,6 @@ async def dial(peer: Peer, host: str, port: int, nbytes: int) -> AsyncIterator[D
         w.close()
 
 
-@pytest.mark.ipv6
 async def test_abort_by_peer_is_connection_reset(peer: Peer) -> None:
     loop = asyncio.get_running_loop()
     t, p = await loop.create_connection(Recorder, peer.host, peer.port(RESET))
@@ -232,7 +231,6 @@ async def test_abort_by_peer_is_connection_reset(peer: Peer) -> None:
     assert t.is_closing()
 
 
-@pytest.mark.ipv6
 async def test_abort_resets_peer(peer: Peer, local_host: str) -> None:
     """Our abort() on a connection the peer made: the peer's pending read
     fails with a reset under DockNet (lwIP aborts with RST); the kernel
@@ -327,7 +325,6 @@ async def test_write_eof_twice(peer: Peer) -> None:
     assert bytes(p.data) == b"abc" and p.calls == ["made", "data", "eof", "lost"]
 
 
-@pytest.mark.ipv6
 async def test_connection_refused(peer: Peer) -> None:
     """A port nobody listens on: on the DockNet peer's endpoint one its
     services do not use; on the kernel one a socket of ours holds bound
@@ -342,7 +339,6 @@ async def test_connection_refused(peer: Peer) -> None:
             await asyncio.open_connection(peer.host, port)
 
 
-@pytest.mark.ipv6
 async def test_flow_control_slow_reader(peer: Peer) -> None:
     """Writing to a reader that takes 16 KiB every 10 ms: the writer is
     paused and resumed, and every byte arrives."""
@@ -569,7 +565,6 @@ async def test_1000_concurrent_stream_connections(peer: Peer) -> None:
     assert all(results)
 
 
-@pytest.mark.ipv6
 async def test_server_api_and_connect_back(peer: Peer, local_host: str) -> None:
     """A server here; the peer connects back to it through its own loop."""
     loop = asyncio.get_running_loop()
@@ -608,7 +603,6 @@ async def test_server_start_serving_later_and_close(local_host: str) -> None:
     assert not server.is_serving()
 
 
-@pytest.mark.ipv6
 async def test_tls_round_trip(peer: Peer, tls_files: tuple[str, str]) -> None:
     ctx = ssl.create_default_context(cafile=tls_files[0])
     r, w = await asyncio.open_connection(peer.host, peer.port(TLS), ssl=ctx, server_hostname="peer.test")
@@ -689,7 +683,6 @@ async def test_peer_process_killed(peers: dict[str, Peer], session_master: Any, 
         victim.stop()
 
 
-@pytest.mark.ipv6
 async def test_wildcard_server_listens_on_both(peer: Peer, local_host: str, family: int) -> None:
     """A wildcard bind serves the kernel (127.0.0.1 and ::1) and, under
     DockNetLoop, the DockNet endpoint too (its IPv4 and IPv6 addresses, both
@@ -727,10 +720,13 @@ async def test_wildcard_server_listens_on_both(peer: Peer, local_host: str, fami
     assert not server.is_serving()
 
 
-async def test_getaddrinfo_resolves_service_names(peer: Peer, peer_ready: dict[str, Any]) -> None:
+async def test_getaddrinfo_resolves_service_names(peer_ready: dict[str, Any]) -> None:
+    """A name has both families' addresses (this test is about both: it
+    takes no one family's peer)."""
     loop = asyncio.get_running_loop()
     if loop_kind() != "docknet":
         pytest.skip("service names are DockNet's")
+    peer = Peer.from_ready("docknet", *peer_ready["docknet"])
     peer6 = Peer.from_ready("docknet", *peer_ready["docknet"], family=6)
     v4 = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (peer.host, 8080))
     v6 = (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (peer6.host, 8080, 0, 0))
@@ -751,7 +747,6 @@ async def test_getaddrinfo_resolves_service_names(peer: Peer, peer_ready: dict[s
         w.close()
 
 
-@pytest.mark.ipv6
 async def test_connections_between_endpoints_use_fast_channels(peer: Peer, session_master: Any) -> None:
     """Under DockNetLoop, a connection to an endpoint of the same master is
     carried by a fast channel (the master's API counts it); with fast

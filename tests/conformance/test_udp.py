@@ -10,6 +10,9 @@ import pytest
 
 from conformance_util import Peer, loop_kind
 
+# Every test with a peer runs on its IPv4 and IPv6 addresses (conftest.py).
+pytestmark = pytest.mark.ipv6
+
 UDP = 6
 
 
@@ -34,7 +37,6 @@ class Collect(asyncio.DatagramProtocol):
         self.lost.set_result(exc)
 
 
-@pytest.mark.ipv6
 async def test_udp_echo_connected_and_unconnected(peer: Peer, local_host: str) -> None:
     loop = asyncio.get_running_loop()
     t, p = await loop.create_datagram_endpoint(Collect, remote_addr=(peer.host, peer.port(UDP)))
@@ -68,7 +70,6 @@ async def test_udp_echo_connected_and_unconnected(peer: Peer, local_host: str) -
     t2.close()
 
 
-@pytest.mark.ipv6
 async def test_datagram_received_error_is_reported_and_the_rest_arrive(peer: Peer,
                                                                       request: pytest.FixtureRequest) -> None:
     """The protocol raises on the first datagram: the loop's exception
