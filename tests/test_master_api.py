@@ -152,3 +152,50 @@ def test_ss_lists_an_endpoints_connections(master: Master) -> None:
     assert bad.returncode == 1 and "did not answer" in bad.stderr
     bad = cli(master, "ss", "ghost", check=False)
     assert bad.returncode == 1 and "no endpoint 'ghost' is attached" in bad.stderr
+
+
+def test_ss_leaves_out_rows_that_are_not_connections(master: Master) -> None:
+    """Tried: an endpoint's process answers `ss` with a good row and rows
+    that carry terminal escapes in the state and an address, a negative
+    queue, a key the model does not have, a string for a row and an
+    overlong address. Only the good row is listed (the API and `docknet
+    ss` alike); the others are counted, and nothing an escape sequence
+    could do reaches the terminal."""
+    import threading
+
+    from aiodocknet.control import recv_message, send_message
+    from aiodocknet.native.stack import request_attach
+
+    control, info, fds = request_attach("liar", master.path)
+    for fd in fds:
+        os.close(fd)
+    good = {"id": "lwip1", "kind": "tcp", "state": "ESTAB", "local": f"{info.address}:80",
+            "peer": "10.77.0.9:40000", "recv_q": 0, "send_q": 0, "path": "switch", "family": 4}
+    bad = [dict(good, state="ESTAB\x1b[2J"), dict(good, local="\x1b]0;owned\x07:80"), dict(good, recv_q=-1),
+           dict(good, extra=1), "a row", dict(good, peer="[" + "1" * 60 + "]:80")]
+
+    def answer(times: int) -> None:
+        control.settimeout(30)
+        while times:
+            msg, got = recv_message(control)
+            for fd in got:
+                os.close(fd)
+            if msg is None:
+                return
+            if msg.get("op") == "connections":
+                send_message(control, {"event": "connections", "req": msg["req"], "total": 1 + len(bad),
+                                       "conns": [good, *bad]})
+                times -= 1
+
+    t = threading.Thread(target=answer, args=(2,), daemon=True)
+    t.start()
+    try:
+        data = json.loads(cli(master, "--json", "ss", "liar").stdout)
+        assert data["connections"] == [good] and data["malformed"] == len(bad), data
+        out = cli(master, "ss", "liar").stdout
+        assert "\x1b" not in out and "\x07" not in out, out
+        assert f"{info.address}:80" in out and f"({len(bad)} rows the endpoint sent were not connections" in out
+        t.join(30)
+        assert api(master).call("GET", "/v1/status")["endpoints_attached"] >= 1  # the master went on
+    finally:
+        control.close()

@@ -218,8 +218,11 @@ def _ss(args: argparse.Namespace) -> Result:
         lines.append(f"{c['state']:12} {c['recv_q']:>8} {c['send_q']:>8} {_hostport(c['local']):24} "
                      f"{_hostport(c['peer']):24} {c['path']}"
                      + (f" {c.get('pid') or '-':>9}" if several else ""))
-    if ans["total"] > len(ans["connections"]):
-        lines.append(f"... {ans['total'] - len(ans['connections'])} more")
+    malformed = ans.get("malformed", 0)
+    if ans["total"] > len(ans["connections"]) + malformed:
+        lines.append(f"... {ans['total'] - len(ans['connections']) - malformed} more")
+    if malformed:
+        lines.append(f"({malformed} rows the endpoint sent were not connections: left out)")
     return Result(ans, lines)
 
 

@@ -273,6 +273,21 @@ def _endpoint_view(ctl: ControlServer, name: str) -> dict[str, Any]:
     return view
 
 
+def _connection_rows(answer: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's answer to `ss`, as the API gives it: its process wrote
+    the rows, so each must be a connection, or it is left out and counted."""
+    rows: list[dict[str, Any]] = []
+    malformed = 0
+    for row in answer.get("conns", []):
+        try:
+            rows.append(models.Connection.model_validate(row).model_dump(exclude_none=True))
+        except pydantic.ValidationError:
+            malformed += 1
+    if malformed:
+        log.warning("endpoint sent malformed connection rows", malformed=malformed)
+    return {"total": answer.get("total", 0), "connections": rows, "malformed": malformed}
+
+
 def make_app(ctl: ControlServer) -> web.Application:
     pool = ctl.addresses
     routes = RouteTable({"range": pool.range, "gateway": pool.gateway,
@@ -338,7 +353,7 @@ def make_app(ctl: ControlServer) -> web.Application:
             answer = await ctl.connections(request.match_info["name"])
         except RegistryError as exc:
             return _error(exc.status, str(exc))
-        return web.json_response({"total": answer.get("total", 0), "connections": answer.get("conns", [])})
+        return web.json_response(_connection_rows(answer))
 
     @routes.route("PUT", "/v1/endpoints/{name}/limit", models.Limits,
                   "rate limits: egress, ingress (bits/s), egress_pps, ingress_pps (packets/s)",

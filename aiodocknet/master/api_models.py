@@ -411,17 +411,23 @@ class FaultsAnswer(BaseModel):
     faults: FaultSettings | None
 
 
+# An address and port as ss writes them: IPv4, [IPv6], or *:* for none.
+_SOCKET_NAME = r"^(\*:\*|[0-9.]{7,15}:[0-9]{1,5}|\[[0-9a-f:.]{2,45}\]:[0-9]{1,5})$"
+
+
 class Connection(BaseModel):
     """One socket, as `ss` lists it."""
     model_config = _ANSWER
     id: str = Field(pattern=r"^(lwip|fc)[0-9]+$", examples=["lwip3", "fc12"],
                     description="lwipN: the slave stack's connection N (through the switch); fcN: fast channel N")
     kind: Literal["tcp-listen", "tcp", "udp", "?"]
-    state: str = Field(examples=["ESTAB", "LISTEN"])
-    local: str = Field(examples=["10.77.0.2:8080"])
-    peer: str = Field(examples=["10.77.0.3:40000", "*:*"])
-    recv_q: int = Field(ge=0)
-    send_q: int = Field(ge=0)
+    # The endpoint's process writes these rows: only the shapes ss prints
+    # pass (nothing a terminal would take as a control sequence).
+    state: str = Field(pattern=r"^[A-Z][A-Z0-9-]{0,15}$", examples=["ESTAB", "LISTEN"])
+    local: str = Field(pattern=_SOCKET_NAME, examples=["10.77.0.2:8080", "[fd77:d0c::2]:8080"])
+    peer: str = Field(pattern=_SOCKET_NAME, examples=["10.77.0.3:40000", "*:*"])
+    recv_q: int = Field(ge=0, le=(1 << 63) - 1)
+    send_q: int = Field(ge=0, le=(1 << 63) - 1)
     path: Literal["switch", "fast"]
     pid: int | None = Field(None, description="the process holding it, when the endpoint has several")
     family: Literal[4, 6] | None = Field(None, description="IP version of the addresses (IPv6 ones in brackets, "
@@ -434,6 +440,8 @@ class Connections(BaseModel):
     model_config = _ANSWER
     total: int = Field(ge=0)
     connections: list[Connection]
+    malformed: int = Field(0, ge=0, description="rows the endpoint's process sent that were not connections "
+                                                "(left out)")
 
 
 EndpointStats = _from_struct(
