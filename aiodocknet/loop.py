@@ -145,17 +145,6 @@ class _GuardProtocol(asyncio.DatagramProtocol):
         self.app.resume_writing()
 
 
-def _wildcard_hosts(ep: ProcessEndpoint, hosts: list[Any]) -> list[str | None]:
-    """Where a wildcard server listens on the slave stack: IPv4's wildcard
-    (None) and, where the endpoint has IPv6, IPv6's. "::" listens on DockNet
-    IPv4 too, as it did before DockNet had IPv6 (the kernel's listener for
-    it is IPv6 only, as asyncio makes it); "0.0.0.0" only on IPv4."""
-    listen: list[str | None] = [None]
-    if ep.address6 is not None and any(h in (None, "", "::") for h in hosts):
-        listen.append("::")
-    return listen
-
-
 def _wake_key(address: str, msg: dict[str, Any]) -> str:
     """What a channel's peer eventfd is kept under: the peer process (an
     endpoint may have several, each with its own eventfd) when the master
@@ -333,7 +322,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             return
         ep.relinked()
         self._dn_wakes = WakeFds()
-        for port in self._dn_servers:
+        for port, server in list(self._dn_servers.items()):
+            server._relinked()
             self._dn_listen(port, True)
 
     def _dn_no_route(self, host: Any) -> None:
@@ -524,8 +514,8 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
         port = int(port or 0)
         if port == 0 and kernel is not None:
             port = kernel.sockets[0].getsockname()[1]  # the same number on both
-        server = DockNetServer(self, ep, protocol_factory, dn_hosts or _wildcard_hosts(ep, hosts), port, backlog,
-                               ssl, ssl_handshake_timeout, ssl_shutdown_timeout, kernel)
+        server = DockNetServer(self, ep, protocol_factory, dn_hosts or None, port, backlog, ssl,
+                               ssl_handshake_timeout, ssl_shutdown_timeout, kernel, wildcard=hosts)
         server._listen()
         if start_serving:
             await server.start_serving()

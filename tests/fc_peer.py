@@ -116,7 +116,7 @@ async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
 async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     ep = loop._docknet()  # type: ignore[attr-defined]
-    server = await asyncio.start_server(handle, ep.address, args.port)
+    server = await asyncio.start_server(handle, None if args.wildcard else ep.address, args.port)
     say("ready", address=ep.address, port=args.port)
     async with server:
         await server.serve_forever()
@@ -274,6 +274,7 @@ def main() -> None:
     sub = p.add_subparsers(dest="role", required=True)
     s = sub.add_parser("server")
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--wildcard", action="store_true", help="listen on every address (host None)")
     c = sub.add_parser("client")
     c.add_argument("--host", required=True)
     c.add_argument("--port", type=int, required=True)

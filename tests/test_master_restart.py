@@ -30,9 +30,9 @@ class Host:
     """Masters that follow each other on one run directory, and the
     services that outlive them."""
 
-    def __init__(self, run_dir: str) -> None:
+    def __init__(self, run_dir: str, extra: list[str] | None = None) -> None:
         self.run_dir = run_dir
-        self.master = Master(run_dir)
+        self.master = Master(run_dir, extra)
         self.services: list[Proc] = []
 
     def service(self, name: str, *args: str, fast: bool = True, via_run: str | None = None) -> Proc:
@@ -148,3 +148,34 @@ def _cli(host: Host, *args: str) -> str:
                           *args], capture_output=True, text=True, timeout=60, env=host.master.env)
     assert res.returncode == 0, res.stderr
     return res.stdout
+
+
+def test_a_master_back_with_ipv6_gives_a_wildcard_server_ipv6() -> None:
+    """Tried: a wildcard server under an IPv4-only master (subnet6 none);
+    kill -9 of the master, and one with IPv6 (the default prefix) on the
+    same run directory. The service re-attaches with an IPv6 address, and
+    its server, listening since before, is reached on it through the switch
+    and over a fast channel."""
+    with tempfile.TemporaryDirectory(prefix="dn-restart6-") as run_dir:
+        host = Host(run_dir, ["--subnet6", "none"])
+        try:
+            host.service("svc6", "server", "--port", "7310", "--wildcard").expect("ready", timeout=60)
+            assert "address6" not in host.endpoints()["svc6"]
+            host.kill_master()
+            host.restart_master()
+            addr6 = wait_for(lambda: (host.endpoints().get("svc6") or {}).get("address6"), timeout=15)
+            assert addr6, host.endpoints()
+            srv = {"address": addr6, "port": 7310}
+            # The master lists the endpoint as soon as it attaches; its loop
+            # adds the listener just after: the first connect may be early.
+            for attempt in range(10):
+                res = connect(host, f"v6-switch{attempt}", srv, fast=False)
+                if res["outcome"] == "connected":
+                    break
+            assert res["outcome"] == "connected", res
+            assert res["transport"] == "DockNetTCPTransport" and res["echoed"] == "hello\n", res
+            res = connect(host, "v6-fast", srv)
+            assert res["outcome"] == "connected" and res["transport"] == "FastChannelTransport", res
+            assert res["echoed"] == "hello\n"
+        finally:
+            host.close()

@@ -8,13 +8,27 @@ import ssl as ssl_mod
 from collections.abc import Callable
 from typing import Any
 
+from ..log import get_logger
 from ..native.stack import EV_ACCEPTED, Event
 from .base import DockNetStreamTransport
 from .sockets import DockNetSocket
 from .tcp import DockNetTCPTransport
 from .tls import tls_protocol
 
-__all__ = ["DockNetServer"]
+__all__ = ["DockNetServer", "wildcard_hosts"]
+
+log = get_logger("aiodocknet.server")
+
+
+def wildcard_hosts(endpoint: Any, hosts: list[Any]) -> list[str | None]:
+    """Where a wildcard server listens on the slave stack: IPv4's wildcard
+    (None) and, where the endpoint has IPv6, IPv6's. "::" listens on DockNet
+    IPv4 too, as it did before DockNet had IPv6 (the kernel's listener for
+    it is IPv6 only, as asyncio makes it); "0.0.0.0" only on IPv4."""
+    listen: list[str | None] = [None]
+    if endpoint.address6 is not None and any(h in (None, "", "::") for h in hosts):
+        listen.append("::")
+    return listen
 
 
 class DockNetServer(asyncio.AbstractServer):
@@ -23,20 +37,23 @@ class DockNetServer(asyncio.AbstractServer):
         loop: Any,
         endpoint: Any,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
-        hosts: list[str | None],
+        hosts: list[str] | None,
         port: int,
         backlog: int,
         ssl: ssl_mod.SSLContext | None,
         ssl_handshake_timeout: float | None,
         ssl_shutdown_timeout: float | None,
         kernel: asyncio.AbstractServer | None,
+        wildcard: list[Any] | None = None,
     ) -> None:
         self._loop = loop
         self._endpoint = endpoint
         self._factory = protocol_factory
-        # Where to listen on the slave stack: None is IPv4's wildcard, "::"
+        # Where to listen on the slave stack: DockNet addresses, or (hosts
+        # None) the wildcards of the hosts asked for: None is IPv4's, "::"
         # IPv6's (lwIP lets one port have a listener of each family).
-        self._hosts = hosts
+        self._wildcard = None if hosts else list(wildcard or [None])
+        self._hosts: list[str | None] = list(hosts) if hosts else wildcard_hosts(endpoint, self._wildcard)
         self._port = port
         self._backlog = backlog
         self._ssl = ssl
@@ -68,6 +85,27 @@ class DockNetServer(asyncio.AbstractServer):
             raise
         self._loop._dn_servers[self._port] = self
         self._loop._dn_listen(self._port, True)
+
+    def _relinked(self) -> None:
+        """The endpoint moved to a master that came back: a wildcard server
+        listens on IPv6 too if the endpoint has it now (it keeps a listener
+        of a family the endpoint lost: the stack refuses nothing to it)."""
+        if self._wildcard is None or not self._listeners:
+            return
+        stack = self._endpoint.stack
+        for host in wildcard_hosts(self._endpoint, self._wildcard):
+            if host in self._hosts:
+                continue
+            try:
+                listener = stack.listen(self._port, host, self._backlog)
+            except OSError as exc:
+                log.warning("server not listening on the endpoint's new family", port=self._port, host=host,
+                            error=str(exc))
+                continue
+            self._hosts.append(host)
+            self._listeners.append(listener)
+            self._listen_socks.append(DockNetSocket.lwip_stream(stack, listener, listening=True))
+            self._loop._dn_poller.register(listener, self)
 
     def _unlisten(self) -> None:
         for listener in self._listeners:
