@@ -278,7 +278,7 @@ def hugepages_needed(docknet_paths: int, resident: bool) -> int:
     """MiB of hugepages the DockNet paths take: a master per path when
     their meshes stay up together (endpoint names are unique per master),
     one master otherwise, a slave per service, and the load generator's."""
-    from aiodocknet.master.master import MasterConfig
+    from aiodocknet.master.config import MasterConfig
     from aiodocknet.native.stack import SLAVE_MEM_MB
 
     if docknet_paths == 0:

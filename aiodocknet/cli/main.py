@@ -66,8 +66,9 @@ def _master(args: argparse.Namespace) -> int | Result:
             f"fast channels: {'on' if fc['enabled'] else 'off'}, {fc['open']} open "
             f"({fc['memory'] / 2**20:.1f} MiB), {fc['made']} made, {fc['refused_by_policy']} refused by policy, "
             f"{fc['bytes']:,} bytes"])
-    from ..master.config import ConfigError, FileConfig, check_setting, describe, load_config
-    from ..master.master import MasterConfig, run_master
+    # The master's modules (aiohttp, the API's models) only to run one:
+    # checking a configuration needs none of them.
+    from ..master.config import ConfigError, FileConfig, MasterConfig, check_setting, describe, load_config
 
     try:
         fc = load_config(args.config) if args.config else FileConfig(MasterConfig())
@@ -96,6 +97,8 @@ def _master(args: argparse.Namespace) -> int | Result:
         if not args.json:
             print(json.dumps(describe(fc), indent=1))
         return Result(describe(fc), ["configuration is valid"], to_stderr=True)
+    from ..master.master import run_master
+
     try:
         asyncio.run(run_master(fc.master, defaults=fc.defaults, policies=fc.policies))
     except OSError as exc:

@@ -7,61 +7,20 @@ import contextlib
 import ipaddress
 import os
 import signal
-from dataclasses import dataclass
 
 from .. import validate
-from ..control import DEFAULT_RUN_DIR, DEFAULT_SUBNET6
 from ..native.eal import eal_memory, init_eal
 from ..log import get_logger
 from .addresses import AddressPool
 from .api import serve_api
+from .config import MasterConfig
 from .control_server import ControlServer
-from .faults import Faults
 from .state import MasterState
 from .switch import Switch
 
 __all__ = ["MasterConfig", "run_master"]
 
 log = get_logger("aiodocknet.master")
-
-
-@dataclass
-class MasterConfig:
-    run_dir: str = DEFAULT_RUN_DIR
-    subnet: str = "10.77.0.0/16"
-    # The endpoints' IPv6 prefix (each one's address: its IPv4 host part
-    # in the low 32 bits); None: IPv4 only.
-    subnet6: str | None = str(DEFAULT_SUBNET6)
-    # Links to endpoints are internal: jumbo frames cut the per-segment cost.
-    mtu: int = 9000
-    max_endpoints: int = 1024
-    # Busy-poll this long after the last frame before sleeping: long enough
-    # to catch the answer to a request, short enough to cost ~0% when idle.
-    spin_us: int = 200
-    # One jumbo frame each (~9.6 KiB): ~78 MiB.
-    n_mbufs: int = 8191
-    mem_mb: int = 128
-    # This host's share of the subnet, when masters on several hosts share
-    # one; None: all of it.
-    range: str | None = None
-    # DPDK device arguments of the port to other hosts, e.g.
-    # "net_af_packet0,iface=eth1"; None: a host on its own.
-    uplink: str | None = None
-    # Shared-memory channels for connections between this host's
-    # endpoints (the slaves' loops ask for them), and each ring's size.
-    fast_channels: bool = True
-    fast_channel_ring: int = 1 << 20
-    # Fault injection on the uplink, for tests: (direction, faults), the
-    # direction "egress", "ingress" or "both"; None: off.
-    uplink_faults: tuple[str, Faults] | None = None
-
-    @property
-    def control_path(self) -> str:
-        return os.path.join(self.run_dir, "master.sock")
-
-    @property
-    def api_path(self) -> str:
-        return os.path.join(self.run_dir, "api.sock")
 
 
 def _limit_attrs(defaults: dict[str, int]) -> dict[str, int]:

@@ -69,6 +69,9 @@ class DockNetCollector(Collector):
         yield CounterMetricFamily("docknet_switch_busy_seconds",
                                   "Time the switch thread spent in iterations that moved frames.",
                                   value=sw["busy_ns"] / 1e9)
+        yield CounterMetricFamily("docknet_switch_spin_seconds",
+                                  "Time the switch thread spent spinning with nothing to do before it slept or work came.",
+                                  value=sw["spin_ns"] / 1e9)
         yield CounterMetricFamily("docknet_switch_run_seconds", "Time the switch thread has run.",
                                   value=sw["run_ns"] / 1e9)
         yield GaugeMetricFamily("docknet_switch_free_mbufs", "Free buffers in the switch's mbuf pool.",

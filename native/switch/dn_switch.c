@@ -1508,6 +1508,8 @@ dn_nap(struct dn_switch *sw, int verdict)
 {
 	uint64_t now;
 
+	/* The spin that ended here (none when the thread slept at once). */
+	sw->counters.spin_ns += sw->spin.now - sw->spin.idle_since;
 	if (!dn_sleep(sw))
 		return;
 	dn_spin_asleep(&sw->spin, sw->spin.now, verdict);
@@ -1536,6 +1538,10 @@ dn_switch_main(void *arg)
 			sw->now_s = (uint32_t)(now / 1000000000u);
 			if (sw->spin.passes == 0 && last_busy != 0)
 				sw->counters.busy_ns += now - last_busy;
+			else if (sw->spin.passes > 0)
+				/* A spin that caught work. */
+				sw->counters.spin_ns += now -
+					sw->spin.idle_since;
 			last_busy = now;
 			sw->counters.busy_loops++;
 			sw->counters.loops++;

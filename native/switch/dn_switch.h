@@ -84,6 +84,7 @@ struct dn_switch_counters {
 	uint64_t busy_loops;	/* iterations that moved a frame */
 	uint64_t sleeps;
 	uint64_t busy_ns;	/* time spent in iterations with work */
+	uint64_t spin_ns;	/* time spent spinning with nothing to do */
 	uint64_t run_ns;	/* time the thread has run */
 	unsigned int endpoints;
 	unsigned int pool_free;
