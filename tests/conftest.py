@@ -1,4 +1,5 @@
-"""Fixtures shared by the tests: a real master per test."""
+"""Fixtures shared by the tests: a real master per test (or per module,
+for tests of input that changes nothing)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ from dn_harness import Master, running_master
 
 @pytest.fixture
 def master() -> Iterator[Master]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (DPDK, hugepages)")
+    with running_master() as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def shared_master() -> Iterator[Master]:
+    """One master for a module's tests of input that must change nothing:
+    each test checks that it did not, and leaves no peer running, so the
+    next one starts from the same state (and a leak shows in the next)."""
     if os.geteuid() != 0:
         pytest.skip("needs root (DPDK, hugepages)")
     with running_master() as m:

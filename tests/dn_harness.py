@@ -164,7 +164,7 @@ class Master:
                 pass
             if self.proc.popen.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"master did not start: {self.proc.stderr_tail()}")
-            time.sleep(0.05)
+            time.sleep(0.01)
 
     @property
     def pid(self) -> int:
@@ -180,9 +180,13 @@ class Master:
         self.peers.append(p)
         return p
 
-    def stop(self) -> int:
+    def stop_peers(self) -> None:
         for p in self.peers:
             p.stop()
+        self.peers.clear()
+
+    def stop(self) -> int:
+        self.stop_peers()
         self.proc.kill()
         try:
             rc = self.proc.wait(20)

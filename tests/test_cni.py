@@ -421,8 +421,9 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize("conf,code", BAD_CONFIGS, ids=[str(i) for i in range(len(BAD_CONFIGS))])
-def test_bad_config_is_an_error_object_and_changes_nothing(master: Master, netns: Namespaces,
+def test_bad_config_is_an_error_object_and_changes_nothing(shared_master: Master, netns: Namespaces,
                                                            conf: Any, code: int) -> None:
+    master = shared_master
     ns = netns()
     if isinstance(conf, dict) and isinstance(conf.get("name"), str) and "runDir" not in conf:
         conf = {**conf, "runDir": master.run_dir}
@@ -683,7 +684,8 @@ def test_namespace_identity_is_not_a_way_in(master: Master, netns: Namespaces) -
     {"runtime": "c n i", "network": "n", "container_id": "c", "ifname": "eth0"},
     {"runtime": "cni", "network": "n", "container_id": 7, "ifname": "eth0"},
 ])
-def test_register_refuses_a_bad_owner(master: Master, netns: Namespaces, owner: Any) -> None:
+def test_register_refuses_a_bad_owner(shared_master: Master, netns: Namespaces, owner: Any) -> None:
+    master = shared_master
     ns = netns()
     with pytest.raises(ApiError) as info:
         api(master).call("POST", "/v1/endpoints", {"name": "x", "netns": ns, "owner": owner})

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "fuzz"))
 
 import run as fuzz_run  # noqa: E402  (fuzz/run.py)
 
-SECONDS = 4
+SECONDS = 2
 
 pytestmark = pytest.mark.skipif(shutil.which("clang") is None,
                                 reason="clang not installed (scripts/bootstrap.sh installs it)")

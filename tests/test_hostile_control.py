@@ -94,10 +94,11 @@ UNDECODABLE: list[tuple[str, bytes]] = [
 
 
 @pytest.mark.parametrize("label,data", UNDECODABLE, ids=[u[0] for u in UNDECODABLE])
-def test_undecodable_bytes_close_the_connection(master: Master, label: str, data: bytes) -> None:
+def test_undecodable_bytes_close_the_connection(shared_master: Master, label: str, data: bytes) -> None:
     """Bytes that are not one JSON object end the connection (with a log
     line), never an exception in the master; a normal peer attaches and
-    answers afterwards."""
+    answers afterwards. One master takes them all, one after another."""
+    master = shared_master
     before = warnings(master, "bad control message")
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
@@ -112,7 +113,10 @@ def test_undecodable_bytes_close_the_connection(master: Master, label: str, data
         assert c.ask({"op": "ping"}) == {"ok": True, "pong": True}
     finally:
         c.close()
-    assert master.peer("idle", "normal").expect("ready")["address"]
+    try:
+        assert master.peer("idle", "normal").expect("ready")["address"]
+    finally:
+        master.stop_peers()
 
 
 @pytest.fixture
