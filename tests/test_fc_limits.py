@@ -127,15 +127,15 @@ def test_a_client_at_its_descriptor_limit_takes_the_switch(master: Master) -> No
 
 def test_many_offers_at_a_full_server_end_promptly(master: Master) -> None:
     """Tried: the server's descriptor limit set to what it has open, then
-    20 connections from a client, one after another. Each connect returns
+    10 connections from a client, one after another. Each connect returns
     at once; each connection then ends with a reset within seconds (the
     offer's descriptors never reached the server), none hangs; the master
-    frees all 20 channels; the server says why a few times, not 20."""
+    frees all 10 channels; the server says why a few times, not 10."""
     srv = fc_proc(master, "full-server2", "server", "--port", "7503")
     ready = srv.expect("ready", timeout=60)
     n = fds_of(srv.pid)
     resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (n, resource.prlimit(srv.pid, resource.RLIMIT_NOFILE)[1]))
-    for i in range(20):
+    for i in range(10):
         c = fc_proc(master, f"full-client-{i}", "client", "--host", ready["address"], "--port", "7503", "connect")
         res = c.expect("result", timeout=60)
         assert res["outcome"] == "lost" and res["error"] == "ConnectionResetError", res
