@@ -681,9 +681,13 @@ def bad_frames(st: SlaveStack, args: argparse.Namespace) -> None:
     mac_dst = b"\x02\x00" + dst_ip
     mac_src = b"\x02\x00" + me
 
-    def ip_frame(src: bytes, ihl_len: int = 0x45, total: int = 28) -> bytes:
-        hdr = struct.pack("!BBHHHBBH4s4s", ihl_len, 0, total, 0, 0, 64, 17, 0, src, dst_ip)
-        return mac_dst + mac_src + b"\x08\x00" + hdr + b"\0" * 8
+    def ip_frame(src: bytes, ihl_len: int = 0x45, total: int = 28, proto: int = 17, l4: int = 8) -> bytes:
+        hdr = struct.pack("!BBHHHBBH4s4s", ihl_len, 0, total, 0, 0, 64, proto, 0, src, dst_ip)
+        return mac_dst + mac_src + b"\x08\x00" + hdr + b"\0" * l4
+
+    def tcp_frame(src: bytes, ihl_len: int = 0x45, total: int = 40) -> bytes:
+        # Whole TCP headers, as the switch forwards without an mbuf.
+        return ip_frame(src, ihl_len, total, proto=6, l4=20)
 
     frames = {
         "runt": b"\x01\x02\x03",
@@ -693,6 +697,10 @@ def bad_frames(st: SlaveStack, args: argparse.Namespace) -> None:
         "length_beyond_frame": ip_frame(me, total=1400),
         "unknown_ethertype": mac_dst + mac_src + b"\x88\xb5" + b"\0" * 46,
         "spoofed_source": ip_frame(bytes([10, 77, 200, 200])),
+        "tcp_bad_version": tcp_frame(me, ihl_len=0x65),
+        "tcp_length_beyond_frame": tcp_frame(me, total=1400),
+        "tcp_length_below_header": tcp_frame(me, total=12),
+        "tcp_spoofed_source": tcp_frame(bytes([10, 77, 200, 201])),
     }
     for frame in frames.values():
         st.send_frame(frame)

@@ -1082,6 +1082,122 @@ dn_ring_rx(struct dn_switch *sw, struct dn_slot *s, struct dn_slot_link *l,
 	return n;
 }
 
+/* What the direct path reads of a frame: Ethernet, an IPv4 header with
+ * no options and a TCP header's first 20 bytes (UDP's 8 and more). */
+#define DN_DIRECT_HDR (sizeof(struct rte_ether_hdr) + \
+	sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_tcp_hdr))
+
+/* A frame of slot from's ring copied straight onto the ring of the
+ * endpoint it is for, with no mbuf between: 1 if it went (or was dropped
+ * for a full ring, as the mbuf path drops it), 0 if it needs the full
+ * path (dn_handle_frame). Only the common case goes: IPv4 with no
+ * options, TCP or UDP, from the sender's own address to a port of this
+ * host with one link, no ingress limit, no faults and nothing waiting
+ * for it (which keeps the order of its frames). The headers are judged
+ * from a private copy, which then overwrites those of the copied frame:
+ * the sender can rewrite its ring at any moment, and what arrives is what
+ * was judged. */
+static int
+dn_direct(struct dn_switch *sw, struct dn_slot *s, const uint8_t *frame,
+	uint32_t len)
+{
+	uint8_t hdr[DN_DIRECT_HDR];
+	const struct rte_ether_hdr *eth = (const void *)hdr;
+	const struct rte_ipv4_hdr *ip = (const void *)(eth + 1);
+	struct dn_slot *d;
+	struct dn_pkt p;
+	uint16_t to, ip_len;
+	uint8_t *out;
+
+	if (len < sizeof(hdr))
+		return 0;
+	memcpy(hdr, frame, sizeof(hdr));
+	ip_len = rte_be_to_cpu_16(ip->total_length);
+	if (eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
+	    ip->version_ihl != 0x45 ||
+	    (ip->next_proto_id != IPPROTO_TCP &&
+	     ip->next_proto_id != IPPROTO_UDP) ||
+	    ip_len < sizeof(*ip) || ip_len > len - sizeof(*eth) ||
+	    rte_be_to_cpu_32(ip->src_addr) != s->ip)
+		return 0;
+	p.proto = ip->next_proto_id;
+	p.v6 = 0;
+	p.src = s->ip;
+	p.dst = rte_be_to_cpu_32(ip->dst_addr);
+	p.l4 = (const uint8_t *)(ip + 1);
+	p.l4_len = len - (uint32_t)(sizeof(*eth) + sizeof(*ip));
+	to = dn_slot_of(sw, p.dst);
+	if (to == DN_NO_SLOT)
+		return 0;
+	d = &sw->slots[to];
+	if (d->steer != NULL || d->faulty || dn_bucket_limited(&d->ingress) ||
+	    d->l0.txq.n != 0 || len > d->l0.to_slave.max_frame ||
+	    (d->tenant != s->tenant &&
+	     !dn_policy_check(sw, s->tenant, d->tenant, &p)))
+		return 0;
+	s->c.rx_frames++;
+	s->c.rx_bytes += len;
+	out = dn_fr_reserve(&d->l0.to_slave, len);
+	if (out == NULL) {
+		d->c.drop_ring_full++;
+		return 1;
+	}
+	rte_memcpy(out, frame, len);
+	memcpy(out, hdr, sizeof(hdr));
+	dn_fr_commit(&d->l0.to_slave, len);
+	d->c.tx_frames++;
+	d->c.tx_bytes += len;
+	/* Published, and its slave woken, with the pass's other frames. */
+	if (!d->dirty) {
+		d->dirty = 1;
+		sw->dirty_list[sw->n_dirty++] = to;
+	}
+	return 1;
+}
+
+/* An unlimited endpoint with one link: each frame straight to its
+ * destination's ring where dn_direct() can, through an mbuf and
+ * dn_handle_frame() where not, in the ring's order. */
+static unsigned int
+dn_poll_direct(struct dn_switch *sw, uint16_t slot, struct dn_slot *s,
+	struct dn_slot_link *l)
+{
+	struct dn_fr *r = &l->from_slave;
+	const uint8_t *frame;
+	struct rte_mbuf *m;
+	unsigned int n = 0;
+	uint32_t len;
+	int got;
+
+	while (n < DN_BURST && (got = dn_fr_peek(r, &frame, &len)) != 0) {
+		if (got < 0) {
+			s->c.drop_malformed++;
+			dn_fr_skip_all(r);
+			return n;
+		}
+		if (dn_direct(sw, s, frame, len)) {
+			dn_fr_next(r, len);
+			n++;
+			continue;
+		}
+		/* With the pool empty the frame stays on the ring: the slave
+		 * sees a full ring, which is back-pressure, not loss. */
+		m = rte_pktmbuf_alloc(sw->pool);
+		if (m == NULL)
+			break;
+		rte_memcpy(rte_pktmbuf_mtod(m, void *), frame, len);
+		m->data_len = (uint16_t)len;
+		m->pkt_len = len;
+		m->port = 0;
+		dn_fr_next(r, len);
+		n++;
+		dn_handle_frame(sw, slot, m);
+	}
+	if (n > 0)
+		dn_fr_release(r);
+	return n;
+}
+
 static unsigned int
 dn_poll_link(struct dn_switch *sw, uint16_t slot, struct dn_slot *s,
 	struct dn_slot_link *l, uint16_t link, struct rte_mbuf **rx)
@@ -1089,6 +1205,8 @@ dn_poll_link(struct dn_switch *sw, uint16_t slot, struct dn_slot *s,
 	uint16_t n, k;
 
 	if (!dn_bucket_limited(&s->egress)) {
+		if (likely(s->steer == NULL))
+			return dn_poll_direct(sw, slot, s, l);
 		n = dn_ring_rx(sw, s, l, link, rx, DN_BURST);
 		for (k = 0; k < n; k++)
 			dn_handle_frame(sw, slot, rx[k]);
