@@ -686,7 +686,7 @@ def bad_frames(st: SlaveStack, args: argparse.Namespace) -> None:
         return mac_dst + mac_src + b"\x08\x00" + hdr + b"\0" * l4
 
     def tcp_frame(src: bytes, ihl_len: int = 0x45, total: int = 40) -> bytes:
-        # Whole TCP headers, as the switch forwards without an mbuf.
+        # Whole TCP headers: long enough for the switch's ring-to-ring path.
         return ip_frame(src, ihl_len, total, proto=6, l4=20)
 
     frames = {

@@ -22,8 +22,7 @@ from aiodocknet import control
 from aiodocknet.cli.api_client import ApiClient
 from aiodocknet.control import recv_message, send_message
 from aiodocknet.master.addresses import AddressPool, address4_of, address6_of
-from aiodocknet.master.config import check_setting
-from aiodocknet.master.config import MasterConfig
+from aiodocknet.master.config import MasterConfig, check_setting
 from aiodocknet.validate import ValidationError
 from dn_harness import Master, running_master, wait_for
 
