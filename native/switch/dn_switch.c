@@ -1083,49 +1083,112 @@ dn_ring_rx(struct dn_switch *sw, struct dn_slot *s, struct dn_slot_link *l,
 }
 
 /* What the direct path reads of a frame: Ethernet, an IPv4 header with
- * no options and a TCP header's first 20 bytes (UDP's 8 and more). */
-#define DN_DIRECT_HDR (sizeof(struct rte_ether_hdr) + \
+ * no options or an IPv6 header, and a TCP header's first 20 bytes (UDP's
+ * 8 and more). */
+#define DN_DIRECT_HDR4 (sizeof(struct rte_ether_hdr) + \
 	sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_tcp_hdr))
+#define DN_DIRECT_HDR6 (sizeof(struct rte_ether_hdr) + DN_IP6_HLEN + \
+	sizeof(struct rte_tcp_hdr))
+
+/* The checks of dn_handle_frame() on a private copy of an IPv4 frame's
+ * headers, for the direct path: 0 if they pass (p filled in), -1 if the
+ * frame needs the full path (which drops and counts what is wrong). */
+static int
+dn_direct_ip4(const struct dn_slot *s, const uint8_t *hdr, uint32_t len,
+	struct dn_pkt *p)
+{
+	const struct rte_ipv4_hdr *ip = (const void *)
+		(hdr + sizeof(struct rte_ether_hdr));
+	uint16_t ip_len = rte_be_to_cpu_16(ip->total_length);
+
+	if (len < DN_DIRECT_HDR4 || ip->version_ihl != 0x45 ||
+	    (ip->next_proto_id != IPPROTO_TCP &&
+	     ip->next_proto_id != IPPROTO_UDP) ||
+	    ip_len < sizeof(*ip) ||
+	    ip_len > len - sizeof(struct rte_ether_hdr) ||
+	    rte_be_to_cpu_32(ip->src_addr) != s->ip)
+		return -1;
+	p->proto = ip->next_proto_id;
+	p->v6 = 0;
+	p->src = s->ip;
+	p->dst = rte_be_to_cpu_32(ip->dst_addr);
+	p->l4 = (const uint8_t *)(ip + 1);
+	p->l4_len = len - (uint32_t)(sizeof(struct rte_ether_hdr) +
+		sizeof(*ip));
+	return 0;
+}
+
+/* The same for IPv6, with dn_handle_ip6()'s checks: TCP or UDP right
+ * after the header, whole, from the sender's own address to an address
+ * with a twin. */
+static int
+dn_direct_ip6(const struct dn_switch *sw, const struct dn_slot *s,
+	const uint8_t *hdr, uint32_t len, struct dn_pkt *p)
+{
+	const struct rte_ipv6_hdr *ip = (const void *)
+		(hdr + sizeof(struct rte_ether_hdr));
+	const uint32_t eh = sizeof(struct rte_ether_hdr);
+	uint32_t plen = rte_be_to_cpu_16(ip->payload_len);
+
+	if (sw->p6.len == 0 || len < DN_DIRECT_HDR6 ||
+	    (rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6 ||
+	    plen > len - eh - DN_IP6_HLEN)
+		return -1;
+	p->l4 = (const uint8_t *)(ip + 1);
+	if (ip->proto == IPPROTO_TCP) {
+		const struct rte_tcp_hdr *tcp = (const void *)p->l4;
+		uint32_t thlen = (uint32_t)(tcp->data_off >> 4) * 4;
+
+		if (plen < sizeof(*tcp) || thlen < sizeof(*tcp) || thlen > plen)
+			return -1;
+	} else if (ip->proto != IPPROTO_UDP ||
+		   plen < sizeof(struct rte_udp_hdr)) {
+		return -1;
+	}
+	if (!dn_twin_of(&sw->p6, ip->src_addr, &p->src) || p->src != s->ip ||
+	    !dn_twin_of(&sw->p6, ip->dst_addr, &p->dst))
+		return -1;
+	p->proto = ip->proto;
+	p->v6 = 1;
+	p->l4_len = plen;
+	return 0;
+}
 
 /* A frame of slot from's ring copied straight onto the ring of the
  * endpoint it is for, with no mbuf between: 1 if it went (or was dropped
  * for a full ring, as the mbuf path drops it), 0 if it needs the full
- * path (dn_handle_frame). Only the common case goes: IPv4 with no
- * options, TCP or UDP, from the sender's own address to a port of this
- * host with one link, no ingress limit, no faults and nothing waiting
- * for it (which keeps the order of its frames). The headers are judged
- * from a private copy, which then overwrites those of the copied frame:
- * the sender can rewrite its ring at any moment, and what arrives is what
- * was judged. */
+ * path (dn_handle_frame). Only the common case goes: TCP or UDP over IPv4
+ * with no options or over IPv6 with no extension headers, from the
+ * sender's own address to a port of this host with one link, no ingress
+ * limit, no faults and nothing waiting for it (which keeps the order of
+ * its frames). The headers are judged from a private copy, which then
+ * overwrites those of the copied frame: the sender can rewrite its ring
+ * at any moment, and what arrives is what was judged. */
 static int
 dn_direct(struct dn_switch *sw, struct dn_slot *s, const uint8_t *frame,
 	uint32_t len)
 {
-	uint8_t hdr[DN_DIRECT_HDR];
+	uint8_t hdr[DN_DIRECT_HDR6];
 	const struct rte_ether_hdr *eth = (const void *)hdr;
-	const struct rte_ipv4_hdr *ip = (const void *)(eth + 1);
+	uint32_t n = len < sizeof(hdr) ? (uint32_t)DN_DIRECT_HDR4 :
+		(uint32_t)sizeof(hdr);
 	struct dn_slot *d;
 	struct dn_pkt p;
-	uint16_t to, ip_len;
+	uint16_t to;
 	uint8_t *out;
 
-	if (len < sizeof(hdr))
+	if (len < DN_DIRECT_HDR4)
 		return 0;
-	memcpy(hdr, frame, sizeof(hdr));
-	ip_len = rte_be_to_cpu_16(ip->total_length);
-	if (eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
-	    ip->version_ihl != 0x45 ||
-	    (ip->next_proto_id != IPPROTO_TCP &&
-	     ip->next_proto_id != IPPROTO_UDP) ||
-	    ip_len < sizeof(*ip) || ip_len > len - sizeof(*eth) ||
-	    rte_be_to_cpu_32(ip->src_addr) != s->ip)
+	memcpy(hdr, frame, n);
+	if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+		if (dn_direct_ip4(s, hdr, len, &p) < 0)
+			return 0;
+	} else if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		if (n < DN_DIRECT_HDR6 || dn_direct_ip6(sw, s, hdr, len, &p) < 0)
+			return 0;
+	} else {
 		return 0;
-	p.proto = ip->next_proto_id;
-	p.v6 = 0;
-	p.src = s->ip;
-	p.dst = rte_be_to_cpu_32(ip->dst_addr);
-	p.l4 = (const uint8_t *)(ip + 1);
-	p.l4_len = len - (uint32_t)(sizeof(*eth) + sizeof(*ip));
+	}
 	to = dn_slot_of(sw, p.dst);
 	if (to == DN_NO_SLOT)
 		return 0;
@@ -1143,7 +1206,7 @@ dn_direct(struct dn_switch *sw, struct dn_slot *s, const uint8_t *frame,
 		return 1;
 	}
 	rte_memcpy(out, frame, len);
-	memcpy(out, hdr, sizeof(hdr));
+	memcpy(out, hdr, n);
 	dn_fr_commit(&d->l0.to_slave, len);
 	d->c.tx_frames++;
 	d->c.tx_bytes += len;
