@@ -147,6 +147,7 @@ struct dn_switch {
 
 	struct dn_policy *policy;
 	struct dn_uplink *uplink;
+	int uplink_rang;	/* its wake socket woke the last sleep */
 	uint64_t tick_cycles;
 	uint64_t last_tick;
 	unsigned int queued;	/* frames waiting in token buckets */
@@ -1667,17 +1668,26 @@ dn_sleep(struct dn_switch *sw)
 		return 0;
 	}
 	sw->counters.sleeps++;
-	/* Frames waiting for tokens need the tick even when all is quiet. */
-	n = epoll_wait(sw->epfd, ev, 3, sw->queued + sw->held > 0 ? 1 :
+	/* Frames waiting for tokens need the tick even when all is quiet.
+	 * After the uplink's wake socket rang, the next sleep is short too:
+	 * the kernel hands a frame to the newest packet socket (the wake
+	 * socket) before the port's own, so the thread can wake, drain and
+	 * poll before the frame is in the port's ring, and an infinite sleep
+	 * then would hold it until the next frame came. */
+	n = epoll_wait(sw->epfd, ev, 3,
+		sw->queued + sw->held > 0 || sw->uplink_rang ? 1 :
 		(sw->uplink != NULL && dn_uplink_wake_fd(sw->uplink) < 0) ?
 		DN_UPLINK_NAP_MS : -1);
 	dn_announce_all(sw, 0);
+	sw->uplink_rang = 0;
 	for (i = 0; i < n; i++) {
 		if (sw->uplink != NULL &&
-		    ev[i].data.fd == dn_uplink_wake_fd(sw->uplink))
+		    ev[i].data.fd == dn_uplink_wake_fd(sw->uplink)) {
 			dn_uplink_drain_wake(sw->uplink);
-		else
+			sw->uplink_rang = 1;
+		} else {
 			dn_doorbell_drain(ev[i].data.fd);
+		}
 	}
 	return 1;
 }
