@@ -21,7 +21,7 @@ import os
 import time
 from typing import Any, Protocol
 
-from .native._fcpath import PollerState, pump
+from .native._fcpath import PollerState, TransportCore, pump
 from .native._lib import ffi, lib
 from .native.fastchan import ChannelSet
 from .log import get_logger
@@ -69,6 +69,9 @@ class StackPoller:
     def __init__(self, loop: asyncio.AbstractEventLoop, stack: SlaveStack) -> None:
         self._loop = loop
         self._stack = stack
+        # The stack's per-message path in C: one call per pass runs the
+        # stack and delivers its events (_dispatch takes the unusual ones).
+        self._stack_core = stack.core
         self._handlers: dict[int, Any] = {}
         self._channels = ChannelSet()
         self._passes = 0
@@ -94,9 +97,16 @@ class StackPoller:
 
     def register(self, conn: int, handler: Any) -> None:
         self._handlers[conn] = handler
+        # A TCP transport's readable events go to its core, in C.
+        core = getattr(handler, "_core", None)
+        if isinstance(core, TransportCore):
+            self._stack_core.register(conn, core)
+        else:
+            self._stack_core.unregister(conn)
 
     def unregister(self, conn: int) -> None:
         self._handlers.pop(conn, None)
+        self._stack_core.unregister(conn)
 
     # ---- fast channels: polled in the same pass as the stack ----
 
@@ -118,6 +128,7 @@ class StackPoller:
         """A transport or server is done with conn: forget it and close it
         in the stack (lwIP sends what is queued, then FIN)."""
         self._handlers.pop(conn, None)
+        self._stack_core.unregister(conn)
         try:
             self._stack.close_conn(conn)
         except OSError:
@@ -179,6 +190,8 @@ class StackPoller:
         lib.dn_spin_close(self._spin)
         if self.state.sleeping:
             self._wake()
+        for conn in self._handlers:
+            self._stack_core.unregister(conn)
         self._handlers.clear()
 
     def _wake(self) -> None:
@@ -227,24 +240,26 @@ class StackPoller:
         # over a channel most passes are empty (the peer is thinking), and
         # the stack's poll costs several channel polls.
         if not self._channels or self._passes % STACK_EVERY == 0 or now - self._stack_active < STACK_HOT:
-            events = self._stack.poll()
-            if events:
-                handlers = self._handlers
-                # The batch is drained from C already: an event not
-                # delivered now is lost, so one handler that raises must
-                # not take the rest of the batch with it.
-                for ev in events:
-                    h = handlers.get(ev.arg if ev.kind == EV_ACCEPTED else ev.conn)
-                    if h is not None:
-                        try:
-                            h._dn_event(ev)
-                        except (SystemExit, KeyboardInterrupt):
-                            raise
-                        except BaseException as exc:
-                            self._event_failed(h, ev, exc)
+            if self._stack_core.pump(self._dispatch):
                 self._stack_active = now
                 busy = True
         return busy
+
+    def _dispatch(self, kind: int, conn: int, arg: int) -> None:
+        """An event the native pass does not deliver itself."""
+        h = self._handlers.get(arg if kind == EV_ACCEPTED else conn)
+        if h is None:
+            return
+        ev = Event(kind, conn, arg)
+        # The batch is drained from the stack already: an event not
+        # delivered now is lost, so one handler that raises must not take
+        # the rest of the batch with it.
+        try:
+            h._dn_event(ev)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._event_failed(h, ev, exc)
 
     def _event_failed(self, handler: Any, ev: Event, exc: BaseException) -> None:
         """A handler let an exception out (the transports guard the calls

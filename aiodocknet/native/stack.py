@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from .errors import check, raise_errno
 from ._lib import ffi, lib
+from ._fcpath import StackCore
 from ..control import (
     ControlError,
     Dispatcher,
@@ -278,6 +279,9 @@ class SlaveStack:
         self._port = ffi.new("uint16_t *")
         self._scratch = ffi.new("char[]", READ_MAX)
         self._closed = False
+        # The transports' per-message path (the poller's pass, reads and
+        # writes of TCP connections) calls the stack from C through this.
+        self.core = StackCore(int(ffi.cast("uintptr_t", stack)), int(ffi.cast("uintptr_t", lib.dn_stack_calls())))
 
     # ---- attaching ----
 
@@ -386,6 +390,7 @@ class SlaveStack:
         if self._closed:
             return
         self._closed = True
+        self.core.detach()
         lib.dn_stack_close(self._st)
         for fd in self._fds:
             os.close(fd)

@@ -29,7 +29,7 @@ from ..native.stack import READ_MAX
 from .sockets import DockNetSocket
 from .tls import is_buffered_protocol
 
-__all__ = ["DockNetBaseTransport", "DockNetStreamTransport", "TransportState"]
+__all__ = ["DockNetBaseTransport", "DockNetStreamTransport", "NativeStreamTransport", "TransportState"]
 
 DEFAULT_HIGH = 64 * 1024
 
@@ -462,3 +462,53 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
             self._protocol_paused = False
             self._call_protocol("resume_writing")
 
+
+
+class NativeStreamTransport(DockNetStreamTransport):
+    """A stream transport whose per-message path is a native
+    ``_fcpath.TransportCore`` (a fast channel's or a stack connection's):
+    bytes straight from the connection to ``data_received``, a write that
+    fits straight onto the connection, while nothing unusual is going on.
+    Whether it is follows from the state, which lives in the core
+    (``_state`` here is the core's): the C path reads it itself, and this
+    class handles everything it hands back. A subclass makes ``_core``
+    before calling this ``__init__``."""
+
+    _core: Any
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        poller: Any,
+        protocol: asyncio.BaseProtocol,
+        sock: DockNetSocket,
+        server: Any = None,
+    ) -> None:
+        super().__init__(loop, poller, protocol, sock, server)
+        self._core.buffer = self._buffer
+        # The common write, in C; it hands the rest to _write_slow and
+        # _write_rest below.
+        self.write = self._core.write  # type: ignore[method-assign]
+
+    @property
+    def _state(self) -> int:  # type: ignore[override]
+        return self._core.state  # type: ignore[no-any-return]
+
+    @_state.setter
+    def _state(self, value: int) -> None:
+        self._core.state = value
+
+    def _protocol_changed(self) -> None:
+        # Bound once per protocol (the fast path calls it per message).
+        proto = self._protocol
+        self._core.reader = getattr(proto, "data_received", None)
+        # A buffered one (TLS's) gets its bytes straight into its buffer.
+        buffered = self._state & BUFFERED
+        self._core.buffered = (proto.get_buffer, proto.buffer_updated) if buffered else None  # type: ignore[attr-defined]
+
+    _write_slow = DockNetStreamTransport.write
+
+    def _write_rest(self, data: bytes | bytearray, sent: int) -> None:
+        """The core sent part of data (the connection is full): the rest waits."""
+        self._buffer += memoryview(data)[sent:]
+        self._maybe_pause_protocol()

@@ -7,10 +7,7 @@ flow control. Only the bytes' path differs.
 
 Each message takes the native path of ``_fcpath.TransportCore`` (bytes
 straight from the ring to ``data_received``, a write straight onto the
-ring) while nothing unusual is going on. Whether it is follows from the
-transport's state, which lives in the core (``_state`` below is the
-core's): the C path reads the state itself, and this class handles
-everything it hands back.
+ring) while nothing unusual is going on (``NativeStreamTransport``).
 """
 
 from __future__ import annotations
@@ -21,13 +18,13 @@ from typing import Any
 
 from ..native._fcpath import TransportCore
 from ..native.fastchan import FC_READABLE, FC_WRITABLE, FastChannel
-from .base import BUFFERED, CLOSED, CLOSING, EGRESS_LIMIT, INGRESS_LIMIT, READ_HELD, DockNetStreamTransport
+from .base import CLOSED, CLOSING, EGRESS_LIMIT, INGRESS_LIMIT, READ_HELD, NativeStreamTransport
 from .sockets import DockNetSocket
 
 __all__ = ["FastChannelTransport"]
 
 
-class FastChannelTransport(DockNetStreamTransport):
+class FastChannelTransport(NativeStreamTransport):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -52,10 +49,6 @@ class FastChannelTransport(DockNetStreamTransport):
         self._core = TransportCore(fc.address(), self, poller.state)
         super().__init__(loop, poller, protocol, DockNetSocket.channel(sockname, peername), server)
         self._set_limits(self._egress, self._ingress)
-        self._core.buffer = self._buffer
-        # The common write, in C; it hands the rest to _write_slow and
-        # _write_rest below.
-        self.write = self._core.write  # type: ignore[method-assign]
 
     @property
     def peer_address(self) -> str:
@@ -68,24 +61,9 @@ class FastChannelTransport(DockNetStreamTransport):
         super().resume_reading()
         self._poller.kick()
 
-    # The state is the core's: the C fast path reads it there (and the
-    # channel's own reading flag follows it, so that bytes waiting for a
-    # reader that paused do not keep the poller awake).
-    @property
-    def _state(self) -> int:  # type: ignore[override]
-        return self._core.state  # type: ignore[no-any-return]
-
-    @_state.setter
-    def _state(self, value: int) -> None:
-        self._core.state = value
-
-    def _protocol_changed(self) -> None:
-        # Bound once per protocol (the fast path calls it per message).
-        proto = self._protocol
-        self._core.reader = getattr(proto, "data_received", None)
-        # A buffered one (TLS's) gets its bytes from the ring into its buffer.
-        buffered = self._state & BUFFERED
-        self._core.buffered = (proto.get_buffer, proto.buffer_updated) if buffered else None  # type: ignore[attr-defined]
+    # The state is the core's (NativeStreamTransport): the channel's own
+    # reading flag follows it in C, so that bytes waiting for a reader that
+    # paused do not keep the poller awake.
 
     def _set_limits(self, egress: Any, ingress: Any) -> None:
         """The endpoint's buckets (None: no limit), pushed by the master."""
@@ -96,13 +74,6 @@ class FastChannelTransport(DockNetStreamTransport):
         if ingress is not None:
             st |= INGRESS_LIMIT
         self._state = st
-
-    _write_slow = DockNetStreamTransport.write
-
-    def _write_rest(self, data: bytes | bytearray, sent: int) -> None:
-        """The core put sent bytes of data onto a full ring: the rest waits."""
-        self._buffer += memoryview(data)[sent:]
-        self._maybe_pause_protocol()
 
     def _io_recv(self, size: int) -> bytes | None:
         if self._drained:

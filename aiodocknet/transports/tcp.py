@@ -2,7 +2,10 @@
 
 The stream contract is ``DockNetStreamTransport``'s (base.py); this class
 is the lwIP end of its ``_io_*`` hooks and the stack's events for one
-connection.
+connection. Each message takes the native path (``NativeStreamTransport``:
+the poller's ``StackCore.pump`` reads lwIP's bytes straight into
+``data_received``, and a write that fits goes straight into lwIP) while
+nothing unusual is going on; every other event comes to ``_dn_event``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import socket
 from typing import Any
 
 from ..native.stack import EV_ERROR, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE, Event, SlaveStack
-from .base import DockNetStreamTransport
+from ..native._fcpath import TransportCore
+from .base import CLOSING, READ_PAUSED, NativeStreamTransport
 from .sockets import DockNetSocket
 
 __all__ = ["DockNetTCPTransport"]
@@ -23,7 +27,7 @@ def _exc(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
-class DockNetTCPTransport(DockNetStreamTransport):
+class DockNetTCPTransport(NativeStreamTransport):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -35,6 +39,7 @@ class DockNetTCPTransport(DockNetStreamTransport):
     ) -> None:
         self._stack = stack
         self._conn = conn
+        self._core = TransportCore(stack.core, self, poller.state, conn)
         super().__init__(loop, poller, protocol, DockNetSocket.lwip_stream(stack, conn), server)
 
     # ---- I/O on the connection ----
@@ -59,6 +64,17 @@ class DockNetTCPTransport(DockNetStreamTransport):
 
     def _io_release(self) -> None:
         self._poller.release(self._conn)
+        self._core.detach()
+
+    def resume_reading(self) -> None:
+        # The native path may have stopped reading when the protocol paused
+        # inside data_received, with bytes left in lwIP that no new event
+        # will announce (the stack's readable events come when bytes
+        # arrive): look once resumed.
+        st = self._state
+        super().resume_reading()
+        if st & READ_PAUSED and not st & CLOSING and not self._read_pending:
+            self._loop.call_soon(self._read_ready)
 
     # ---- events from the stack ----
 

@@ -1,6 +1,8 @@
 /*
- * aiodocknet._fcpath: the per-message path of fast-channel transports,
- * written against CPython's C API.
+ * aiodocknet._fcpath: the per-message path of DockNet's stream transports,
+ * written against CPython's C API. This file has the module, the poller's
+ * state, the transport's core and the pass over fast channels;
+ * dn_lwpath.c the pass over an lwIP stack's events (dn_pypath.h).
  *
  * Everything else about fast channels goes through cffi (fastchan.py). A
  * small message cost about 25 Python calls through that path: the poller's
@@ -8,12 +10,13 @@
  * bytes, the write and the kick. That cost, not the ring, set the limit on a
  * Python ping-pong. Here the common case makes one call into Python per
  * message: the protocol's data_received(). The bytes object is filled
- * from the ring directly, and a write that fits goes straight onto the
- * ring. A buffered protocol (TLS's: uvloop's SSLProtocol is one) gets the
- * bytes read from the ring straight into the buffer it gives, for two calls
- * into it per message. Anything out of the ordinary goes back to the Python
- * transport, which stays the one place that knows the asyncio contract: end
- * of stream, reset, a paused reader, a full ring, rate limits, errors.
+ * from the ring (or lwIP's pbufs) directly, and a write that fits goes
+ * straight onto the ring (or into lwIP). A buffered protocol (TLS's:
+ * uvloop's SSLProtocol is one) gets the bytes read straight into the buffer
+ * it gives, for two calls into it per message. Anything out of the
+ * ordinary goes back to the Python transport, which stays the one place
+ * that knows the asyncio contract: end of stream, reset, a paused reader, a
+ * full ring, rate limits, errors.
  *
  * Which way each message may go follows from the transport's state, a set
  * of DN_TS_* bits that lives here (the Python transport reads and writes
@@ -21,76 +24,15 @@
  * step. `reader` is the protocol's data_received, or `get_buffer` and
  * `buffer_updated` a buffered protocol's, taken once per protocol.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "dn_pypath.h"
+
 #include <structmember.h>
 #include <time.h>
 
 #include "dn_clock.h"
-#include "dn_fastchan.h"
 
-/* The largest single data_received(), as on the Python path. */
-#define DN_FCPATH_READ_MAX (256 * 1024)
-
-/* A stream transport's state (aiodocknet.transports.base.TransportState
- * names the same bits; it takes their values from this module). */
-#define DN_TS_STARTED		0x001	/* connection_made has run */
-#define DN_TS_READ_PAUSED	0x002	/* pause_reading() */
-#define DN_TS_READ_HELD		0x004	/* the ingress limit holds reads */
-#define DN_TS_PEER_EOF		0x008	/* end of stream came in */
-#define DN_TS_WRITE_EOF		0x010	/* write_eof() was called */
-#define DN_TS_CLOSING		0x020	/* close(), abort() or a fatal error */
-#define DN_TS_CLOSED		0x040	/* connection_lost() has been called */
-#define DN_TS_BUFFERED		0x080	/* the protocol is a BufferedProtocol */
-#define DN_TS_INGRESS_LIMIT	0x100	/* every read is counted (a limit) */
-#define DN_TS_EGRESS_LIMIT	0x200	/* every write is counted (a limit) */
-
-/* Bits that send a read through the Python transport (STARTED must be
- * set, the others clear; BUFFERED only says which way the bytes go). */
-#define DN_TS_READ_MASK (DN_TS_STARTED | DN_TS_READ_PAUSED | DN_TS_READ_HELD | \
-	DN_TS_PEER_EOF | DN_TS_CLOSING | DN_TS_CLOSED | DN_TS_INGRESS_LIMIT)
-/* Any of these sends a write through the Python transport. */
-#define DN_TS_WRITE_SLOW (DN_TS_WRITE_EOF | DN_TS_CLOSING | DN_TS_CLOSED | \
-	DN_TS_EGRESS_LIMIT)
-/* Any of these: bytes waiting must not count as readable (nor wake us). */
-#define DN_TS_NOT_READING (DN_TS_READ_PAUSED | DN_TS_READ_HELD | \
-	DN_TS_CLOSING | DN_TS_CLOSED)
-
-/* The poller's state that a write must see: whether a pass is already
- * due, whether the poller sleeps, and when the connection was last busy
- * (the poller spins for a while after that). */
-typedef struct {
-	PyObject_HEAD
-	int scheduled;
-	int sleeping;
-	double active;
-	PyObject *kick;	/* the poller's kick(), for when a pass is not due */
-} PollerState;
-
-typedef struct {
-	PyObject_HEAD
-	struct dn_fc *fc;	/* NULL once the transport has let go */
-	PyObject *transport;
-	PyObject *buffer;	/* the transport's write buffer (a bytearray) */
-	PyObject *reader;	/* the protocol's data_received, or NULL */
-	PyObject *get_buffer;	/* a buffered protocol's, or NULL */
-	PyObject *buffer_updated;	/* set with get_buffer */
-	PollerState *poller;
-	unsigned int state;	/* DN_TS_* */
-} TransportCore;
-
-static inline int
-dn_fcpath_fast_read(const TransportCore *self)
-{
-	if ((self->state & DN_TS_READ_MASK) != DN_TS_STARTED)
-		return 0;
-	if (self->state & DN_TS_BUFFERED)
-		return self->get_buffer != NULL && self->buffer_updated != NULL;
-	return self->reader != NULL;
-}
-
-static PyTypeObject PollerState_Type;
-static PyTypeObject TransportCore_Type;
+#define PollerState_Type dn_pypath_poller_type
+#define TransportCore_Type dn_pypath_core_type
 
 static double
 dn_fcpath_monotonic(void)
@@ -148,7 +90,7 @@ static PyMemberDef PollerState_members[] = {
 	{NULL}
 };
 
-static PyTypeObject PollerState_Type = {
+PyTypeObject PollerState_Type = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "aiodocknet._fcpath.PollerState",
 	.tp_doc = "What a fast-channel write needs to know about its poller.",
@@ -182,26 +124,89 @@ dn_fcpath_kick(PollerState *ps)
 
 /* ---- TransportCore ---- */
 
+/* TransportCore(fc_address, transport, poller) for a fast channel, or
+ * TransportCore(stack_core, transport, poller, conn) for a TCP connection
+ * of a stack. */
 static int
 TransportCore_init(TransportCore *self, PyObject *args, PyObject *kwds)
 {
-	unsigned long long addr;
-	PyObject *transport;
+	PyObject *target, *transport;
 	PollerState *poller;
+	int conn = -1;
 
-	if (!PyArg_ParseTuple(args, "KOO!:TransportCore", &addr, &transport,
-	    &PollerState_Type, &poller))
+	if (!PyArg_ParseTuple(args, "OOO!|i:TransportCore", &target,
+	    &transport, &PollerState_Type, &poller, &conn))
 		return -1;
-	if (addr == 0) {
-		PyErr_SetString(PyExc_ValueError, "no fast channel");
-		return -1;
+	if (PyObject_TypeCheck(target, &dn_lwpath_stack_type)) {
+		StackCore *sc = (StackCore *)target;
+
+		if (sc->st == NULL) {
+			PyErr_SetString(PyExc_ValueError, "the stack is closed");
+			return -1;
+		}
+		if (conn < 0 || (uint32_t)conn >= sc->max_conns) {
+			PyErr_Format(PyExc_ValueError,
+				"no connection %d on this stack", conn);
+			return -1;
+		}
+		Py_INCREF(sc);
+		Py_XSETREF(self->stack, sc);
+		self->fc = NULL;
+		self->conn = conn;
+	} else {
+		unsigned long long addr = PyLong_AsUnsignedLongLong(target);
+
+		if (addr == (unsigned long long)-1 && PyErr_Occurred())
+			return -1;
+		if (addr == 0) {
+			PyErr_SetString(PyExc_ValueError, "no fast channel");
+			return -1;
+		}
+		Py_CLEAR(self->stack);
+		self->fc = (struct dn_fc *)(uintptr_t)addr;
+		self->conn = -1;
 	}
-	self->fc = (struct dn_fc *)(uintptr_t)addr;
+	self->attached = 1;
 	Py_INCREF(transport);
 	Py_XSETREF(self->transport, transport);
 	Py_INCREF(poller);
 	Py_XSETREF(self->poller, poller);
 	return 0;
+}
+
+/* The connection's three calls, whichever kind it is. A stack's core
+ * also checks that the stack is still open: SlaveStack.close() detaches
+ * it before freeing the stack. */
+static inline int
+dn_pypath_live(const TransportCore *self)
+{
+	if (!self->attached)
+		return 0;
+	return self->fc != NULL || (self->stack != NULL && self->stack->st != NULL);
+}
+
+static inline int
+dn_pypath_queued(TransportCore *self)
+{
+	if (self->fc != NULL)
+		return (int)dn_fc_rx_queued(self->fc);
+	return self->stack->calls->recv_queued(self->stack->st, self->conn);
+}
+
+static inline int
+dn_pypath_read(TransportCore *self, void *buf, uint32_t len)
+{
+	if (self->fc != NULL)
+		return dn_fc_read(self->fc, buf, len);
+	return self->stack->calls->recv(self->stack->st, self->conn, buf, len);
+}
+
+static inline int
+dn_pypath_write(TransportCore *self, const void *buf, uint32_t len)
+{
+	if (self->fc != NULL)
+		return dn_fc_write(self->fc, buf, len);
+	return self->stack->calls->send(self->stack->st, self->conn, buf, len);
 }
 
 static int
@@ -213,6 +218,7 @@ TransportCore_traverse(TransportCore *self, visitproc visit, void *arg)
 	Py_VISIT(self->get_buffer);
 	Py_VISIT(self->buffer_updated);
 	Py_VISIT(self->poller);
+	Py_VISIT(self->stack);
 	return 0;
 }
 
@@ -225,6 +231,7 @@ TransportCore_clear(TransportCore *self)
 	Py_CLEAR(self->get_buffer);
 	Py_CLEAR(self->buffer_updated);
 	Py_CLEAR(self->poller);
+	Py_CLEAR(self->stack);
 	return 0;
 }
 
@@ -258,12 +265,12 @@ TransportCore_write(TransportCore *self, PyObject *data)
 		buf = PyByteArray_AS_STRING(data);
 		len = PyByteArray_GET_SIZE(data);
 	}
-	if (len == 0 || len > INT32_MAX || self->fc == NULL ||
+	if (len == 0 || len > INT32_MAX || !dn_pypath_live(self) ||
 	    (self->state & DN_TS_WRITE_SLOW) || self->buffer == NULL ||
 	    PyByteArray_GET_SIZE(self->buffer) != 0)
 		return PyObject_CallMethod(self->transport, "_write_slow", "O",
 			data);
-	n = dn_fc_write(self->fc, buf, (uint32_t)len);
+	n = dn_pypath_write(self, buf, (uint32_t)len);
 	if (n < 0)	/* the Python path meets the same error and closes */
 		return PyObject_CallMethod(self->transport, "_write_slow", "O",
 			data);
@@ -280,8 +287,8 @@ TransportCore_write(TransportCore *self, PyObject *data)
  * the loop and closes this transport only. Returns -1 for SystemExit and
  * KeyboardInterrupt (they stop the loop, as from the Python path), else 0:
  * the other channels of the pass are still served. */
-static int
-dn_fcpath_contain(TransportCore *self, const char *message)
+int
+dn_pypath_contain(TransportCore *self, const char *message)
 {
 	PyObject *type, *value, *tb, *res;
 
@@ -344,7 +351,7 @@ dn_fcpath_deliver_buffered(TransportCore *self, uint32_t avail)
 		goto out;
 	}
 	n = view.len < (Py_ssize_t)avail ? view.len : (Py_ssize_t)avail;
-	r = self->fc != NULL ? dn_fc_read(self->fc, view.buf, (uint32_t)n) : -1;
+	r = dn_pypath_live(self) ? dn_pypath_read(self, view.buf, (uint32_t)n) : -1;
 	PyBuffer_Release(&view);
 	if (r != (int)n) {
 		n = 0;	/* a reset came in between */
@@ -369,8 +376,8 @@ out:
 
 /* Reads what is waiting into bytes objects for the protocol. Returns 0,
  * or -1 with SystemExit or KeyboardInterrupt set. */
-static int
-dn_fcpath_deliver(TransportCore *self)
+int
+dn_pypath_deliver(TransportCore *self)
 {
 	PyObject *res;
 	int first = 1;
@@ -380,19 +387,20 @@ dn_fcpath_deliver(TransportCore *self)
 		PyObject *bytes, *reader;
 		int r;
 
-		if (self->fc == NULL || !dn_fcpath_fast_read(self))
+		if (!dn_pypath_live(self) || !dn_pypath_fast_read(self))
 			return 0;	/* closed or paused by the protocol */
-		avail = dn_fc_rx_queued(self->fc);
+		r = dn_pypath_queued(self);
+		avail = r > 0 ? (uint32_t)r : 0;
 		if (avail == 0) {
 			if (!first)
 				return 0;
 			/* End of stream: the Python path tells the protocol. */
-			res = PyObject_CallMethod(self->transport, "_fc_ready",
-				"i", DN_FC_READABLE);
+			res = PyObject_CallMethod(self->transport, "_read_ready",
+				NULL);
 			break;
 		}
-		if (avail > DN_FCPATH_READ_MAX)
-			avail = DN_FCPATH_READ_MAX;
+		if (avail > DN_PYPATH_READ_MAX)
+			avail = DN_PYPATH_READ_MAX;
 		if (self->state & DN_TS_BUFFERED) {
 			Py_ssize_t n = dn_fcpath_deliver_buffered(self, avail);
 
@@ -403,10 +411,10 @@ dn_fcpath_deliver(TransportCore *self)
 			if (n == 0) {
 				/* A reset came in between: as below. */
 				res = PyObject_CallMethod(self->transport,
-					"_fc_ready", "i", DN_FC_READABLE);
+					"_read_ready", NULL);
 				break;
 			}
-			if (n == (Py_ssize_t)avail && avail < DN_FCPATH_READ_MAX)
+			if (n == (Py_ssize_t)avail && avail < DN_PYPATH_READ_MAX)
 				return 0;
 			first = 0;	/* a smaller buffer, or more waiting */
 			continue;
@@ -414,12 +422,12 @@ dn_fcpath_deliver(TransportCore *self)
 		bytes = PyBytes_FromStringAndSize(NULL, avail);
 		if (bytes == NULL)
 			return -1;
-		r = dn_fc_read(self->fc, PyBytes_AS_STRING(bytes), avail);
+		r = dn_pypath_read(self, PyBytes_AS_STRING(bytes), avail);
 		if (r != (int)avail) {
 			/* A reset came in between: the Python path reports it. */
 			Py_DECREF(bytes);
-			res = PyObject_CallMethod(self->transport, "_fc_ready",
-				"i", DN_FC_READABLE);
+			res = PyObject_CallMethod(self->transport, "_read_ready",
+				NULL);
 			break;
 		}
 		reader = self->reader;
@@ -430,7 +438,7 @@ dn_fcpath_deliver(TransportCore *self)
 		if (res == NULL)
 			break;
 		Py_DECREF(res);
-		if (avail < DN_FCPATH_READ_MAX)
+		if (avail < DN_PYPATH_READ_MAX)
 			return 0;	/* that was all: the poller looks again */
 		first = 0;
 	}
@@ -439,15 +447,18 @@ dn_fcpath_deliver(TransportCore *self)
 		return 0;
 	}
 	/* The protocol raised: the transport closes as asyncio's do. */
-	return dn_fcpath_contain(self,
+	return dn_pypath_contain(self,
 		"Fatal error: protocol.data_received() call failed.");
 }
 
 static PyObject *
 TransportCore_detach(TransportCore *self, PyObject *unused)
 {
-	/* Before the channel is unmapped: nothing here may touch it again. */
+	/* Before the channel is unmapped or the connection closed: nothing
+	 * here may touch it again (a stack reuses the id). */
+	self->attached = 0;
 	self->fc = NULL;
+	Py_CLEAR(self->stack);
 	Py_CLEAR(self->reader);
 	Py_CLEAR(self->get_buffer);
 	Py_CLEAR(self->buffer_updated);
@@ -464,7 +475,7 @@ TransportCore_get_reader(TransportCore *self, void *closure)
 static int
 TransportCore_set_reader(TransportCore *self, PyObject *value, void *closure)
 {
-	if (value == NULL || value == Py_None || self->fc == NULL) {
+	if (value == NULL || value == Py_None || !self->attached) {
 		Py_CLEAR(self->reader);
 		return 0;
 	}
@@ -491,7 +502,7 @@ TransportCore_set_buffered(TransportCore *self, PyObject *value,
 {
 	PyObject *get_buffer, *updated;
 
-	if (value == NULL || value == Py_None || self->fc == NULL) {
+	if (value == NULL || value == Py_None || !self->attached) {
 		Py_CLEAR(self->get_buffer);
 		Py_CLEAR(self->buffer_updated);
 		return 0;
@@ -593,11 +604,12 @@ static PyGetSetDef TransportCore_getset[] = {
 	{NULL}
 };
 
-static PyTypeObject TransportCore_Type = {
+PyTypeObject TransportCore_Type = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "aiodocknet._fcpath.TransportCore",
-	.tp_doc = "TransportCore(fc_address, transport, poller_state): the "
-		"per-message half of a fast-channel transport.",
+	.tp_doc = "TransportCore(fc_address, transport, poller_state), or "
+		"TransportCore(stack_core, transport, poller_state, conn): the "
+		"per-message half of a stream transport.",
 	.tp_basicsize = sizeof(TransportCore),
 	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
 	.tp_new = PyType_GenericNew,
@@ -641,8 +653,8 @@ dn_fcpath_pump(PyObject *module, PyObject *cores)
 			continue;
 		acted++;
 		Py_INCREF(core);
-		if (bits == DN_FC_READABLE && dn_fcpath_fast_read(core)) {
-			rc = dn_fcpath_deliver(core);
+		if (bits == DN_FC_READABLE && dn_pypath_fast_read(core)) {
+			rc = dn_pypath_deliver(core);
 		} else {
 			PyObject *res = PyObject_CallMethod(core->transport,
 				"_fc_ready", "i", bits);
@@ -651,7 +663,7 @@ dn_fcpath_pump(PyObject *module, PyObject *cores)
 				Py_DECREF(res);
 				rc = 0;
 			} else {
-				rc = dn_fcpath_contain(core, "Fatal error: "
+				rc = dn_pypath_contain(core, "Fatal error: "
 					"fast channel event handler failed.");
 			}
 		}
@@ -672,7 +684,7 @@ static PyMethodDef dn_fcpath_methods[] = {
 static struct PyModuleDef dn_fcpath_module = {
 	PyModuleDef_HEAD_INIT,
 	.m_name = "aiodocknet._fcpath",
-	.m_doc = "The per-message path of fast-channel transports.",
+	.m_doc = "The per-message path of DockNet's stream transports.",
 	.m_size = -1,
 	.m_methods = dn_fcpath_methods,
 };
@@ -683,13 +695,15 @@ PyInit__fcpath(void)
 	PyObject *m;
 
 	if (PyType_Ready(&PollerState_Type) < 0 ||
-	    PyType_Ready(&TransportCore_Type) < 0)
+	    PyType_Ready(&TransportCore_Type) < 0 ||
+	    PyType_Ready(&dn_lwpath_stack_type) < 0)
 		return NULL;
 	m = PyModule_Create(&dn_fcpath_module);
 	if (m == NULL)
 		return NULL;
 	if (PyModule_AddType(m, &PollerState_Type) < 0 ||
 	    PyModule_AddType(m, &TransportCore_Type) < 0 ||
+	    PyModule_AddType(m, &dn_lwpath_stack_type) < 0 ||
 	    PyModule_AddIntConstant(m, "TS_STARTED", DN_TS_STARTED) < 0 ||
 	    PyModule_AddIntConstant(m, "TS_READ_PAUSED", DN_TS_READ_PAUSED) < 0 ||
 	    PyModule_AddIntConstant(m, "TS_READ_HELD", DN_TS_READ_HELD) < 0 ||

@@ -1356,6 +1356,42 @@ dn_recv(struct dn_stack *st, int id, void *buf, uint32_t len)
 }
 
 int
+dn_recv_queued(struct dn_stack *st, int id)
+{
+	struct dn_conn *c = dn_conn_get(st, id);
+	const struct pbuf *p;
+	uint32_t n = 0;
+
+	if (c == NULL || c->kind != DN_TCP || c->rx_head == NULL)
+		return 0;
+	/* The window bounds the queue, so the walk is short. */
+	for (p = c->rx_head; p != NULL; p = p->next)
+		n += p->len;
+	n -= c->rx_off;
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+int
+dn_stack_max_conns(const struct dn_stack *st)
+{
+	return (int)st->max_conns;
+}
+
+static const struct dn_stack_calls dn_calls = {
+	.poll = dn_stack_poll,
+	.recv_queued = dn_recv_queued,
+	.recv = dn_recv,
+	.send = dn_send,
+	.max_conns = dn_stack_max_conns,
+};
+
+const struct dn_stack_calls *
+dn_stack_calls(void)
+{
+	return &dn_calls;
+}
+
+int
 dn_shutdown(struct dn_stack *st, int id, int how)
 {
 	struct dn_conn *c;

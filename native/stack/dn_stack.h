@@ -218,4 +218,23 @@ int dn_ping6(struct dn_stack *st, const uint8_t *ip6, uint16_t seq,
  * none. */
 int dn_stack_ip6(struct dn_stack *st, uint8_t *ip6);
 
+/* Bytes received on TCP connection id and not yet read; 0 for anything
+ * else (a closed, free or UDP id). */
+int dn_recv_queued(struct dn_stack *st, int id);
+/* The largest connection id plus one. */
+int dn_stack_max_conns(const struct dn_stack *st);
+
+/* What the transports' per-message path (the _fcpath extension) calls on
+ * a stack: _lib hands it this table, so that it calls the one copy of
+ * lwIP that _lib holds, with no symbol exported for it. */
+struct dn_stack_calls {
+	int (*poll)(struct dn_stack *st, struct dn_event *ev, int max);
+	int (*recv_queued)(struct dn_stack *st, int id);
+	int (*recv)(struct dn_stack *st, int id, void *buf, uint32_t len);
+	int (*send)(struct dn_stack *st, int id, const void *buf,
+		uint32_t len);
+	int (*max_conns)(const struct dn_stack *st);
+};
+const struct dn_stack_calls *dn_stack_calls(void);
+
 #endif /* DN_STACK_H */

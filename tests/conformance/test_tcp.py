@@ -485,6 +485,42 @@ async def test_pause_reading_inside_data_received(peer: Peer) -> None:
     assert bytes(p.data) == bytes(range(256)) * (4 << 12)
 
 
+async def test_pause_inside_buffer_updated_with_bytes_left(peer: Peer) -> None:
+    """A buffered protocol with a buffer smaller than what arrived, which
+    pauses in each buffer_updated and resumes a moment later. The echo
+    comes back as one segment, so nothing new arrives to announce the rest
+    after the first pause, and every byte must still come (resume_reading
+    looks for what was left)."""
+    loop = asyncio.get_running_loop()
+    payload = os.urandom(4096)
+
+    class SmallPauser(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.buf = bytearray(1024)
+            self.got = bytearray()
+            self.transport: Any = None
+            self.whole = loop.create_future()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def get_buffer(self, sizehint: int) -> bytearray:
+            return self.buf
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.got += self.buf[:nbytes]
+            if len(self.got) >= len(payload) and not self.whole.done():
+                self.whole.set_result(None)
+            self.transport.pause_reading()
+            loop.call_later(0.002, self.transport.resume_reading)
+
+    t, p = await loop.create_connection(SmallPauser, peer.host, peer.port(ECHO))
+    t.write(payload)
+    await asyncio.wait_for(p.whole, 20)
+    assert bytes(p.got) == payload
+    t.close()
+
+
 async def test_set_protocol_mid_stream(peer: Peer) -> None:
     """After set_protocol() in a callback, the new protocol gets the bytes
     that follow, and the old one none of them."""
