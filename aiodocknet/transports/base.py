@@ -10,10 +10,11 @@ connection's own ``OSError`` to the loop's exception handler, then
 ``DockNetStreamTransport`` adds the stream contract (reading with pause and
 resume, ``BufferedProtocol``, writing with flow control, half-close) over
 ``_io_*`` hooks that a subclass fills in: lwIP (``tcp.py``) or a fast
-channel (``fastchannel.py``).
+channel (``fastchannel.py``). ``NativeStreamTransport`` is what both are:
+a stream whose common messages go through a native ``TransportCore``.
 
-The state is a set of ``TransportState`` bits in ``_state``. A fast
-channel keeps it in its native core, where the C fast path reads it on
+The state is a set of ``TransportState`` bits in ``_state``. A native
+transport keeps it in its core, where the C fast path reads it on
 every message: there is one state, not a Python one and a copy.
 """
 
@@ -461,8 +462,6 @@ class DockNetStreamTransport(DockNetBaseTransport, asyncio.Transport):
         if self._protocol_paused and len(self._buffer) <= self._low:
             self._protocol_paused = False
             self._call_protocol("resume_writing")
-
-
 
 class NativeStreamTransport(DockNetStreamTransport):
     """A stream transport whose per-message path is a native
