@@ -313,9 +313,20 @@ class StackPoller:
                 return
         else:
             # Spinning with nothing to do: wait in C, where a look at every
-            # ring costs tens of nanoseconds, not a Python pass.
+            # ring costs tens of nanoseconds, not a Python pass. What the
+            # wait found is served now, not after another turn of the loop
+            # (an epoll_wait and a call_soon between a message's arrival
+            # and its data_received); one pass, so the loop still turns.
             ptrs, n = self._channels.pointers()
-            self._stack.spin(ptrs, n, SPIN_CHUNK_NS, YIELD_NS_CHANNELS if channels_only else YIELD_NS_SWITCH)
+            if self._stack.spin(ptrs, n, SPIN_CHUNK_NS, YIELD_NS_CHANNELS if channels_only else YIELD_NS_SWITCH):
+                now = time.monotonic()
+                self._passes += 1
+                try:
+                    if self._poll_once(now):
+                        st.active = now
+                except BaseException:
+                    self._loop.call_soon(self._poll)
+                    raise
         if self._closed:
             st.scheduled = False
         else:
