@@ -278,6 +278,16 @@ class StackPoller:
             {"message": f"Exception handling a DockNet event ({ev!r})", "exception": exc, "handler": handler}
         )
 
+    def _pass(self, now: float) -> bool:
+        self._passes += 1
+        try:
+            return self._poll_once(now)
+        except BaseException:
+            # A callback raised (the loop reports it): the next pass is due
+            # all the same, or the poller would stop for good.
+            self._loop.call_soon(self._poll)
+            raise
+
     def _poll(self) -> None:
         # state.scheduled stays set through the pass (a write in it needs
         # no new pass) and after, unless the poller goes to sleep.
@@ -293,14 +303,7 @@ class StackPoller:
         now = time.monotonic()
         channels_only = bool(self._channels) and now - self._stack_active >= STACK_HOT
         for _ in range(INNER if channels_only else 1):
-            self._passes += 1
-            try:
-                busy = self._poll_once(now)
-            except BaseException:
-                # A callback raised (the loop reports it): the next pass
-                # is due all the same, or the poller would stop for good.
-                self._loop.call_soon(self._poll)
-                raise
+            busy = self._pass(now)
             if busy or self._closed:
                 break
             now = time.monotonic()
@@ -320,13 +323,8 @@ class StackPoller:
             ptrs, n = self._channels.pointers()
             if self._stack.spin(ptrs, n, SPIN_CHUNK_NS, YIELD_NS_CHANNELS if channels_only else YIELD_NS_SWITCH):
                 now = time.monotonic()
-                self._passes += 1
-                try:
-                    if self._poll_once(now):
-                        st.active = now
-                except BaseException:
-                    self._loop.call_soon(self._poll)
-                    raise
+                if self._pass(now):
+                    st.active = now
         if self._closed:
             st.scheduled = False
         else:

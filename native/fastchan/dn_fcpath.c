@@ -93,7 +93,7 @@ static PyMemberDef PollerState_members[] = {
 PyTypeObject PollerState_Type = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "aiodocknet._fcpath.PollerState",
-	.tp_doc = "What a fast-channel write needs to know about its poller.",
+	.tp_doc = "What a transport's write needs to know about its poller.",
 	.tp_basicsize = sizeof(PollerState),
 	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
 	.tp_new = PyType_GenericNew,
@@ -166,7 +166,6 @@ TransportCore_init(TransportCore *self, PyObject *args, PyObject *kwds)
 		self->fc = (struct dn_fc *)(uintptr_t)addr;
 		self->conn = -1;
 	}
-	self->attached = 1;
 	Py_INCREF(transport);
 	Py_XSETREF(self->transport, transport);
 	Py_INCREF(poller);
@@ -180,8 +179,6 @@ TransportCore_init(TransportCore *self, PyObject *args, PyObject *kwds)
 static inline int
 dn_pypath_live(const TransportCore *self)
 {
-	if (!self->attached)
-		return 0;
 	return self->fc != NULL || (self->stack != NULL && self->stack->st != NULL);
 }
 
@@ -456,7 +453,6 @@ TransportCore_detach(TransportCore *self, PyObject *unused)
 {
 	/* Before the channel is unmapped or the connection closed: nothing
 	 * here may touch it again (a stack reuses the id). */
-	self->attached = 0;
 	self->fc = NULL;
 	Py_CLEAR(self->stack);
 	Py_CLEAR(self->reader);
@@ -475,7 +471,7 @@ TransportCore_get_reader(TransportCore *self, void *closure)
 static int
 TransportCore_set_reader(TransportCore *self, PyObject *value, void *closure)
 {
-	if (value == NULL || value == Py_None || !self->attached) {
+	if (value == NULL || value == Py_None || !dn_pypath_attached(self)) {
 		Py_CLEAR(self->reader);
 		return 0;
 	}
@@ -502,7 +498,7 @@ TransportCore_set_buffered(TransportCore *self, PyObject *value,
 {
 	PyObject *get_buffer, *updated;
 
-	if (value == NULL || value == Py_None || !self->attached) {
+	if (value == NULL || value == Py_None || !dn_pypath_attached(self)) {
 		Py_CLEAR(self->get_buffer);
 		Py_CLEAR(self->buffer_updated);
 		return 0;

@@ -71,10 +71,10 @@ typedef struct {
 
 typedef struct {
 	PyObject_HEAD
-	struct dn_fc *fc;	/* NULL once the transport has let go */
-	StackCore *stack;	/* or a stack's connection (NULL: a channel) */
+	/* One of the two until the transport lets go, then neither. */
+	struct dn_fc *fc;	/* a fast channel */
+	StackCore *stack;	/* or connection conn of a stack */
 	int conn;
-	int attached;		/* 0 once the transport has let go */
 	PyObject *transport;
 	PyObject *buffer;	/* the transport's write buffer (a bytearray) */
 	PyObject *reader;	/* the protocol's data_received, or NULL */
@@ -88,11 +88,19 @@ extern PyTypeObject dn_pypath_poller_type;
 extern PyTypeObject dn_pypath_core_type;
 extern PyTypeObject dn_lwpath_stack_type;
 
+/* Whether the transport still has its connection. */
+static inline int
+dn_pypath_attached(const TransportCore *self)
+{
+	return self->fc != NULL || self->stack != NULL;
+}
+
 /* Whether reads may take the fast way now. */
 static inline int
 dn_pypath_fast_read(const TransportCore *self)
 {
-	if (!self->attached || (self->state & DN_TS_READ_MASK) != DN_TS_STARTED)
+	if (!dn_pypath_attached(self) ||
+	    (self->state & DN_TS_READ_MASK) != DN_TS_STARTED)
 		return 0;
 	if (self->state & DN_TS_BUFFERED)
 		return self->get_buffer != NULL && self->buffer_updated != NULL;
