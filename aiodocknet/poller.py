@@ -10,7 +10,10 @@ and wake the process on the same eventfd. On a host where tasks wait for
 a CPU nobody spins: a core is worth more to a busy service than to a
 poller waiting for it. Nor does a poller whose last spins all ended in
 sleep (its peers answer in milliseconds). That decision is the one the
-master's switch thread makes: ``native/runtime/dn_spin.h``.
+master's switch thread makes: ``native/runtime/dn_spin.h``. The turn
+itself (passes, the decision, the wait, the next turn) is C:
+``native/runtime/dn_pollpath.c``; this class keeps what happens once per
+sleep and the events the passes do not deliver.
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ import os
 import time
 from typing import Any, Protocol
 
-from .native._fcpath import PollerState, TransportCore, pump
-from .native._lib import ffi, lib
+from .native._fcpath import PollerCore, PollerState, TransportCore
 from .native.fastchan import ChannelSet
 from .log import get_logger
 from .native.stack import EV_ACCEPTED, Event, SlaveStack
@@ -74,12 +76,6 @@ class StackPoller:
         self._stack_core = stack.core
         self._handlers: dict[int, Any] = {}
         self._channels = ChannelSet()
-        self._passes = 0
-        self._stack_active = 0.0
-        # Spin or sleep: the one policy (dn_spin.h), which also looks at
-        # whether the host is crowded.
-        self._spin = ffi.new("struct dn_spin *")
-        lib.dn_spin_open(self._spin, round(SPIN * 1e9), max(SPIN_MISSES, 0), 1)
         # scheduled, sleeping and active live where a fast channel's write
         # (in C) sees them: a write during a pass costs no Python call.
         self.state = PollerState(self.kick)
@@ -89,9 +85,18 @@ class StackPoller:
         # The master closed our control connection: nothing sent on the link
         # will be switched again, so new connections fail at once.
         self.master_lost = False
+        # A turn of the poller, in C (native/runtime/dn_pollpath.c): the
+        # passes, the spin-or-sleep decision (dn_spin.h's, which also looks
+        # at whether the host is crowded), the wait, the next turn.
+        self._core = PollerCore(
+            stack.core, self.state, self._channels.cores, self._dispatch, self._sleep, loop.call_soon,
+            spin_ns=round(SPIN * 1e9), spin_misses=max(SPIN_MISSES, 0), stack_every=STACK_EVERY,
+            stack_hot=STACK_HOT, inner=INNER, chunk_ns=SPIN_CHUNK_NS, yield_switch_ns=YIELD_NS_SWITCH,
+            yield_channels_ns=YIELD_NS_CHANNELS, slack_switch=CROWD_SLACK_SWITCH,
+            slack_channels=CROWD_SLACK_CHANNELS)
         self._fd = stack.fileno()
         self._control_fd = stack.control_fileno()
-        loop.add_reader(self._fd, self._on_doorbell)
+        loop.add_reader(self._fd, self._core.on_doorbell)
         loop.add_reader(self._control_fd, self._on_control)
         self.kick()
 
@@ -143,7 +148,7 @@ class StackPoller:
             self._wake()
         if not st.scheduled and not self._closed:
             st.scheduled = True
-            self._loop.call_soon(self._poll)
+            self._loop.call_soon(self._core.poll)
 
     def _on_control(self) -> None:
         if not self._stack.read_control():
@@ -173,13 +178,14 @@ class StackPoller:
         finally:
             self._fd = self._stack.fileno()
             self._control_fd = self._stack.control_fileno()
-            self._loop.add_reader(self._fd, self._on_doorbell)
+            self._loop.add_reader(self._fd, self._core.on_doorbell)
         self._loop.add_reader(self._control_fd, self._on_control)
         self.master_lost = False
         self.kick()
 
     def close(self) -> None:
         self._closed = True
+        self._core.close()
         self._loop.remove_reader(self._fd)
         try:
             self._loop.remove_reader(self._control_fd)
@@ -187,7 +193,6 @@ class StackPoller:
             pass
         if self._timer is not None:
             self._timer.cancel()
-        lib.dn_spin_close(self._spin)
         if self.state.sleeping:
             self._wake()
         for conn in self._handlers:
@@ -218,32 +223,10 @@ class StackPoller:
                 self._timer = self._loop.call_at(at, self._on_timer)
         return True
 
-    def _on_doorbell(self) -> None:
-        st = self.state
-        if st.sleeping:
-            lib.dn_spin_woke(self._spin, time.monotonic_ns())
-        self._wake()
-        if not st.scheduled:
-            st.scheduled = True
-            self._poll()
-
     def _on_timer(self) -> None:
         self._timer = None
         if self.state.sleeping:
-            self._on_doorbell()
-
-    def _poll_once(self, now: float) -> bool:
-        busy = False
-        if self._channels:
-            busy = pump(self._channels.cores) > 0
-        # An empty channel pass is no reason to poll the stack: in a ping-pong
-        # over a channel most passes are empty (the peer is thinking), and
-        # the stack's poll costs several channel polls.
-        if not self._channels or self._passes % STACK_EVERY == 0 or now - self._stack_active < STACK_HOT:
-            if self._stack_core.pump(self._dispatch):
-                self._stack_active = now
-                busy = True
-        return busy
+            self._core.on_doorbell()
 
     def _dispatch(self, kind: int, conn: int, arg: int) -> None:
         """An event the native pass does not deliver itself."""
@@ -277,55 +260,3 @@ class StackPoller:
         self._loop.call_exception_handler(
             {"message": f"Exception handling a DockNet event ({ev!r})", "exception": exc, "handler": handler}
         )
-
-    def _pass(self, now: float) -> bool:
-        self._passes += 1
-        try:
-            return self._poll_once(now)
-        except BaseException:
-            # A callback raised (the loop reports it): the next pass is due
-            # all the same, or the poller would stop for good.
-            self._loop.call_soon(self._poll)
-            raise
-
-    def _poll(self) -> None:
-        # state.scheduled stays set through the pass (a write in it needs
-        # no new pass) and after, unless the poller goes to sleep.
-        st = self.state
-        if self._closed:
-            st.scheduled = False
-            return
-        # Only fast channels in flight: a few passes here before going back
-        # to the loop (a turn of it costs more than a pass: an epoll_wait).
-        # Traffic through the switch needs the master's thread to run too
-        # (three pollers, two cores): one pass per turn, and the wait in C
-        # below gives the core away more often.
-        now = time.monotonic()
-        channels_only = bool(self._channels) and now - self._stack_active >= STACK_HOT
-        for _ in range(INNER if channels_only else 1):
-            busy = self._pass(now)
-            if busy or self._closed:
-                break
-            now = time.monotonic()
-        if busy:
-            st.active = now
-        elif verdict := lib.dn_spin_decide(self._spin, int(now * 1e9), int(st.active * 1e9),
-                                           CROWD_SLACK_CHANNELS if channels_only else CROWD_SLACK_SWITCH):
-            if self._sleep(now):
-                lib.dn_spin_asleep(self._spin, int(now * 1e9), verdict)
-                return
-        else:
-            # Spinning with nothing to do: wait in C, where a look at every
-            # ring costs tens of nanoseconds, not a Python pass. What the
-            # wait found is served now, not after another turn of the loop
-            # (an epoll_wait and a call_soon between a message's arrival
-            # and its data_received); one pass, so the loop still turns.
-            ptrs, n = self._channels.pointers()
-            if self._stack.spin(ptrs, n, SPIN_CHUNK_NS, YIELD_NS_CHANNELS if channels_only else YIELD_NS_SWITCH):
-                now = time.monotonic()
-                if self._pass(now):
-                    st.active = now
-        if self._closed:
-            st.scheduled = False
-        else:
-            self._loop.call_soon(self._poll)

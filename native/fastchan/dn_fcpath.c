@@ -619,15 +619,15 @@ PyTypeObject TransportCore_Type = {
 
 /* ---- the poller's pass over its channels ---- */
 
-static PyObject *
-dn_fcpath_pump(PyObject *module, PyObject *cores)
+long
+dn_fcpath_pump_cores(PyObject *cores)
 {
 	Py_ssize_t i;
 	long acted = 0;
 
 	if (!PyList_CheckExact(cores)) {
 		PyErr_SetString(PyExc_TypeError, "pump() takes a list");
-		return NULL;
+		return -1;
 	}
 	/* Callbacks may add or remove channels: the list is read afresh at
 	 * each step, and a channel moved past is seen on the next pass. */
@@ -639,7 +639,7 @@ dn_fcpath_pump(PyObject *module, PyObject *cores)
 		if (!PyObject_TypeCheck(item, &TransportCore_Type)) {
 			PyErr_SetString(PyExc_TypeError,
 				"pump() takes TransportCore objects");
-			return NULL;
+			return -1;
 		}
 		core = (TransportCore *)item;
 		if (core->fc == NULL || core->transport == NULL)
@@ -665,9 +665,17 @@ dn_fcpath_pump(PyObject *module, PyObject *cores)
 		}
 		Py_DECREF(core);
 		if (rc < 0)
-			return NULL;
+			return -1;
 	}
-	return PyLong_FromLong(acted);
+	return acted;
+}
+
+static PyObject *
+dn_fcpath_pump(PyObject *module, PyObject *cores)
+{
+	long acted = dn_fcpath_pump_cores(cores);
+
+	return acted < 0 ? NULL : PyLong_FromLong(acted);
 }
 
 static PyMethodDef dn_fcpath_methods[] = {
@@ -692,7 +700,8 @@ PyInit__fcpath(void)
 
 	if (PyType_Ready(&PollerState_Type) < 0 ||
 	    PyType_Ready(&TransportCore_Type) < 0 ||
-	    PyType_Ready(&dn_lwpath_stack_type) < 0)
+	    PyType_Ready(&dn_lwpath_stack_type) < 0 ||
+	    PyType_Ready(&dn_pollpath_type) < 0)
 		return NULL;
 	m = PyModule_Create(&dn_fcpath_module);
 	if (m == NULL)
@@ -700,6 +709,7 @@ PyInit__fcpath(void)
 	if (PyModule_AddType(m, &PollerState_Type) < 0 ||
 	    PyModule_AddType(m, &TransportCore_Type) < 0 ||
 	    PyModule_AddType(m, &dn_lwpath_stack_type) < 0 ||
+	    PyModule_AddType(m, &dn_pollpath_type) < 0 ||
 	    PyModule_AddIntConstant(m, "TS_STARTED", DN_TS_STARTED) < 0 ||
 	    PyModule_AddIntConstant(m, "TS_READ_PAUSED", DN_TS_READ_PAUSED) < 0 ||
 	    PyModule_AddIntConstant(m, "TS_READ_HELD", DN_TS_READ_HELD) < 0 ||

@@ -87,6 +87,7 @@ typedef struct {
 extern PyTypeObject dn_pypath_poller_type;
 extern PyTypeObject dn_pypath_core_type;
 extern PyTypeObject dn_lwpath_stack_type;
+extern PyTypeObject dn_pollpath_type;
 
 /* Whether the transport still has its connection. */
 static inline int
@@ -114,5 +115,15 @@ int dn_pypath_deliver(TransportCore *self);
 /* The exception set came from a call for this transport: its fatal-error
  * path takes it. -1 for SystemExit and KeyboardInterrupt, else 0. */
 int dn_pypath_contain(TransportCore *self, const char *message);
+
+/* One pass over a poller's fast channels (a list of their cores):
+ * delivers what is ready; how many channels had something, or -1 with
+ * an exception set. */
+long dn_fcpath_pump_cores(PyObject *cores);
+/* One pass of a stack: runs it and delivers its events, readable ones the
+ * fast way where the transport allows it, the rest through
+ * dispatch(kind, id, arg). The number of events, or -1 with an exception
+ * set. */
+int dn_lwpath_pump(StackCore *self, PyObject *dispatch);
 
 #endif /* DN_PYPATH_H */

@@ -155,17 +155,14 @@ StackCore_detach(StackCore *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
-/* One pass: runs the stack and delivers its events, readable ones the
- * fast way where the transport allows it, the rest through
- * dispatch(kind, id, arg). Returns the number of events. */
-static PyObject *
-StackCore_pump(StackCore *self, PyObject *dispatch)
+int
+dn_lwpath_pump(StackCore *self, PyObject *dispatch)
 {
 	int i, n;
 
 	if (self->st == NULL) {
 		PyErr_SetString(PyExc_RuntimeError, "the stack is closed");
-		return NULL;
+		return -1;
 	}
 	n = self->calls->poll(self->st, self->ev, DN_LWPATH_EVENTS);
 	for (i = 0; i < n; i++) {
@@ -185,7 +182,7 @@ StackCore_pump(StackCore *self, PyObject *dispatch)
 			rc = dn_pypath_deliver(core);
 			Py_DECREF(core);
 			if (rc < 0)
-				return NULL;
+				return -1;
 		} else {
 			PyObject *argv[3], *res;
 			int k;
@@ -203,11 +200,19 @@ StackCore_pump(StackCore *self, PyObject *dispatch)
 			 * what comes out stops the loop (SystemExit), as
 			 * from the Python path. */
 			if (res == NULL)
-				return NULL;
+				return -1;
 			Py_DECREF(res);
 		}
 	}
-	return PyLong_FromLong(n);
+	return n;
+}
+
+static PyObject *
+StackCore_pump(StackCore *self, PyObject *dispatch)
+{
+	int n = dn_lwpath_pump(self, dispatch);
+
+	return n < 0 ? NULL : PyLong_FromLong(n);
 }
 
 static PyMethodDef StackCore_methods[] = {

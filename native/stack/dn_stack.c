@@ -1383,6 +1383,8 @@ static const struct dn_stack_calls dn_calls = {
 	.recv = dn_recv,
 	.send = dn_send,
 	.max_conns = dn_stack_max_conns,
+	.spin = dn_stack_spin,
+	.wake = dn_stack_wake,
 };
 
 const struct dn_stack_calls *

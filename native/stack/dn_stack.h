@@ -234,6 +234,9 @@ struct dn_stack_calls {
 	int (*send)(struct dn_stack *st, int id, const void *buf,
 		uint32_t len);
 	int (*max_conns)(const struct dn_stack *st);
+	int (*spin)(struct dn_stack *st, struct dn_fc *const *fcs, int n,
+		uint32_t max_ns, uint32_t yield_ns);
+	void (*wake)(struct dn_stack *st, struct dn_fc *const *fcs, int n);
 };
 const struct dn_stack_calls *dn_stack_calls(void);
 
