@@ -148,6 +148,7 @@ struct dn_switch {
 	struct dn_policy *policy;
 	struct dn_uplink *uplink;
 	int uplink_rang;	/* its wake socket woke the last sleep */
+	int uplink_wakes;	/* descriptors of it the sleep waits on */
 	uint64_t tick_cycles;
 	uint64_t last_tick;
 	unsigned int queued;	/* frames waiting in token buckets */
@@ -1656,8 +1657,8 @@ dn_announce_all(struct dn_switch *sw, int asleep)
 static int
 dn_sleep(struct dn_switch *sw)
 {
-	struct epoll_event ev[3];
-	int n, i;
+	struct epoll_event ev[2 + DN_UPLINK_MAX_WAKE];
+	int n, i, again = 0;
 
 	dn_announce_all(sw, 1);
 	/* Re-check after announcing: a frame queued just before the slave
@@ -1673,21 +1674,20 @@ dn_sleep(struct dn_switch *sw)
 	 * the kernel hands a frame to the newest packet socket (the wake
 	 * socket) before the port's own, so the thread can wake, drain and
 	 * poll before the frame is in the port's ring, and an infinite sleep
-	 * then would hold it until the next frame came. */
-	n = epoll_wait(sw->epfd, ev, 3,
+	 * then would hold it until the next frame came. AF_XDP sockets need
+	 * none of that: one is readable while its own ring holds frames. */
+	n = epoll_wait(sw->epfd, ev, (int)RTE_DIM(ev),
 		sw->queued + sw->held > 0 || sw->uplink_rang ? 1 :
-		(sw->uplink != NULL && dn_uplink_wake_fd(sw->uplink) < 0) ?
+		(sw->uplink != NULL && sw->uplink_wakes == 0) ?
 		DN_UPLINK_NAP_MS : -1);
 	dn_announce_all(sw, 0);
 	sw->uplink_rang = 0;
 	for (i = 0; i < n; i++) {
 		if (sw->uplink != NULL &&
-		    ev[i].data.fd == dn_uplink_wake_fd(sw->uplink)) {
-			dn_uplink_drain_wake(sw->uplink);
-			sw->uplink_rang = 1;
-		} else {
+		    dn_uplink_woken(sw->uplink, ev[i].data.fd, &again))
+			sw->uplink_rang |= again;
+		else
 			dn_doorbell_drain(ev[i].data.fd);
-		}
 	}
 	return 1;
 }
@@ -1900,11 +1900,17 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 			cfg->netmask, &sw->p6, dn_is_local, sw, &sw->uplink);
 		if (ret < 0)
 			goto fail;
-		if (dn_uplink_wake_fd(sw->uplink) >= 0) {
-			ev.data.fd = dn_uplink_wake_fd(sw->uplink);
-			if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD, ev.data.fd,
-			    &ev) < 0)
-				goto fail_epoll;
+		{
+			int fds[DN_UPLINK_MAX_WAKE];
+
+			sw->uplink_wakes = dn_uplink_wake_fds(sw->uplink, fds,
+				DN_UPLINK_MAX_WAKE);
+			for (i = 0; i < (uint32_t)sw->uplink_wakes; i++) {
+				ev.data.fd = fds[i];
+				if (epoll_ctl(sw->epfd, EPOLL_CTL_ADD,
+				    ev.data.fd, &ev) < 0)
+					goto fail_epoll;
+			}
 		}
 	}
 	ret = pthread_create(&sw->thread, NULL, dn_switch_main, sw);
@@ -2409,7 +2415,13 @@ dn_switch_uplink(struct dn_switch *sw, struct dn_uplink_info *out)
 	out->rx_fault_duplicated = sw->up_fault[DN_INGRESS].c.duplicated;
 	out->rx_fault_reordered = sw->up_fault[DN_INGRESS].c.reordered;
 	out->rx_fault_corrupted = sw->up_fault[DN_INGRESS].c.corrupted;
-	out->wake_fd = dn_uplink_wake_fd(sw->uplink);
+	{
+		int fds[DN_UPLINK_MAX_WAKE];
+
+		out->wake_fds = dn_uplink_wake_fds(sw->uplink, fds,
+			DN_UPLINK_MAX_WAKE);
+		out->wake_fd = out->wake_fds > 0 ? fds[0] : -1;
+	}
 	return 0;
 }
 

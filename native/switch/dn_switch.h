@@ -175,7 +175,10 @@ struct dn_uplink_info {
 	uint64_t rx_fault_duplicated;
 	uint64_t rx_fault_reordered;
 	uint64_t rx_fault_corrupted;
-	int wake_fd;		/* -1: the switch wakes every few ms to look */
+	int wake_fd;		/* the first the switch sleeps on; -1: none */
+	/* How many it sleeps on: the port's AF_XDP sockets (net_af_xdp) or
+	 * one packet socket; 0: the switch wakes every few ms to look. */
+	int wake_fds;
 };
 
 /* Fault injection for tests (dn_fault.h), off unless set: frames on their

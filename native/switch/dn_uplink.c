@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <net/if.h>
 #include <linux/if_ether.h>
@@ -5,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <rte_arp.h>
@@ -26,6 +29,16 @@
 #define DN_HOLD 64
 #define DN_BURST 32
 #define DN_UPLINK_MBUFS 2047
+/* net_af_xdp fills its fill ring with 2048 buffers at set-up, and what it
+ * sends from another pool is copied into one of its own: a larger pool. */
+#define DN_XDP_MBUFS 8191
+/* The kernel puts an AF_XDP frame this far past the headroom the PMD
+ * declares (XDP_PACKET_HEADROOM), so each buffer needs that much more. */
+#define DN_XDP_HEADROOM 256
+
+#ifndef AF_XDP
+#define AF_XDP 44
+#endif
 
 /* A neighbour, IPv4 or IPv6 (by its IPv4 twin): a host may answer for one
  * family and not the other. */
@@ -48,6 +61,8 @@ struct dn_uplink {
 	struct rte_mempool *pool;	/* the switch's: for what we make */
 	struct rte_mempool *rx_pool;	/* ours: sized for the device's frames */
 	struct rte_ether_addr mac;
+	char iface[IF_NAMESIZE];	/* the kernel interface, if the port has one */
+	int promisc_was;		/* its IFF_PROMISC before we started: -1 unknown */
 	uint32_t my_ip;
 	uint32_t subnet;
 	uint32_t netmask;
@@ -60,7 +75,9 @@ struct dn_uplink {
 	unsigned int n_held;
 	struct rte_mbuf *tx[DN_BURST];
 	uint16_t n_tx;
-	int wake_fd;
+	int wake_fd;		/* our packet socket, or -1 */
+	int xsk_fds[DN_UPLINK_MAX_WAKE];	/* the port's AF_XDP sockets */
+	int n_xsk;
 	struct dn_uplink_counters c;
 };
 
@@ -542,20 +559,158 @@ dn_probe_flow(struct dn_uplink *u)
 		actions, &err) == 0;
 }
 
-static int
-dn_wake_socket(const char *devargs)
+/* The value of key in "name,key=value,..." (empty if absent or too long). */
+static void
+dn_devarg(const char *devargs, const char *key, char *out, size_t size)
 {
-	char iface[IF_NAMESIZE] = "";
-	const char *p = strstr(devargs, "iface=");
+	size_t klen = strlen(key), i;
+	const char *p = strchr(devargs, ',');
+
+	out[0] = '\0';
+	while (p != NULL) {
+		p++;
+		if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
+			p += klen + 1;
+			for (i = 0; p[i] != '\0' && p[i] != ','; i++)
+				if (i + 1 >= size) {
+					out[0] = '\0';
+					return;
+				}
+			memcpy(out, p, i);
+			out[i] = '\0';
+			return;
+		}
+		p = strchr(p, ',');
+	}
+}
+
+static int
+dn_is_af_xdp(const char *name)
+{
+	return strncmp(name, "net_af_xdp", strlen("net_af_xdp")) == 0;
+}
+
+/* The interface's flags (SIOCGIFFLAGS), or -1. */
+static int
+dn_if_flags(const char *iface)
+{
+	struct ifreq ifr;
+	int fd, ret = -1;
+
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", iface);
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0)
+		ret = ifr.ifr_flags & 0xffff;
+	close(fd);
+	return ret;
+}
+
+/* Puts the interface's promiscuous flag back as it was before the port
+ * started: the PMDs set it and leave it set when they close. */
+static void
+dn_restore_promisc(struct dn_uplink *u)
+{
+	struct ifreq ifr;
+	int fd;
+
+	if (u->iface[0] == '\0' || u->promisc_was != 0)
+		return;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", u->iface);
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_PROMISC)) {
+		ifr.ifr_flags &= ~IFF_PROMISC;
+		(void)ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	close(fd);
+}
+
+/*
+ * AF_XDP sockets of this process, by inode. net_af_xdp has no Rx
+ * interrupts and does not export its sockets; the switch finds them as the
+ * AF_XDP sockets that appeared in the descriptor table while the port was
+ * set up. SO_DOMAIN names a socket's family whatever its kind, and the
+ * inode tells a new socket from an old descriptor number reused. Set-up
+ * runs on the control thread before the switch thread starts, and nothing
+ * else in the master makes AF_XDP sockets, so what appeared is the port's.
+ */
+struct dn_xsk_scan {
+	int n;
+	int fd[DN_UPLINK_MAX_WAKE * 2];
+	ino_t ino[DN_UPLINK_MAX_WAKE * 2];
+};
+
+static void
+dn_scan_xsk(struct dn_xsk_scan *out)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	out->n = 0;
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		struct stat st;
+		int fd, domain;
+		socklen_t len = sizeof(domain);
+		char *end;
+
+		fd = (int)strtol(e->d_name, &end, 10);
+		if (*end != '\0' || e->d_name[0] == '.' || fd == dirfd(d))
+			continue;
+		if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+		    domain != AF_XDP)
+			continue;
+		if (out->n < (int)RTE_DIM(out->fd)) {
+			out->fd[out->n] = fd;
+			out->ino[out->n] = st.st_ino;
+			out->n++;
+		}
+	}
+	closedir(d);
+}
+
+/* The sockets in after that were not in before, for the switch's sleep. */
+static int
+dn_take_xsk(struct dn_uplink *u, const struct dn_xsk_scan *before,
+	const struct dn_xsk_scan *after)
+{
+	int i, j;
+
+	for (i = 0; i < after->n; i++) {
+		int old = 0;
+
+		for (j = 0; j < before->n; j++)
+			if (before->ino[j] == after->ino[i])
+				old = 1;
+		if (old)
+			continue;
+		if (u->n_xsk == DN_UPLINK_MAX_WAKE)
+			return dn_error(-E2BIG, "uplink %s: more than %d AF_XDP "
+				"sockets (one queue is used)", u->name,
+				DN_UPLINK_MAX_WAKE);
+		u->xsk_fds[u->n_xsk++] = after->fd[i];
+	}
+	if (u->n_xsk == 0)
+		return dn_error(-ENOENT, "uplink %s: no AF_XDP socket appeared "
+			"while the port started: the switch could not sleep",
+			u->name);
+	return 0;
+}
+
+static int
+dn_wake_socket(const char *iface)
+{
 	struct sockaddr_ll sll;
 	int fd, small = 4096;
-	size_t i;
 
-	if (p == NULL)
-		return -1;	/* not an af_packet-like port: no wake socket */
-	p += strlen("iface=");
-	for (i = 0; i < sizeof(iface) - 1 && p[i] && p[i] != ','; i++)
-		iface[i] = p[i];
 	fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		htons(ETH_P_ALL));
 	if (fd < 0)
@@ -575,6 +730,38 @@ dn_wake_socket(const char *devargs)
 	return fd;
 }
 
+/* net_af_xdp's frames live in the mbufs of the pool given to it (its
+ * UMEM), one whole pool object each, and the kernel takes chunks of at most
+ * a page: checked before the pool is made (a jumbo pool would also take
+ * most of the EAL's memory for nothing). */
+static uint32_t
+dn_xdp_obj_size(uint16_t frame_room)
+{
+	uint32_t elt = sizeof(struct rte_mbuf) + RTE_PKTMBUF_HEADROOM +
+		frame_room + DN_XDP_HEADROOM;
+
+	return rte_mempool_calc_obj_size(elt, 0, NULL);
+}
+
+static int
+dn_xdp_fits(const char *iface, uint16_t mtu, uint16_t frame_room)
+{
+	uint32_t page = (uint32_t)getpagesize(), room = 1024, most = 0;
+
+	if (dn_xdp_obj_size(frame_room) <= page)
+		return 0;
+	/* The largest MTU that fits, in dn_frame_room's steps. */
+	while (dn_xdp_obj_size((uint16_t)room) <= page) {
+		most = room - RTE_ETHER_HDR_LEN - RTE_VLAN_HLEN;
+		room += 1024;
+	}
+	return dn_error(-EMSGSIZE, "net_af_xdp on %s cannot carry MTU %u: a "
+		"frame takes %u bytes of buffer, an AF_XDP buffer is at most a "
+		"page (%u bytes; MTU %u or less fits). A jumbo MTU needs "
+		"net_af_packet", iface, mtu, dn_xdp_obj_size(frame_room), page,
+		most);
+}
+
 int
 dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	uint16_t frame_room, uint32_t my_ip, uint32_t subnet, uint32_t netmask,
@@ -586,7 +773,9 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	struct dn_uplink *u;
 	const char *comma = strchr(devargs, ',');
 	size_t nlen = comma ? (size_t)(comma - devargs) : strlen(devargs);
-	int ret;
+	struct dn_xsk_scan xsk_before = { .n = 0 }, xsk_after = { .n = 0 };
+	const char *step = "probe";
+	int xdp, ret;
 
 	u = calloc(1, sizeof(*u));
 	if (u == NULL)
@@ -605,6 +794,15 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	u->is_local = is_local;
 	u->ctx = ctx;
 	u->wake_fd = -1;
+	u->promisc_was = -1;
+	xdp = dn_is_af_xdp(u->name);
+	dn_devarg(devargs, "iface", u->iface, sizeof(u->iface));
+	if (u->iface[0] != '\0') {
+		int flags = dn_if_flags(u->iface);
+
+		if (flags >= 0)
+			u->promisc_was = (flags & IFF_PROMISC) != 0;
+	}
 	if (rte_eth_dev_get_port_by_name(u->name, &u->port_id) != 0) {
 		/* Not a probed device (PCI): a virtual one to create. */
 		ret = rte_vdev_init(u->name, comma ? comma + 1 : "");
@@ -618,6 +816,7 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 		if (ret < 0)
 			goto fail;
 	}
+	step = "device info";
 	ret = rte_eth_dev_info_get(u->port_id, &info);
 	if (ret < 0)
 		goto fail;
@@ -628,39 +827,62 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 
 		conf.rxmode.mtu = mtu < limit ? mtu : limit;
 	}
+	step = "configure";
 	ret = rte_eth_dev_configure(u->port_id, 1, 1, &conf);
 	if (ret < 0)
 		goto fail;
+	if (xdp) {
+		ret = dn_xdp_fits(u->iface, mtu, frame_room);
+		if (ret < 0)
+			goto fail_quiet;
+	}
 	/* Some devices (net_af_packet) hand over whole ring frames, which
-	 * must fit one mbuf: received frames get a pool of their own. */
-	ret = dn_pktpool_create("dn_uplink_pool", DN_UPLINK_MBUFS, 0,
-		frame_room, &u->rx_pool);
+	 * must fit one mbuf: received frames get a pool of their own (for
+	 * net_af_xdp, its UMEM). */
+	ret = dn_pktpool_create("dn_uplink_pool",
+		xdp ? DN_XDP_MBUFS : DN_UPLINK_MBUFS, 0,
+		xdp ? frame_room + DN_XDP_HEADROOM : frame_room, &u->rx_pool);
 	if (ret < 0)
 		goto fail_quiet;
+	if (xdp)
+		dn_scan_xsk(&xsk_before);
+	/* net_af_xdp makes its socket and UMEM here, and attaches its XDP
+	 * program to the interface. */
+	step = "receive queue";
 	ret = rte_eth_rx_queue_setup(u->port_id, 0, 1024,
 		rte_eth_dev_socket_id(u->port_id), NULL, u->rx_pool);
 	if (ret < 0)
 		goto fail;
+	step = "transmit queue";
 	ret = rte_eth_tx_queue_setup(u->port_id, 0, 1024,
 		rte_eth_dev_socket_id(u->port_id), NULL);
 	if (ret < 0)
 		goto fail;
+	step = "start";
 	ret = rte_eth_dev_start(u->port_id);
 	if (ret < 0)
 		goto fail;
+	if (xdp) {
+		dn_scan_xsk(&xsk_after);
+		ret = dn_take_xsk(u, &xsk_before, &xsk_after);
+		if (ret < 0)
+			goto fail_quiet;
+	}
 	/* Frames for this host's endpoints carry our MAC, but neighbours
 	 * may still send to the others' (gratuitous learning). */
 	rte_eth_promiscuous_enable(u->port_id);
 	rte_eth_macaddr_get(u->port_id, &u->mac);
 	dn_probe_flow(u);
-	u->wake_fd = dn_wake_socket(devargs);
+	if (!xdp && u->iface[0] != '\0')
+		u->wake_fd = dn_wake_socket(u->iface);
 	*out = u;
 	return 0;
 
 fail:
 	dn_uplink_close(u);
-	return dn_error(ret, "cannot set up uplink %s: %s", devargs,
-		rte_strerror(-ret));
+	return dn_error(ret, "cannot set up uplink %s (%s): %s%s", devargs,
+		step, rte_strerror(-ret), xdp ? " (DPDK's log says why, "
+		"DOCKNET_DPDK_LOG_LEVEL=info)" : "");
 fail_quiet:
 	dn_uplink_close(u);
 	return ret;
@@ -678,6 +900,8 @@ dn_uplink_close(struct dn_uplink *u)
 	rte_eth_dev_close(u->port_id);
 	if (u->vdev)
 		rte_vdev_uninit(u->name);
+	/* The PMD closed its AF_XDP sockets (u->xsk_fds) with the port. */
+	dn_restore_promisc(u);
 	if (u->wake_fd >= 0)
 		close(u->wake_fd);
 	if (u->rx_pool != NULL)
@@ -686,18 +910,35 @@ dn_uplink_close(struct dn_uplink *u)
 }
 
 int
-dn_uplink_wake_fd(const struct dn_uplink *u)
+dn_uplink_wake_fds(const struct dn_uplink *u, int *fds, int max)
 {
-	return u->wake_fd;
+	int n = 0, i;
+
+	if (u->wake_fd >= 0 && n < max)
+		fds[n++] = u->wake_fd;
+	for (i = 0; i < u->n_xsk && n < max; i++)
+		fds[n++] = u->xsk_fds[i];
+	return n;
 }
 
-void
-dn_uplink_drain_wake(struct dn_uplink *u)
+int
+dn_uplink_woken(struct dn_uplink *u, int fd, int *again)
 {
 	char buf[64];
+	int i;
 
-	while (recv(u->wake_fd, buf, sizeof(buf), MSG_TRUNC) > 0)
-		;
+	if (fd == u->wake_fd && fd >= 0) {
+		while (recv(u->wake_fd, buf, sizeof(buf), MSG_TRUNC) > 0)
+			;
+		*again = 1;
+		return 1;
+	}
+	/* An AF_XDP socket is readable while its Rx ring holds frames: the
+	 * next burst takes them, nothing to drain. */
+	for (i = 0; i < u->n_xsk; i++)
+		if (fd == u->xsk_fds[i])
+			return 1;
+	return 0;
 }
 
 void

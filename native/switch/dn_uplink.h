@@ -28,7 +28,10 @@ struct dn_uplink;
 typedef int (*dn_uplink_is_local_fn)(void *ctx, uint32_t ip);
 
 /* frame_room: bytes a received frame may take in one mbuf (the device's
- * frame size, e.g. net_af_packet's framesz). */
+ * frame size, e.g. net_af_packet's framesz). With an iface= argument, the
+ * interface's promiscuous flag is put back as it was when the uplink
+ * closes. net_af_xdp takes frames of at most a page: a larger MTU is
+ * refused (-EMSGSIZE) before the port is set up. */
 int dn_uplink_open(const char *devargs, struct rte_mempool *pool,
 	uint16_t mtu, uint16_t frame_room, uint32_t my_ip, uint32_t subnet,
 	uint32_t netmask, const struct dn_prefix6 *p6,
@@ -51,10 +54,17 @@ void dn_uplink_flush(struct dn_uplink *u);
  * rewritten by the caller. */
 uint16_t dn_uplink_rx(struct dn_uplink *u, struct rte_mbuf **pkts, uint16_t n);
 
-/* A descriptor that becomes readable when frames arrive (for the switch's
- * sleep), and draining it after waking. */
-int dn_uplink_wake_fd(const struct dn_uplink *u);
-void dn_uplink_drain_wake(struct dn_uplink *u);
+/* Descriptors that become readable when frames arrive, for the switch's
+ * sleep: a packet socket of our own on the port's interface (ports with an
+ * iface= argument, such as net_af_packet), or net_af_xdp's own AF_XDP
+ * sockets (it has no Rx interrupts). Writes at most max; returns how many
+ * (0: the switch has to look now and then). */
+#define DN_UPLINK_MAX_WAKE 4
+int dn_uplink_wake_fds(const struct dn_uplink *u, int *fds, int max);
+/* After a sleep woke on fd: 1 if fd is the uplink's (a packet socket is
+ * drained, and *again set: the port's own socket may get the frame a
+ * moment later, so the next sleep should be short), 0 if not. */
+int dn_uplink_woken(struct dn_uplink *u, int fd, int *again);
 
 void dn_uplink_counters(const struct dn_uplink *u, struct dn_uplink_counters *c);
 
