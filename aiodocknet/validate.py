@@ -45,6 +45,7 @@ __all__ = [
     "port",
     "tenant_name",
     "text",
+    "uplink_interface",
     "whole",
 ]
 
@@ -265,6 +266,29 @@ def interface_name(value: Any, what: str = "interface name") -> str:
         raise ValidationError(f"{what}: {_shown(value)} is not an interface name "
                               "(1-15 printable ASCII characters, no '/', ':' or space)")
     return value
+
+
+# The uplink's interface goes into DPDK device arguments
+# ("net_af_xdp0,iface=NAME"), where ',' starts another argument and '='
+# gives one a value: a name with either could set arguments nobody asked
+# for (xdp_prog=, a file to load into the kernel). The kernel's own rule
+# (interface_name) allows both, so they are refused here on top of it.
+_DEVARGS_SPECIAL = {",": "would start another DPDK device argument", "=": "would give a DPDK device argument a value"}
+
+
+def uplink_interface(value: Any, what: str = "uplink interface") -> str:
+    """A kernel interface the uplink may open: a Linux interface name
+    (1-15 printable ASCII characters, no '/', ':' or whitespace; not '.'
+    or '..') without ',' or '='."""
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{what}: must be an interface name such as 'eth1'")
+    for ch, why in _DEVARGS_SPECIAL.items():
+        if ch in value:
+            raise ValidationError(f"{what}: {_shown(value)} contains {ch!r}, which {why}")
+    if len(value) > 15:
+        raise ValidationError(f"{what}: {_shown(value)} is longer than an interface name may be "
+                              "(15 characters, Linux's IFNAMSIZ)")
+    return interface_name(value, what)
 
 
 def owner(value: Any, what: str = "owner") -> dict[str, str]:

@@ -65,7 +65,8 @@ def _master(args: argparse.Namespace) -> int | Result:
             f"{sw['pool_free']} free mbufs",
             f"fast channels: {'on' if fc['enabled'] else 'off'}, {fc['open']} open "
             f"({fc['memory'] / 2**20:.1f} MiB), {fc['made']} made, {fc['refused_by_policy']} refused by policy, "
-            f"{fc['bytes']:,} bytes"])
+            f"{fc['bytes']:,} bytes",
+            *_uplink_lines(st.get("uplink"))])
     # The master's modules (aiohttp, the API's models) only to run one:
     # checking a configuration needs none of them.
     from ..master.config import ConfigError, FileConfig, MasterConfig, check_setting, describe, load_config
@@ -104,6 +105,14 @@ def _master(args: argparse.Namespace) -> int | Result:
     except OSError as exc:
         raise CliError(exc.strerror or str(exc), 1) from None
     return 0
+
+
+def _uplink_lines(up: dict[str, Any] | None) -> list[str]:
+    if up is None:
+        return ["uplink: none"]
+    line = (f"uplink: {up['pmd']}, {up['rx_frames']:,} frames in, {up['tx_frames']:,} out, "
+            f"{up['unresolved_dropped'] + up['drop_other']:,} dropped")
+    return [line] + ([f"  not af_xdp: {up['pmd_fallback']}"] if up.get("pmd_fallback") else [])
 
 
 def _checkout() -> Path | None:
@@ -403,7 +412,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--mtu", type=int, help="MTU of the internal links to endpoints (default 9000)")
     m.add_argument("--spin-us", type=int, help="busy-poll time before sleeping (default 200)")
     m.add_argument("--range", help="this host's share of the subnet when hosts share it, e.g. 10.77.1.0/24")
-    m.add_argument("--uplink", help="DPDK port to other hosts, e.g. net_af_packet0,iface=eth1")
+    m.add_argument("--uplink", metavar="UPLINK",
+                   help="port to other hosts: iface:NAME (af_xdp on kernel interface NAME, else af_packet, "
+                        "the reason logged), af_xdp:NAME, af_packet:NAME, or DPDK device arguments such as "
+                        "net_af_packet0,iface=eth1")
     m.add_argument("--no-fast-channels", dest="fast_channels", action="store_const", const=False,
                    help="carry every connection through the switch (for comparison)")
     m.add_argument("--fast-channel-ring", help="bytes per fast-channel ring, a power of two (default 1MiB)")

@@ -267,7 +267,13 @@ SwitchCounters = _from_struct("SwitchCounters", "struct dn_switch_counters", "Th
 SwitchStatus = _from_struct("SwitchStatus", "struct dn_switch_counters",
                             "The switch thread's counters and its utilisation (busy loops / loops).",
                             utilisation=(Annotated[float, Field(ge=0, le=1)], ...))
-UplinkInfo = _from_struct("UplinkInfo", "struct dn_uplink_info", "The uplink port's counters.")
+UplinkInfo = _from_struct(
+    "UplinkInfo", "struct dn_uplink_info", "The uplink port: which DPDK port it is, and its counters.",
+    pmd=(str, Field(description="the port's driver: af_xdp, af_packet, or the DPDK driver of raw device "
+                                "arguments (net_tap, ...)", examples=["af_xdp"])),
+    pmd_fallback=(str | None, Field(description="why an iface: uplink is not on af_xdp (it fell back to "
+                                                "af_packet); null: it is on what was asked for",
+                                    examples=[None])))
 
 
 class Error(BaseModel):

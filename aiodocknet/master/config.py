@@ -8,7 +8,8 @@ line win. Example::
     range = "10.77.1.0/24"          # this host's share, when hosts share it
     mtu = 9000
     run_dir = "/run/docknet"
-    uplink = "net_af_packet0,iface=eth1"
+    uplink = "iface:eth1"           # af_xdp, else af_packet; or af_xdp:eth1,
+                                    # af_packet:eth1, DPDK device arguments
 
     [defaults]                      # limits for endpoints that set none
     egress = "1gbit"
@@ -39,6 +40,7 @@ from .. import validate
 from ..control import DEFAULT_RUN_DIR, DEFAULT_SUBNET6
 from .faults import UPLINK_DIRECTIONS, Faults
 from .registry import DEFAULT_TENANT, MAX_TENANTS
+from .uplink import parse as parse_uplink
 
 __all__ = ["ConfigError", "FileConfig", "MasterConfig", "check_setting", "load_config"]
 
@@ -69,8 +71,9 @@ class MasterConfig:
     # This host's share of the subnet, when masters on several hosts share
     # one; None: all of it.
     range: str | None = None
-    # DPDK device arguments of the port to other hosts, e.g.
-    # "net_af_packet0,iface=eth1"; None: a host on its own.
+    # The port to other hosts (master/uplink.py): "iface:eth1" (af_xdp,
+    # else af_packet), "af_xdp:eth1", "af_packet:eth1" or DPDK device
+    # arguments such as "net_af_packet0,iface=eth1"; None: a host on its own.
     uplink: str | None = None
     # Shared-memory channels for connections between this host's
     # endpoints (the slaves' loops ask for them), and each ring's size.
@@ -123,8 +126,10 @@ def check_setting(cfg: MasterConfig, key: str, value: Any, what: str | None = No
             raise validate.ValidationError(f"{what}: {rng} is too small for endpoints")
     elif key in WHOLE_KEYS:
         validate.whole(value, *WHOLE_KEYS[key], what)
-    elif key in ("run_dir", "uplink"):
+    elif key == "run_dir":
         validate.text(value, what)
+    elif key == "uplink":
+        value = str(parse_uplink(value, what))
     elif key == "fast_channels":
         if not isinstance(value, bool):
             raise validate.ValidationError(f"{what}: must be true or false")

@@ -17,6 +17,7 @@ from .config import MasterConfig
 from .control_server import ControlServer
 from .state import MasterState
 from .switch import Switch
+from .uplink import check_present, open_uplink, parse as parse_uplink
 
 __all__ = ["MasterConfig", "run_master"]
 
@@ -27,34 +28,6 @@ def _limit_attrs(defaults: dict[str, int]) -> dict[str, int]:
     return {validate.LIMIT_KEYS[k]: v for k, v in defaults.items()}
 
 
-def _clamp_to_uplink(uplink: str, mtu: int) -> int:
-    """Endpoints' frames cross the uplink unchanged (no fragmentation), so
-    the links may not be wider than it."""
-    for arg in uplink.split(",")[1:]:
-        key, _, value = arg.partition("=")
-        if key == "iface":
-            try:
-                wire = int(open(f"/sys/class/net/{value}/mtu").read())
-            except (OSError, ValueError):
-                return mtu
-            if wire < mtu:
-                log.warning("link MTU lowered to the uplink's", uplink=value, mtu=wire, wanted=mtu)
-                return wire
-    return mtu
-
-
-def _size_af_packet(uplink: str, mtu: int) -> str:
-    """net_af_packet's ring frames are 2 KiB unless told otherwise; a jumbo
-    frame would not fit. One block per frame; the kernel wants blocks of
-    a power of two pages."""
-    if not uplink.startswith("net_af_packet") or "framesz=" in uplink:
-        return uplink
-    size = 4096
-    while size < mtu + 256:
-        size *= 2
-    return f"{uplink},framesz={size},blocksz={size}"
-
-
 async def run_master(
     cfg: MasterConfig,
     stop: asyncio.Event | None = None,
@@ -62,26 +35,38 @@ async def run_master(
     defaults: dict[str, int] | None = None,
     policies: list[tuple[str, str, int]] | None = None,
 ) -> None:
-    if cfg.uplink:
-        cfg.mtu = _clamp_to_uplink(cfg.uplink, cfg.mtu)
-        cfg.uplink = _size_af_packet(cfg.uplink, cfg.mtu)
+    # Checked again here for callers that built cfg themselves (the CLI
+    # and the configuration file have already checked it).
+    uplink = parse_uplink(cfg.uplink) if cfg.uplink else None
+    if uplink is not None:
+        check_present(uplink)
     subnet = ipaddress.IPv4Network(cfg.subnet)
     local_range = ipaddress.IPv4Network(cfg.range) if cfg.range else None
     prefix6 = ipaddress.IPv6Network(cfg.subnet6) if cfg.subnet6 else None
     addresses = AddressPool(subnet, local_range, prefix6)
     os.makedirs(cfg.run_dir, mode=0o755, exist_ok=True)
     init_eal("master", cfg.mem_mb)
-    switch = Switch(
-        subnet,
-        addresses.gateway,
-        mtu=cfg.mtu,
-        n_mbufs=cfg.n_mbufs,
-        max_endpoints=cfg.max_endpoints,
-        spin_us=cfg.spin_us,
-        local_range=local_range,
-        uplink=cfg.uplink,
-        prefix6=prefix6,
-    )
+
+    def make_switch(devargs: str | None, mtu: int) -> Switch:
+        return Switch(
+            subnet,
+            addresses.gateway,
+            mtu=mtu,
+            n_mbufs=cfg.n_mbufs,
+            max_endpoints=cfg.max_endpoints,
+            spin_us=cfg.spin_us,
+            local_range=local_range,
+            uplink=devargs,
+            prefix6=prefix6,
+        )
+
+    devargs = None
+    if uplink is None:
+        switch = make_switch(None, cfg.mtu)
+    else:
+        switch, _attempt, fallback, cfg.mtu = open_uplink(uplink, cfg.mtu, make_switch)
+        switch.uplink_fallback = fallback
+        devargs = switch.uplink_devargs
     up = switch.uplink()
     if cfg.uplink_faults is not None:
         direction, faults = cfg.uplink_faults
@@ -94,9 +79,13 @@ async def run_master(
     if up is not None:
         log.info(
             "uplink ready",
-            device=cfg.uplink,
+            uplink=cfg.uplink,
+            device=devargs,
+            pmd=up["pmd"],
+            pmd_fallback=up["pmd_fallback"],
             classification="hardware (rte_flow)" if up["hw_classification"] else "software",
-            wake="packet socket" if up["wake_fd"] >= 0 else "polls every few ms when idle",
+            wake=("AF_XDP sockets" if up["pmd"] == "af_xdp" else "packet socket") if up["wake_fds"] > 0
+            else "polls every few ms when idle",
         )
     server = ControlServer(cfg.control_path, switch, addresses, cfg.mtu,
                            default_limits=_limit_attrs(defaults or {}), state=MasterState(cfg.run_dir))

@@ -14,7 +14,9 @@ Addresses are no label of the traffic families: an endpoint is its name,
 and a label that changes when an endpoint comes back at another address
 would start new series. ``docknet_endpoint_info`` (always 1) carries each
 attached endpoint's ``address`` and ``address6`` ("" without IPv6), one
-series per endpoint, for joining on ``endpoint``.
+series per endpoint, for joining on ``endpoint``. ``docknet_uplink_info``
+(always 1) names the uplink's ``pmd`` and the one an ``iface:`` uplink fell
+back from (``fallback_from``, "" for none); the reason is in the status.
 """
 
 from __future__ import annotations
@@ -150,6 +152,11 @@ class DockNetCollector(Collector):
 
         up = ctl.switch.uplink()
         if up is not None:
+            ui = GaugeMetricFamily("docknet_uplink_info", "The uplink's port (always 1): its pmd, and the one it "
+                                   "fell back from (empty: none).", labels=["pmd", "fallback_from"])
+            fell = up["pmd_fallback"]
+            ui.add_metric([up["pmd"], fell.split(":", 1)[0] if fell else ""], 1)
+            yield ui
             uf = CounterMetricFamily("docknet_uplink_frames", "Frames through the uplink port.",
                                      labels=["direction"])
             uf.add_metric(["transmit"], up["tx_frames"])

@@ -9,6 +9,7 @@ from typing import Any
 from ..native.errors import check
 from ..native._lib import ffi, lib
 from .faults import Faults
+from .uplink import pmd_of
 
 __all__ = ["Switch", "mac_of"]
 
@@ -54,6 +55,11 @@ class Switch:
         if prefix6 is not None:
             cfg.prefix6 = list(prefix6.network_address.packed)
             cfg.prefix6_len = prefix6.prefixlen
+        # What the status says of the uplink: its port, and why an earlier
+        # choice was passed over (the master's uplink.open_uplink sets it).
+        self.uplink_devargs = uplink
+        self.uplink_pmd = pmd_of(uplink) if uplink else None
+        self.uplink_fallback: str | None = None
         keep = ffi.new("char[]", uplink.encode()) if uplink else ffi.NULL
         cfg.uplink = keep
         for arg in (uplink or "").split(",")[1:]:
@@ -146,12 +152,16 @@ class Switch:
         lib.dn_switch_counters(self._sw, c)
         return {name: int(getattr(c, name)) for name, _ in ffi.typeof(c[0]).fields}
 
-    def uplink(self) -> dict[str, int] | None:
+    def uplink(self) -> dict[str, Any] | None:
+        """The uplink's counters, its pmd ("af_xdp", "af_packet" or the
+        DPDK driver) and pmd_fallback (why iface: took af_packet; None)."""
         info = ffi.new("struct dn_uplink_info *")
         if lib.dn_switch_uplink(self._sw, info) < 0:
             return None
-        out = {name: int(getattr(info.port, name)) for name, _ in ffi.typeof(info.port).fields}
+        out: dict[str, Any] = {name: int(getattr(info.port, name)) for name, _ in ffi.typeof(info.port).fields}
         out.update((name, int(getattr(info, name))) for name, _ in ffi.typeof(info[0]).fields if name != "port")
+        out["pmd"] = self.uplink_pmd
+        out["pmd_fallback"] = self.uplink_fallback
         return out
 
     def close(self) -> None:

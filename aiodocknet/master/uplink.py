@@ -1,0 +1,190 @@
+"""The master's uplink: what ``--uplink`` (or the configuration's
+``uplink``) says, and which DPDK port it becomes.
+
+Forms:
+
+- ``iface:NAME``: the kernel interface NAME, through net_af_xdp; if that
+  port cannot be had there (a jumbo MTU, several receive queues, a kernel
+  without AF_XDP), through net_af_packet, and the reason is logged and
+  reported (``uplink.pmd_fallback`` in the status).
+- ``af_xdp:NAME`` and ``af_packet:NAME``: that port on NAME and no other.
+- anything else: DPDK device arguments as they are
+  (``net_af_packet0,iface=eth1``, ``net_tap0,iface=dn0``, a PCI address).
+
+The interface name is checked before anything is opened
+(:func:`aiodocknet.validate.uplink_interface`): it is spliced into device
+arguments, so it must not carry any of its own. Nothing here imports the
+native code: checking a configuration needs none of it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from .. import validate
+from ..log import get_logger
+
+__all__ = ["Attempt", "Uplink", "check_present", "open_uplink", "parse", "pmd_of"]
+
+log = get_logger("aiodocknet.master.uplink")
+
+FORMS = ("iface", "af_xdp", "af_packet")
+# DPDK driver names and what the status calls them.
+_PMD_OF_DRIVER = {"net_af_xdp": "af_xdp", "net_af_packet": "af_packet"}
+_DRIVER_OF_PMD = {pmd: driver for driver, pmd in _PMD_OF_DRIVER.items()}
+MAX_DEVARGS = 255
+_BLANK = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """form: "iface", "af_xdp", "af_packet" (value: the interface) or
+    "devargs" (value: DPDK device arguments)."""
+
+    form: str
+    value: str
+
+    def __str__(self) -> str:
+        return self.value if self.form == "devargs" else f"{self.form}:{self.value}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One port to try: pmd as the status reports it, DPDK device
+    arguments, and the kernel interface (None: a raw device)."""
+
+    pmd: str
+    devargs: str
+    iface: str | None
+
+
+def parse(value: Any, what: str = "uplink") -> Uplink:
+    """An uplink setting; ValidationError ("WHAT: why") for anything the
+    master would not open."""
+    validate.text(value, what)
+    form, sep, rest = value.partition(":")
+    if sep and form in FORMS:
+        return Uplink(form, validate.uplink_interface(rest, f"{what}: {form}: interface"))
+    if not value:
+        raise validate.ValidationError(f"{what}: must be iface:NAME, af_xdp:NAME, af_packet:NAME or DPDK device "
+                                       "arguments such as 'net_af_packet0,iface=eth1'")
+    if len(value) > MAX_DEVARGS:
+        raise validate.ValidationError(f"{what}: DPDK device arguments longer than {MAX_DEVARGS} characters")
+    if _BLANK.search(value):
+        raise validate.ValidationError(f"{what}: {value[:40]!r} has whitespace or control characters; DPDK device "
+                                       "arguments have none")
+    return Uplink("devargs", value)
+
+
+def pmd_of(devargs: str) -> str:
+    """What the status calls the port of these device arguments:
+    "af_xdp", "af_packet", or the driver's name (net_tap0 -> net_tap)."""
+    driver = devargs.split(",", 1)[0].rstrip("0123456789")
+    return _PMD_OF_DRIVER.get(driver, driver)
+
+
+def attempts(up: Uplink) -> list[Attempt]:
+    """The ports to try, in order."""
+    if up.form == "devargs":
+        args = dict(a.partition("=")[::2] for a in up.value.split(",")[1:])
+        return [Attempt(pmd_of(up.value), up.value, args.get("iface"))]
+    pmds = ["af_xdp", "af_packet"] if up.form == "iface" else [up.form]
+    return [Attempt(pmd, f"{_DRIVER_OF_PMD[pmd]}0,iface={up.value}", up.value) for pmd in pmds]
+
+
+def _sys(iface: str, name: str) -> str:
+    with open(os.path.join("/sys/class/net", iface, name)) as f:
+        return f.read().strip()
+
+
+def wire_mtu(iface: str) -> int | None:
+    try:
+        return int(_sys(iface, "mtu"))
+    except (OSError, ValueError):
+        return None
+
+
+def rx_queues(iface: str) -> int:
+    try:
+        return sum(1 for n in os.listdir(os.path.join("/sys/class/net", iface, "queues")) if n.startswith("rx-"))
+    except OSError:
+        return 1
+
+
+def clamp_mtu(iface: str | None, mtu: int) -> int:
+    """Endpoints' frames cross the uplink unchanged (no fragmentation), so
+    the links may not be wider than it."""
+    wire = wire_mtu(iface) if iface else None
+    if wire is not None and wire < mtu:
+        log.warning("link MTU lowered to the uplink's", uplink=iface, mtu=wire, wanted=mtu)
+        return wire
+    return mtu
+
+
+def size_af_packet(devargs: str, mtu: int) -> str:
+    """net_af_packet's ring frames are 2 KiB unless told otherwise; a jumbo
+    frame would not fit. One block per frame; the kernel wants blocks of
+    a power of two pages."""
+    if not devargs.startswith("net_af_packet") or "framesz=" in devargs:
+        return devargs
+    size = 4096
+    while size < mtu + 256:
+        size *= 2
+    return f"{devargs},framesz={size},blocksz={size}"
+
+
+def _skip_af_xdp(iface: str) -> str | None:
+    """Why af_xdp would be wrong on iface even if it opened: it reads one
+    receive queue, and a NIC spreads frames over all of its queues."""
+    n = rx_queues(iface)
+    if n > 1:
+        return f"{iface} has {n} receive queues; the af_xdp uplink reads queue 0 only"
+    return None
+
+
+def check_present(up: Uplink) -> None:
+    """OSError(ENODEV) if up names a kernel interface this network
+    namespace does not have."""
+    if up.form != "devargs" and not os.path.isdir(os.path.join("/sys/class/net", up.value)):
+        raise OSError(errno.ENODEV, f"uplink {up}: no interface {up.value!r} in this network namespace")
+
+
+T = TypeVar("T")
+
+
+def open_uplink(up: Uplink, mtu: int, make: Callable[[str, int], T]) -> tuple[T, Attempt, str | None, int]:
+    """Opens the first port of up that works: make(devargs, link_mtu)
+    builds the switch with it (raising OSError when the port cannot be
+    had). Returns what make returned, the attempt it took, why an earlier
+    one was passed over (None: the first worked) and the link MTU."""
+    check_present(up)
+    tries = attempts(up)
+    fallback: str | None = None
+    for i, attempt in enumerate(tries):
+        last = i == len(tries) - 1
+        link_mtu = clamp_mtu(attempt.iface, mtu)
+        if attempt.pmd == "af_xdp" and attempt.iface is not None:
+            skip = _skip_af_xdp(attempt.iface)
+            if skip is not None and not last:
+                fallback = f"af_xdp: {skip}"
+                log.warning("uplink falls back", iface=attempt.iface, tried=attempt.pmd, to=tries[i + 1].pmd,
+                            reason=skip)
+                continue
+            if skip is not None:
+                log.warning("af_xdp uplink asked for: frames on other queues are missed", iface=attempt.iface,
+                            reason=skip)
+        devargs = size_af_packet(attempt.devargs, link_mtu)
+        try:
+            return make(devargs, link_mtu), attempt, fallback, link_mtu
+        except OSError as exc:
+            if last:
+                raise
+            why = exc.strerror or str(exc)
+            fallback = f"{attempt.pmd}: {why}"
+            log.warning("uplink falls back", iface=attempt.iface, tried=attempt.pmd, to=tries[i + 1].pmd,
+                        reason=why)
+    raise AssertionError("no uplink to try")  # attempts() is never empty
