@@ -27,24 +27,35 @@ CLIENT_ADDR6 = "fd77:d0c::c801/64"
 
 
 class Hosts:
-    def __init__(self, topo: NetnsTopology) -> None:
+    """A master in each of the topology's first len(ranges) namespaces,
+    each with its uplink on that namespace's veth0 (the --uplink given)."""
+
+    def __init__(self, topo: NetnsTopology, uplink: str = "net_af_packet0,iface=veth0",
+                 ranges: tuple[str, ...] = RANGES) -> None:
         self.topo = topo
         self.procs: list[Proc] = []
-        self.dirs = [tempfile.mkdtemp(prefix="dn-host-") for _ in RANGES]
-        for i, rng in enumerate(RANGES):
+        self.dirs = [tempfile.mkdtemp(prefix="dn-host-") for _ in ranges]
+        for i, rng in enumerate(ranges):
             argv = [sys.executable, "-m", "aiodocknet.cli", "master", "--run-dir", self.dirs[i],
-                    "--range", rng, "--uplink", "net_af_packet0,iface=veth0"]
+                    "--range", rng, "--uplink", uplink]
             self.procs.append(Proc(topo.exec_argv(i, argv), self.env(i), f"master{i}"))
-        for d in self.dirs:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if request(os.path.join(d, "master.sock"), {"op": "ping"}).get("ok"):
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, "master did not start"
-                time.sleep(0.05)
+        self.masters = list(self.procs)
+        try:
+            for d, m in zip(self.dirs, self.masters):
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        if request(os.path.join(d, "master.sock"), {"op": "ping"}).get("ok"):
+                            break
+                    except OSError:
+                        pass
+                    if m.popen.poll() is not None:
+                        raise AssertionError(f"{m.name} exited ({m.popen.returncode}): {m.stderr_tail()}")
+                    assert time.monotonic() < deadline, f"{m.name} did not start: {m.stderr_tail()}"
+                    time.sleep(0.05)
+        except BaseException:
+            self.close()
+            raise
 
     def env(self, i: int) -> dict[str, str]:
         return dict(os.environ, DOCKNET_MASTER=os.path.join(self.dirs[i], "master.sock"))

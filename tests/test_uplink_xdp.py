@@ -1,0 +1,207 @@
+"""The af_xdp uplink (issue 17): masters in network namespaces on one Linux
+bridge, each with ``--uplink iface:veth0``, real processes as in
+test_uplink.py. Over af_xdp bytes cross between hosts, an idle master
+sleeps (the switch waits on the port's AF_XDP sockets), and the interface
+is as it was once the master stops; a jumbo MTU falls back to af_packet
+and says why; a master killed with -9 leaves its XDP program behind and
+the next one starts anyway; hostile uplink settings are refused before
+anything is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from aiodocknet import validate
+from aiodocknet.master.uplink import parse
+from bench.topology import NetnsTopology
+from dn_harness import PEER, ROOT
+from test_idle import cpu_seconds
+from test_uplink import CLIENT_ADDR, RANGES, Hosts
+
+
+def link(topo: NetnsTopology, host: int) -> dict:
+    """What the port may change on the namespace's veth0: its flags
+    (PROMISC), MTU and XDP program (ip -d -j: the "xdp" key)."""
+    out = subprocess.run(["ip", "-n", topo.namespaces[host], "-d", "-j", "link", "show", "veth0"],
+                         capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)[0]
+    return {"promisc": "PROMISC" in info["flags"], "mtu": info["mtu"], "xdp": "xdp" in info}
+
+
+def topology(mtu: int | None) -> NetnsTopology:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    topo = NetnsTopology(3, mode="bridge", mtu=mtu)
+    topo.setup()
+    subprocess.run(["ip", "-n", topo.namespaces[2], "addr", "add", CLIENT_ADDR, "dev", "veth0"], check=True)
+    return topo
+
+
+@pytest.fixture
+def topo() -> Iterator[NetnsTopology]:
+    t = topology(None)  # veth's own MTU, 1500
+    try:
+        yield t
+    finally:
+        t.cleanup()
+
+
+@pytest.fixture
+def jumbo() -> Iterator[NetnsTopology]:
+    t = topology(9000)
+    try:
+        yield t
+    finally:
+        t.cleanup()
+
+
+def test_af_xdp_carries_traffic_sleeps_and_restores_the_interface(topo: NetnsTopology) -> None:
+    before = [link(topo, i) for i in (0, 1)]
+    assert not any(b["promisc"] or b["xdp"] for b in before), before
+    hosts = Hosts(topo, uplink="iface:veth0")
+    try:
+        for i in (0, 1):
+            up = hosts.status(i)["uplink"]
+            assert (up["pmd"], up["pmd_fallback"]) == ("af_xdp", None), up
+            assert up["wake_fds"] >= 1, up  # the switch sleeps on the port's AF_XDP sockets
+            assert link(topo, i)["xdp"] and link(topo, i)["promisc"]
+        srv = hosts.run(0, [sys.executable, str(PEER), "echo-server", "--name", "x-srv"], "x-srv")
+        addr = srv.expect("ready", timeout=60)["address"]
+        cli = hosts.run(1, [sys.executable, str(PEER), "echo-client", "--name", "x-cli", "--target", addr,
+                            "--bytes", str(8 << 20), "--half-close", "--timeout", "30"], "x-cli")
+        done = cli.expect("done", timeout=60)
+        assert done["ok"] and done["recv_sha256"] == done["sent_sha256"], done
+        assert srv.expect("eof")["sha256"] == done["sent_sha256"]
+        # A kernel host on the segment too (ARP answered through af_xdp).
+        ping = subprocess.run(topo.exec_argv(2, ["ping", "-c", "2", "-i", "0.2", "-W", "2", addr]),
+                              capture_output=True, text=True, timeout=20)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        up = [hosts.status(i)["uplink"] for i in (0, 1)]
+        assert all(u["rx_frames"] > 1000 and u["tx_frames"] > 1000 for u in up), up
+        # Idle, the server still attached: both masters under 2% of a CPU
+        # together over 3 s (from /proc, as test_idle.py measures).
+        time.sleep(1.0)
+        pids = [m.pid for m in hosts.masters]
+        used = [cpu_seconds(p) for p in pids]
+        t0 = time.monotonic()
+        time.sleep(3)
+        used = [cpu_seconds(p) - u for p, u in zip(pids, used)]
+        share = sum(used) / (time.monotonic() - t0)
+        print(f"idle masters on af_xdp: {share:.2%} of a CPU ({used})")
+        assert share < 0.02, f"idle masters on af_xdp used {share:.1%} of a CPU (seconds: {used})"
+    finally:
+        hosts.close()
+    # Stopped: no promiscuous mode, no XDP program, the same MTU.
+    assert [link(topo, i) for i in (0, 1)] == before
+
+
+def test_jumbo_mtu_falls_back_to_af_packet(jumbo: NetnsTopology) -> None:
+    """AF_XDP buffers are a page at most: a 9000-byte MTU cannot be had on
+    af_xdp, so iface: takes af_packet and keeps the jumbo links."""
+    hosts = Hosts(jumbo, uplink="iface:veth0", ranges=RANGES[:1])
+    try:
+        st = hosts.status(0)
+        up = st["uplink"]
+        assert up["pmd"] == "af_packet", up
+        assert up["pmd_fallback"].startswith("af_xdp: ") and "MTU 9000" in up["pmd_fallback"], up
+        assert st["mtu"] == 9000
+        assert not link(jumbo, 0)["xdp"]
+    finally:
+        hosts.close()
+    log = hosts.masters[0].stderr_text
+    assert "uplink falls back" in log and "reason=" in log and "to=af_packet" in log, log[-2000:]
+    assert link(jumbo, 0) == {"promisc": False, "mtu": 9000, "xdp": False}
+
+
+def test_master_after_kill_9_starts_on_the_same_interface(topo: NetnsTopology) -> None:
+    """A master killed with -9 cannot detach its XDP program; the next one
+    on that interface starts on af_xdp all the same and answers ARP."""
+    first = Hosts(topo, uplink="af_xdp:veth0", ranges=RANGES[:1])
+    try:
+        first.masters[0].kill(signal.SIGKILL)
+        first.masters[0].wait(10)
+    finally:
+        first.close()
+    assert link(topo, 0)["xdp"], "the killed master's XDP program is gone: nothing left to test"
+    second = Hosts(topo, uplink="af_xdp:veth0", ranges=RANGES[:1])
+    try:
+        assert second.status(0)["uplink"]["pmd"] == "af_xdp"
+        gateway = RANGES[0].replace(".0/24", ".1")
+        # The gateway answers ARP (no ICMP): the new port receives and sends.
+        subprocess.run(topo.exec_argv(2, ["ping", "-c", "1", "-W", "1", gateway]), capture_output=True, timeout=10)
+        up = second.status(0)["uplink"]
+        assert up["arp_replies_sent"] >= 1 and up["rx_frames"] >= 1, up
+    finally:
+        second.close()
+    assert not link(topo, 0)["xdp"]
+
+
+HOSTILE = {
+    # devargs injection through the name: another argument, a value
+    "iface:veth0,xdp_prog=/tmp/x.o": "contains ','",
+    "iface:veth0=1": "contains '='",
+    "af_xdp:a,b": "contains ','",
+    # what the kernel refuses in a name
+    "af_packet:../etc": "is not an interface name",
+    "iface:eth 1": "is not an interface name",
+    "iface:eth\t1": "is not an interface name",
+    "iface:a/b": "is not an interface name",
+    "iface:a:b": "is not an interface name",
+    "iface:..": "is not an interface name",
+    "iface:": "must be an interface name",
+    "iface:abcdefghijklmnop": "longer than an interface name may be",
+    # raw device arguments: whitespace, control characters, NUL, length
+    "net_af_packet0,iface=veth0 ": "whitespace or control characters",
+    "net_af_packet0,iface=veth0\n": "whitespace or control characters",
+    "net_af_packet0\0": "contains a NUL character",
+    "net_af_packet0," + "x" * 300: "longer than 255 characters",
+    "": "must be iface:NAME",
+}
+
+
+def test_hostile_uplinks_are_refused_and_change_nothing(tmp_path) -> None:
+    """Each setting above is refused with its reason (in-process, then a
+    few through a real `docknet master`, flag and file alike: exit status
+    2, the reason, no run directory made). A name the namespace lacks is
+    refused before the master makes anything too."""
+    for value, why in HOSTILE.items():
+        with pytest.raises(validate.ValidationError) as exc:
+            parse(value)
+        assert why in str(exc.value), (value, str(exc.value))
+    for value in ("iface:eth0", "af_xdp:veth0", "af_packet:eth0.100", "net_af_packet0,iface=eth1", "0000:01:00.0"):
+        assert str(parse(value)) == value
+    run_dir = tmp_path / "run"
+    toml = tmp_path / "m.toml"
+    toml.write_text('uplink = "iface:veth0,xdp_prog=/tmp/x.o"\n')
+    env = dict(os.environ, DOCKNET_LOG_LEVEL="warning")
+    for argv, why in (
+        (["--uplink", "iface:veth0,xdp_prog=/tmp/x.o"], "--uplink: iface: interface: 'veth0,xdp_prog=/tmp/x.o' "
+                                                        "contains ','"),
+        (["--uplink", "af_xdp:a b"], "is not an interface name"),
+        (["--config", str(toml)], "m.toml:1: uplink: iface: interface:"),
+        (["--uplink", "iface:dn-nosuch0"], "no interface 'dn-nosuch0' in this network namespace"),
+    ):
+        res = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "master", "--run-dir", str(run_dir), *argv],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=30)
+        assert res.returncode in (1, 2) and why in res.stderr, (argv, res.returncode, res.stderr)
+        assert not run_dir.exists(), argv
+
+
+def test_config_and_check_config_take_the_forms() -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write('uplink = "iface:eth1"\n')
+    try:
+        res = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "master", "--config", f.name,
+                              "--check-config"], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    finally:
+        os.unlink(f.name)
+    assert res.returncode == 0 and '"uplink": "iface:eth1"' in res.stdout, res.stderr
