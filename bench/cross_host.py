@@ -1,6 +1,11 @@
 """Cross-host benchmark: two masters in two network namespaces joined by a
-veth pair (jumbo MTU), each with net_af_packet on its end as uplink, against
-kernel TCP over the same veth pair."""
+veth pair, each with its uplink on its end, against kernel TCP over the
+same veth pair. Set-ups (CrossHostSession's uplink and mtu): af_packet
+with a jumbo MTU (9000), af_xdp (``iface:veth0``) at 1500 (it carries 3054
+at most), and af_packet at 1500 beside it.
+
+``python -m bench.cross_host --repeats 1 --seconds 2`` runs just these rows
+(bench/run.py runs them with the rest)."""
 
 from __future__ import annotations
 
@@ -19,14 +24,21 @@ from kernel_paths import run_kernel_in  # noqa: E402
 from procs import stop_all  # noqa: E402
 from bench.topology import NetnsTopology  # noqa: E402
 
+from aiodocknet.cli.api_client import ApiClient  # noqa: E402
 from aiodocknet.control import request  # noqa: E402
 
 RANGES = ("10.77.1.0/24", "10.77.2.0/24")
 
 
 class CrossHostSession:
-    def __init__(self) -> None:
-        self.topo = NetnsTopology(2, mode="veth", mtu=9000)
+    """path names the rows (the result's "path"); pmd, if given, is what
+    the masters must report (an iface: uplink that fell back would measure
+    something else)."""
+
+    def __init__(self, uplink: str = "net_af_packet0,iface=veth0", mtu: int = 9000, path: str = "docknet-uplink",
+                 pmd: str | None = None) -> None:
+        self.path = path
+        self.topo = NetnsTopology(2, mode="veth", mtu=mtu)
         self.topo.setup()
         self.dirs = [tempfile.TemporaryDirectory(prefix="dn-xhost-") for _ in RANGES]
         self.procs: list[subprocess.Popen[str]] = []
@@ -35,9 +47,13 @@ class CrossHostSession:
             for i, rng in enumerate(RANGES):
                 self._spawn(i, [sys.executable, "-m", "aiodocknet.cli", "--log-level", "warning", "master",
                                 "--run-dir", self.dirs[i].name, "--range", rng,
-                                "--uplink", "net_af_packet0,iface=veth0"])
+                                "--uplink", uplink])
             for d in self.dirs:
                 self._wait_master(os.path.join(d.name, "master.sock"))
+                up = ApiClient(os.path.join(d.name, "api.sock")).call("GET", "/v1/status")["uplink"]
+                if pmd is not None and up["pmd"] != pmd:
+                    raise RuntimeError(f"cross-host uplink {uplink} is on {up['pmd']}, not {pmd}: "
+                                       f"{up['pmd_fallback']}")
             server = self._spawn(0, [sys.executable, "-m", "bench.native_loops", "serve",
                                      "--name", "xhost-server"])
             assert server.stdout is not None
@@ -81,7 +97,7 @@ class CrossHostSession:
         if res.returncode != 0:
             raise RuntimeError(f"cross-host docknet {mode} failed: {res.stderr.strip()[-1500:]}")
         out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
-        out["path"] = "docknet-uplink"
+        out["path"] = self.path
         return out
 
     def run_kernel(self, mode: str, size: int, conns: int, seconds: float) -> dict[str, Any]:
@@ -94,3 +110,23 @@ class CrossHostSession:
         self.topo.cleanup()
         for d in self.dirs:
             d.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    import run
+
+    ap = argparse.ArgumentParser(prog="bench.cross_host")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench.cross_host: needs root (network namespaces)", file=sys.stderr)
+        return 1
+    print(run.xhost_report(run.measure_xhost(args.repeats, args.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
