@@ -20,8 +20,11 @@ native code: checking a configuration needs none of it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
+import socket
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -96,19 +99,22 @@ def attempts(up: Uplink) -> list[Attempt]:
     return [Attempt(pmd, f"{_DRIVER_OF_PMD[pmd]}0,iface={up.value}", up.value) for pmd in pmds]
 
 
-def _sys(iface: str, name: str) -> str:
-    with open(os.path.join("/sys/class/net", iface, name)) as f:
-        return f.read().strip()
+_SIOCGIFMTU = 0x8921
 
 
 def wire_mtu(iface: str) -> int | None:
+    """The interface's MTU (SIOCGIFMTU, of this network namespace), or
+    None if there is no such interface."""
+    req = struct.pack("16si20x", iface.encode(), 0)  # struct ifreq: name, then ifr_mtu
     try:
-        return int(_sys(iface, "mtu"))
-    except (OSError, ValueError):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            return int(struct.unpack_from("16si", fcntl.ioctl(s, _SIOCGIFMTU, req))[1])
+    except OSError:
         return None
 
 
 def rx_queues(iface: str) -> int:
+    """Its receive queues in use, from /sys (1 if /sys does not show it)."""
     try:
         return sum(1 for n in os.listdir(os.path.join("/sys/class/net", iface, "queues")) if n.startswith("rx-"))
     except OSError:
@@ -148,9 +154,14 @@ def _skip_af_xdp(iface: str) -> str | None:
 
 def check_present(up: Uplink) -> None:
     """OSError(ENODEV) if up names a kernel interface this network
-    namespace does not have."""
-    if up.form != "devargs" and not os.path.isdir(os.path.join("/sys/class/net", up.value)):
-        raise OSError(errno.ENODEV, f"uplink {up}: no interface {up.value!r} in this network namespace")
+    namespace does not have (asked of the kernel: a /sys mounted in
+    another namespace would show that one's)."""
+    if up.form == "devargs":
+        return
+    try:
+        socket.if_nametoindex(up.value)
+    except OSError:
+        raise OSError(errno.ENODEV, f"uplink {up}: no interface {up.value!r} in this network namespace") from None
 
 
 T = TypeVar("T")
