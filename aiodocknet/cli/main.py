@@ -112,7 +112,7 @@ def _uplink_lines(up: dict[str, Any] | None) -> list[str]:
         return ["uplink: none"]
     line = (f"uplink: {up['pmd']}, {up['rx_frames']:,} frames in, {up['tx_frames']:,} out, "
             f"{up['unresolved_dropped'] + up['drop_other']:,} dropped")
-    return [line] + ([f"  not af_xdp: {up['pmd_fallback']}"] if up.get("pmd_fallback") else [])
+    return [line] + ([f"  fell back from {up['pmd_fallback']}"] if up.get("pmd_fallback") else [])
 
 
 def _checkout() -> Path | None:
