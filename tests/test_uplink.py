@@ -1,6 +1,7 @@
 """Hosts joined by an uplink: two masters in two network namespaces (two
 "hosts") and a plain kernel client in a third, on one Linux bridge; each
-master's uplink is net_af_packet on its namespace's veth."""
+master's uplink is on its namespace's veth, net_af_packet (jumbo MTU) or
+net_af_xdp (MTU 1500), each test on both."""
 
 from __future__ import annotations
 
@@ -73,17 +74,24 @@ class Hosts:
             p.stop()
 
 
-@pytest.fixture
-def hosts() -> Iterator[Hosts]:
+# Each test on either uplink: af_packet given as DPDK device arguments on
+# jumbo veths, and iface: (af_xdp) at the veths' own MTU.
+UPLINKS = {"af_packet": ("net_af_packet0,iface=veth0", 9000), "af_xdp": ("iface:veth0", None)}
+
+
+@pytest.fixture(params=list(UPLINKS))
+def hosts(request: pytest.FixtureRequest) -> Iterator[Hosts]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
-    with NetnsTopology(3, mode="bridge", mtu=9000) as topo:
+    uplink, mtu = UPLINKS[request.param]
+    with NetnsTopology(3, mode="bridge", mtu=mtu) as topo:
         subprocess.run(["ip", "-n", topo.namespaces[2], "addr", "add", CLIENT_ADDR, "dev", "veth0"], check=True)
         # No duplicate address detection: the address is usable at once.
         subprocess.run(["ip", "-n", topo.namespaces[2], "addr", "add", CLIENT_ADDR6, "dev", "veth0", "nodad"],
                        check=True)
-        h = Hosts(topo)
+        h = Hosts(topo, uplink=uplink)
         try:
+            assert h.status(0)["uplink"]["pmd"] == request.param
             yield h
         finally:
             h.close()
@@ -113,7 +121,7 @@ def test_tcp_between_endpoints_on_two_hosts(hosts: Hosts) -> None:
     for i in (0, 1):
         up = hosts.status(i)["uplink"]
         assert up["tx_frames"] > 1000 and up["rx_frames"] > 1000
-        assert up["hw_classification"] == 0  # af_packet: software classification
+        assert up["hw_classification"] == 0  # af_packet and af_xdp: software classification
 
 
 def test_kernel_client_reaches_docknet_service(hosts: Hosts) -> None:
