@@ -743,23 +743,52 @@ dn_xdp_obj_size(uint16_t frame_room)
 	return rte_mempool_calc_obj_size(elt, 0, NULL);
 }
 
+/* The interface's MTU (SIOCGIFMTU), or 0. */
+static uint32_t
+dn_if_mtu(const char *iface)
+{
+	struct ifreq ifr;
+	uint32_t mtu = 0;
+	int fd;
+
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", iface);
+	if (ioctl(fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0)
+		mtu = (uint32_t)ifr.ifr_mtu;
+	close(fd);
+	return mtu;
+}
+
+/* Whether net_af_xdp can carry the links' MTU, and what the interface may
+ * hand it: a frame larger than a buffer would be lost on arrival (and some
+ * drivers, veth among them, refuse an XDP program on such an MTU with a
+ * bare "Invalid argument" from the PMD). */
 static int
 dn_xdp_fits(const char *iface, uint16_t mtu, uint16_t frame_room)
 {
 	uint32_t page = (uint32_t)getpagesize(), room = 1024, most = 0;
+	uint32_t wire = dn_if_mtu(iface);
 
-	if (dn_xdp_obj_size(frame_room) <= page)
-		return 0;
 	/* The largest MTU that fits, in dn_frame_room's steps. */
 	while (dn_xdp_obj_size((uint16_t)room) <= page) {
 		most = room - RTE_ETHER_HDR_LEN - RTE_VLAN_HLEN;
 		room += 1024;
 	}
-	return dn_error(-EMSGSIZE, "net_af_xdp on %s cannot carry MTU %u: a "
-		"frame takes %u bytes of buffer, an AF_XDP buffer is at most a "
-		"page (%u bytes; MTU %u or less fits). A jumbo MTU needs "
-		"net_af_packet", iface, mtu, dn_xdp_obj_size(frame_room), page,
-		most);
+	if (dn_xdp_obj_size(frame_room) > page)
+		return dn_error(-EMSGSIZE, "net_af_xdp on %s cannot carry MTU "
+			"%u: a frame takes %u bytes of buffer, an AF_XDP buffer "
+			"is at most a page (%u bytes; MTU %u or less fits). A "
+			"jumbo MTU needs net_af_packet", iface, mtu,
+			dn_xdp_obj_size(frame_room), page, most);
+	if (wire > most)
+		return dn_error(-EMSGSIZE, "net_af_xdp on %s: the interface's "
+			"MTU %u is above the %u an AF_XDP buffer (a page) holds, "
+			"so its largest frames would be lost. A jumbo MTU needs "
+			"net_af_packet", iface, wire, most);
+	return 0;
 }
 
 int
