@@ -120,6 +120,15 @@ def test_jumbo_mtu_falls_back_to_af_packet(jumbo: NetnsTopology) -> None:
     log = hosts.masters[0].stderr_text
     assert "uplink falls back" in log and "reason=" in log and "to=af_packet" in log, log[-2000:]
     assert link(jumbo, 0) == {"promisc": False, "mtu": 9000, "xdp": False}
+    # Narrow links (--mtu 1500) would fit af_xdp's buffers, but the
+    # interface's own 9000-byte frames would not: af_xdp: alone is refused,
+    # saying so, and the interface is left as it was.
+    with tempfile.TemporaryDirectory(prefix="dn-host-") as d:
+        res = subprocess.run(jumbo.exec_argv(0, [sys.executable, "-m", "aiodocknet.cli", "master", "--run-dir", d,
+                                                 "--mtu", "1500", "--uplink", "af_xdp:veth0"]),
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 1 and "the interface's MTU 9000 is above the 3054" in res.stderr, res.stderr[-2000:]
+    assert link(jumbo, 0) == {"promisc": False, "mtu": 9000, "xdp": False}
 
 
 def test_master_after_kill_9_starts_on_the_same_interface(topo: NetnsTopology) -> None:
