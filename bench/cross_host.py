@@ -4,6 +4,9 @@ same veth pair. Set-ups (CrossHostSession's uplink and mtu): af_packet
 with a jumbo MTU (9000), af_xdp (``iface:veth0``) at 1500 (it carries 3054
 at most), and af_packet at 1500 beside it.
 
+Beside the native loops, the Python ping-pong (bench/py_pingpong.py):
+DockNetLoop on both hosts against uvloop on both over the same veth.
+
 ``python -m bench.cross_host --repeats 1 --seconds 2`` runs just these rows
 (bench/run.py runs them with the rest)."""
 
@@ -43,6 +46,7 @@ class CrossHostSession:
         self.dirs = [tempfile.TemporaryDirectory(prefix="dn-xhost-") for _ in RANGES]
         self.procs: list[subprocess.Popen[str]] = []
         self.clients = 0
+        self.py_address: str | None = None
         try:
             for i, rng in enumerate(RANGES):
                 self._spawn(i, [sys.executable, "-m", "aiodocknet.cli", "--log-level", "warning", "master",
@@ -69,9 +73,9 @@ class CrossHostSession:
         return dict(os.environ, DOCKNET_MASTER=os.path.join(self.dirs[host].name, "master.sock"),
                     DOCKNET_LOG_LEVEL="warning")
 
-    def _spawn(self, host: int, argv: list[str]) -> subprocess.Popen[str]:
-        p = subprocess.Popen(self.topo.exec_argv(host, argv), env=self._env(host), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    def _spawn(self, host: int, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        p = subprocess.Popen(self.topo.exec_argv(host, argv), env=dict(self._env(host), **(extra_env or {})),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         return p
 
@@ -96,6 +100,50 @@ class CrossHostSession:
         res = subprocess.run(argv, env=self._env(1), capture_output=True, text=True, timeout=seconds + 60)
         if res.returncode != 0:
             raise RuntimeError(f"cross-host docknet {mode} failed: {res.stderr.strip()[-1500:]}")
+        out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        out["path"] = self.path
+        return out
+
+    def run_python(self, conns: int, seconds: float) -> dict[str, Any]:
+        """64 B ping-pong between DockNetLoop processes on the two hosts
+        (the server started on first use and kept, as the native one)."""
+        if self.py_address is None:
+            server = self._spawn(0, [sys.executable, str(BENCH / "py_pingpong.py"), "serve", "--loop", "docknet"],
+                                 {"DOCKNET_ENDPOINT": "xhost-py-server"})
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            if not line:
+                raise RuntimeError("cross-host Python server did not start")
+            self.py_address = json.loads(line)["host"][0]
+        self.clients += 1
+        argv = self.topo.exec_argv(1, [sys.executable, str(BENCH / "py_pingpong.py"), "client", "--loop", "docknet",
+                                       "--host", self.py_address, "--conns", str(conns), "--seconds", str(seconds)])
+        env = dict(self._env(1), DOCKNET_ENDPOINT=f"xhost-py-client{self.clients}")
+        return self._result(subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60),
+                            "Python ping-pong")
+
+    def run_python_kernel(self, conns: int, seconds: float) -> dict[str, Any]:
+        """The same programs on uvloop over the veth pair, no DockNet."""
+        server = subprocess.Popen(self.topo.exec_argv(0, [sys.executable, str(BENCH / "py_pingpong.py"), "serve",
+                                                          "--loop", "uvloop", "--host", self.topo.addr(0)]),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            if not server.stdout.readline():
+                raise RuntimeError("cross-host uvloop server did not start")
+            argv = self.topo.exec_argv(1, [sys.executable, str(BENCH / "py_pingpong.py"), "client", "--loop",
+                                           "uvloop", "--host", self.topo.addr(0), "--conns", str(conns),
+                                           "--seconds", str(seconds)])
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        finally:
+            stop_all([server])
+        out = self._result(res, "uvloop ping-pong")
+        out["path"] = "uvloop-veth"
+        return out
+
+    def _result(self, res: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+        if res.returncode != 0:
+            raise RuntimeError(f"cross-host {what} failed: {res.stderr.strip()[-1500:]}")
         out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
         out["path"] = self.path
         return out

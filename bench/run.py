@@ -61,6 +61,9 @@ XHOST_WORKLOADS = [
 # docknet-uplink: af_packet at MTU 9000 (veth and kernel alike); docknet-xdp:
 # af_xdp at 1500 (it carries 3054 at most), and af_packet at 1500 beside it.
 XHOST_SYSTEMS = ["docknet-uplink", "docknet-xdp", "docknet-packet1500", "veth-kernel"]
+# Python 64 B ping-pong across the hosts: connections, and the paths.
+XHOST_PY_CONNS = [1, 32]
+XHOST_PY_SYSTEMS = ["docknet-uplink", "docknet-xdp", "uvloop-veth"]
 
 WORKLOADS = [
     ("rr64", "rr", 64, 1),
@@ -254,6 +257,16 @@ def measure_xhost(repeats: int, seconds: float) -> list[dict[str, Any]]:
                     r["repeat"] = rep
                     xhost.append(r)
                     print(f"{name:16} {system:15} #{rep + 1}: {_value(r, mode):,.1f}", flush=True)
+        py_runs = {"docknet-uplink": sessions[0].run_python, "docknet-xdp": sessions[1].run_python,
+                   "uvloop-veth": sessions[0].run_python_kernel}
+        for conns in XHOST_PY_CONNS:
+            for rep in range(repeats):
+                for system in XHOST_PY_SYSTEMS:
+                    r = py_runs[system](conns, seconds)
+                    r["workload"] = f"xhost_py_pingpong x{conns}"
+                    r["repeat"] = rep
+                    xhost.append(r)
+                    print(f"{r['workload']:16} {system:15} #{rep + 1}: {r['rt_per_s']:,.1f}", flush=True)
     finally:
         for xs in sessions:
             xs.close()
@@ -294,7 +307,34 @@ def xhost_report(xhost: list[dict[str, Any]]) -> str:
         ratio = f"{ours / kernel:.2f}x" if ours is not None and kernel else "—"
         title = "64 B request/response, 1 conn" if mode == "rr" else "64 KiB streaming"
         lines.append(f"| {title} | {' | '.join(cells)} | {ratio} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + xhost_python_report(xhost)) + "\n"
+
+
+def xhost_python_report(xhost: list[dict[str, Any]]) -> list[str]:
+    rows = [r for r in xhost if r["workload"].startswith("xhost_py_pingpong")]
+    if not rows:
+        return []
+    lines = ["", "Python across the same hosts: 64 B asyncio Protocol ping-pong (bench/py_pingpong.py), DockNetLoop "
+             "on both hosts over each uplink against uvloop on both over the veth (target: >= 1.0x uvloop). "
+             "Interleaved, medians [min–max].", "",
+             "| connections | DockNet, af_packet (9000) | DockNet, af_xdp (1500) | uvloop over the veth | ratio, "
+             "af_packet / af_xdp to uvloop |", "|---|---|---|---|---|"]
+    for conns in XHOST_PY_CONNS:
+        meds: dict[str, float] = {}
+        cells = []
+        for system in XHOST_PY_SYSTEMS:
+            sel = [r for r in rows if r["workload"] == f"xhost_py_pingpong x{conns}" and r["path"] == system]
+            if not sel:
+                cells.append("—")
+                continue
+            vals = [float(r["rt_per_s"]) for r in sel]
+            meds[system] = statistics.median(vals)
+            p50 = statistics.median(float(r["p50_us"]) for r in sel)
+            cells.append(f"{meds[system]:,.0f} rt/s [{min(vals):,.0f}–{max(vals):,.0f}]<br>p50 {p50:.1f} µs")
+        base = meds.get("uvloop-veth")
+        ratio = " / ".join(f"{meds[s] / base:.2f}x" if base and s in meds else "—" for s in XHOST_PY_SYSTEMS[:2])
+        lines.append(f"| {conns} | {' | '.join(cells)} | {ratio} |")
+    return lines
 
 
 def machine() -> str:
