@@ -56,9 +56,14 @@ dn_spin_idle(struct dn_spin *s, unsigned int slack, int held)
 	if (s->passes++ == 0) {
 		/* The first idle pass only asks whether to spin at all. */
 		s->idle_since = s->now = dn_clock_ns();
-		if (held || s->misses < s->miss_limit)
+		/* No spin asked for: sleep now, not after the yields of the
+		 * passes before the next look at the clock. */
+		if (!held && s->spin_ns == 0)
+			v = DN_SPIN_SPUN_OUT;
+		else if (held || s->misses < s->miss_limit)
 			return DN_SPIN_ON;
-		v = DN_SPIN_HABIT;
+		else
+			v = DN_SPIN_HABIT;
 	} else if ((s->passes & 15) != 0) {
 		sched_yield();
 		return DN_SPIN_ON;
