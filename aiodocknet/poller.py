@@ -200,12 +200,8 @@ class StackPoller:
         self._handlers.clear()
 
     def _wake(self) -> None:
-        # Also after a late ring (or a channel's reset) while awake: drain
-        # them all, or the readers would fire again at once. lwIP's timer
-        # stays set: it fires at most once per deadline, cheaper than a
-        # cancel per wake.
-        self.state.sleeping = False
-        self._stack.wake(*self._channels.pointers())
+        # Also after a late ring (or a channel's reset) while awake.
+        self._core.wake()
 
     def _sleep(self, now: float) -> bool:
         """Arm everything; False if work is already waiting."""

@@ -427,11 +427,6 @@ class SlaveStack:
         ev = self._events
         return [Event(ev[i].kind, ev[i].id, ev[i].arg) for i in range(n)]
 
-    def spin(self, channels: Any, n: int, max_ns: int, yield_ns: int) -> bool:
-        """Busy-wait in C (the GIL released) until the link or one of the n
-        native fast channels has work, or max_ns pass; True if work came."""
-        return bool(lib.dn_stack_spin(self._st, channels, n, max_ns, yield_ns))
-
     def fileno(self) -> int:
         """The doorbell eventfd: readable when the master has sent frames
         while this side was armed."""
@@ -447,15 +442,13 @@ class SlaveStack:
     def sleep(self, channels: Any, n: int) -> float | None:
         """Arm the link and n native fast channels for sleep in one call:
         seconds until lwIP's next timer (inf: none), or None when work is
-        already waiting (all disarmed again)."""
+        already waiting (all disarmed again). The poller's core
+        (``_fcpath.PollerCore``) spins and wakes, through the stack's call
+        table."""
         ms = lib.dn_stack_sleep(self._st, channels, n)
         if ms == -2:
             return None
         return math.inf if ms < 0 else ms / 1000.0
-
-    def wake(self, channels: Any, n: int) -> None:
-        """Undo sleep() (and drain the doorbell)."""
-        lib.dn_stack_wake(self._st, channels, n)
 
     def timeout(self) -> float | None:
         """Seconds until lwIP's next timer, None if none is pending."""

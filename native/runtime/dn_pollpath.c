@@ -355,33 +355,54 @@ PollerCore_poll(PollerCore *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
+/* Undoes the poller's sleep: disarms the link and the channels and drains
+ * the eventfd (also after a late ring while awake: the reader would fire
+ * again at once). lwIP's timer stays set: it fires at most once per
+ * deadline, cheaper than a cancel per wake. 0, or -1 with an exception
+ * set. */
+static int
+dn_pollpath_wake(PollerCore *self)
+{
+	int n;
+
+	if (!dn_pollpath_ready(self))
+		return -1;
+	if (self->stack->st == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "the stack is closed");
+		return -1;
+	}
+	self->state->sleeping = 0;
+	n = dn_pollpath_channels(self);
+	if (n < 0)
+		return -1;
+	self->stack->calls->wake(self->stack->st, self->fcs, n);
+	return 0;
+}
+
+static PyObject *
+PollerCore_wake(PollerCore *self, PyObject *unused)
+{
+	if (dn_pollpath_wake(self) < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
 /* The stack's eventfd is readable: the master rang, a channel's peer
  * wrote, or a late ring came while awake. */
 static PyObject *
 PollerCore_on_doorbell(PollerCore *self, PyObject *unused)
 {
 	PollerState *st;
-	int n;
 
 	if (!dn_pollpath_ready(self))
 		return NULL;
 	st = self->state;
 	if (self->closed)
 		Py_RETURN_NONE;
-	if (self->stack->st == NULL) {
-		PyErr_SetString(PyExc_RuntimeError, "the stack is closed");
-		return NULL;
-	}
-	if (st->sleeping)
+	if (st->sleeping && self->stack->st != NULL)
 		dn_spin_woke(&self->spin, dn_clock_ns());
-	/* Drain them all, or the reader would fire again at once. lwIP's
-	 * timer stays set: it fires at most once per deadline, cheaper than
-	 * a cancel per wake. */
-	st->sleeping = 0;
-	n = dn_pollpath_channels(self);
-	if (n < 0)
+	if (dn_pollpath_wake(self) < 0)
 		return NULL;
-	self->stack->calls->wake(self->stack->st, self->fcs, n);
 	if (st->scheduled)
 		Py_RETURN_NONE;
 	st->scheduled = 1;
@@ -424,6 +445,8 @@ static PyMethodDef PollerCore_methods[] = {
 	 "One turn: passes, then spin, sleep or schedule the next turn."},
 	{"on_doorbell", (PyCFunction)PollerCore_on_doorbell, METH_NOARGS,
 	 "The stack's eventfd is readable: wake and take a turn."},
+	{"wake", (PyCFunction)PollerCore_wake, METH_NOARGS,
+	 "Undo the poller's sleep (and drain the eventfd)."},
 	{"close", (PyCFunction)PollerCore_close, METH_NOARGS,
 	 "No more turns."},
 	{NULL}

@@ -590,22 +590,30 @@ dn_is_af_xdp(const char *name)
 	return strncmp(name, "net_af_xdp", strlen("net_af_xdp")) == 0;
 }
 
-/* The interface's flags (SIOCGIFFLAGS), or -1. */
+/* One interface ioctl (SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFMTU) on iface,
+ * with the rest of *ifr as the caller left it: 0, or -1. */
 static int
-dn_if_flags(const char *iface)
+dn_if_ioctl(const char *iface, unsigned long request, struct ifreq *ifr)
 {
-	struct ifreq ifr;
-	int fd, ret = -1;
+	int fd, ret;
 
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", iface);
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0)
-		ret = ifr.ifr_flags & 0xffff;
+	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", iface);
+	ret = ioctl(fd, request, ifr);
 	close(fd);
-	return ret;
+	return ret == 0 ? 0 : -1;
+}
+
+/* The interface's flags (SIOCGIFFLAGS), or -1. */
+static int
+dn_if_flags(const char *iface)
+{
+	struct ifreq ifr = { 0 };
+
+	return dn_if_ioctl(iface, SIOCGIFFLAGS, &ifr) == 0 ?
+		ifr.ifr_flags & 0xffff : -1;
 }
 
 /* Puts the interface's promiscuous flag back as it was before the port
@@ -613,21 +621,15 @@ dn_if_flags(const char *iface)
 static void
 dn_restore_promisc(struct dn_uplink *u)
 {
-	struct ifreq ifr;
-	int fd;
+	struct ifreq ifr = { 0 };
 
 	if (u->iface[0] == '\0' || u->promisc_was != 0)
 		return;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", u->iface);
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_PROMISC)) {
+	if (dn_if_ioctl(u->iface, SIOCGIFFLAGS, &ifr) == 0 &&
+	    (ifr.ifr_flags & IFF_PROMISC)) {
 		ifr.ifr_flags &= ~IFF_PROMISC;
-		(void)ioctl(fd, SIOCSIFFLAGS, &ifr);
+		(void)dn_if_ioctl(u->iface, SIOCSIFFLAGS, &ifr);
 	}
-	close(fd);
 }
 
 /*
@@ -747,19 +749,10 @@ dn_xdp_obj_size(uint16_t frame_room)
 static uint32_t
 dn_if_mtu(const char *iface)
 {
-	struct ifreq ifr;
-	uint32_t mtu = 0;
-	int fd;
+	struct ifreq ifr = { 0 };
 
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", iface);
-	if (ioctl(fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0)
-		mtu = (uint32_t)ifr.ifr_mtu;
-	close(fd);
-	return mtu;
+	return dn_if_ioctl(iface, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 ?
+		(uint32_t)ifr.ifr_mtu : 0;
 }
 
 /* Whether net_af_xdp can carry the links' MTU, and what the interface may
