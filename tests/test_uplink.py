@@ -152,3 +152,59 @@ def test_kernel_client_reaches_docknet_service(hosts: Hosts) -> None:
     info6 = json.loads(curl6.stdout)
     assert info6["transport"] == "DockNetTCPTransport"
     assert info6["peer"][0] == CLIENT_ADDR6.split("/")[0] and info6["sockname"] == [addr6, port, 0, 0], info6
+
+
+KERNEL6 = ("fd99::1", "fd99::2")  # the kernel's own IPv6, outside DockNet's prefix
+
+
+def _blast(topo: NetnsTopology, src: int, dst: str, count: int, gap: float = 0.0) -> None:
+    """count UDP datagrams from namespace src's kernel to dst (discard
+    port), gap seconds apart."""
+    code = ("import socket, sys, time\n"
+            "fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
+            "s = socket.socket(fam, socket.SOCK_DGRAM)\n"
+            "gap = float(sys.argv[3])\n"
+            "for _ in range(int(sys.argv[2])):\n"
+            "    s.sendto(b'x' * 64, (sys.argv[1], 9))\n"
+            "    if gap: time.sleep(gap)\n")
+    subprocess.run(topo.exec_argv(src, [sys.executable, "-c", code, dst, str(count), repr(gap)]), check=True,
+                   timeout=60)
+
+
+def test_af_packet_uplink_takes_no_copy_of_the_hosts_own_traffic() -> None:
+    """The uplink's interface also carries the host kernel's traffic (its
+    own addresses, IPv4 and IPv6): the master's packet sockets (the PMD's
+    and the one the switch sleeps on) must not be handed a copy of it, nor
+    be woken by it; frames for DockNet's subnet still arrive."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    with NetnsTopology(2, mode="veth", mtu=9000) as topo:
+        for i in (0, 1):
+            subprocess.run(["ip", "-n", topo.namespaces[i], "addr", "add", f"{KERNEL6[i]}/64", "dev", "veth0",
+                            "nodad"], check=True)
+        hosts = Hosts(topo)
+        try:
+            up = hosts.status(0)["uplink"]
+            assert up["pmd"] == "af_packet" and up["filtered_sockets"] >= 2, up
+            srv = hosts.run(0, [sys.executable, str(PEER), "echo-server", "--name", "f-srv"], "f-srv")
+            addr = srv.expect("ready", timeout=60)["address"]
+            before = hosts.status(0)
+            # 30000 datagrams of the kernel's, both ways, to the other
+            # namespace's own addresses over the same veth.
+            for dst in (topo.addr(0), KERNEL6[0]):
+                _blast(topo, 1, dst, 10000)
+            _blast(topo, 0, topo.addr(1), 10000)
+            after = hosts.status(0)
+            got = after["uplink"]["rx_frames"] - before["uplink"]["rx_frames"]
+            assert got < 50, f"the master was handed {got} of the kernel's 30000 frames"
+            # Spaced out, each would wake a sleeping switch.
+            _blast(topo, 1, topo.addr(0), 1000, gap=0.001)
+            woke = hosts.status(0)["switch"]["sleeps"] - after["switch"]["sleeps"]
+            assert woke < 200, f"1000 of the kernel's frames woke the switch {woke} times"
+            # DockNet's own frames on the same interface still get through.
+            cli = hosts.run(1, [sys.executable, str(PEER), "echo-client", "--name", "f-cli", "--target", addr,
+                                "--bytes", str(1 << 20), "--half-close", "--timeout", "60"], "f-cli")
+            done = cli.expect("done", timeout=90)
+            assert done["ok"] and done["recv_sha256"] == done["sent_sha256"], done
+        finally:
+            hosts.close()

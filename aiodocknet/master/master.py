@@ -86,6 +86,7 @@ async def run_master(
             classification="hardware (rte_flow)" if up["hw_classification"] else "software",
             wake=("AF_XDP sockets" if up["pmd"] == "af_xdp" else "packet socket") if up["wake_fds"] > 0
             else "polls every few ms when idle",
+            filtered_sockets=up["filtered_sockets"],
         )
     server = ControlServer(cfg.control_path, switch, addresses, cfg.mtu,
                            default_limits=_limit_attrs(defaults or {}), state=MasterState(cfg.run_dir))

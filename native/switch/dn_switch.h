@@ -162,6 +162,9 @@ struct dn_uplink_counters {
 	uint64_t unresolved_dropped;
 	uint64_t drop_other;
 	int hw_classification;	/* 1: rte_flow steering available */
+	/* Packet sockets on the interface that only take frames for this
+	 * host's subnet and prefix (net_af_packet's and the wake socket). */
+	int filtered_sockets;
 };
 
 struct dn_uplink_info {

@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <net/if.h>
+#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <stdio.h>
@@ -633,22 +634,23 @@ dn_restore_promisc(struct dn_uplink *u)
 }
 
 /*
- * AF_XDP sockets of this process, by inode. net_af_xdp has no Rx
- * interrupts and does not export its sockets; the switch finds them as the
- * AF_XDP sockets that appeared in the descriptor table while the port was
+ * Sockets of one family in this process, by inode. Neither net_af_xdp nor
+ * net_af_packet exports its sockets; the uplink finds them as the sockets
+ * of the family that appeared in the descriptor table while the port was
  * set up. SO_DOMAIN names a socket's family whatever its kind, and the
  * inode tells a new socket from an old descriptor number reused. Set-up
  * runs on the control thread before the switch thread starts, and nothing
- * else in the master makes AF_XDP sockets, so what appeared is the port's.
+ * else in the master makes AF_XDP or packet sockets, so what appeared is
+ * the port's.
  */
-struct dn_xsk_scan {
+struct dn_sock_scan {
 	int n;
 	int fd[DN_UPLINK_MAX_WAKE * 2];
 	ino_t ino[DN_UPLINK_MAX_WAKE * 2];
 };
 
 static void
-dn_scan_xsk(struct dn_xsk_scan *out)
+dn_scan_sockets(int family, struct dn_sock_scan *out)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
@@ -668,7 +670,7 @@ dn_scan_xsk(struct dn_xsk_scan *out)
 		if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
 			continue;
 		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
-		    domain != AF_XDP)
+		    domain != family)
 			continue;
 		if (out->n < (int)RTE_DIM(out->fd)) {
 			out->fd[out->n] = fd;
@@ -679,20 +681,28 @@ dn_scan_xsk(struct dn_xsk_scan *out)
 	closedir(d);
 }
 
+/* Whether after's i-th socket was already in before. */
+static int
+dn_scan_had(const struct dn_sock_scan *before,
+	const struct dn_sock_scan *after, int i)
+{
+	int j;
+
+	for (j = 0; j < before->n; j++)
+		if (before->ino[j] == after->ino[i])
+			return 1;
+	return 0;
+}
+
 /* The sockets in after that were not in before, for the switch's sleep. */
 static int
-dn_take_xsk(struct dn_uplink *u, const struct dn_xsk_scan *before,
-	const struct dn_xsk_scan *after)
+dn_take_xsk(struct dn_uplink *u, const struct dn_sock_scan *before,
+	const struct dn_sock_scan *after)
 {
-	int i, j;
+	int i;
 
 	for (i = 0; i < after->n; i++) {
-		int old = 0;
-
-		for (j = 0; j < before->n; j++)
-			if (before->ino[j] == after->ino[i])
-				old = 1;
-		if (old)
+		if (dn_scan_had(before, after, i))
 			continue;
 		if (u->n_xsk == DN_UPLINK_MAX_WAKE)
 			return dn_error(-E2BIG, "uplink %s: more than %d AF_XDP "
@@ -707,29 +717,148 @@ dn_take_xsk(struct dn_uplink *u, const struct dn_xsk_scan *before,
 	return 0;
 }
 
+/*
+ * What a packet socket on the uplink's interface lets through: frames for
+ * this host's subnet and prefix, the ARP and neighbour discovery that find
+ * them, and nothing the kernel itself sends. The interface may carry the
+ * host's own traffic too (its kernel addresses): a packet socket is handed
+ * a copy of every frame on it, and each copy would wake the switch, only
+ * to be dropped there. A frame the filter refuses is never copied.
+ */
+#define DN_FILTER_LEN 25
+
+static void
+dn_filter_build(const struct dn_uplink *u, struct sock_filter *f)
+{
+	/* Offsets past the 14-byte Ethernet header: the IPv4 destination,
+	 * ARP's target address, the IPv6 destination. */
+	enum { IP4_DST = 30, ARP_TPA = 38, IP6_DST = 38 };
+	/* Where each block starts; a jump counts from the next instruction. */
+	enum { IPV4 = 6, ARP = 9, IPV6 = 12, ACCEPT = 23, REJECT = 24 };
+	uint32_t w[3] = { 0, 0, 0 }, m[3] = { 0, 0, 0 };
+	int i, v6 = u->p6.len != 0;
+
+	for (i = 0; i < 3 && v6; i++) {
+		int bits = u->p6.len - 32 * i;
+
+		w[i] = (uint32_t)u->p6.addr[4 * i] << 24 |
+			(uint32_t)u->p6.addr[4 * i + 1] << 16 |
+			(uint32_t)u->p6.addr[4 * i + 2] << 8 | u->p6.addr[4 * i + 3];
+		m[i] = bits >= 32 ? 0xffffffffu :
+			bits <= 0 ? 0 : ~(0xffffffffu >> bits);
+		w[i] &= m[i];
+	}
+#define J(at, to) ((uint8_t)((to) - (at) - 1))
+	f[0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		(uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE));
+	f[1] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		PACKET_OUTGOING, J(1, REJECT), 0);
+	f[2] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12);
+	f[3] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		ETH_P_IP, J(3, IPV4), 0);
+	f[4] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		ETH_P_ARP, J(4, ARP), 0);
+	f[5] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		ETH_P_IPV6, v6 ? J(5, IPV6) : J(5, REJECT), J(5, REJECT));
+	f[6] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, IP4_DST);
+	f[7] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K,
+		u->netmask);
+	f[8] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		u->subnet, J(8, ACCEPT), J(8, REJECT));
+	f[9] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARP_TPA);
+	f[10] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K,
+		u->netmask);
+	f[11] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		u->subnet, J(11, ACCEPT), J(11, REJECT));
+	/* Multicast is neighbour discovery's (solicited-node addresses). */
+	f[12] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_B | BPF_ABS, IP6_DST);
+	f[13] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		0xff, J(13, ACCEPT), 0);
+	for (i = 0; i < 3; i++) {
+		int at = 14 + 3 * i;
+
+		f[at] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			(uint32_t)(IP6_DST + 4 * i));
+		f[at + 1] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND |
+			BPF_K, m[i]);
+		f[at + 2] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ |
+			BPF_K, w[i], i == 2 ? J(at + 2, ACCEPT) : 0,
+			J(at + 2, REJECT));
+	}
+	/* A frame's whole length (a snap length longer than any frame). */
+	f[ACCEPT] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0x40000);
+	f[REJECT] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+#undef J
+}
+
 static int
-dn_wake_socket(const char *iface)
+dn_filter_attach(struct dn_uplink *u, int fd)
+{
+	struct sock_filter f[DN_FILTER_LEN];
+	struct sock_fprog prog = { .len = DN_FILTER_LEN, .filter = f };
+
+	dn_filter_build(u, f);
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog,
+	    sizeof(prog)) < 0)
+		return dn_error(-errno, "uplink %s: cannot filter its packet "
+			"socket: %s", u->name, strerror(errno));
+	u->c.filtered_sockets++;
+	return 0;
+}
+
+/* The port's own packet sockets (net_af_packet's), new since before. */
+static int
+dn_filter_port(struct dn_uplink *u, const struct dn_sock_scan *before)
+{
+	struct dn_sock_scan after;
+	int i, ret;
+
+	dn_scan_sockets(AF_PACKET, &after);
+	for (i = 0; i < after.n; i++) {
+		if (dn_scan_had(before, &after, i))
+			continue;
+		ret = dn_filter_attach(u, after.fd[i]);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* Sets u->wake_fd: our packet socket on the interface, or -1 when there
+ * is none to be had (the switch then looks every few ms). An error only
+ * when the socket could not be filtered. */
+static int
+dn_wake_socket(struct dn_uplink *u)
 {
 	struct sockaddr_ll sll;
-	int fd, small = 4096;
+	int fd, ret, small = 4096;
 
 	fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		htons(ETH_P_ALL));
 	if (fd < 0)
-		return -1;
+		return 0;
 	/* Only "something arrived" matters: a tiny buffer, so the kernel
 	 * drops the copies instead of queueing them. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	/* Filtered before it is bound, so no copy of the host's traffic
+	 * gets in first. */
+	ret = dn_filter_attach(u, fd);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
 	memset(&sll, 0, sizeof(sll));
 	sll.sll_family = AF_PACKET;
 	sll.sll_protocol = htons(ETH_P_ALL);
-	sll.sll_ifindex = (int)if_nametoindex(iface);
+	sll.sll_ifindex = (int)if_nametoindex(u->iface);
 	if (sll.sll_ifindex == 0 ||
 	    bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+		u->c.filtered_sockets--;
 		close(fd);
-		return -1;
+		return 0;
 	}
-	return fd;
+	u->wake_fd = fd;
+	return 0;
 }
 
 /* net_af_xdp's frames live in the mbufs of the pool given to it (its
@@ -795,7 +924,8 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	struct dn_uplink *u;
 	const char *comma = strchr(devargs, ',');
 	size_t nlen = comma ? (size_t)(comma - devargs) : strlen(devargs);
-	struct dn_xsk_scan xsk_before = { .n = 0 }, xsk_after = { .n = 0 };
+	struct dn_sock_scan xsk_before = { .n = 0 }, xsk_after = { .n = 0 };
+	struct dn_sock_scan pkt_before = { .n = 0 };
 	const char *step = "probe";
 	int xdp, ret;
 
@@ -826,7 +956,9 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 			u->promisc_was = (flags & IFF_PROMISC) != 0;
 	}
 	if (rte_eth_dev_get_port_by_name(u->name, &u->port_id) != 0) {
-		/* Not a probed device (PCI): a virtual one to create. */
+		/* Not a probed device (PCI): a virtual one to create.
+		 * net_af_packet makes and binds its sockets here. */
+		dn_scan_sockets(AF_PACKET, &pkt_before);
 		ret = rte_vdev_init(u->name, comma ? comma + 1 : "");
 		if (ret < 0) {
 			free(u);
@@ -837,6 +969,9 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 		ret = rte_eth_dev_get_port_by_name(u->name, &u->port_id);
 		if (ret < 0)
 			goto fail;
+		ret = dn_filter_port(u, &pkt_before);
+		if (ret < 0)
+			goto fail_quiet;
 	}
 	step = "device info";
 	ret = rte_eth_dev_info_get(u->port_id, &info);
@@ -867,7 +1002,7 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	if (ret < 0)
 		goto fail_quiet;
 	if (xdp)
-		dn_scan_xsk(&xsk_before);
+		dn_scan_sockets(AF_XDP, &xsk_before);
 	/* net_af_xdp makes its socket and UMEM here, and attaches its XDP
 	 * program to the interface. */
 	step = "receive queue";
@@ -885,7 +1020,7 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	if (ret < 0)
 		goto fail;
 	if (xdp) {
-		dn_scan_xsk(&xsk_after);
+		dn_scan_sockets(AF_XDP, &xsk_after);
 		ret = dn_take_xsk(u, &xsk_before, &xsk_after);
 		if (ret < 0)
 			goto fail_quiet;
@@ -895,8 +1030,11 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	rte_eth_promiscuous_enable(u->port_id);
 	rte_eth_macaddr_get(u->port_id, &u->mac);
 	dn_probe_flow(u);
-	if (!xdp && u->iface[0] != '\0')
-		u->wake_fd = dn_wake_socket(u->iface);
+	if (!xdp && u->iface[0] != '\0') {
+		ret = dn_wake_socket(u);
+		if (ret < 0)
+			goto fail_quiet;
+	}
 	*out = u;
 	return 0;
 
