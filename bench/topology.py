@@ -116,6 +116,12 @@ class NetnsTopology:
     def addr(self, i: int) -> str:
         return self._addrs[i]
 
+    def clear_addresses(self, i: int) -> None:
+        """Namespace i's veth without kernel addresses: an interface of
+        DockNet's own, as an af_xdp uplink needs (it would take the
+        kernel's traffic there)."""
+        _ip("-n", self.namespaces[i], "addr", "flush", "dev", IFNAME)
+
     def exec_argv(self, i: int, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.namespaces[i], *argv]
 

@@ -89,6 +89,9 @@ def hosts(request: pytest.FixtureRequest) -> Iterator[Hosts]:
         # No duplicate address detection: the address is usable at once.
         subprocess.run(["ip", "-n", topo.namespaces[2], "addr", "add", CLIENT_ADDR6, "dev", "veth0", "nodad"],
                        check=True)
+        if request.param == "af_xdp":
+            for i in (0, 1):  # the masters' interfaces are DockNet's own
+                topo.clear_addresses(i)
         h = Hosts(topo, uplink=uplink)
         try:
             assert h.status(0)["uplink"]["pmd"] == request.param

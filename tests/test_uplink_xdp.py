@@ -42,6 +42,8 @@ def topology(mtu: int | None) -> NetnsTopology:
         pytest.skip("needs root (network namespaces)")
     topo = NetnsTopology(3, mode="bridge", mtu=mtu)
     topo.setup()
+    for i in (0, 1):  # the masters' interfaces are DockNet's own
+        topo.clear_addresses(i)
     subprocess.run(["ip", "-n", topo.namespaces[2], "addr", "add", CLIENT_ADDR, "dev", "veth0"], check=True)
     return topo
 
@@ -214,3 +216,34 @@ def test_config_and_check_config_take_the_forms() -> None:
     finally:
         os.unlink(f.name)
     assert res.returncode == 0 and '"uplink": "iface:eth1"' in res.stdout, res.stderr
+
+
+def test_af_xdp_leaves_an_interface_with_the_hosts_addresses_alone(tmp_path) -> None:
+    """af_xdp's XDP program hands every frame on the port's queue to
+    DockNet, so on an interface with the host's own addresses it would cut
+    them off. There `iface:` takes af_packet instead and says why, and the
+    kernel's own traffic between the namespaces keeps flowing while the
+    masters run; `af_xdp:NAME` is refused with the reason before the
+    interface is touched."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    with NetnsTopology(2, mode="veth") as topo:  # veth0 keeps its kernel addresses
+        was = link(topo, 0)
+        hosts = Hosts(topo, uplink="iface:veth0")
+        try:
+            up = hosts.status(0)["uplink"]
+            assert up["pmd"] == "af_packet", up
+            assert "host's own addresses" in up["pmd_fallback"] and topo.addr(0) in up["pmd_fallback"], up
+            ping = subprocess.run(topo.exec_argv(1, ["ping", "-c", "3", "-i", "0.2", "-W", "2", topo.addr(0)]),
+                                  capture_output=True, text=True, timeout=30)
+            assert ping.returncode == 0 and " 0% packet loss" in ping.stdout, ping.stdout
+        finally:
+            hosts.close()
+        run_dir = tmp_path / "run"
+        res = subprocess.run(topo.exec_argv(0, [sys.executable, "-m", "aiodocknet.cli", "master", "--run-dir",
+                                                str(run_dir), "--uplink", "af_xdp:veth0"]),
+                             capture_output=True, text=True, cwd=ROOT, timeout=60,
+                             env=dict(os.environ, DOCKNET_LOG_LEVEL="warning"))
+        assert res.returncode != 0, res.stderr
+        assert "carries the host's own addresses" in res.stderr and "af_packet:veth0" in res.stderr, res.stderr
+        assert link(topo, 0) == was

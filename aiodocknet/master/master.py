@@ -17,7 +17,7 @@ from .config import MasterConfig
 from .control_server import ControlServer
 from .state import MasterState
 from .switch import Switch
-from .uplink import check_present, open_uplink, parse as parse_uplink
+from .uplink import check_present, host_addresses, open_uplink, parse as parse_uplink
 
 __all__ = ["MasterConfig", "run_master"]
 
@@ -64,7 +64,7 @@ async def run_master(
     if uplink is None:
         switch = make_switch(None, cfg.mtu)
     else:
-        switch, _attempt, fallback, cfg.mtu = open_uplink(uplink, cfg.mtu, make_switch)
+        switch, _attempt, fallback, cfg.mtu = open_uplink(uplink, cfg.mtu, make_switch, await host_addresses(uplink))
         switch.uplink_fallback = fallback
         devargs = switch.uplink_devargs
     up = switch.uplink()

@@ -5,9 +5,11 @@ Forms:
 
 - ``iface:NAME``: the kernel interface NAME, through net_af_xdp; if that
   port cannot be had there (a jumbo MTU, several receive queues, a kernel
-  without AF_XDP), through net_af_packet, and the reason is logged and
+  without AF_XDP) or would take the host's own traffic (NAME has the
+  host's addresses), through net_af_packet, and the reason is logged and
   reported (``uplink.pmd_fallback`` in the status).
-- ``af_xdp:NAME`` and ``af_packet:NAME``: that port on NAME and no other.
+- ``af_xdp:NAME`` and ``af_packet:NAME``: that port on NAME and no other;
+  af_xdp on an interface with the host's addresses is refused.
 - anything else: DPDK device arguments as they are
   (``net_af_packet0,iface=eth1``, ``net_tap0,iface=dn0``, a PCI address).
 
@@ -26,12 +28,13 @@ import re
 import socket
 import struct
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
 from .. import validate
 from ..log import get_logger
 
-__all__ = ["Attempt", "Uplink", "check_present", "open_uplink", "parse", "pmd_of"]
+__all__ = ["Attempt", "Uplink", "check_present", "host_addresses", "open_uplink", "parse", "pmd_of"]
 
 log = get_logger("aiodocknet.master.uplink")
 
@@ -143,12 +146,43 @@ def size_af_packet(devargs: str, mtu: int) -> str:
     return f"{devargs},framesz={size},blocksz={size}"
 
 
+async def host_addresses(up: Uplink) -> list[str]:
+    """The kernel's own addresses on up's interface (of this network
+    namespace; none for a raw device without iface=), IPv6 link-local ones
+    left out: every interface has one, and it carries only neighbour
+    discovery."""
+    iface = attempts(up)[0].iface
+    if iface is None:
+        return []
+    from pyroute2 import AsyncIPRoute
+
+    out = []
+    async with AsyncIPRoute() as ipr:
+        async for msg in await ipr.get_addr(index=socket.if_nametoindex(iface)):
+            addr = msg.get("IFA_ADDRESS")
+            if addr and not (msg["family"] == socket.AF_INET6 and addr.lower().startswith("fe80:")):
+                out.append(f"{addr}/{msg['prefixlen']}")
+    return out
+
+
 def _skip_af_xdp(iface: str) -> str | None:
     """Why af_xdp would be wrong on iface even if it opened: it reads one
     receive queue, and a NIC spreads frames over all of its queues."""
     n = rx_queues(iface)
     if n > 1:
         return f"{iface} has {n} receive queues; the af_xdp uplink reads queue 0 only"
+    return None
+
+
+def _steals_from_host(iface: str, addrs: Sequence[str]) -> str | None:
+    """Why af_xdp must not open on iface at all: its XDP program hands
+    every frame arriving on the port's queue to DockNet, so the host's own
+    addresses there (addrs) would be cut off (af_packet's filtered sockets
+    take only DockNet's frames and leave the kernel its own)."""
+    if addrs:
+        shown = ", ".join(addrs[:3]) + (f" and {len(addrs) - 3} more" if len(addrs) > 3 else "")
+        return (f"{iface} carries the host's own addresses ({shown}); af_xdp would take their traffic from "
+                f"the kernel")
     return None
 
 
@@ -167,11 +201,14 @@ def check_present(up: Uplink) -> None:
 T = TypeVar("T")
 
 
-def open_uplink(up: Uplink, mtu: int, make: Callable[[str, int], T]) -> tuple[T, Attempt, str | None, int]:
+def open_uplink(up: Uplink, mtu: int, make: Callable[[str, int], T],
+                host_addrs: Sequence[str] = ()) -> tuple[T, Attempt, str | None, int]:
     """Opens the first port of up that works: make(devargs, link_mtu)
     builds the switch with it (raising OSError when the port cannot be
-    had). Returns what make returned, the attempt it took, why an earlier
-    one was passed over (None: the first worked) and the link MTU."""
+    had). host_addrs: the host's addresses on up's interface
+    (host_addresses()). Returns what make returned, the attempt it took,
+    why an earlier one was passed over (None: the first worked) and the
+    link MTU."""
     check_present(up)
     tries = attempts(up)
     fallback: str | None = None
@@ -179,6 +216,21 @@ def open_uplink(up: Uplink, mtu: int, make: Callable[[str, int], T]) -> tuple[T,
         last = i == len(tries) - 1
         link_mtu = clamp_mtu(attempt.iface, mtu)
         if attempt.pmd == "af_xdp" and attempt.iface is not None:
+            steal = _steals_from_host(attempt.iface, host_addrs)
+            if steal is not None and up.form == "devargs":
+                # Raw device arguments are taken as they are (an xdp_prog=
+                # of the operator's may well pass the host's frames on).
+                log.warning("af_xdp uplink on an interface with the host's addresses", iface=attempt.iface,
+                            reason=steal)
+                steal = None
+            if steal is not None and last:
+                raise OSError(errno.EADDRINUSE, f"uplink {up}: {steal}: use af_packet:{attempt.iface}, or give "
+                                                "DockNet an interface without addresses of the host's")
+            if steal is not None:
+                fallback = f"af_xdp: {steal}"
+                log.warning("uplink falls back", iface=attempt.iface, tried=attempt.pmd, to=tries[i + 1].pmd,
+                            reason=steal)
+                continue
             skip = _skip_af_xdp(attempt.iface)
             if skip is not None and not last:
                 fallback = f"af_xdp: {skip}"
