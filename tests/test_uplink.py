@@ -32,10 +32,11 @@ class Hosts:
     each with its uplink on that namespace's veth0 (the --uplink given)."""
 
     def __init__(self, topo: NetnsTopology, uplink: str = "net_af_packet0,iface=veth0",
-                 ranges: tuple[str, ...] = RANGES) -> None:
+                 ranges: tuple[str, ...] = RANGES, dirs: list[str] | None = None) -> None:
+        """dirs: the masters' run directories (a restart), new ones if None."""
         self.topo = topo
         self.procs: list[Proc] = []
-        self.dirs = [tempfile.mkdtemp(prefix="dn-host-") for _ in ranges]
+        self.dirs = dirs or [tempfile.mkdtemp(prefix="dn-host-") for _ in ranges]
         for i, rng in enumerate(ranges):
             argv = [sys.executable, "-m", "aiodocknet.cli", "master", "--run-dir", self.dirs[i],
                     "--range", rng, "--uplink", uplink]

@@ -134,16 +134,20 @@ def test_jumbo_mtu_falls_back_to_af_packet(jumbo: NetnsTopology) -> None:
 
 
 def test_master_after_kill_9_starts_on_the_same_interface(topo: NetnsTopology) -> None:
-    """A master killed with -9 cannot detach its XDP program; the next one
-    on that interface starts on af_xdp all the same and answers ARP."""
+    """A master killed with -9 cannot detach its XDP program nor put the
+    promiscuous flag back; the next one on that interface (the same run
+    directory: a restart) starts on af_xdp all the same, answers ARP, and
+    when it stops leaves the interface as it was before the first."""
+    assert not link(topo, 0)["promisc"]
     first = Hosts(topo, uplink="af_xdp:veth0", ranges=RANGES[:1])
     try:
         first.masters[0].kill(signal.SIGKILL)
         first.masters[0].wait(10)
     finally:
         first.close()
-    assert link(topo, 0)["xdp"], "the killed master's XDP program is gone: nothing left to test"
-    second = Hosts(topo, uplink="af_xdp:veth0", ranges=RANGES[:1])
+    left = link(topo, 0)
+    assert left["xdp"] and left["promisc"], f"the killed master left nothing to undo: {left}"
+    second = Hosts(topo, uplink="af_xdp:veth0", ranges=RANGES[:1], dirs=first.dirs)
     try:
         assert second.status(0)["uplink"]["pmd"] == "af_xdp"
         gateway = RANGES[0].replace(".0/24", ".1")
@@ -153,7 +157,8 @@ def test_master_after_kill_9_starts_on_the_same_interface(topo: NetnsTopology) -
         assert up["arp_replies_sent"] >= 1 and up["rx_frames"] >= 1, up
     finally:
         second.close()
-    assert not link(topo, 0)["xdp"]
+    assert link(topo, 0) == {"promisc": False, "mtu": 1500, "xdp": False}
+    assert not os.path.exists(os.path.join(first.dirs[0], "uplink.json"))
 
 
 HOSTILE = {

@@ -17,7 +17,8 @@ from .config import MasterConfig
 from .control_server import ControlServer
 from .state import MasterState
 from .switch import Switch
-from .uplink import check_present, host_addresses, open_uplink, parse as parse_uplink
+from .iface_undo import InterfaceUndo
+from .uplink import attempts, check_present, host_addresses, open_uplink, parse as parse_uplink
 
 __all__ = ["MasterConfig", "run_master"]
 
@@ -47,6 +48,11 @@ async def run_master(
     os.makedirs(cfg.run_dir, mode=0o755, exist_ok=True)
     init_eal("master", cfg.mem_mb)
 
+    undo = InterfaceUndo(cfg.run_dir)
+    iface = attempts(uplink)[0].iface if uplink is not None else None
+    # Every port of the uplink is on the one interface.
+    promisc_was = undo.begin(iface) if iface is not None else -1
+
     def make_switch(devargs: str | None, mtu: int) -> Switch:
         return Switch(
             subnet,
@@ -58,13 +64,19 @@ async def run_master(
             local_range=local_range,
             uplink=devargs,
             prefix6=prefix6,
+            uplink_promisc_was=promisc_was,
         )
 
     devargs = None
     if uplink is None:
         switch = make_switch(None, cfg.mtu)
     else:
-        switch, _attempt, fallback, cfg.mtu = open_uplink(uplink, cfg.mtu, make_switch, await host_addresses(uplink))
+        try:
+            switch, _attempt, fallback, cfg.mtu = open_uplink(uplink, cfg.mtu, make_switch,
+                                                              await host_addresses(uplink))
+        except BaseException:
+            undo.done()  # no port is open: each that opened has closed
+            raise
         switch.uplink_fallback = fallback
         devargs = switch.uplink_devargs
     up = switch.uplink()
@@ -74,6 +86,7 @@ async def run_master(
             switch.set_uplink_faults(direction, faults)
         except OSError:
             switch.close()
+            undo.done()
             raise
         log.warning("fault injection on the uplink", direction=direction, **faults.public())
     if up is not None:
@@ -130,4 +143,5 @@ async def run_master(
         server.close()
         server.broker.close()
         switch.close()
+        undo.done()
         log.info("master stopped")

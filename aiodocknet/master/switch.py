@@ -35,10 +35,13 @@ class Switch:
         local_range: ipaddress.IPv4Network | None = None,
         uplink: str | None = None,
         prefix6: ipaddress.IPv6Network | None = None,
+        uplink_promisc_was: int = -1,
     ) -> None:
         """prefix6: the IPv6 prefix (length 64..96, low 32 bits zero) whose
         low 32 bits carry each endpoint's IPv4 host part (IPV6.md); None
-        turns IPv6 off (IPv6 frames are then dropped as malformed)."""
+        turns IPv6 off (IPv6 frames are then dropped as malformed).
+        uplink_promisc_was: the uplink interface's promiscuous flag to put
+        back when it closes (iface_undo.py); -1: as it is now."""
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         cfg = ffi.new("struct dn_switch_config *")
         cfg.subnet = int(subnet.network_address)
@@ -62,6 +65,7 @@ class Switch:
         self.uplink_fallback: str | None = None
         keep = ffi.new("char[]", uplink.encode()) if uplink else ffi.NULL
         cfg.uplink = keep
+        cfg.uplink_promisc_was = uplink_promisc_was
         for arg in (uplink or "").split(",")[1:]:
             if arg.startswith("framesz="):
                 cfg.uplink_frame = int(arg.split("=", 1)[1])

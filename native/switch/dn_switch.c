@@ -1897,7 +1897,8 @@ dn_switch_create(const struct dn_switch_config *cfg, struct dn_switch **out)
 		ret = dn_uplink_open(cfg->uplink, sw->pool, cfg->mtu,
 			cfg->uplink_frame ? cfg->uplink_frame :
 			dn_frame_room(cfg->mtu), cfg->gateway, cfg->subnet,
-			cfg->netmask, &sw->p6, dn_is_local, sw, &sw->uplink);
+			cfg->netmask, &sw->p6, cfg->uplink_promisc_was,
+			dn_is_local, sw, &sw->uplink);
 		if (ret < 0)
 			goto fail;
 		{

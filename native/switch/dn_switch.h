@@ -43,6 +43,10 @@ struct dn_switch_config {
 	uint8_t prefix6_len;
 	const char *uplink;	/* DPDK device and arguments, or NULL */
 	uint16_t uplink_frame;	/* bytes of one received uplink frame */
+	/* The interface's promiscuous flag to put back when the uplink
+	 * closes: 0 or 1 as a record of the master before says (it was killed
+	 * before it could), -1 as it is when the uplink opens. */
+	int uplink_promisc_was;
 };
 
 struct dn_endpoint_config {

@@ -916,8 +916,8 @@ dn_xdp_fits(const char *iface, uint16_t mtu, uint16_t frame_room)
 int
 dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	uint16_t frame_room, uint32_t my_ip, uint32_t subnet, uint32_t netmask,
-	const struct dn_prefix6 *p6, dn_uplink_is_local_fn is_local, void *ctx,
-	struct dn_uplink **out)
+	const struct dn_prefix6 *p6, int promisc_was,
+	dn_uplink_is_local_fn is_local, void *ctx, struct dn_uplink **out)
 {
 	struct rte_eth_conf conf;
 	struct rte_eth_dev_info info;
@@ -949,7 +949,9 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	u->promisc_was = -1;
 	xdp = dn_is_af_xdp(u->name);
 	dn_devarg(devargs, "iface", u->iface, sizeof(u->iface));
-	if (u->iface[0] != '\0') {
+	if (u->iface[0] != '\0' && promisc_was >= 0) {
+		u->promisc_was = promisc_was != 0;
+	} else if (u->iface[0] != '\0') {
 		int flags = dn_if_flags(u->iface);
 
 		if (flags >= 0)

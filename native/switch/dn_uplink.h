@@ -30,11 +30,12 @@ typedef int (*dn_uplink_is_local_fn)(void *ctx, uint32_t ip);
 /* frame_room: bytes a received frame may take in one mbuf (the device's
  * frame size, e.g. net_af_packet's framesz). With an iface= argument, the
  * interface's promiscuous flag is put back as it was when the uplink
- * closes. net_af_xdp takes frames of at most a page: a larger MTU is
+ * closes (promisc_was: 0 or 1 as the caller knows it was, -1 as it is
+ * now). net_af_xdp takes frames of at most a page: a larger MTU is
  * refused (-EMSGSIZE) before the port is set up. */
 int dn_uplink_open(const char *devargs, struct rte_mempool *pool,
 	uint16_t mtu, uint16_t frame_room, uint32_t my_ip, uint32_t subnet,
-	uint32_t netmask, const struct dn_prefix6 *p6,
+	uint32_t netmask, const struct dn_prefix6 *p6, int promisc_was,
 	dn_uplink_is_local_fn is_local, void *ctx, struct dn_uplink **out);
 void dn_uplink_close(struct dn_uplink *u);
 
