@@ -27,8 +27,8 @@ import os
 import re
 import socket
 import struct
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from .. import validate
@@ -154,6 +154,7 @@ async def host_addresses(up: Uplink) -> list[str]:
     iface = attempts(up)[0].iface
     if iface is None:
         return []
+    # Imported here: checking a configuration needs no netlink.
     from pyroute2 import AsyncIPRoute
 
     out = []
