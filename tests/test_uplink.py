@@ -190,6 +190,9 @@ def test_af_packet_uplink_takes_no_copy_of_the_hosts_own_traffic() -> None:
         try:
             up = hosts.status(0)["uplink"]
             assert up["pmd"] == "af_packet" and up["filtered_sockets"] >= 2, up
+            shown = subprocess.run([sys.executable, "-m", "aiodocknet.cli", "master", "status"], env=hosts.env(0),
+                                   capture_output=True, text=True, timeout=30)
+            assert "packet sockets take only DockNet's frames" in shown.stdout, shown.stdout + shown.stderr
             srv = hosts.run(0, [sys.executable, str(PEER), "echo-server", "--name", "f-srv"], "f-srv")
             addr = srv.expect("ready", timeout=60)["address"]
             before = hosts.status(0)

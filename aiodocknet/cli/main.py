@@ -112,7 +112,9 @@ def _uplink_lines(up: dict[str, Any] | None) -> list[str]:
         return ["uplink: none"]
     line = (f"uplink: {up['pmd']}, {up['rx_frames']:,} frames in, {up['tx_frames']:,} out, "
             f"{up['unresolved_dropped'] + up['drop_other']:,} dropped")
-    return [line] + ([f"  fell back from {up['pmd_fallback']}"] if up.get("pmd_fallback") else [])
+    return ([line] + ([f"  fell back from {up['pmd_fallback']}"] if up.get("pmd_fallback") else [])
+            + ([f"  {up['filtered_sockets']} packet sockets take only DockNet's frames (the host's own pass by)"]
+               if up.get("filtered_sockets") else []))
 
 
 def _checkout() -> Path | None:
