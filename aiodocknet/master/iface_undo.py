@@ -22,10 +22,10 @@ import json
 import os
 import socket
 import struct
-import tempfile
 
 from .. import validate
 from ..log import get_logger
+from .state import write_private
 
 __all__ = ["InterfaceUndo", "RECORD_FILE", "promiscuous"]
 
@@ -101,17 +101,10 @@ class InterfaceUndo:
         return int(was)
 
     def _save(self, data: dict[str, object]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".uplink-", dir=os.path.dirname(self.path))
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f)
-            os.replace(tmp, self.path)
+            write_private(self.path, json.dumps(data))
         except OSError as exc:
             log.error("cannot record the uplink interface's state", path=self.path, error=str(exc))
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
     def done(self) -> None:
         """The port has closed (or never opened): the interface's flag is

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..log import get_logger
 
-__all__ = ["MasterState", "STATE_FILE"]
+__all__ = ["MasterState", "STATE_FILE", "write_private"]
 
 log = get_logger("aiodocknet.master")
 
@@ -53,15 +53,23 @@ class MasterState:
         return data
 
     def save(self, state: dict[str, Any]) -> None:
-        data = json.dumps({"version": VERSION, **state}, separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.run_dir)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(data)
-            os.replace(tmp, self.path)
+            write_private(self.path, json.dumps({"version": VERSION, **state}, separators=(",", ":")))
         except OSError as exc:
             log.error("cannot save the master's state", path=self.path, error=str(exc))
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+
+
+def write_private(path: str, text: str) -> None:
+    """Replaces path's contents with text atomically (a crash leaves the
+    old file), readable by the owner only (mkstemp's 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + "-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
