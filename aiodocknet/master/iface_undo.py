@@ -17,15 +17,13 @@ left alone: another master may be using it now).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
-import struct
 
 from .. import validate
 from ..log import get_logger
 from .state import write_private
+from .uplink import if_ioctl
 
 __all__ = ["InterfaceUndo", "RECORD_FILE", "promiscuous"]
 
@@ -37,17 +35,8 @@ _SIOCSIFFLAGS = 0x8914
 _IFF_PROMISC = 0x100
 
 
-def _flags(iface: str, set_to: int | None = None) -> int | None:
-    """The interface's flags (SIOCGIFFLAGS, of this network namespace),
-    set to set_to first if given; None if there is no such interface."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            if set_to is not None:
-                fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH22x", iface.encode(), set_to))
-            req = struct.pack("16sH22x", iface.encode(), 0)  # struct ifreq: name, then ifr_flags
-            return int(struct.unpack_from("16sH", fcntl.ioctl(s, _SIOCGIFFLAGS, req))[1])
-    except OSError:
-        return None
+def _flags(iface: str) -> int | None:
+    return if_ioctl(iface, _SIOCGIFFLAGS, "H")
 
 
 def promiscuous(iface: str) -> bool | None:
@@ -119,7 +108,7 @@ class InterfaceUndo:
         if not rec["promisc_was"]:
             flags = _flags(self.iface)
             if flags is not None and flags & _IFF_PROMISC:
-                _flags(self.iface, flags & ~_IFF_PROMISC)
+                if_ioctl(self.iface, _SIOCSIFFLAGS, "H", flags & ~_IFF_PROMISC)
         try:
             os.unlink(self.path)
         except FileNotFoundError:

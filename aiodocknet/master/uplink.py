@@ -34,7 +34,7 @@ from typing import Any, Callable, TypeVar
 from .. import validate
 from ..log import get_logger
 
-__all__ = ["Attempt", "Uplink", "check_present", "host_addresses", "open_uplink", "parse", "pmd_of"]
+__all__ = ["Attempt", "Uplink", "check_present", "host_addresses", "if_ioctl", "open_uplink", "parse", "pmd_of"]
 
 log = get_logger("aiodocknet.master.uplink")
 
@@ -105,15 +105,23 @@ def attempts(up: Uplink) -> list[Attempt]:
 _SIOCGIFMTU = 0x8921
 
 
-def wire_mtu(iface: str) -> int | None:
-    """The interface's MTU (SIOCGIFMTU, of this network namespace), or
-    None if there is no such interface."""
-    req = struct.pack("16si20x", iface.encode(), 0)  # struct ifreq: name, then ifr_mtu
+def if_ioctl(iface: str, request: int, field: str, value: int = 0) -> int | None:
+    """One interface ioctl of this network namespace on a struct ifreq
+    (the name, then one field of struct format field: "i" ifr_mtu, "H"
+    ifr_flags): the field as the kernel hands it back, or None if there is
+    no such interface or the kernel refused."""
+    req = struct.pack(f"16s{field}", iface.encode(), value).ljust(40, b"\0")
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            return int(struct.unpack_from("16si", fcntl.ioctl(s, _SIOCGIFMTU, req))[1])
+            return int(struct.unpack_from(f"16s{field}", fcntl.ioctl(s, request, req))[1])
     except OSError:
         return None
+
+
+def wire_mtu(iface: str) -> int | None:
+    """The interface's MTU (SIOCGIFMTU), or None if there is no such
+    interface."""
+    return if_ioctl(iface, _SIOCGIFMTU, "i")
 
 
 def rx_queues(iface: str) -> int:
@@ -223,11 +231,10 @@ def open_uplink(up: Uplink, mtu: int, make: Callable[[str, int], T],
                 # of the operator's may well pass the host's frames on).
                 log.warning("af_xdp uplink on an interface with the host's addresses", iface=attempt.iface,
                             reason=steal)
-                steal = None
-            if steal is not None and last:
+            elif steal is not None and last:
                 raise OSError(errno.EADDRINUSE, f"uplink {up}: {steal}: use af_packet:{attempt.iface}, or give "
                                                 "DockNet an interface without addresses of the host's")
-            if steal is not None:
+            elif steal is not None:
                 fallback = f"af_xdp: {steal}"
                 log.warning("uplink falls back", iface=attempt.iface, tried=attempt.pmd, to=tries[i + 1].pmd,
                             reason=steal)

@@ -802,7 +802,6 @@ dn_filter_attach(struct dn_uplink *u, int fd)
 	    sizeof(prog)) < 0)
 		return dn_error(-errno, "uplink %s: cannot filter its packet "
 			"socket: %s", u->name, strerror(errno));
-	u->c.filtered_sockets++;
 	return 0;
 }
 
@@ -820,6 +819,7 @@ dn_filter_port(struct dn_uplink *u, const struct dn_sock_scan *before)
 		ret = dn_filter_attach(u, after.fd[i]);
 		if (ret < 0)
 			return ret;
+		u->c.filtered_sockets++;
 	}
 	return 0;
 }
@@ -853,11 +853,11 @@ dn_wake_socket(struct dn_uplink *u)
 	sll.sll_ifindex = (int)if_nametoindex(u->iface);
 	if (sll.sll_ifindex == 0 ||
 	    bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
-		u->c.filtered_sockets--;
 		close(fd);
 		return 0;
 	}
 	u->wake_fd = fd;
+	u->c.filtered_sockets++;
 	return 0;
 }
 
