@@ -30,6 +30,7 @@ from typing import Any, Literal
 __all__ = [
     "ATTACH_FDS",
     "CHANNEL_FDS",
+    "PEER_FDS",
     "DEFAULT_RUN_DIR",
     "DEFAULT_SUBNET",
     "DEFAULT_SUBNET6",
@@ -123,9 +124,9 @@ class Field:
     max_len: int | None = None
     # A list of exactly these, in this order (an address and a port).
     items: tuple[Field, ...] | None = None
-    # An address literal of that family ("ipv6", or "ip": either): never
-    # a name, a scope (zone id) or a prefix.
-    literal: Literal["ipv6", "ip"] | None = None
+    # An address literal of that family ("ipv4", "ipv6", or "ip": either):
+    # never a name, a scope (zone id) or a prefix.
+    literal: Literal["ipv4", "ipv6", "ip"] | None = None
 
     def problem(self, value: Any) -> str | None:
         """Why value cannot be this field, or None if it can."""
@@ -156,14 +157,14 @@ class Field:
 def _literal_problem(name: str, family: str, value: str) -> str | None:
     # ipaddress takes "fe80::1%eth0" as an IPv6Address: a scope means an
     # interface of the sender's, which no DockNet address has.
-    want = "an IPv6 address" if family == "ipv6" else "an IPv4 or IPv6 address"
+    want = {"ipv4": "an IPv4 address", "ipv6": "an IPv6 address"}.get(family, "an IPv4 or IPv6 address")
     if "%" in value:
         return f"{name!r} must be {want} without a scope (zone id)"
     try:
         ip = ipaddress.ip_address(value)
     except ValueError:
         return f"{name!r} must be {want}"
-    if family == "ipv6" and ip.version != 6:
+    if family in ("ipv4", "ipv6") and family != f"ipv{ip.version}":
         return f"{name!r} must be {want}, not IPv{ip.version}"
     return None
 
@@ -235,6 +236,8 @@ ATTACH_FDS = 3
 # A fast channel's: its memory, then the eventfds of the side it goes to
 # and of the other side.
 CHANNEL_FDS = 3
+# A peer link's: its memory, then the peer's eventfd.
+PEER_FDS = 2
 
 LIMIT_FIELDS = ("egress_bits", "ingress_bits", "egress_pkts", "ingress_pkts", "egress_burst_bits",
                 "ingress_burst_bits")
@@ -281,6 +284,10 @@ MESSAGES: tuple[MessageKind, ...] = (
         _req(), Field("total", int, lo=0, hi=INT64_MAX), Field("conns", list),
         Field("error", str, required=False),
     )),
+    # The slave is sending to this endpoint through the switch: a peer
+    # link, if the master offers one (peer_up to both), else nothing.
+    MessageKind("peer_want", "event", "to_master", (Field("address", str, max_len=len("255.255.255.255"),
+                                                           literal="ipv4"),)),
     # From the master to a slave. peer_member: which process of the peer
     # endpoint holds the other side (an endpoint may have several, each
     # with its own eventfd): the key a process keeps that eventfd under.
@@ -300,6 +307,15 @@ MESSAGES: tuple[MessageKind, ...] = (
                                                      for k in LIMIT_FIELDS)),
     MessageKind("endpoint_gone", "event", "to_slave", (Field("name", str, max_len=NAME_MAX), _ipv4("address"),
                                                        _ipv6("address6", required=False))),
+    # A peer link (dn_link.h) to the endpoint at address, whose hardware
+    # address is mac; role: which side of the link's memory is this
+    # slave's. peer_down: it is to be dropped (the master's books say so
+    # already: frames go through the switch again).
+    MessageKind("peer_up", "event", "to_slave", (
+        Field("id", int, lo=1, hi=INT64_MAX), Field("address", str, max_len=len("255.255.255.255"), literal="ipv4"),
+        Field("mac", str, max_len=len("ff:ff:ff:ff:ff:ff")), Field("role", int, lo=0, hi=1),
+    ), fds=PEER_FDS),
+    MessageKind("peer_down", "event", "to_slave", (Field("id", int, lo=1, hi=INT64_MAX),)),
 )
 
 # What every refusal says: an errno name and a sentence.

@@ -1,14 +1,16 @@
 """``docknet demo``: the hotel-reservation mesh (``services/``) driven by the
-same load on four paths, side by side:
+same load on five paths, side by side:
 
 - kernel-bridge+asyncio and kernel-bridge+uvloop: every service in its own
   network namespace on a Linux bridge, as containers are by default;
 - DockNet via the master: every service its own endpoint (``docknet run``,
   its own namespace), connections through lwIP and the master's switch;
+- DockNet + peer links: the same, lwIP's frames on peer links between the
+  services' stacks instead of through the switch;
 - DockNet + fast channels: the same, connections on shared memory.
 
 The paths are measured in rounds, each round driving every path once in
-a rotated order (A B C D, B C D A, ...), with every mesh kept up between
+a rotated order (A B C D E, B C D E A, ...), with every mesh kept up between
 its turns when the hugepages allow: the table shows medians over the rounds
 and the spread of each ratio, and under it the kernel's share of a
 request's CPU on the kernel path, the most a network path could save.
@@ -47,14 +49,20 @@ _mesh_ids = itertools.count()
 
 
 class MeshPath:
-    def __init__(self, title: str, kind: str, loop: str, fast: bool = False) -> None:
-        self.title, self.kind, self.loop, self.fast = title, kind, loop, fast
+    def __init__(self, title: str, kind: str, loop: str, fast: bool = False, peer: bool = False) -> None:
+        self.title, self.kind, self.loop, self.fast, self.peer = title, kind, loop, fast, peer
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        """base with what a DockNet process of this path takes."""
+        return dict(base, DOCKNET_FAST_CHANNELS="1" if self.fast else "0",
+                    DOCKNET_PEER_LINKS="1" if self.peer else "0")
 
 
 MESH_PATHS = [
     MeshPath("kernel-bridge+asyncio", "kernel", "asyncio"),
     MeshPath("kernel-bridge+uvloop", "kernel", "uvloop"),
     MeshPath("DockNet via the master", "docknet", "docknet"),
+    MeshPath("DockNet + peer links", "docknet", "docknet", peer=True),
     MeshPath("DockNet + fast channels", "docknet", "docknet", fast=True),
 ]
 
@@ -206,7 +214,7 @@ def mesh_on(path: MeshPath, master_env: dict[str, str] | None) -> Iterator[tuple
                 group.stop()
         else:
             assert master_env is not None
-            env = dict(master_env, DOCKNET_FAST_CHANNELS="1" if path.fast else "0")
+            env = path.env(master_env)
             api = os.path.join(os.path.dirname(env["DOCKNET_MASTER"]), "api.sock")
             pids = start_ready(group, [[py, "-m", "aiodocknet.cli", "--log-level", "warning", "--api", api, "run",
                                         "--name", name, "--", py, "-m", "services.run", name, "--loop", "docknet",
@@ -310,7 +318,7 @@ class Lane:
             self.start()
         assert self.mesh is not None
         loadgen, pids = self.mesh
-        env = dict(self.master_env or os.environ, DOCKNET_FAST_CHANNELS="1" if self.path.fast else "0")
+        env = self.path.env(dict(self.master_env or os.environ))
         try:
             return drive(loadgen, env, pids, seconds, concurrency, self.path.title)
         finally:

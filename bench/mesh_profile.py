@@ -94,7 +94,7 @@ def measure() -> dict[str, Any]:
                 prof = subprocess.Popen([spy, "record", "--nonblocking", "-p", str(pid), "-d", str(SECONDS),
                                          "-r", str(RATE), "-f", "raw", "-o", raw],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                run_env = dict(env, DOCKNET_FAST_CHANNELS="1" if path.fast else "0")
+                run_env = path.env(env)
                 # Load from before the profile starts to after it ends.
                 drive(loadgen, run_env, pids, SECONDS + 2.0, USERS, f"{path.title} (profiled)")
                 _, err = prof.communicate(timeout=60)

@@ -1,5 +1,5 @@
 """The mesh rows of ``make bench``: the hotel-reservation application
-(services/) on the four paths of ``docknet demo``, interleaved per repeat,
+(services/) on the paths of ``docknet demo``, interleaved per repeat,
 with 16 concurrent users (throughput, CPU per request) and with one user
 (latency)."""
 
@@ -23,7 +23,7 @@ def measure_all(repeats: int, seconds: float, paths: list[str] | None = None,
                 if paths is not None and path.title not in paths:
                     continue
                 with mesh_on(path, env) as (loadgen, pids):
-                    run_env = dict(env, DOCKNET_FAST_CHANNELS="1" if path.fast else "0")
+                    run_env = path.env(env)
                     for n in users or USERS:
                         r = drive(loadgen, run_env, pids, seconds, n, f"{path.title} x{n}")
                         r.update(path=path.title, users=n, repeat=rep)
@@ -51,7 +51,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     tput = {p: statistics.median(r["req_per_s"] for r in sel(p, 16)) for p in paths if sel(p, 16)}
     lat1 = {p: statistics.median(r["p50_ms"] for r in sel(p, 1)) for p in paths if sel(p, 1)}
     cpu = {p: statistics.median(cpu_ms(r) for r in sel(p, 16)) for p in paths if sel(p, 16)}
-    out = ["## The mesh: hotel reservation (services/) on four paths", "",
+    out = [f"## The mesh: hotel reservation (services/) on {len(tput)} paths", "",
            "8 aiohttp services (frontend → search → geo, rate; profile, recommendation, user, reservation), "
            "each its own process and endpoint; DeathStarBench's request mix with a fixed seed; every "
            "response body checked. 16 concurrent users for throughput and CPU, one user for latency. "
@@ -84,6 +84,7 @@ def report(rows: list[dict[str, Any]]) -> str:
 # kernel is a tenth of a mesh request's CPU): (path, measure, baseline,
 # ratio, whether more is better).
 FAST, MASTER, UVLOOP = "DockNet + fast channels", "DockNet via the master", "kernel-bridge+uvloop"
+PEER = "DockNet + peer links"
 TARGETS = [(FAST, "req/s (16 users)", UVLOOP, 1.03, True),
            (FAST, "CPU per request (16 users)", UVLOOP, 0.97, False),
            (FAST, "p50 latency, 1 user", UVLOOP, 1.0, False),
@@ -108,6 +109,15 @@ def targets(tput: dict[str, float], lat1: dict[str, float], cpu: dict[str, float
         sign = ">=" if higher else "<="
         lines.append(f"- {path}, {what} vs {base}: {ratio:.2f}x ({got[path]:{fmt}} {unit}), target {sign} "
                      f"{want}x ({want * got[base]:{fmt}} {unit}): {verdict}.")
+    if PEER in cpu and UVLOOP in cpu and PEER in tput:
+        # The path the master's row becomes by default (peer links are on
+        # unless a master or process turns them off); the target above is
+        # the switch's own.
+        lines.append(f"- Beside them, {PEER} (fast channels off, the switch out of the path): "
+                     f"{tput[PEER] / tput[UVLOOP]:.2f}x uvloop's req/s, {cpu[PEER] / cpu[UVLOOP]:.2f}x its CPU "
+                     f"per request ({cpu[PEER]:.2f} ms)"
+                     + (f", {lat1[PEER] / lat1[UVLOOP]:.2f}x its one-user p50." if PEER in lat1 and UVLOOP in lat1
+                        else "."))
     return lines
 
 

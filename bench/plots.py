@@ -30,6 +30,7 @@ from sweep_rows import (CONNS_PNG, LATENCY_PNG, SIZE_PNG, SWEEP_CONNS, SWEEP_SIZ
 STYLE = {
     "docknet-fast": {"color": "tab:blue", "marker": "o"},
     "docknet-switch": {"color": "tab:cyan", "marker": "s"},
+    "docknet-peer": {"color": "tab:purple", "marker": "D"},
     "uvloop-bridge": {"color": "tab:orange", "marker": "^"},
     "asyncio-bridge": {"color": "tab:red", "marker": "v"},
 }

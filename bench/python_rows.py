@@ -3,8 +3,10 @@
 Paths, interleaved within each repeat:
 - ``docknet-fast``: both ends DockNetLoop, the connection on a fast channel
   (shared memory, brokered by the master);
-- ``docknet-switch``: the same with DOCKNET_FAST_CHANNELS=0 (lwIP, link rings,
-  the master's switch);
+- ``docknet-switch``: the same with DOCKNET_FAST_CHANNELS=0 and
+  DOCKNET_PEER_LINKS=0 (lwIP, link rings, the master's switch);
+- ``docknet-peer``: lwIP as on ``docknet-switch``, the frames on a peer link
+  between the two stacks (DOCKNET_PEER_LINKS=1, the default);
 - ``uvloop-bridge`` / ``asyncio-bridge``: uvloop or the default loop in two
   network namespaces on a Linux bridge (the kernel path).
 
@@ -34,7 +36,7 @@ BENCH = Path(__file__).resolve().parent
 from bench.topology import NetnsTopology  # noqa: E402
 from procs import stop_all  # noqa: E402
 
-PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge", "asyncio-bridge"]
+PATHS = ["docknet-fast", "docknet-switch", "docknet-peer", "uvloop-bridge", "asyncio-bridge"]
 # The headline ping-pong also over the endpoints' IPv6 addresses, beside IPv4.
 V6_PATHS = ["docknet-fast-v6", "docknet-switch-v6"]
 PINGPONG_CONNS = [1, 32]
@@ -103,8 +105,7 @@ class DockNetPythonServers:
 
     def _client_env(self, path: str) -> dict[str, str]:
         self.session.clients += 1
-        return dict(self.session.env, DOCKNET_ENDPOINT=f"py-client{self.session.clients}",
-                    DOCKNET_FAST_CHANNELS="1" if path.startswith("docknet-fast") else "0")
+        return dict(self.session.env, DOCKNET_ENDPOINT=f"py-client{self.session.clients}", **path_env(path))
 
     def pingpong_run(self, path: str, point: PingPong) -> dict[str, Any]:
         res = subprocess.run([sys.executable, str(BENCH / "py_pingpong.py"), "client", "--loop", "docknet",
@@ -123,6 +124,13 @@ class DockNetPythonServers:
         out = _last_json(res, "aiohttp load")
         out["server_cpu_s"] = round(proc_cpu(self.web.pid) - cpu0, 3)  # includes the 0.5 s warm-up
         return out
+
+
+def path_env(path: str) -> dict[str, str]:
+    """A DockNet client's environment for path: which of fast channels and
+    peer links it takes (only the client asks for either)."""
+    return {"DOCKNET_FAST_CHANNELS": "1" if path.startswith("docknet-fast") else "0",
+            "DOCKNET_PEER_LINKS": "1" if path.startswith("docknet-peer") else "0"}
 
 
 def _ready(p: subprocess.Popen[str], what: str) -> None:
@@ -161,7 +169,7 @@ def docknet_workers_run(session: Any, path: str, workers: int, seconds: float) -
                               "--url", f"http://{name}:8080", "--seconds", str(seconds),
                               "--conns", str(AIOHTTP_CONNS)],
                              env=dict(session.env, DOCKNET_ENDPOINT=f"py-client{session.clients}",
-                                      DOCKNET_FAST_CHANNELS=fast),
+                                      **path_env(path)),
                              capture_output=True, text=True, timeout=seconds + 60)
         server_cpu = sum(proc_cpu(p.pid) - c for p, c in zip(servers, cpu0))
     finally:
@@ -308,9 +316,11 @@ def report(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     out = ["## Python paths: asyncio Protocol ping-pong and aiohttp", "",
-           "Both ends are Python processes: DockNetLoop on a fast channel (`docknet-fast`) or through "
-           "lwIP and the switch (`docknet-switch`, DOCKNET_FAST_CHANNELS=0), against uvloop and default "
-           "asyncio between two namespaces on a Linux bridge. Interleaved, medians [min–max].", ""]
+           "Both ends are Python processes: DockNetLoop on a fast channel (`docknet-fast`), through "
+           "lwIP and the switch (`docknet-switch`, DOCKNET_FAST_CHANNELS=0 DOCKNET_PEER_LINKS=0), or "
+           "through lwIP on a peer link between the two stacks (`docknet-peer`, DOCKNET_FAST_CHANNELS=0), "
+           "against uvloop and default asyncio between two namespaces on a Linux bridge. Interleaved, "
+           "medians [min–max].", ""]
     for conns in PINGPONG_CONNS:
         name = f"pingpong x{conns}"
         sel = {p: [r for r in rows if r["workload"] == name and r["path"] == p] for p in PATHS + V6_PATHS}

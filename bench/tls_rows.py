@@ -32,7 +32,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 from bench.topology import NetnsTopology  # noqa: E402
 from procs import stop_all  # noqa: E402
-from python_rows import _last_json, proc_cpu, spread  # noqa: E402
+from python_rows import _last_json, path_env, proc_cpu, spread  # noqa: E402
 
 PATHS = ["docknet-fast", "docknet-switch", "uvloop-bridge"]
 PINGPONG_CONNS = [1, 16]
@@ -108,8 +108,7 @@ class DockNetTLSServers:
 
     def run(self, path: str, kind: str, conns: int, seconds: float) -> dict[str, Any]:
         self.session.clients += 1
-        env = dict(self.session.env, DOCKNET_ENDPOINT=f"tls-client{self.session.clients}",
-                   DOCKNET_FAST_CHANNELS="1" if path == "docknet-fast" else "0")
+        env = dict(self.session.env, DOCKNET_ENDPOINT=f"tls-client{self.session.clients}", **path_env(path))
         server = self.pingpong if kind == "pingpong" else self.web
         host = "tls-server" if kind == "pingpong" else "tls-web"
         cpu0 = proc_cpu(server.pid)

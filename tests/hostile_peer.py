@@ -6,6 +6,14 @@ stdout, like tests/peer.py.
         Maps its link, marks it attached, tries to shrink and grow the
         memory, punches the pages out, then scribbles random bytes over the
         ring positions and rings while ringing the master's eventfd.
+    python tests/hostile_peer.py peerlink --name N --target A --port P [--seconds S]
+        Asks the master for a peer link to A (as a slave sending to A
+        would) and, once given one, puts frames on the link's ring, then
+        waits for a line on stdin between each step: "frames" K legitimate
+        UDP datagrams to A:P, then the ones it may not send (each kind
+        K times: another endpoint's source address, another's hardware
+        address, ARP, IPv6, a runt, not for A); "break" tries to resize the
+        memory and publishes a ring position that cannot be true.
     python tests/hostile_peer.py fastchan --name N --target A --port P [--seconds S]
         Asks the master for a fast channel to A:P (as a DockNetLoop would),
         writes the start of a proper stream to the peer, then tries to
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import ipaddress
 import json
 import mmap
 import os
@@ -149,17 +158,127 @@ def attack_fastchan(args: argparse.Namespace) -> None:
     control.close()
 
 
+# dn_linkmem.h: the ring positions' page, then the slave->master ring (the
+# one the asker, in the slave's place, writes).
+PL_HEAD = PAGE  # to_master.head
+PL_DATA = 2 * PAGE
+
+
+def _csum(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _mac(text: str) -> bytes:
+    return bytes(int(b, 16) for b in text.split(":"))
+
+
+def udp_frame(dst_mac: bytes, src_mac: bytes, src: str, dst: str, port: int, payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src),
+                     socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return dst_mac + src_mac + b"\x08\x00" + ip + udp
+
+
+class RingWriter:
+    """The producer's side of a dn_framering.h ring, in Python."""
+
+    def __init__(self, mem: mmap.mmap, head_off: int, data_off: int, size: int) -> None:
+        self.mem, self.head_off, self.data_off, self.size = mem, head_off, data_off, size
+        self.pos = struct.unpack_from("<Q", mem, head_off)[0]
+
+    def put(self, frame: bytes) -> None:
+        need = (8 + len(frame) + 15) & ~15
+        off = self.pos % self.size
+        if self.size - off < need:
+            struct.pack_into("<I", self.mem, self.data_off + off, 0xFFFFFFFF)
+            self.pos += self.size - off
+            off = 0
+        struct.pack_into("<I", self.mem, self.data_off + off, len(frame))
+        self.mem[self.data_off + off + 8 : self.data_off + off + 8 + len(frame)] = frame
+        self.pos += need
+
+    def publish(self, pos: int | None = None) -> None:
+        struct.pack_into("<Q", self.mem, self.head_off, self.pos if pos is None else pos)
+
+
+def attack_peerlink(args: argparse.Namespace) -> None:
+    control, info, (link, _wake, _master_wake) = request_attach(args.name, default_master_path())
+    os.close(link)
+    send_message(control, {"event": "peer_want", "address": args.target})
+    control.settimeout(10)
+    while True:
+        msg, fds = recv_message(control)
+        if msg is None:
+            raise SystemExit("master closed the connection")
+        if msg.get("event") == "peer_up":
+            break
+        for fd in fds:
+            os.close(fd)
+    memfd, victim_wake = fds
+    size = os.fstat(memfd).st_size
+    ring_size = (size - 2 * PAGE) // 2
+    mem = mmap.mmap(memfd, size)
+    w = RingWriter(mem, PL_HEAD, PL_DATA, ring_size)
+    me, victim = _mac(info.mac), _mac(msg["mac"])
+    say("linked", id=msg["id"], role=msg["role"], size=size)
+    k = args.count
+    sys.stdin.readline()
+    for i in range(k):
+        w.put(udp_frame(victim, me, info.address, args.target, args.port, b"legit %d" % i))
+    w.publish()
+    ring(victim_wake)
+    time.sleep(0.3)
+    # Some other endpoint's address: neither the target's nor ours.
+    third = next(str(a) for a in (ipaddress.IPv4Address(args.target) + k for k in (1, 2))
+                 if str(a) != info.address)
+    bad = {
+        "source address": lambda i: udp_frame(victim, me, third, args.target, args.port, b"spoof"),
+        "source mac": lambda i: udp_frame(victim, _mac("02:00:0a:4d:00:fe"), info.address, args.target,
+                                          args.port, b"spoof"),
+        "not for it": lambda i: udp_frame(_mac("02:00:0a:4d:00:fe"), me, info.address, args.target, args.port,
+                                          b"spoof"),
+        "to another address": lambda i: udp_frame(victim, me, info.address, third, args.port, b"spoof"),
+        "arp": lambda i: victim + me + b"\x08\x06" + bytes(28),
+        "ipv6": lambda i: victim + me + b"\x86\xdd" + bytes(60),
+        "runt": lambda i: victim + me + b"\x08\x00" + b"\x45",
+    }
+    for make in bad.values():
+        for i in range(k):
+            w.put(make(i))
+        w.publish()
+        ring(victim_wake)
+        time.sleep(0.05)
+    say("frames", legit=k, bad=k * len(bad), kinds=sorted(bad))
+    sys.stdin.readline()
+    shrink = attempt(os.ftruncate, memfd, 0)
+    grow = attempt(os.ftruncate, memfd, size * 2)
+    w.publish(w.pos + 3)  # not a record boundary: cannot be true
+    ring(victim_wake)
+    time.sleep(0.2)
+    rounds = scribble(mem, random.Random(args.seed), [PL_HEAD, PL_HEAD + 64, PL_HEAD + 128, PL_HEAD + 192],
+                      PAGE, victim_wake, args.seconds)
+    say("done", shrink=shrink, grow=grow, rounds=rounds)
+    sys.stdin.readline()
+    mem.close()
+    control.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("attack", choices=["link", "fastchan"])
+    p.add_argument("attack", choices=["link", "fastchan", "peerlink"])
     p.add_argument("--name", required=True)
     p.add_argument("--target")
     p.add_argument("--port", type=int, default=7000)
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--count", type=int, default=50)
     args = p.parse_args()
     socket.setdefaulttimeout(30)
-    (attack_link if args.attack == "link" else attack_fastchan)(args)
+    {"link": attack_link, "fastchan": attack_fastchan, "peerlink": attack_peerlink}[args.attack](args)
 
 
 if __name__ == "__main__":

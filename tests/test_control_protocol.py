@@ -59,6 +59,8 @@ def valid_to_master() -> dict[str, dict[str, Any]]:
         "fc_closed": {"event": "fc_closed", "id": FAKE_ID},
         "listen": {"event": "listen", "port": 80, "on": True},
         "connections": {"event": "connections", "req": FAKE_REQ, "total": 0, "conns": []},
+        # No endpoint's address: the master makes no link.
+        "peer_want": {"event": "peer_want", "address": "10.77.0.250"},
     }
 
 
@@ -70,6 +72,9 @@ def valid_to_slave(victim_address: str) -> dict[str, dict[str, Any]]:
         "limits": {"event": "limits", "egress_bits": 0, "ingress_bits": 0, "egress_pkts": 0, "ingress_pkts": 0},
         # A real peer's address: a valid notice would end its connection.
         "endpoint_gone": {"event": "endpoint_gone", "name": "x", "address": victim_address},
+        "peer_up": {"event": "peer_up", "id": FAKE_ID, "address": "10.77.0.250", "mac": "02:00:0a:4d:00:fa",
+                    "role": 0},
+        "peer_down": {"event": "peer_down", "id": FAKE_ID},
     }
 
 
@@ -96,6 +101,8 @@ def bad_values(f: Field) -> Iterator[tuple[str, Any]]:
                         ("an IPv6 literal padded to the limit", " " * ((f.max_len or 45) - 3) + "::1")]
             if f.literal == "ipv6":
                 yield "IPv4 in an IPv6 field", "10.77.0.5"
+            if f.literal == "ipv4":
+                yield "IPv6 in an IPv4 field", "fd77:d0c::5"
     elif f.type is bool:
         yield from [("1", 1), ("0", 0), ("string", "true")]
     elif f.type is list:

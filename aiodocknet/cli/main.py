@@ -52,6 +52,13 @@ def _client(args: argparse.Namespace) -> Any:
     return ApiClient(args.api)
 
 
+def _peer_links_line(pl: dict[str, Any] | None) -> str:
+    if pl is None:
+        return "peer links: none (an older master)"
+    return (f"peer links: {'on' if pl['enabled'] else 'off'}, {pl['up']} up, {pl['made']} made, "
+            f"{pl['removed']} removed")
+
+
 def _master(args: argparse.Namespace) -> int | Result:
     if args.action == "status":
         st = _client(args).call("GET", "/v1/status")
@@ -66,6 +73,7 @@ def _master(args: argparse.Namespace) -> int | Result:
             f"fast channels: {'on' if fc['enabled'] else 'off'}, {fc['open']} open "
             f"({fc['memory'] / 2**20:.1f} MiB), {fc['made']} made, {fc['refused_by_policy']} refused by policy, "
             f"{fc['bytes']:,} bytes",
+            _peer_links_line(st.get("peer_links")),
             *_uplink_lines(st.get("uplink"))])
     # The master's modules (aiohttp, the API's models) only to run one:
     # checking a configuration needs none of them.
@@ -78,7 +86,7 @@ def _master(args: argparse.Namespace) -> int | Result:
     # Flags are checked as the file's keys are, by the same code; subnet
     # first, and a range from the file again against a subnet from a flag.
     given = [k for k in ("subnet", "subnet6", "range", "run_dir", "mtu", "spin_us", "uplink", "fast_channels",
-                         "fast_channel_ring") if getattr(args, k) is not None]
+                         "fast_channel_ring", "peer_links") if getattr(args, k) is not None]
     flags = {k: (getattr(args, k), "--" + k.replace("_", "-")) for k in given}
     if "subnet" in given and "range" not in given and fc.master.range is not None:
         given.insert(1, "range")
@@ -421,6 +429,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--no-fast-channels", dest="fast_channels", action="store_const", const=False,
                    help="carry every connection through the switch (for comparison)")
     m.add_argument("--fast-channel-ring", help="bytes per fast-channel ring, a power of two (default 1MiB)")
+    m.add_argument("--no-peer-links", dest="peer_links", action="store_const", const=False,
+                   help="keep the switch between every two endpoints: no frame links between their stacks "
+                        "(for comparison)")
     m.add_argument("--uplink-faults", metavar="SPEC",
                    help="fault injection on the uplink, for tests: drop_ppm=N,dup_ppm=N,reorder_ppm=N,"
                         "corrupt_ppm=N,seed=N[,direction=egress|ingress|both] (parts per million)")

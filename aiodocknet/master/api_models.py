@@ -300,8 +300,19 @@ class FastChannelStats(BaseModel):
     bytes: int = Field(ge=0, description="bytes carried, open and released channels")
 
 
+class PeerLinkStats(BaseModel):
+    """Peer links: frame links the master set up between two endpoints' stacks,
+    which then bypass the switch."""
+    model_config = _ANSWER
+    enabled: bool
+    up: int = Field(ge=0, description="links up now")
+    made: int = Field(ge=0)
+    removed: int = Field(ge=0, description="links taken down: an endpoint left, or limits, faults or a second "
+                                           "process came")
+
+
 class Status(BaseModel):
-    """The master: its network, switch, fast channels and uplink."""
+    """The master: its network, switch, fast channels, peer links and uplink."""
     model_config = _ANSWER
     pid: int
     subnet: str = Field(examples=["10.77.0.0/16"])
@@ -320,6 +331,7 @@ class Status(BaseModel):
     addresses_in_use: int = Field(None, ge=0)
     switch: SwitchStatus
     fast_channels: FastChannelStats
+    peer_links: PeerLinkStats
     uplink: UplinkInfo | None
 
 

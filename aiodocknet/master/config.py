@@ -45,7 +45,7 @@ from .uplink import parse as parse_uplink
 __all__ = ["ConfigError", "FileConfig", "MasterConfig", "check_setting", "load_config"]
 
 TOP_KEYS = {"subnet", "subnet6", "range", "mtu", "run_dir", "uplink", "spin_us", "max_endpoints", "defaults", "policy",
-            "fast_channels", "fast_channel_ring", "uplink_faults"}
+            "fast_channels", "fast_channel_ring", "peer_links", "uplink_faults"}
 DEFAULT_KEYS = validate.LIMIT_KEYS
 # Whole-number settings and their bounds (the switch's uint16 MTU, its
 # endpoint slots).
@@ -79,6 +79,9 @@ class MasterConfig:
     # endpoints (the slaves' loops ask for them), and each ring's size.
     fast_channels: bool = True
     fast_channel_ring: int = 1 << 20
+    # Frame links between two endpoints' stacks where the switch would
+    # only forward (native/stack/dn_link.h), asked for by the slaves.
+    peer_links: bool = True
     # Fault injection on the uplink, for tests: (direction, faults), the
     # direction "egress", "ingress" or "both"; None: off.
     uplink_faults: tuple[str, Faults] | None = None
@@ -130,7 +133,7 @@ def check_setting(cfg: MasterConfig, key: str, value: Any, what: str | None = No
         validate.text(value, what)
     elif key == "uplink":
         value = str(parse_uplink(value, what))
-    elif key == "fast_channels":
+    elif key in ("fast_channels", "peer_links"):
         if not isinstance(value, bool):
             raise validate.ValidationError(f"{what}: must be true or false")
     elif key == "fast_channel_ring":
@@ -170,7 +173,8 @@ def load_config(path: str, base: MasterConfig | None = None) -> FileConfig:
         return ConfigError(f"{path}:{line}: {exc}" if line else f"{path}: {exc}")
 
     # subnet before range: a range is checked against the subnet.
-    for key in ("subnet", "subnet6", "range", "run_dir", "uplink", *WHOLE_KEYS, "fast_channels", "fast_channel_ring"):
+    for key in ("subnet", "subnet6", "range", "run_dir", "uplink", *WHOLE_KEYS, "fast_channels", "fast_channel_ring",
+                "peer_links"):
         if key in data:
             try:
                 check_setting(cfg, key, data[key])
@@ -247,7 +251,7 @@ def describe(fc: FileConfig) -> dict[str, Any]:
     m = fc.master
     return {"subnet": m.subnet, "subnet6": m.subnet6, "range": m.range, "mtu": m.mtu, "run_dir": m.run_dir,
             "uplink": m.uplink,
-            "fast_channels": m.fast_channels, "fast_channel_ring": m.fast_channel_ring,
+            "fast_channels": m.fast_channels, "fast_channel_ring": m.fast_channel_ring, "peer_links": m.peer_links,
             "uplink_faults": None if m.uplink_faults is None else
             {"direction": m.uplink_faults[0], **m.uplink_faults[1].public()},
             "defaults": fc.defaults, "policies": fc.policies}

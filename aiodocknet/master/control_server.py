@@ -40,6 +40,7 @@ from ..validate import ValidationError, endpoint_name
 from .addresses import AddressPool
 from .broker import FastChannelBroker, Refusal
 from .faults import Faults
+from .peer_links import MAX_PER_ENDPOINT, PeerLink, PeerLinks
 from .registry import DEFAULT_TENANT, Registration, Registry, RegistryError
 from .state import MasterState
 from .switch import Switch, mac_of
@@ -154,6 +155,7 @@ class ControlServer:
         # the answer's future.
         self._pending: dict[int, tuple[socket.socket, asyncio.Future[dict[str, Any]]]] = {}
         self.broker = FastChannelBroker()
+        self.peer_links = PeerLinks()
         self.state = state
         # Addresses held for endpoints that are away for a moment (their
         # process restarting, or this master), until they re-attach or
@@ -174,6 +176,7 @@ class ControlServer:
                 "fc_closed": self._fc_closed,
                 "listen": self._listen,
                 "connections": self._connections_answer,
+                "peer_want": self._peer_want,
             },
             log,
             refusers={name: self._refuse_invalid for name in kinds("to_master")},
@@ -591,6 +594,9 @@ class ControlServer:
         ep.members.append(member)
         self._conns[conn] = member
         self._by_member[member.id] = member
+        # The switch steers between the processes now: frames must go
+        # through it.
+        self._peer_links_drop(ep.name, "a second process joined")
         log.info("endpoint joined", endpoint=ep.name, address=ep.address, slot=ep.slot, link=link, pid=pid,
                  members=len(ep.members), ports=member.ports)
         return self._attach_reply(ep, member)
@@ -646,6 +652,7 @@ class ControlServer:
                 raise
             ep.limits = wanted
             self._push_limits(name)
+            self._peer_links_check()
         if reg is not None:
             for key, value in wanted.items():
                 setattr(reg, key, value)
@@ -664,6 +671,7 @@ class ControlServer:
             raise RegistryError(404, f"no endpoint {name!r}")
         self.switch.set_faults(ep.slot, faults)
         ep.faults = None if faults is None or faults.off else faults
+        self._peer_links_check()
         log.info("faults set" if ep.faults else "faults cleared", endpoint=name,
                  **(ep.faults.public() if ep.faults else {}))
         return {"name": name, "faults": ep.faults.public() if ep.faults else None}
@@ -675,6 +683,7 @@ class ControlServer:
             self.registry.policies.add((source, dest, port))
         else:
             self.registry.policies.discard((source, dest, port))
+        self._peer_links_check()
         self._save_state()
         log.info("policy", allow=allow, source=source, dest=dest, port=port or "any")
 
@@ -740,6 +749,89 @@ class ControlServer:
                            [memfd, asker.wake_fd, server.wake_fd])
         finally:
             os.close(memfd)
+
+    # ---- peer links ----
+
+    def _peer_link_problem(self, a: Endpoint | None, b: Endpoint | None) -> str | None:
+        """Why the switch must stay between a and b, or None: a peer link
+        skips everything it does but forwarding, so only where that is all
+        it would do."""
+        if not self.peer_links.enabled:
+            return "peer links are off on this master"
+        if a is None or b is None:
+            return "not an attached endpoint"
+        if a is b:
+            return "an endpoint's own address"
+        if a.tenant != b.tenant:
+            return "endpoints of different tenants"
+        for ep in (a, b):
+            if len(ep.members) != 1:
+                return f"endpoint {ep.name!r} has {len(ep.members)} processes (the switch steers between them)"
+            if any(ep.limits.get(k, 0) for k in LIMIT_ATTRS):
+                return f"endpoint {ep.name!r} has limits (the switch enforces them)"
+            if ep.faults is not None:
+                return f"endpoint {ep.name!r} has faults injected on its link"
+        return None
+
+    def _peer_want(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
+        """A slave sends to address through the switch: a peer link to it
+        if nothing but forwarding happens between them, else nothing (the
+        frames go on through the switch; the slave asks again later)."""
+        asker = self._conns.get(conn)
+        src = self.endpoints.get(asker.endpoint) if asker is not None else None
+        dst = self._by_address.get(msg["address"])
+        why = self._peer_link_problem(src, dst)
+        if why is None and src is not None and dst is not None:
+            if self.peer_links.find(src.name, dst.name) is not None:
+                return  # up already (the slave's ask crossed our peer_up)
+            if max(self.peer_links.count(src.name), self.peer_links.count(dst.name)) >= MAX_PER_ENDPOINT:
+                why = f"an endpoint already has {MAX_PER_ENDPOINT} peer links"
+        if why is not None or src is None or dst is None:
+            log.debug("no peer link", source=src and src.name, address=msg["address"], reason=why)
+            return
+        a, b = src.members[0], dst.members[0]
+        memfd = os.memfd_create(f"docknet-peer-{src.name}-{dst.name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        link: PeerLink | None = None
+        try:
+            self.switch.peer_memory(memfd)
+            link = self.peer_links.add(src.name, dst.name)
+            send(a.conn, {"event": "peer_up", "id": link.id, "address": dst.address, "mac": dst.mac, "role": 0},
+                 "to_slave", [memfd, b.wake_fd])
+            send(b.conn, {"event": "peer_up", "id": link.id, "address": src.address, "mac": src.mac, "role": 1},
+                 "to_slave", [memfd, a.wake_fd])
+        except OSError as exc:
+            log.warning("cannot make a peer link", source=src.name, dest=dst.name, error=str(exc))
+            if link is not None:
+                self._peer_link_down(link, "it could not be made")
+            return
+        finally:
+            os.close(memfd)
+        log.info("peer link up", id=link.id, endpoints=[src.name, dst.name])
+
+    def _peer_link_down(self, link: PeerLink, why: str) -> None:
+        """Takes a link off the books and tells both slaves (whoever of
+        them is still there): their frames go through the switch again."""
+        self.peer_links.remove(link.id)
+        for name in (link.a, link.b):
+            ep = self.endpoints.get(name)
+            for m in ep.members if ep is not None else ():
+                try:
+                    send(m.conn, {"event": "peer_down", "id": link.id}, "to_slave")
+                except OSError:
+                    pass  # that slave is going; its EOF will tell
+        log.info("peer link down", id=link.id, endpoints=[link.a, link.b], reason=why)
+
+    def _peer_links_drop(self, name: str, why: str) -> None:
+        for link in self.peer_links.of(name):
+            self._peer_link_down(link, f"{name}: {why}")
+
+    def _peer_links_check(self) -> None:
+        """After limits, faults or policy changed: every link whose
+        endpoints the switch must now stand between goes."""
+        for link in list(self.peer_links.links.values()):
+            why = self._peer_link_problem(self.endpoints.get(link.a), self.endpoints.get(link.b))
+            if why is not None:
+                self._peer_link_down(link, why)
 
     def _ring(self, member_id: int | None) -> None:
         """Wake a member's process (a channel of its was reset)."""
@@ -861,6 +953,7 @@ class ControlServer:
         ep = self.endpoints.get(member.endpoint)
         if ep is not None and member in ep.members:
             ep.members.remove(member)
+        self._peer_links_drop(member.endpoint, "its process left")
         for peer in self.broker.member_gone(member.id):
             self._ring(peer)
         if ep is None or not ep.members:
@@ -984,6 +1077,7 @@ class ControlServer:
             "addresses_in_use": self.addresses.in_use(),
             "switch": {**sw, "utilisation": round(util, 4)},
             "fast_channels": self.broker.stats(),
+            "peer_links": self.peer_links.stats(),
             "uplink": self.switch.uplink(),
         }
         if per_endpoint:

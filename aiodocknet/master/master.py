@@ -106,6 +106,7 @@ async def run_master(
     addresses.claimed = lambda: {r.ip for r in server.registry.endpoints.values() if r.ip}
     server.broker.enabled = cfg.fast_channels
     server.broker.ring_size = cfg.fast_channel_ring
+    server.peer_links.enabled = cfg.peer_links
     for source, dest, port in policies or []:
         # The configuration's tenants exist without endpoints, so its
         # policy is in force before any of them attaches.
@@ -130,6 +131,7 @@ async def run_master(
             mtu=cfg.mtu,
             control=cfg.control_path,
             fast_channels=cfg.fast_channels,
+            peer_links=cfg.peer_links,
             dpdk_heap_mb=round(total / 2**20, 1),
             pid=os.getpid(),
         )

@@ -150,6 +150,12 @@ class DockNetCollector(Collector):
         yield CounterMetricFamily("docknet_fast_channels_bytes", "Bytes carried by fast channels, both ways.",
                                   value=fc["bytes"])
 
+        pl = ctl.peer_links.stats()
+        yield GaugeMetricFamily("docknet_peer_links_up", "Peer links up now (frames between two endpoints that "
+                                "bypass the switch).", value=pl["up"])
+        yield CounterMetricFamily("docknet_peer_links_made", "Peer links the master set up.", value=pl["made"])
+        yield CounterMetricFamily("docknet_peer_links_removed", "Peer links taken down.", value=pl["removed"])
+
         up = ctl.switch.uplink()
         if up is not None:
             ui = GaugeMetricFamily("docknet_uplink_info", "The uplink's port (always 1): its pmd, and the one it "

@@ -146,6 +146,10 @@ class Switch:
     def remove(self, slot: int) -> None:
         check(lib.dn_switch_remove(self._sw, slot))
 
+    def peer_memory(self, fd: int) -> None:
+        """Lays out a peer link's memory in fd (an empty sealable memfd)."""
+        check(lib.dn_switch_peer_memory(self._sw, fd))
+
     def port_counters(self, slot: int) -> dict[str, int]:
         c = ffi.new("struct dn_port_counters *")
         check(lib.dn_switch_port_counters(self._sw, slot, c))

@@ -17,8 +17,10 @@ import errno
 import ipaddress
 import math
 import os
+import re
 import select
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -166,6 +168,14 @@ def _ip6_str(buf: Any) -> str:
 
 ATTACH: MessageKind = kinds("to_master")["attach"]
 
+# How long a slave waits before asking again for a peer link the master
+# did not give (limits or faults may since have gone).
+PEER_ASK_INTERVAL = 30.0
+# Destinations remembered for that, at most (a process talking to more
+# forgets the oldest answers first, and asks again).
+PEER_ASKED_MAX = 4096
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
 # A master answers an attach in milliseconds; one that does not answer at
 # all (busy, wedged, or refusing without a word) must not hang the
 # process's first network call for ever.
@@ -282,6 +292,18 @@ class SlaveStack:
         # The transports' per-message path (the poller's pass, reads and
         # writes of TCP connections) calls the stack from C through this.
         self.core = StackCore(int(ffi.cast("uintptr_t", stack)), int(ffi.cast("uintptr_t", lib.dn_stack_calls())))
+        # Peer links (native/stack/dn_link.h): destinations asked about
+        # (host-order address -> when to ask again; inf: a link is up) and
+        # the links up (id -> address).
+        self._peer_asking = os.environ.get("DOCKNET_PEER_LINKS", "1") != "0"
+        self._peer_asked: dict[int, float] = {}
+        self.peer_links: dict[int, str] = {}
+        self._set_subnet(info)
+
+    def _set_subnet(self, info: AttachInfo) -> None:
+        net = ipaddress.IPv4Network(f"{info.address}/{info.prefix}", strict=False)
+        self._net = (int(net.network_address), int(net.netmask))
+        self._own = (int(ipaddress.IPv4Address(info.address)), int(ipaddress.IPv4Address(info.gateway)))
 
     # ---- attaching ----
 
@@ -383,6 +405,10 @@ class SlaveStack:
         self._fds = (wake, master_wake)
         self._control = control
         self.info = info
+        # The old master's peer links went with it (dn_link_set_down).
+        self.peer_links.clear()
+        self._peer_asked.clear()
+        self._set_subnet(info)
         log.info("re-attached", endpoint=info.endpoint, address=info.address, address6=info.address6)
 
     def close(self) -> None:
@@ -478,6 +504,12 @@ class SlaveStack:
             "sleeps": s.sleeps,
             "pool_free": s.pool_free,
             "conns_open": s.conns_open,
+            "peer_links": s.peers,
+            "peer_rx_frames": s.peer_rx_frames,
+            "peer_tx_frames": s.peer_tx_frames,
+            "peer_rx_dropped": s.peer_rx_dropped,
+            "peer_tx_detoured": s.peer_tx_detoured,
+            "peer_links_broken": s.peers_broken,
         }
 
     # ---- TCP ----
@@ -501,6 +533,7 @@ class SlaveStack:
         fam, addr = _addr(host)
         if fam == 6:
             return check(lib.dn_connect6(self._st, ffi.from_buffer("uint8_t[]", addr), port))
+        self.want_peer(addr)  # type: ignore[arg-type]
         return check(lib.dn_connect(self._st, addr, port))
 
     def send(self, conn: int, data: bytes | bytearray | memoryview) -> int:
@@ -597,6 +630,9 @@ class SlaveStack:
         fam, addr = _addr(address)
         if fam == 6:
             return check(lib.dn_reset_peer6(self._st, ffi.from_buffer("uint8_t[]", addr)))
+        if addr == 0:
+            # The master is gone: the link goes down, its peer links too.
+            self.peer_links.clear()
         return check(lib.dn_reset_peer(self._st, addr))
 
     def connections(self) -> list[dict[str, Any]]:
@@ -677,10 +713,67 @@ class SlaveStack:
                 "fc_offer": self._on_fc_offer,
                 "fc_result": self._on_fc_result,
                 "limits": lambda msg, fds: None,
+                "peer_up": self._on_peer_up,
+                "peer_down": self._on_peer_down,
             },
             log,
             refusers={"connections": self._connections_refused, "fc_offer": self._fc_offer_refused},
         )
+
+    # ---- peer links ----
+
+    def want_peer(self, ip: int) -> None:
+        """About to send to ip (host order) through the switch: ask the
+        master for a peer link to it, once in a while per destination."""
+        when = self._peer_asked.get(ip)
+        if when is not None and time.monotonic() < when:
+            return
+        if not self._peer_asking or self._closed:
+            return
+        net, mask = self._net
+        if ip & mask != net or ip in self._own:
+            self._peer_asked[ip] = math.inf  # never a peer
+            return
+        if len(self._peer_asked) >= PEER_ASKED_MAX:
+            self._peer_asked.clear()
+        self._peer_asked[ip] = time.monotonic() + PEER_ASK_INTERVAL
+        try:
+            self.send_control({"event": "peer_want", "address": _ip_str(ip)})
+        except OSError:
+            pass  # the master is gone; a new one is asked afresh
+
+    def _on_peer_up(self, msg: dict[str, Any], fds: list[int]) -> None:
+        link_id, address, mac = msg["id"], msg["address"], msg["mac"]
+        try:
+            if _MAC.match(mac) is None:
+                raise ValueError(f"'mac' must be six hex pairs with colons, not {mac!r}")
+            peer_ip = int(ipaddress.IPv4Address(address))
+            net, mask = self._net
+            if peer_ip & mask != net or peer_ip in self._own:
+                raise ValueError(f"{address} is not another endpoint's address of this subnet")
+            rc = lib.dn_stack_peer_add(self._st, fds[0], fds[1], msg["role"], link_id,
+                                       bytes(int(b, 16) for b in mac.split(":")), peer_ip)
+            check(rc)
+        except (ValueError, OSError) as exc:
+            # Frames to it go on through the switch; the master's link is
+            # dropped when either endpoint goes.
+            log.warning("peer link refused", id=link_id, address=address, error=str(exc))
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.peer_links[link_id] = address
+        self._peer_asked[peer_ip] = math.inf
+        log.info("peer link up", id=link_id, address=address)
+
+    def _on_peer_down(self, msg: dict[str, Any], fds: list[int]) -> None:
+        address = self.peer_links.pop(msg["id"], None)
+        if address is None:
+            return  # refused when it came, or never heard of
+        lib.dn_stack_peer_remove(self._st, msg["id"])
+        # Asked again at the next connection: what took it down may be gone.
+        self._peer_asked.pop(int(ipaddress.IPv4Address(address)), None)
+        log.info("peer link down", id=msg["id"], address=address)
 
     def _on_endpoint_gone(self, msg: dict[str, Any], fds: list[int]) -> None:
         self.reset_peer(msg["address"])
@@ -746,6 +839,7 @@ class SlaveStack:
         fam, ip = _addr(addr[0])
         if fam == 6:
             return check(lib.dn_udp_sendto6(self._st, conn, buf, len(buf), ffi.from_buffer("uint8_t[]", ip), addr[1]))
+        self.want_peer(ip)  # type: ignore[arg-type]
         return check(lib.dn_udp_sendto(self._st, conn, buf, len(buf), ip, addr[1]))
 
     def recvfrom(self, conn: int, size: int = 65535) -> tuple[bytes, tuple[str, int]]:

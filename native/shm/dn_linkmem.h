@@ -6,6 +6,9 @@
  *   page 1      the two rings' positions (slave->master, master->slave)
  *   then        the slave->master ring's bytes, the master->slave ring's
  *
+ * The same layout serves a peer link: a link the master sets up between two
+ * slaves, each side reading and writing as one of the two roles.
+ *
  * The master owns the memory: it maps it when the endpoint is added and
  * unmaps it only after its switch thread has let go of the endpoint, so a
  * slave that dies or closes at any moment can never pull the rings out
@@ -38,6 +41,10 @@ struct dn_linkmem_rings {
 	_Alignas(64) _Atomic uint32_t slave_attached;
 	uint32_t ring_size;	/* informational: each side uses its own */
 	uint32_t max_frame;
+	/* A peer link (dn_link.h) between two slaves has the same layout;
+	 * the slave in the master's place sets this one. The switch never
+	 * does. */
+	_Atomic uint32_t master_attached;
 };
 
 _Static_assert(sizeof(struct dn_linkmem_rings) <= 4096,

@@ -53,13 +53,59 @@ struct dn_link_stats {
 	uint64_t wakeups_sent;
 	uint64_t sleeps;
 	unsigned int pool_free;
+	/* Peer links: the frames above are the master's ring's only. */
+	unsigned int peers;
+	uint64_t peer_rx_frames;
+	uint64_t peer_tx_frames;
+	/* Frames a peer put on its ring that were not its to send (another
+	 * address, not IPv4, not for us), or a bad ring. */
+	uint64_t peer_rx_dropped;
+	/* Frames for a peer that went through the master: its ring was full
+	 * or it had not mapped the link yet. */
+	uint64_t peer_tx_detoured;
+	/* Peer links whose ring made no sense: no longer read. */
+	uint64_t peers_broken;
 };
+
+/*
+ * Peer links. Between two endpoints of one tenant that the switch would
+ * only forward between (no limits, no faults, one process each), the
+ * master may hand both slaves a link of their own: the same memory as a
+ * master-slave link (dn_linkmem.h), one slave in the master's place. IPv4
+ * frames to the peer's hardware address then go straight onto its ring,
+ * and the master is off the path: no wake-up of the switch between them.
+ *
+ * The peer is trusted with nothing: a received frame is kept only if it is
+ * IPv4 from the peer's own hardware and IP address to ours (checked in our
+ * copy of it), so a peer cannot speak for anyone else, and a bad ring costs
+ * only the peer's own frames. A frame for a peer whose ring is full, or
+ * that has not mapped the link yet, goes through the master as before.
+ */
+#define DN_PEERS_MAX 16
+
+struct dn_peer_config {
+	int shm_fd;		/* the link's memory, from the master */
+	int peer_wake_fd;	/* the peer's eventfd (dup'ed; the caller keeps its own) */
+	int role;		/* 0: in the slave's place, 1: in the master's */
+	uint64_t id;		/* the master's name for the link */
+	uint8_t mac[6];		/* the peer's */
+	uint32_t ip;		/* the peer's, host byte order */
+	uint8_t own_mac[6];
+	uint32_t own_ip;
+};
+
+/* -EEXIST for an id already held, -ENOSPC beyond DN_PEERS_MAX, the map
+ * checks' errors for memory that is not a sealed link of our version. */
+int dn_link_peer_add(struct dn_link *link, const struct dn_peer_config *cfg);
+/* -ENOENT if no such link. Frames still on its rings are lost. */
+int dn_link_peer_remove(struct dn_link *link, uint64_t id);
 
 int dn_link_open(const struct dn_link_config *cfg, struct dn_link **out);
 void dn_link_close(struct dn_link *link);
 /* The master came back: the link moves to the new master's memory and
  * eventfds, keeping its mbuf pool (frames the stack still holds stay
- * valid). On failure the link stays on the old memory, still down. */
+ * valid). On failure the link stays on the old memory, still down. Peer
+ * links were closed when the link went down. */
 int dn_link_remap(struct dn_link *link, int shm_fd, uint16_t mtu,
 	int wake_fd, int peer_wake_fd);
 
@@ -78,7 +124,8 @@ DN_EXPORT int dn_link_tx(struct dn_link *link, const struct dn_iov *iov,
 DN_EXPORT void dn_link_tx_flush(struct dn_link *link);
 
 /* The master is gone (its control connection closed): frames to it are
- * dropped from now on, so nothing waits for a ring nobody will read. */
+ * dropped from now on, so nothing waits for a ring nobody will read. The
+ * peer links it set up go with it. */
 void dn_link_set_down(struct dn_link *link);
 int dn_link_is_down(const struct dn_link *link);
 

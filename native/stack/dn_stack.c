@@ -983,6 +983,38 @@ dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out)
 	out->sleeps = ls.sleeps;
 	out->pool_free = ls.pool_free;
 	out->conns_open = st->open;
+	out->peers = ls.peers;
+	out->peer_rx_frames = ls.peer_rx_frames;
+	out->peer_tx_frames = ls.peer_tx_frames;
+	out->peer_rx_dropped = ls.peer_rx_dropped;
+	out->peer_tx_detoured = ls.peer_tx_detoured;
+	out->peers_broken = ls.peers_broken;
+}
+
+int
+dn_stack_peer_add(struct dn_stack *st, int shm_fd, int peer_wake_fd,
+	int role, uint64_t id, const uint8_t *peer_mac, uint32_t peer_ip)
+{
+	struct dn_peer_config pc = {
+		.shm_fd = shm_fd,
+		.peer_wake_fd = peer_wake_fd,
+		.role = role,
+		.id = id,
+		.ip = peer_ip,
+		.own_ip = lwip_ntohl(ip4_addr_get_u32(netif_ip4_addr(&st->netif))),
+	};
+
+	memcpy(pc.mac, peer_mac, 6);
+	memcpy(pc.own_mac, st->netif.hwaddr, 6);
+	if (pc.ip == pc.own_ip || memcmp(pc.mac, pc.own_mac, 6) == 0)
+		return dn_error(-EINVAL, "a peer link to this endpoint itself");
+	return dn_link_peer_add(st->link, &pc);
+}
+
+int
+dn_stack_peer_remove(struct dn_stack *st, uint64_t id)
+{
+	return dn_link_peer_remove(st->link, id);
 }
 
 /* ---- TCP ---- */

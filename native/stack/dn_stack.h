@@ -79,6 +79,13 @@ struct dn_stack_stats {
 	uint64_t sleeps;
 	unsigned int pool_free;
 	unsigned int conns_open;
+	/* Peer links (dn_link.h). */
+	unsigned int peers;
+	uint64_t peer_rx_frames;
+	uint64_t peer_tx_frames;
+	uint64_t peer_rx_dropped;
+	uint64_t peer_tx_detoured;
+	uint64_t peers_broken;
 };
 
 int dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out);
@@ -102,6 +109,14 @@ DN_EXPORT int dn_stack_fileno(const struct dn_stack *st);
 /* Milliseconds until lwIP's next timer, or -1 when none is due. */
 DN_EXPORT int dn_stack_timeout_ms(struct dn_stack *st);
 void dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out);
+
+/* A peer link from the master (dn_link.h) to the endpoint at peer_ip
+ * (host byte order) with hardware address peer_mac; role 0 or 1 as the
+ * master assigned. The stack keeps its own copies of the descriptors.
+ * IPv4 frames to peer_mac go on it from the next one on. */
+int dn_stack_peer_add(struct dn_stack *st, int shm_fd, int peer_wake_fd,
+	int role, uint64_t id, const uint8_t *peer_mac, uint32_t peer_ip);
+int dn_stack_peer_remove(struct dn_stack *st, uint64_t id);
 
 /* TCP */
 DN_EXPORT int dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog);

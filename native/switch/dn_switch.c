@@ -1932,12 +1932,11 @@ fail:
 	return ret;
 }
 
-/* Sizes, maps and initialises an endpoint's link memory (a fresh memfd). */
+/* Sizes, seals, maps and initialises link memory (a fresh memfd). */
 static int
-dn_link_map(struct dn_switch *sw, struct dn_slot_link *s, int fd)
+dn_linkmem_make(int fd, uint32_t max_frame, struct dn_linkmem *mem)
 {
 	size_t size = dn_linkmem_size(DN_LINK_RING_SIZE);
-	uint32_t max_frame = dn_frame_room(sw->cfg.mtu);
 	void *base;
 
 	if (ftruncate(fd, (off_t)size) < 0)
@@ -1950,17 +1949,44 @@ dn_link_map(struct dn_switch *sw, struct dn_slot_link *s, int fd)
 	if (base == MAP_FAILED)
 		return dn_error(-errno, "cannot map the link memory: %s",
 			strerror(errno));
-	dn_linkmem_layout(&s->mem, base, DN_LINK_RING_SIZE);
+	dn_linkmem_layout(mem, base, DN_LINK_RING_SIZE);
+	mem->rings->ring_size = DN_LINK_RING_SIZE;
+	mem->rings->max_frame = max_frame;
+	mem->bell->version = DN_LINKMEM_VERSION;
+	atomic_thread_fence(memory_order_release);
+	mem->bell->magic = DN_DOORBELL_MAGIC;
+	return 0;
+}
+
+/* An endpoint's link memory, mapped for the switch thread. */
+static int
+dn_link_map(struct dn_switch *sw, struct dn_slot_link *s, int fd)
+{
+	uint32_t max_frame = dn_frame_room(sw->cfg.mtu);
+	int ret;
+
+	ret = dn_linkmem_make(fd, max_frame, &s->mem);
+	if (ret < 0)
+		return ret;
 	s->bell = s->mem.bell;
-	s->mem.rings->ring_size = DN_LINK_RING_SIZE;
-	s->mem.rings->max_frame = max_frame;
 	dn_fr_attach(&s->from_slave, &s->mem.rings->to_master,
 		s->mem.to_master, DN_LINK_RING_SIZE, max_frame, 0);
 	dn_fr_attach(&s->to_slave, &s->mem.rings->to_slave,
 		s->mem.to_slave, DN_LINK_RING_SIZE, max_frame, 1);
-	s->bell->version = DN_LINKMEM_VERSION;
-	atomic_thread_fence(memory_order_release);
-	s->bell->magic = DN_DOORBELL_MAGIC;
+	return 0;
+}
+
+int
+dn_switch_peer_memory(struct dn_switch *sw, int fd)
+{
+	struct dn_linkmem mem;
+	int ret;
+
+	ret = dn_linkmem_make(fd, dn_frame_room(sw->cfg.mtu), &mem);
+	if (ret < 0)
+		return ret;
+	/* The two slaves map it; the switch never looks at it again. */
+	munmap(mem.bell, mem.size);
 	return 0;
 }
 

@@ -103,6 +103,10 @@ void dn_switch_destroy(struct dn_switch *sw);
  * (>= 0) used by the calls below. */
 int dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep);
 int dn_switch_remove(struct dn_switch *sw, int slot);
+/* Lays out a peer link's memory (dn_link.h) in shm_fd, an empty memfd made
+ * with MFD_ALLOW_SEALING, for frames of the switch's MTU. The master hands
+ * it to the two slaves; the switch keeps no mapping of it. */
+int dn_switch_peer_memory(struct dn_switch *sw, int shm_fd);
 
 /*
  * Several processes per endpoint. Each process of an endpoint has a link of

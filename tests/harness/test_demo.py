@@ -1,5 +1,5 @@
 """`docknet demo` runs unattended, prints its table and leaves nothing:
-the sample mesh on all four paths in rounds (a short run), and the bare
+the sample mesh on every path in rounds (a short run), and the bare
 data plane."""
 
 from __future__ import annotations

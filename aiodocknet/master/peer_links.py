@@ -1,0 +1,86 @@
+"""The master's book of peer links: frame links between two endpoints' slaves
+that take the switch off the path between them (native/stack/dn_link.h).
+
+A link is offered only where the switch would do nothing but forward: two
+endpoints of one tenant, one process each, neither with limits or faults.
+The rules are the control server's (it knows the endpoints); this keeps the
+books: which links exist, between whom, and the counts the status shows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PeerLink", "PeerLinks", "MAX_PER_ENDPOINT"]
+
+# A slave holds at most this many (DN_PEERS_MAX in dn_link.h): each costs
+# it 2 MiB of shared memory once traffic has gone round the rings.
+MAX_PER_ENDPOINT = 16
+
+
+@dataclass
+class PeerLink:
+    id: int
+    # The endpoint in the slave's place of the link memory (role 0), and
+    # the one in the master's (role 1).
+    a: str
+    b: str
+    made_at: float = field(default_factory=time.time)
+
+    def other(self, name: str) -> str:
+        return self.b if name == self.a else self.a
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "endpoints": [self.a, self.b], "made_at": self.made_at}
+
+
+class PeerLinks:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.links: dict[int, PeerLink] = {}
+        self._by_pair: dict[frozenset[str], int] = {}
+        self._by_endpoint: dict[str, set[int]] = {}
+        self._next = 0
+        self.made = 0
+        self.removed = 0
+
+    def find(self, a: str, b: str) -> PeerLink | None:
+        link_id = self._by_pair.get(frozenset((a, b)))
+        return None if link_id is None else self.links[link_id]
+
+    def of(self, name: str) -> list[PeerLink]:
+        return [self.links[i] for i in sorted(self._by_endpoint.get(name, ()))]
+
+    def count(self, name: str) -> int:
+        return len(self._by_endpoint.get(name, ()))
+
+    def add(self, a: str, b: str) -> PeerLink:
+        if a == b or self.find(a, b) is not None:
+            raise ValueError(f"a peer link between {a!r} and {b!r} cannot be made twice")
+        self._next += 1
+        link = PeerLink(self._next, a, b)
+        self.links[link.id] = link
+        self._by_pair[frozenset((a, b))] = link.id
+        for name in (a, b):
+            self._by_endpoint.setdefault(name, set()).add(link.id)
+        self.made += 1
+        return link
+
+    def remove(self, link_id: int) -> PeerLink | None:
+        link = self.links.pop(link_id, None)
+        if link is None:
+            return None
+        del self._by_pair[frozenset((link.a, link.b))]
+        for name in (link.a, link.b):
+            ids = self._by_endpoint.get(name)
+            if ids is not None:
+                ids.discard(link_id)
+                if not ids:
+                    del self._by_endpoint[name]
+        self.removed += 1
+        return link
+
+    def stats(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "up": len(self.links), "made": self.made, "removed": self.removed}

@@ -1,0 +1,182 @@
+"""Peer links (native/stack/dn_link.h): frame links the master sets up
+between two endpoints' stacks where the switch would only forward. Real
+master, real DockNetLoop processes (tests/pl_peer.py, fast channels off so
+TCP takes lwIP), a hostile endpoint that attaches like a slave
+(tests/hostile_peer.py peerlink).
+
+What is checked: frames between two such endpoints stop going through the
+switch (its port counters stay still) and arrive intact, TCP and UDP; the
+link goes as soon as the switch must stand between them again (limits,
+faults) and traffic goes on through the switch on the same connection; no
+link with --no-peer-links; and a peer can neither speak for another address
+nor keep its peer from sleeping, whatever it writes on the link."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiodocknet.cli.api_client import ApiClient
+from dn_harness import Master, Proc, running_master, wait_for
+
+PL_PEER = Path(__file__).resolve().parent / "pl_peer.py"
+HOSTILE = Path(__file__).resolve().parent / "hostile_peer.py"
+PORT = 7100
+
+
+@pytest.fixture
+def master() -> Any:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (DPDK, hugepages)")
+    with running_master() as m:
+        yield m
+
+
+def start(master: Master, name: str, *args: str) -> Proc:
+    env = dict(master.env, DOCKNET_ENDPOINT=name, DOCKNET_FAST_CHANNELS="0")
+    p = Proc([sys.executable, str(PL_PEER), *args], env, name)
+    master.peers.append(p)
+    return p
+
+
+def pair(master: Master) -> tuple[Proc, Proc, str]:
+    srv = start(master, "srv", "server", "--port", str(PORT))
+    address = srv.expect("ready")["address"]
+    cli = start(master, "cli", "client", "--host", address, "--port", str(PORT))
+    cli.expect("connected")
+    return srv, cli, address
+
+
+def stats(p: Proc) -> dict[str, Any]:
+    p.send("stats")
+    return p.expect("stats")
+
+
+def pingpong(p: Proc, n: int) -> None:
+    p.send(f"pingpong {n}")
+    assert p.expect("pingpong")["ok"]
+
+
+def switch_frames(master: Master, name: str) -> int:
+    row = next(e for e in master.status()["endpoints"] if e["name"] == name)
+    return int(row["counters"]["rx_frames"] + row["counters"]["tx_frames"])
+
+
+def links_up(master: Master) -> int:
+    return int(master.status()["peer_links"]["up"])
+
+
+def test_peer_link_carries_tcp_and_udp_past_the_switch(master: Master) -> None:
+    srv, cli, _ = pair(master)
+    pingpong(cli, 10)
+    wait_for(lambda: stats(cli)["peer_links"] == 1 and stats(srv)["peer_links"] == 1)
+    before = switch_frames(master, "srv") + switch_frames(master, "cli")
+    pingpong(cli, 2000)
+    cli.send("udp 500")
+    assert cli.expect("udp")["ok"]
+    c, s = stats(cli), stats(srv)
+    # 2000 round trips and 500 datagrams each way, none through the switch.
+    assert c["peer_tx_frames"] >= 2500 and s["peer_tx_frames"] >= 2500, (c, s)
+    assert c["peer_rx_frames"] >= 2500 and s["peer_rx_frames"] >= 2500, (c, s)
+    assert switch_frames(master, "srv") + switch_frames(master, "cli") - before < 20
+    assert c["peer_rx_dropped"] == 0 and s["peer_rx_dropped"] == 0
+    st = master.status()["peer_links"]
+    assert st == {"enabled": True, "up": 1, "made": 1, "removed": 0}
+
+
+def test_peer_link_goes_when_the_switch_must_stand_between(master: Master) -> None:
+    api = ApiClient(os.path.join(master.run_dir, "api.sock"))
+    srv, cli, _ = pair(master)
+    pingpong(cli, 10)
+    wait_for(lambda: links_up(master) == 1 and stats(cli)["peer_links"] == 1)
+
+    # A limit is the switch's to enforce: the link goes, on both sides,
+    # and the open connection goes on through the switch.
+    api.call("PUT", "/v1/endpoints/srv/limit", {"egress": 10**9})
+    assert links_up(master) == 0
+    wait_for(lambda: stats(cli)["peer_links"] == 0 and stats(srv)["peer_links"] == 0)
+    before = switch_frames(master, "srv")
+    pingpong(cli, 1000)
+    assert switch_frames(master, "srv") - before >= 2000
+
+    # Limits lifted: the next connection asks again and gets one.
+    api.call("PUT", "/v1/endpoints/srv/limit", {"egress": 0})
+    cli.send("reconnect")
+    cli.expect("connected")
+    wait_for(lambda: links_up(master) == 1 and stats(cli)["peer_links"] == 1)
+    pingpong(cli, 100)
+
+    # Faults are injected by the switch: the same.
+    api.call("PUT", "/v1/endpoints/cli/faults", {"drop_ppm": 1})
+    assert links_up(master) == 0
+    wait_for(lambda: stats(cli)["peer_links"] == 0 and stats(srv)["peer_links"] == 0)
+    pingpong(cli, 100)
+    assert master.status()["peer_links"] == {"enabled": True, "up": 0, "made": 2, "removed": 2}
+
+    # An endpoint that leaves takes its links with it.
+    api.call("DELETE", "/v1/endpoints/cli/faults")
+    cli.send("reconnect")
+    cli.expect("connected")
+    wait_for(lambda: links_up(master) == 1)
+    cli.stop()
+    wait_for(lambda: links_up(master) == 0 and stats(srv)["peer_links"] == 0)
+
+
+def test_no_peer_links_when_the_master_is_told_so() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (DPDK, hugepages)")
+    with running_master(extra=["--no-peer-links"]) as master:
+        srv, cli, _ = pair(master)
+        pingpong(cli, 10)
+        before = switch_frames(master, "srv")
+        pingpong(cli, 500)
+        assert switch_frames(master, "srv") - before >= 1000
+        assert stats(cli)["peer_links"] == 0
+        assert master.status()["peer_links"] == {"enabled": False, "up": 0, "made": 0, "removed": 0}
+
+
+def test_a_hostile_peer_cannot_speak_for_others_or_keep_its_peer_awake(master: Master) -> None:
+    """The hostile endpoint gets a link to srv and puts on it: legitimate
+    datagrams (srv takes them), then frames with another endpoint's source
+    address or hardware address, for another address or hardware address,
+    ARP, IPv6 and runts (srv drops every one); then it tries to resize the
+    memory, publishes a ring position that cannot be true and scribbles
+    over the link's doorbell and positions. srv stops reading that link,
+    sleeps, and serves an honest client over its own peer link."""
+    srv = start(master, "srv", "server", "--port", str(PORT))
+    address = srv.expect("ready")["address"]
+    evil = Proc([sys.executable, str(HOSTILE), "peerlink", "--name", "evil", "--target", address,
+                 "--port", str(PORT), "--count", "50", "--seconds", "1"], master.env, "evil")
+    master.peers.append(evil)
+    evil.expect("linked")
+    wait_for(lambda: stats(srv)["peer_links"] == 1)
+    evil.send("frames")
+    sent = evil.expect("frames")
+    s = wait_for(lambda: (lambda s: s if s["peer_rx_frames"] + s["peer_rx_dropped"] >= 400 else None)(stats(srv)))
+    assert s["peer_rx_frames"] == sent["legit"], s
+    assert s["peer_rx_dropped"] == sent["bad"], s
+    assert s["peer_links_broken"] == 0
+
+    evil.send("break")
+    done = evil.expect("done")
+    assert done["shrink"] == "EPERM" and done["grow"] == "EPERM", done
+    s = wait_for(lambda: (lambda s: s if s["peer_links_broken"] == 1 else None)(stats(srv)))
+    # Idle with a broken link beside it: it sleeps.
+    cpu = s["cpu"]
+    import time
+
+    time.sleep(2)
+    assert stats(srv)["cpu"] - cpu < 0.3
+
+    cli = start(master, "cli", "client", "--host", address, "--port", str(PORT))
+    cli.expect("connected")
+    pingpong(cli, 500)
+    wait_for(lambda: stats(cli)["peer_links"] == 1)
+    pingpong(cli, 500)
+    assert stats(cli)["peer_rx_frames"] >= 500
+    assert master.proc.popen.poll() is None
+    evil.send("end")
