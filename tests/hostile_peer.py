@@ -10,9 +10,10 @@ stdout, like tests/peer.py.
         Asks the master for a peer link to A (as a slave sending to A
         would) and, once given one, puts frames on the link's ring, then
         waits for a line on stdin between each step: "frames" K legitimate
-        UDP datagrams to A:P, then the ones it may not send (each kind
-        K times: another endpoint's source address, another's hardware
-        address, ARP, IPv6, a runt, not for A); "break" tries to resize the
+        UDP datagrams to A:P over each family, then the ones it may not send
+        (each kind K times: another endpoint's source address, IPv4 and
+        IPv6, another's hardware address, ARP, a header of neither family,
+        runts, not for A); "break" tries to resize the
         memory and publishes a ring position that cannot be true.
     python tests/hostile_peer.py fastchan --name N --target A --port P [--seconds S]
         Asks the master for a fast channel to A:P (as a DockNetLoop would),
@@ -183,6 +184,23 @@ def udp_frame(dst_mac: bytes, src_mac: bytes, src: str, dst: str, port: int, pay
     return dst_mac + src_mac + b"\x08\x00" + ip + udp
 
 
+def udp6_frame(dst_mac: bytes, src_mac: bytes, src: str, dst: str, port: int, payload: bytes) -> bytes:
+    """UDP over IPv6 with no checksum: the link does not check it
+    (dn_netif.c), and the link's own check is what is under test."""
+    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+    ip = struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 64, socket.inet_pton(socket.AF_INET6, src),
+                     socket.inet_pton(socket.AF_INET6, dst))
+    return dst_mac + src_mac + b"\x86\xdd" + ip + udp
+
+
+def twin6(info: Any, ip4: str) -> str:
+    """ip4's IPv6 address by the master's rule (master/addresses.py)."""
+    net6 = ipaddress.IPv6Network(f"{info.address6}/{info.prefix6}", strict=False)
+    host = int(ipaddress.IPv4Address(ip4)) & int(ipaddress.IPv4Network(f"{info.address}/{info.prefix}",
+                                                                       strict=False).hostmask)
+    return str(ipaddress.IPv6Address(int(net6.network_address) | host))
+
+
 class RingWriter:
     """The producer's side of a dn_framering.h ring, in Python."""
 
@@ -227,8 +245,10 @@ def attack_peerlink(args: argparse.Namespace) -> None:
     say("linked", id=msg["id"], role=msg["role"], size=size)
     k = args.count
     sys.stdin.readline()
+    target6 = twin6(info, args.target)
     for i in range(k):
         w.put(udp_frame(victim, me, info.address, args.target, args.port, b"legit %d" % i))
+        w.put(udp6_frame(victim, me, info.address6, target6, args.port, b"legit6 %d" % i))
     w.publish()
     ring(victim_wake)
     time.sleep(0.3)
@@ -242,8 +262,12 @@ def attack_peerlink(args: argparse.Namespace) -> None:
         "not for it": lambda i: udp_frame(_mac("02:00:0a:4d:00:fe"), me, info.address, args.target, args.port,
                                           b"spoof"),
         "to another address": lambda i: udp_frame(victim, me, info.address, third, args.port, b"spoof"),
+        "ipv6 source address": lambda i: udp6_frame(victim, me, twin6(info, third), target6, args.port, b"spoof"),
+        "to another ipv6 address": lambda i: udp6_frame(victim, me, info.address6, twin6(info, third), args.port,
+                                                        b"spoof"),
         "arp": lambda i: victim + me + b"\x08\x06" + bytes(28),
-        "ipv6": lambda i: victim + me + b"\x86\xdd" + bytes(60),
+        "ipv6 not version 6": lambda i: victim + me + b"\x86\xdd" + bytes(60),
+        "ipv6 runt": lambda i: victim + me + b"\x86\xdd" + bytes(20),
         "runt": lambda i: victim + me + b"\x08\x00" + b"\x45",
     }
     for make in bad.values():
@@ -252,7 +276,7 @@ def attack_peerlink(args: argparse.Namespace) -> None:
         w.publish()
         ring(victim_wake)
         time.sleep(0.05)
-    say("frames", legit=k, bad=k * len(bad), kinds=sorted(bad))
+    say("frames", legit=2 * k, bad=k * len(bad), kinds=sorted(bad))
     sys.stdin.readline()
     shrink = attempt(os.ftruncate, memfd, 0)
     grow = attempt(os.ftruncate, memfd, size * 2)

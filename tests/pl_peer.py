@@ -3,8 +3,8 @@ endpoint (DOCKNET_ENDPOINT), fast channels off, so TCP and UDP go over the
 switch or a peer link. JSON lines on stdout; commands on stdin.
 
     python tests/pl_peer.py server --port P
-        A TCP echo server and a UDP echo on P. Prints {"event": "ready",
-        "address", "port"}; "stats" on stdin prints {"event": "stats", ...}
+        A TCP echo server and a UDP echo on P, on both of the endpoint's
+        addresses. Prints {"event": "ready", "address", "address6", "port"}; "stats" on stdin prints {"event": "stats", ...}
         (the stack's counters, the peer links it holds, its CPU time).
     python tests/pl_peer.py client --host H --port P
         Connects; then, per line on stdin:
@@ -69,14 +69,18 @@ async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
 async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     ep = loop._docknet()  # type: ignore[attr-defined]
-    server = await asyncio.start_server(handle, ep.address, args.port)
+    servers = [await asyncio.start_server(handle, ep.address, args.port)]
     await loop.create_datagram_endpoint(UdpEcho, local_addr=(ep.address, args.port))
-    say("ready", address=ep.address, port=args.port)
+    if ep.address6 is not None:
+        servers.append(await asyncio.start_server(handle, ep.address6, args.port))
+        await loop.create_datagram_endpoint(UdpEcho, local_addr=(ep.address6, args.port))
+    say("ready", address=ep.address, address6=ep.address6, port=args.port)
     cmds = await stdin_lines()
-    async with server:
-        while line := await cmds.readline():
-            if line.strip() == b"stats":
-                stats()
+    while line := await cmds.readline():
+        if line.strip() == b"stats":
+            stats()
+    for server in servers:
+        server.close()
 
 
 class UdpClient(asyncio.DatagramProtocol):

@@ -5,7 +5,8 @@ TCP takes lwIP), a hostile endpoint that attaches like a slave
 (tests/hostile_peer.py peerlink).
 
 What is checked: frames between two such endpoints stop going through the
-switch (its port counters stay still) and arrive intact, TCP and UDP; the
+switch (its port counters stay still) and arrive intact, TCP and UDP over
+IPv4 and IPv6; the
 link goes as soon as the switch must stand between them again (limits,
 faults) and traffic goes on through the switch on the same connection; no
 link with --no-peer-links; and a peer can neither speak for another address
@@ -86,6 +87,30 @@ def test_peer_link_carries_tcp_and_udp_past_the_switch(master: Master) -> None:
     assert c["peer_rx_dropped"] == 0 and s["peer_rx_dropped"] == 0
     st = master.status()["peer_links"]
     assert st == {"enabled": True, "up": 1, "made": 1, "removed": 0}
+    # `docknet ss` says which connections take the link.
+    api = ApiClient(os.path.join(master.run_dir, "api.sock"))
+    rows = api.call("GET", "/v1/endpoints/cli/connections")["connections"]
+    assert [r["path"] for r in rows if r["kind"] == "tcp"] == ["peer"], rows
+
+
+def test_peer_link_carries_ipv6_too(master: Master) -> None:
+    """The endpoints dialled by their IPv6 addresses: the frames take the
+    link as well (neighbour discovery, multicast, goes through the
+    switch)."""
+    srv = start(master, "srv", "server", "--port", str(PORT))
+    address6 = srv.expect("ready")["address6"]
+    assert address6 is not None
+    cli = start(master, "cli", "client", "--host", address6, "--port", str(PORT))
+    cli.expect("connected")
+    pingpong(cli, 10)
+    wait_for(lambda: stats(cli)["peer_links"] == 1)
+    before = switch_frames(master, "srv") + switch_frames(master, "cli")
+    pingpong(cli, 1000)
+    cli.send("udp 200")
+    assert cli.expect("udp")["ok"]
+    c = stats(cli)
+    assert c["peer_tx_frames"] >= 1200 and c["peer_rx_frames"] >= 1200, c
+    assert switch_frames(master, "srv") + switch_frames(master, "cli") - before < 20
 
 
 def test_peer_link_goes_when_the_switch_must_stand_between(master: Master) -> None:
@@ -141,9 +166,10 @@ def test_no_peer_links_when_the_master_is_told_so() -> None:
 
 def test_a_hostile_peer_cannot_speak_for_others_or_keep_its_peer_awake(master: Master) -> None:
     """The hostile endpoint gets a link to srv and puts on it: legitimate
-    datagrams (srv takes them), then frames with another endpoint's source
-    address or hardware address, for another address or hardware address,
-    ARP, IPv6 and runts (srv drops every one); then it tries to resize the
+    datagrams over IPv4 and IPv6 (srv takes them), then frames with another
+    endpoint's source address (either family) or hardware address, for
+    another address or hardware address, ARP, an IPv6 header of another
+    version and runts (srv drops every one); then it tries to resize the
     memory, publishes a ring position that cannot be true and scribbles
     over the link's doorbell and positions. srv stops reading that link,
     sleeps, and serves an honest client over its own peer link."""
@@ -156,7 +182,8 @@ def test_a_hostile_peer_cannot_speak_for_others_or_keep_its_peer_awake(master: M
     wait_for(lambda: stats(srv)["peer_links"] == 1)
     evil.send("frames")
     sent = evil.expect("frames")
-    s = wait_for(lambda: (lambda s: s if s["peer_rx_frames"] + s["peer_rx_dropped"] >= 400 else None)(stats(srv)))
+    s = wait_for(lambda: (lambda s: s if s["peer_rx_frames"] + s["peer_rx_dropped"] >= sent["legit"] + sent["bad"]
+                          else None)(stats(srv)))
     assert s["peer_rx_frames"] == sent["legit"], s
     assert s["peer_rx_dropped"] == sent["bad"], s
     assert s["peer_links_broken"] == 0

@@ -437,7 +437,8 @@ class Connection(BaseModel):
     """One socket, as `ss` lists it."""
     model_config = _ANSWER
     id: str = Field(pattern=r"^(lwip|fc)[0-9]+$", examples=["lwip3", "fc12"],
-                    description="lwipN: the slave stack's connection N (through the switch); fcN: fast channel N")
+                    description="lwipN: the slave stack's connection N (through the switch or a peer link); "
+                                "fcN: fast channel N")
     kind: Literal["tcp-listen", "tcp", "udp", "?"]
     # The endpoint's process writes these rows: only the shapes ss prints
     # pass (nothing a terminal would take as a control sequence).
@@ -446,7 +447,7 @@ class Connection(BaseModel):
     peer: str = Field(pattern=_SOCKET_NAME, examples=["10.77.0.3:40000", "*:*"])
     recv_q: int = Field(ge=0, le=(1 << 63) - 1)
     send_q: int = Field(ge=0, le=(1 << 63) - 1)
-    path: Literal["switch", "fast"]
+    path: Literal["switch", "fast", "peer"]
     pid: int | None = Field(None, description="the process holding it, when the endpoint has several")
     family: Literal[4, 6] | None = Field(None, description="IP version of the addresses (IPv6 ones in brackets, "
                                                            "as ss writes them)")

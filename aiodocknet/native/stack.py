@@ -304,6 +304,30 @@ class SlaveStack:
         net = ipaddress.IPv4Network(f"{info.address}/{info.prefix}", strict=False)
         self._net = (int(net.network_address), int(net.netmask))
         self._own = (int(ipaddress.IPv4Address(info.address)), int(ipaddress.IPv4Address(info.gateway)))
+        # The IPv6 prefix, as (network, host mask), when the endpoint has one:
+        # every endpoint's IPv6 address is its IPv4 host part there
+        # (master/addresses.py), so each family's address gives the other's.
+        self._net6: tuple[int, int] | None = None
+        if info.address6 is not None and info.prefix6 is not None:
+            net6 = ipaddress.IPv6Network(f"{info.address6}/{info.prefix6}", strict=False)
+            self._net6 = (int(net6.network_address), int(net6.hostmask))
+
+    def _twin4(self, ip6: bytes) -> int | None:
+        """The IPv4 address (host order) whose twin ip6 is, if any."""
+        if self._net6 is None:
+            return None
+        value = int.from_bytes(ip6, "big")
+        net6, hostmask6 = self._net6
+        host = value & hostmask6
+        net, mask = self._net
+        if value - host != net6 or host >> 32 or host & mask:
+            return None
+        return net | host
+
+    def _twin6(self, ip4: int) -> bytes | None:
+        if self._net6 is None:
+            return None
+        return (self._net6[0] | (ip4 & ~self._net[1] & 0xFFFFFFFF)).to_bytes(16, "big")
 
     # ---- attaching ----
 
@@ -532,6 +556,9 @@ class SlaveStack:
         """Start connecting; EV_CONNECTED or EV_ERROR follows as an event."""
         fam, addr = _addr(host)
         if fam == 6:
+            twin = self._twin4(addr)  # type: ignore[arg-type]
+            if twin is not None:
+                self.want_peer(twin)
             return check(lib.dn_connect6(self._st, ffi.from_buffer("uint8_t[]", addr), port))
         self.want_peer(addr)  # type: ignore[arg-type]
         return check(lib.dn_connect(self._st, addr, port))
@@ -641,9 +668,11 @@ class SlaveStack:
         out = ffi.new("struct dn_conn_info[]", max_n)
         n = lib.dn_stack_conns(self._st, out, max_n)
         kinds = {1: "tcp-listen", 2: "tcp", 3: "udp"}
+        peers = {int(ipaddress.IPv4Address(a)) for a in self.peer_links.values()}
         rows = []
         for i in range(n):
             c = out[i]
+            remote = self._twin4(bytes(ffi.buffer(c.remote_ip6, 16))) if c.family == 6 else c.remote_ip
             if c.family == 6:
                 # As ss writes them: brackets around an IPv6 address.
                 local = f"[{_ip6_str(c.local_ip6)}]:{c.local_port}"
@@ -655,7 +684,8 @@ class SlaveStack:
                 "id": f"lwip{c.id}", "kind": kinds.get(c.kind, "?"), "family": 6 if c.family == 6 else 4,
                 "state": TCP_STATES.get(c.state, "CLOSED"),
                 "local": local, "peer": peer if c.kind == 2 else "*:*",
-                "recv_q": c.recv_queued, "send_q": c.send_queued, "path": "switch",
+                "recv_q": c.recv_queued, "send_q": c.send_queued,
+                "path": "peer" if c.kind == 2 and remote in peers else "switch",
             })
         return rows
 
@@ -751,8 +781,10 @@ class SlaveStack:
             net, mask = self._net
             if peer_ip & mask != net or peer_ip in self._own:
                 raise ValueError(f"{address} is not another endpoint's address of this subnet")
+            twin = self._twin6(peer_ip)
             rc = lib.dn_stack_peer_add(self._st, fds[0], fds[1], msg["role"], link_id,
-                                       bytes(int(b, 16) for b in mac.split(":")), peer_ip)
+                                       bytes(int(b, 16) for b in mac.split(":")), peer_ip,
+                                       ffi.NULL if twin is None else twin)
             check(rc)
         except (ValueError, OSError) as exc:
             # Frames to it go on through the switch; the master's link is
@@ -838,6 +870,9 @@ class SlaveStack:
         buf = ffi.from_buffer(data)
         fam, ip = _addr(addr[0])
         if fam == 6:
+            twin = self._twin4(ip)  # type: ignore[arg-type]
+            if twin is not None:
+                self.want_peer(twin)
             return check(lib.dn_udp_sendto6(self._st, conn, buf, len(buf), ffi.from_buffer("uint8_t[]", ip), addr[1]))
         self.want_peer(ip)  # type: ignore[arg-type]
         return check(lib.dn_udp_sendto(self._st, conn, buf, len(buf), ip, addr[1]))

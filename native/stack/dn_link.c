@@ -43,6 +43,9 @@ struct dn_peer {
 	uint8_t own_mac[6];
 	uint32_t ip;		/* network byte order, as in a frame */
 	uint32_t own_ip;
+	int ip6_ok;
+	uint8_t ip6[16];
+	uint8_t own_ip6[16];
 };
 
 struct dn_link {
@@ -186,6 +189,9 @@ dn_link_peer_add(struct dn_link *link, const struct dn_peer_config *cfg)
 	memcpy(p->own_mac, cfg->own_mac, 6);
 	p->ip = rte_cpu_to_be_32(cfg->ip);
 	p->own_ip = rte_cpu_to_be_32(cfg->own_ip);
+	p->ip6_ok = cfg->ip6_ok;
+	memcpy(p->ip6, cfg->ip6, 16);
+	memcpy(p->own_ip6, cfg->own_ip6, 16);
 	if (cfg->role == 0) {
 		dn_fr_attach(&p->tx_ring, &r->to_master, p->mem.to_master,
 			DN_LINK_RING_SIZE, link->max_frame, 1);
@@ -241,19 +247,38 @@ dn_link_peers_close(struct dn_link *link)
 	link->rx_turn = 0;
 }
 
+static inline int
+dn_is_ip4(const uint8_t *f)
+{
+	return f[12] == 0x08 && f[13] == 0x00;
+}
+
+static inline int
+dn_is_ip6(const uint8_t *f)
+{
+	return f[12] == 0x86 && f[13] == 0xdd;
+}
+
 /* The peer whose hardware address a frame (its first bytes) is for, if
- * the frame is IPv4: other frames (ARP, IPv6) go through the master. */
+ * the frame is IP of a family the link carries: other frames (ARP, and
+ * multicast, which is no peer's address) go through the master. */
 static struct dn_peer *
 dn_link_peer_for(struct dn_link *link, const struct dn_iov *first)
 {
 	const uint8_t *f = first->base;
+	struct dn_peer *p;
 	unsigned int i;
 
-	if (first->len < 14 || f[12] != 0x08 || f[13] != 0x00)
+	if (first->len < 14 || !(dn_is_ip4(f) || dn_is_ip6(f)))
 		return NULL;
-	for (i = 0; i < link->n_peers; i++)
-		if (memcmp(f, link->peers[i]->mac, 6) == 0)
-			return link->peers[i]->broken ? NULL : link->peers[i];
+	for (i = 0; i < link->n_peers; i++) {
+		p = link->peers[i];
+		if (memcmp(f, p->mac, 6) != 0)
+			continue;
+		if (p->broken || (dn_is_ip6(f) && !p->ip6_ok))
+			return NULL;
+		return p;
+	}
 	return NULL;
 }
 
@@ -264,10 +289,14 @@ dn_peer_frame_ok(const struct dn_peer *p, const struct rte_mbuf *m)
 	const uint8_t *f = rte_pktmbuf_mtod(m, const uint8_t *);
 	uint32_t src, dst;
 
-	if (m->data_len < 14 + 20 || f[12] != 0x08 || f[13] != 0x00 ||
-	    (f[14] >> 4) != 4)
+	if (m->data_len < 14 || memcmp(f, p->own_mac, 6) != 0 ||
+	    memcmp(f + 6, p->mac, 6) != 0)
 		return 0;
-	if (memcmp(f, p->own_mac, 6) != 0 || memcmp(f + 6, p->mac, 6) != 0)
+	if (dn_is_ip6(f))
+		return p->ip6_ok && m->data_len >= 14 + 40 &&
+			(f[14] >> 4) == 6 && memcmp(f + 22, p->ip6, 16) == 0 &&
+			memcmp(f + 38, p->own_ip6, 16) == 0;
+	if (!dn_is_ip4(f) || m->data_len < 14 + 20 || (f[14] >> 4) != 4)
 		return 0;
 	memcpy(&src, f + 26, 4);
 	memcpy(&dst, f + 30, 4);

@@ -72,13 +72,14 @@ struct dn_link_stats {
  * only forward between (no limits, no faults, one process each), the
  * master may hand both slaves a link of their own: the same memory as a
  * master-slave link (dn_linkmem.h), one slave in the master's place. IPv4
- * frames to the peer's hardware address then go straight onto its ring,
- * and the master is off the path: no wake-up of the switch between them.
+ * and IPv6 frames to the peer's hardware address then go straight onto its
+ * ring, and the master is off the path: no wake-up of the switch between
+ * them. ARP and multicast (neighbour discovery) still go through it.
  *
  * The peer is trusted with nothing: a received frame is kept only if it is
- * IPv4 from the peer's own hardware and IP address to ours (checked in our
- * copy of it), so a peer cannot speak for anyone else, and a bad ring costs
- * only the peer's own frames. A frame for a peer whose ring is full, or
+ * IPv4 or IPv6 from the peer's own hardware and IP address to ours
+ * (checked in our copy of it), so a peer cannot speak for anyone else, and
+ * a bad ring costs only the peer's own frames. A frame for a peer whose ring is full, or
  * that has not mapped the link yet, goes through the master as before.
  */
 #define DN_PEERS_MAX 16
@@ -92,6 +93,10 @@ struct dn_peer_config {
 	uint32_t ip;		/* the peer's, host byte order */
 	uint8_t own_mac[6];
 	uint32_t own_ip;
+	/* IPv6 addresses, network order; ip6_ok 0: IPv4 frames only. */
+	int ip6_ok;
+	uint8_t ip6[16];
+	uint8_t own_ip6[16];
 };
 
 /* -EEXIST for an id already held, -ENOSPC beyond DN_PEERS_MAX, the map

@@ -993,7 +993,8 @@ dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out)
 
 int
 dn_stack_peer_add(struct dn_stack *st, int shm_fd, int peer_wake_fd,
-	int role, uint64_t id, const uint8_t *peer_mac, uint32_t peer_ip)
+	int role, uint64_t id, const uint8_t *peer_mac, uint32_t peer_ip,
+	const uint8_t *peer_ip6)
 {
 	struct dn_peer_config pc = {
 		.shm_fd = shm_fd,
@@ -1008,6 +1009,14 @@ dn_stack_peer_add(struct dn_stack *st, int shm_fd, int peer_wake_fd,
 	memcpy(pc.own_mac, st->netif.hwaddr, 6);
 	if (pc.ip == pc.own_ip || memcmp(pc.mac, pc.own_mac, 6) == 0)
 		return dn_error(-EINVAL, "a peer link to this endpoint itself");
+	if (peer_ip6 != NULL && st->prefix6_len != 0) {
+		pc.ip6_ok = 1;
+		memcpy(pc.ip6, peer_ip6, 16);
+		memcpy(pc.own_ip6, netif_ip6_addr(&st->netif, 0)->addr, 16);
+		if (memcmp(pc.ip6, pc.own_ip6, 16) == 0)
+			return dn_error(-EINVAL, "a peer link to this "
+				"endpoint's own IPv6 address");
+	}
 	return dn_link_peer_add(st->link, &pc);
 }
 

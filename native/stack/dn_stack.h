@@ -111,11 +111,13 @@ DN_EXPORT int dn_stack_timeout_ms(struct dn_stack *st);
 void dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out);
 
 /* A peer link from the master (dn_link.h) to the endpoint at peer_ip
- * (host byte order) with hardware address peer_mac; role 0 or 1 as the
- * master assigned. The stack keeps its own copies of the descriptors.
- * IPv4 frames to peer_mac go on it from the next one on. */
+ * (host byte order) with hardware address peer_mac, and at peer_ip6 (16
+ * bytes; NULL: IPv4 only, as is a stack without IPv6); role 0 or 1 as the
+ * master assigned. The stack keeps its own copies of the descriptors. IP
+ * frames to peer_mac go on it from the next one on. */
 int dn_stack_peer_add(struct dn_stack *st, int shm_fd, int peer_wake_fd,
-	int role, uint64_t id, const uint8_t *peer_mac, uint32_t peer_ip);
+	int role, uint64_t id, const uint8_t *peer_mac, uint32_t peer_ip,
+	const uint8_t *peer_ip6);
 int dn_stack_peer_remove(struct dn_stack *st, uint64_t id);
 
 /* TCP */
