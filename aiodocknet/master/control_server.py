@@ -591,12 +591,13 @@ class ControlServer:
                 log.exception("join failed", endpoint=ep.name, pid=pid)
                 code, why = errno.EIO, f"internal error ({type(exc).__name__})"
             raise RequestError(code, f"cannot join endpoint {ep.name!r}: {why}") from None
+        # The switch steers between the processes now: frames must go
+        # through it. Told before the new member is one (it waits for its
+        # attach reply, not for this).
+        self._peer_links_drop(ep.name, "a second process joined")
         ep.members.append(member)
         self._conns[conn] = member
         self._by_member[member.id] = member
-        # The switch steers between the processes now: frames must go
-        # through it.
-        self._peer_links_drop(ep.name, "a second process joined")
         log.info("endpoint joined", endpoint=ep.name, address=ep.address, slot=ep.slot, link=link, pid=pid,
                  members=len(ep.members), ports=member.ports)
         return self._attach_reply(ep, member)
