@@ -172,7 +172,7 @@ ATTACH: MessageKind = kinds("to_master")["attach"]
 # did not give (limits or faults may since have gone).
 PEER_ASK_INTERVAL = 30.0
 # Destinations remembered for that, at most (a process talking to more
-# forgets the oldest answers first, and asks again).
+# forgets them all and asks again).
 PEER_ASKED_MAX = 4096
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
