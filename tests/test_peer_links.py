@@ -81,6 +81,8 @@ def test_peer_link_carries_tcp_and_udp_past_the_switch(master: Master) -> None:
     assert switch_frames(master, "srv") + switch_frames(master, "cli") - before < 20
     assert c["peer_rx_dropped"] == 0 and s["peer_rx_dropped"] == 0
     st = master.status()["peer_links"]
+    # 2500 frames of 64 bytes and more each way, read from the link.
+    assert st.pop("bytes") >= 2 * 2500 * (64 + 54), st
     assert st == {"enabled": True, "up": 1, "made": 1, "removed": 0}
     # `docknet ss` says which connections take the link.
     api = ApiClient(os.path.join(master.run_dir, "api.sock"))
@@ -135,7 +137,8 @@ def test_peer_link_goes_when_the_switch_must_stand_between(master: Master) -> No
     assert links_up(master) == 0
     wait_for(lambda: stats(cli)["peer_links"] == 0 and stats(srv)["peer_links"] == 0)
     pingpong(cli, 100)
-    assert master.status()["peer_links"] == {"enabled": True, "up": 0, "made": 2, "removed": 2}
+    st = master.status()["peer_links"]
+    assert st.pop("bytes") > 0 and st == {"enabled": True, "up": 0, "made": 2, "removed": 2}, st
 
     # An endpoint that leaves takes its links with it.
     api.call("DELETE", "/v1/endpoints/cli/faults")
@@ -197,7 +200,7 @@ def test_no_peer_links_when_the_master_is_told_so() -> None:
         pingpong(cli, 500)
         assert switch_frames(master, "srv") - before >= 1000
         assert stats(cli)["peer_links"] == 0
-        assert master.status()["peer_links"] == {"enabled": False, "up": 0, "made": 0, "removed": 0}
+        assert master.status()["peer_links"] == {"enabled": False, "up": 0, "made": 0, "removed": 0, "bytes": 0}
 
 
 def test_a_hostile_peer_cannot_speak_for_others_or_keep_its_peer_awake(master: Master) -> None:

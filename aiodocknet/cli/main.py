@@ -56,7 +56,7 @@ def _peer_links_line(pl: dict[str, Any] | None) -> str:
     if pl is None:
         return "peer links: none (an older master)"
     return (f"peer links: {'on' if pl['enabled'] else 'off'}, {pl['up']} up, {pl['made']} made, "
-            f"{pl['removed']} removed")
+            f"{pl['removed']} removed, {pl.get('bytes', 0):,} bytes")
 
 
 def _master(args: argparse.Namespace) -> int | Result:

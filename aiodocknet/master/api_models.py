@@ -309,6 +309,8 @@ class PeerLinkStats(BaseModel):
     made: int = Field(ge=0)
     removed: int = Field(ge=0, description="links taken down: an endpoint left, or limits, faults or a second "
                                            "process came")
+    bytes: int = Field(ge=0, description="bytes the links carried, both ways, open and taken down (frames with "
+                                         "their ring records' headers and padding)")
 
 
 class Status(BaseModel):

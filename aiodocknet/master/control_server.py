@@ -43,7 +43,7 @@ from .faults import Faults
 from .peer_links import MAX_PER_ENDPOINT, PeerLink, PeerLinks
 from .registry import DEFAULT_TENANT, Registration, Registry, RegistryError
 from .state import MasterState
-from .switch import Switch, mac_of
+from .switch import PeerWatch, Switch, mac_of
 
 __all__ = ["ControlServer", "Endpoint"]
 
@@ -274,6 +274,7 @@ class ControlServer:
         for timer in self._reserve_timers.values():
             timer.cancel()
         self._reserve_timers.clear()
+        self.peer_links.close()  # the drops took every link down already
         if self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
@@ -795,7 +796,7 @@ class ControlServer:
         link: PeerLink | None = None
         try:
             self.switch.peer_memory(memfd)
-            link = self.peer_links.add(src.name, dst.name)
+            link = self.peer_links.add(src.name, dst.name, PeerWatch(memfd))
             send(a.conn, {"event": "peer_up", "id": link.id, "address": dst.address, "mac": dst.mac, "role": 0},
                  "to_slave", [memfd, b.wake_fd])
             send(b.conn, {"event": "peer_up", "id": link.id, "address": src.address, "mac": src.mac, "role": 1},

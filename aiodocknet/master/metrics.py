@@ -155,6 +155,8 @@ class DockNetCollector(Collector):
                                 "bypass the switch).", value=pl["up"])
         yield CounterMetricFamily("docknet_peer_links_made", "Peer links the master set up.", value=pl["made"])
         yield CounterMetricFamily("docknet_peer_links_removed", "Peer links taken down.", value=pl["removed"])
+        yield CounterMetricFamily("docknet_peer_links_bytes", "Bytes peer links carried, both ways (frames with "
+                                  "their ring records).", value=pl["bytes"])
 
         up = ctl.switch.uplink()
         if up is not None:

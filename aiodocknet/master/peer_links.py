@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = ["PeerLink", "PeerLinks", "MAX_PER_ENDPOINT"]
 
 # A slave holds at most this many (DN_PEERS_MAX in dn_link.h): each costs
 # it 2 MiB of shared memory once traffic has gone round the rings.
 MAX_PER_ENDPOINT = 16
+
+
+class Watch(Protocol):
+    def read(self) -> tuple[int, int]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -27,13 +33,12 @@ class PeerLink:
     # the one in the master's (role 1).
     a: str
     b: str
+    # Bytes each way (a to b, b to a), read from the link's memory.
+    watch: Watch | None = None
     made_at: float = field(default_factory=time.time)
 
-    def other(self, name: str) -> str:
-        return self.b if name == self.a else self.a
-
-    def view(self) -> dict[str, Any]:
-        return {"id": self.id, "endpoints": [self.a, self.b], "made_at": self.made_at}
+    def traffic(self) -> tuple[int, int]:
+        return self.watch.read() if self.watch is not None else (0, 0)
 
 
 class PeerLinks:
@@ -45,6 +50,8 @@ class PeerLinks:
         self._next = 0
         self.made = 0
         self.removed = 0
+        # What links taken down carried, so the totals never go back.
+        self._bytes_removed = 0
 
     def find(self, a: str, b: str) -> PeerLink | None:
         link_id = self._by_pair.get(frozenset((a, b)))
@@ -56,11 +63,11 @@ class PeerLinks:
     def count(self, name: str) -> int:
         return len(self._by_endpoint.get(name, ()))
 
-    def add(self, a: str, b: str) -> PeerLink:
+    def add(self, a: str, b: str, watch: Watch | None = None) -> PeerLink:
         if a == b or self.find(a, b) is not None:
             raise ValueError(f"a peer link between {a!r} and {b!r} cannot be made twice")
         self._next += 1
-        link = PeerLink(self._next, a, b)
+        link = PeerLink(self._next, a, b, watch)
         self.links[link.id] = link
         self._by_pair[frozenset((a, b))] = link.id
         for name in (a, b):
@@ -73,6 +80,9 @@ class PeerLinks:
         if link is None:
             return None
         del self._by_pair[frozenset((link.a, link.b))]
+        self._bytes_removed += sum(link.traffic())
+        if link.watch is not None:
+            link.watch.close()
         for name in (link.a, link.b):
             ids = self._by_endpoint.get(name)
             if ids is not None:
@@ -83,4 +93,12 @@ class PeerLinks:
         return link
 
     def stats(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "up": len(self.links), "made": self.made, "removed": self.removed}
+        carried = self._bytes_removed + sum(sum(link.traffic()) for link in self.links.values())
+        return {"enabled": self.enabled, "up": len(self.links), "made": self.made, "removed": self.removed,
+                "bytes": carried}
+
+    def close(self) -> None:
+        for link in self.links.values():
+            if link.watch is not None:
+                link.watch.close()
+                link.watch = None

@@ -11,7 +11,29 @@ from ..native._lib import ffi, lib
 from .faults import Faults
 from .uplink import pmd_of
 
-__all__ = ["Switch", "mac_of"]
+__all__ = ["PeerWatch", "Switch", "mac_of"]
+
+
+class PeerWatch:
+    """The master's read-only view of a peer link's memory: bytes of ring
+    records each side has sent (dn_peer_watch_read), never going back."""
+
+    def __init__(self, fd: int) -> None:
+        out = ffi.new("struct dn_peer_watch **")
+        check(lib.dn_peer_watch_open(fd, out))
+        self._w: Any = out[0]
+        self._bytes = ffi.new("uint64_t[2]")
+
+    def read(self) -> tuple[int, int]:
+        if self._w is None:
+            return 0, 0
+        lib.dn_peer_watch_read(self._w, self._bytes)
+        return int(self._bytes[0]), int(self._bytes[1])
+
+    def close(self) -> None:
+        if self._w is not None:
+            lib.dn_peer_watch_close(self._w)
+            self._w = None
 
 
 def mac_of(ip: str) -> str:

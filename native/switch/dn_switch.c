@@ -1990,6 +1990,62 @@ dn_switch_peer_memory(struct dn_switch *sw, int fd)
 	return 0;
 }
 
+struct dn_peer_watch {
+	const struct dn_linkmem_rings *rings;
+	void *base;
+	size_t size;
+	uint64_t seen[2];
+};
+
+int
+dn_peer_watch_open(int fd, struct dn_peer_watch **out)
+{
+	struct dn_peer_watch *w;
+	struct dn_linkmem mem;
+	void *base;
+
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return dn_error(-ENOMEM, "out of memory for a peer link's watch");
+	/* The master sized and sealed it: nobody can shrink it under us. */
+	w->size = dn_linkmem_size(DN_LINK_RING_SIZE);
+	base = mmap(NULL, w->size, PROT_READ, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		free(w);
+		return dn_error(-errno, "cannot map a peer link to watch it: %s",
+			strerror(errno));
+	}
+	dn_linkmem_layout(&mem, base, DN_LINK_RING_SIZE);
+	w->base = base;
+	w->rings = mem.rings;
+	*out = w;
+	return 0;
+}
+
+void
+dn_peer_watch_read(struct dn_peer_watch *w, uint64_t *bytes)
+{
+	uint64_t now[2];
+	int i;
+
+	now[0] = atomic_load_explicit(&w->rings->to_master.head,
+		memory_order_relaxed);
+	now[1] = atomic_load_explicit(&w->rings->to_slave.head,
+		memory_order_relaxed);
+	for (i = 0; i < 2; i++) {
+		if (now[i] > w->seen[i])
+			w->seen[i] = now[i];
+		bytes[i] = w->seen[i];
+	}
+}
+
+void
+dn_peer_watch_close(struct dn_peer_watch *w)
+{
+	munmap(w->base, w->size);
+	free(w);
+}
+
 int
 dn_switch_add(struct dn_switch *sw, const struct dn_endpoint_config *ep)
 {

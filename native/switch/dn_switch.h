@@ -108,6 +108,17 @@ int dn_switch_remove(struct dn_switch *sw, int slot);
  * it to the two slaves; the switch keeps no mapping of it. */
 int dn_switch_peer_memory(struct dn_switch *sw, int shm_fd);
 
+/* The master's read-only view of a peer link, for its counters: bytes of
+ * ring records (frames with their 8-byte headers and padding) each slave
+ * has put on the link. The slaves write these positions: a read never
+ * goes below the last one, so a peer cannot make a counter run backwards
+ * (only its own link's run ahead). */
+struct dn_peer_watch;
+int dn_peer_watch_open(int shm_fd, struct dn_peer_watch **out);
+/* [0]: from the slave in the slave's place, [1]: from the other. */
+void dn_peer_watch_read(struct dn_peer_watch *w, uint64_t *bytes);
+void dn_peer_watch_close(struct dn_peer_watch *w);
+
 /*
  * Several processes per endpoint. Each process of an endpoint has a link of
  * its own in the endpoint's slot; the address, tenant, limits, faults and
