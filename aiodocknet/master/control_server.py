@@ -792,9 +792,12 @@ class ControlServer:
             log.debug("no peer link", source=src and src.name, address=msg["address"], reason=why)
             return
         a, b = src.members[0], dst.members[0]
-        memfd = os.memfd_create(f"docknet-peer-{src.name}-{dst.name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        memfd: int | None = None
         link: PeerLink | None = None
         try:
+            # Out of descriptors or memory is the master's trouble, not the
+            # asker's: no link, a warning, frames go on through the switch.
+            memfd = os.memfd_create(f"docknet-peer-{src.name}-{dst.name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
             self.switch.peer_memory(memfd)
             link = self.peer_links.add(src.name, dst.name, PeerWatch(memfd))
             send(a.conn, {"event": "peer_up", "id": link.id, "address": dst.address, "mac": dst.mac, "role": 0},
@@ -807,7 +810,8 @@ class ControlServer:
                 self._peer_link_down(link, "it could not be made")
             return
         finally:
-            os.close(memfd)
+            if memfd is not None:
+                os.close(memfd)
         log.info("peer link up", id=link.id, endpoints=[src.name, dst.name])
 
     def _peer_link_down(self, link: PeerLink, why: str) -> None:

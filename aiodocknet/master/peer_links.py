@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..native._lib import lib
+
 __all__ = ["PeerLink", "PeerLinks", "MAX_PER_ENDPOINT"]
 
-# A slave holds at most this many (DN_PEERS_MAX in dn_link.h): each costs
-# it 2 MiB of shared memory once traffic has gone round the rings.
-MAX_PER_ENDPOINT = 16
+# A slave holds at most this many (dn_link.h): each costs it 2 MiB of
+# shared memory once traffic has gone round the rings.
+MAX_PER_ENDPOINT: int = lib.DN_PEERS_MAX
 
 
 class Watch(Protocol):

@@ -520,20 +520,21 @@ class SlaveStack:
     def stats(self) -> dict[str, int]:
         s = ffi.new("struct dn_stack_stats *")
         lib.dn_stack_stats(self._st, s)
+        ls = s.link
         return {
-            "rx_frames": s.rx_frames,
-            "tx_frames": s.tx_frames,
-            "tx_dropped": s.tx_dropped,
-            "wakeups_sent": s.wakeups_sent,
-            "sleeps": s.sleeps,
-            "pool_free": s.pool_free,
+            "rx_frames": ls.rx_frames,
+            "tx_frames": ls.tx_frames,
+            "tx_dropped": ls.tx_dropped,
+            "wakeups_sent": ls.wakeups_sent,
+            "sleeps": ls.sleeps,
+            "pool_free": ls.pool_free,
             "conns_open": s.conns_open,
-            "peer_links": s.peers,
-            "peer_rx_frames": s.peer_rx_frames,
-            "peer_tx_frames": s.peer_tx_frames,
-            "peer_rx_dropped": s.peer_rx_dropped,
-            "peer_tx_detoured": s.peer_tx_detoured,
-            "peer_links_broken": s.peers_broken,
+            "peer_links": ls.peers,
+            "peer_rx_frames": ls.peer_rx_frames,
+            "peer_tx_frames": ls.peer_tx_frames,
+            "peer_rx_dropped": ls.peer_rx_dropped,
+            "peer_tx_detoured": ls.peer_tx_detoured,
+            "peer_links_broken": ls.peers_broken,
         }
 
     # ---- TCP ----
@@ -756,7 +757,8 @@ class SlaveStack:
         """About to send to ip (host order) through the switch: ask the
         master for a peer link to it, once in a while per destination."""
         when = self._peer_asked.get(ip)
-        if when is not None and time.monotonic() < when:
+        # Most sends find a link up or no peer to have (inf): no clock read.
+        if when is not None and (when == math.inf or time.monotonic() < when):
             return
         if not self._peer_asking or self._closed:
             return

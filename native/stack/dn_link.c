@@ -226,7 +226,6 @@ dn_link_peer_remove(struct dn_link *link, uint64_t id)
 	for (i = 0; i < link->n_peers; i++) {
 		if (link->peers[i]->id != id)
 			continue;
-		dn_fr_publish(&link->peers[i]->tx_ring);
 		dn_peer_free(link->peers[i]);
 		link->peers[i] = link->peers[--link->n_peers];
 		link->peers[link->n_peers] = NULL;
@@ -541,8 +540,8 @@ dn_link_is_down(const struct dn_link *link)
 	return link->down;
 }
 
-static int
-dn_link_rx_waiting(struct dn_link *link)
+int
+dn_link_rx_pending(struct dn_link *link)
 {
 	unsigned int i;
 
@@ -553,12 +552,6 @@ dn_link_rx_waiting(struct dn_link *link)
 		    dn_fr_pending(&link->peers[i]->rx_ring))
 			return 1;
 	return 0;
-}
-
-int
-dn_link_rx_pending(struct dn_link *link)
-{
-	return dn_link_rx_waiting(link);
 }
 
 static void
@@ -582,7 +575,7 @@ dn_link_arm(struct dn_link *link)
 	dn_doorbell_announce(&link->mem.bell->slave_asleep);
 	for (i = 0; i < link->n_peers; i++)
 		dn_doorbell_announce(link->peers[i]->asleep);
-	if (dn_link_rx_waiting(link)) {
+	if (dn_link_rx_pending(link)) {
 		dn_link_cancel(link);
 		return 1;
 	}

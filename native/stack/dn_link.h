@@ -79,8 +79,9 @@ struct dn_link_stats {
  * The peer is trusted with nothing: a received frame is kept only if it is
  * IPv4 or IPv6 from the peer's own hardware and IP address to ours
  * (checked in our copy of it), so a peer cannot speak for anyone else, and
- * a bad ring costs only the peer's own frames. A frame for a peer whose ring is full, or
- * that has not mapped the link yet, goes through the master as before.
+ * a bad ring costs only the peer's own frames. A frame for a peer whose
+ * ring is full, or that has not mapped the link yet, goes through the
+ * master as before.
  */
 #define DN_PEERS_MAX 16
 

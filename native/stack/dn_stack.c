@@ -973,22 +973,8 @@ dn_stack_timeout_ms(struct dn_stack *st)
 void
 dn_stack_stats(const struct dn_stack *st, struct dn_stack_stats *out)
 {
-	struct dn_link_stats ls;
-
-	dn_link_stats(st->link, &ls);
-	out->rx_frames = ls.rx_frames;
-	out->tx_frames = ls.tx_frames;
-	out->tx_dropped = ls.tx_dropped;
-	out->wakeups_sent = ls.wakeups_sent;
-	out->sleeps = ls.sleeps;
-	out->pool_free = ls.pool_free;
+	dn_link_stats(st->link, &out->link);
 	out->conns_open = st->open;
-	out->peers = ls.peers;
-	out->peer_rx_frames = ls.peer_rx_frames;
-	out->peer_tx_frames = ls.peer_tx_frames;
-	out->peer_rx_dropped = ls.peer_rx_dropped;
-	out->peer_tx_detoured = ls.peer_tx_detoured;
-	out->peers_broken = ls.peers_broken;
 }
 
 int

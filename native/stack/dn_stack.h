@@ -20,6 +20,7 @@
 #define DN_STACK_H
 
 #include "dn_export.h"
+#include "dn_link.h"
 
 #include <stdint.h>
 
@@ -72,20 +73,8 @@ struct dn_event {
 #define DN_SHUT_RDWR 2
 
 struct dn_stack_stats {
-	uint64_t rx_frames;
-	uint64_t tx_frames;
-	uint64_t tx_dropped;
-	uint64_t wakeups_sent;
-	uint64_t sleeps;
-	unsigned int pool_free;
+	struct dn_link_stats link;	/* the link's, peer links' included */
 	unsigned int conns_open;
-	/* Peer links (dn_link.h). */
-	unsigned int peers;
-	uint64_t peer_rx_frames;
-	uint64_t peer_tx_frames;
-	uint64_t peer_rx_dropped;
-	uint64_t peer_tx_detoured;
-	uint64_t peers_broken;
 };
 
 int dn_stack_open(const struct dn_stack_config *cfg, struct dn_stack **out);
