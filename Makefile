@@ -25,4 +25,5 @@ fuzz: bootstrap
 
 clean:
 	rm -rf build/cffi build/dnbench .venv aiodocknet/native/_lib*.so aiodocknet/native/_fcpath*.so aiodocknet/native/_lib.c \
+		aiodocknet/native/dn_xdp_filter.o \
 		bench/_dnbench*.so *.egg-info

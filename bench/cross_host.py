@@ -43,9 +43,6 @@ class CrossHostSession:
         self.path = path
         self.topo = NetnsTopology(2, mode="veth", mtu=mtu)
         self.topo.setup()
-        if pmd == "af_xdp":
-            for i in range(2):
-                self.topo.clear_addresses(i)
         self.dirs = [tempfile.TemporaryDirectory(prefix="dn-xhost-") for _ in RANGES]
         self.procs: list[subprocess.Popen[str]] = []
         self.clients = 0

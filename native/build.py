@@ -43,6 +43,7 @@ OUR_SOURCES = [
     "native/switch/dn_policy.c",
     "native/switch/dn_flow.c",
     "native/switch/dn_uplink.c",
+    "native/switch/dn_xdp.c",
     "native/fastchan/dn_fastchan.c",
     "lwip/dn_hooks.c",
 ]
@@ -135,8 +136,9 @@ ffi.set_source(
         "-fvisibility=hidden",
     ],
     # rte_vdev_init() lives in the vdev bus driver, which pkg-config
-    # leaves out of the application link line.
-    extra_link_args=[*_libs, "-lrte_bus_vdev"],
+    # leaves out of the application link line; libbpf finds and fills the
+    # af_xdp uplink's XDP program (dn_xdp.c).
+    extra_link_args=[*_libs, "-lrte_bus_vdev", "-lbpf"],
 )
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ as_root() {
 # harnesses (fuzz/build.sh); llvm gives the sanitizers' symbolizer.
 # containernetworking-plugins (below): the kernel CNI plugins (bridge,
 # ptp, host-local; /usr/lib/cni) that docknet-cni is chained after.
-DEB_PACKAGES=(libdpdk-dev pkg-config gcc make dpkg-dev xz-utils iproute2
+DEB_PACKAGES=(libdpdk-dev libbpf-dev pkg-config gcc make dpkg-dev xz-utils iproute2
 	iputils-ping procps psmisc openssl curl clang libclang-rt-14-dev llvm)
 # Podman 4.3 with its CNI backend runs the container tests (tests/test_podman.py).
 # runc, not crun: crun 1.8 refuses a hybrid cgroup layout whose v2 root still
@@ -120,9 +120,14 @@ digest=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/native/*/*.[ch] \
 	"$ROOT/native/build.py" "$ROOT"/lwip/*.[ch] "$ROOT"/lwip/*/*.[ch] |
 	sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] ||
-	! ls "$ROOT"/aiodocknet/native/_lib*.so "$ROOT"/aiodocknet/native/_fcpath*.so >/dev/null 2>&1; then
-	say "building aiodocknet (native extensions: DPDK + lwIP, fast-channel path)"
+	! ls "$ROOT"/aiodocknet/native/_lib*.so "$ROOT"/aiodocknet/native/_fcpath*.so \
+		"$ROOT"/aiodocknet/native/dn_xdp_filter.o >/dev/null 2>&1; then
+	say "building aiodocknet (native extensions: DPDK + lwIP, fast-channel path, XDP filter)"
 	DOCKNET_LWIP_SRC="$BUILD/lwip" "$VENV/bin/pip" install -q -e "$ROOT[test,bench]"
+	# The af_xdp uplink's XDP program (native/switch/dn_xdp.h), loaded by
+	# net_af_xdp from beside the extension.
+	clang -O2 -g -target bpf -I"/usr/include/$(gcc -dumpmachine)" -I"$ROOT/native/switch" \
+		-c "$ROOT/native/switch/dn_xdp_filter.bpf.c" -o "$ROOT/aiodocknet/native/dn_xdp_filter.o"
 	echo "$digest" >"$stamp"
 fi
 

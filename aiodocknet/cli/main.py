@@ -122,7 +122,11 @@ def _uplink_lines(up: dict[str, Any] | None) -> list[str]:
             f"{up['unresolved_dropped'] + up['drop_other']:,} dropped")
     return ([line] + ([f"  fell back from {up['pmd_fallback']}"] if up.get("pmd_fallback") else [])
             + ([f"  {up['filtered_sockets']} packet sockets take only DockNet's frames (the host's own pass by)"]
-               if up.get("filtered_sockets") else []))
+               if up.get("filtered_sockets") else [])
+            + (["  DockNet's XDP program takes only DockNet's frames (the host's own pass by)"]
+               if up.get("xdp_filter") else [])
+            + (["  removed the XDP program a stopped master left on the interface"]
+               if up.get("stale_xdp_removed") else []))
 
 
 def _checkout() -> Path | None:

@@ -100,7 +100,10 @@ async def run_master(
             wake=("AF_XDP sockets" if up["pmd"] == "af_xdp" else "packet socket") if up["wake_fds"] > 0
             else "polls every few ms when idle",
             filtered_sockets=up["filtered_sockets"],
+            xdp_filter=bool(up["xdp_filter"]),
         )
+        if up["stale_xdp_removed"]:
+            log.warning("removed the XDP program a stopped master left on the uplink interface", uplink=cfg.uplink)
     server = ControlServer(cfg.control_path, switch, addresses, cfg.mtu,
                            default_limits=_limit_attrs(defaults or {}), state=MasterState(cfg.run_dir))
     addresses.claimed = lambda: {r.ip for r in server.registry.endpoints.values() if r.ip}

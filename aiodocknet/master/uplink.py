@@ -5,13 +5,18 @@ Forms:
 
 - ``iface:NAME``: the kernel interface NAME, through net_af_xdp; if that
   port cannot be had there (a jumbo MTU, several receive queues, a kernel
-  without AF_XDP) or would take the host's own traffic (NAME has the
-  host's addresses), through net_af_packet, and the reason is logged and
+  without AF_XDP), through net_af_packet, and the reason is logged and
   reported (``uplink.pmd_fallback`` in the status).
-- ``af_xdp:NAME`` and ``af_packet:NAME``: that port on NAME and no other;
-  af_xdp on an interface with the host's addresses is refused.
+- ``af_xdp:NAME`` and ``af_packet:NAME``: that port on NAME and no other.
 - anything else: DPDK device arguments as they are
   (``net_af_packet0,iface=eth1``, ``net_tap0,iface=dn0``, a PCI address).
+
+net_af_xdp of the first two forms loads DockNet's XDP program
+(native/switch/dn_xdp.h), which hands DockNet only its own frames, so the
+host's addresses on NAME keep their traffic. Without that program (not
+built) af_xdp would take all of it: then an interface with the host's
+addresses falls back to af_packet (``iface:``) or is refused
+(``af_xdp:``).
 
 The interface name is checked before anything is opened
 (:func:`aiodocknet.validate.uplink_interface`): it is spliced into device
@@ -66,6 +71,8 @@ class Attempt:
     pmd: str
     devargs: str
     iface: str | None
+    # af_xdp with DockNet's XDP program: the host's frames pass by.
+    filtered: bool = False
 
 
 def parse(value: Any, what: str = "uplink") -> Uplink:
@@ -99,7 +106,24 @@ def attempts(up: Uplink) -> list[Attempt]:
         args = dict(a.partition("=")[::2] for a in up.value.split(",")[1:])
         return [Attempt(pmd_of(up.value), up.value, args.get("iface"))]
     pmds = ["af_xdp", "af_packet"] if up.form == "iface" else [up.form]
-    return [Attempt(pmd, f"{_DRIVER_OF_PMD[pmd]}0,iface={up.value}", up.value) for pmd in pmds]
+    out = []
+    for pmd in pmds:
+        devargs = f"{_DRIVER_OF_PMD[pmd]}0,iface={up.value}"
+        prog = xdp_filter() if pmd == "af_xdp" else None
+        out.append(Attempt(pmd, f"{devargs},xdp_prog={prog}" if prog else devargs, up.value, prog is not None))
+    return out
+
+
+# Built by scripts/bootstrap.sh beside the native extension.
+XDP_FILTER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "native", "dn_xdp_filter.o")
+
+
+def xdp_filter() -> str | None:
+    """The XDP program's object file, if built and if its path can be a
+    device argument (no ',' or '=' in it)."""
+    if not os.path.isfile(XDP_FILTER) or re.search(r"[,=\s]", XDP_FILTER):
+        return None
+    return XDP_FILTER
 
 
 _SIOCGIFMTU = 0x8921
@@ -184,10 +208,11 @@ def _skip_af_xdp(iface: str) -> str | None:
 
 
 def _steals_from_host(iface: str, addrs: Sequence[str]) -> str | None:
-    """Why af_xdp must not open on iface at all: its XDP program hands
-    every frame arriving on the port's queue to DockNet, so the host's own
-    addresses there (addrs) would be cut off (af_packet's filtered sockets
-    take only DockNet's frames and leave the kernel its own)."""
+    """Why af_xdp without DockNet's XDP program must not open on iface at
+    all: net_af_xdp's own program hands every frame arriving on the port's
+    queue to DockNet, so the host's own addresses there (addrs) would be cut
+    off (af_packet's filtered sockets take only DockNet's frames and leave
+    the kernel its own)."""
     if addrs:
         shown = ", ".join(addrs[:3]) + (f" and {len(addrs) - 3} more" if len(addrs) > 3 else "")
         return (f"{iface} carries the host's own addresses ({shown}); af_xdp would take their traffic from "
@@ -225,15 +250,17 @@ def open_uplink(up: Uplink, mtu: int, make: Callable[[str, int], T],
         last = i == len(tries) - 1
         link_mtu = clamp_mtu(attempt.iface, mtu)
         if attempt.pmd == "af_xdp" and attempt.iface is not None:
-            steal = _steals_from_host(attempt.iface, host_addrs)
+            steal = None if attempt.filtered else _steals_from_host(attempt.iface, host_addrs)
             if steal is not None and up.form == "devargs":
                 # Raw device arguments are taken as they are (an xdp_prog=
                 # of the operator's may well pass the host's frames on).
                 log.warning("af_xdp uplink on an interface with the host's addresses", iface=attempt.iface,
                             reason=steal)
             elif steal is not None and last:
-                raise OSError(errno.EADDRINUSE, f"uplink {up}: {steal}: use af_packet:{attempt.iface}, or give "
-                                                "DockNet an interface without addresses of the host's")
+                raise OSError(errno.EADDRINUSE, f"uplink {up}: {steal} (DockNet's XDP program, which would "
+                                                f"leave it its own, is not built: scripts/bootstrap.sh): use "
+                                                f"af_packet:{attempt.iface}, or give DockNet an interface "
+                                                "without addresses of the host's")
             elif steal is not None:
                 fallback = f"af_xdp: {steal}"
                 log.warning("uplink falls back", iface=attempt.iface, tried=attempt.pmd, to=tries[i + 1].pmd,
@@ -252,7 +279,9 @@ def open_uplink(up: Uplink, mtu: int, make: Callable[[str, int], T],
         try:
             return make(devargs, link_mtu), attempt, fallback, link_mtu
         except OSError as exc:
-            if last:
+            # Another master's port on the interface: af_packet there too
+            # would put two masters on one segment.
+            if last or exc.errno == errno.EBUSY:
                 raise
             why = exc.strerror or str(exc)
             fallback = f"{attempt.pmd}: {why}"

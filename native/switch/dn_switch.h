@@ -184,6 +184,11 @@ struct dn_uplink_counters {
 	/* Packet sockets on the interface that only take frames for this
 	 * host's subnet and prefix (net_af_packet's and the wake socket). */
 	int filtered_sockets;
+	/* net_af_xdp with DockNet's XDP program (dn_xdp.h): 1 while it hands
+	 * the kernel every frame not DockNet's; stale_xdp_removed: 1 if one a
+	 * master killed with -9 left was removed first. */
+	int xdp_filter;
+	int stale_xdp_removed;
 };
 
 struct dn_uplink_info {

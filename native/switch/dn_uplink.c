@@ -25,6 +25,7 @@
 #include "dn_error.h"
 #include "dn_pktpool.h"
 #include "dn_uplink.h"
+#include "dn_xdp.h"
 
 #define DN_ARP_SLOTS 1024	/* open addressing, power of two */
 #define DN_HOLD 64
@@ -927,7 +928,9 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	struct dn_sock_scan xsk_before = { .n = 0 }, xsk_after = { .n = 0 };
 	struct dn_sock_scan pkt_before = { .n = 0 };
 	const char *step = "probe";
-	int xdp, ret;
+	char prog[256] = "";
+	const char *base;
+	int xdp, ours = 0, ret;
 
 	u = calloc(1, sizeof(*u));
 	if (u == NULL)
@@ -956,6 +959,18 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 
 		if (flags >= 0)
 			u->promisc_was = (flags & IFF_PROMISC) != 0;
+	}
+	if (xdp && u->iface[0] != '\0') {
+		dn_devarg(devargs, "xdp_prog", prog, sizeof(prog));
+		base = strrchr(prog, '/');
+		ours = strcmp(base ? base + 1 : prog, DN_XDP_OBJECT) == 0;
+		/* The port attaches its program only where none is. */
+		ret = dn_xdp_claim(u->iface, ours);
+		if (ret < 0) {
+			free(u);
+			return ret;
+		}
+		u->c.stale_xdp_removed = ret;
 	}
 	if (rte_eth_dev_get_port_by_name(u->name, &u->port_id) != 0) {
 		/* Not a probed device (PCI): a virtual one to create.
@@ -1021,6 +1036,12 @@ dn_uplink_open(const char *devargs, struct rte_mempool *pool, uint16_t mtu,
 	ret = rte_eth_dev_start(u->port_id);
 	if (ret < 0)
 		goto fail;
+	if (ours) {
+		ret = dn_xdp_configure(u->iface, subnet, netmask, p6);
+		if (ret < 0)
+			goto fail_quiet;
+		u->c.xdp_filter = 1;
+	}
 	if (xdp) {
 		dn_scan_sockets(AF_XDP, &xsk_after);
 		ret = dn_take_xsk(u, &xsk_before, &xsk_after);

@@ -32,7 +32,10 @@ typedef int (*dn_uplink_is_local_fn)(void *ctx, uint32_t ip);
  * interface's promiscuous flag is put back as it was when the uplink
  * closes (promisc_was: 0 or 1 as the caller knows it was, -1 as it is
  * now). net_af_xdp takes frames of at most a page: a larger MTU is
- * refused (-EMSGSIZE) before the port is set up. */
+ * refused (-EMSGSIZE) before the port is set up. Before net_af_xdp opens
+ * on an interface, a DockNet XDP program a stopped master left there is
+ * removed (dn_xdp.h); when it loads DockNet's (xdp_prog=...dn_xdp_filter.o)
+ * the program is configured once the port has started. */
 int dn_uplink_open(const char *devargs, struct rte_mempool *pool,
 	uint16_t mtu, uint16_t frame_room, uint32_t my_ip, uint32_t subnet,
 	uint32_t netmask, const struct dn_prefix6 *p6, int promisc_was,
