@@ -94,7 +94,7 @@ def test_every_family_is_named_and_described_as_prometheus_asks(master: Master) 
     assert not any(n.startswith("docknet_endpoint_drop_") for n in families)
     paths = {(s.labels["direction"], s.labels["path"]) for s in families["docknet_endpoint_bytes"].samples
              if s.labels["endpoint"] == "m-web"}
-    assert paths == {(d, p) for d in ("transmit", "receive") for p in ("switch", "fast")}
+    assert paths == {(d, p) for d in ("transmit", "receive") for p in ("switch", "fast", "peer")}
     # Both addresses, on the one info series per endpoint (not on traffic).
     row = next(e for e in master.status()["endpoints"] if e["name"] == "m-web")
     assert row["address6"].startswith("fd77:d0c::")

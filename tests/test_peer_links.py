@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from aiodocknet.cli.api_client import ApiClient
 from aiodocknet.cli.netns import create_netns, delete_netns
@@ -84,8 +85,19 @@ def test_peer_link_carries_tcp_and_udp_past_the_switch(master: Master) -> None:
     # 2500 frames of 64 bytes and more each way, read from the link.
     assert st.pop("bytes") >= 2 * 2500 * (64 + 54), st
     assert st == {"enabled": True, "up": 1, "made": 1, "removed": 0}
-    # `docknet ss` says which connections take the link.
     api = ApiClient(os.path.join(master.run_dir, "api.sock"))
+    # Each endpoint's share, in /v1/stats and /metrics: what one sent the
+    # other received.
+    eps = api.call("GET", "/v1/stats")["endpoints"]
+    assert eps["cli"]["peer_tx_bytes"] >= 2500 * (64 + 54), eps["cli"]
+    assert (eps["cli"]["peer_tx_bytes"], eps["cli"]["peer_rx_bytes"]) == (
+        eps["srv"]["peer_rx_bytes"], eps["srv"]["peer_tx_bytes"]), eps
+    peer_bytes = {(m.labels["endpoint"], m.labels["direction"]): m.value
+                  for fam in text_string_to_metric_families(api.call("GET", "/metrics"))
+                  for m in fam.samples if m.name == "docknet_endpoint_bytes_total" and m.labels["path"] == "peer"}
+    assert peer_bytes[("cli", "transmit")] >= eps["cli"]["peer_tx_bytes"] > 0, peer_bytes
+    assert peer_bytes[("srv", "receive")] >= eps["srv"]["peer_rx_bytes"], peer_bytes
+    # `docknet ss` says which connections take the link.
     rows = api.call("GET", "/v1/endpoints/cli/connections")["connections"]
     assert [r["path"] for r in rows if r["kind"] == "tcp"] == ["peer"], rows
 
@@ -139,6 +151,9 @@ def test_peer_link_goes_when_the_switch_must_stand_between(master: Master) -> No
     pingpong(cli, 100)
     st = master.status()["peer_links"]
     assert st.pop("bytes") > 0 and st == {"enabled": True, "up": 0, "made": 2, "removed": 2}, st
+    # Links taken down: each endpoint's peer bytes stay counted.
+    eps = api.call("GET", "/v1/stats")["endpoints"]
+    assert eps["cli"]["peer_tx_bytes"] >= 110 * 64 and eps["srv"]["peer_rx_bytes"] == eps["cli"]["peer_tx_bytes"]
 
     # An endpoint that leaves takes its links with it.
     api.call("DELETE", "/v1/endpoints/cli/faults")

@@ -213,14 +213,16 @@ def _stats(args: argparse.Namespace) -> Result:
     util = sw["busy_loops"] / sw["loops"] if sw["loops"] else 0.0
     lines = [f"switch: {sw['loops']:,} loops ({util:.1%} busy), {sw['sleeps']:,} sleeps",
              f"{'ENDPOINT':24} {'TX PKTS':>10} {'TX BYTES':>12} {'RX PKTS':>10} {'RX BYTES':>12} "
-             f"{'FAST TX BYTES':>14} {'FAST RX BYTES':>14} {'DROPS':>8} {'POLICY':>7} {'LIMITED':>8}"]
+             f"{'FAST TX BYTES':>14} {'FAST RX BYTES':>14} {'PEER TX BYTES':>14} {'PEER RX BYTES':>14} "
+             f"{'DROPS':>8} {'POLICY':>7} {'LIMITED':>8}"]
     # TX/RX as the endpoint sees them (the switch's rx is what it sent),
     # as /metrics' direction label says.
     for name, c in sorted(st["endpoints"].items()):
         drops = c["drop_ring_full"] + c["drop_no_route"] + c["drop_spoofed"] + c["drop_malformed"]
         limited = c["egress_delayed"] + c["ingress_delayed"] + c["ingress_dropped"]
         lines.append(f"{name:24} {c['rx_frames']:>10} {c['rx_bytes']:>12} {c['tx_frames']:>10} {c['tx_bytes']:>12} "
-                     f"{c['fast_tx_bytes']:>14} {c['fast_rx_bytes']:>14} {drops:>8} {c['drop_policy']:>7} "
+                     f"{c['fast_tx_bytes']:>14} {c['fast_rx_bytes']:>14} {c['peer_tx_bytes']:>14} "
+                     f"{c['peer_rx_bytes']:>14} {drops:>8} {c['drop_policy']:>7} "
                      f"{limited:>8}")
     return Result(st, lines)
 

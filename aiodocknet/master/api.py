@@ -393,11 +393,14 @@ def make_app(ctl: ControlServer) -> web.Application:
     async def stats(request: web.Request) -> web.Response:
         endpoints = {}
         fast = ctl.broker.traffic_by_endpoint()
+        peer = ctl.peer_links.traffic_by_endpoint()
         for n, ep in ctl.endpoints.items():
             t = fast.get(n) or FastTraffic()
+            peer_tx, peer_rx = peer.get(n, (0, 0))
             endpoints[n] = {**ctl.switch.port_counters(ep.slot), "fast_tx_bytes": t.sent_bytes,
                             "fast_rx_bytes": t.received_bytes, "fast_tx_writes": t.sent_writes,
-                            "fast_rx_writes": t.received_writes}
+                            "fast_rx_writes": t.received_writes, "peer_tx_bytes": peer_tx,
+                            "peer_rx_bytes": peer_rx}
         return web.json_response({"switch": ctl.switch.counters(), "endpoints": endpoints,
                                   "fast_channels": ctl.broker.stats()})
 

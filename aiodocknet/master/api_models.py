@@ -466,9 +466,15 @@ class Connections(BaseModel):
 
 
 EndpointStats = _from_struct(
-    "EndpointStats", "struct dn_port_counters", "An attached endpoint's port counters and fast-channel bytes.",
+    "EndpointStats", "struct dn_port_counters",
+    "An attached endpoint's port counters, and the bytes it sent and received over fast channels and peer links "
+    "(which the switch does not see).",
     fast_tx_bytes=(Annotated[int, Field(ge=0)], ...), fast_rx_bytes=(Annotated[int, Field(ge=0)], ...),
-    fast_tx_writes=(Annotated[int, Field(ge=0)], ...), fast_rx_writes=(Annotated[int, Field(ge=0)], ...))
+    fast_tx_writes=(Annotated[int, Field(ge=0)], ...), fast_rx_writes=(Annotated[int, Field(ge=0)], ...),
+    peer_tx_bytes=(Annotated[int, Field(ge=0)],
+                   Field(..., description="frame bytes it sent over peer links, as the slaves' ring positions say")),
+    peer_rx_bytes=(Annotated[int, Field(ge=0)],
+                   Field(..., description="frame bytes its peers sent it over peer links")))
 
 
 class Stats(BaseModel):

@@ -998,6 +998,7 @@ class ControlServer:
         else:
             self.addresses.release(ep.address)
         self.broker.endpoint_gone(name)
+        self.peer_links.endpoint_gone(name)
         self._save_state()
         log.info("endpoint detached", endpoint=name, address=ep.address, reason=why)
         self.release_tenants()

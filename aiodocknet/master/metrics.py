@@ -4,7 +4,8 @@ when scraped.
 One family per quantity, told apart by labels, in base units, as the
 Prometheus naming guide asks: an endpoint's traffic is
 ``docknet_endpoint_bytes_total{endpoint, tenant, direction, path}`` whether
-it went through the switch or over fast channels, and its drops are
+it went through the switch, over fast channels or over peer links, and its
+drops are
 ``docknet_endpoint_dropped_frames_total{reason}``. ``direction`` is the
 endpoint's point of view (``transmit``: it sent them). prometheus_client
 writes the exposition format, HELP and TYPE lines and escapes label values
@@ -86,7 +87,8 @@ class DockNetCollector(Collector):
         frames = CounterMetricFamily("docknet_endpoint_frames", "Frames an endpoint sent or received "
                                      "through the switch.", labels=[*_EP, "direction"])
         octets = CounterMetricFamily("docknet_endpoint_bytes", "Bytes an endpoint sent or received, by path: "
-                                     "through the switch (frames) or over fast channels (stream bytes).",
+                                     "through the switch (frames), over fast channels (stream bytes) or over "
+                                     "peer links (frames).",
                                      labels=[*_EP, "direction", "path"])
         dropped = CounterMetricFamily("docknet_endpoint_dropped_frames", "Frames to or from an endpoint that the "
                                       "switch dropped, by reason.", labels=[*_EP, "reason"])
@@ -108,6 +110,7 @@ class DockNetCollector(Collector):
         info = GaugeMetricFamily("docknet_endpoint_info", "An attached endpoint's addresses (always 1; address6 "
                                  "is empty without IPv6).", labels=[*_EP, "address", "address6"])
         fast = ctl.broker.traffic_by_endpoint()
+        peer = ctl.peer_links.traffic_by_endpoint()
         for name, ep in sorted(ctl.endpoints.items()):
             try:
                 c = ctl.switch.port_counters(ep.slot)
@@ -122,6 +125,9 @@ class DockNetCollector(Collector):
             t = fast.get(name) or FastTraffic()
             octets.add_metric([*who, "transmit", "fast"], t.sent_bytes)
             octets.add_metric([*who, "receive", "fast"], t.received_bytes)
+            peer_tx, peer_rx = peer.get(name, (0, 0))
+            octets.add_metric([*who, "transmit", "peer"], peer_tx)
+            octets.add_metric([*who, "receive", "peer"], peer_rx)
             writes.add_metric([*who, "transmit"], t.sent_writes)
             writes.add_metric([*who, "receive"], t.received_writes)
             for key, reason in DROP_REASONS.items():

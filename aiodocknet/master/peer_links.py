@@ -52,8 +52,10 @@ class PeerLinks:
         self._next = 0
         self.made = 0
         self.removed = 0
-        # What links taken down carried, so the totals never go back.
+        # What links taken down carried, so the totals never go back: in
+        # all, and each endpoint's [sent, received] while it is attached.
         self._bytes_removed = 0
+        self._removed_by: dict[str, list[int]] = {}
 
     def find(self, a: str, b: str) -> PeerLink | None:
         link_id = self._by_pair.get(frozenset((a, b)))
@@ -82,7 +84,12 @@ class PeerLinks:
         if link is None:
             return None
         del self._by_pair[frozenset((link.a, link.b))]
-        self._bytes_removed += sum(link.traffic())
+        ab, ba = link.traffic()
+        self._bytes_removed += ab + ba
+        for name, sent, received in ((link.a, ab, ba), (link.b, ba, ab)):
+            kept = self._removed_by.setdefault(name, [0, 0])
+            kept[0] += sent
+            kept[1] += received
         if link.watch is not None:
             link.watch.close()
         for name in (link.a, link.b):
@@ -93,6 +100,24 @@ class PeerLinks:
                     del self._by_endpoint[name]
         self.removed += 1
         return link
+
+    def traffic_by_endpoint(self) -> dict[str, tuple[int, int]]:
+        """endpoint -> (bytes sent, bytes received) over peer links, open
+        and taken down. They are read from the ring positions the two
+        slaves publish, so an endpoint's peer can make what it received
+        run ahead (never back): the switch sees none of this traffic."""
+        out = {name: [sent, received] for name, (sent, received) in self._removed_by.items()}
+        for link in self.links.values():
+            ab, ba = link.traffic()
+            for name, sent, received in ((link.a, ab, ba), (link.b, ba, ab)):
+                t = out.setdefault(name, [0, 0])
+                t[0] += sent
+                t[1] += received
+        return {name: (t[0], t[1]) for name, t in out.items()}
+
+    def endpoint_gone(self, name: str) -> None:
+        """Its last process went (its links first): its counts go too."""
+        self._removed_by.pop(name, None)
 
     def stats(self) -> dict[str, Any]:
         carried = self._bytes_removed + sum(sum(link.traffic()) for link in self.links.values())
