@@ -280,7 +280,8 @@ def xhost_report(xhost: list[dict[str, Any]]) -> str:
              "Two masters in two network namespaces joined by a veth pair, each with its uplink on its end; "
              "the native server on one host, the client on the other. af_packet (9000): net_af_packet, veth "
              "MTU 9000; af_xdp (1500): `--uplink iface:veth0` on a second veth pair at MTU 1500 (af_xdp "
-             "carries 3054 at most); af_packet (1500): `--uplink af_packet:veth0` on a third. Kernel: the "
+             "carries 3054 at most), which keeps the kernel's addresses (DockNet's XDP program passes the "
+             "host's frames on); af_packet (1500): `--uplink af_packet:veth0` on a third. Kernel: the "
              "same programs' kernel TCP over the MTU 9000 pair, with that pair's masters up: their packet "
              "sockets take only DockNet's frames, so they neither copy nor wake for the kernel's. "
              "Interleaved, medians [min–max]; ratio: af_packet (9000) to the kernel.",
