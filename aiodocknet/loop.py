@@ -738,6 +738,9 @@ class DockNetLoop(uvloop.Loop):  # type: ignore[misc]
             self._dn_endpoint.limits = msg  # for the next loop to own the endpoint
         self._dn_egress = bucket(msg.get("egress_bits"), msg.get("egress_pkts"), msg.get("egress_burst_bits"))
         self._dn_ingress = bucket(msg.get("ingress_bits"), msg.get("ingress_pkts"), msg.get("ingress_burst_bits"))
+        if self._dn_endpoint is not None:
+            # Peer links spend the same egress tokens as fast channels.
+            self._dn_endpoint.stack.set_peer_egress(self._dn_egress)
         if self._dn_poller is not None:
             for t in self._dn_poller.channels():
                 t._set_limits(self._dn_egress, self._dn_ingress)

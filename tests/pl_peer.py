@@ -11,6 +11,8 @@ switch or a peer link. JSON lines on stdout; commands on stdin.
           "pingpong N"   N 64-byte round trips on the connection; prints
                          {"event": "pingpong", "ok": all echoes intact}
           "udp N"        N datagrams to H:P, each waited for
+          "bulk N"       N bytes written and their echo read back; prints
+                         {"event": "bulk", "ok", "seconds"}
           "reconnect"    a new connection (the old one closed)
           "stats"        as the server's
 """
@@ -116,6 +118,23 @@ async def client(args: argparse.Namespace) -> None:
                 ok = ok and await asyncio.wait_for(p.got.get(), 10) == msg
             t.close()
             say("udp", ok=ok)
+        elif cmd == "bulk":
+            n = int(rest[0])
+            t0 = loop.time()
+
+            async def pump() -> None:
+                left = n
+                while left:
+                    w.write(b"x" * min(65536, left))
+                    left -= min(65536, left)
+                    await w.drain()
+
+            sender = asyncio.ensure_future(pump())
+            got = 0
+            while got < n and (data := await asyncio.wait_for(r.read(1 << 20), 30)):
+                got += len(data)
+            await sender
+            say("bulk", ok=got == n, seconds=loop.time() - t0)
         elif cmd == "reconnect":
             w.close()
             r, w = await asyncio.open_connection(args.host, args.port)

@@ -7,8 +7,9 @@ TCP takes lwIP), a hostile endpoint that attaches like a slave
 What is checked: frames between two such endpoints stop going through the
 switch (its port counters stay still) and arrive intact, TCP and UDP over
 IPv4 and IPv6; the link goes as soon as the switch must stand between them
-again (limits, faults, a second process) and traffic goes on through the
-switch on the same connection; no link with --no-peer-links; and a peer
+again (an ingress limit, faults, a second process) and traffic goes on
+through the switch on the same connection; an egress limit is kept by the
+sender on the link; no link with --no-peer-links; and a peer
 can neither speak for another address nor keep its peer from sleeping,
 whatever it writes on the link."""
 
@@ -102,6 +103,51 @@ def test_peer_link_carries_tcp_and_udp_past_the_switch(master: Master) -> None:
     assert [r["path"] for r in rows if r["kind"] == "tcp"] == ["peer"], rows
 
 
+def test_peer_link_keeps_to_an_egress_limit(master: Master) -> None:
+    """An egress limit is the sender's to keep on its peer links, as on fast
+    channels: the link stays up, and frames beyond the limit go through the
+    switch, whose bucket holds them back, so both paths together keep to
+    it. Tried: 16 MiB from a client limited to 64 Mbit/s, echoed by an
+    unlimited server (without the sender's bucket the link carries it at
+    several Gbit/s); then round trips well under the limit, which the link
+    carries; the limit lifted, the 16 MiB at full speed."""
+    api = ApiClient(os.path.join(master.run_dir, "api.sock"))
+    srv, cli, _ = pair(master)
+    pingpong(cli, 10)
+    wait_for(lambda: links_up(master) == 1 and stats(cli)["peer_links"] == 1)
+    limit = 64_000_000
+    api.call("PUT", "/v1/endpoints/cli/limit", {"egress": limit})
+    assert links_up(master) == 1
+    wait_for(lambda: stats(cli)["peer_egress_bits"] == limit)
+    before = stats(cli)
+    cli.send(f"bulk {16 << 20}")
+    got = cli.expect("bulk", timeout=60)
+    assert got["ok"], got
+    rate = (16 << 20) * 8 / got["seconds"]
+    after = stats(cli)
+    print(f"16 MiB at an egress limit of {limit / 1e6:.0f} Mbit/s: {rate / 1e6:.1f} Mbit/s, "
+          f"{after['peer_tx_frames'] - before['peer_tx_frames']} frames over the link, "
+          f"{after['peer_tx_limited'] - before['peer_tx_limited']} through the switch for want of tokens")
+    assert rate < 1.3 * limit, f"{rate / 1e6:.1f} Mbit/s past a limit of {limit / 1e6:.0f}"
+    assert after["peer_tx_limited"] > before["peer_tx_limited"], (before, after)
+    # Under the limit, the link carries it: 500 round trips of 64 bytes,
+    # once what the switch still held of the stream has been paid for (it
+    # was charged to the client's bucket too: a few hundred ms at most).
+    assert links_up(master) == 1
+    time.sleep(1.0)
+    after = stats(cli)
+    frames = switch_frames(master, "cli")
+    pingpong(cli, 500)
+    again = stats(cli)
+    assert again["peer_tx_frames"] - after["peer_tx_frames"] >= 500, (after, again)
+    assert switch_frames(master, "cli") - frames < 50
+    api.call("PUT", "/v1/endpoints/cli/limit", {"egress": 0})
+    wait_for(lambda: stats(cli)["peer_egress_bits"] == 0)
+    cli.send(f"bulk {16 << 20}")
+    got = cli.expect("bulk", timeout=60)
+    assert got["ok"] and (16 << 20) * 8 / got["seconds"] > 2 * limit, got
+
+
 def test_peer_link_carries_ipv6_too(master: Master) -> None:
     """The endpoints dialled by their IPv6 addresses: the frames take the
     link as well (neighbour discovery, multicast, goes through the
@@ -128,9 +174,9 @@ def test_peer_link_goes_when_the_switch_must_stand_between(master: Master) -> No
     pingpong(cli, 10)
     wait_for(lambda: links_up(master) == 1 and stats(cli)["peer_links"] == 1)
 
-    # A limit is the switch's to enforce: the link goes, on both sides,
-    # and the open connection goes on through the switch.
-    api.call("PUT", "/v1/endpoints/srv/limit", {"egress": 10**9})
+    # An ingress limit is the switch's to enforce: the link goes, on both
+    # sides, and the open connection goes on through the switch.
+    api.call("PUT", "/v1/endpoints/srv/limit", {"ingress": 10**9})
     assert links_up(master) == 0
     wait_for(lambda: stats(cli)["peer_links"] == 0 and stats(srv)["peer_links"] == 0)
     before = switch_frames(master, "srv")
@@ -138,7 +184,7 @@ def test_peer_link_goes_when_the_switch_must_stand_between(master: Master) -> No
     assert switch_frames(master, "srv") - before >= 2000
 
     # Limits lifted: the next connection asks again and gets one.
-    api.call("PUT", "/v1/endpoints/srv/limit", {"egress": 0})
+    api.call("PUT", "/v1/endpoints/srv/limit", {"ingress": 0})
     cli.send("reconnect")
     cli.expect("connected")
     wait_for(lambda: links_up(master) == 1 and stats(cli)["peer_links"] == 1)

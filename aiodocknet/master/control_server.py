@@ -50,6 +50,7 @@ __all__ = ["ControlServer", "Endpoint"]
 log = get_logger("aiodocknet.master")
 
 LIMIT_ATTRS = LIMIT_FIELDS
+INGRESS_LIMITS = tuple(k for k in LIMIT_FIELDS if k.startswith("ingress_"))
 # What an op's handler gives back: the reply's fields and its descriptors.
 OpResult = tuple[dict[str, Any], list[int]]
 # How long a restarted master holds an endpoint's old address for it: its
@@ -769,8 +770,10 @@ class ControlServer:
         for ep in (a, b):
             if len(ep.members) != 1:
                 return f"endpoint {ep.name!r} has {len(ep.members)} processes (the switch steers between them)"
-            if any(ep.limits.get(k, 0) for k in LIMIT_ATTRS):
-                return f"endpoint {ep.name!r} has limits (the switch enforces them)"
+            # An egress limit the sender keeps on its peer links too
+            # (dn_link.h); an ingress one only the switch can hold to.
+            if any(ep.limits.get(k, 0) for k in INGRESS_LIMITS):
+                return f"endpoint {ep.name!r} has an ingress limit (the switch enforces it)"
             if ep.faults is not None:
                 return f"endpoint {ep.name!r} has faults injected on its link"
         return None

@@ -2,7 +2,8 @@
 that take the switch off the path between them (native/stack/dn_link.h).
 
 A link is offered only where the switch would do nothing but forward: two
-endpoints of one tenant, one process each, neither with limits or faults.
+endpoints of one tenant, one process each, neither with an ingress limit or
+faults (an egress limit the sending slave keeps itself, dn_link.h).
 The rules are the control server's (it knows the endpoints); this keeps the
 books: which links exist, between whom, and the counts the status shows.
 """

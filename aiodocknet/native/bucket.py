@@ -10,6 +10,8 @@ switch's tick, so an endpoint measures the same limit on either path.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..validate import MAX_BITS_PER_S, MAX_PKTS_PER_S
 from ._lib import ffi, lib
 
@@ -29,6 +31,12 @@ class TokenBucket:
         burst = min(max(burst_bytes, 0), MAX_BITS_PER_S // 8)
         lib.dn_tokens_configure(self._t, bits, pkts, burst, 0)
         self.limited: bool = self._t.rate_bytes != 0 or self._t.rate_pkts != 0
+
+    @property
+    def tokens(self) -> Any:
+        """The C token state (struct dn_tokens *), for the stack's peer
+        links to spend from the same bucket."""
+        return self._t
 
     @property
     def rate_bytes(self) -> int:

@@ -39,6 +39,7 @@ from ..control import (
     recv_message,
     send,
 )
+from .bucket import TokenBucket
 from .eal import init_eal
 from ..log import get_logger
 
@@ -298,6 +299,8 @@ class SlaveStack:
         self._peer_asking = os.environ.get("DOCKNET_PEER_LINKS", "1") != "0"
         self._peer_asked: dict[int, float] = {}
         self.peer_links: dict[int, str] = {}
+        # The endpoint's egress limit on peer links (set_peer_egress).
+        self._peer_egress: TokenBucket | None = None
         self._set_subnet(info)
 
     def _set_subnet(self, info: AttachInfo) -> None:
@@ -535,6 +538,8 @@ class SlaveStack:
             "peer_rx_dropped": ls.peer_rx_dropped,
             "peer_tx_detoured": ls.peer_tx_detoured,
             "peer_links_broken": ls.peers_broken,
+            "peer_tx_limited": ls.peer_tx_limited,
+            "peer_egress_bits": self._peer_egress.rate_bytes * 8 if self._peer_egress is not None else 0,
         }
 
     # ---- TCP ----
@@ -735,7 +740,8 @@ class SlaveStack:
     def default_control(self) -> Dispatcher:
         """The stack's own handling of the master's messages: dead peers'
         connections end, `ss` is answered; fast channels (a loop's) are
-        given back, and limits (enforced by a loop on them) ignored."""
+        given back; of the limits, the egress one is kept on peer links
+        (a loop enforces all of them on its fast channels too)."""
         return Dispatcher(
             "to_slave",
             {
@@ -743,7 +749,7 @@ class SlaveStack:
                 "connections": self._on_connections,
                 "fc_offer": self._on_fc_offer,
                 "fc_result": self._on_fc_result,
-                "limits": lambda msg, fds: None,
+                "limits": self._on_limits,
                 "peer_up": self._on_peer_up,
                 "peer_down": self._on_peer_down,
             },
@@ -799,6 +805,18 @@ class SlaveStack:
         self.peer_links[link_id] = address
         self._peer_asked[peer_ip] = math.inf
         log.info("peer link up", id=link_id, address=address)
+
+    def set_peer_egress(self, bucket: TokenBucket | None) -> None:
+        """The endpoint's egress limit, kept on its peer links (dn_link.h).
+        The bucket may be shared (a loop's fast channels spend it too); it
+        is held here for as long as the stack points at it."""
+        lib.dn_stack_set_peer_egress(self._st, bucket.tokens if bucket is not None else ffi.NULL)
+        self._peer_egress = bucket
+
+    def _on_limits(self, msg: dict[str, Any], fds: list[int]) -> None:
+        bucket = TokenBucket(int(msg.get("egress_bits") or 0), int(msg.get("egress_pkts") or 0),
+                             int(msg.get("egress_burst_bits") or 0) // 8)
+        self.set_peer_egress(bucket if bucket.limited else None)
 
     def _on_peer_down(self, msg: dict[str, Any], fds: list[int]) -> None:
         address = self.peer_links.pop(msg["id"], None)

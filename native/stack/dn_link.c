@@ -14,6 +14,7 @@
 
 #include "dn_eal.h"
 #include "dn_error.h"
+#include "dn_limit.h"
 #include "dn_link.h"
 #include "dn_linkmem.h"
 #include "dn_pktpool.h"
@@ -67,6 +68,8 @@ struct dn_link {
 
 	struct dn_peer *peers[DN_PEERS_MAX];
 	unsigned int n_peers;
+	struct dn_tokens *peer_egress;	/* the caller's; NULL: no limit */
+	uint64_t peer_tx_limited;
 	unsigned int rx_turn;	/* 0: the master's ring next, k: peer k-1 */
 
 	uint64_t rx_frames;
@@ -480,22 +483,34 @@ dn_link_tx(struct dn_link *link, const struct dn_iov *iov, unsigned int n)
 	for (i = 0; i < n; i++)
 		len += iov[i].len;
 	if (link->n_peers > 0 && n > 0) {
+		struct dn_tokens *t = link->peer_egress;
 		struct dn_peer *p = dn_link_peer_for(link, &iov[0]);
 
 		if (p != NULL) {
+			int admitted = t == NULL || dn_tokens_admit(t, len);
+
 			dst = NULL;
-			if (atomic_load_explicit(p->peer_attached,
+			if (admitted && atomic_load_explicit(p->peer_attached,
 			    memory_order_acquire))
 				dst = dn_fr_reserve(&p->tx_ring, len);
 			if (dst != NULL) {
 				dn_link_copy(dst, iov, n);
 				dn_fr_commit(&p->tx_ring, len);
+				if (t != NULL)
+					dn_tokens_charge(t, len);
 				link->peer_tx_frames++;
 				return 0;
 			}
 			/* The master still forwards it. */
-			link->peer_tx_detoured++;
+			if (admitted)
+				link->peer_tx_detoured++;
+			else
+				link->peer_tx_limited++;
 		}
+		/* The switch holds this frame to the limit on its own; charged
+		 * here as well, it keeps the peer links from adding to that. */
+		if (t != NULL)
+			dn_tokens_charge(t, len);
 	}
 	dst = dn_fr_reserve(&link->tx_ring, len);
 	if (dst == NULL) {
@@ -618,4 +633,11 @@ dn_link_stats(const struct dn_link *link, struct dn_link_stats *st)
 	st->peer_rx_dropped = link->peer_rx_dropped;
 	st->peer_tx_detoured = link->peer_tx_detoured;
 	st->peers_broken = link->peers_broken;
+	st->peer_tx_limited = link->peer_tx_limited;
+}
+
+void
+dn_link_set_peer_egress(struct dn_link *link, struct dn_tokens *t)
+{
+	link->peer_egress = t != NULL && dn_tokens_limited(t) ? t : NULL;
 }

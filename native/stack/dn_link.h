@@ -65,12 +65,15 @@ struct dn_link_stats {
 	uint64_t peer_tx_detoured;
 	/* Peer links whose ring made no sense: no longer read. */
 	uint64_t peers_broken;
+	/* Frames for a peer that went through the master because the
+	 * endpoint's egress limit had no tokens for them. */
+	uint64_t peer_tx_limited;
 };
 
 /*
  * Peer links. Between two endpoints of one tenant that the switch would
- * only forward between (no limits, no faults, one process each), the
- * master may hand both slaves a link of their own: the same memory as a
+ * only forward between (no ingress limits, no faults, one process each),
+ * the master may hand both slaves a link of their own: the same memory as a
  * master-slave link (dn_linkmem.h), one slave in the master's place. IPv4
  * and IPv6 frames to the peer's hardware address then go straight onto its
  * ring, and the master is off the path: no wake-up of the switch between
@@ -84,6 +87,8 @@ struct dn_link_stats {
  * master as before.
  */
 #define DN_PEERS_MAX 16
+
+struct dn_tokens;
 
 struct dn_peer_config {
 	int shm_fd;		/* the link's memory, from the master */
@@ -105,6 +110,16 @@ struct dn_peer_config {
 int dn_link_peer_add(struct dn_link *link, const struct dn_peer_config *cfg);
 /* -ENOENT if no such link. Frames still on its rings are lost. */
 int dn_link_peer_remove(struct dn_link *link, uint64_t id);
+
+/* The endpoint's egress limit, which the sender keeps on its peer links
+ * (the master keeps links up under an egress limit, and takes them down
+ * under an ingress one, which only the switch can hold to). A frame for a
+ * peer takes its tokens here; one that finds too few goes through the
+ * master, whose bucket holds it back. While peers are up, every frame for
+ * the master is charged here too, so the two paths together keep to the
+ * limit. NULL: no limit. The tokens are the caller's (a loop shares them
+ * with its fast channels) and must outlive the setting. */
+void dn_link_set_peer_egress(struct dn_link *link, struct dn_tokens *t);
 
 int dn_link_open(const struct dn_link_config *cfg, struct dn_link **out);
 void dn_link_close(struct dn_link *link);

@@ -1012,6 +1012,12 @@ dn_stack_peer_remove(struct dn_stack *st, uint64_t id)
 	return dn_link_peer_remove(st->link, id);
 }
 
+void
+dn_stack_set_peer_egress(struct dn_stack *st, struct dn_tokens *t)
+{
+	dn_link_set_peer_egress(st->link, t);
+}
+
 /* ---- TCP ---- */
 
 static void

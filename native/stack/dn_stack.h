@@ -108,6 +108,9 @@ int dn_stack_peer_add(struct dn_stack *st, int shm_fd, int peer_wake_fd,
 	int role, uint64_t id, const uint8_t *peer_mac, uint32_t peer_ip,
 	const uint8_t *peer_ip6);
 int dn_stack_peer_remove(struct dn_stack *st, uint64_t id);
+/* The endpoint's egress limit on its peer links (dn_link_set_peer_egress):
+ * the tokens are the caller's; NULL: none. */
+void dn_stack_set_peer_egress(struct dn_stack *st, struct dn_tokens *t);
 
 /* TCP */
 DN_EXPORT int dn_listen(struct dn_stack *st, uint32_t ip, uint16_t port, int backlog);

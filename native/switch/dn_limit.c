@@ -61,16 +61,23 @@ dn_tokens_refill(struct dn_tokens *t, uint64_t elapsed_us)
 			t->burst_pkts, elapsed_us);
 }
 
-uint32_t
-dn_tokens_allowance(struct dn_tokens *t, uint32_t want)
+static void
+dn_tokens_clock_refill(struct dn_tokens *t)
 {
 	uint64_t now = dn_clock_ns(), us;
-	int64_t n = want;
 
 	us = (now - t->stamp_ns) / 1000;
 	/* The sub-microsecond rest stays for the next refill. */
 	t->stamp_ns += us * 1000;
 	dn_tokens_refill(t, us < DN_REFILL_MAX_US ? us : DN_REFILL_MAX_US);
+}
+
+uint32_t
+dn_tokens_allowance(struct dn_tokens *t, uint32_t want)
+{
+	int64_t n = want;
+
+	dn_tokens_clock_refill(t);
 	if (t->rate_bytes && t->bytes < n)
 		n = t->bytes;
 	if (t->rate_pkts && t->pkts * DN_LIMIT_SEGMENT < n)
@@ -154,4 +161,21 @@ dn_bucket_flush(struct dn_bucket *b)
 		b->head = (uint16_t)((b->head + 1) % DN_LIMIT_QUEUE);
 		b->len--;
 	}
+}
+
+int
+dn_tokens_admit(struct dn_tokens *t, uint32_t len)
+{
+	dn_tokens_clock_refill(t);
+	return (!t->rate_bytes || t->bytes >= (int64_t)len) &&
+		(!t->rate_pkts || t->pkts >= 1);
+}
+
+void
+dn_tokens_charge(struct dn_tokens *t, uint32_t len)
+{
+	if (t->rate_bytes)
+		t->bytes -= len;
+	if (t->rate_pkts)
+		t->pkts -= 1;
 }

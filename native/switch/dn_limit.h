@@ -67,6 +67,12 @@ dn_tokens_take(struct dn_tokens *t, uint32_t len)
 uint32_t dn_tokens_allowance(struct dn_tokens *t, uint32_t want);
 /* n bytes went: their bytes and one packet per started segment. */
 void dn_tokens_spend(struct dn_tokens *t, uint32_t n);
+/* A frame of len bytes, from the clock: 1 if its tokens are there (they
+ * are not taken). */
+int dn_tokens_admit(struct dn_tokens *t, uint32_t len);
+/* A frame of len bytes went: its bytes and one packet, into debt if need
+ * be (the next frames wait until the refills have paid it off). */
+void dn_tokens_charge(struct dn_tokens *t, uint32_t len);
 /* Seconds until a segment's worth may go again (at least half a
  * millisecond: a timer that fires sooner only finds too little). */
 double dn_tokens_delay(const struct dn_tokens *t);
