@@ -166,16 +166,27 @@ def clamp_mtu(iface: str | None, mtu: int) -> int:
     return mtu
 
 
+# Bytes each of net_af_packet's rings holds at most when its frames are
+# large: with its own 512 frames of 16 KiB for a jumbo MTU (8 MiB a ring,
+# four rings per master) streams across hosts ran slower than with 256
+# (why was not measured: a smaller working set is the likely reason).
+AF_PACKET_RING_BYTES = 4 << 20
+AF_PACKET_FRAMES = 512  # net_af_packet's own count, kept for small frames
+
+
 def size_af_packet(devargs: str, mtu: int) -> str:
     """net_af_packet's ring frames are 2 KiB unless told otherwise; a jumbo
     frame would not fit. One block per frame; the kernel wants blocks of
-    a power of two pages."""
+    a power of two pages. With large frames, fewer of them."""
     if not devargs.startswith("net_af_packet") or "framesz=" in devargs:
         return devargs
     size = 4096
     while size < mtu + 256:
         size *= 2
-    return f"{devargs},framesz={size},blocksz={size}"
+    out = f"{devargs},framesz={size},blocksz={size}"
+    if "framecnt=" not in devargs:
+        out += f",framecnt={max(64, min(AF_PACKET_FRAMES, AF_PACKET_RING_BYTES // size))}"
+    return out
 
 
 async def host_addresses(up: Uplink) -> list[str]:
