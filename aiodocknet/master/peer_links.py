@@ -43,6 +43,23 @@ class PeerLink:
     def traffic(self) -> tuple[int, int]:
         return self.watch.read() if self.watch is not None else (0, 0)
 
+    def by_endpoint(self) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+        """(endpoint, bytes it sent, bytes it received) for each side."""
+        ab, ba = self.traffic()
+        return (self.a, ab, ba), (self.b, ba, ab)
+
+
+def _add(into: dict[str, list[int]], link: PeerLink) -> int:
+    """Adds each side's [sent, received] into into; the link's bytes, both
+    ways, from the same read."""
+    total = 0
+    for name, sent, received in link.by_endpoint():
+        t = into.setdefault(name, [0, 0])
+        t[0] += sent
+        t[1] += received
+        total += sent
+    return total
+
 
 class PeerLinks:
     def __init__(self, enabled: bool = True) -> None:
@@ -85,12 +102,7 @@ class PeerLinks:
         if link is None:
             return None
         del self._by_pair[frozenset((link.a, link.b))]
-        ab, ba = link.traffic()
-        self._bytes_removed += ab + ba
-        for name, sent, received in ((link.a, ab, ba), (link.b, ba, ab)):
-            kept = self._removed_by.setdefault(name, [0, 0])
-            kept[0] += sent
-            kept[1] += received
+        self._bytes_removed += _add(self._removed_by, link)
         if link.watch is not None:
             link.watch.close()
         for name in (link.a, link.b):
@@ -107,13 +119,9 @@ class PeerLinks:
         and taken down. They are read from the ring positions the two
         slaves publish, so an endpoint's peer can make what it received
         run ahead (never back): the switch sees none of this traffic."""
-        out = {name: [sent, received] for name, (sent, received) in self._removed_by.items()}
+        out = {name: list(t) for name, t in self._removed_by.items()}
         for link in self.links.values():
-            ab, ba = link.traffic()
-            for name, sent, received in ((link.a, ab, ba), (link.b, ba, ab)):
-                t = out.setdefault(name, [0, 0])
-                t[0] += sent
-                t[1] += received
+            _add(out, link)
         return {name: (t[0], t[1]) for name, t in out.items()}
 
     def endpoint_gone(self, name: str) -> None:

@@ -45,6 +45,27 @@ struct dn_prefix6 {
 	uint32_t netmask;
 };
 
+/* The prefix's 32-bit word i (0..3) and its mask, host order, the word
+ * masked: what the uplink's socket filter and its XDP program compare a
+ * destination's words with. */
+static inline uint32_t
+dn_prefix6_mask(const struct dn_prefix6 *p, int i)
+{
+	int bits = p->len - 32 * i;
+
+	return bits >= 32 ? 0xffffffffu : bits <= 0 ? 0 :
+		~(0xffffffffu >> bits);
+}
+
+static inline uint32_t
+dn_prefix6_word(const struct dn_prefix6 *p, int i)
+{
+	uint32_t w;
+
+	memcpy(&w, p->addr + 4 * i, 4);
+	return rte_be_to_cpu_32(w) & dn_prefix6_mask(p, i);
+}
+
 /* NS and NA share one shape: type, code, checksum, 4 bytes (NA flags in
  * the first), the target. */
 struct dn_nd_msg {

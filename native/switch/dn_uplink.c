@@ -740,14 +740,8 @@ dn_filter_build(const struct dn_uplink *u, struct sock_filter *f)
 	int i, v6 = u->p6.len != 0;
 
 	for (i = 0; i < 3 && v6; i++) {
-		int bits = u->p6.len - 32 * i;
-
-		w[i] = (uint32_t)u->p6.addr[4 * i] << 24 |
-			(uint32_t)u->p6.addr[4 * i + 1] << 16 |
-			(uint32_t)u->p6.addr[4 * i + 2] << 8 | u->p6.addr[4 * i + 3];
-		m[i] = bits >= 32 ? 0xffffffffu :
-			bits <= 0 ? 0 : ~(0xffffffffu >> bits);
-		w[i] &= m[i];
+		w[i] = dn_prefix6_word(&u->p6, i);
+		m[i] = dn_prefix6_mask(&u->p6, i);
 	}
 #define J(at, to) ((uint8_t)((to) - (at) - 1))
 	f[0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,

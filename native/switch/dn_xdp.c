@@ -179,14 +179,8 @@ dn_xdp_configure(const char *iface, uint32_t subnet, uint32_t netmask,
 	c.netmask = htonl(netmask);
 	c.v6 = p6->len != 0;
 	for (i = 0; i < 4 && c.v6; i++) {
-		int bits = p6->len - 32 * i;
-		uint32_t m = bits >= 32 ? 0xffffffffu :
-			bits <= 0 ? 0 : ~(0xffffffffu >> bits);
-		uint32_t w;
-
-		memcpy(&w, p6->addr + 4 * i, 4);
-		c.mask6[i] = htonl(m);
-		c.prefix6[i] = w & c.mask6[i];
+		c.mask6[i] = htonl(dn_prefix6_mask(p6, i));
+		c.prefix6[i] = htonl(dn_prefix6_word(p6, i));
 	}
 	c.owner_pid = (__u32)getpid();
 	c.owner_start = dn_proc_start(getpid());
